@@ -1,0 +1,353 @@
+/*
+ * labyrinth.h - a page allocator for code that cannot wait.
+ *
+ * Labyrinth hands out blocks of 2^order contiguous pages from an arena (one
+ * zone of page frames managed by a buddy allocator), with the Linux mm
+ * vocabulary: orders, min/low/high watermarks, GFP flags that say what a
+ * request may do to get its pages (dip into reserves, wake or run reclaim,
+ * sleep), shrinkers, and per-context "rooms" that serve order-0 pages with
+ * no lock and no atomic read-modify-write.
+ *
+ * Every call here is documented where it is declared.  The design is in
+ * shared/design/ARCHITECTURE.md; the contract in shared/design/API.md.
+ */
+#ifndef LABYRINTH_H
+#define LABYRINTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define LAB_API __attribute__((visibility("default")))
+#else
+#define LAB_API
+#endif
+
+#define LAB_VERSION_MAJOR 0
+#define LAB_VERSION_MINOR 1
+#define LAB_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------
+ * GFP flags: what a request may do to get its pages.
+ *
+ * As in Linux's gfp_types.h, a request is described by modifiers, and the
+ * usual combinations have names.  The allocation path (ARCHITECTURE.md
+ * section 3) consults them at every step.
+ * ---------------------------------------------------------------------- */
+typedef unsigned int lab_gfp_t;
+
+/* May use part of the emergency reserve below the min watermark (half of it;
+ * an atomic request, HIGH without DIRECT_RECLAIM, a further quarter). */
+#define LAB_GFP_HIGH            (1u << 0)
+/* May block: run shrinkers, re-commit memory from the OS, wait for frees.
+ * Never set this in a signal handler or with a lock held that frees need. */
+#define LAB_GFP_DIRECT_RECLAIM  (1u << 1)
+/* May wake the background reclaimer when free pages fall below `low`.
+ * From a non-blocking request the wake is a flag the reclaimer polls, so it
+ * costs no system call. */
+#define LAB_GFP_WAKE_RECLAIM    (1u << 2)
+/* Zero the pages before returning them. */
+#define LAB_GFP_ZERO            (1u << 3)
+/* Do not report a failure through the log hook. */
+#define LAB_GFP_NOWARN          (1u << 4)
+/* With DIRECT_RECLAIM: one reclaim pass, then fail without waiting. */
+#define LAB_GFP_NORETRY         (1u << 5)
+/* With DIRECT_RECLAIM: several reclaim passes and a bounded wait, then fail. */
+#define LAB_GFP_RETRY_MAYFAIL   (1u << 6)
+/* With DIRECT_RECLAIM: never return NULL; wait as long as it takes.  May use
+ * the HIGH share of the emergency reserve, as Linux grants __GFP_NOFAIL. */
+#define LAB_GFP_NOFAIL          (1u << 7)
+/* May take every free page, ignoring watermarks (for the code that frees
+ * memory, as PF_MEMALLOC in Linux). */
+#define LAB_GFP_MEMALLOC        (1u << 8)
+/* Never use any reserve; overrides MEMALLOC and HIGH. */
+#define LAB_GFP_NOMEMALLOC      (1u << 9)
+
+/* Interrupt context: never blocks, never makes a system call, may dip
+ * deepest into the reserve.  Allowed to fail. */
+#define LAB_GFP_ATOMIC  (LAB_GFP_HIGH | LAB_GFP_WAKE_RECLAIM)
+/* Never blocks, uses no reserve.  Allowed to fail. */
+#define LAB_GFP_NOWAIT  (LAB_GFP_WAKE_RECLAIM)
+/* Ordinary context: may reclaim and sleep. */
+#define LAB_GFP_KERNEL  (LAB_GFP_DIRECT_RECLAIM | LAB_GFP_WAKE_RECLAIM)
+
+/* ------------------------------------------------------------------------
+ * Error codes (returned by calls that return int, and passed to the misuse
+ * handler).  0 is success; lab_strerror() names every code.
+ * ---------------------------------------------------------------------- */
+enum lab_error {
+    LAB_OK = 0,
+    /* configuration */
+    LAB_EINVAL,          /* a required pointer argument is NULL */
+    LAB_ESIZE,           /* arena size is 0 or too large (more than 2^32-2 pages) */
+    LAB_ESIZEALIGN,      /* arena size is not a multiple of the page size */
+    LAB_EORDER,          /* max_order out of range (above LAB_MAX_ORDER_LIMIT) */
+    LAB_EMEMALIGN,       /* cfg.memory is not page aligned */
+    LAB_EWMARK,          /* watermarks out of order: need min <= low <= high < pages */
+    LAB_EFLAGS,          /* unknown arena flag */
+    LAB_EMAP,            /* the OS refused to map the arena or its metadata */
+    LAB_EMLOCK,          /* the OS refused to lock the arena (memlock limit) */
+    LAB_ENOMEM,          /* no memory for the allocator's own bookkeeping */
+    LAB_EBATCH,          /* room batch is 0 */
+    LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages) */
+    LAB_EQUOTA,          /* room quota smaller than its reserve */
+    LAB_EBUSY,           /* a table is full (rooms, shrinkers) */
+    LAB_ENOTFOUND,       /* no such shrinker */
+    /* misuse: reported through the misuse handler */
+    LAB_EDOUBLEFREE,     /* the block is already free */
+    LAB_EWRONGORDER,     /* freed with an order other than the one allocated */
+    LAB_EINTERIOR,       /* the pointer is inside a block, not at its head */
+    LAB_EUNALIGNED,      /* the pointer is not page aligned */
+    LAB_EFOREIGN,        /* the pointer is not in this arena */
+    LAB_EBADORDER,       /* order above the arena's max_order */
+    LAB_EROOMDEAD,       /* the room was destroyed */
+    LAB_ENOTOWNER,       /* room used by a context that does not own it (debug builds) */
+    LAB_ENOTROOMPAGE,    /* lab_room_free of a page that this room did not hand out */
+    /* lab_check: which invariant of ARCHITECTURE.md section 5 broke */
+    LAB_ECHECK_STATE,    /* a frame in no valid state, or state counts that do not add up */
+    LAB_ECHECK_ALIGN,    /* a free block misaligned, or with frames that are not TAIL */
+    LAB_ECHECK_BUDDY,    /* two free buddies of one order that should have merged */
+    LAB_ECHECK_COUNT,    /* a list length differs from its counter */
+    LAB_ECHECK_WMARK,    /* watermarks out of order, or a reserve above its cap */
+    LAB_ERROR_COUNT
+};
+
+/* A short, specific description of an error code ("double free", ...).
+ * Never NULL; async-signal-safe. */
+LAB_API const char *lab_strerror(int err);
+
+/* ------------------------------------------------------------------------
+ * Failure reasons of an allocation (what the result form reports and the
+ * stats count).
+ * ---------------------------------------------------------------------- */
+enum lab_reason {
+    LAB_R_NONE = 0,        /* success */
+    LAB_R_WATERMARK,       /* free pages would fall below the request's floor */
+    LAB_R_FRAGMENTED,      /* enough free pages, but no free block of the order */
+    LAB_R_RESERVE_EMPTY,   /* allowed into the reserves, and they are empty too */
+    LAB_R_WOULD_BLOCK,     /* the zone lock was busy and the request may not wait */
+    LAB_R_ORDER,           /* order above the arena's max_order */
+    LAB_R_QUOTA,           /* the room's quota is reached */
+    LAB_R_INJECTED,        /* fault injection */
+    LAB_R_TIMEOUT,         /* a blocking request waited wait_timeout_ms for frees */
+    LAB_R_BADARG,          /* NULL arena or room, or a destroyed room */
+    LAB_R_COUNT
+};
+/* The name of a reason ("below watermark", ...).  Async-signal-safe. */
+LAB_API const char *lab_reason_str(int reason);
+
+/* The step of the allocation path that served a request (ARCHITECTURE.md
+ * section 3); counted in the stats. */
+enum lab_step {
+    LAB_STEP_NONE = 0,
+    LAB_STEP_ROOM,          /* 1: the room's local stock */
+    LAB_STEP_ROOM_REMOTE,   /* 2: remote frees taken back into the room */
+    LAB_STEP_ZONE,          /* 3: the zone above the min watermark */
+    LAB_STEP_ROOM_RESERVE,  /* 4: the room's private reserve */
+    LAB_STEP_EMERGENCY,     /* 4: the zone below min (HIGH, ATOMIC, MEMALLOC) */
+    LAB_STEP_HIGHATOMIC,    /* 4: blocks kept for high-order atomic requests */
+    LAB_STEP_RECOMMIT,      /* 6: memory re-committed from the OS */
+    LAB_STEP_RECLAIM,       /* 7: after running shrinkers */
+    LAB_STEP_WAIT,          /* 8: after waiting for frees */
+    LAB_STEP_COUNT
+};
+
+/* The result-carrying form of allocation writes here. */
+typedef struct lab_result {
+    void    *addr;    /* the block, or NULL */
+    int      reason;  /* enum lab_reason: LAB_R_NONE on success */
+    int      step;    /* enum lab_step that served it, LAB_STEP_NONE on failure */
+} lab_result;
+
+/* ------------------------------------------------------------------------
+ * Arena
+ * ---------------------------------------------------------------------- */
+#define LAB_PAGE_SIZE          4096u
+#define LAB_MAX_ORDER_DEFAULT  10u
+#define LAB_MAX_ORDER_LIMIT    24u
+
+/* Arena flags. */
+#define LAB_ARENA_PREFAULT   (1u << 0)  /* commit and touch every page at creation */
+#define LAB_ARENA_MLOCK      (1u << 1)  /* lock the arena in memory (implies PREFAULT) */
+#define LAB_ARENA_HUGEPAGES  (1u << 2)  /* back with huge pages where the OS allows */
+
+typedef struct lab_arena lab_arena;
+
+typedef struct lab_arena_config {
+    size_t   size;        /* bytes of page frames (a multiple of the page size) */
+    unsigned max_order;   /* largest block is 2^max_order pages; default 10.  An
+                             arena too small for it uses the largest order that
+                             fits (lab_arena_max_order tells which). */
+    void    *memory;      /* caller-supplied page-aligned region of `size` bytes,
+                             or NULL to map one; a supplied region is never unmapped */
+    size_t   wmark_min, wmark_low, wmark_high;  /* pages; all 0 = derived from the
+                             size as Linux does: min_free_kbytes = sqrt(16 * KiB)
+                             clamped to [128 KiB, 256 MiB] (and to a quarter of the
+                             arena), low = min + d, high = min + 2d with
+                             d = max(min / 4, pages / 1000) */
+    unsigned wait_timeout_ms;  /* how long a blocking request waits for frees; default 1000 */
+    unsigned flags;       /* LAB_ARENA_*; 0 = lazy */
+    unsigned kswapd_poll_ms;   /* how often the background reclaimer looks for a wake
+                             raised by a non-blocking request; default 2 */
+    const char *name;     /* for stats and reports; may be NULL */
+} lab_arena_config;
+
+/* Fill *cfg with defaults (size 0: the caller must set it). */
+LAB_API void lab_arena_config_init(lab_arena_config *cfg);
+/* Create an arena.  Returns 0 and sets *out, or a LAB_E* code (and leaves
+ * *out NULL).  Not async-signal-safe. */
+LAB_API int  lab_arena_create(const lab_arena_config *cfg, lab_arena **out);
+/* Destroy an arena: stops its reclaimer, unmaps what it mapped.  Every room
+ * must be destroyed first or is destroyed here; pages still handed out die
+ * with it.  NULL is ignored. */
+LAB_API void lab_arena_destroy(lab_arena *a);
+/* The page size: 4096. */
+LAB_API size_t lab_page_size(const lab_arena *a);
+/* The largest order this arena serves. */
+LAB_API unsigned lab_arena_max_order(const lab_arena *a);
+/* The first byte of the arena's page frames, and their total size. */
+LAB_API void  *lab_arena_base(const lab_arena *a);
+LAB_API size_t lab_arena_size(const lab_arena *a);
+/* Decommit free memory, keeping committed at most what the reserves need
+ * (the min watermark's worth); returns the bytes given back.  May block. */
+LAB_API size_t lab_arena_trim(lab_arena *a);
+
+/* ------------------------------------------------------------------------
+ * Pages
+ * ---------------------------------------------------------------------- */
+/* Allocate 2^order contiguous pages aligned to 2^order pages from the
+ * arena's start.  NULL on failure.  With LAB_GFP_ATOMIC or LAB_GFP_NOWAIT it
+ * never blocks, makes no system call and is async-signal-safe. */
+LAB_API void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order);
+/* The same, writing the block or the reason for failure into *res. */
+LAB_API void  lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res);
+/* Free a block from any context (async-signal-safe).  A page a room handed
+ * out goes back to that room.  NULL is ignored, as in Linux's free_pages(0).
+ * Misuse (double free, wrong order, interior, unaligned or foreign pointer,
+ * order above max) calls the misuse handler and changes nothing. */
+LAB_API void  lab_free_pages(lab_arena *a, void *addr, unsigned order);
+
+/* ------------------------------------------------------------------------
+ * Errors and misuse
+ * ---------------------------------------------------------------------- */
+/* Called once per misuse with its code, the address and a message naming the
+ * frame and the fault.  May be called in a signal handler. */
+typedef void (*lab_misuse_fn)(void *ctx, int err, const void *addr, const char *msg);
+/* Replace the misuse handler (NULL restores the default: debug builds abort
+ * with the message; release builds write it to stderr once per error code). */
+LAB_API void lab_set_misuse_handler(lab_arena *a, lab_misuse_fn fn, void *ctx);
+/* Failure reports ("page allocation failure: order:3, mode:0x..., reason:
+ * ...", then the zone's free blocks per order) go to this hook, at most 10
+ * per 5 seconds per arena, for failed requests without LAB_GFP_NOWARN.  The
+ * default writes to stderr with write(2).  The hook may be called in a signal
+ * handler.  NULL restores the default. */
+typedef void (*lab_log_fn)(void *ctx, const char *msg, size_t len);
+LAB_API void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx);
+
+/* Verify every invariant of ARCHITECTURE.md section 5.  0 when they hold, else
+ * the LAB_ECHECK_* code of the first that broke (and a line on stderr saying
+ * where).  Thread-safe; exact when no room is in use concurrently. */
+LAB_API int  lab_check(lab_arena *a);
+
+/* ------------------------------------------------------------------------
+ * Rooms: exclusive per-context stocks of order-0 pages
+ * ---------------------------------------------------------------------- */
+typedef struct lab_room lab_room;
+typedef struct lab_room_config {
+    size_t reserve;  /* pages guaranteed to this room, taken at creation, isolated */
+    size_t batch;    /* pages moved per refill or drain; default 32 */
+    size_t high;     /* surplus above this is drained back to the zone; default 4 * batch */
+    size_t quota;    /* most pages the room may hold plus hand out; 0 = no limit */
+    const char *name;
+} lab_room_config;
+LAB_API void  lab_room_config_init(lab_room_config *cfg);
+LAB_API int   lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out);
+LAB_API void  lab_room_destroy(lab_room *r);
+LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
+LAB_API void  lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res);
+LAB_API void  lab_room_free(lab_room *r, void *page);
+
+/* ------------------------------------------------------------------------
+ * Reclaim
+ * ---------------------------------------------------------------------- */
+typedef struct lab_shrinker {
+    size_t (*count)(void *ctx);                   /* pages it could give back now */
+    size_t (*scan)(void *ctx, size_t nr_to_free); /* gives back up to nr with
+                                                     lab_free_pages; returns how many */
+    void *ctx;
+} lab_shrinker;
+/* Register a shrinker (the struct is copied; unregister with the same
+ * pointer or an equal struct).  Shrinkers run with no allocator lock held. */
+LAB_API int  lab_shrinker_register(lab_arena *a, const lab_shrinker *s);
+/* Unregister; when it returns, the shrinker is not running and will not run. */
+LAB_API void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *s);
+
+/* ------------------------------------------------------------------------
+ * Fault injection (as Linux's fail_page_alloc)
+ *
+ * Off by default and then free: one predictable branch per request.  Also
+ * set, for every arena a program creates, by the environment variable
+ *   LAB_FAIL_PAGE_ALLOC="probability=10,interval=1,times=-1,min_order=0,ignore_blocking=0"
+ * so any program's failure paths can be exercised without recompiling.
+ * Injected failures have reason LAB_R_INJECTED.  Room fast paths (stock and
+ * remote frees) are not decision points; their refills are.
+ * ---------------------------------------------------------------------- */
+typedef struct lab_fault_config {
+    unsigned probability;     /* percent of eligible requests that fail, 0..100 */
+    unsigned interval;        /* only every interval-th eligible request may fail (0 or 1: each) */
+    long     times;           /* failures left to inject; -1 = no limit */
+    unsigned min_order;       /* only requests of at least this order are eligible */
+    int      ignore_blocking; /* requests that may block (DIRECT_RECLAIM) are exempt */
+} lab_fault_config;
+/* Turn injection on with *fc, or off with NULL.  0 or LAB_EINVAL. */
+LAB_API int lab_fault_set(lab_arena *a, const lab_fault_config *fc);
+/* How many failures have been injected so far. */
+LAB_API uint64_t lab_fault_injected(const lab_arena *a);
+
+/* ------------------------------------------------------------------------
+ * Stats
+ * ---------------------------------------------------------------------- */
+#define LAB_STATS_TEXT 0
+#define LAB_STATS_JSON 1
+
+/* GFP classes the stats count failures by. */
+enum lab_gfp_class { LAB_CLASS_ATOMIC, LAB_CLASS_NOWAIT, LAB_CLASS_KERNEL, LAB_CLASS_OTHER, LAB_CLASS_COUNT };
+
+typedef struct lab_stats {
+    size_t total_pages, free_pages;
+    size_t free_blocks[32];   /* free blocks per order, like /proc/buddyinfo */
+    unsigned max_order;
+    size_t wmark_min, wmark_low, wmark_high;
+    size_t allocated_pages;   /* handed out by the zone (including pages rooms handed out) */
+    size_t room_pages;        /* held in rooms' stocks */
+    size_t reserve_pages;     /* held in room reserves and the high-order atomic reserve */
+    size_t highatomic_pages;  /* of which in the high-order atomic reserve */
+    size_t deferred_pages;    /* frees in flight on lock-free lists */
+    size_t void_pages;        /* free and decommitted */
+    size_t nr_rooms;
+    uint64_t alloc_by_step[LAB_STEP_COUNT];
+    uint64_t fail_by_reason[LAB_R_COUNT];
+    uint64_t fail_by_class[LAB_CLASS_COUNT];
+    uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
+} lab_stats;
+LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
+/* Write the stats: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one object.
+ * Returns 0 or -1 on a write error. */
+LAB_API int  lab_stats_print(lab_arena *a, FILE *f, int format);
+
+typedef struct lab_room_stats {
+    uint64_t allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
+    uint64_t fail_by_reason[LAB_R_COUNT];
+    size_t stock, reserve, out;  /* pages in stock, in the private reserve, handed out */
+} lab_room_stats;
+LAB_API void lab_room_stats_get(lab_room *r, lab_room_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LABYRINTH_H */

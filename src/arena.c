@@ -1,0 +1,276 @@
+/*
+ * arena.c - configuration, creation and destruction of an arena, trim, and
+ * the names of error codes and reasons.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+void lab_arena_config_init(lab_arena_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_order = LAB_MAX_ORDER_DEFAULT;
+    cfg->wait_timeout_ms = 1000;
+    cfg->kswapd_poll_ms = 2;
+}
+
+static int validate(const lab_arena_config *cfg, size_t *pages_out)
+{
+    if (cfg->size == 0)
+        return LAB_ESIZE;
+    if (cfg->size % LAB_PAGE_SIZE)
+        return LAB_ESIZEALIGN;
+    size_t pages = cfg->size / LAB_PAGE_SIZE;
+    if (pages >= NIL)
+        return LAB_ESIZE;
+    if (cfg->max_order > LAB_MAX_ORDER_LIMIT)
+        return LAB_EORDER;
+    if ((uintptr_t)cfg->memory % LAB_PAGE_SIZE)
+        return LAB_EMEMALIGN;
+    if (cfg->flags & ~(unsigned)(LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK | LAB_ARENA_HUGEPAGES))
+        return LAB_EFLAGS;
+    size_t min = cfg->wmark_min, low = cfg->wmark_low, high = cfg->wmark_high;
+    if (min || low || high) {
+        if (low == 0 && high == 0) {
+            if (min >= pages)
+                return LAB_EWMARK;
+        } else if (!(min <= low && low <= high && high < pages)) {
+            return LAB_EWMARK;
+        }
+    }
+    *pages_out = pages;
+    return 0;
+}
+
+static void report_mlock_refusal(size_t bytes, int err)
+{
+    struct rlimit rl;
+    struct fmtbuf b = { .len = 0 };
+    fmt_str(&b, "labyrinth: mlock of ");
+    fmt_u64(&b, bytes);
+    fmt_str(&b, " bytes refused (errno ");
+    fmt_u64(&b, (uint64_t)err);
+    fmt_str(&b, ")");
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
+        fmt_str(&b, "; RLIMIT_MEMLOCK is ");
+        if (rl.rlim_cur == RLIM_INFINITY)
+            fmt_str(&b, "unlimited");
+        else
+            fmt_u64(&b, rl.rlim_cur);
+        fmt_str(&b, " bytes");
+    }
+    fmt_str(&b, "\n");
+    plat_write_stderr(b.buf, b.len);
+}
+
+static void zone_init(struct zone *z, char *base, struct page *pages, uint32_t nr_pages, unsigned max_order)
+{
+    z->base = base;
+    z->pages = pages;
+    z->nr_pages = nr_pages;
+    z->max_order = max_order;
+    z->populated = 0;         /* everything is listed lazily by buddy_take */
+    z->free_pages = nr_pages;
+    atomic_store(&z->free_pages_pub, nr_pages);
+    for (unsigned o = 0; o <= LAB_MAX_ORDER_LIMIT; o++) {
+        z->area[o].head = NIL;
+        z->ha_area[o].head = NIL;
+    }
+    z->ha_cap = nr_pages / 100;
+    atomic_store(&z->deferred, NIL);
+}
+
+int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
+{
+    if (!out)
+        return LAB_EINVAL;
+    *out = NULL;
+    if (!cfg)
+        return LAB_EINVAL;
+    size_t pages;
+    int err = validate(cfg, &pages);
+    if (err)
+        return err;
+
+    struct lab_arena *a = calloc(1, sizeof(*a));
+    if (!a)
+        return LAB_ENOMEM;
+    a->cfg = *cfg;
+    if (a->cfg.wait_timeout_ms == 0)
+        a->cfg.wait_timeout_ms = 1000;
+    if (a->cfg.kswapd_poll_ms == 0)
+        a->cfg.kswapd_poll_ms = 2;
+    strncpy(a->name, cfg->name ? cfg->name : "arena", sizeof(a->name) - 1);
+
+    unsigned max_order = cfg->max_order;
+    while (max_order > 0 && ((size_t)1 << max_order) > pages)
+        max_order--;
+
+    bool prefault = (cfg->flags & (LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK)) != 0;
+    a->desc_bytes = (pages * sizeof(struct page) + LAB_PAGE_SIZE - 1) & ~(size_t)(LAB_PAGE_SIZE - 1);
+    struct page *descs = plat_map(a->desc_bytes, prefault);
+    char *base = cfg->memory;
+    if (!base) {
+        base = plat_map(cfg->size, prefault);
+        a->own_memory = true;
+    } else if (prefault) {
+        for (size_t off = 0; off < cfg->size; off += LAB_PAGE_SIZE)
+            ((volatile char *)base)[off] = ((volatile char *)base)[off];
+    }
+    if (!descs || !base) {
+        err = LAB_EMAP;
+        goto fail;
+    }
+    if (cfg->flags & LAB_ARENA_HUGEPAGES)
+        madvise(base, cfg->size, MADV_HUGEPAGE);
+    if (cfg->flags & LAB_ARENA_MLOCK) {
+        int e = plat_mlock(base, cfg->size);
+        if (e == 0)
+            e = plat_mlock(descs, a->desc_bytes);
+        if (e) {
+            report_mlock_refusal(cfg->size + a->desc_bytes, e);
+            err = LAB_EMLOCK;
+            goto fail;
+        }
+    }
+
+    zone_init(&a->zone, base, descs, (uint32_t)pages, max_order);
+    zone_init_watermarks(&a->zone, cfg);
+    if ((err = reclaim_init(a)))
+        goto fail;
+    fault_init(a);
+    *out = a;
+    return 0;
+fail:
+    plat_unmap(descs, a->desc_bytes);
+    if (a->own_memory && base)
+        plat_unmap(base, cfg->size);
+    free(a);
+    return err;
+}
+
+void lab_arena_destroy(lab_arena *a)
+{
+    if (!a)
+        return;
+    reclaim_fini(a);
+    rooms_destroy_all(a);
+    plat_unmap(a->zone.pages, a->desc_bytes);
+    if (a->own_memory)
+        plat_unmap(a->zone.base, a->cfg.size);
+    free(a);
+}
+
+size_t lab_page_size(const lab_arena *a)
+{
+    (void)a;
+    return LAB_PAGE_SIZE;
+}
+
+unsigned lab_arena_max_order(const lab_arena *a) { return a ? a->zone.max_order : 0; }
+void *lab_arena_base(const lab_arena *a) { return a ? a->zone.base : NULL; }
+size_t lab_arena_size(const lab_arena *a) { return a ? (size_t)a->zone.nr_pages << PAGE_SHIFT : 0; }
+
+/* Decommit free blocks above what the min watermark needs.  The blocks are
+ * taken off their free lists (state VOID) while the system calls run without
+ * the zone lock, then put back, as Linux's free page reporting isolates the
+ * pages it reports.  While they are out, other requests see fewer free pages. */
+size_t lab_arena_trim(lab_arena *a)
+{
+    if (!a)
+        return 0;
+    struct zone *z = &a->zone;
+    uint32_t isolated = NIL;
+    zone_lock(z);
+    size_t keep = z->wmark[WMARK_MIN];
+    for (int o = (int)z->max_order; o >= 0; o--) {
+        uint32_t f;
+        while ((f = z->area[o].head) != NIL && z->free_pages >= keep + ((size_t)1 << o)) {
+            buddy_remove_free(z, f, (unsigned)o);
+            pg_set_state(&z->pages[f], PG_VOID);
+            z->pages[f].next = isolated;
+            isolated = f;
+        }
+    }
+    zone_unlock(z);
+    size_t given = 0;
+    for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
+        size_t bytes = (size_t)LAB_PAGE_SIZE << pg_order(&z->pages[f]);
+        madvise(addr_of(z, f), bytes, MADV_DONTNEED);
+        given += bytes;
+    }
+    zone_lock(z);
+    while (isolated != NIL) {
+        uint32_t next = z->pages[isolated].next;
+        buddy_put(z, isolated, pg_order(&z->pages[isolated]));
+        isolated = next;
+    }
+    zone_unlock(z);
+    return given;
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+static const char *const error_names[LAB_ERROR_COUNT] = {
+    [LAB_OK] = "success",
+    [LAB_EINVAL] = "invalid argument (NULL)",
+    [LAB_ESIZE] = "arena size is zero or too large",
+    [LAB_ESIZEALIGN] = "arena size is not a multiple of the page size",
+    [LAB_EORDER] = "max_order out of range",
+    [LAB_EMEMALIGN] = "supplied memory is not page aligned",
+    [LAB_EWMARK] = "watermarks out of order (need min <= low <= high < pages)",
+    [LAB_EFLAGS] = "unknown arena flag",
+    [LAB_EMAP] = "the OS refused to map memory",
+    [LAB_EMLOCK] = "the OS refused to lock memory (memlock limit)",
+    [LAB_ENOMEM] = "out of memory for bookkeeping",
+    [LAB_EBATCH] = "room batch is zero",
+    [LAB_ERESERVE] = "room reserve larger than the free pages above min",
+    [LAB_EQUOTA] = "room quota smaller than its reserve",
+    [LAB_EBUSY] = "table full",
+    [LAB_ENOTFOUND] = "not found",
+    [LAB_EDOUBLEFREE] = "double free",
+    [LAB_EWRONGORDER] = "wrong order",
+    [LAB_EINTERIOR] = "interior pointer",
+    [LAB_EUNALIGNED] = "unaligned pointer",
+    [LAB_EFOREIGN] = "foreign pointer",
+    [LAB_EBADORDER] = "order above max_order",
+    [LAB_EROOMDEAD] = "room used after destroy",
+    [LAB_ENOTOWNER] = "room used by a context that does not own it",
+    [LAB_ENOTROOMPAGE] = "page not handed out by this room",
+    [LAB_ECHECK_STATE] = "invariant: frame state",
+    [LAB_ECHECK_ALIGN] = "invariant: block alignment",
+    [LAB_ECHECK_BUDDY] = "invariant: unmerged free buddies",
+    [LAB_ECHECK_COUNT] = "invariant: list length differs from counter",
+    [LAB_ECHECK_WMARK] = "invariant: watermarks or reserve caps",
+};
+
+const char *lab_strerror(int err)
+{
+    if (err < 0 || err >= LAB_ERROR_COUNT || !error_names[err])
+        return "unknown error";
+    return error_names[err];
+}
+
+static const char *const reason_names[LAB_R_COUNT] = {
+    [LAB_R_NONE] = "none",
+    [LAB_R_WATERMARK] = "below watermark",
+    [LAB_R_FRAGMENTED] = "no free block of the order",
+    [LAB_R_RESERVE_EMPTY] = "reserve exhausted",
+    [LAB_R_WOULD_BLOCK] = "would block",
+    [LAB_R_ORDER] = "order too large",
+    [LAB_R_QUOTA] = "room quota reached",
+    [LAB_R_INJECTED] = "injected fault",
+    [LAB_R_TIMEOUT] = "timed out",
+    [LAB_R_BADARG] = "bad argument",
+};
+
+const char *lab_reason_str(int reason)
+{
+    if (reason < 0 || reason >= LAB_R_COUNT)
+        return "unknown reason";
+    return reason_names[reason];
+}

@@ -1,0 +1,163 @@
+/*
+ * buddy.c - split and merge of power-of-two blocks inside the zone.
+ *
+ * A block of order k is 2^k frames aligned to 2^k; its buddy is the block
+ * whose index differs in bit k.  Free blocks sit on one doubly linked list
+ * per order, linked by 32-bit frame indices through their head descriptors;
+ * a bitmap of non-empty lists makes "smallest order >= k with a free block"
+ * one count-trailing-zeros.  Allocation splits the block it finds down to
+ * the order asked; free merges with the buddy while the buddy is a free head
+ * of the same order.  Both loops run at most max_order times.
+ *
+ * Deferred initialisation: frames at and above zone->populated are free but
+ * not yet on any list (their descriptors are still the zero TAIL state of a
+ * fresh mapping).  When the lists run dry, the next max-order block is
+ * listed.  So creating a huge arena writes no descriptor at all, as Linux
+ * defers struct page initialisation.  The populated boundary is always a
+ * multiple of 2^max_order (or the end), so no block straddles it.
+ *
+ * Every function here runs with the zone lock held.
+ */
+#include "internal.h"
+
+void list_push(struct zone *z, struct free_area *fa, uint32_t frame)
+{
+    struct page *p = &z->pages[frame];
+    p->prev = NIL;
+    p->next = fa->head;
+    if (fa->head != NIL)
+        z->pages[fa->head].prev = frame;
+    fa->head = frame;
+    fa->nr_free++;
+}
+
+void list_unlink(struct zone *z, struct free_area *fa, uint32_t frame)
+{
+    struct page *p = &z->pages[frame];
+    lab_assert(fa->nr_free > 0);
+    if (p->prev != NIL)
+        z->pages[p->prev].next = p->next;
+    else
+        fa->head = p->next;
+    if (p->next != NIL)
+        z->pages[p->next].prev = p->prev;
+    p->next = p->prev = NIL;
+    fa->nr_free--;
+}
+
+static void free_list_add(struct zone *z, uint32_t frame, unsigned order)
+{
+    struct page *p = &z->pages[frame];
+    pg_set_order(p, order);
+    pg_set_state(p, PG_FREE);
+    list_push(z, &z->area[order], frame);
+    z->nonempty |= 1u << order;
+}
+
+static void free_list_del(struct zone *z, uint32_t frame, unsigned order)
+{
+    list_unlink(z, &z->area[order], frame);
+    if (z->area[order].head == NIL)
+        z->nonempty &= ~(1u << order);
+}
+
+/* The largest block that can start at `frame` (aligned there) and end by `end`. */
+static unsigned largest_fitting_order(const struct zone *z, uint32_t frame, uint32_t end)
+{
+    unsigned o = z->max_order;
+    while (o > 0 && (((frame & ((1u << o) - 1)) != 0) || (uint64_t)frame + (1u << o) > end))
+        o--;
+    return o;
+}
+
+/* List the next unpopulated max-order block (or the tail pieces of an arena
+ * that is not a multiple of the largest block).  False when all is listed. */
+static bool populate_more(struct zone *z)
+{
+    if (z->populated >= z->nr_pages)
+        return false;
+    uint32_t f = z->populated;
+    uint32_t end = z->nr_pages;
+    uint32_t max_block = 1u << z->max_order;
+    if (end - f >= max_block) {
+        free_list_add(z, f, z->max_order);
+        z->populated = f + max_block;
+        return true;
+    }
+    while (f < end) {
+        unsigned o = largest_fitting_order(z, f, end);
+        free_list_add(z, f, o);
+        f += 1u << o;
+    }
+    z->populated = end;
+    return true;
+}
+
+/* Blocks per order that the unpopulated range will become (for buddyinfo). */
+void buddy_unpopulated_blocks(const struct zone *z, size_t *blocks)
+{
+    uint32_t f = z->populated, end = z->nr_pages;
+    uint32_t max_block = 1u << z->max_order;
+    size_t full = (end - f) / max_block;
+    blocks[z->max_order] += full;
+    f += (uint32_t)(full * max_block);
+    while (f < end) {
+        unsigned o = largest_fitting_order(z, f, end);
+        blocks[o]++;
+        f += 1u << o;
+    }
+}
+
+/* Take a free block of exactly `order`, splitting a larger one if needed.
+ * The caller checked the watermark; NIL means no block of the order exists. */
+uint32_t buddy_take(struct zone *z, unsigned order)
+{
+    uint32_t mask;
+    while ((mask = z->nonempty >> order) == 0)
+        if (!populate_more(z))
+            return NIL;
+    unsigned o = order + (unsigned)__builtin_ctz(mask);
+    uint32_t frame = z->area[o].head;
+    lab_assert(pg_state(&z->pages[frame]) == PG_FREE && pg_order(&z->pages[frame]) == o);
+    free_list_del(z, frame, o);
+    while (o > order) {          /* split: the upper half goes back on a list */
+        o--;
+        free_list_add(z, frame + (1u << o), o);
+    }
+    struct page *p = &z->pages[frame];
+    pg_set_order(p, order);
+    pg_set_state(p, PG_ALLOCATED);
+    p->room = 0;
+    z->free_pages -= (size_t)1 << order;
+    return frame;
+}
+
+/* Remove a specific free block from its list (for reserves that pick one). */
+void buddy_remove_free(struct zone *z, uint32_t frame, unsigned order)
+{
+    free_list_del(z, frame, order);
+    z->free_pages -= (size_t)1 << order;
+}
+
+/* Give a block back, merging with its buddy for as long as it is free. */
+void buddy_put(struct zone *z, uint32_t frame, unsigned order)
+{
+    lab_assert((frame & ((1u << order) - 1)) == 0 && frame + (1u << order) <= z->nr_pages);
+    z->free_pages += (size_t)1 << order;
+    z->freed_in_hold = true;
+    pg_set_state(&z->pages[frame], PG_TAIL);
+    while (order < z->max_order) {
+        uint32_t buddy = frame ^ (1u << order);
+        if (buddy >= z->populated)
+            break;
+        struct page *b = &z->pages[buddy];
+        if (pg_state(b) != PG_FREE || pg_order(b) != order)
+            break;
+        free_list_del(z, buddy, order);
+        pg_set_state(b, PG_TAIL);
+        frame &= ~(1u << order);
+        order++;
+    }
+    z->pages[frame].room = 0;
+    free_list_add(z, frame, order);
+}

@@ -1,0 +1,361 @@
+/*
+ * debug.c - misuse reports, failure reports, and lab_check.
+ *
+ * Reports may be written from a signal handler, so they are formatted by
+ * hand into a stack buffer and written with write(2): no stdio, no malloc.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ---- async-signal-safe formatting --------------------------------------- */
+
+void fmt_str(struct fmtbuf *b, const char *s)
+{
+    while (*s && b->len < sizeof(b->buf) - 1)
+        b->buf[b->len++] = *s++;
+    b->buf[b->len] = 0;
+}
+
+void fmt_u64(struct fmtbuf *b, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    char out[24];
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+    fmt_str(b, out);
+}
+
+void fmt_hex(struct fmtbuf *b, uint64_t v)
+{
+    char out[20] = "0x";
+    int n = 2;
+    int shift = 60;
+    while (shift > 0 && ((v >> shift) & 0xf) == 0)
+        shift -= 4;
+    for (; shift >= 0; shift -= 4)
+        out[n++] = "0123456789abcdef"[(v >> shift) & 0xf];
+    out[n] = 0;
+    fmt_str(b, out);
+}
+
+void lab_assert_fail(const char *what, const char *file, int line)
+{
+    struct fmtbuf b = { .len = 0 };
+    fmt_str(&b, "labyrinth: internal assertion failed: ");
+    fmt_str(&b, what);
+    fmt_str(&b, " at ");
+    fmt_str(&b, file);
+    fmt_str(&b, ":");
+    fmt_u64(&b, (uint64_t)line);
+    fmt_str(&b, "\n");
+    plat_write_stderr(b.buf, b.len);
+    abort();
+}
+
+static void fmt_arena(struct fmtbuf *b, struct lab_arena *a)
+{
+    fmt_str(b, "labyrinth: arena '");
+    fmt_str(b, a->name);
+    fmt_str(b, "': ");
+}
+
+/* ---- misuse -------------------------------------------------------------- */
+
+void lab_set_misuse_handler(lab_arena *a, lab_misuse_fn fn, void *ctx)
+{
+    if (!a)
+        return;
+    a->misuse_ctx = ctx;
+    a->misuse_fn = fn;
+}
+
+void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what)
+{
+    struct fmtbuf b = { .len = 0 };
+    ctr_add_shared(&a->st.misuse, 1);
+    fmt_arena(&b, a);
+    fmt_str(&b, lab_strerror(err));
+    fmt_str(&b, ": ");
+    if (frame != NIL) {
+        fmt_str(&b, "frame ");
+        fmt_u64(&b, frame);
+        fmt_str(&b, " ");
+    }
+    fmt_str(&b, "(");
+    fmt_hex(&b, (uint64_t)(uintptr_t)addr);
+    fmt_str(&b, "): ");
+    fmt_str(&b, what);
+    if (a->misuse_fn) {
+        a->misuse_fn(a->misuse_ctx, err, addr, b.buf);
+        return;
+    }
+    fmt_str(&b, "\n");
+    if (LAB_DEBUG_ON) {
+        plat_write_stderr(b.buf, b.len);
+        abort();
+    }
+    uint32_t bit = 1u << (err & 31);
+    if (!(atomic_fetch_or_explicit(&a->misuse_reported, bit, memory_order_relaxed) & bit))
+        plat_write_stderr(b.buf, b.len);
+}
+
+/* ---- failure reports ------------------------------------------------------ */
+
+#define REPORT_BURST 10
+#define REPORT_WINDOW_NS (5ull * 1000000000ull)
+
+void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx)
+{
+    if (!a)
+        return;
+    a->log_ctx = ctx;
+    a->log_fn = fn;
+}
+
+static bool report_allowed(struct lab_arena *a)
+{
+    uint64_t now = plat_now_ns();
+    uint64_t start = atomic_load_explicit(&a->log_window_start, memory_order_relaxed);
+    if (now - start > REPORT_WINDOW_NS &&
+        atomic_compare_exchange_strong(&a->log_window_start, &start, now))
+        atomic_store(&a->log_in_window, 0);
+    return atomic_fetch_add(&a->log_in_window, 1) < REPORT_BURST;
+}
+
+static const char *const gfp_names[] = {
+    "HIGH", "DIRECT_RECLAIM", "WAKE_RECLAIM", "ZERO", "NOWARN", "NORETRY",
+    "RETRY_MAYFAIL", "NOFAIL", "MEMALLOC", "NOMEMALLOC",
+};
+
+/* Like the kernel's warn_alloc(): what was asked, why it failed, and the
+ * zone's free blocks per order. */
+void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason)
+{
+    if (!report_allowed(a))
+        return;
+    struct fmtbuf b = { .len = 0 };
+    struct zone *z = &a->zone;
+    fmt_arena(&b, a);
+    fmt_str(&b, "page allocation failure: order:");
+    fmt_u64(&b, order);
+    fmt_str(&b, ", mode:");
+    fmt_hex(&b, gfp);
+    fmt_str(&b, " (");
+    bool first = true;
+    for (unsigned i = 0; i < sizeof(gfp_names) / sizeof(gfp_names[0]); i++) {
+        if (gfp & (1u << i)) {
+            if (!first)
+                fmt_str(&b, "|");
+            fmt_str(&b, gfp_names[i]);
+            first = false;
+        }
+    }
+    fmt_str(&b, "), reason: ");
+    fmt_str(&b, lab_reason_str(reason));
+    fmt_str(&b, "\n  free:");
+    /* Only if the lock is free: the report must never wait, and this may be
+     * a signal handler that interrupted the holder. */
+    if (zone_trylock(z)) {
+        size_t blocks[LAB_MAX_ORDER_LIMIT + 1] = { 0 };
+        for (unsigned o = 0; o <= z->max_order; o++)
+            blocks[o] = z->area[o].nr_free;
+        buddy_unpopulated_blocks(z, blocks);
+        size_t free_pages = z->free_pages;
+        zone_unlock(z);
+        fmt_u64(&b, free_pages);
+        fmt_str(&b, " min:");
+        fmt_u64(&b, z->wmark[WMARK_MIN]);
+        fmt_str(&b, " low:");
+        fmt_u64(&b, z->wmark[WMARK_LOW]);
+        fmt_str(&b, " high:");
+        fmt_u64(&b, z->wmark[WMARK_HIGH]);
+        fmt_str(&b, " blocks per order:");
+        for (unsigned o = 0; o <= z->max_order; o++) {
+            fmt_str(&b, " ");
+            fmt_u64(&b, blocks[o]);
+        }
+    } else {
+        fmt_str(&b, " (zone busy)");
+    }
+    fmt_str(&b, "\n");
+    if (a->log_fn)
+        a->log_fn(a->log_ctx, b.buf, b.len);
+    else
+        plat_write_stderr(b.buf, b.len);
+}
+
+/* ---- lab_check ------------------------------------------------------------ */
+
+static int check_fail(bool report, int err, const char *what, uint64_t frame)
+{
+    if (report) {
+        struct fmtbuf b = { .len = 0 };
+        fmt_str(&b, "labyrinth: lab_check: ");
+        fmt_str(&b, lab_strerror(err));
+        fmt_str(&b, ": ");
+        fmt_str(&b, what);
+        if (frame != NIL) {
+            fmt_str(&b, " (frame ");
+            fmt_u64(&b, frame);
+            fmt_str(&b, ")");
+        }
+        fmt_str(&b, "\n");
+        plat_write_stderr(b.buf, b.len);
+    }
+    return err;
+}
+#define FAIL(err, what, frame) return check_fail(report, err, what, frame)
+
+static int check_list(struct zone *z, struct free_area *fa, unsigned order, unsigned state, bool report, size_t *pages)
+{
+    size_t n = 0;
+    uint32_t prev = NIL;
+    for (uint32_t f = fa->head; f != NIL; f = z->pages[f].next) {
+        struct page *p = &z->pages[f];
+        if (f >= z->nr_pages || pg_state(p) != state || pg_order(p) != order || p->room != 0)
+            FAIL(LAB_ECHECK_COUNT, "a free-list entry in the wrong state or order", f);
+        if (p->prev != prev)
+            FAIL(LAB_ECHECK_COUNT, "a broken free-list back link", f);
+        if (++n > z->nr_pages)
+            FAIL(LAB_ECHECK_COUNT, "a free list that loops", f);
+        prev = f;
+    }
+    if (n != fa->nr_free)
+        FAIL(LAB_ECHECK_COUNT, "a free-list length differs from its counter", NIL);
+    *pages += n << order;
+    return 0;
+}
+
+/* Zone lock held. */
+int zone_check_locked(struct lab_arena *a, bool report)
+{
+    struct zone *z = &a->zone;
+    size_t by_state[PG_NR_STATES] = { 0 };
+    uint32_t nroom = atomic_load(&a->nr_rooms_made);
+    size_t *room_pages = NULL;  /* [id] stock pages, [MAX_ROOMS + id] reserve pages */
+    uint32_t *room_seq = NULL;
+    int err = 0;
+
+    if (!(z->wmark[WMARK_MIN] <= z->wmark[WMARK_LOW] && z->wmark[WMARK_LOW] <= z->wmark[WMARK_HIGH]))
+        FAIL(LAB_ECHECK_WMARK, "watermarks out of order", NIL);
+    if (z->ha_pages > z->ha_cap)
+        FAIL(LAB_ECHECK_WMARK, "high-order atomic reserve above its cap", NIL);
+
+    if (nroom) {
+        room_pages = calloc(2 * (size_t)(nroom + 1), sizeof(size_t));
+        room_seq = calloc((size_t)nroom + 1, sizeof(uint32_t));
+        if (!room_pages || !room_seq) {
+            free(room_pages);
+            free(room_seq);
+            room_pages = NULL;
+            room_seq = NULL;
+            nroom = 0;
+        }
+    }
+    for (uint32_t id = 1; id <= nroom; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        room_seq[id] = r ? atomic_load_explicit(&r->seq, memory_order_acquire) : 1;
+    }
+#undef FAIL
+#define FAIL(e, what, frame) do { err = check_fail(report, e, what, frame); goto out; } while (0)
+
+    for (uint32_t i = 0; i < z->populated;) {
+        struct page *p = &z->pages[i];
+        unsigned st = pg_state(p), o = pg_order(p);
+        if (st == PG_TAIL)
+            FAIL(LAB_ECHECK_STATE, "a TAIL frame that belongs to no block", i);
+        if (st >= PG_NR_STATES)
+            FAIL(LAB_ECHECK_STATE, "a frame in no valid state", i);
+        if (o > z->max_order)
+            FAIL(LAB_ECHECK_STATE, "a block head with an order above max_order", i);
+        uint32_t n = 1u << o;
+        if ((i & (n - 1)) != 0 || (uint64_t)i + n > z->populated)
+            FAIL(LAB_ECHECK_ALIGN, "a block not aligned to its order, or past the end", i);
+        for (uint32_t j = i + 1; j < i + n; j++)
+            if (pg_state(&z->pages[j]) != PG_TAIL)
+                FAIL(LAB_ECHECK_ALIGN, "a frame inside a block that is not TAIL", j);
+        if (st == PG_FREE && o < z->max_order) {
+            uint32_t b = i ^ n;
+            if (b < z->populated && pg_state(&z->pages[b]) == PG_FREE && pg_order(&z->pages[b]) == o)
+                FAIL(LAB_ECHECK_BUDDY, "two free buddies that should have merged", i);
+        }
+        if ((st == PG_ROOM || st == PG_RESERVE) && p->room != 0 && p->room <= nroom)
+            room_pages[(st == PG_RESERVE ? nroom + 1 : 0) + p->room] += n;
+        by_state[st] += n;
+        i += n;
+    }
+    for (uint32_t i = z->populated; i < z->nr_pages; i++)
+        if (pg_state(&z->pages[i]) != PG_TAIL)
+            FAIL(LAB_ECHECK_STATE, "a written descriptor in the unpopulated range", i);
+
+    if (by_state[PG_FREE] + (z->nr_pages - z->populated) != z->free_pages)
+        FAIL(LAB_ECHECK_COUNT, "free pages differ from the zone's counter", NIL);
+    size_t listed = 0, reserved = 0;
+    for (unsigned o = 0; o <= z->max_order; o++) {
+        if ((err = check_list(z, &z->area[o], o, PG_FREE, report, &listed)))
+            goto out;
+        if (((z->nonempty >> o) & 1) != (z->area[o].head != NIL))
+            FAIL(LAB_ECHECK_COUNT, "the non-empty bitmap disagrees with a free list", NIL);
+        if ((err = check_list(z, &z->ha_area[o], o, PG_RESERVE, report, &reserved)))
+            goto out;
+    }
+    if (listed != by_state[PG_FREE])
+        FAIL(LAB_ECHECK_COUNT, "free blocks that are on no free list", NIL);
+    if (reserved != z->ha_pages)
+        FAIL(LAB_ECHECK_COUNT, "high-order atomic reserve differs from its counter", NIL);
+
+    /* Rooms: only those whose owner was not inside an operation during the
+     * walk (their sequence was even and did not move); the others are in
+     * motion and are checked next time. */
+    for (uint32_t id = 1; id <= nroom; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        if (!r || (room_seq[id] & 1) || atomic_load_explicit(&r->seq, memory_order_acquire) != room_seq[id])
+            continue;
+        if (room_pages[id] != atomic_load_explicit(&r->nr_stock, memory_order_relaxed))
+            FAIL(LAB_ECHECK_COUNT, "a room's stock differs from its counter", id);
+        if (room_pages[nroom + 1 + id] != atomic_load_explicit(&r->nr_reserve, memory_order_relaxed))
+            FAIL(LAB_ECHECK_COUNT, "a room's reserve differs from its counter", id);
+        if (atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) > r->reserve_target)
+            FAIL(LAB_ECHECK_WMARK, "a room's reserve above its configured size", id);
+    }
+out:
+    free(room_pages);
+    free(room_seq);
+    return err;
+}
+#undef FAIL
+
+int lab_check(lab_arena *a)
+{
+    if (!a)
+        return LAB_EINVAL;
+    zone_lock(&a->zone);
+    int err = zone_check_locked(a, true);
+    zone_unlock(&a->zone);
+    return err;
+}
+
+/* Debug builds: a full check every so often (more often on small arenas), so
+ * that a broken invariant is caught near the operation that broke it.  Never
+ * waits for the lock: this may run in a signal handler. */
+void debug_check_every_op(struct lab_arena *a)
+{
+    if (!LAB_DEBUG_ON)
+        return;
+    struct zone *z = &a->zone;
+    uint64_t every = z->nr_pages / 64 + 1;
+    uint64_t n = __atomic_add_fetch(&z->ops_since_check, 1, __ATOMIC_RELAXED);
+    if (n % every != 0 || !zone_trylock(z))
+        return;
+    int err = zone_check_locked(a, true);
+    zone_unlock(z);
+    if (err)
+        lab_assert_fail("lab_check() == 0 after an operation", __FILE__, __LINE__);
+}

@@ -1,0 +1,93 @@
+/*
+ * fault.c - failure injection, as Linux's fail_page_alloc: probability,
+ * interval, times, a minimum order, and an exemption for blocking requests.
+ * Async-signal-safe: the random numbers come from an atomic counter run
+ * through a mixer, not from rand().
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+int lab_fault_set(lab_arena *a, const lab_fault_config *fc)
+{
+    if (!a)
+        return LAB_EINVAL;
+    struct fault_attr *f = &a->fault;
+    atomic_store(&f->enabled, false);
+    if (!fc)
+        return 0;
+    if (fc->probability > 100 || fc->times < -1)
+        return LAB_EINVAL;
+    f->probability = fc->probability;
+    f->interval = fc->interval ? fc->interval : 1;
+    f->min_order = fc->min_order;
+    f->ignore_blocking = fc->ignore_blocking != 0;
+    atomic_store(&f->times, fc->times);
+    atomic_store(&f->calls, 0);
+    atomic_store(&f->enabled, fc->probability > 0 && fc->times != 0);
+    return 0;
+}
+
+uint64_t lab_fault_injected(const lab_arena *a)
+{
+    return a ? atomic_load(&((lab_arena *)a)->fault.injected) : 0;
+}
+
+bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
+{
+    struct fault_attr *f = &a->fault;
+    if (order < f->min_order)
+        return false;
+    if (f->ignore_blocking && (gfp & LAB_GFP_DIRECT_RECLAIM))
+        return false;
+    uint64_t n = atomic_fetch_add(&f->calls, 1) + 1;
+    if (n % f->interval != 0)
+        return false;
+    if (f->probability < 100 && mix64(atomic_fetch_add(&f->rng, 1)) % 100 >= f->probability)
+        return false;
+    int64_t left = atomic_load(&f->times);
+    do {
+        if (left == 0)
+            return false;
+        if (left < 0)
+            break;
+    } while (!atomic_compare_exchange_weak(&f->times, &left, left - 1));
+    atomic_fetch_add(&f->injected, 1);
+    return true;
+}
+
+/* LAB_FAIL_PAGE_ALLOC="probability=P,interval=I,times=T,min_order=O,ignore_blocking=B" */
+void fault_init(struct lab_arena *a)
+{
+    atomic_store(&a->fault.rng, (uint64_t)(uintptr_t)a);
+    const char *env = getenv("LAB_FAIL_PAGE_ALLOC");
+    if (!env || !*env)
+        return;
+    lab_fault_config fc = { .probability = 100, .interval = 1, .times = -1 };
+    const char *s = env;
+    while (*s) {
+        const char *eq = strchr(s, '=');
+        if (!eq)
+            break;
+        long v = strtol(eq + 1, NULL, 10);
+        size_t klen = (size_t)(eq - s);
+        if (klen == 11 && !strncmp(s, "probability", klen)) fc.probability = (unsigned)v;
+        else if (klen == 8 && !strncmp(s, "interval", klen)) fc.interval = (unsigned)v;
+        else if (klen == 5 && !strncmp(s, "times", klen)) fc.times = v;
+        else if (klen == 9 && !strncmp(s, "min_order", klen)) fc.min_order = (unsigned)v;
+        else if (klen == 15 && !strncmp(s, "ignore_blocking", klen)) fc.ignore_blocking = (int)v;
+        const char *comma = strchr(eq, ',');
+        if (!comma)
+            break;
+        s = comma + 1;
+    }
+    lab_fault_set(a, &fc);
+}

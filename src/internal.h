@@ -1,0 +1,285 @@
+/*
+ * internal.h - the shapes every layer shares: page descriptors, the zone,
+ * rooms, the arena.  Nothing here is exported (hidden visibility).
+ *
+ * Layers, bottom up (ARCHITECTURE.md section 1):
+ *   platform.c  address space, futex, clocks, threads
+ *   zone.c      the zone lock, its deferred-free list, watermarks
+ *   buddy.c     split and merge inside the zone
+ *   reserve.c   the high-order atomic reserve
+ *   room.c      exclusive per-context stocks
+ *   path.c      the allocation path (read this one first)
+ *   reclaim.c   shrinkers, the background reclaimer, waiting for frees
+ *   debug.c     misuse reports, lab_check
+ *   stats.c     counters and their printing
+ *   fault.c     failure injection
+ *   arena.c     configuration, creation, destruction
+ */
+#ifndef LAB_INTERNAL_H
+#define LAB_INTERNAL_H
+
+#include "labyrinth.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LAB_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define NOINLINE    __attribute__((noinline))
+
+#define PAGE_SHIFT 12
+#define NIL        UINT32_MAX          /* the end of every frame list */
+#define MAX_ROOMS  4096u
+#define MAX_SHRINKERS 32u
+
+#ifdef LAB_DEBUG
+#define LAB_DEBUG_ON 1
+#else
+#define LAB_DEBUG_ON 0
+#endif
+
+/* Internal assertions: compiled in debug builds only; a failure names the
+ * file and line and aborts (it means the allocator itself is wrong). */
+#define lab_assert(c) do { if (LAB_DEBUG_ON && unlikely(!(c))) lab_assert_fail(#c, __FILE__, __LINE__); } while (0)
+LAB_HIDDEN void lab_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
+
+/* ---- page frames ------------------------------------------------------ */
+
+/* A frame is in exactly one state (ARCHITECTURE.md section 2).  TAIL is 0 so
+ * that freshly mapped (zero) descriptors are already correct for the frames
+ * inside a block: only block heads are ever written, which is what lets a
+ * huge lazy arena leave its descriptor array untouched until used. */
+enum page_state {
+    PG_TAIL = 0,   /* inside a block whose head is elsewhere */
+    PG_FREE,       /* head of a free block on the zone's free list `order` */
+    PG_ALLOCATED,  /* head of a block handed to a caller */
+    PG_ROOM,       /* in a room's stock */
+    PG_RESERVE,    /* in a room's private reserve or the high-order atomic reserve */
+    PG_VOID,       /* free and decommitted (head of a block) */
+    PG_DEFERRED,   /* freed, on a lock-free list on its way back (zone or room) */
+    PG_NR_STATES
+};
+
+/* 16 bytes a frame; Linux spends 64.  state and order are atomics because a
+ * free from any context reads them before it owns the block (to tell a double
+ * free from a wrong order), and claims the block with a CAS on state. */
+struct page {
+    uint32_t next;            /* free list, room stock/reserve, deferred list */
+    uint32_t prev;            /* free list back link */
+    _Atomic uint8_t state;
+    _Atomic uint8_t order;
+    uint16_t room;            /* owning room's id for room pages; 0 = the zone */
+    uint32_t spare;
+};
+_Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
+
+static inline unsigned pg_state(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->state, memory_order_relaxed); }
+static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->state, (uint8_t)s, memory_order_relaxed); }
+static inline unsigned pg_order(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->order, memory_order_relaxed); }
+static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->order, (uint8_t)o, memory_order_relaxed); }
+
+/* Owner-written counters that other threads read: relaxed load + store, which
+ * is a plain move (no read-modify-write), yet not a data race. */
+static inline void ctr_inc(_Atomic uint64_t *c) { atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed); }
+static inline void ctr_add_shared(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
+static inline uint64_t ctr_get(const _Atomic uint64_t *c) { return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed); }
+
+/* ---- platform --------------------------------------------------------- */
+LAB_HIDDEN void *plat_map(size_t bytes, bool prefault);
+LAB_HIDDEN void  plat_unmap(void *p, size_t bytes);
+LAB_HIDDEN int   plat_mlock(void *p, size_t bytes);
+LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
+LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
+LAB_HIDDEN uint64_t plat_now_ns(void);
+LAB_HIDDEN void  plat_yield(void);
+LAB_HIDDEN void  plat_write_stderr(const char *s, size_t n);
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+
+/* ---- the zone lock ---------------------------------------------------- */
+/* A test-and-set lock whose holder never makes a system call to release it,
+ * so a holder in atomic context (or a signal handler) stays syscall-free.
+ * Contexts that may block spin, then yield; atomic contexts only try. */
+typedef struct { _Atomic uint32_t locked; } zlock;
+
+/* ---- the zone --------------------------------------------------------- */
+struct free_area {
+    uint32_t head;
+    size_t   nr_free;          /* blocks on the list */
+};
+
+enum { WMARK_MIN, WMARK_LOW, WMARK_HIGH, NR_WMARK };
+
+struct zone {
+    struct page *pages;
+    char     *base;
+    uint32_t  nr_pages;
+    unsigned  max_order;
+    uint32_t  populated;       /* frames below this are on the free lists; the rest
+                                  is free and not yet listed (deferred init) */
+    size_t    free_pages;      /* pages in free blocks, unpopulated included */
+    _Atomic size_t free_pages_pub; /* free_pages as of the last unlock, for readers
+                                      outside the lock (reclaimer, stats) */
+    bool      freed_in_hold;   /* a block came back while the lock was held */
+    uint32_t  nonempty;        /* bit k: free list k is not empty */
+    struct free_area area[LAB_MAX_ORDER_LIMIT + 1];
+    size_t    wmark[NR_WMARK];
+    zlock     lock;
+    _Atomic(const void *) lock_owner; /* the holding thread's token, to spot
+                                         a signal handler interrupting it */
+    _Atomic uint32_t deferred; /* lock-free list of frees that found the lock busy */
+    _Atomic size_t   deferred_pages;
+    /* the high-order atomic reserve (reserve.c) */
+    struct free_area ha_area[LAB_MAX_ORDER_LIMIT + 1];
+    size_t    ha_pages, ha_cap;
+    /* blocking requests waiting for frees (reclaim.c) */
+    _Atomic uint32_t free_seq;
+    _Atomic uint32_t nr_waiters;
+    uint64_t  ops_since_check; /* debug builds: full check every so often */
+};
+
+/* ---- rooms ------------------------------------------------------------ */
+struct lab_room {
+    /* owner-private: touched only by the owning context */
+    uint32_t *stock;           /* stack of frame indices */
+    size_t    nr_stock_cap;
+    _Atomic size_t nr_stock;   /* relaxed load/store by the owner only */
+    _Atomic uint32_t seq;      /* odd while the owner is inside an operation */
+    uint32_t  reserve_head;    /* the private reserve, linked through page.next */
+    _Atomic size_t nr_reserve;
+    size_t    reserve_target;
+    _Atomic size_t nr_out;     /* handed out and not yet back (owner view) */
+    /* shared */
+    _Atomic uint32_t remote;   /* lock-free list of pages freed by other contexts */
+    _Atomic size_t   nr_remote_pending;
+    _Atomic size_t   stolen;   /* remote frees reclaim sent to the zone; the owner
+                                  subtracts them from nr_out on its slow path */
+    _Atomic bool     drain_wanted; /* reclaim asks the owner to give back surplus */
+    _Atomic bool     dead;
+    _Atomic(const void *) owner; /* debug builds: the owning thread's token */
+    struct lab_arena *arena;
+    uint16_t  id;
+    size_t    batch, high, quota;
+    char      name[32];
+    struct {
+        _Atomic uint64_t allocs, slow_allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
+        _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
+    } st;
+};
+
+/* ---- the arena -------------------------------------------------------- */
+struct fault_attr {
+    _Atomic bool enabled;
+    unsigned probability;     /* percent, 0..100 */
+    unsigned interval;        /* fail every interval-th eligible call (1 = every) */
+    _Atomic int64_t times;    /* failures left; -1 = unlimited */
+    unsigned min_order;
+    bool     ignore_blocking; /* requests that may block are exempt */
+    _Atomic uint64_t calls;
+    _Atomic uint64_t rng;
+    _Atomic uint64_t injected;
+};
+
+struct lab_arena {
+    struct zone zone;
+    lab_arena_config cfg;
+    bool      own_memory;
+    size_t    desc_bytes;
+    char      name[32];
+    lab_log_fn log_fn;
+    void     *log_ctx;
+    _Atomic uint64_t log_window_start;  /* rate limit of failure reports */
+    _Atomic uint32_t log_in_window;
+    lab_misuse_fn misuse_fn;
+    void     *misuse_ctx;
+    _Atomic uint32_t misuse_reported;   /* release default: one report per code */
+    /* rooms (room.c) */
+    struct lab_room *_Atomic rooms[MAX_ROOMS];
+    _Atomic uint32_t nr_rooms_made;
+    /* reclaim (reclaim.c) */
+    void     *reclaim;                  /* struct reclaim_state, opaque here */
+    struct fault_attr fault;
+    /* counters (stats.c); shared ones are updated with relaxed RMW off the fast path */
+    struct {
+        _Atomic uint64_t alloc_by_step[LAB_STEP_COUNT];
+        _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
+        _Atomic uint64_t fail_by_class[LAB_CLASS_COUNT];
+        _Atomic uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
+    } st;
+};
+
+static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
+static inline void *addr_of(const struct zone *z, uint32_t frame) { return z->base + ((size_t)frame << PAGE_SHIFT); }
+
+/* zone.c */
+LAB_HIDDEN bool zone_trylock(struct zone *z);
+LAB_HIDDEN bool zone_lock_atomic(struct zone *z);   /* bounded: false = would block */
+LAB_HIDDEN void zone_lock(struct zone *z);          /* may spin and yield */
+LAB_HIDDEN void zone_unlock(struct zone *z);        /* drains deferred frees first */
+LAB_HIDDEN bool zone_lock_held_here(const struct zone *z);
+LAB_HIDDEN const void *this_thread_token(void);
+LAB_HIDDEN void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order);
+LAB_HIDDEN size_t zone_floor(const struct zone *z, lab_gfp_t gfp);
+LAB_HIDDEN bool zone_watermark_ok(const struct zone *z, unsigned order, size_t floor);
+LAB_HIDDEN void zone_init_watermarks(struct zone *z, const lab_arena_config *cfg);
+
+/* buddy.c (zone lock held) */
+LAB_HIDDEN uint32_t buddy_take(struct zone *z, unsigned order);
+LAB_HIDDEN void     buddy_put(struct zone *z, uint32_t frame, unsigned order);
+LAB_HIDDEN void     buddy_remove_free(struct zone *z, uint32_t frame, unsigned order);
+LAB_HIDDEN void     buddy_unpopulated_blocks(const struct zone *z, size_t *blocks);
+LAB_HIDDEN void     list_push(struct zone *z, struct free_area *fa, uint32_t frame);
+LAB_HIDDEN void     list_unlink(struct zone *z, struct free_area *fa, uint32_t frame);
+
+/* reserve.c (zone lock held) */
+LAB_HIDDEN uint32_t highatomic_take(struct zone *z, unsigned order);
+LAB_HIDDEN void     highatomic_top_up(struct zone *z, unsigned order, size_t floor);
+LAB_HIDDEN size_t   highatomic_release(struct zone *z);
+
+/* room.c */
+LAB_HIDDEN void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame);
+LAB_HIDDEN bool room_enter(struct lab_room *r, const char *op);
+LAB_HIDDEN void room_leave(struct lab_room *r);
+LAB_HIDDEN bool room_take_remote(struct lab_room *r);
+LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step);
+LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);
+LAB_HIDDEN void room_adopt(struct lab_room *r, uint32_t frame);
+LAB_HIDDEN void rooms_destroy_all(struct lab_arena *a);
+LAB_HIDDEN size_t rooms_drain_surplus(struct lab_arena *a);
+
+/* reclaim.c */
+LAB_HIDDEN int    reclaim_init(struct lab_arena *a);
+LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
+LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want);
+LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
+LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns);
+LAB_HIDDEN void   reclaim_note_free(struct zone *z);
+LAB_HIDDEN bool   reclaim_in_progress_here(void);
+
+/* debug.c */
+LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what);
+LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report);
+LAB_HIDDEN void debug_check_every_op(struct lab_arena *a);
+LAB_HIDDEN void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason);
+/* async-signal-safe formatting for reports */
+struct fmtbuf { char buf[512]; size_t len; };
+LAB_HIDDEN void fmt_str(struct fmtbuf *b, const char *s);
+LAB_HIDDEN void fmt_u64(struct fmtbuf *b, uint64_t v);
+LAB_HIDDEN void fmt_hex(struct fmtbuf *b, uint64_t v);
+
+/* stats.c */
+LAB_HIDDEN int  gfp_class(lab_gfp_t gfp);
+
+/* fault.c */
+LAB_HIDDEN void fault_init(struct lab_arena *a);
+LAB_HIDDEN bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order);
+static inline bool fault_should_fail(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
+{
+    /* one predictable branch when injection is off */
+    if (likely(!atomic_load_explicit(&a->fault.enabled, memory_order_relaxed)))
+        return false;
+    return fault_should_fail_slow(a, gfp, order);
+}
+
+#endif

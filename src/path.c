@@ -1,0 +1,352 @@
+/*
+ * path.c - the labyrinth: the ordered walk of one allocation request.
+ *
+ * Read this file top to bottom to follow a request.  Each step is one
+ * function; its comment says what it may do (lock? system call? block?).
+ * A request stops at the first step that yields pages, and its GFP flags
+ * decide which steps it may enter (ARCHITECTURE.md section 3):
+ *
+ *   1  room: local stock                 owner only, no lock, no atomic RMW
+ *   2  room: take back remote frees      one atomic exchange
+ *   3  zone: above the request's floor   zone lock (atomic context: try only)
+ *   4  reserves below min                room reserve; zone emergency share;
+ *                                        high-order atomic blocks
+ *   5  wake the background reclaimer     a flag (non-blocking) or a futex wake
+ *   6  re-commit from the void           blocking requests only
+ *   7  direct reclaim                    blocking requests only: shrinkers,
+ *                                        rooms' surplus, highatomic blocks
+ *   8  wait for frees                    blocking requests only, bounded by
+ *                                        wait_timeout_ms unless NOFAIL
+ *   9  fail with a reason
+ *
+ * Steps 1, 2 and the room's reserve live in lab_room_alloc_r below; arena
+ * requests (lab_alloc_pages) start at step 3.  Everything a non-blocking
+ * request can reach is bounded: no loop waits on another context.
+ */
+#include "internal.h"
+
+static inline bool gfp_may_block(lab_gfp_t gfp) { return (gfp & LAB_GFP_DIRECT_RECLAIM) != 0; }
+static inline bool gfp_is_atomic(lab_gfp_t gfp) { return (gfp & (LAB_GFP_HIGH | LAB_GFP_DIRECT_RECLAIM)) == LAB_GFP_HIGH; }
+
+/* ---- step 3 and the zone part of step 4 ---------------------------------
+ * Zone lock held.  Takes a block above the request's floor; a floor below
+ * min is the emergency reserve (HIGH, ATOMIC, MEMALLOC).  High-order atomic
+ * requests fall back to the blocks kept for them, and top that reserve up
+ * when they succeed.  No system call, no waiting. */
+static uint32_t zone_alloc_locked(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+{
+    struct zone *z = &a->zone;
+    size_t floor = zone_floor(z, gfp);
+    bool highatomic = gfp_is_atomic(gfp) && order > 0 && !(gfp & LAB_GFP_NOMEMALLOC);
+    uint32_t frame;
+
+    if (zone_watermark_ok(z, order, floor)) {
+        frame = buddy_take(z, order);
+        if (frame != NIL) {
+            *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
+            if (highatomic)
+                highatomic_top_up(z, order, floor);
+            return frame;
+        }
+        *reason = LAB_R_FRAGMENTED;
+    } else {
+        *reason = floor < z->wmark[WMARK_MIN] ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
+    }
+    if (highatomic && (frame = highatomic_take(z, order)) != NIL) {
+        *step = LAB_STEP_HIGHATOMIC;
+        return frame;
+    }
+    return NIL;
+}
+
+/* Steps 3-4 under the zone lock, and step 5 after it.  Non-blocking
+ * requests only try the lock (bounded), so a signal handler that interrupted
+ * the holder falls through with LAB_R_WOULD_BLOCK instead of deadlocking. */
+static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+{
+    struct zone *z = &a->zone;
+    if (gfp_may_block(gfp)) {
+        zone_lock(z);
+    } else if (!zone_lock_atomic(z)) {
+        *reason = LAB_R_WOULD_BLOCK;
+        return NIL;
+    }
+    uint32_t frame = zone_alloc_locked(a, gfp, order, reason, step);
+    bool below_low = z->free_pages < z->wmark[WMARK_LOW];
+    zone_unlock(z);
+    if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
+        reclaim_wake(a, gfp);                                   /* step 5 */
+    return frame;
+}
+
+/* ---- steps 6-8: only for requests that may block ------------------------
+ * Step 6 (re-commit from the void) is the kernel's demand paging for now:
+ * arena memory is MAP_NORESERVE and committed on first touch.
+ * Step 7 runs shrinkers and takes back rooms' surplus with no allocator lock
+ * held; if that is not enough, the high-order atomic reserve is released.
+ * Step 8 sleeps on a futex until a free arrives or the deadline passes.
+ * NORETRY: one pass of step 7, no wait.  RETRY_MAYFAIL: a few passes and a
+ * bounded wait.  NOFAIL: after reclaim fails it may use the HIGH share of the
+ * emergency reserve, and it waits for as long as it takes. */
+#define RETRY_MAYFAIL_PASSES 4
+
+static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+{
+    struct zone *z = &a->zone;
+    uint64_t deadline = plat_now_ns() + (uint64_t)a->cfg.wait_timeout_ms * 1000000ull;
+    uint32_t frame;
+    bool released_highatomic = false;
+
+    for (unsigned pass = 1;; pass++) {
+        size_t want = ((size_t)1 << order) + zone_floor(z, gfp);
+        reclaim_direct(a, want);                                /* step 7 */
+        if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+            *step = LAB_STEP_RECLAIM;
+            return frame;
+        }
+        if (!released_highatomic) {
+            zone_lock(z);
+            released_highatomic = highatomic_release(z) > 0;
+            zone_unlock(z);
+            if (released_highatomic && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+                *step = LAB_STEP_RECLAIM;
+                return frame;
+            }
+        }
+        if (gfp & LAB_GFP_NORETRY)
+            return NIL;
+        if (gfp & LAB_GFP_NOFAIL)
+            gfp |= LAB_GFP_HIGH;
+        else if ((gfp & LAB_GFP_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
+            return NIL;
+        /* step 8 */
+        if (!(gfp & LAB_GFP_NOFAIL) && plat_now_ns() >= deadline) {
+            *reason = LAB_R_TIMEOUT;
+            return NIL;
+        }
+        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline);
+        if (freed && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+            *step = LAB_STEP_WAIT;
+            return frame;
+        }
+    }
+}
+
+/* ---- step 9: fail with a reason ----------------------------------------- */
+static NOINLINE void alloc_failed(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason)
+{
+    ctr_add_shared(&a->st.fail_by_reason[reason], 1);
+    ctr_add_shared(&a->st.fail_by_class[gfp_class(gfp)], 1);
+    if (!(gfp & LAB_GFP_NOWARN))
+        report_alloc_failure(a, gfp, order, reason);
+}
+
+void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res)
+{
+    int reason = LAB_R_NONE, step = LAB_STEP_NONE;
+    res->addr = NULL;
+    res->step = LAB_STEP_NONE;
+    if (unlikely(a == NULL)) {
+        res->reason = LAB_R_BADARG;
+        return;
+    }
+    struct zone *z = &a->zone;
+    uint32_t frame = NIL;
+    if (unlikely(reclaim_in_progress_here())) {
+        /* An allocation from inside reclaim (a shrinker): it may use every
+         * page and must not recurse into reclaim or wait, as PF_MEMALLOC. */
+        gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM;
+    }
+    if (unlikely(order > z->max_order)) {
+        reason = LAB_R_ORDER;
+    } else if (unlikely(fault_should_fail(a, gfp, order))) {
+        reason = LAB_R_INJECTED;
+    } else {
+        frame = zone_alloc(a, gfp, order, &reason, &step);
+        if (frame == NIL && gfp_may_block(gfp))
+            frame = alloc_slowpath(a, gfp, order, &reason, &step);
+    }
+    if (frame == NIL) {
+        res->reason = reason;
+        alloc_failed(a, gfp, order, reason);
+        return;
+    }
+    ctr_add_shared(&a->st.alloc_by_step[step], 1);
+    res->addr = addr_of(z, frame);
+    res->reason = LAB_R_NONE;
+    res->step = step;
+    if (gfp & LAB_GFP_ZERO)
+        memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
+    debug_check_every_op(a);
+}
+
+void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
+{
+    lab_result res;
+    lab_alloc_pages_r(a, gfp, order, &res);
+    return res.addr;
+}
+
+/* ---- free ---------------------------------------------------------------
+ * Any context.  The descriptor says what the block is, so a free never
+ * guesses: it claims the block with one CAS on its state (ALLOCATED ->
+ * DEFERRED), which makes a racing double free lose cleanly, then returns it
+ * to its room or to the zone without ever waiting for a lock. */
+static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order)
+{
+    struct zone *z = &a->zone;
+    char *p = addr;
+    if (p < z->base || p >= z->base + ((size_t)z->nr_pages << PAGE_SHIFT)) {
+        misuse(a, LAB_EFOREIGN, addr, NIL, "pointer outside the arena");
+        return;
+    }
+    uint32_t frame = frame_of(z, addr);
+    if (((uintptr_t)addr & (LAB_PAGE_SIZE - 1)) != 0) {
+        misuse(a, LAB_EUNALIGNED, addr, frame, "pointer not page aligned");
+        return;
+    }
+    if (order > z->max_order) {
+        misuse(a, LAB_EBADORDER, addr, frame, "order above the arena's max_order");
+        return;
+    }
+    struct page *pg = &z->pages[frame];
+    unsigned st = pg_state(pg);
+    if (st == PG_ALLOCATED) {
+        misuse(a, LAB_EWRONGORDER, addr, frame, pg_order(pg) > order ? "freed with a smaller order than allocated"
+                                                                     : "freed with a larger order than allocated");
+        return;
+    }
+    if (st != PG_TAIL) {
+        misuse(a, LAB_EDOUBLEFREE, addr, frame, "block is already free");
+        return;
+    }
+    /* A TAIL frame: inside a handed-out block (an interior pointer), or
+     * inside a free block it was merged into (a double free). */
+    for (unsigned o = 1; o <= z->max_order; o++) {
+        uint32_t head = frame & ~((1u << o) - 1);
+        unsigned hs = pg_state(&z->pages[head]);
+        if (hs != PG_TAIL && pg_order(&z->pages[head]) >= o) {
+            if (hs == PG_ALLOCATED)
+                misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a block, not at its head");
+            else
+                misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
+            return;
+        }
+    }
+    misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (never populated)");
+}
+
+void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+{
+    if (unlikely(addr == NULL || a == NULL))
+        return;
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
+    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) || order > z->max_order))
+        goto bad;
+    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
+    struct page *pg = &z->pages[frame];
+    uint8_t expect = PG_ALLOCATED;
+    if (unlikely(pg_order(pg) != order))
+        goto bad;
+    if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
+                                                          memory_order_acquire, memory_order_relaxed)))
+        goto bad;
+    ctr_add_shared(&a->st.frees, 1);
+    if (pg->room != 0) {
+        struct lab_room *r = atomic_load_explicit(&a->rooms[pg->room], memory_order_acquire);
+        room_free_remote(a, r, frame);
+    } else {
+        zone_free_block(a, frame, order);
+    }
+    debug_check_every_op(a);
+    return;
+bad:
+    free_misuse(a, addr, order);
+}
+
+/* ---- rooms: the whole walk, from step 1 ------------------------------------
+ * The owner's fast path is step 1: pop a frame index from the private stock
+ * and mark its descriptor ALLOCATED.  No lock, no atomic RMW, no branch on
+ * the flags.  Everything else is room_alloc_slow. */
+static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
+{
+    if (room_take_remote(r)) {                                  /* step 2 */
+        *step = LAB_STEP_ROOM_REMOTE;
+        goto pop;
+    }
+    if (room_refill_from_zone(r, gfp, reason, step))            /* steps 3, 5 */
+        goto pop;
+    if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
+        uint32_t f = room_take_reserve(r);
+        if (f != NIL) {
+            *step = LAB_STEP_ROOM_RESERVE;
+            return f;
+        }
+        if (*reason != LAB_R_QUOTA && *reason != LAB_R_INJECTED)
+            *reason = LAB_R_RESERVE_EMPTY;
+    }
+    if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA && *reason != LAB_R_INJECTED) {
+        uint32_t f = alloc_slowpath(r->arena, gfp, 0, reason, step);  /* steps 6-8 */
+        if (f != NIL)
+            room_adopt(r, f);
+        return f;
+    }
+    return NIL;
+pop:;
+    size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+    lab_assert(n > 0);
+    atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
+    return r->stock[n - 1];
+}
+
+void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
+{
+    int reason = LAB_R_NONE, step = LAB_STEP_ROOM;
+    uint32_t f;
+    res->addr = NULL;
+    if (unlikely(r == NULL || !room_enter(r, "lab_room_alloc on a destroyed room"))) {
+        res->reason = LAB_R_BADARG;
+        res->step = LAB_STEP_NONE;
+        return;
+    }
+    struct zone *z = &r->arena->zone;
+    size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+    if (likely(n != 0)) {                                       /* step 1 */
+        f = r->stock[n - 1];
+        atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
+    } else {
+        f = room_alloc_slow(r, gfp, &reason, &step);
+        if (f != NIL) {
+            ctr_inc(&r->st.slow_allocs);
+            ctr_add_shared(&r->arena->st.alloc_by_step[step], 1);
+        }
+    }
+    if (likely(f != NIL)) {
+        lab_assert(z->pages[f].room == r->id && pg_order(&z->pages[f]) == 0);
+        pg_set_state(&z->pages[f], PG_ALLOCATED);
+        atomic_store_explicit(&r->nr_out, atomic_load_explicit(&r->nr_out, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        ctr_inc(&r->st.allocs);
+    } else {
+        ctr_inc(&r->st.fail_by_reason[reason]);
+    }
+    room_leave(r);
+    res->reason = reason;
+    if (unlikely(f == NIL)) {
+        res->step = LAB_STEP_NONE;
+        alloc_failed(r->arena, gfp, 0, reason);
+        return;
+    }
+    res->step = step;
+    res->addr = addr_of(z, f);
+    if (gfp & LAB_GFP_ZERO)
+        memset(res->addr, 0, LAB_PAGE_SIZE);
+}
+
+void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
+{
+    lab_result res;
+    lab_room_alloc_r(r, gfp, &res);
+    return res.addr;
+}

@@ -1,0 +1,243 @@
+/*
+ * reclaim.c - shrinkers, the background reclaimer, and waiting for frees.
+ *
+ * Shrinkers are the caches of the program: count() says how many pages one
+ * could give back, scan() gives them back with lab_free_pages.  They always
+ * run with no allocator lock held (a reader lock on the shrinker table only),
+ * so a shrinker may free, and may even allocate: an allocation made from
+ * inside reclaim gets LAB_GFP_MEMALLOC and skips reclaim and waiting, as
+ * PF_MEMALLOC does in Linux, so reclaim never recurses into itself.
+ *
+ * The background reclaimer (Linux's kswapd) is one thread per arena, started
+ * on the first need (a shrinker registered, or a blocking request that
+ * found free pages below `low`) and stopped by lab_arena_destroy.  It works
+ * until free pages reach `high`, then sleeps.  Non-blocking requests cannot
+ * make a system call, so their wake is a flag that the reclaimer polls every
+ * kswapd_poll_ms; a blocking request wakes it at once with a futex.
+ *
+ * Blocking requests wait for frees on a futex word that every unlock of the
+ * zone bumps when pages came back and someone is waiting.  The waiter sleeps
+ * in slices of at most 10 ms, so a wake lost to the race between its failed
+ * attempt and its sleep costs at most one slice.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+struct reclaim_state {
+    pthread_rwlock_t table_lock;          /* shrinkers run under the read side */
+    lab_shrinker     shrinkers[MAX_SHRINKERS];
+    bool             used[MAX_SHRINKERS];
+    pthread_mutex_t  thread_lock;         /* starting and stopping kswapd */
+    pthread_t        thread;
+    bool             started;
+    _Atomic bool     stop;
+    _Atomic bool     wake_pending;
+    _Atomic uint32_t wake_word;
+};
+
+static __thread bool in_reclaim;
+
+static struct reclaim_state *rs(struct lab_arena *a) { return a->reclaim; }
+
+int reclaim_init(struct lab_arena *a)
+{
+    struct reclaim_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return LAB_ENOMEM;
+    pthread_rwlock_init(&s->table_lock, NULL);
+    pthread_mutex_init(&s->thread_lock, NULL);
+    a->reclaim = s;
+    return 0;
+}
+
+void reclaim_fini(struct lab_arena *a)
+{
+    struct reclaim_state *s = rs(a);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->thread_lock);
+    if (s->started) {
+        atomic_store(&s->stop, true);
+        atomic_fetch_add(&s->wake_word, 1);
+        plat_futex_wake_all(&s->wake_word);
+        pthread_join(s->thread, NULL);
+        s->started = false;
+    }
+    pthread_mutex_unlock(&s->thread_lock);
+    pthread_rwlock_destroy(&s->table_lock);
+    pthread_mutex_destroy(&s->thread_lock);
+    free(s);
+    a->reclaim = NULL;
+}
+
+bool reclaim_in_progress_here(void)
+{
+    return in_reclaim;
+}
+
+/* One pass over the rooms' surplus and the shrinkers, asking for `want`
+ * pages.  No allocator lock held; may block (shrinkers may). */
+static size_t shrink_pass(struct lab_arena *a, size_t want)
+{
+    struct reclaim_state *s = rs(a);
+    size_t freed = rooms_drain_surplus(a);
+    if (want < 32)
+        want = 32;   /* ask in batches, as Linux's SHRINK_BATCH */
+    pthread_rwlock_rdlock(&s->table_lock);
+    for (unsigned i = 0; i < MAX_SHRINKERS && freed < want; i++) {
+        if (!s->used[i])
+            continue;
+        lab_shrinker *sh = &s->shrinkers[i];
+        size_t can = sh->count(sh->ctx);
+        if (can == 0)
+            continue;
+        size_t ask = want - freed < can ? want - freed : can;
+        size_t got = sh->scan(sh->ctx, ask);
+        ctr_add_shared(&a->st.shrinker_runs, 1);
+        ctr_add_shared(&a->st.shrinker_pages, got);
+        freed += got;
+    }
+    pthread_rwlock_unlock(&s->table_lock);
+    return freed;
+}
+
+size_t reclaim_direct(struct lab_arena *a, size_t want)
+{
+    if (in_reclaim)
+        return 0;
+    in_reclaim = true;
+    size_t free_now = atomic_load_explicit(&a->zone.free_pages_pub, memory_order_relaxed);
+    size_t freed = shrink_pass(a, want > free_now ? want - free_now : 0);
+    in_reclaim = false;
+    return freed;
+}
+
+/* ---- the background reclaimer ------------------------------------------ */
+
+static void *kswapd(void *arg)
+{
+    struct lab_arena *a = arg;
+    struct reclaim_state *s = rs(a);
+    struct zone *z = &a->zone;
+    in_reclaim = true;
+    for (;;) {
+        uint32_t seen = atomic_load(&s->wake_word);
+        bool asked = atomic_exchange(&s->wake_pending, false);
+        if (atomic_load(&s->stop))
+            break;
+        size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
+        if (asked || free_now < z->wmark[WMARK_LOW]) {
+            ctr_add_shared(&a->st.kswapd_runs, 1);
+            /* balance: until high, or until a pass gives nothing back */
+            while (!atomic_load(&s->stop)) {
+                free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
+                if (free_now >= z->wmark[WMARK_HIGH])
+                    break;
+                if (shrink_pass(a, z->wmark[WMARK_HIGH] - free_now) == 0)
+                    break;
+            }
+            continue;
+        }
+        plat_futex_wait(&s->wake_word, seen, a->cfg.kswapd_poll_ms);
+    }
+    return NULL;
+}
+
+/* Blocking contexts only. */
+static void kswapd_start(struct lab_arena *a)
+{
+    struct reclaim_state *s = rs(a);
+    pthread_mutex_lock(&s->thread_lock);
+    if (!s->started && !atomic_load(&s->stop)) {
+        if (pthread_create(&s->thread, NULL, kswapd, a) == 0)
+            s->started = true;
+    }
+    pthread_mutex_unlock(&s->thread_lock);
+}
+
+/* Step 5.  From a non-blocking request: a flag, no system call. */
+void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
+{
+    struct reclaim_state *s = rs(a);
+    if (!atomic_exchange_explicit(&s->wake_pending, true, memory_order_relaxed))
+        ctr_add_shared(&a->st.kswapd_wakes, 1);
+    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim) {
+        kswapd_start(a);
+        atomic_fetch_add(&s->wake_word, 1);
+        plat_futex_wake_all(&s->wake_word);
+    }
+}
+
+/* ---- waiting for frees (step 8) ----------------------------------------- */
+
+#define WAIT_SLICE_MS 10
+
+bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns)
+{
+    struct zone *z = &a->zone;
+    uint32_t seq = atomic_load(&z->free_seq);
+    uint64_t now = plat_now_ns();
+    unsigned ms = WAIT_SLICE_MS;
+    if (deadline_ns) {
+        if (now >= deadline_ns)
+            return false;
+        uint64_t left = (deadline_ns - now + 999999) / 1000000;
+        if (left < ms)
+            ms = (unsigned)left;
+    }
+    ctr_add_shared(&a->st.waits, 1);
+    atomic_fetch_add(&z->nr_waiters, 1);
+    plat_futex_wait(&z->free_seq, seq, ms);
+    atomic_fetch_sub(&z->nr_waiters, 1);
+    return true;
+}
+
+void reclaim_note_free(struct zone *z)
+{
+    if (atomic_load_explicit(&z->nr_waiters, memory_order_seq_cst) == 0)
+        return;
+    atomic_fetch_add(&z->free_seq, 1);
+    plat_futex_wake_all(&z->free_seq);
+}
+
+/* ---- shrinker registration ---------------------------------------------- */
+
+int lab_shrinker_register(lab_arena *a, const lab_shrinker *sh)
+{
+    if (!a || !sh || !sh->count || !sh->scan)
+        return LAB_EINVAL;
+    struct reclaim_state *s = rs(a);
+    int err = LAB_EBUSY;
+    pthread_rwlock_wrlock(&s->table_lock);
+    for (unsigned i = 0; i < MAX_SHRINKERS; i++) {
+        if (!s->used[i]) {
+            s->shrinkers[i] = *sh;
+            s->used[i] = true;
+            err = 0;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&s->table_lock);
+    if (err == 0)
+        kswapd_start(a);
+    return err;
+}
+
+void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *sh)
+{
+    if (!a || !sh)
+        return;
+    struct reclaim_state *s = rs(a);
+    /* The write side waits for every pass in progress to finish. */
+    pthread_rwlock_wrlock(&s->table_lock);
+    for (unsigned i = 0; i < MAX_SHRINKERS; i++) {
+        lab_shrinker *x = &s->shrinkers[i];
+        if (s->used[i] && x->count == sh->count && x->scan == sh->scan && x->ctx == sh->ctx) {
+            s->used[i] = false;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&s->table_lock);
+}

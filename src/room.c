@@ -1,0 +1,482 @@
+/*
+ * room.c - exclusive per-context stocks of order-0 pages.
+ *
+ * A room belongs to one context: a thread, or a signal handler (the user
+ * space interrupt).  Its owner pops and pushes frame indices on a private
+ * array with plain loads and stores: no lock, no atomic read-modify-write.
+ * The one shared thing on that path is the page's state byte (a relaxed
+ * store), which is how a free from elsewhere, or a double free, is told
+ * apart.
+ *
+ * Other contexts free room pages with lab_free_pages.  They claim the page
+ * with a CAS on its state and push it on the room's remote list, a Treiber
+ * stack whose only consumer takes the whole list with one exchange: there is
+ * no single-node pop, hence no ABA.
+ *
+ * Why this is async-signal-safe (API.md): the recommended pattern gives each
+ * signal handler its own room, so a handler never touches the stock of the
+ * code it interrupted.  Everything a handler's room does outside its stock
+ * is lock-free (remote list exchange, deferred zone frees) or bounded (a
+ * zone trylock that falls through, never waits).  A handler that interrupts
+ * the owner of the *same* room would corrupt it; debug builds catch that
+ * with the room's sequence word (odd while the owner is inside an
+ * operation) and report LAB_ENOTOWNER.
+ *
+ * The reserve is taken at creation and held in state RESERVE, on a private
+ * list, so no other room, flag or reclaim can reach it.  Frees refill it
+ * before the stock.  The stock is bounded: above `high` the owner sends
+ * `batch` of its coldest pages back to the zone.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
+static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_relaxed); }
+
+void lab_room_config_init(lab_room_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->batch = 32;
+    cfg->high = 4 * 32;
+}
+
+/* ---- owner bracket -------------------------------------------------------
+ * The sequence word is odd while the owner is inside an operation.  It lets
+ * lab_check skip a room in motion, and lets debug builds catch a context
+ * that is not the owner (another thread, or a handler that interrupted the
+ * owner).  Plain stores on the owner's side. */
+bool room_enter(struct lab_room *r, const char *op)
+{
+    uint32_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
+    if (unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed))) {
+        misuse(r->arena, LAB_EROOMDEAD, r, NIL, op);
+        return false;
+    }
+    if (LAB_DEBUG_ON) {
+        const void *me = this_thread_token(), *expect = NULL;
+        if (!atomic_compare_exchange_strong(&r->owner, &expect, me) && expect != me) {
+            misuse(r->arena, LAB_ENOTOWNER, r, NIL, "room used by a thread that does not own it");
+            return false;
+        }
+        if (s & 1) {
+            misuse(r->arena, LAB_ENOTOWNER, r, NIL,
+                   "room re-entered: a signal handler interrupted its owner (give the handler its own room)");
+            return false;
+        }
+    }
+    atomic_store_explicit(&r->seq, s + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    return true;
+}
+
+void room_leave(struct lab_room *r)
+{
+    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_release);
+}
+
+static inline void stock_push(struct lab_room *r, uint32_t frame)
+{
+    size_t n = rd(&r->nr_stock);
+    lab_assert(n < r->nr_stock_cap);
+    pg_set_state(&room_zone(r)->pages[frame], PG_ROOM);
+    r->stock[n] = frame;
+    wr(&r->nr_stock, n + 1);
+}
+
+static inline void reserve_push(struct lab_room *r, uint32_t frame)
+{
+    struct page *p = &room_zone(r)->pages[frame];
+    pg_set_state(p, PG_RESERVE);
+    p->next = r->reserve_head;
+    r->reserve_head = frame;
+    wr(&r->nr_reserve, rd(&r->nr_reserve) + 1);
+}
+
+/* ---- back to the zone ---------------------------------------------------
+ * Never waits for the zone lock: the owner may be a signal handler.  With
+ * the lock, the pages go straight onto the free lists; without it, each goes
+ * on the zone's deferred list for the holder to drain. */
+static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n)
+{
+    struct lab_arena *a = r->arena;
+    struct zone *z = room_zone(r);
+    if (zone_lock_atomic(z)) {
+        for (size_t i = 0; i < n; i++)
+            buddy_put(z, frames[i], 0);
+        zone_unlock(z);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pg_set_state(&z->pages[frames[i]], PG_DEFERRED);
+        zone_free_block(a, frames[i], 0);
+    }
+}
+
+/* Send the `n` coldest pages of the stock (its bottom) back to the zone. */
+static void room_drain(struct lab_room *r, size_t n)
+{
+    size_t have = rd(&r->nr_stock);
+    if (n > have)
+        n = have;
+    if (n == 0)
+        return;
+    return_to_zone(r, r->stock, n);
+    memmove(r->stock, r->stock + n, (have - n) * sizeof(uint32_t));
+    wr(&r->nr_stock, have - n);
+    ctr_inc(&r->st.drains);
+}
+
+/* ---- step 2: remote frees -------------------------------------------------
+ * One exchange takes the whole list.  Pages go to the reserve first, then
+ * the stock; what does not fit goes back to the zone.  True if the stock
+ * gained pages. */
+bool room_take_remote(struct lab_room *r)
+{
+    size_t stolen = atomic_load_explicit(&r->stolen, memory_order_relaxed);
+    if (unlikely(stolen)) {
+        stolen = atomic_exchange(&r->stolen, 0);
+        wr(&r->nr_out, rd(&r->nr_out) - stolen);
+    }
+    if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
+        return false;
+    struct zone *z = room_zone(r);
+    uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+    uint32_t overflow[64];
+    size_t n = 0, nover = 0;
+    bool gained = false;
+    while (f != NIL) {
+        uint32_t next = z->pages[f].next;
+        lab_assert(pg_state(&z->pages[f]) == PG_DEFERRED);
+        if (rd(&r->nr_reserve) < r->reserve_target) {
+            reserve_push(r, f);
+        } else if (rd(&r->nr_stock) < r->nr_stock_cap) {
+            stock_push(r, f);
+            gained = true;
+        } else {
+            overflow[nover++] = f;
+            if (nover == sizeof(overflow) / sizeof(overflow[0])) {
+                return_to_zone(r, overflow, nover);
+                nover = 0;
+            }
+        }
+        n++;
+        f = next;
+    }
+    if (nover)
+        return_to_zone(r, overflow, nover);
+    atomic_fetch_sub_explicit(&r->nr_remote_pending, n, memory_order_relaxed);
+    wr(&r->nr_out, rd(&r->nr_out) - n);
+    atomic_store_explicit(&r->st.frees_remote, ctr_get(&r->st.frees_remote) + n, memory_order_relaxed);
+    return gained;
+}
+
+/* ---- step 3: refill from the zone -----------------------------------------
+ * Up to `batch` pages in one lock hold, each above the request's floor and
+ * within the quota.  Atomic contexts only try the lock. */
+size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
+{
+    struct lab_arena *a = r->arena;
+    struct zone *z = room_zone(r);
+    size_t want = r->batch;
+    if (r->quota) {
+        size_t held = rd(&r->nr_stock) + rd(&r->nr_reserve) + rd(&r->nr_out);
+        size_t room_left = held < r->quota ? r->quota - held : 0;
+        if (room_left == 0) {
+            *reason = LAB_R_QUOTA;
+            return 0;
+        }
+        if (want > room_left)
+            want = room_left;
+    }
+    if (unlikely(fault_should_fail(a, gfp, 0))) {
+        *reason = LAB_R_INJECTED;
+        return 0;
+    }
+    if (gfp & LAB_GFP_DIRECT_RECLAIM) {
+        zone_lock(z);
+    } else if (!zone_lock_atomic(z)) {
+        *reason = LAB_R_WOULD_BLOCK;
+        return 0;
+    }
+    size_t floor = zone_floor(z, gfp), got = 0;
+    uint32_t f;
+    while (got < want && zone_watermark_ok(z, 0, floor) && (f = buddy_take(z, 0)) != NIL) {
+        z->pages[f].room = r->id;
+        stock_push(r, f);
+        got++;
+    }
+    if (got == 0)
+        *reason = floor < z->wmark[WMARK_MIN] ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
+    *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
+    bool below_low = z->free_pages < z->wmark[WMARK_LOW];
+    zone_unlock(z);
+    if (got)
+        ctr_inc(&r->st.refills);
+    if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
+        reclaim_wake(a, gfp);                                   /* step 5 */
+    return got;
+}
+
+/* ---- step 4: the private reserve ------------------------------------------ */
+uint32_t room_take_reserve(struct lab_room *r)
+{
+    uint32_t f = r->reserve_head;
+    if (f == NIL)
+        return NIL;
+    r->reserve_head = room_zone(r)->pages[f].next;
+    wr(&r->nr_reserve, rd(&r->nr_reserve) - 1);
+    ctr_inc(&r->st.reserve_allocs);
+    return f;
+}
+
+/* A page the slow path got from the zone for this room: make it the room's. */
+void room_adopt(struct lab_room *r, uint32_t frame)
+{
+    room_zone(r)->pages[frame].room = r->id;
+}
+
+/* ---- owner free -------------------------------------------------------------- */
+static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
+{
+    struct zone *z = room_zone(r);
+    uintptr_t off = (uintptr_t)page - (uintptr_t)z->base;
+    if (page == NULL) {
+        misuse(r->arena, LAB_EFOREIGN, page, NIL, "lab_room_free(NULL)");
+        return;
+    }
+    if (off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT)) {
+        misuse(r->arena, LAB_EFOREIGN, page, NIL, "pointer outside the arena");
+        return;
+    }
+    uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+    struct page *p = &z->pages[f];
+    unsigned st = pg_state(p);
+    if (off & (LAB_PAGE_SIZE - 1))
+        misuse(r->arena, LAB_EUNALIGNED, page, f, "pointer not page aligned");
+    else if (st == PG_ALLOCATED && p->room != r->id)
+        misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
+    else if (st == PG_ALLOCATED)
+        misuse(r->arena, LAB_EWRONGORDER, page, f, "room pages are order 0");
+    else if (st == PG_TAIL)
+        misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a block, or a page that is already free");
+    else
+        misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free");
+}
+
+void lab_room_free(lab_room *r, void *page)
+{
+    if (unlikely(!r))
+        return;
+    struct zone *z = room_zone(r);
+    uintptr_t off = (uintptr_t)page - (uintptr_t)z->base;
+    uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
+                 pg_state(&z->pages[f]) != PG_ALLOCATED || z->pages[f].room != r->id ||
+                 pg_order(&z->pages[f]) != 0)) {
+        room_free_misuse(r, page);
+        return;
+    }
+    if (unlikely(!room_enter(r, "lab_room_free on a destroyed room")))
+        return;
+    if (unlikely(rd(&r->nr_reserve) < r->reserve_target))
+        reserve_push(r, f);
+    else
+        stock_push(r, f);
+    wr(&r->nr_out, rd(&r->nr_out) - 1);
+    ctr_inc(&r->st.frees_owner);
+    if (unlikely(rd(&r->nr_stock) > r->high || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
+        if (atomic_load_explicit(&r->drain_wanted, memory_order_relaxed)) {
+            atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
+            room_drain(r, rd(&r->nr_stock) > r->batch ? rd(&r->nr_stock) - r->batch : 0);
+        } else {
+            room_drain(r, r->batch);
+        }
+    }
+    room_leave(r);
+}
+
+/* ---- frees from other contexts ------------------------------------------------- */
+static void room_dead_flush(struct lab_arena *a, struct lab_room *r)
+{
+    uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+    while (f != NIL) {
+        uint32_t next = a->zone.pages[f].next;
+        atomic_fetch_sub_explicit(&r->nr_remote_pending, 1, memory_order_relaxed);
+        zone_free_block(a, f, 0);
+        f = next;
+    }
+}
+
+/* The page is claimed (state DEFERRED).  Push it on the owner's remote list;
+ * a dead room's pages go to the zone. */
+void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame)
+{
+    if (!r || atomic_load_explicit(&r->dead, memory_order_acquire)) {
+        zone_free_block(a, frame, 0);
+        return;
+    }
+    struct page *p = &a->zone.pages[frame];
+    atomic_fetch_add_explicit(&r->nr_remote_pending, 1, memory_order_relaxed);
+    uint32_t head = atomic_load_explicit(&r->remote, memory_order_relaxed);
+    do {
+        p->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&r->remote, &head, frame,
+                                                    memory_order_release, memory_order_relaxed));
+    /* Destroy may have flushed the list just before our push. */
+    if (unlikely(atomic_load_explicit(&r->dead, memory_order_seq_cst)))
+        room_dead_flush(a, r);
+}
+
+/* ---- reclaim's view ----------------------------------------------------------------
+ * Another context may not touch a stock, so reclaim asks each owner to give
+ * back its surplus at its next free, and takes the remote lists (pages no
+ * owner holds yet) straight to the zone. */
+size_t rooms_drain_surplus(struct lab_arena *a)
+{
+    size_t freed = 0;
+    uint32_t n = atomic_load(&a->nr_rooms_made);
+    for (uint32_t id = 1; id <= n; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        if (!r || atomic_load(&r->dead))
+            continue;
+        atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
+        if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
+            continue;
+        uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+        size_t k = 0;
+        while (f != NIL) {
+            uint32_t next = a->zone.pages[f].next;
+            zone_free_block(a, f, 0);
+            k++;
+            f = next;
+        }
+        atomic_fetch_sub_explicit(&r->nr_remote_pending, k, memory_order_relaxed);
+        atomic_fetch_add(&r->stolen, k);
+        atomic_store_explicit(&r->st.frees_remote, ctr_get(&r->st.frees_remote) + k, memory_order_relaxed);
+        freed += k;
+    }
+    return freed;
+}
+
+/* ---- create and destroy ----------------------------------------------------------- */
+int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
+{
+    if (!out)
+        return LAB_EINVAL;
+    *out = NULL;
+    if (!a || !cfg)
+        return LAB_EINVAL;
+    if (cfg->batch == 0)
+        return LAB_EBATCH;
+    if (cfg->quota && cfg->quota < cfg->reserve)
+        return LAB_EQUOTA;
+    if (cfg->reserve > a->zone.nr_pages)
+        return LAB_ERESERVE;
+    struct lab_room *r = calloc(1, sizeof(*r));
+    if (!r)
+        return LAB_ENOMEM;
+    r->arena = a;
+    r->batch = cfg->batch;
+    r->high = cfg->high ? cfg->high : 4 * cfg->batch;
+    if (r->high < cfg->batch)
+        r->high = cfg->batch;
+    r->quota = cfg->quota;
+    r->nr_stock_cap = r->high + r->batch + 1;
+    r->stock = malloc(r->nr_stock_cap * sizeof(uint32_t));
+    r->reserve_head = NIL;
+    r->reserve_target = cfg->reserve;
+    atomic_store(&r->remote, NIL);
+    strncpy(r->name, cfg->name ? cfg->name : "room", sizeof(r->name) - 1);
+    if (!r->stock) {
+        free(r);
+        return LAB_ENOMEM;
+    }
+    uint32_t id = atomic_fetch_add(&a->nr_rooms_made, 1) + 1;
+    if (id >= MAX_ROOMS) {
+        atomic_fetch_sub(&a->nr_rooms_made, 1);
+        free(r->stock);
+        free(r);
+        return LAB_EBUSY;
+    }
+    r->id = (uint16_t)id;
+
+    /* The reserve comes from above the min watermark: it must not eat the
+     * zone's own emergency pool. */
+    struct zone *z = &a->zone;
+    zone_lock(z);
+    size_t floor = z->wmark[WMARK_MIN];
+    if (z->free_pages < floor + cfg->reserve) {
+        zone_unlock(z);
+        free(r->stock);
+        free(r);
+        return LAB_ERESERVE;
+    }
+    for (size_t i = 0; i < cfg->reserve; i++) {
+        uint32_t f = buddy_take(z, 0);
+        lab_assert(f != NIL);
+        z->pages[f].room = r->id;
+        reserve_push(r, f);
+    }
+    zone_unlock(z);
+    atomic_store_explicit(&a->rooms[id], r, memory_order_release);
+    *out = r;
+    return 0;
+}
+
+/* Everything the room holds goes back to the zone.  The struct stays (dead)
+ * until the arena is destroyed, so late frees of its pages and use after
+ * destroy are recognised rather than corrupting memory. */
+void lab_room_destroy(lab_room *r)
+{
+    if (!r || atomic_exchange(&r->dead, true))
+        return;
+    struct lab_arena *a = r->arena;
+    struct zone *z = &a->zone;
+    size_t n = rd(&r->nr_stock);
+    zone_lock(z);
+    for (size_t i = 0; i < n; i++)
+        buddy_put(z, r->stock[i], 0);
+    while (r->reserve_head != NIL) {
+        uint32_t f = r->reserve_head;
+        r->reserve_head = z->pages[f].next;
+        buddy_put(z, f, 0);
+    }
+    zone_unlock(z);
+    wr(&r->nr_stock, 0);
+    wr(&r->nr_reserve, 0);
+    room_dead_flush(a, r);
+}
+
+void rooms_destroy_all(struct lab_arena *a)
+{
+    uint32_t n = atomic_load(&a->nr_rooms_made);
+    for (uint32_t id = 1; id <= n && id < MAX_ROOMS; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        if (!r)
+            continue;
+        free(r->stock);
+        free(r);
+    }
+}
+
+void lab_room_stats_get(lab_room *r, lab_room_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!r)
+        return;
+    out->allocs = ctr_get(&r->st.allocs);
+    out->frees_owner = ctr_get(&r->st.frees_owner);
+    out->frees_remote = ctr_get(&r->st.frees_remote);
+    out->refills = ctr_get(&r->st.refills);
+    out->drains = ctr_get(&r->st.drains);
+    out->reserve_allocs = ctr_get(&r->st.reserve_allocs);
+    for (int i = 0; i < LAB_R_COUNT; i++)
+        out->fail_by_reason[i] = ctr_get(&r->st.fail_by_reason[i]);
+    out->stock = rd(&r->nr_stock);
+    out->reserve = rd(&r->nr_reserve);
+    out->out = rd(&r->nr_out);
+}

@@ -1,0 +1,140 @@
+/*
+ * stats.c - counters, and their text (buddyinfo-like) and JSON forms.
+ */
+#include "internal.h"
+
+static const char *const step_names[LAB_STEP_COUNT] = {
+    "none", "room", "room_remote", "zone", "room_reserve", "emergency",
+    "highatomic", "recommit", "reclaim", "wait",
+};
+static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
+
+int gfp_class(lab_gfp_t gfp)
+{
+    if (gfp & LAB_GFP_DIRECT_RECLAIM)
+        return LAB_CLASS_KERNEL;
+    if (gfp & LAB_GFP_HIGH)
+        return LAB_CLASS_ATOMIC;
+    if (gfp & LAB_GFP_WAKE_RECLAIM)
+        return LAB_CLASS_NOWAIT;
+    return LAB_CLASS_OTHER;
+}
+
+void lab_stats_get(lab_arena *a, lab_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!a)
+        return;
+    struct zone *z = &a->zone;
+    zone_lock(z);
+    out->total_pages = z->nr_pages;
+    out->free_pages = z->free_pages;
+    out->max_order = z->max_order;
+    for (unsigned o = 0; o <= z->max_order; o++)
+        out->free_blocks[o] = z->area[o].nr_free;
+    buddy_unpopulated_blocks(z, out->free_blocks);
+    out->wmark_min = z->wmark[WMARK_MIN];
+    out->wmark_low = z->wmark[WMARK_LOW];
+    out->wmark_high = z->wmark[WMARK_HIGH];
+    out->highatomic_pages = z->ha_pages;
+    zone_unlock(z);
+
+    out->reserve_pages = out->highatomic_pages;
+    uint32_t nroom = atomic_load(&a->nr_rooms_made);
+    for (uint32_t id = 1; id <= nroom; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        if (!r)
+            continue;
+        /* step 1 is counted by the owner alone, off the shared counters */
+        out->alloc_by_step[LAB_STEP_ROOM] += ctr_get(&r->st.allocs) - ctr_get(&r->st.slow_allocs);
+        if (atomic_load(&r->dead))
+            continue;
+        out->nr_rooms++;
+        out->room_pages += atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+        out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
+        out->deferred_pages += atomic_load_explicit(&r->nr_remote_pending, memory_order_relaxed);
+    }
+    out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
+    size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages;
+    out->allocated_pages = held <= out->total_pages ? out->total_pages - held : 0;
+
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        out->alloc_by_step[i] += ctr_get(&a->st.alloc_by_step[i]);
+    for (int i = 0; i < LAB_R_COUNT; i++)
+        out->fail_by_reason[i] = ctr_get(&a->st.fail_by_reason[i]);
+    for (int i = 0; i < LAB_CLASS_COUNT; i++)
+        out->fail_by_class[i] = ctr_get(&a->st.fail_by_class[i]);
+    out->frees = ctr_get(&a->st.frees);
+    out->misuse = ctr_get(&a->st.misuse);
+    out->shrinker_runs = ctr_get(&a->st.shrinker_runs);
+    out->shrinker_pages = ctr_get(&a->st.shrinker_pages);
+    out->kswapd_wakes = ctr_get(&a->st.kswapd_wakes);
+    out->kswapd_runs = ctr_get(&a->st.kswapd_runs);
+    out->waits = ctr_get(&a->st.waits);
+}
+
+static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
+{
+    fprintf(f, "Arena %s  pages %zu  free %zu  allocated %zu  rooms %zu (%zu pages)  reserves %zu (highatomic %zu)  deferred %zu\n",
+            a->name, s->total_pages, s->free_pages, s->allocated_pages, s->nr_rooms, s->room_pages,
+            s->reserve_pages, s->highatomic_pages, s->deferred_pages);
+    fprintf(f, "Watermarks min %zu low %zu high %zu\n", s->wmark_min, s->wmark_low, s->wmark_high);
+    fprintf(f, "Node 0, zone %8s", a->name);
+    for (unsigned o = 0; o <= s->max_order; o++)
+        fprintf(f, " %6zu", s->free_blocks[o]);
+    fputc('\n', f);
+    fprintf(f, "Served by step:");
+    for (int i = 1; i < LAB_STEP_COUNT; i++)
+        fprintf(f, " %s=%llu", step_names[i], (unsigned long long)s->alloc_by_step[i]);
+    fprintf(f, "\nFailures by reason:");
+    for (int i = 1; i < LAB_R_COUNT; i++)
+        fprintf(f, " %s=%llu", lab_reason_str(i), (unsigned long long)s->fail_by_reason[i]);
+    fprintf(f, "\nFailures by class:");
+    for (int i = 0; i < LAB_CLASS_COUNT; i++)
+        fprintf(f, " %s=%llu", class_names[i], (unsigned long long)s->fail_by_class[i]);
+    fprintf(f, "\nFrees %llu  misuse %llu  shrinker runs %llu (%llu pages)  kswapd wakes %llu runs %llu  waits %llu\n",
+            (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
+            (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
+            (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits);
+    return ferror(f) ? -1 : 0;
+}
+
+static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, const char *const *names)
+{
+    fprintf(f, ",\"%s\":{", key);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", names ? names[i] : lab_reason_str(i), (unsigned long long)v[i]);
+    fputc('}', f);
+}
+
+static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
+{
+    fprintf(f, "{\"arena\":\"%s\",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
+               "\"room_pages\":%zu,\"reserve_pages\":%zu,\"highatomic_pages\":%zu,\"deferred_pages\":%zu,"
+               "\"void_pages\":%zu,\"rooms\":%zu,\"max_order\":%u,"
+               "\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"free_blocks\":[",
+            a->name, s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
+            s->highatomic_pages, s->deferred_pages, s->void_pages, s->nr_rooms, s->max_order,
+            s->wmark_min, s->wmark_low, s->wmark_high);
+    for (unsigned o = 0; o <= s->max_order; o++)
+        fprintf(f, "%s%zu", o ? "," : "", s->free_blocks[o]);
+    fputc(']', f);
+    json_u64_array(f, "alloc_by_step", s->alloc_by_step, LAB_STEP_COUNT, step_names);
+    json_u64_array(f, "fail_by_reason", s->fail_by_reason, LAB_R_COUNT, NULL);
+    json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_names);
+    fprintf(f, ",\"frees\":%llu,\"misuse\":%llu,\"shrinker_runs\":%llu,\"shrinker_pages\":%llu,"
+               "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu}\n",
+            (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
+            (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
+            (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits);
+    return ferror(f) ? -1 : 0;
+}
+
+int lab_stats_print(lab_arena *a, FILE *f, int format)
+{
+    if (!a || !f)
+        return -1;
+    lab_stats s;
+    lab_stats_get(a, &s);
+    return format == LAB_STATS_JSON ? print_json(a, &s, f) : print_text(a, &s, f);
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# install_test.sh SRC_DIR [CMAKE]
+#
+# Builds Labyrinth from SRC_DIR in a temporary directory, installs it, and
+# builds small consumers against the installed copy:
+#   (a) with pkg-config: shared (`pkg-config --cflags --libs`) and static
+#       (`pkg-config --static`, liblabyrinth.a linked in);
+#   (b) with CMake: find_package(labyrinth) and labyrinth::labyrinth
+#       (plus labyrinth::static);
+#   (c) (a) and (b) again after `cmake --install --prefix` into a second
+#       prefix chosen at install time (the first prefix is deleted first, so
+#       nothing may still point into it).
+# Each consumer must print "consumer ok".  Exits non-zero on any failure.
+set -euo pipefail
+
+SRC=${1:?usage: install_test.sh SRC_DIR [CMAKE]}
+CMAKE=${2:-cmake}
+SRC=$(cd "$SRC" && pwd)
+CC=${CC:-cc}
+JOBS=${JOBS:-2}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/lab-install.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+step() { printf '\n== install_test: %s\n' "$*"; }
+fail() { printf 'install_test: FAIL: %s\n' "$*" >&2; exit 1; }
+run()  { printf '+ %s\n' "$*" >&2; "$@"; }
+
+expect_ok() {  # expect_ok LABEL CMD...: run a consumer, require "consumer ok"
+    local label=$1 out
+    shift
+    printf '+ %s\n' "$*"
+    out=$("$@") || fail "$label exited with status $?"
+    printf '%s\n' "$out"
+    [[ $out == *"consumer ok"* ]] || fail "$label did not print 'consumer ok'"
+}
+
+check_prefix() {  # check_prefix PREFIX TAG
+    local prefix=$1 tag=$2 pcdir libdir incdir work
+    work=$TMP/consumer-$tag
+    mkdir -p "$work"
+
+    pcdir=$(dirname "$(find "$prefix" -name labyrinth.pc -print -quit)")
+    [[ -f $pcdir/labyrinth.pc ]] || fail "no labyrinth.pc under $prefix"
+
+    step "[$tag] pkg-config consumer (shared), PKG_CONFIG_PATH=$pcdir"
+    export PKG_CONFIG_PATH=$pcdir
+    run pkg-config --modversion labyrinth
+    printf 'cflags: %s\nlibs:   %s\nstatic: %s\n' \
+        "$(pkg-config --cflags labyrinth)" "$(pkg-config --libs labyrinth)" \
+        "$(pkg-config --static --libs labyrinth)"
+    libdir=$(realpath "$(pkg-config --variable=libdir labyrinth)")
+    incdir=$(realpath "$(pkg-config --variable=includedir labyrinth)")
+    [[ $libdir == "$(realpath "$prefix")"/* ]] || fail "libdir $libdir is not inside $prefix"
+    [[ $incdir == "$(realpath "$prefix")"/* ]] || fail "includedir $incdir is not inside $prefix"
+    [[ -f $incdir/labyrinth.h ]] || fail "no labyrinth.h in $incdir"
+
+    # shellcheck disable=SC2046
+    run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_shared" "$SRC/tests/install_consumer/main.c" \
+        $(pkg-config --cflags --libs labyrinth)
+    LD_LIBRARY_PATH=$libdir ldd "$work/pc_shared" | grep -qF "liblabyrinth.so.0 => $libdir/" \
+        || fail "pc_shared does not use $libdir/liblabyrinth.so.0"
+    expect_ok pc_shared env LD_LIBRARY_PATH="$libdir" "$work/pc_shared"
+
+    step "[$tag] pkg-config consumer (static, pkg-config --static)"
+    # shellcheck disable=SC2046
+    run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_static" "$SRC/tests/install_consumer/main.c" \
+        $(pkg-config --cflags labyrinth) \
+        -Wl,-Bstatic $(pkg-config --static --libs labyrinth) -Wl,-Bdynamic
+    if ldd "$work/pc_static" | grep -q liblabyrinth; then
+        fail "pc_static links liblabyrinth dynamically"
+    fi
+    expect_ok pc_static "$work/pc_static"
+    unset PKG_CONFIG_PATH
+
+    step "[$tag] CMake consumer: find_package(labyrinth), CMAKE_PREFIX_PATH=$prefix"
+    run "$CMAKE" -S "$SRC/tests/install_consumer" -B "$work/cmake" \
+        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log" \
+        || { cat "$work/cmake.log"; fail "consumer configure"; }
+    grep -q "^labyrinth_DIR:PATH=$(realpath "$prefix")/" "$work/cmake/CMakeCache.txt" \
+        || grep -q "^labyrinth_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt" \
+        || fail "find_package found labyrinth outside $prefix: $(grep ^labyrinth_DIR "$work/cmake/CMakeCache.txt")"
+    run "$CMAKE" --build "$work/cmake" -j"$JOBS"
+    expect_ok consumer env LD_LIBRARY_PATH="$libdir" "$work/cmake/consumer"
+    expect_ok consumer_static "$work/cmake/consumer_static"
+}
+
+step "configure $SRC -> $TMP/build (prefix $TMP/prefix1)"
+run "$CMAKE" -S "$SRC" -B "$TMP/build" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_INSTALL_PREFIX="$TMP/prefix1" \
+    -DLAB_BUILD_TESTS=OFF -DLAB_BUILD_TOOLS=OFF -DLAB_BUILD_BENCH=OFF -DLAB_BUILD_EXAMPLES=OFF \
+    -DLAB_DEBUG=OFF -DLAB_SANITIZE= >"$TMP/configure.log" \
+    || { cat "$TMP/configure.log"; fail "configure"; }
+step "build"
+run "$CMAKE" --build "$TMP/build" -j"$JOBS"
+step "install (prefix from configure time)"
+run "$CMAKE" --install "$TMP/build"
+(cd "$TMP/prefix1" && find . -type f -o -type l | sort)
+
+check_prefix "$TMP/prefix1" prefix1
+
+step "install again with --prefix chosen at install time ($TMP/prefix2)"
+run "$CMAKE" --install "$TMP/build" --prefix "$TMP/prefix2"
+rm -rf "$TMP/prefix1"
+if grep -rl "$TMP/prefix1" "$TMP/prefix2"; then
+    fail "files above in prefix2 still name prefix1"
+fi
+
+check_prefix "$TMP/prefix2" prefix2
+
+printf '\ninstall_test: all consumers ok\n'
