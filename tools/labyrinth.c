@@ -1,0 +1,479 @@
+/*
+ * labyrinth - the command-line tool.  `labyrinth demo` runs the reference
+ * scenario: a trading system's packet path.
+ *
+ *   RX interrupt   a generator thread sends SIGUSR1 to the receive thread;
+ *                  the handler allocates a burst of socket-buffer pages with
+ *                  LAB_GFP_ATOMIC from its own room (timing each one), stamps
+ *                  them like packets and hands them to workers through
+ *                  single-producer rings;
+ *   workers        check the stamp, "process" the packet and free the page
+ *                  with lab_free_pages (a remote free back to the RX room);
+ *   background     allocates and frees LAB_GFP_KERNEL blocks of mixed orders
+ *                  and keeps a shrinker-backed cache that grows until the
+ *                  arena is under pressure, so the reserves and reclaim work.
+ *
+ * At the end: pages/s, the atomic allocation latency percentiles, failures
+ * by reason, reserve and reclaim activity, and the leak accounting.  Exits 1
+ * if a page was lost, corrupted or lab_check failed.
+ */
+#include "labyrinth.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+/* ---- options ---------------------------------------------------------------- */
+static struct {
+    double seconds;
+    unsigned burst;        /* pages per interrupt */
+    unsigned workers;
+    size_t arena_mib;
+    unsigned reserve;      /* RX room reserve, pages */
+    unsigned irq_gap_ns;   /* pause between interrupts; 0 = as fast as possible */
+    unsigned bg_max_order;
+    bool quiet;
+} opt = { 10.0, 16, 1, 64, 1024, 0, 6, false };
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the rings from the RX handler to the workers ------------------------------
+ * One single-producer single-consumer ring per worker: the handler is the only
+ * producer, so it needs no atomic read-modify-write, only release stores. */
+#define RING 1024
+struct ring {
+    _Atomic size_t head __attribute__((aligned(64)));   /* written by the handler */
+    _Atomic size_t tail __attribute__((aligned(64)));   /* written by the worker */
+    void *slot[RING];
+};
+static struct ring *rings;
+
+static bool ring_push(struct ring *r, void *p)
+{
+    size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    if (h - atomic_load_explicit(&r->tail, memory_order_acquire) == RING)
+        return false;
+    r->slot[h % RING] = p;
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    return true;
+}
+
+static void *ring_pop(struct ring *r)
+{
+    size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (t == atomic_load_explicit(&r->head, memory_order_acquire))
+        return NULL;
+    void *p = r->slot[t % RING];
+    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+    return p;
+}
+
+/* ---- latency histogram (handler-private: written only in the handler) -------------
+ * Buckets of 1/8 of a power of two of TSC ticks: 3% resolution. */
+#define HBUCKETS (64 * 8)
+static uint64_t hist[HBUCKETS];
+static uint64_t hist_max;
+static double ticks_per_ns = 1.0;
+
+static unsigned bucket_of(uint64_t t)
+{
+    if (t < 8)
+        return (unsigned)t;
+    unsigned lg = 63 - (unsigned)__builtin_clzll(t);
+    return lg * 8 + (unsigned)((t >> (lg - 3)) & 7);
+}
+static uint64_t bucket_floor(unsigned b)
+{
+    if (b < 8)
+        return b;
+    unsigned lg = b / 8;
+    return (1ull << lg) | ((uint64_t)(b % 8) << (lg - 3));
+}
+
+static double percentile_ns(double q)
+{
+    uint64_t total = 0;
+    for (unsigned b = 0; b < HBUCKETS; b++)
+        total += hist[b];
+    if (!total)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)total), seen = 0;
+    for (unsigned b = 0; b < HBUCKETS; b++) {
+        seen += hist[b];
+        if (seen > want)
+            return (double)bucket_floor(b) / ticks_per_ns;
+    }
+    return (double)hist_max / ticks_per_ns;
+}
+
+/* ---- shared state ------------------------------------------------------------------ */
+static lab_arena *arena;
+static lab_room *rx_room;
+static pthread_t rx_thread;
+static _Atomic bool stop_irq, stop_all;
+static _Atomic uint64_t rx_pages, rx_fail, rx_drops, irqs, worker_pages, corrupt;
+static uint64_t rx_by_reason[LAB_R_COUNT];   /* handler-private */
+static unsigned rx_next_worker;              /* handler-private */
+
+struct packet {
+    uint64_t magic;
+    uint64_t seq;
+    uint64_t check;
+};
+#define PKT_MAGIC 0x4c4142594e544850ull
+static uint64_t rx_seq;
+
+/* The RX interrupt.  Async-signal-safe: its own room, atomics, and rings. */
+static void rx_interrupt(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    atomic_fetch_add_explicit(&irqs, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < opt.burst; i++) {
+        lab_result res;
+        uint64_t t0 = __rdtsc();
+        lab_room_alloc_r(rx_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        uint64_t dt = __rdtsc() - t0;
+        hist[bucket_of(dt) < HBUCKETS ? bucket_of(dt) : HBUCKETS - 1]++;
+        if (dt > hist_max)
+            hist_max = dt;
+        if (!res.addr) {
+            rx_by_reason[res.reason]++;
+            atomic_fetch_add_explicit(&rx_fail, 1, memory_order_relaxed);
+            continue;
+        }
+        struct packet *p = res.addr;
+        p->magic = PKT_MAGIC;
+        p->seq = rx_seq++;
+        p->check = p->seq * 0x9e3779b97f4a7c15ull;
+        struct ring *r = &rings[rx_next_worker++ % opt.workers];
+        if (!ring_push(r, p)) {
+            lab_room_free(rx_room, p);     /* the ring is full: drop, as a NIC does */
+            atomic_fetch_add_explicit(&rx_drops, 1, memory_order_relaxed);
+            continue;
+        }
+        atomic_fetch_add_explicit(&rx_pages, 1, memory_order_relaxed);
+    }
+    errno = saved;
+}
+
+static void *rx_main(void *arg)
+{
+    (void)arg;
+    /* The receive thread's own work is idle here: it waits for interrupts. */
+    while (!atomic_load(&stop_all))
+        pause();
+    return NULL;
+}
+
+static void *irq_generator(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_irq)) {
+        pthread_kill(rx_thread, SIGUSR1);
+        if (opt.irq_gap_ns) {
+            struct timespec ts = { 0, (long)opt.irq_gap_ns };
+            nanosleep(&ts, NULL);
+        } else {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct ring *r = arg;
+    for (;;) {
+        struct packet *p = ring_pop(r);
+        if (!p) {
+            if (atomic_load(&stop_all) && atomic_load(&stop_irq))
+                break;
+            sched_yield();
+            continue;
+        }
+        if (p->magic != PKT_MAGIC || p->check != p->seq * 0x9e3779b97f4a7c15ull)
+            atomic_fetch_add(&corrupt, 1);
+        p->magic = 0;   /* "processed" */
+        lab_free_pages(arena, p, 0);
+        atomic_fetch_add_explicit(&worker_pages, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+/* ---- the background job and its shrinker-backed cache ------------------------------ */
+struct cache_entry { void *p; unsigned order; };
+static struct {
+    pthread_mutex_t lock;
+    struct cache_entry *e;
+    size_t n, cap, pages;
+} cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static _Atomic uint64_t bg_ok, bg_fail, shrunk;
+
+static size_t cache_count(void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&cache.lock);
+    size_t n = cache.pages;
+    pthread_mutex_unlock(&cache.lock);
+    return n;
+}
+
+static size_t cache_scan(void *ctx, size_t nr)
+{
+    (void)ctx;
+    size_t freed = 0;
+    pthread_mutex_lock(&cache.lock);
+    while (freed < nr && cache.n) {   /* oldest first */
+        struct cache_entry e = cache.e[0];
+        memmove(cache.e, cache.e + 1, (cache.n - 1) * sizeof(*cache.e));
+        cache.n--;
+        cache.pages -= (size_t)1 << e.order;
+        lab_free_pages(arena, e.p, e.order);
+        freed += (size_t)1 << e.order;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    atomic_fetch_add(&shrunk, freed);
+    return freed;
+}
+
+static void *background_main(void *arg)
+{
+    (void)arg;
+    unsigned seed = 12345;
+    while (!atomic_load(&stop_irq)) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned order = (seed >> 16) % (opt.bg_max_order + 1);
+        void *p = lab_alloc_pages(arena, LAB_GFP_KERNEL | LAB_GFP_NOWARN | LAB_GFP_RETRY_MAYFAIL, order);
+        if (!p) {
+            atomic_fetch_add(&bg_fail, 1);
+            continue;
+        }
+        atomic_fetch_add(&bg_ok, 1);
+        memset(p, 0x5a, 64);
+        pthread_mutex_lock(&cache.lock);
+        if (cache.n == cache.cap) {
+            pthread_mutex_unlock(&cache.lock);
+            lab_free_pages(arena, p, order);
+            continue;
+        }
+        cache.e[cache.n++] = (struct cache_entry){ p, order };
+        cache.pages += (size_t)1 << order;
+        pthread_mutex_unlock(&cache.lock);
+        /* some churn: a transient block, freed at once */
+        void *q = lab_alloc_pages(arena, LAB_GFP_KERNEL | LAB_GFP_NOWARN | LAB_GFP_NORETRY, (order + 1) % (opt.bg_max_order + 1));
+        if (q)
+            lab_free_pages(arena, q, (order + 1) % (opt.bg_max_order + 1));
+    }
+    return NULL;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: labyrinth demo [--seconds S] [--burst N] [--workers N] [--arena-mib M]\n"
+            "                      [--reserve PAGES] [--irq-gap-ns NS] [--bg-max-order K] [--quiet]\n");
+    exit(2);
+}
+
+static void calibrate_tsc(void)
+{
+    uint64_t t0 = now_ns(), c0 = __rdtsc();
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    uint64_t t1 = now_ns(), c1 = __rdtsc();
+    ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
+}
+
+static int demo(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quiet")) { opt.quiet = true; continue; }
+        if (!v) usage();
+        if (!strcmp(a, "--seconds")) opt.seconds = atof(v);
+        else if (!strcmp(a, "--burst")) opt.burst = (unsigned)atoi(v);
+        else if (!strcmp(a, "--workers")) opt.workers = (unsigned)atoi(v);
+        else if (!strcmp(a, "--arena-mib")) opt.arena_mib = (size_t)atol(v);
+        else if (!strcmp(a, "--reserve")) opt.reserve = (unsigned)atoi(v);
+        else if (!strcmp(a, "--irq-gap-ns")) opt.irq_gap_ns = (unsigned)atoi(v);
+        else if (!strcmp(a, "--bg-max-order")) opt.bg_max_order = (unsigned)atoi(v);
+        else usage();
+        i++;
+    }
+    if (opt.workers == 0 || opt.burst == 0 || opt.arena_mib == 0)
+        usage();
+    calibrate_tsc();
+
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = opt.arena_mib << 20;
+    cfg.name = "demo";
+    int err = lab_arena_create(&cfg, &arena);
+    if (err) {
+        fprintf(stderr, "labyrinth demo: lab_arena_create: %s\n", lab_strerror(err));
+        return 1;
+    }
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = opt.reserve;
+    rc.batch = 64;
+    rc.high = 512;
+    rc.name = "rx";
+    if ((err = lab_room_create(arena, &rc, &rx_room))) {
+        fprintf(stderr, "labyrinth demo: lab_room_create: %s\n", lab_strerror(err));
+        return 1;
+    }
+    lab_stats st;
+    lab_stats_get(arena, &st);
+    cache.cap = st.total_pages;
+    cache.e = calloc(cache.cap, sizeof(*cache.e));
+    lab_shrinker sh = { cache_count, cache_scan, NULL };
+    lab_shrinker_register(arena, &sh);
+    rings = aligned_alloc(64, sizeof(struct ring) * opt.workers);
+    memset(rings, 0, sizeof(struct ring) * opt.workers);
+
+    printf("labyrinth demo: arena %zu MiB (%zu pages, min/low/high %zu/%zu/%zu), RX room reserve %u, "
+           "burst %u, %u worker(s), %.0f s\n",
+           opt.arena_mib, st.total_pages, st.wmark_min, st.wmark_low, st.wmark_high, opt.reserve,
+           opt.burst, opt.workers, opt.seconds);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = rx_interrupt;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    /* Only the RX thread takes the interrupt. */
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+
+    pthread_t workers[64], bg, gen;
+    if (opt.workers > 64)
+        opt.workers = 64;
+    for (unsigned i = 0; i < opt.workers; i++)
+        pthread_create(&workers[i], NULL, worker_main, &rings[i]);
+    pthread_create(&bg, NULL, background_main, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+    pthread_create(&rx_thread, NULL, rx_main, NULL);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    pthread_create(&gen, NULL, irq_generator, NULL);
+
+    uint64_t start = now_ns(), last = start, last_pages = 0;
+    while ((double)(now_ns() - start) < opt.seconds * 1e9) {
+        struct timespec ts = { 0, 250 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        uint64_t t = now_ns();
+        if (!opt.quiet && t - last >= 1000000000ull) {
+            uint64_t p = atomic_load(&rx_pages);
+            lab_room_stats rs;
+            lab_room_stats_get(rx_room, &rs);
+            lab_stats_get(arena, &st);
+            fprintf(stderr, "\r[%4.1fs] rx %6.2f Mpages/s  irqs %-9llu atomic fails %-6llu drops %-6llu  free %6zu/%zu  "
+                            "reserve used %-6llu  shrunk %-8llu",
+                    (double)(t - start) / 1e9, (double)(p - last_pages) * 1e3 / (double)(t - last),
+                    (unsigned long long)atomic_load(&irqs), (unsigned long long)atomic_load(&rx_fail),
+                    (unsigned long long)atomic_load(&rx_drops), st.free_pages, st.total_pages,
+                    (unsigned long long)rs.reserve_allocs, (unsigned long long)atomic_load(&shrunk));
+            last = t;
+            last_pages = p;
+        }
+    }
+    double elapsed = (double)(now_ns() - start) / 1e9;
+    if (!opt.quiet)
+        fputc('\n', stderr);
+
+    /* Stop the interrupts first, then let the RX thread go, drain the rings. */
+    atomic_store(&stop_irq, true);
+    pthread_join(gen, NULL);
+    pthread_join(bg, NULL);
+    atomic_store(&stop_all, true);
+    pthread_kill(rx_thread, SIGUSR1);     /* one last interrupt ends its pause() */
+    pthread_join(rx_thread, NULL);
+    for (unsigned i = 0; i < opt.workers; i++) {
+        pthread_join(workers[i], NULL);
+        void *p;
+        while ((p = ring_pop(&rings[i])) != NULL) {   /* pushed after the worker left */
+            lab_free_pages(arena, p, 0);
+            atomic_fetch_add(&worker_pages, 1);
+        }
+    }
+
+    lab_room_stats rs;
+    lab_room_stats_get(rx_room, &rs);
+    lab_shrinker_unregister(arena, &sh);
+    cache_scan(NULL, SIZE_MAX);
+    lab_stats_get(arena, &st);
+
+    uint64_t pages = atomic_load(&rx_pages);
+    printf("\n== Labyrinth demo: the packet path ==\n");
+    printf("RX interrupts         %llu (%.0f/s)\n", (unsigned long long)atomic_load(&irqs), (double)atomic_load(&irqs) / elapsed);
+    printf("pages received        %llu (%.2f M pages/s), processed by workers %llu, dropped (rings full) %llu\n",
+           (unsigned long long)pages, (double)pages / elapsed / 1e6, (unsigned long long)atomic_load(&worker_pages),
+           (unsigned long long)atomic_load(&rx_drops));
+    printf("atomic alloc latency  p50 %.0f ns  p99 %.0f ns  p99.9 %.0f ns  p99.99 %.0f ns  max %.0f ns\n",
+           percentile_ns(0.50), percentile_ns(0.99), percentile_ns(0.999), percentile_ns(0.9999),
+           (double)hist_max / ticks_per_ns);
+    printf("atomic failures       %llu:", (unsigned long long)atomic_load(&rx_fail));
+    for (int r = 1; r < LAB_R_COUNT; r++)
+        if (rx_by_reason[r])
+            printf(" %s=%llu", lab_reason_str(r), (unsigned long long)rx_by_reason[r]);
+    printf("\nRX room               allocs %llu  refills %llu  drains %llu  remote frees %llu  reserve allocs %llu\n",
+           (unsigned long long)rs.allocs, (unsigned long long)rs.refills, (unsigned long long)rs.drains,
+           (unsigned long long)rs.frees_remote, (unsigned long long)rs.reserve_allocs);
+    printf("background KERNEL     ok %llu  failed %llu  shrunk %llu pages\n", (unsigned long long)atomic_load(&bg_ok),
+           (unsigned long long)atomic_load(&bg_fail), (unsigned long long)atomic_load(&shrunk));
+    printf("reclaim               shrinker runs %llu (%llu pages)  kswapd wakes %llu runs %llu  waits %llu\n",
+           (unsigned long long)st.shrinker_runs, (unsigned long long)st.shrinker_pages,
+           (unsigned long long)st.kswapd_wakes, (unsigned long long)st.kswapd_runs, (unsigned long long)st.waits);
+    printf("served by step        room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu  highatomic %llu  reclaim %llu  wait %llu\n",
+           (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM], (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_REMOTE],
+           (unsigned long long)st.alloc_by_step[LAB_STEP_ZONE], (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_RESERVE],
+           (unsigned long long)st.alloc_by_step[LAB_STEP_EMERGENCY], (unsigned long long)st.alloc_by_step[LAB_STEP_HIGHATOMIC],
+           (unsigned long long)st.alloc_by_step[LAB_STEP_RECLAIM], (unsigned long long)st.alloc_by_step[LAB_STEP_WAIT]);
+
+    /* Leak accounting: with the cache emptied and the room destroyed, every
+     * page must be back. */
+    lab_room_destroy(rx_room);
+    lab_stats_get(arena, &st);
+    int check = lab_check(arena);
+    size_t lost = st.total_pages - st.free_pages;
+    uint64_t bad = atomic_load(&corrupt);
+    printf("leak accounting       pages lost %zu  corrupted packets %llu  lab_check %s\n", lost,
+           (unsigned long long)bad, check ? lab_strerror(check) : "ok");
+    lab_arena_destroy(arena);
+    free(cache.e);
+    free(rings);
+    if (lost || bad || check) {
+        printf("FAILED\n");
+        return 1;
+    }
+    printf("OK\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "demo"))
+        return demo(argc - 2, argv + 2);
+    fprintf(stderr, "usage: labyrinth demo [options]   (labyrinth demo --help)\n");
+    return 2;
+}
