@@ -151,8 +151,13 @@ struct lab_room {
     size_t    reserve_target;
     _Atomic size_t nr_out;     /* handed out and not yet back (owner view) */
     /* shared */
+    uint32_t  remote_local;    /* owner-private: remote frees taken with one exchange,
+                                  handed out one per allocation (step 2 is O(1)) */
+    _Atomic uint64_t remote_popped;  /* owner: remote frees taken off remote_local */
+    /* shared */
     _Atomic uint32_t remote;   /* lock-free list of pages freed by other contexts */
-    _Atomic size_t   nr_remote_pending;
+    _Atomic uint64_t remote_pushed;  /* pushes on `remote` (counted by the freers) */
+    _Atomic uint64_t remote_gone;    /* taken off `remote` by reclaim or after destroy */
     _Atomic size_t   stolen;   /* remote frees reclaim sent to the zone; the owner
                                   subtracts them from nr_out on its slow path */
     _Atomic bool     drain_wanted; /* reclaim asks the owner to give back surplus */
@@ -241,7 +246,7 @@ LAB_HIDDEN size_t   highatomic_release(struct zone *z);
 LAB_HIDDEN void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame);
 LAB_HIDDEN bool room_enter(struct lab_room *r, const char *op);
 LAB_HIDDEN void room_leave(struct lab_room *r);
-LAB_HIDDEN bool room_take_remote(struct lab_room *r);
+LAB_HIDDEN uint32_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step);
 LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);
 LAB_HIDDEN void room_adopt(struct lab_room *r, uint32_t frame);

@@ -271,14 +271,15 @@ bad:
  * the flags.  Everything else is room_alloc_slow. */
 static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
 {
-    if (room_take_remote(r)) {                                  /* step 2 */
+    uint32_t f = room_take_remote(r);                           /* step 2 */
+    if (f != NIL) {
         *step = LAB_STEP_ROOM_REMOTE;
-        goto pop;
+        return f;
     }
     if (room_refill_from_zone(r, gfp, reason, step))            /* steps 3, 5 */
         goto pop;
     if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
-        uint32_t f = room_take_reserve(r);
+        f = room_take_reserve(r);
         if (f != NIL) {
             *step = LAB_STEP_ROOM_RESERVE;
             return f;
@@ -287,7 +288,7 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int 
             *reason = LAB_R_RESERVE_EMPTY;
     }
     if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA && *reason != LAB_R_INJECTED) {
-        uint32_t f = alloc_slowpath(r->arena, gfp, 0, reason, step);  /* steps 6-8 */
+        f = alloc_slowpath(r->arena, gfp, 0, reason, step);     /* steps 6-8 */
         if (f != NIL)
             room_adopt(r, f);
         return f;

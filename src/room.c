@@ -131,47 +131,39 @@ static void room_drain(struct lab_room *r, size_t n)
 }
 
 /* ---- step 2: remote frees -------------------------------------------------
- * One exchange takes the whole list.  Pages go to the reserve first, then
- * the stock; what does not fit goes back to the zone.  True if the stock
- * gained pages. */
-bool room_take_remote(struct lab_room *r)
+ * When the owner's private list of remote frees is empty, one exchange takes
+ * the whole shared list into it; then each call hands out one page.  Never a
+ * walk of the list: a burst of thousands of remote frees costs the
+ * allocation that finds them one exchange, not thousands of steps.  Pages go
+ * to a depleted reserve first.  NIL when there is nothing to take. */
+uint32_t room_take_remote(struct lab_room *r)
 {
+    struct zone *z = room_zone(r);
     size_t stolen = atomic_load_explicit(&r->stolen, memory_order_relaxed);
     if (unlikely(stolen)) {
         stolen = atomic_exchange(&r->stolen, 0);
         wr(&r->nr_out, rd(&r->nr_out) - stolen);
     }
-    if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
-        return false;
-    struct zone *z = room_zone(r);
-    uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
-    uint32_t overflow[64];
-    size_t n = 0, nover = 0;
-    bool gained = false;
-    while (f != NIL) {
-        uint32_t next = z->pages[f].next;
-        lab_assert(pg_state(&z->pages[f]) == PG_DEFERRED);
+    for (;;) {
+        uint32_t f = r->remote_local;
+        if (f == NIL) {
+            if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
+                return NIL;
+            f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+        }
+        lab_assert(pg_state(&z->pages[f]) == PG_DEFERRED && z->pages[f].room == r->id);
+        r->remote_local = z->pages[f].next;
+        if (r->remote_local != NIL)   /* the next pop's descriptor, written on another CPU */
+            __builtin_prefetch(&z->pages[r->remote_local], 1);
+        ctr_inc(&r->remote_popped);
+        ctr_inc(&r->st.frees_remote);
+        wr(&r->nr_out, rd(&r->nr_out) - 1);
         if (rd(&r->nr_reserve) < r->reserve_target) {
             reserve_push(r, f);
-        } else if (rd(&r->nr_stock) < r->nr_stock_cap) {
-            stock_push(r, f);
-            gained = true;
-        } else {
-            overflow[nover++] = f;
-            if (nover == sizeof(overflow) / sizeof(overflow[0])) {
-                return_to_zone(r, overflow, nover);
-                nover = 0;
-            }
+            continue;
         }
-        n++;
-        f = next;
+        return f;
     }
-    if (nover)
-        return_to_zone(r, overflow, nover);
-    atomic_fetch_sub_explicit(&r->nr_remote_pending, n, memory_order_relaxed);
-    wr(&r->nr_out, rd(&r->nr_out) - n);
-    atomic_store_explicit(&r->st.frees_remote, ctr_get(&r->st.frees_remote) + n, memory_order_relaxed);
-    return gained;
 }
 
 /* ---- step 3: refill from the zone -----------------------------------------
@@ -300,15 +292,23 @@ void lab_room_free(lab_room *r, void *page)
 }
 
 /* ---- frees from other contexts ------------------------------------------------- */
-static void room_dead_flush(struct lab_arena *a, struct lab_room *r)
+/* Send a list of claimed (DEFERRED) room pages to the zone; returns how many. */
+static size_t free_list_to_zone(struct lab_arena *a, uint32_t f)
 {
-    uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+    size_t n = 0;
     while (f != NIL) {
         uint32_t next = a->zone.pages[f].next;
-        atomic_fetch_sub_explicit(&r->nr_remote_pending, 1, memory_order_relaxed);
         zone_free_block(a, f, 0);
+        n++;
         f = next;
     }
+    return n;
+}
+
+static void room_dead_flush(struct lab_arena *a, struct lab_room *r)
+{
+    size_t n = free_list_to_zone(a, atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire));
+    atomic_fetch_add_explicit(&r->remote_gone, n, memory_order_relaxed);
 }
 
 /* The page is claimed (state DEFERRED).  Push it on the owner's remote list;
@@ -320,7 +320,7 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame)
         return;
     }
     struct page *p = &a->zone.pages[frame];
-    atomic_fetch_add_explicit(&r->nr_remote_pending, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->remote_pushed, 1, memory_order_relaxed);
     uint32_t head = atomic_load_explicit(&r->remote, memory_order_relaxed);
     do {
         p->next = head;
@@ -346,17 +346,9 @@ size_t rooms_drain_surplus(struct lab_arena *a)
         atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
         if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
             continue;
-        uint32_t f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
-        size_t k = 0;
-        while (f != NIL) {
-            uint32_t next = a->zone.pages[f].next;
-            zone_free_block(a, f, 0);
-            k++;
-            f = next;
-        }
-        atomic_fetch_sub_explicit(&r->nr_remote_pending, k, memory_order_relaxed);
+        size_t k = free_list_to_zone(a, atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire));
+        atomic_fetch_add_explicit(&r->remote_gone, k, memory_order_relaxed);
         atomic_fetch_add(&r->stolen, k);
-        atomic_store_explicit(&r->st.frees_remote, ctr_get(&r->st.frees_remote) + k, memory_order_relaxed);
         freed += k;
     }
     return freed;
@@ -388,6 +380,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->nr_stock_cap = r->high + r->batch + 1;
     r->stock = malloc(r->nr_stock_cap * sizeof(uint32_t));
     r->reserve_head = NIL;
+    r->remote_local = NIL;
     r->reserve_target = cfg->reserve;
     atomic_store(&r->remote, NIL);
     strncpy(r->name, cfg->name ? cfg->name : "room", sizeof(r->name) - 1);
@@ -448,6 +441,9 @@ void lab_room_destroy(lab_room *r)
     zone_unlock(z);
     wr(&r->nr_stock, 0);
     wr(&r->nr_reserve, 0);
+    size_t n_local = free_list_to_zone(a, r->remote_local);
+    r->remote_local = NIL;
+    atomic_store_explicit(&r->remote_popped, ctr_get(&r->remote_popped) + n_local, memory_order_relaxed);
     room_dead_flush(a, r);
 }
 

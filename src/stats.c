@@ -52,7 +52,9 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         out->nr_rooms++;
         out->room_pages += atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
         out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
-        out->deferred_pages += atomic_load_explicit(&r->nr_remote_pending, memory_order_relaxed);
+        uint64_t gone = ctr_get(&r->remote_popped) + ctr_get(&r->remote_gone);
+        uint64_t pushed = ctr_get(&r->remote_pushed);
+        out->deferred_pages += pushed > gone ? (size_t)(pushed - gone) : 0;
     }
     out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
     size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages;

@@ -62,6 +62,12 @@ struct ring {
 };
 static struct ring *rings;
 
+static bool ring_full(struct ring *r)
+{
+    return atomic_load_explicit(&r->head, memory_order_relaxed) -
+           atomic_load_explicit(&r->tail, memory_order_acquire) == RING;
+}
+
 static bool ring_push(struct ring *r, void *p)
 {
     size_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -87,6 +93,7 @@ static void *ring_pop(struct ring *r)
 #define HBUCKETS (64 * 8)
 static uint64_t hist[HBUCKETS];
 static uint64_t hist_max;
+static uint64_t step_hist[LAB_STEP_COUNT][HBUCKETS];   /* the same, by the step that served */
 static double ticks_per_ns = 1.0;
 
 static unsigned bucket_of(uint64_t t)
@@ -104,7 +111,7 @@ static uint64_t bucket_floor(unsigned b)
     return (1ull << lg) | ((uint64_t)(b % 8) << (lg - 3));
 }
 
-static double percentile_ns(double q)
+static double percentile_of(const uint64_t *hist, double q)
 {
     uint64_t total = 0;
     for (unsigned b = 0; b < HBUCKETS; b++)
@@ -118,6 +125,16 @@ static double percentile_ns(double q)
             return (double)bucket_floor(b) / ticks_per_ns;
     }
     return (double)hist_max / ticks_per_ns;
+}
+
+static double percentile_ns(double q) { return percentile_of(hist, q); }
+
+static uint64_t hist_total(const uint64_t *h)
+{
+    uint64_t t = 0;
+    for (unsigned b = 0; b < HBUCKETS; b++)
+        t += h[b];
+    return t;
 }
 
 /* ---- shared state ------------------------------------------------------------------ */
@@ -144,11 +161,20 @@ static void rx_interrupt(int sig)
     int saved = errno;
     atomic_fetch_add_explicit(&irqs, 1, memory_order_relaxed);
     for (unsigned i = 0; i < opt.burst; i++) {
+        struct ring *r = &rings[rx_next_worker++ % opt.workers];
+        if (ring_full(r)) {
+            /* Like a NIC whose RX ring is full: no buffer is posted, the
+             * packet is dropped before any page is spent on it. */
+            atomic_fetch_add_explicit(&rx_drops, 1, memory_order_relaxed);
+            continue;
+        }
         lab_result res;
         uint64_t t0 = __rdtsc();
         lab_room_alloc_r(rx_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         uint64_t dt = __rdtsc() - t0;
-        hist[bucket_of(dt) < HBUCKETS ? bucket_of(dt) : HBUCKETS - 1]++;
+        unsigned bk = bucket_of(dt) < HBUCKETS ? bucket_of(dt) : HBUCKETS - 1;
+        hist[bk]++;
+        step_hist[res.step][bk]++;
         if (dt > hist_max)
             hist_max = dt;
         if (!res.addr) {
@@ -160,9 +186,8 @@ static void rx_interrupt(int sig)
         p->magic = PKT_MAGIC;
         p->seq = rx_seq++;
         p->check = p->seq * 0x9e3779b97f4a7c15ull;
-        struct ring *r = &rings[rx_next_worker++ % opt.workers];
-        if (!ring_push(r, p)) {
-            lab_room_free(rx_room, p);     /* the ring is full: drop, as a NIC does */
+        if (!ring_push(r, p)) {            /* cannot happen: one producer checked */
+            lab_room_free(rx_room, p);
             atomic_fetch_add_explicit(&rx_drops, 1, memory_order_relaxed);
             continue;
         }
@@ -426,12 +451,22 @@ static int demo(int argc, char **argv)
     uint64_t pages = atomic_load(&rx_pages);
     printf("\n== Labyrinth demo: the packet path ==\n");
     printf("RX interrupts         %llu (%.0f/s)\n", (unsigned long long)atomic_load(&irqs), (double)atomic_load(&irqs) / elapsed);
-    printf("pages received        %llu (%.2f M pages/s), processed by workers %llu, dropped (rings full) %llu\n",
+    printf("pages received        %llu (%.2f M pages/s), processed by workers %llu, dropped (worker rings full) %llu\n",
            (unsigned long long)pages, (double)pages / elapsed / 1e6, (unsigned long long)atomic_load(&worker_pages),
            (unsigned long long)atomic_load(&rx_drops));
     printf("atomic alloc latency  p50 %.0f ns  p99 %.0f ns  p99.9 %.0f ns  p99.99 %.0f ns  max %.0f ns\n",
            percentile_ns(0.50), percentile_ns(0.99), percentile_ns(0.999), percentile_ns(0.9999),
            (double)hist_max / ticks_per_ns);
+    static const char *const step_name[LAB_STEP_COUNT] = { "failed", "room", "room_remote", "zone", "room_reserve",
+                                                           "emergency", "highatomic", "recommit", "reclaim", "wait" };
+    printf("  by step (count: p50/p99/p99.9 ns):");
+    for (int st2 = 0; st2 < LAB_STEP_COUNT; st2++) {
+        uint64_t n = hist_total(step_hist[st2]);
+        if (n)
+            printf(" %s %llu: %.0f/%.0f/%.0f", step_name[st2], (unsigned long long)n, percentile_of(step_hist[st2], 0.5),
+                   percentile_of(step_hist[st2], 0.99), percentile_of(step_hist[st2], 0.999));
+    }
+    printf("\n");
     printf("atomic failures       %llu:", (unsigned long long)atomic_load(&rx_fail));
     for (int r = 1; r < LAB_R_COUNT; r++)
         if (rx_by_reason[r])
