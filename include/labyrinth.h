@@ -172,9 +172,28 @@ typedef struct lab_result {
 #define LAB_MAX_ORDER_LIMIT    24u
 
 /* Arena flags. */
-#define LAB_ARENA_PREFAULT   (1u << 0)  /* commit and touch every page at creation */
-#define LAB_ARENA_MLOCK      (1u << 1)  /* lock the arena in memory (implies PREFAULT) */
-#define LAB_ARENA_HUGEPAGES  (1u << 2)  /* back with huge pages where the OS allows */
+#define LAB_ARENA_PREFAULT   (1u << 0)  /* commit and touch every page (and all
+                                           metadata) at creation: no page fault later */
+#define LAB_ARENA_MLOCK      (1u << 1)  /* lock the arena in memory (implies PREFAULT);
+                                           a refusal returns LAB_EMLOCK and says on
+                                           stderr the limit and the size needed */
+#define LAB_ARENA_HUGEPAGES  (1u << 2)  /* back with explicit huge pages (MAP_HUGETLB),
+                                           else transparent ones; lab_stats.huge_mode
+                                           says which.  Trim then gives back whole
+                                           2 MiB pages only */
+#define LAB_ARENA_MADV_FREE  (1u << 3)  /* trim with MADV_FREE instead of MADV_DONTNEED */
+#define LAB_ARENA_POISON     (1u << 4)  /* fill freed pages with 0x6b and check them on
+                                           allocation (always on in debug builds) */
+#define LAB_ARENA_PROTECT_FREE (1u << 5) /* make freed pages PROT_NONE until handed out
+                                           again: a touch of a freed page faults at the
+                                           instruction.  Slow (system calls on every
+                                           free and allocation); for debugging only */
+#define LAB_ARENA_GUARD      (1u << 6)  /* an inaccessible guard page after every block
+                                           of order >= 1 (it costs a block of twice
+                                           the size); for debugging only */
+
+/* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
+enum lab_huge_mode { LAB_HUGE_NONE, LAB_HUGE_EXPLICIT, LAB_HUGE_TRANSPARENT, LAB_HUGE_REFUSED };
 
 typedef struct lab_arena lab_arena;
 
@@ -194,6 +213,8 @@ typedef struct lab_arena_config {
     unsigned flags;       /* LAB_ARENA_*; 0 = lazy */
     unsigned kswapd_poll_ms;   /* how often the background reclaimer looks for a wake
                              raised by a non-blocking request; default 2 */
+    unsigned trim_delay_ms;   /* the background reclaimer decommits free memory above
+                             `high` once it has stayed idle this long; 0 = never */
     const char *name;     /* for stats and reports; may be NULL */
 } lab_arena_config;
 
@@ -328,12 +349,17 @@ typedef struct lab_stats {
     size_t reserve_pages;     /* held in room reserves and the high-order atomic reserve */
     size_t highatomic_pages;  /* of which in the high-order atomic reserve */
     size_t deferred_pages;    /* frees in flight on lock-free lists */
-    size_t void_pages;        /* free and decommitted */
+    size_t void_pages;        /* free and decommitted (trimmed), not in free_pages */
+    size_t resident_bytes;    /* of the page frames, by mincore */
+    size_t metadata_bytes;    /* page descriptors mapped (16 per page) */
+    size_t metadata_resident_bytes;
+    int    huge_mode;         /* enum lab_huge_mode */
     size_t nr_rooms;
     uint64_t alloc_by_step[LAB_STEP_COUNT];
     uint64_t fail_by_reason[LAB_R_COUNT];
     uint64_t fail_by_class[LAB_CLASS_COUNT];
     uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
+    uint64_t trimmed_pages, recommitted_pages;
 } lab_stats;
 LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
 /* Write the stats: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one object.

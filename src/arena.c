@@ -31,7 +31,8 @@ static int validate(const lab_arena_config *cfg, size_t *pages_out)
         return LAB_EORDER;
     if ((uintptr_t)cfg->memory % LAB_PAGE_SIZE)
         return LAB_EMEMALIGN;
-    if (cfg->flags & ~(unsigned)(LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK | LAB_ARENA_HUGEPAGES))
+    if (cfg->flags & ~(unsigned)(LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK | LAB_ARENA_HUGEPAGES | LAB_ARENA_MADV_FREE |
+                                 LAB_ARENA_POISON | LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD))
         return LAB_EFLAGS;
     size_t min = cfg->wmark_min, low = cfg->wmark_low, high = cfg->wmark_high;
     if (min || low || high) {
@@ -79,6 +80,7 @@ static void zone_init(struct zone *z, char *base, struct page *pages, uint32_t n
     for (unsigned o = 0; o <= LAB_MAX_ORDER_LIMIT; o++) {
         z->area[o].head = NIL;
         z->ha_area[o].head = NIL;
+        z->void_area[o].head = NIL;
     }
     z->ha_cap = nr_pages / 100;
     atomic_store(&z->deferred, NIL);
@@ -114,7 +116,10 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     a->desc_bytes = (pages * sizeof(struct page) + LAB_PAGE_SIZE - 1) & ~(size_t)(LAB_PAGE_SIZE - 1);
     struct page *descs = plat_map(a->desc_bytes, prefault);
     char *base = cfg->memory;
-    if (!base) {
+    if (!base && (cfg->flags & LAB_ARENA_HUGEPAGES)) {
+        base = plat_map_huge(cfg->size, prefault, &a->huge_mode);
+        a->own_memory = true;
+    } else if (!base) {
         base = plat_map(cfg->size, prefault);
         a->own_memory = true;
     } else if (prefault) {
@@ -125,8 +130,8 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         err = LAB_EMAP;
         goto fail;
     }
-    if (cfg->flags & LAB_ARENA_HUGEPAGES)
-        madvise(base, cfg->size, MADV_HUGEPAGE);
+    if ((cfg->flags & LAB_ARENA_HUGEPAGES) && cfg->memory)
+        a->huge_mode = madvise(base, cfg->size, MADV_HUGEPAGE) == 0 ? LAB_HUGE_TRANSPARENT : LAB_HUGE_REFUSED;
     if (cfg->flags & LAB_ARENA_MLOCK) {
         int e = plat_mlock(base, cfg->size);
         if (e == 0)
@@ -140,9 +145,20 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
 
     zone_init(&a->zone, base, descs, (uint32_t)pages, max_order);
     zone_init_watermarks(&a->zone, cfg);
+    /* A huge page is given back whole or not at all: trim 2 MiB blocks only. */
+    if (a->huge_mode == LAB_HUGE_EXPLICIT || a->huge_mode == LAB_HUGE_TRANSPARENT)
+        a->zone.trim_min_order = 9;
+    if (prefault) {
+        /* list every block now, so no descriptor is first written later */
+        zone_lock(&a->zone);
+        buddy_populate_all(&a->zone);
+        zone_unlock(&a->zone);
+    }
     if ((err = reclaim_init(a)))
         goto fail;
     fault_init(a);
+    if (a->cfg.trim_delay_ms)
+        kswapd_start(a);    /* it is the one that trims idle memory */
     *out = a;
     return 0;
 fail:
@@ -175,42 +191,83 @@ unsigned lab_arena_max_order(const lab_arena *a) { return a ? a->zone.max_order 
 void *lab_arena_base(const lab_arena *a) { return a ? a->zone.base : NULL; }
 size_t lab_arena_size(const lab_arena *a) { return a ? (size_t)a->zone.nr_pages << PAGE_SHIFT : 0; }
 
-/* Decommit free blocks above what the min watermark needs.  The blocks are
- * taken off their free lists (state VOID) while the system calls run without
- * the zone lock, then put back, as Linux's free page reporting isolates the
- * pages it reports.  While they are out, other requests see fewer free pages. */
-size_t lab_arena_trim(lab_arena *a)
+/* ---- the void ---------------------------------------------------------------
+ * Trim decommits free blocks and moves them to the void lists; step 6 of the
+ * path (and the background reclaimer) re-commits them.  The system calls run
+ * without the zone lock: blocks are taken off their lists first (state VOID,
+ * counted in void_inflight), as Linux's free page reporting isolates the pages
+ * it reports.  Never below `keep_pages` of committed free memory, so the
+ * reserves atomic requests rely on stay committed and fault-free. */
+size_t trim_above(struct lab_arena *a, size_t keep_pages)
 {
-    if (!a)
-        return 0;
     struct zone *z = &a->zone;
     uint32_t isolated = NIL;
     zone_lock(z);
-    size_t keep = z->wmark[WMARK_MIN];
-    for (int o = (int)z->max_order; o >= 0; o--) {
+    for (int o = (int)z->max_order; o >= (int)z->trim_min_order; o--) {
         uint32_t f;
-        while ((f = z->area[o].head) != NIL && z->free_pages >= keep + ((size_t)1 << o)) {
+        while ((f = z->area[o].head) != NIL && z->free_pages >= keep_pages + ((size_t)1 << o)) {
             buddy_remove_free(z, f, (unsigned)o);
             pg_set_state(&z->pages[f], PG_VOID);
+            z->void_inflight += (size_t)1 << o;
             z->pages[f].next = isolated;
             isolated = f;
         }
     }
     zone_unlock(z);
-    size_t given = 0;
+    size_t pages = 0;
     for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
-        size_t bytes = (size_t)LAB_PAGE_SIZE << pg_order(&z->pages[f]);
-        madvise(addr_of(z, f), bytes, MADV_DONTNEED);
-        given += bytes;
+        size_t n = (size_t)1 << pg_order(&z->pages[f]);
+        plat_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
+        pages += n;
     }
     zone_lock(z);
     while (isolated != NIL) {
         uint32_t next = z->pages[isolated].next;
-        buddy_put(z, isolated, pg_order(&z->pages[isolated]));
+        unsigned o = pg_order(&z->pages[isolated]);
+        z->void_inflight -= (size_t)1 << o;
+        void_put(z, isolated, o);
         isolated = next;
     }
     zone_unlock(z);
-    return given;
+    ctr_add_shared(&a->st.trimmed_pages, pages);
+    return pages << PAGE_SHIFT;
+}
+
+size_t lab_arena_trim(lab_arena *a)
+{
+    if (!a)
+        return 0;
+    /* Non-blocking requests cannot re-commit; the background reclaimer does
+     * it for them when they find free pages below low. */
+    kswapd_start(a);
+    return trim_above(a, a->zone.wmark[WMARK_MIN]);
+}
+
+/* Step 6: bring at least `want_pages` back from the void (blocks of at least
+ * min_order first), committing them before they reach the free lists so no
+ * later atomic request faults on them.  May block (system calls). */
+size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
+{
+    struct zone *z = &a->zone;
+    size_t got = 0;
+    while (got < want_pages) {
+        unsigned o;
+        zone_lock(z);
+        uint32_t f = z->void_pages ? void_take(z, min_order, &o) : NIL;
+        if (f != NIL)
+            z->void_inflight += (size_t)1 << o;
+        zone_unlock(z);
+        if (f == NIL)
+            break;
+        plat_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
+        zone_lock(z);
+        z->void_inflight -= (size_t)1 << o;
+        buddy_put(z, f, o);
+        zone_unlock(z);
+        got += (size_t)1 << o;
+    }
+    ctr_add_shared(&a->st.recommitted_pages, got);
+    return got;
 }
 
 /* ---- names ----------------------------------------------------------------- */

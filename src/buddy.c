@@ -93,6 +93,12 @@ static bool populate_more(struct zone *z)
     return true;
 }
 
+void buddy_populate_all(struct zone *z)
+{
+    while (populate_more(z))
+        ;
+}
+
 /* Blocks per order that the unpopulated range will become (for buddyinfo). */
 void buddy_unpopulated_blocks(const struct zone *z, size_t *blocks)
 {
@@ -160,4 +166,53 @@ void buddy_put(struct zone *z, uint32_t frame, unsigned order)
     }
     z->pages[frame].room = 0;
     free_list_add(z, frame, order);
+}
+
+/* ---- the void ---------------------------------------------------------------
+ * Decommitted free blocks live on their own lists in state VOID, merged with
+ * VOID buddies as free blocks are, so re-commit can take large blocks.  They
+ * never merge with FREE buddies: a FREE block is committed memory that
+ * atomic requests may touch without a page fault, a VOID block is not. */
+void void_put(struct zone *z, uint32_t frame, unsigned order)
+{
+    z->void_pages += (size_t)1 << order;
+    pg_set_state(&z->pages[frame], PG_TAIL);
+    while (order < z->max_order) {
+        uint32_t buddy = frame ^ (1u << order);
+        if (buddy >= z->populated)
+            break;
+        struct page *b = &z->pages[buddy];
+        if (pg_state(b) != PG_VOID || pg_order(b) != order)
+            break;
+        list_unlink(z, &z->void_area[order], buddy);
+        pg_set_state(b, PG_TAIL);
+        frame &= ~(1u << order);
+        order++;
+    }
+    struct page *p = &z->pages[frame];
+    p->room = 0;
+    pg_set_order(p, order);
+    pg_set_state(p, PG_VOID);
+    list_push(z, &z->void_area[order], frame);
+}
+
+/* Take the smallest VOID block of at least min_order (falling back to the
+ * largest there is); NIL when the void is empty. */
+uint32_t void_take(struct zone *z, unsigned min_order, unsigned *order)
+{
+    int o;
+    for (o = (int)min_order; o <= (int)z->max_order; o++)
+        if (z->void_area[o].head != NIL)
+            break;
+    if (o > (int)z->max_order)
+        for (o = (int)min_order - 1; o >= 0; o--)
+            if (z->void_area[o].head != NIL)
+                break;
+    if (o < 0)
+        return NIL;
+    uint32_t frame = z->void_area[o].head;
+    list_unlink(z, &z->void_area[o], frame);
+    z->void_pages -= (size_t)1 << o;
+    *order = (unsigned)o;
+    return frame;
 }

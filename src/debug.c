@@ -281,9 +281,10 @@ int zone_check_locked(struct lab_arena *a, bool report)
         for (uint32_t j = i + 1; j < i + n; j++)
             if (pg_state(&z->pages[j]) != PG_TAIL)
                 FAIL(LAB_ECHECK_ALIGN, "a frame inside a block that is not TAIL", j);
-        if (st == PG_FREE && o < z->max_order) {
+        if ((st == PG_FREE || st == PG_VOID) && o < z->max_order) {
             uint32_t b = i ^ n;
-            if (b < z->populated && pg_state(&z->pages[b]) == PG_FREE && pg_order(&z->pages[b]) == o)
+            if (b < z->populated && pg_state(&z->pages[b]) == st && pg_order(&z->pages[b]) == o &&
+                !(st == PG_VOID && z->void_inflight))
                 FAIL(LAB_ECHECK_BUDDY, "two free buddies that should have merged", i);
         }
         if ((st == PG_ROOM || st == PG_RESERVE) && p->room != 0 && p->room <= nroom)
@@ -295,9 +296,11 @@ int zone_check_locked(struct lab_arena *a, bool report)
         if (pg_state(&z->pages[i]) != PG_TAIL)
             FAIL(LAB_ECHECK_STATE, "a written descriptor in the unpopulated range", i);
 
+    if (by_state[PG_VOID] != z->void_pages + z->void_inflight)
+        FAIL(LAB_ECHECK_COUNT, "VOID pages differ from the void's counter", NIL);
     if (by_state[PG_FREE] + (z->nr_pages - z->populated) != z->free_pages)
         FAIL(LAB_ECHECK_COUNT, "free pages differ from the zone's counter", NIL);
-    size_t listed = 0, reserved = 0;
+    size_t listed = 0, reserved = 0, voided = 0;
     for (unsigned o = 0; o <= z->max_order; o++) {
         if ((err = check_list(z, &z->area[o], o, PG_FREE, report, &listed)))
             goto out;
@@ -305,7 +308,11 @@ int zone_check_locked(struct lab_arena *a, bool report)
             FAIL(LAB_ECHECK_COUNT, "the non-empty bitmap disagrees with a free list", NIL);
         if ((err = check_list(z, &z->ha_area[o], o, PG_RESERVE, report, &reserved)))
             goto out;
+        if ((err = check_list(z, &z->void_area[o], o, PG_VOID, report, &voided)))
+            goto out;
     }
+    if (voided != z->void_pages)
+        FAIL(LAB_ECHECK_COUNT, "void lists differ from the void's counter", NIL);
     if (listed != by_state[PG_FREE])
         FAIL(LAB_ECHECK_COUNT, "free blocks that are on no free list", NIL);
     if (reserved != z->ha_pages)

@@ -90,6 +90,11 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c) { return atomic_load_e
 LAB_HIDDEN void *plat_map(size_t bytes, bool prefault);
 LAB_HIDDEN void  plat_unmap(void *p, size_t bytes);
 LAB_HIDDEN int   plat_mlock(void *p, size_t bytes);
+LAB_HIDDEN void *plat_map_huge(size_t bytes, bool prefault, int *mode);
+LAB_HIDDEN void  plat_decommit(void *p, size_t bytes, bool lazy);
+LAB_HIDDEN void  plat_recommit(void *p, size_t bytes);
+LAB_HIDDEN void  plat_protect(void *p, size_t bytes, bool accessible);
+LAB_HIDDEN size_t plat_resident(const void *p, size_t bytes);
 LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
 LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
 LAB_HIDDEN uint64_t plat_now_ns(void);
@@ -130,6 +135,12 @@ struct zone {
                                          a signal handler interrupting it */
     _Atomic uint32_t deferred; /* lock-free list of frees that found the lock busy */
     _Atomic size_t   deferred_pages;
+    /* the void: free blocks decommitted by trim (buddy.c), merged among
+     * themselves, not counted in free_pages, re-committed by step 6 */
+    struct free_area void_area[LAB_MAX_ORDER_LIMIT + 1];
+    size_t    void_pages;
+    size_t    void_inflight;   /* VOID blocks on no list: being trimmed or re-committed */
+    unsigned  trim_min_order;  /* huge-page arenas trim whole huge pages only */
     /* the high-order atomic reserve (reserve.c) */
     struct free_area ha_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    ha_pages, ha_cap;
@@ -190,6 +201,8 @@ struct lab_arena {
     struct zone zone;
     lab_arena_config cfg;
     bool      own_memory;
+    size_t    map_bytes;          /* what we mapped for the frames (huge-page alignment) */
+    int       huge_mode;          /* LAB_HUGE_* */
     size_t    desc_bytes;
     char      name[32];
     lab_log_fn log_fn;
@@ -211,6 +224,7 @@ struct lab_arena {
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
         _Atomic uint64_t fail_by_class[LAB_CLASS_COUNT];
         _Atomic uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
+        _Atomic uint64_t trimmed_pages, recommitted_pages;
     } st;
 };
 
@@ -234,8 +248,15 @@ LAB_HIDDEN uint32_t buddy_take(struct zone *z, unsigned order);
 LAB_HIDDEN void     buddy_put(struct zone *z, uint32_t frame, unsigned order);
 LAB_HIDDEN void     buddy_remove_free(struct zone *z, uint32_t frame, unsigned order);
 LAB_HIDDEN void     buddy_unpopulated_blocks(const struct zone *z, size_t *blocks);
+LAB_HIDDEN void     buddy_populate_all(struct zone *z);
+LAB_HIDDEN void     void_put(struct zone *z, uint32_t frame, unsigned order);
+LAB_HIDDEN uint32_t void_take(struct zone *z, unsigned min_order, unsigned *order);
 LAB_HIDDEN void     list_push(struct zone *z, struct free_area *fa, uint32_t frame);
 LAB_HIDDEN void     list_unlink(struct zone *z, struct free_area *fa, uint32_t frame);
+
+/* arena.c */
+LAB_HIDDEN size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order);
+LAB_HIDDEN size_t trim_above(struct lab_arena *a, size_t keep_pages);
 
 /* reserve.c (zone lock held) */
 LAB_HIDDEN uint32_t highatomic_take(struct zone *z, unsigned order);
@@ -258,6 +279,7 @@ LAB_HIDDEN int    reclaim_init(struct lab_arena *a);
 LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
 LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want);
 LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
+LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns);
 LAB_HIDDEN void   reclaim_note_free(struct zone *z);
 LAB_HIDDEN bool   reclaim_in_progress_here(void);

@@ -80,8 +80,8 @@ static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, i
 }
 
 /* ---- steps 6-8: only for requests that may block ------------------------
- * Step 6 (re-commit from the void) is the kernel's demand paging for now:
- * arena memory is MAP_NORESERVE and committed on first touch.
+ * Step 6 re-commits blocks that trim sent to the void (a system call each),
+ * enough for this request above its floor.
  * Step 7 runs shrinkers and takes back rooms' surplus with no allocator lock
  * held; if that is not enough, the high-order atomic reserve is released.
  * Step 8 sleeps on a futex until a free arrives or the deadline passes.
@@ -99,6 +99,11 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
 
     for (unsigned pass = 1;; pass++) {
         size_t want = ((size_t)1 << order) + zone_floor(z, gfp);
+        if (void_recommit(a, want, order) &&                     /* step 6 */
+            (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+            *step = LAB_STEP_RECOMMIT;
+            return frame;
+        }
         reclaim_direct(a, want);                                /* step 7 */
         if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;

@@ -29,6 +29,73 @@ void plat_unmap(void *p, size_t bytes)
         munmap(p, bytes);
 }
 
+/* Back a mapping with huge pages: explicit ones (MAP_HUGETLB) when the OS
+ * has them reserved, else transparent huge pages.  The region must be 2 MiB
+ * aligned for either; the caller over-maps and aligns. */
+#define HUGE_2M (2u << 20)
+void *plat_map_huge(size_t bytes, bool prefault, int *mode)
+{
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    if (prefault)
+        flags |= MAP_POPULATE;
+    if (bytes % HUGE_2M == 0) {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
+        if (p != MAP_FAILED) {
+            *mode = LAB_HUGE_EXPLICIT;
+            return p;
+        }
+    }
+    size_t span = bytes + HUGE_2M;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, flags & ~MAP_POPULATE, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (p + bytes < raw + span)
+        munmap(p + bytes, (size_t)(raw + span - (p + bytes)));
+    *mode = madvise(p, bytes, MADV_HUGEPAGE) == 0 ? LAB_HUGE_TRANSPARENT : LAB_HUGE_REFUSED;
+    if (prefault)
+        madvise(p, bytes, MADV_POPULATE_WRITE);
+    return p;
+}
+
+void plat_decommit(void *p, size_t bytes, bool lazy)
+{
+    /* MADV_FREE lets the kernel take the pages when it needs them (cheaper
+     * when memory is not short); DONTNEED gives them back now. */
+    if (!lazy || madvise(p, bytes, MADV_FREE) != 0)
+        madvise(p, bytes, MADV_DONTNEED);
+}
+
+void plat_recommit(void *p, size_t bytes)
+{
+    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
+        return;
+    for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)   /* kernels before 5.14 */
+        ((volatile char *)p)[off] = 0;
+}
+
+void plat_protect(void *p, size_t bytes, bool accessible)
+{
+    mprotect(p, bytes, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+/* Resident bytes of a range, by mincore in 16 MiB steps. */
+size_t plat_resident(const void *p, size_t bytes)
+{
+    unsigned char vec[4096];
+    size_t resident = 0;
+    for (size_t off = 0; off < bytes; off += sizeof(vec) * LAB_PAGE_SIZE) {
+        size_t len = bytes - off < sizeof(vec) * LAB_PAGE_SIZE ? bytes - off : sizeof(vec) * LAB_PAGE_SIZE;
+        if (mincore((char *)p + off, len, vec) != 0)
+            return resident;
+        for (size_t i = 0; i < (len + LAB_PAGE_SIZE - 1) / LAB_PAGE_SIZE; i++)
+            resident += (vec[i] & 1) ? LAB_PAGE_SIZE : 0;
+    }
+    return resident;
+}
+
 int plat_mlock(void *p, size_t bytes)
 {
     return mlock(p, bytes) == 0 ? 0 : errno;

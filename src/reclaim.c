@@ -121,6 +121,7 @@ static void *kswapd(void *arg)
     struct lab_arena *a = arg;
     struct reclaim_state *s = rs(a);
     struct zone *z = &a->zone;
+    uint64_t idle_since = 0;
     in_reclaim = true;
     for (;;) {
         uint32_t seen = atomic_load(&s->wake_word);
@@ -130,15 +131,36 @@ static void *kswapd(void *arg)
         size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
         if (asked || free_now < z->wmark[WMARK_LOW]) {
             ctr_add_shared(&a->st.kswapd_runs, 1);
-            /* balance: until high, or until a pass gives nothing back */
+            idle_since = 0;
+            /* balance: until high, or until a pass gives nothing back.  The
+             * void first: re-committing is cheaper than taking pages from
+             * the program's caches. */
+            bool stuck = false;
             while (!atomic_load(&s->stop)) {
                 free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
                 if (free_now >= z->wmark[WMARK_HIGH])
                     break;
-                if (shrink_pass(a, z->wmark[WMARK_HIGH] - free_now) == 0)
+                size_t want = z->wmark[WMARK_HIGH] - free_now;
+                if (void_recommit(a, want, 0) == 0 && shrink_pass(a, want) == 0) {
+                    stuck = true;
                     break;
+                }
             }
-            continue;
+            /* Nothing to reclaim: sleep a poll interval before trying again,
+             * instead of spinning while free pages stay below low. */
+            if (!stuck)
+                continue;
+        } else if (a->cfg.trim_delay_ms && free_now > z->wmark[WMARK_HIGH]) {
+            /* Idle memory above high falls into the void after trim_delay_ms. */
+            uint64_t now = plat_now_ns();
+            if (!idle_since) {
+                idle_since = now;
+            } else if (now - idle_since >= (uint64_t)a->cfg.trim_delay_ms * 1000000ull) {
+                trim_above(a, z->wmark[WMARK_HIGH]);
+                idle_since = 0;
+            }
+        } else {
+            idle_since = 0;
         }
         plat_futex_wait(&s->wake_word, seen, a->cfg.kswapd_poll_ms);
     }
@@ -146,7 +168,7 @@ static void *kswapd(void *arg)
 }
 
 /* Blocking contexts only. */
-static void kswapd_start(struct lab_arena *a)
+void kswapd_start(struct lab_arena *a)
 {
     struct reclaim_state *s = rs(a);
     pthread_mutex_lock(&s->thread_lock);

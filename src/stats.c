@@ -7,6 +7,7 @@ static const char *const step_names[LAB_STEP_COUNT] = {
     "none", "room", "room_remote", "zone", "room_reserve", "emergency",
     "highatomic", "recommit", "reclaim", "wait",
 };
+static const char *const huge_names[] = { "none", "explicit", "transparent", "refused" };
 static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
 
 int gfp_class(lab_gfp_t gfp)
@@ -37,7 +38,12 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     out->wmark_low = z->wmark[WMARK_LOW];
     out->wmark_high = z->wmark[WMARK_HIGH];
     out->highatomic_pages = z->ha_pages;
+    out->void_pages = z->void_pages + z->void_inflight;
     zone_unlock(z);
+    out->huge_mode = a->huge_mode;
+    out->metadata_bytes = a->desc_bytes;
+    out->resident_bytes = plat_resident(z->base, (size_t)z->nr_pages << PAGE_SHIFT);
+    out->metadata_resident_bytes = plat_resident(z->pages, a->desc_bytes);
 
     out->reserve_pages = out->highatomic_pages;
     uint32_t nroom = atomic_load(&a->nr_rooms_made);
@@ -57,7 +63,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         out->deferred_pages += pushed > gone ? (size_t)(pushed - gone) : 0;
     }
     out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
-    size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages;
+    size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages + out->void_pages;
     out->allocated_pages = held <= out->total_pages ? out->total_pages - held : 0;
 
     for (int i = 0; i < LAB_STEP_COUNT; i++)
@@ -73,6 +79,8 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     out->kswapd_wakes = ctr_get(&a->st.kswapd_wakes);
     out->kswapd_runs = ctr_get(&a->st.kswapd_runs);
     out->waits = ctr_get(&a->st.waits);
+    out->trimmed_pages = ctr_get(&a->st.trimmed_pages);
+    out->recommitted_pages = ctr_get(&a->st.recommitted_pages);
 }
 
 static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
@@ -81,6 +89,10 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
             a->name, s->total_pages, s->free_pages, s->allocated_pages, s->nr_rooms, s->room_pages,
             s->reserve_pages, s->highatomic_pages, s->deferred_pages);
     fprintf(f, "Watermarks min %zu low %zu high %zu\n", s->wmark_min, s->wmark_low, s->wmark_high);
+    fprintf(f, "Memory resident %zu KiB  void %zu pages (trimmed %llu, re-committed %llu)  metadata %zu KiB (%zu KiB resident)  huge pages %s\n",
+            s->resident_bytes >> 10, s->void_pages, (unsigned long long)s->trimmed_pages,
+            (unsigned long long)s->recommitted_pages, s->metadata_bytes >> 10, s->metadata_resident_bytes >> 10,
+            huge_names[s->huge_mode]);
     fprintf(f, "Node 0, zone %8s", a->name);
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, " %6zu", s->free_blocks[o]);
@@ -113,10 +125,12 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
 {
     fprintf(f, "{\"arena\":\"%s\",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
                "\"room_pages\":%zu,\"reserve_pages\":%zu,\"highatomic_pages\":%zu,\"deferred_pages\":%zu,"
-               "\"void_pages\":%zu,\"rooms\":%zu,\"max_order\":%u,"
+               "\"void_pages\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,\"huge_pages\":\"%s\","
+               "\"rooms\":%zu,\"max_order\":%u,"
                "\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"free_blocks\":[",
             a->name, s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
-            s->highatomic_pages, s->deferred_pages, s->void_pages, s->nr_rooms, s->max_order,
+            s->highatomic_pages, s->deferred_pages, s->void_pages, s->resident_bytes, s->metadata_bytes,
+            huge_names[s->huge_mode], s->nr_rooms, s->max_order,
             s->wmark_min, s->wmark_low, s->wmark_high);
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, "%s%zu", o ? "," : "", s->free_blocks[o]);
@@ -125,10 +139,12 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     json_u64_array(f, "fail_by_reason", s->fail_by_reason, LAB_R_COUNT, NULL);
     json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_names);
     fprintf(f, ",\"frees\":%llu,\"misuse\":%llu,\"shrinker_runs\":%llu,\"shrinker_pages\":%llu,"
-               "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu}\n",
+               "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu,\"trimmed_pages\":%llu,"
+               "\"recommitted_pages\":%llu}\n",
             (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
             (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
-            (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits);
+            (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits,
+            (unsigned long long)s->trimmed_pages, (unsigned long long)s->recommitted_pages);
     return ferror(f) ? -1 : 0;
 }
 
