@@ -108,6 +108,7 @@ enum lab_error {
     LAB_EROOMDEAD,       /* the room was destroyed */
     LAB_ENOTOWNER,       /* room used by a context that does not own it (debug builds) */
     LAB_ENOTROOMPAGE,    /* lab_room_free of a page that this room did not hand out */
+    LAB_EPOISON,         /* a free page was written (use after free), found on allocation */
     /* lab_check: which invariant of ARCHITECTURE.md section 5 broke */
     LAB_ECHECK_STATE,    /* a frame in no valid state, or state counts that do not add up */
     LAB_ECHECK_ALIGN,    /* a free block misaligned, or with frames that are not TAIL */

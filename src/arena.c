@@ -157,6 +157,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     if ((err = reclaim_init(a)))
         goto fail;
     fault_init(a);
+    debug_hooks_init(a);
     if (a->cfg.trim_delay_ms)
         kswapd_start(a);    /* it is the one that trims idle memory */
     *out = a;
@@ -175,6 +176,7 @@ void lab_arena_destroy(lab_arena *a)
         return;
     reclaim_fini(a);
     rooms_destroy_all(a);
+    debug_hooks_fini(a);
     plat_unmap(a->zone.pages, a->desc_bytes);
     if (a->own_memory)
         plat_unmap(a->zone.base, a->cfg.size);
@@ -298,6 +300,7 @@ static const char *const error_names[LAB_ERROR_COUNT] = {
     [LAB_EROOMDEAD] = "room used after destroy",
     [LAB_ENOTOWNER] = "room used by a context that does not own it",
     [LAB_ENOTROOMPAGE] = "page not handed out by this room",
+    [LAB_EPOISON] = "use after free (poison overwritten)",
     [LAB_ECHECK_STATE] = "invariant: frame state",
     [LAB_ECHECK_ALIGN] = "invariant: block alignment",
     [LAB_ECHECK_BUDDY] = "invariant: unmerged free buddies",

@@ -50,6 +50,7 @@ static void free_list_add(struct zone *z, uint32_t frame, unsigned order)
     struct page *p = &z->pages[frame];
     pg_set_order(p, order);
     pg_set_state(p, PG_FREE);
+    p->room = 0;   /* a split can expose a TAIL that was a room page's head */
     list_push(z, &z->area[order], frame);
     z->nonempty |= 1u << order;
 }

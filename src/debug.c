@@ -8,6 +8,20 @@
 
 #include <stdlib.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define LAB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LAB_ASAN 1
+#endif
+#endif
+#ifdef LAB_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef LAB_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#endif
+
 /* ---- async-signal-safe formatting --------------------------------------- */
 
 void fmt_str(struct fmtbuf *b, const char *s)
@@ -365,4 +379,124 @@ void debug_check_every_op(struct lab_arena *a)
     zone_unlock(z);
     if (err)
         lab_assert_fail("lab_check() == 0 after an operation", __FILE__, __LINE__);
+}
+
+/* ---- page hooks: poisoning, protection, guard pages, ASan and Valgrind ------
+ * Every page handed out passes page_hook_alloc and every page given back
+ * passes page_hook_free, whatever the path (zone or room).  They run only
+ * when a->page_hooks is set: debug builds, ASan builds, a debug arena flag,
+ * or a run under valgrind. */
+#define POISON_FREE 0x6b   /* as Linux's POISON_FREE */
+
+void debug_hooks_init(struct lab_arena *a)
+{
+    unsigned f = a->cfg.flags;
+    /* Caller-supplied memory may hold anything before its first use, so the
+     * pattern check would misfire; poison only memory we mapped (zeroed). */
+    a->poison = (LAB_DEBUG_ON || (f & LAB_ARENA_POISON)) && a->own_memory;
+    a->protect_free = (f & LAB_ARENA_PROTECT_FREE) != 0;
+    a->guard = (f & LAB_ARENA_GUARD) != 0;
+#ifdef LAB_HAVE_VALGRIND
+    if (RUNNING_ON_VALGRIND) {
+        a->valgrind = true;
+        a->poison = false;   /* memcheck tracks every byte better than a pattern */
+        VALGRIND_MAKE_MEM_NOACCESS(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
+    }
+#endif
+    bool asan = false;
+#ifdef LAB_ASAN
+    asan = true;
+    ASAN_POISON_MEMORY_REGION(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
+#endif
+    a->page_hooks = a->poison || a->protect_free || a->guard || a->valgrind || asan;
+}
+
+/* The arena's memory is about to be unmapped: a later mapping at the same
+ * address must not inherit our poisoning. */
+void debug_hooks_fini(struct lab_arena *a)
+{
+#ifdef LAB_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
+#else
+    (void)a;
+#endif
+}
+
+static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, unsigned char got)
+{
+    struct zone *z = &a->zone;
+    struct fmtbuf b = { .len = 0 };
+    char *bad = (char *)addr + off;
+    fmt_str(&b, "use after free: frame ");
+    fmt_u64(&b, frame_of(z, bad));
+    fmt_str(&b, " was written while free: byte ");
+    fmt_u64(&b, (uint64_t)(((uintptr_t)bad) & (LAB_PAGE_SIZE - 1)));
+    fmt_str(&b, " of the page (");
+    fmt_hex(&b, (uint64_t)(uintptr_t)bad);
+    fmt_str(&b, ") holds ");
+    fmt_hex(&b, got);
+    fmt_str(&b, ", expected ");
+    fmt_hex(&b, POISON_FREE);
+    misuse(a, LAB_EPOISON, bad, frame_of(z, bad), b.buf);
+}
+
+/* A page is either never used (all zero: fresh or trimmed memory) or freed
+ * (all POISON_FREE).  Anything else was written while free. */
+static void poison_check(struct lab_arena *a, void *addr, unsigned order)
+{
+    for (size_t pg = 0; pg < ((size_t)1 << order); pg++) {
+        const unsigned char *p = (const unsigned char *)addr + pg * LAB_PAGE_SIZE;
+        unsigned char expect = p[0] == 0 ? 0 : POISON_FREE;
+        for (size_t i = 0; i < LAB_PAGE_SIZE; i++) {
+            if (p[i] != expect) {
+                poison_report(a, (void *)p, i, p[i]);
+                break;
+            }
+        }
+    }
+}
+
+void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order)
+{
+    size_t bytes = (size_t)LAB_PAGE_SIZE << order;
+    if (a->protect_free)
+        plat_protect(addr, bytes, true);
+#ifdef LAB_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(addr, bytes);
+#endif
+    if (a->poison)
+        poison_check(a, addr, order);
+#ifdef LAB_HAVE_VALGRIND
+    if (a->valgrind)
+        VALGRIND_MALLOCLIKE_BLOCK(addr, bytes, 0, 0);
+#endif
+}
+
+void page_hook_free(struct lab_arena *a, void *addr, unsigned order)
+{
+    size_t bytes = (size_t)LAB_PAGE_SIZE << order;
+#ifdef LAB_HAVE_VALGRIND
+    if (a->valgrind)
+        VALGRIND_FREELIKE_BLOCK(addr, 0);
+#endif
+    if (a->poison)
+        memset(addr, POISON_FREE, bytes);
+#ifdef LAB_ASAN
+    ASAN_POISON_MEMORY_REGION(addr, bytes);
+#endif
+    if (a->protect_free)
+        plat_protect(addr, bytes, false);
+}
+
+/* A TAIL frame is inside a handed-out block (an interior pointer) or inside a
+ * free block it merged into (a double free): the enclosing head says which. */
+unsigned free_classify_tail(const struct zone *z, uint32_t frame)
+{
+    for (unsigned o = 1; o <= z->max_order; o++) {
+        uint32_t head = frame & ~((1u << o) - 1);
+        unsigned hs = pg_state(&z->pages[head]);
+        if (hs != PG_TAIL && pg_order(&z->pages[head]) >= o)
+            return hs == PG_ALLOCATED ? LAB_EINTERIOR : LAB_EDOUBLEFREE;
+    }
+    return LAB_EDOUBLEFREE;
 }

@@ -44,6 +44,8 @@ uint64_t lab_fault_injected(const lab_arena *a)
 bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
 {
     struct fault_attr *f = &a->fault;
+    if (gfp & LAB_GFP_NOFAIL)
+        return false;   /* NOFAIL never returns NULL (Linux exempts __GFP_NOFAIL too) */
     if (order < f->min_order)
         return false;
     if (f->ignore_blocking && (gfp & LAB_GFP_DIRECT_RECLAIM))

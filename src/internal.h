@@ -71,7 +71,7 @@ struct page {
     _Atomic uint8_t state;
     _Atomic uint8_t order;
     uint16_t room;            /* owning room's id for room pages; 0 = the zone */
-    uint32_t spare;
+    uint32_t guard;           /* LAB_ARENA_GUARD: GUARD_TAG | the order the caller asked */
 };
 _Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
 
@@ -201,8 +201,10 @@ struct lab_arena {
     struct zone zone;
     lab_arena_config cfg;
     bool      own_memory;
-    size_t    map_bytes;          /* what we mapped for the frames (huge-page alignment) */
     int       huge_mode;          /* LAB_HUGE_* */
+    bool      page_hooks;         /* any debug page hook is on (poison, protect, guard,
+                                     ASan, valgrind): one predictable branch when off */
+    bool      poison, protect_free, guard, valgrind;
     size_t    desc_bytes;
     char      name[32];
     lab_log_fn log_fn;
@@ -294,6 +296,14 @@ struct fmtbuf { char buf[512]; size_t len; };
 LAB_HIDDEN void fmt_str(struct fmtbuf *b, const char *s);
 LAB_HIDDEN void fmt_u64(struct fmtbuf *b, uint64_t v);
 LAB_HIDDEN void fmt_hex(struct fmtbuf *b, uint64_t v);
+
+/* debug.c: page hooks, called on every hand-out and every free when on */
+#define GUARD_TAG 0x47554100u
+LAB_HIDDEN void debug_hooks_init(struct lab_arena *a);
+LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
+LAB_HIDDEN void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order);
+LAB_HIDDEN void page_hook_free(struct lab_arena *a, void *addr, unsigned order);
+LAB_HIDDEN unsigned free_classify_tail(const struct zone *z, uint32_t frame);
 
 /* stats.c */
 LAB_HIDDEN int  gfp_class(lab_gfp_t gfp);

@@ -167,9 +167,16 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
     } else {
-        frame = zone_alloc(a, gfp, order, &reason, &step);
+        /* LAB_ARENA_GUARD: a block of twice the size, whose upper half
+         * starts with an inaccessible page. */
+        unsigned real = unlikely(a->guard) && order >= 1 && order < z->max_order ? order + 1 : order;
+        frame = zone_alloc(a, gfp, real, &reason, &step);
         if (frame == NIL && gfp_may_block(gfp))
-            frame = alloc_slowpath(a, gfp, order, &reason, &step);
+            frame = alloc_slowpath(a, gfp, real, &reason, &step);
+        if (frame != NIL && real != order) {
+            z->pages[frame].guard = GUARD_TAG | order;
+            plat_protect((char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+        }
     }
     if (frame == NIL) {
         res->reason = reason;
@@ -180,6 +187,8 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
     res->addr = addr_of(z, frame);
     res->reason = LAB_R_NONE;
     res->step = step;
+    if (unlikely(a->page_hooks))
+        page_hook_alloc(a, res->addr, order);
     if (gfp & LAB_GFP_ZERO)
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
     debug_check_every_op(a);
@@ -225,20 +234,10 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
         misuse(a, LAB_EDOUBLEFREE, addr, frame, "block is already free");
         return;
     }
-    /* A TAIL frame: inside a handed-out block (an interior pointer), or
-     * inside a free block it was merged into (a double free). */
-    for (unsigned o = 1; o <= z->max_order; o++) {
-        uint32_t head = frame & ~((1u << o) - 1);
-        unsigned hs = pg_state(&z->pages[head]);
-        if (hs != PG_TAIL && pg_order(&z->pages[head]) >= o) {
-            if (hs == PG_ALLOCATED)
-                misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a block, not at its head");
-            else
-                misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
-            return;
-        }
-    }
-    misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (never populated)");
+    if (free_classify_tail(z, frame) == LAB_EINTERIOR)
+        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a block, not at its head");
+    else
+        misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
 }
 
 void lab_free_pages(lab_arena *a, void *addr, unsigned order)
@@ -252,11 +251,23 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
     struct page *pg = &z->pages[frame];
     uint8_t expect = PG_ALLOCATED;
-    if (unlikely(pg_order(pg) != order))
-        goto bad;
+    unsigned real = order;
+    if (unlikely(pg_order(pg) != order)) {
+        if (!a->guard || pg->guard != (GUARD_TAG | order) || pg_order(pg) != order + 1)
+            goto bad;
+        real = order + 1;   /* a guarded block */
+    }
     if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
                                                           memory_order_acquire, memory_order_relaxed)))
         goto bad;
+    if (unlikely(a->page_hooks)) {
+        if (real != order) {
+            plat_protect((char *)addr + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
+            pg->guard = 0;
+        }
+        page_hook_free(a, addr, order);
+        order = real;
+    }
     ctr_add_shared(&a->st.frees, 1);
     if (pg->room != 0) {
         struct lab_room *r = atomic_load_explicit(&a->rooms[pg->room], memory_order_acquire);
@@ -346,6 +357,8 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
     }
     res->step = step;
     res->addr = addr_of(z, f);
+    if (unlikely(r->arena->page_hooks))
+        page_hook_alloc(r->arena, res->addr, 0);
     if (gfp & LAB_GFP_ZERO)
         memset(res->addr, 0, LAB_PAGE_SIZE);
 }

@@ -253,23 +253,11 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_ALLOCATED)
         misuse(r->arena, LAB_EWRONGORDER, page, f, "room pages are order 0");
-    else if (st == PG_TAIL) {
-        /* Inside a handed-out block (interior pointer), or inside a free
-         * block the page merged into after it came back (double free): the
-         * enclosing block's head says which, as in lab_free_pages. */
-        int err = LAB_EDOUBLEFREE;
-        for (unsigned o = 1; o <= z->max_order; o++) {
-            uint32_t head = f & ~((1u << o) - 1);
-            unsigned hs = pg_state(&z->pages[head]);
-            if (hs != PG_TAIL && pg_order(&z->pages[head]) >= o) {
-                if (hs == PG_ALLOCATED)
-                    err = LAB_EINTERIOR;
-                break;
-            }
-        }
-        misuse(r->arena, err, page, f, err == LAB_EINTERIOR ? "pointer inside a block, not at its head"
-                                                            : "page is already free (merged into a larger block)");
-    } else
+    else if (st == PG_TAIL && free_classify_tail(z, f) == LAB_EINTERIOR)
+        misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a block, not at its head");
+    else if (st == PG_TAIL)
+        misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free (merged into a larger block)");
+    else
         misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free");
 }
 
@@ -288,6 +276,8 @@ void lab_room_free(lab_room *r, void *page)
     }
     if (unlikely(!room_enter(r, "lab_room_free on a destroyed room")))
         return;
+    if (unlikely(r->arena->page_hooks))
+        page_hook_free(r->arena, page, 0);
     if (unlikely(rd(&r->nr_reserve) < r->reserve_target))
         reserve_push(r, f);
     else
