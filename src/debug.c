@@ -182,7 +182,7 @@ void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, in
             blocks[o] = z->area[o].nr_free;
         buddy_unpopulated_blocks(z, blocks);
         size_t free_pages = z->free_pages;
-        zone_unlock(z);
+        zone_unlock_nowake(z);
         fmt_u64(&b, free_pages);
         fmt_str(&b, " min:");
         fmt_u64(&b, z->wmark[WMARK_MIN]);
@@ -376,7 +376,7 @@ void debug_check_every_op(struct lab_arena *a)
     if (n % every != 0 || !zone_trylock(z))
         return;
     int err = zone_check_locked(a, true);
-    zone_unlock(z);
+    zone_unlock_nowake(z);
     if (err)
         lab_assert_fail("lab_check() == 0 after an operation", __FILE__, __LINE__);
 }

@@ -127,6 +127,7 @@ struct zone {
     _Atomic size_t free_pages_pub; /* free_pages as of the last unlock, for readers
                                       outside the lock (reclaimer, stats) */
     bool      freed_in_hold;   /* a block came back while the lock was held */
+    _Atomic bool wake_owed;    /* ... and a non-blocking holder could not wake waiters */
     uint32_t  nonempty;        /* bit k: free list k is not empty */
     struct free_area area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    wmark[NR_WMARK];
@@ -238,6 +239,7 @@ LAB_HIDDEN bool zone_trylock(struct zone *z);
 LAB_HIDDEN bool zone_lock_atomic(struct zone *z);   /* bounded: false = would block */
 LAB_HIDDEN void zone_lock(struct zone *z);          /* may spin and yield */
 LAB_HIDDEN void zone_unlock(struct zone *z);        /* drains deferred frees first */
+LAB_HIDDEN void zone_unlock_nowake(struct zone *z); /* the same, no system call */
 LAB_HIDDEN bool zone_lock_held_here(const struct zone *z);
 LAB_HIDDEN const void *this_thread_token(void);
 LAB_HIDDEN void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order);

@@ -73,7 +73,10 @@ static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, i
     }
     uint32_t frame = zone_alloc_locked(a, gfp, order, reason, step);
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    zone_unlock(z);
+    if (gfp_may_block(gfp))
+        zone_unlock(z);
+    else
+        zone_unlock_nowake(z);
     if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
         reclaim_wake(a, gfp);                                   /* step 5 */
     return frame;

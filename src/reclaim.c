@@ -79,10 +79,13 @@ bool reclaim_in_progress_here(void)
 
 /* One pass over the rooms' surplus and the shrinkers, asking for `want`
  * pages.  No allocator lock held; may block (shrinkers may). */
-static size_t shrink_pass(struct lab_arena *a, size_t want)
+static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
 {
     struct reclaim_state *s = rs(a);
-    size_t freed = rooms_drain_surplus(a);
+    /* Rooms' remote frees are only taken by direct reclaim, as Linux drains
+     * other CPUs' pcp lists only when an allocation is about to fail: the
+     * background reclaimer must not starve a busy room of its own pages. */
+    size_t freed = drain_rooms ? rooms_drain_surplus(a) : 0;
     if (want < 32)
         want = 32;   /* ask in batches, as Linux's SHRINK_BATCH */
     pthread_rwlock_rdlock(&s->table_lock);
@@ -109,7 +112,7 @@ size_t reclaim_direct(struct lab_arena *a, size_t want)
         return 0;
     in_reclaim = true;
     size_t free_now = atomic_load_explicit(&a->zone.free_pages_pub, memory_order_relaxed);
-    size_t freed = shrink_pass(a, want > free_now ? want - free_now : 0);
+    size_t freed = shrink_pass(a, want > free_now ? want - free_now : 0, true);
     in_reclaim = false;
     return freed;
 }
@@ -141,7 +144,7 @@ static void *kswapd(void *arg)
                 if (free_now >= z->wmark[WMARK_HIGH])
                     break;
                 size_t want = z->wmark[WMARK_HIGH] - free_now;
-                if (void_recommit(a, want, 0) == 0 && shrink_pass(a, want) == 0) {
+                if (void_recommit(a, want, 0) == 0 && shrink_pass(a, want, false) == 0) {
                     stuck = true;
                     break;
                 }

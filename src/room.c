@@ -205,7 +205,10 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int
         *reason = floor < z->wmark[WMARK_MIN] ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
     *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    zone_unlock(z);
+    if (gfp & LAB_GFP_DIRECT_RECLAIM)
+        zone_unlock(z);
+    else
+        zone_unlock_nowake(z);
     if (got)
         ctr_inc(&r->st.refills);
     if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))

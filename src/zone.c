@@ -84,8 +84,13 @@ static void drain_deferred_locked(struct zone *z)
 
 /* Every holder drains the deferred list before it lets go, then looks again:
  * a free pushed after our drain either sees the lock free (and drains
- * itself) or was pushed before we unlocked, and we see it here. */
-void zone_unlock(struct zone *z)
+ * itself) or was pushed before we unlocked, and we see it here.
+ *
+ * Pages that came back while we held the lock may let a sleeping blocking
+ * request go on; waking it is a futex system call, which a non-blocking
+ * allocation must not make (zone_unlock_nowake): it leaves the wake to the
+ * next unlock that may, and waiters sleep in short slices anyway. */
+static void unlock_drain(struct zone *z, bool may_wake)
 {
     bool freed = false;
     for (;;) {
@@ -100,8 +105,22 @@ void zone_unlock(struct zone *z)
         if (!zone_trylock(z))
             break;      /* the new holder drains it */
     }
-    if (freed)
+    if (freed && !may_wake)
+        atomic_store_explicit(&z->wake_owed, true, memory_order_relaxed);
+    else if (may_wake && (freed || atomic_load_explicit(&z->wake_owed, memory_order_relaxed))) {
+        atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
         reclaim_note_free(z);
+    }
+}
+
+void zone_unlock(struct zone *z)
+{
+    unlock_drain(z, true);
+}
+
+void zone_unlock_nowake(struct zone *z)
+{
+    unlock_drain(z, false);
 }
 
 /* Return a block the caller has claimed (state DEFERRED) to the free lists,
