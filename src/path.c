@@ -160,9 +160,11 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
     }
     struct zone *z = &a->zone;
     uint32_t frame = NIL;
-    if (unlikely(reclaim_in_progress_here())) {
-        /* An allocation from inside reclaim (a shrinker): it may use every
-         * page and must not recurse into reclaim or wait, as PF_MEMALLOC. */
+    if (unlikely(reclaim_in_progress_here()) && gfp_may_block(gfp)) {
+        /* A blocking allocation from inside reclaim (a shrinker): it may use
+         * every page and must not recurse into reclaim or wait, as
+         * PF_MEMALLOC.  A non-blocking one (or a signal handler that
+         * interrupted reclaim) keeps its own rules. */
         gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM;
     }
     if (unlikely(order > z->max_order)) {
