@@ -26,10 +26,10 @@ int lab_fault_set(lab_arena *a, const lab_fault_config *fc)
         return 0;
     if (fc->probability > 100 || fc->times < -1)
         return LAB_EINVAL;
-    f->probability = fc->probability;
-    f->interval = fc->interval ? fc->interval : 1;
-    f->min_order = fc->min_order;
-    f->ignore_blocking = fc->ignore_blocking != 0;
+    atomic_store(&f->probability, fc->probability);
+    atomic_store(&f->interval, fc->interval ? fc->interval : 1);
+    atomic_store(&f->min_order, fc->min_order);
+    atomic_store(&f->ignore_blocking, fc->ignore_blocking != 0);
     atomic_store(&f->times, fc->times);
     atomic_store(&f->calls, 0);
     atomic_store(&f->enabled, fc->probability > 0 && fc->times != 0);
@@ -51,9 +51,10 @@ bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
     if (f->ignore_blocking && (gfp & LAB_GFP_DIRECT_RECLAIM))
         return false;
     uint64_t n = atomic_fetch_add(&f->calls, 1) + 1;
-    if (n % f->interval != 0)
+    if (n % atomic_load(&f->interval) != 0)
         return false;
-    if (f->probability < 100 && mix64(atomic_fetch_add(&f->rng, 1)) % 100 >= f->probability)
+    unsigned prob = atomic_load(&f->probability);
+    if (prob < 100 && mix64(atomic_fetch_add(&f->rng, 1)) % 100 >= prob)
         return false;
     int64_t left = atomic_load(&f->times);
     do {

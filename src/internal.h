@@ -99,6 +99,7 @@ LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsi
 LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
 LAB_HIDDEN uint64_t plat_now_ns(void);
 LAB_HIDDEN void  plat_yield(void);
+LAB_HIDDEN void  plat_sleep_ms(unsigned ms);
 LAB_HIDDEN void  plat_write_stderr(const char *s, size_t n);
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
 
@@ -188,11 +189,12 @@ struct lab_room {
 /* ---- the arena -------------------------------------------------------- */
 struct fault_attr {
     _Atomic bool enabled;
-    unsigned probability;     /* percent, 0..100 */
-    unsigned interval;        /* fail every interval-th eligible call (1 = every) */
+    /* atomics: lab_fault_set may change them while other threads allocate */
+    _Atomic unsigned probability;     /* percent, 0..100 */
+    _Atomic unsigned interval;        /* fail every interval-th eligible call (1 = every) */
     _Atomic int64_t times;    /* failures left; -1 = unlimited */
-    unsigned min_order;
-    bool     ignore_blocking; /* requests that may block are exempt */
+    _Atomic unsigned min_order;
+    _Atomic bool     ignore_blocking; /* requests that may block are exempt */
     _Atomic uint64_t calls;
     _Atomic uint64_t rng;
     _Atomic uint64_t injected;
@@ -264,7 +266,7 @@ LAB_HIDDEN size_t trim_above(struct lab_arena *a, size_t keep_pages);
 
 /* reserve.c (zone lock held) */
 LAB_HIDDEN uint32_t highatomic_take(struct zone *z, unsigned order);
-LAB_HIDDEN void     highatomic_top_up(struct zone *z, unsigned order, size_t floor);
+LAB_HIDDEN void     highatomic_top_up(struct zone *z, unsigned order);
 LAB_HIDDEN size_t   highatomic_release(struct zone *z);
 
 /* room.c */

@@ -45,7 +45,7 @@ static uint32_t zone_alloc_locked(struct lab_arena *a, lab_gfp_t gfp, unsigned o
         if (frame != NIL) {
             *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
             if (highatomic)
-                highatomic_top_up(z, order, floor);
+                highatomic_top_up(z, order);
             return frame;
         }
         *reason = LAB_R_FRAGMENTED;
@@ -313,6 +313,17 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int 
         if (f != NIL)
             room_adopt(r, f);
         return f;
+    }
+    if (gfp_may_block(gfp) && (gfp & LAB_GFP_NOFAIL) && *reason == LAB_R_QUOTA) {
+        /* step 8 for a room at its quota: only its own pages coming back
+         * (remote frees) can satisfy it; NOFAIL waits for them. */
+        for (;;) {
+            plat_sleep_ms(1);
+            if ((f = room_take_remote(r)) != NIL) {
+                *step = LAB_STEP_WAIT;
+                return f;
+            }
+        }
     }
     return NIL;
 pop:;

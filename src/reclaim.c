@@ -46,7 +46,13 @@ int reclaim_init(struct lab_arena *a)
     struct reclaim_state *s = calloc(1, sizeof(*s));
     if (!s)
         return LAB_ENOMEM;
-    pthread_rwlock_init(&s->table_lock, NULL);
+    /* Writer-preferring: constant reclaim must not hold off an unregister.
+     * Safe because reclaim never nests (in_reclaim), so no reader re-enters. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->table_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&s->thread_lock, NULL);
     a->reclaim = s;
     return 0;
@@ -125,6 +131,7 @@ static void *kswapd(void *arg)
     struct reclaim_state *s = rs(a);
     struct zone *z = &a->zone;
     uint64_t idle_since = 0;
+    unsigned idle_polls = 0;
     in_reclaim = true;
     for (;;) {
         uint32_t seen = atomic_load(&s->wake_word);
@@ -165,7 +172,13 @@ static void *kswapd(void *arg)
         } else {
             idle_since = 0;
         }
-        plat_futex_wait(&s->wake_word, seen, a->cfg.kswapd_poll_ms);
+        /* Poll at kswapd_poll_ms while there is work about; back off to 16x
+         * that when idle, so an idle arena costs few wake-ups. */
+        idle_polls = (free_now >= z->wmark[WMARK_HIGH] && !asked) ? idle_polls + 1 : 0;
+        unsigned ms = a->cfg.kswapd_poll_ms;
+        if (idle_polls > 64)
+            ms *= 16;
+        plat_futex_wait(&s->wake_word, seen, ms);
     }
     return NULL;
 }

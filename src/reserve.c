@@ -46,11 +46,12 @@ uint32_t highatomic_take(struct zone *z, unsigned order)
 
 /* After a high-order atomic request succeeded from the free lists, set one
  * more block of its order aside, if the cap allows and the zone stays above
- * the atomic floor. */
-void highatomic_top_up(struct zone *z, unsigned order, size_t floor)
+ * min: the top-up must not move pages out of the emergency reserve, which
+ * every atomic request shares, into one only high-order requests can use. */
+void highatomic_top_up(struct zone *z, unsigned order)
 {
     size_t need = (size_t)1 << order;
-    if (z->ha_pages + need > z->ha_cap || !zone_watermark_ok(z, order, floor))
+    if (z->ha_pages + need > z->ha_cap || !zone_watermark_ok(z, order, z->wmark[WMARK_MIN]))
         return;
     uint32_t frame = buddy_take(z, order);
     if (frame == NIL)
