@@ -115,7 +115,8 @@ void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, cons
         plat_write_stderr(b.buf, b.len);
         abort();
     }
-    uint32_t bit = 1u << (err & 31);
+    _Static_assert(LAB_ERROR_COUNT <= 64, "one bit per error code");
+    uint64_t bit = 1ull << err;
     if (!(atomic_fetch_or_explicit(&a->misuse_reported, bit, memory_order_relaxed) & bit))
         plat_write_stderr(b.buf, b.len);
 }
@@ -405,8 +406,10 @@ void debug_hooks_init(struct lab_arena *a)
 #endif
     bool asan = false;
 #ifdef LAB_ASAN
+    /* Only freed pages are poisoned (page_hook_free): poisoning the whole
+     * arena here would write size/8 bytes of shadow at once and undo the
+     * laziness of a large arena. */
     asan = true;
-    ASAN_POISON_MEMORY_REGION(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
 #endif
     a->page_hooks = a->poison || a->protect_free || a->guard || a->valgrind || asan;
 }
@@ -416,7 +419,10 @@ void debug_hooks_init(struct lab_arena *a)
 void debug_hooks_fini(struct lab_arena *a)
 {
 #ifdef LAB_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
+    /* Pages are poisoned only where blocks were freed, and blocks exist only
+     * below the populated boundary: unpoison that much, not the whole range. */
+    struct zone *z = &a->zone;
+    ASAN_UNPOISON_MEMORY_REGION(z->base, (size_t)z->populated << PAGE_SHIFT);
 #else
     (void)a;
 #endif

@@ -216,7 +216,7 @@ struct lab_arena {
     _Atomic uint32_t log_in_window;
     lab_misuse_fn misuse_fn;
     void     *misuse_ctx;
-    _Atomic uint32_t misuse_reported;   /* release default: one report per code */
+    _Atomic uint64_t misuse_reported;   /* release default: one report per code */
     /* rooms (room.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
     _Atomic uint32_t nr_rooms_made;

@@ -395,26 +395,22 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         free(r);
         return LAB_ENOMEM;
     }
-    uint32_t id = atomic_fetch_add(&a->nr_rooms_made, 1) + 1;
-    if (id >= MAX_ROOMS) {
-        atomic_fetch_sub(&a->nr_rooms_made, 1);
-        free(r->stock);
-        free(r);
-        return LAB_EBUSY;
-    }
-    r->id = (uint16_t)id;
-
     /* The reserve comes from above the min watermark: it must not eat the
-     * zone's own emergency pool. */
+     * zone's own emergency pool.  The id is taken under the zone lock, after
+     * every check, so a refused room uses none up. */
     struct zone *z = &a->zone;
     zone_lock(z);
     size_t floor = z->wmark[WMARK_MIN];
-    if (z->free_pages < floor + cfg->reserve) {
+    uint32_t id = atomic_load(&a->nr_rooms_made) + 1;
+    int err = id >= MAX_ROOMS ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
+    if (err) {
         zone_unlock(z);
         free(r->stock);
         free(r);
-        return LAB_ERESERVE;
+        return err;
     }
+    atomic_store(&a->nr_rooms_made, id);
+    r->id = (uint16_t)id;
     for (size_t i = 0; i < cfg->reserve; i++) {
         uint32_t f = buddy_take(z, 0);
         lab_assert(f != NIL);
