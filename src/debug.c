@@ -263,16 +263,16 @@ int zone_check_locked(struct lab_arena *a, bool report)
     if (z->ha_pages > z->ha_cap)
         FAIL(LAB_ECHECK_WMARK, "high-order atomic reserve above its cap", NIL);
 
+    /* mmap, not calloc: debug builds run this check from any context,
+     * including a signal handler that interrupted malloc on this thread. */
+    size_t map_bytes = 0;
     if (nroom) {
-        room_pages = calloc(2 * (size_t)(nroom + 1), sizeof(size_t));
-        room_seq = calloc((size_t)nroom + 1, sizeof(uint32_t));
-        if (!room_pages || !room_seq) {
-            free(room_pages);
-            free(room_seq);
-            room_pages = NULL;
-            room_seq = NULL;
+        map_bytes = 2 * (size_t)(nroom + 1) * sizeof(size_t) + ((size_t)nroom + 1) * sizeof(uint32_t);
+        room_pages = plat_map(map_bytes, false);
+        if (room_pages)
+            room_seq = (uint32_t *)(room_pages + 2 * (size_t)(nroom + 1));
+        else
             nroom = 0;
-        }
     }
     for (uint32_t id = 1; id <= nroom; id++) {
         struct lab_room *r = atomic_load(&a->rooms[id]);
@@ -348,8 +348,8 @@ int zone_check_locked(struct lab_arena *a, bool report)
             FAIL(LAB_ECHECK_WMARK, "a room's reserve above its configured size", id);
     }
 out:
-    free(room_pages);
-    free(room_seq);
+    if (room_pages)
+        plat_unmap(room_pages, map_bytes);
     return err;
 }
 #undef FAIL

@@ -1,0 +1,893 @@
+/* Rooms: owner stock, batch refill and drain, remote frees, the isolated
+ * reserve, quota, destroy, and misuse of a room (dead room, foreign page,
+ * double free, a non-owner in debug builds). */
+#include "check.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static lab_stats arena_stats(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s; }
+static lab_room_stats room_stats(lab_room *r) { lab_room_stats s; lab_room_stats_get(r, &s); return s; }
+
+static lab_room *make_room(lab_arena *a, size_t reserve, size_t batch, size_t high, size_t quota)
+{
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    cfg.reserve = reserve;
+    if (batch)
+        cfg.batch = batch;
+    cfg.high = high;
+    cfg.quota = quota;
+    cfg.name = "test";
+    lab_room *r = NULL;
+    int err = lab_room_create(a, &cfg, &r);
+    if (err)
+        fprintf(stderr, "lab_room_create: %s\n", lab_strerror(err));
+    REQUIRE(err == 0 && r != NULL);
+    return r;
+}
+
+/* Every test ends here, with its rooms destroyed and its pages freed: the
+ * invariants hold and every page is back in the zone. */
+static void end_arena(lab_arena *a)
+{
+    CHECK_EQ(lab_check(a), 0);
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.free_pages, s.total_pages);
+    CHECK_EQ(s.allocated_pages, 0);
+    CHECK_EQ(s.room_pages, 0);
+    CHECK_EQ(s.reserve_pages, 0);
+    CHECK_EQ(s.deferred_pages, 0);
+    lab_arena_destroy(a);
+}
+
+/* Misuse recorder: counts every report by code (reports may come from any
+ * thread). */
+struct misuse_log {
+    _Atomic unsigned count[LAB_ERROR_COUNT];
+    _Atomic unsigned total;
+    _Atomic int last;
+    const void *_Atomic last_addr;
+};
+
+static void record_misuse(void *ctx, int err, const void *addr, const char *msg)
+{
+    struct misuse_log *log = ctx;
+    (void)msg;
+    if (err >= 0 && err < LAB_ERROR_COUNT)
+        atomic_fetch_add(&log->count[err], 1);
+    atomic_fetch_add(&log->total, 1);
+    atomic_store(&log->last, err);
+    atomic_store(&log->last_addr, addr);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- owner path ----------------------------------------------------------- */
+
+static void test_owner_alloc_free_round_trip(void)
+{
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 0, 0, 0, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_KERNEL);
+    REQUIRE(p);
+    char *base = lab_arena_base(a);
+    CHECK((char *)p >= base && (char *)p < base + lab_arena_size(a));
+    CHECK_EQ(((char *)p - base) % LAB_PAGE_SIZE, 0);
+    stamp_block(p, 0, 0x100);
+    CHECK(stamp_ok(p, 0, 0x100));
+    lab_room_free(r, p);
+    /* the stock is a stack: the page just freed is the next one handed out */
+    lab_result res;
+    lab_room_alloc_r(r, LAB_GFP_KERNEL, &res);
+    CHECK(res.addr == p);
+    CHECK_EQ(res.reason, LAB_R_NONE);
+    CHECK_EQ(res.step, LAB_STEP_ROOM);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.allocs, 2);
+    CHECK_EQ(st.frees_owner, 1);
+    CHECK_EQ(st.out, 1);
+    lab_room_free(r, res.addr);
+    st = room_stats(r);
+    CHECK_EQ(st.out, 0);
+    CHECK_EQ(st.frees_owner, 2);
+    /* the pages the room holds are not free in the zone, and are counted */
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.room_pages, st.stock);
+    CHECK_EQ(s.free_pages + st.stock, s.total_pages);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+static void test_refill_moves_one_batch_from_the_zone(void)
+{
+    const size_t batch = 8;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 0, batch, 4 * batch, 0);
+    void *p[2 * 8];
+    lab_result res;
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+    REQUIRE(res.addr);
+    p[0] = res.addr;
+    CHECK_EQ(res.step, LAB_STEP_ZONE);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.refills, 1);
+    CHECK_EQ(st.stock, batch - 1);
+    CHECK_EQ(st.out, 1);
+    CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
+    /* the rest of the batch comes from the stock, without the zone */
+    for (size_t i = 1; i < batch; i++) {
+        lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+        REQUIRE(res.addr);
+        p[i] = res.addr;
+        CHECK_EQ(res.step, LAB_STEP_ROOM);
+    }
+    st = room_stats(r);
+    CHECK_EQ(st.refills, 1);
+    CHECK_EQ(st.stock, 0);
+    CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
+    /* an empty stock refills again, one batch at a time */
+    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    REQUIRE(res.addr);
+    p[batch] = res.addr;
+    CHECK_EQ(res.step, LAB_STEP_ZONE);
+    st = room_stats(r);
+    CHECK_EQ(st.refills, 2);
+    CHECK_EQ(st.stock, batch - 1);
+    CHECK_EQ(arena_stats(a).free_pages, 1024 - 2 * batch);
+    /* no page was handed out twice */
+    for (size_t i = 0; i <= batch; i++)
+        stamp_block(p[i], 0, i);
+    for (size_t i = 0; i <= batch; i++) {
+        CHECK(stamp_ok(p[i], 0, i));
+        lab_room_free(r, p[i]);
+    }
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+static void test_frees_above_high_drain_to_the_zone(void)
+{
+    const size_t batch = 8, high = 16, n = 64;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 0, batch, high, 0);
+    void *p[64];
+    for (size_t i = 0; i < n; i++) {
+        p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(p[i]);
+    }
+    CHECK_EQ(room_stats(r).drains, 0);
+    CHECK_EQ(room_stats(r).stock, 0);
+    size_t max_stock = 0;
+    for (size_t i = 0; i < n; i++) {
+        lab_room_free(r, p[i]);
+        size_t stock = room_stats(r).stock;
+        if (stock > max_stock)
+            max_stock = stock;
+    }
+    lab_room_stats st = room_stats(r);
+    CHECK(max_stock <= high);
+    CHECK(st.stock <= high);
+    CHECK(st.drains >= 1);
+    CHECK_EQ(st.out, 0);
+    /* what was drained is free in the zone again */
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.free_pages + st.stock, s.total_pages);
+    CHECK_EQ(s.room_pages, st.stock);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* ---- remote frees ------------------------------------------------------------ */
+
+struct freer_job {
+    lab_arena *a;
+    void **pages;
+    size_t n;
+};
+
+static void *free_pages_thread(void *arg)
+{
+    struct freer_job *j = arg;
+    for (size_t i = 0; i < j->n; i++)
+        lab_free_pages(j->a, j->pages[i], 0);
+    return NULL;
+}
+
+static void test_remote_frees_come_back_to_the_room(void)
+{
+    const size_t batch = 16;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 0, batch, 4 * batch, 0);
+    void *p[16];
+    for (size_t i = 0; i < batch; i++) {
+        p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(p[i]);
+        stamp_block(p[i], 0, 0xfeed + i);
+    }
+    CHECK_EQ(room_stats(r).stock, 0);
+    for (size_t i = 0; i < batch; i++)
+        CHECK(stamp_ok(p[i], 0, 0xfeed + i));   /* (debug builds poison freed pages) */
+    struct freer_job job = { a, p, batch };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_pages_thread, &job) == 0);
+    pthread_join(t, NULL);
+    /* on their way back to the room, not to the zone */
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.free_pages, 1024 - batch);
+    CHECK_EQ(s.deferred_pages, batch);
+    CHECK_EQ(s.allocated_pages, 0);
+    /* the owner's next allocations take them back (one exchange, then one
+     * page per allocation), before any new batch from the zone */
+    void *back[16];
+    lab_result res;
+    for (size_t i = 0; i < batch; i++) {
+        lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+        REQUIRE(res.addr);
+        CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
+        back[i] = res.addr;
+        lab_room_stats st = room_stats(r);
+        CHECK_EQ(st.frees_remote, i + 1);
+        CHECK_EQ(st.out, batch);   /* pending remote frees still count as out */
+        CHECK_EQ(arena_stats(a).deferred_pages, batch - 1 - i);
+    }
+    /* the same pages, each once */
+    for (size_t i = 0; i < batch; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < batch; j++)
+            seen += back[j] == p[i];
+        CHECK_EQ(seen, 1);
+    }
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.refills, 1);   /* no new batch from the zone */
+    CHECK_EQ(st.frees_remote, batch);
+    CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
+    CHECK_EQ(arena_stats(a).deferred_pages, 0);
+    /* with nothing left to take back, the zone again */
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+    REQUIRE(res.addr);
+    CHECK_EQ(res.step, LAB_STEP_ZONE);
+    CHECK_EQ(room_stats(r).refills, 2);
+    lab_room_free(r, res.addr);
+    for (size_t i = 0; i < batch; i++)
+        lab_room_free(r, back[i]);
+    CHECK_EQ(room_stats(r).out, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* The owner allocates and frees while another thread frees the owner's pages
+ * with lab_free_pages: the remote list is pushed to while the owner takes it. */
+#define RACE_PAGES 20000u
+struct race {
+    lab_arena *a;
+    _Atomic(void *) slot[64];
+    _Atomic int done;
+    _Atomic unsigned long freed;
+    _Atomic unsigned long bad;
+};
+
+static void *remote_freer(void *arg)
+{
+    struct race *rc = arg;
+    for (;;) {
+        int done = atomic_load(&rc->done);
+        int got = 0;
+        for (unsigned i = 0; i < 64; i++) {
+            void *p = atomic_exchange(&rc->slot[i], NULL);
+            if (!p)
+                continue;
+            if (!stamp_ok(p, 0, 0x5eed))
+                atomic_fetch_add(&rc->bad, 1);
+            lab_free_pages(rc->a, p, 0);
+            atomic_fetch_add(&rc->freed, 1);
+            got = 1;
+        }
+        if (done && !got)
+            break;
+    }
+    return NULL;
+}
+
+static void test_remote_frees_race_with_the_owner(void)
+{
+    lab_arena *a = test_arena(2048, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 4, 8, 32, 0);
+    static struct race rc;
+    memset(&rc, 0, sizeof(rc));
+    rc.a = a;
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, remote_freer, &rc) == 0);
+    void *mine[16] = { 0 };
+    unsigned long handed = 0, own_frees = 0, allocs = 0;
+    for (unsigned i = 0; i < RACE_PAGES; i++) {
+        void *p = lab_room_alloc(r, (i & 1) ? LAB_GFP_NOWAIT | LAB_GFP_NOWARN : LAB_GFP_ATOMIC | LAB_GFP_NOWARN);
+        if (!p)
+            continue;
+        allocs++;
+        stamp_block(p, 0, 0x5eed);
+        if (i % 3 == 0) {   /* keep some, free them ourselves later */
+            unsigned k = i % 16;
+            if (mine[k]) {
+                CHECK(stamp_ok(mine[k], 0, 0x5eed));
+                lab_room_free(r, mine[k]);
+                own_frees++;
+            }
+            mine[k] = p;
+            continue;
+        }
+        unsigned k = i % 64;
+        void *expect = NULL;
+        if (atomic_compare_exchange_strong(&rc.slot[k], &expect, p)) {
+            handed++;
+        } else {
+            lab_room_free(r, p);
+            own_frees++;
+        }
+    }
+    atomic_store(&rc.done, 1);
+    pthread_join(t, NULL);
+    for (unsigned k = 0; k < 16; k++)
+        if (mine[k]) {
+            lab_room_free(r, mine[k]);
+            own_frees++;
+        }
+    CHECK_EQ(atomic_load(&rc.bad), 0);
+    CHECK_EQ(atomic_load(&rc.freed), handed);
+    CHECK(handed > 0);
+    lab_room_stats st = room_stats(r);
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(st.allocs, allocs);
+    CHECK_EQ(st.frees_owner, own_frees);
+    /* every remote free is either taken back already or still pending */
+    CHECK_EQ(st.frees_remote + s.deferred_pages, handed);
+    CHECK_EQ(s.allocated_pages, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* ---- the reserve ---------------------------------------------------------------- */
+
+static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
+{
+    const size_t R = 8, pages = 512;
+    lab_arena *a = test_arena(pages, 10, 16, 24, 32);
+    lab_room *r = make_room(a, R, 4, 16, 0);
+    lab_room *other = make_room(a, 0, 32, 128, 0);
+    CHECK_EQ(room_stats(r).reserve, R);
+    CHECK_EQ(arena_stats(a).reserve_pages, R);
+    CHECK_EQ(arena_stats(a).free_pages, pages - R);
+
+    /* everybody else takes everything, with the strongest flags */
+    void **held = calloc(pages, sizeof(void *));
+    void **oheld = calloc(pages, sizeof(void *));
+    size_t nheld = 0, noheld = 0;
+    void *p;
+    while ((p = lab_room_alloc(other, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN)) != NULL)
+        oheld[noheld++] = p;
+    CHECK(noheld > 0);
+    while ((p = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = p;
+    while ((p = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = p;
+    /* reclaim (a blocking request) cannot reach the reserve either */
+    CHECK(lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_HIGH | LAB_GFP_MEMALLOC | LAB_GFP_NORETRY | LAB_GFP_NOWARN, 0) == NULL);
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.free_pages, 0);
+    CHECK_EQ(nheld + noheld + R, pages);
+    CHECK_EQ(room_stats(r).reserve, R);
+
+    /* NOWAIT may not use the reserve */
+    lab_result res;
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);
+    CHECK(res.reason == LAB_R_RESERVE_EMPTY || res.reason == LAB_R_WATERMARK);
+    CHECK_EQ(room_stats(r).reserve, R);
+
+    /* ATOMIC gets exactly R, all from the reserve */
+    void *mine[8 + 1];
+    size_t got = 0;
+    for (size_t i = 0; i < R + 1; i++) {
+        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        if (!res.addr) {
+            CHECK_EQ(res.reason, LAB_R_RESERVE_EMPTY);
+            CHECK_EQ(res.step, LAB_STEP_NONE);
+            break;
+        }
+        CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
+        stamp_block(res.addr, 0, 0x7e5e);
+        mine[got++] = res.addr;
+    }
+    CHECK_EQ(got, R);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.reserve_allocs, R);
+    CHECK_EQ(st.reserve, 0);
+    CHECK_EQ(st.out, R);
+
+    /* a free refills the reserve before the stock */
+    REQUIRE(got > 0);
+    CHECK(stamp_ok(mine[got - 1], 0, 0x7e5e));
+    lab_room_free(r, mine[--got]);
+    st = room_stats(r);
+    CHECK_EQ(st.reserve, 1);
+    CHECK_EQ(st.stock, 0);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);   /* still not for NOWAIT */
+    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
+    if (res.addr)
+        mine[got++] = res.addr;
+    CHECK_EQ(lab_check(a), 0);
+
+    for (size_t i = 0; i < nheld; i++)
+        lab_free_pages(a, held[i], 0);
+    for (size_t i = 0; i < noheld; i++)
+        lab_room_free(other, oheld[i]);
+    for (size_t i = 0; i < got; i++)
+        lab_room_free(r, mine[i]);
+    st = room_stats(r);
+    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.out, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(other);
+    lab_room_destroy(r);
+    free(held);
+    free(oheld);
+    end_arena(a);
+}
+
+static void test_frees_refill_the_reserve_before_the_stock(void)
+{
+    /* the quota makes refills fail, so ATOMIC requests reach the reserve */
+    const size_t R = 3, batch = 4, quota = R + batch;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, R, batch, 16, quota);
+    void *p[8];
+    size_t n = 0;
+    lab_result res;
+    for (size_t i = 0; i < quota; i++) {
+        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        REQUIRE(res.addr);
+        CHECK_EQ(res.step, i < batch ? (i == 0 ? LAB_STEP_ZONE : LAB_STEP_ROOM) : LAB_STEP_ROOM_RESERVE);
+        p[n++] = res.addr;
+    }
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.reserve, 0);
+    CHECK_EQ(st.stock, 0);
+    CHECK_EQ(st.reserve_allocs, R);
+
+    /* an owner free goes to the reserve */
+    lab_room_free(r, p[--n]);
+    st = room_stats(r);
+    CHECK_EQ(st.reserve, 1);
+    CHECK_EQ(st.stock, 0);
+
+    /* a remote free too, once the owner takes it back */
+    lab_free_pages(a, p[--n], 0);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);              /* nothing for NOWAIT: it went to the reserve */
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    st = room_stats(r);
+    CHECK_EQ(st.frees_remote, 1);
+    CHECK_EQ(st.reserve, 2);
+    CHECK_EQ(st.stock, 0);
+
+    /* once the reserve is full again, frees go to the stock */
+    lab_free_pages(a, p[--n], 0);
+    lab_free_pages(a, p[--n], 0);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    REQUIRE(res.addr);
+    CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
+    p[n++] = res.addr;
+    st = room_stats(r);
+    CHECK_EQ(st.frees_remote, 3);
+    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.stock, 0);
+    CHECK_EQ(st.out + st.stock + st.reserve, quota);
+    while (n)
+        lab_room_free(r, p[--n]);
+    st = room_stats(r);
+    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.out, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+static void test_reserve_larger_than_the_free_pages_is_refused(void)
+{
+    lab_arena *a = test_arena(256, 8, 16, 24, 32);
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    lab_room *r = (lab_room *)1;
+    cfg.reserve = 257;
+    CHECK_EQ(lab_room_create(a, &cfg, &r), LAB_ERESERVE);
+    CHECK(r == NULL);
+    cfg.reserve = 4;
+    cfg.quota = 3;
+    CHECK_EQ(lab_room_create(a, &cfg, &r), LAB_EQUOTA);
+    cfg.quota = 0;
+    cfg.batch = 0;
+    CHECK_EQ(lab_room_create(a, &cfg, &r), LAB_EBATCH);
+    end_arena(a);
+}
+
+/* ---- quota ---------------------------------------------------------------------- */
+
+static void test_quota_caps_held_plus_handed_out(void)
+{
+    const size_t quota = 10, R = 2;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, R, 4, 16, quota);
+    void *p[16];
+    size_t n = 0;
+    lab_result res;
+    /* NOWAIT: everything but the reserve */
+    for (;;) {
+        lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        if (!res.addr)
+            break;
+        REQUIRE(n < 16);
+        p[n++] = res.addr;
+    }
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    CHECK_EQ(n, quota - R);
+    /* ATOMIC: the reserve is already counted, so it is still usable */
+    for (;;) {
+        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        if (!res.addr)
+            break;
+        REQUIRE(n < 16);
+        p[n++] = res.addr;
+    }
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    CHECK_EQ(n, quota);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.out + st.stock + st.reserve, quota);
+    CHECK_EQ(st.out, quota);
+    CHECK(st.fail_by_reason[LAB_R_QUOTA] >= 2);
+    /* a blocking request fails at once: waiting cannot raise a quota */
+    double t0 = now_s();
+    lab_room_alloc_r(r, LAB_GFP_KERNEL | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    CHECK(now_s() - t0 < 0.5);
+    /* the zone still has plenty */
+    CHECK(arena_stats(a).free_pages > 512);
+    /* a free makes room for one more: it refills the reserve first, so
+     * NOWAIT still finds nothing, ATOMIC finds it */
+    lab_room_free(r, p[--n]);
+    CHECK_EQ(room_stats(r).reserve, 1);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr != NULL);
+    CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
+    if (res.addr)
+        p[n++] = res.addr;
+    /* with the reserve full, freed pages are the stock's, for anyone */
+    for (size_t i = 0; i < R + 1; i++)
+        lab_room_free(r, p[--n]);
+    CHECK_EQ(room_stats(r).reserve, R);
+    CHECK_EQ(room_stats(r).stock, 1);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr != NULL);
+    CHECK_EQ(res.step, LAB_STEP_ROOM);
+    if (res.addr)
+        p[n++] = res.addr;
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    for (size_t i = 0; i < R; i++) {
+        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        CHECK(res.addr != NULL);
+        if (res.addr)
+            p[n++] = res.addr;
+    }
+    CHECK_EQ(n, quota);
+    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL);
+    CHECK_EQ(res.reason, LAB_R_QUOTA);
+    st = room_stats(r);
+    CHECK(st.out + st.stock + st.reserve <= quota);
+    for (size_t i = 0; i < n; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* ---- destroy ---------------------------------------------------------------------- */
+
+static void test_destroy_returns_everything_the_room_holds(void)
+{
+    const size_t total = 1024;
+    lab_arena *a = test_arena(total, 10, 16, 24, 32);
+    lab_room *r = make_room(a, 4, 8, 32, 0);
+    void *p[6];
+    for (int i = 0; i < 6; i++) {
+        p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(p[i]);
+    }
+    lab_room_free(r, p[0]);           /* to the stock */
+    lab_free_pages(a, p[1], 0);        /* pending on the remote list */
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.reserve, 4);
+    CHECK(st.stock > 0);
+    lab_stats s = arena_stats(a);
+    CHECK_EQ(s.nr_rooms, 1);
+    CHECK_EQ(s.deferred_pages, 1);
+    lab_room_destroy(r);
+    /* the stock, the reserve and the remote list are back; 4 pages are out */
+    s = arena_stats(a);
+    CHECK_EQ(s.free_pages, total - 4);
+    CHECK_EQ(s.allocated_pages, 4);
+    CHECK_EQ(s.nr_rooms, 0);
+    CHECK_EQ(s.room_pages, 0);
+    CHECK_EQ(s.reserve_pages, 0);
+    CHECK_EQ(s.deferred_pages, 0);
+    CHECK_EQ(lab_check(a), 0);
+    /* pages still handed out go to the zone when freed later */
+    for (int i = 2; i < 6; i++) {
+        lab_free_pages(a, p[i], 0);
+        CHECK_EQ(arena_stats(a).free_pages, total - 4 + (size_t)(i - 1));
+    }
+    CHECK_EQ(lab_check(a), 0);
+    end_arena(a);
+}
+
+static void test_destroyed_room_reports_room_dead(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = make_room(a, 2, 8, 32, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_KERNEL);
+    REQUIRE(p);
+    lab_room_destroy(r);
+    lab_room_destroy(r);   /* twice is harmless */
+    CHECK_EQ(atomic_load(&log.total), 0);
+
+    CHECK(lab_room_alloc(r, LAB_GFP_KERNEL) == NULL);
+    CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 1);
+    lab_result res;
+    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    CHECK(res.addr == NULL);
+    CHECK_EQ(res.reason, LAB_R_BADARG);
+    CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 2);
+
+    lab_room_free(r, p);
+    CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 3);
+    CHECK_EQ(atomic_load(&log.total), 3);
+    /* the refused free changed nothing: the page is still out */
+    CHECK_EQ(arena_stats(a).free_pages, 1023);
+    CHECK_EQ(lab_check(a), 0);
+    lab_free_pages(a, p, 0);
+    CHECK_EQ(atomic_load(&log.total), 3);
+    end_arena(a);
+}
+
+/* ---- misuse ---------------------------------------------------------------------- */
+
+static void test_room_free_of_a_page_the_room_did_not_hand_out(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = make_room(a, 0, 8, 32, 0);
+    lab_room *other = make_room(a, 0, 8, 32, 0);
+    void *z = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    void *o = lab_room_alloc(other, LAB_GFP_KERNEL);
+    void *mine = lab_room_alloc(r, LAB_GFP_KERNEL);
+    REQUIRE(z && o && mine);
+    lab_stats before = arena_stats(a);
+    lab_room_stats rbefore = room_stats(r);
+
+    lab_room_free(r, z);   /* from lab_alloc_pages */
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 1);
+    CHECK(atomic_load(&log.last_addr) == z);
+    lab_room_free(r, o);   /* from another room */
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 2);
+    char *big = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
+    REQUIRE(big);
+    lab_room_free(r, big + LAB_PAGE_SIZE);   /* inside an arena block */
+    CHECK_EQ(atomic_load(&log.count[LAB_EINTERIOR]), 1);
+    lab_room_free(r, (char *)mine + 8);      /* not page aligned */
+    CHECK_EQ(atomic_load(&log.count[LAB_EUNALIGNED]), 1);
+    lab_free_pages(a, big, 2);
+    CHECK_EQ(atomic_load(&log.total), 4);
+
+    lab_stats after = arena_stats(a);
+    lab_room_stats rafter = room_stats(r);
+    CHECK_EQ(after.free_pages, before.free_pages);
+    CHECK_EQ(after.allocated_pages, before.allocated_pages);
+    CHECK_EQ(rafter.stock, rbefore.stock);
+    CHECK_EQ(rafter.frees_owner, 0);
+    CHECK_EQ(lab_check(a), 0);
+
+    lab_free_pages(a, z, 0);
+    lab_room_free(other, o);
+    lab_room_free(r, mine);
+    CHECK_EQ(atomic_load(&log.total), 4);
+    lab_room_destroy(r);
+    lab_room_destroy(other);
+    end_arena(a);
+}
+
+static void test_room_double_free_is_reported(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    const size_t batch = 4, high = 4, n = 8;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = make_room(a, 0, batch, high, 0);
+    void *p[8];
+    for (size_t i = 0; i < n; i++) {
+        p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(p[i]);
+    }
+    /* the page is in the stock */
+    lab_room_free(r, p[n - 1]);
+    lab_room_free(r, p[n - 1]);
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(room_stats(r).frees_owner, 1);
+    CHECK_EQ(lab_check(a), 0);
+
+    /* free the rest: the stock goes above high and the coldest pages drain
+     * back to the zone, where they merge; freeing any of them again is still
+     * a double free */
+    for (size_t i = 0; i < n - 1; i++)
+        lab_room_free(r, p[i]);
+    CHECK(room_stats(r).drains >= 1);
+    lab_stats before = arena_stats(a);
+    lab_room_stats rbefore = room_stats(r);
+    for (size_t i = 0; i < n; i++) {
+        unsigned before_df = atomic_load(&log.count[LAB_EDOUBLEFREE]);
+        lab_room_free(r, p[i]);
+        if (atomic_load(&log.count[LAB_EDOUBLEFREE]) != before_df + 1)
+            fprintf(stderr, "  second free of page %zu (frame %zu) reported %s\n", i,
+                    (size_t)((char *)p[i] - (char *)lab_arena_base(a)) / LAB_PAGE_SIZE,
+                    lab_strerror(atomic_load(&log.last)));
+    }
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1 + n);
+    CHECK_EQ(atomic_load(&log.total), 1 + n);
+    lab_stats after = arena_stats(a);
+    lab_room_stats rafter = room_stats(r);
+    CHECK_EQ(after.free_pages, before.free_pages);
+    CHECK_EQ(rafter.stock, rbefore.stock);
+    CHECK_EQ(rafter.frees_owner, rbefore.frees_owner);
+    CHECK_EQ(lab_check(a), 0);
+
+    /* lab_free_pages of a page in the room's stock is a double free too */
+    lab_free_pages(a, p[n - 1], 0);
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 2 + n);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A room page that goes back to the zone as the upper half of a buddy pair
+ * merges into the lower one; when that block is split again, the page heads
+ * a free block of its own and must carry no trace of the room. */
+static void test_room_pages_merged_back_leave_no_owner_behind(void)
+{
+    /* both orders of return, so that in one of them the upper page is the
+     * one that merges into its lower buddy */
+    for (int upper_last = 0; upper_last < 2; upper_last++) {
+        lab_arena *a = test_arena(16, 4, 0, 0, 0);
+        lab_room *r = make_room(a, 0, 2, 2, 0);
+        char *base = lab_arena_base(a);
+        void *x = lab_room_alloc(r, LAB_GFP_MEMALLOC);
+        void *y = lab_room_alloc(r, LAB_GFP_MEMALLOC);
+        REQUIRE(x && y);
+        void *lo = x < y ? x : y, *hi = x < y ? y : x;
+        CHECK_EQ((char *)lo - base, 0);
+        CHECK_EQ((char *)hi - base, LAB_PAGE_SIZE);
+        lab_room_free(r, upper_last ? lo : hi);
+        lab_room_free(r, upper_last ? hi : lo);
+        lab_room_destroy(r);
+        CHECK_EQ(lab_check(a), 0);
+        CHECK_EQ(arena_stats(a).free_blocks[4], 1);
+        /* split again: the upper page heads a free block of order 0 */
+        void *p = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 0);
+        CHECK(p == lo);
+        CHECK_EQ(arena_stats(a).free_blocks[0], 1);
+        CHECK_EQ(lab_check(a), 0);
+        /* and is an ordinary zone page when handed out again */
+        void *q = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 0);
+        CHECK(q == hi);
+        lab_free_pages(a, q, 0);
+        CHECK_EQ(arena_stats(a).deferred_pages, 0);
+        lab_free_pages(a, p, 0);
+        end_arena(a);
+    }
+}
+
+#ifdef LAB_DEBUG
+/* Debug builds: a room used by a thread that does not own it is reported. */
+struct intruder {
+    lab_room *r;
+    void *page;
+    void *got;
+};
+
+static void *intrude(void *arg)
+{
+    struct intruder *in = arg;
+    in->got = lab_room_alloc(in->r, LAB_GFP_KERNEL);
+    lab_room_free(in->r, in->page);
+    return NULL;
+}
+
+static void test_debug_room_used_by_a_non_owner_is_reported(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = make_room(a, 0, 8, 32, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_KERNEL);   /* this thread owns it now */
+    REQUIRE(p);
+    lab_room_stats before = room_stats(r);
+    struct intruder in = { r, p, (void *)1 };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, intrude, &in) == 0);
+    pthread_join(t, NULL);
+    CHECK(in.got == NULL);
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTOWNER]), 2);
+    CHECK_EQ(atomic_load(&log.total), 2);
+    lab_room_stats after = room_stats(r);
+    CHECK_EQ(after.allocs, before.allocs);
+    CHECK_EQ(after.frees_owner, before.frees_owner);
+    CHECK_EQ(after.stock, before.stock);
+    CHECK_EQ(after.out, 1);
+    /* the owner still can */
+    lab_room_free(r, p);
+    CHECK_EQ(room_stats(r).out, 0);
+    CHECK_EQ(atomic_load(&log.total), 2);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+#endif
+
+int main(void)
+{
+    test_watchdog(120);
+    RUN(test_owner_alloc_free_round_trip);
+    RUN(test_refill_moves_one_batch_from_the_zone);
+    RUN(test_frees_above_high_drain_to_the_zone);
+    RUN(test_remote_frees_come_back_to_the_room);
+    RUN(test_remote_frees_race_with_the_owner);
+    RUN(test_reserve_serves_atomic_after_everyone_else_took_every_page);
+    RUN(test_frees_refill_the_reserve_before_the_stock);
+    RUN(test_reserve_larger_than_the_free_pages_is_refused);
+    RUN(test_quota_caps_held_plus_handed_out);
+    RUN(test_destroy_returns_everything_the_room_holds);
+    RUN(test_destroyed_room_reports_room_dead);
+    RUN(test_room_free_of_a_page_the_room_did_not_hand_out);
+    RUN(test_room_double_free_is_reported);
+    RUN(test_room_pages_merged_back_leave_no_owner_behind);
+#ifdef LAB_DEBUG
+    RUN(test_debug_room_used_by_a_non_owner_is_reported);
+#endif
+    return test_finish();
+}
