@@ -261,7 +261,11 @@ size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
         zone_unlock(z);
         if (f == NIL)
             break;
-        plat_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
+        /* LAB_ARENA_PROTECT_FREE: a freed page is PROT_NONE, which the
+         * re-commit (and its touch fallback) cannot write; it faults in when
+         * handed out and unprotected. */
+        if (!a->protect_free)
+            plat_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
         zone_lock(z);
         z->void_inflight -= (size_t)1 << o;
         buddy_put(z, f, o);

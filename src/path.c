@@ -261,6 +261,8 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
         if (!a->guard || pg->guard != (GUARD_TAG | order) || pg_order(pg) != order + 1)
             goto bad;
         real = order + 1;   /* a guarded block */
+    } else if (unlikely(a->guard && pg->guard != 0)) {
+        goto bad;           /* a guarded block freed with its real order, not the caller's */
     }
     if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
                                                           memory_order_acquire, memory_order_relaxed)))
@@ -299,6 +301,8 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int 
     }
     if (room_refill_from_zone(r, gfp, reason, step))            /* steps 3, 5 */
         goto pop;
+    if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
+        return NIL;
     if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
         f = room_take_reserve(r);
         if (f != NIL) {
@@ -365,7 +369,8 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         ctr_inc(&r->st.fail_by_reason[reason]);
     }
     room_leave(r);
-    res->reason = reason;
+    /* a success after failed steps (refill, then reserve or reclaim) is a success */
+    res->reason = f == NIL ? reason : LAB_R_NONE;
     if (unlikely(f == NIL)) {
         res->step = LAB_STEP_NONE;
         alloc_failed(r->arena, gfp, 0, reason);

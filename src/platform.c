@@ -39,7 +39,10 @@ void *plat_map_huge(size_t bytes, bool prefault, int *mode)
     if (prefault)
         flags |= MAP_POPULATE;
     if (bytes % HUGE_2M == 0) {
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
+        /* Not MAP_NORESERVE: without the reservation the mapping succeeds
+         * even when the pool has no huge pages, and the first touch dies
+         * with SIGBUS; with it, mmap fails and THP is used instead. */
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, (flags & ~MAP_NORESERVE) | MAP_HUGETLB, -1, 0);
         if (p != MAP_FAILED) {
             *mode = LAB_HUGE_EXPLICIT;
             return p;

@@ -150,6 +150,8 @@ uint32_t room_take_remote(struct lab_room *r)
             if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
                 return NIL;
             f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
+            if (f == NIL)   /* reclaim took the list between our look and our exchange */
+                return NIL;
         }
         lab_assert(pg_state(&z->pages[f]) == PG_DEFERRED && z->pages[f].room == r->id);
         r->remote_local = z->pages[f].next;
@@ -385,7 +387,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         r->high = cfg->batch;
     r->quota = cfg->quota;
     r->nr_stock_cap = r->high + r->batch + 1;
-    r->stock = malloc(r->nr_stock_cap * sizeof(uint32_t));
+    /* an absurd batch or high would overflow the stock's size: refuse (ENOMEM) */
+    r->stock = r->high <= SIZE_MAX / 16 && r->batch <= SIZE_MAX / 16 ? malloc(r->nr_stock_cap * sizeof(uint32_t)) : NULL;
     r->reserve_head = NIL;
     r->remote_local = NIL;
     r->reserve_target = cfg->reserve;
