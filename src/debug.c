@@ -428,7 +428,8 @@ void debug_hooks_fini(struct lab_arena *a)
 #endif
 }
 
-static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, unsigned char got)
+static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, unsigned char got,
+                                   unsigned char expect)
 {
     struct zone *z = &a->zone;
     struct fmtbuf b = { .len = 0 };
@@ -442,7 +443,7 @@ static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, 
     fmt_str(&b, ") holds ");
     fmt_hex(&b, got);
     fmt_str(&b, ", expected ");
-    fmt_hex(&b, POISON_FREE);
+    fmt_hex(&b, expect);
     misuse(a, LAB_EPOISON, bad, frame_of(z, bad), b.buf);
 }
 
@@ -455,7 +456,16 @@ static void poison_check(struct lab_arena *a, void *addr, unsigned order)
         unsigned char expect = p[0] == 0 ? 0 : POISON_FREE;
         for (size_t i = 0; i < LAB_PAGE_SIZE; i++) {
             if (p[i] != expect) {
-                poison_report(a, (void *)p, i, p[i]);
+                /* The page's pattern is what most of it holds: a zero
+                 * written at byte 0 of a freed page is the fault, not
+                 * every byte after it. */
+                size_t zeros = 0;
+                for (size_t j = 0; j < LAB_PAGE_SIZE; j++)
+                    zeros += p[j] == 0;
+                expect = zeros * 2 > LAB_PAGE_SIZE ? 0 : POISON_FREE;
+                for (i = 0; p[i] == expect; i++)
+                    ;
+                poison_report(a, (void *)p, i, p[i], expect);
                 break;
             }
         }

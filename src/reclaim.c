@@ -139,7 +139,10 @@ static void *kswapd(void *arg)
         if (atomic_load(&s->stop))
             break;
         size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
-        if (asked || free_now < z->wmark[WMARK_LOW]) {
+        /* Only a wake (a request that found free pages below low) starts a
+         * run: polling free < low alone would re-commit straight after a
+         * trim, undoing it before anyone asked for the memory. */
+        if (asked) {
             ctr_add_shared(&a->st.kswapd_runs, 1);
             idle_since = 0;
             /* balance: until high, or until a pass gives nothing back.  The

@@ -1,0 +1,374 @@
+/* Real-time arena flags: PREFAULT (no page fault on the atomic path), MLOCK
+ * (locked, or refused with a reason), HUGEPAGES (backing reported; trim
+ * gives back whole huge pages only). */
+#define _GNU_SOURCE   /* RUSAGE_THREAD */
+#include "check.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZER 1
+#endif
+#endif
+
+#define MiB (1024ull * 1024ull)
+
+static lab_stats stats(lab_arena *a)
+{
+    lab_stats s;
+    lab_stats_get(a, &s);
+    return s;
+}
+
+static long minor_faults_of_this_thread(void)
+{
+    struct rusage ru;
+    REQUIRE(getrusage(RUSAGE_THREAD, &ru) == 0);
+    return ru.ru_minflt;
+}
+
+static int create(size_t bytes, unsigned flags, size_t wmin, lab_arena **out)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.flags = flags;
+    cfg.wmark_min = wmin;
+    cfg.wmark_low = wmin;
+    cfg.wmark_high = wmin;
+    return lab_arena_create(&cfg, out);
+}
+
+/* ---- PREFAULT ---------------------------------------------------------- */
+
+#define NPAGES 1000
+static void *pages[NPAGES];
+
+/* Allocate NPAGES order-0 pages with LAB_GFP_ATOMIC and write every byte of
+ * each; returns the calling thread's minor faults meanwhile. */
+static long atomic_alloc_and_touch_faults(lab_arena *a, size_t *got)
+{
+    *got = 0;
+    long f0 = minor_faults_of_this_thread();
+    for (size_t i = 0; i < NPAGES; i++) {
+        pages[i] = lab_alloc_pages(a, LAB_GFP_ATOMIC, 0);
+        if (pages[i])
+            memset(pages[i], 0x5a, LAB_PAGE_SIZE);
+    }
+    long f1 = minor_faults_of_this_thread();
+    for (size_t i = 0; i < NPAGES; i++)
+        *got += pages[i] != NULL;
+    return f1 - f0;
+}
+
+static void free_pages_array(lab_arena *a)
+{
+    for (size_t i = 0; i < NPAGES; i++) {
+        lab_free_pages(a, pages[i], 0);
+        pages[i] = NULL;
+    }
+}
+
+/* Run the measured code once on another arena, so that its text, the
+ * stack it uses, the page array and getrusage are all faulted in already. */
+static void warm_up(void)
+{
+    volatile char stack[64 * 1024];
+    memset((char *)stack, 1, sizeof(stack));
+    lab_arena *w = NULL;
+    REQUIRE(create(4 * MiB, 0, 0, &w) == 0);
+    size_t got;
+    (void)atomic_alloc_and_touch_faults(w, &got);
+    REQUIRE(got == NPAGES);
+    free_pages_array(w);
+    (void)atomic_alloc_and_touch_faults(w, &got);
+    free_pages_array(w);
+    lab_arena_destroy(w);
+}
+
+static void test_prefault_arena_serves_atomic_requests_without_page_faults(void)
+{
+    lab_arena *a = NULL;
+    REQUIRE(create(64 * MiB, LAB_ARENA_PREFAULT, 0, &a) == 0);
+    lab_stats s = stats(a);
+    CHECK_EQ(s.resident_bytes, 64 * MiB);                   /* every frame committed */
+    CHECK_EQ(s.metadata_resident_bytes, s.metadata_bytes);  /* and every descriptor */
+    warm_up();
+    size_t got;
+    long faults = atomic_alloc_and_touch_faults(a, &got);
+    CHECK_EQ(got, NPAGES);
+    fprintf(stderr, "  PREFAULT: %zu atomic allocations + writes: %ld minor faults\n", got, faults);
+#ifndef T_SANITIZER
+    CHECK_EQ(faults, 0);
+#else
+    /* ASan's unpoisoning of a page handed out, and TSan's tracking of every
+     * access, write the sanitizer's own shadow memory, which faults on its
+     * first touch whatever the arena does. */
+    fprintf(stderr, "  note: not asserted under a sanitizer (its shadow memory faults on first touch)\n");
+#endif
+    free_pages_array(a);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* The control: the same loop on a lazy arena does fault, so the measurement
+ * above can fail. */
+static void test_lazy_arena_faults_on_first_touch(void)
+{
+    lab_arena *a = NULL;
+    REQUIRE(create(64 * MiB, 0, 0, &a) == 0);
+    warm_up();
+    size_t got;
+    long faults = atomic_alloc_and_touch_faults(a, &got);
+    CHECK_EQ(got, NPAGES);
+    fprintf(stderr, "  lazy: %zu atomic allocations + writes: %ld minor faults\n", got, faults);
+    CHECK(faults >= NPAGES / 2);
+    free_pages_array(a);
+    lab_arena_destroy(a);
+}
+
+/* ---- MLOCK --------------------------------------------------------------- */
+
+#ifndef T_SANITIZER
+/* VmLck of this process, from /proc/self/status. */
+static size_t vm_locked_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    REQUIRE(f);
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmLck: %zu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+#endif
+
+/* lab_arena_create with fd 2 sent to a temporary file; its text into buf. */
+static int create_capturing_stderr(size_t bytes, unsigned flags, lab_arena **out, char *buf, size_t cap)
+{
+    FILE *tmp = tmpfile();
+    REQUIRE(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+    int err = create(bytes, flags, 0, out);
+    fflush(stderr);
+    REQUIRE(dup2(saved, 2) == 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(buf, 1, cap - 1, tmp);
+    buf[n] = 0;
+    fclose(tmp);
+    return err;
+}
+
+static void test_mlock_arena_is_locked_or_refused_with_the_limit_and_size(void)
+{
+    char msg[4096];
+    lab_arena *a = NULL;
+    int err = create_capturing_stderr(64 * MiB, LAB_ARENA_MLOCK, &a, msg, sizeof(msg));
+    if (err == 0) {
+        lab_stats s = stats(a);
+        fprintf(stderr, "  MLOCK: locked; resident %.1f MiB\n", (double)s.resident_bytes / (double)MiB);
+        CHECK_EQ(s.resident_bytes, 64 * MiB);
+        CHECK_EQ(s.metadata_resident_bytes, s.metadata_bytes);
+#ifndef T_SANITIZER
+        /* really locked (sanitizer runtimes turn mlock() into a no-op) */
+        size_t locked_kib = vm_locked_kib();
+        fprintf(stderr, "  VmLck %zu KiB\n", locked_kib);
+        CHECK(locked_kib >= 64 * 1024);
+#endif
+        void *p = lab_alloc_pages(a, LAB_GFP_ATOMIC, 2);
+        CHECK(p != NULL);
+        lab_free_pages(a, p, 2);
+        lab_arena_destroy(a);
+    } else {
+        fprintf(stderr, "  MLOCK: refused: %s", msg);
+        CHECK_EQ(err, LAB_EMLOCK);
+        CHECK(a == NULL);
+        CHECK(strstr(msg, "RLIMIT_MEMLOCK") != NULL);
+        CHECK(strstr(msg, "67108864") != NULL || strstr(msg, "mlock of 67") != NULL);
+    }
+}
+
+/* In a child: a 64 KiB memlock limit and no CAP_IPC_LOCK in the effective
+ * set, so mlock must fail; exit status 0 when creation said LAB_EMLOCK. */
+static void child_without_memlock(void)
+{
+    struct rlimit rl = { .rlim_cur = 64 * 1024, .rlim_max = 64 * 1024 };
+    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        _exit(10);
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        _exit(11);
+    data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        _exit(12);
+    if (syscall(SYS_capget, &hdr, data) != 0 || (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)))
+        _exit(13);
+    lab_arena *a = NULL;
+    int err = create(64 * MiB, LAB_ARENA_MLOCK, 0, &a);
+    if (err == 0) {
+        lab_arena_destroy(a);
+        _exit(1);
+    }
+    _exit(err == LAB_EMLOCK && a == NULL ? 0 : 2);
+}
+
+static void test_mlock_refusal_names_rlimit_memlock_and_the_size(void)
+{
+#ifdef T_SANITIZER
+    /* ASan and TSan intercept mlock() as a no-op that returns 0, so no
+     * limit can make it fail. */
+    fprintf(stderr, "  note: skipped under a sanitizer (its runtime makes mlock() a no-op)\n");
+    return;
+#endif
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        close(fds[1]);
+        alarm(60);
+        child_without_memlock();
+    }
+    close(fds[1]);
+    char msg[8192];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(msg) - 1 && (n = read(fds[0], msg + len, sizeof(msg) - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    msg[len] = 0;
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    fprintf(stderr, "  child (memlock 64 KiB, no CAP_IPC_LOCK): exit %d, stderr: %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+            len ? msg : "(empty)\n");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);   /* LAB_EMLOCK */
+    CHECK(strstr(msg, "RLIMIT_MEMLOCK") != NULL);
+    CHECK(strstr(msg, "65536") != NULL);                   /* the limit */
+    /* the size it needed: the 64 MiB arena (plus its descriptors) */
+    const char *m = strstr(msg, "mlock of ");
+    CHECK(m != NULL);
+    if (m) {
+        unsigned long long bytes = strtoull(m + strlen("mlock of "), NULL, 10);
+        CHECK(bytes >= 64 * MiB && bytes <= 64 * MiB + 64 * MiB / 128);
+    }
+}
+
+/* ---- HUGEPAGES --------------------------------------------------------- */
+
+static const char *huge_name(int mode)
+{
+    switch (mode) {
+    case LAB_HUGE_EXPLICIT: return "explicit (MAP_HUGETLB)";
+    case LAB_HUGE_TRANSPARENT: return "transparent (THP)";
+    case LAB_HUGE_REFUSED: return "refused";
+    default: return "none";
+    }
+}
+
+static void test_hugepage_arena_reports_its_backing(void)
+{
+    lab_arena *a = NULL;
+    REQUIRE(create(16 * MiB, LAB_ARENA_HUGEPAGES, 0, &a) == 0);
+    lab_stats s = stats(a);
+    fprintf(stderr, "  HUGEPAGES: backed by %s huge pages\n", huge_name(s.huge_mode));
+    CHECK(s.huge_mode == LAB_HUGE_EXPLICIT || s.huge_mode == LAB_HUGE_TRANSPARENT || s.huge_mode == LAB_HUGE_REFUSED);
+    CHECK_EQ((uintptr_t)lab_arena_base(a) % (2 * MiB), 0);  /* huge pages need 2 MiB alignment */
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 9);
+    REQUIRE(p);
+    memset(p, 0x11, 2 * MiB);
+    lab_free_pages(a, p, 9);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+    /* without the flag: none */
+    REQUIRE(create(16 * MiB, 0, 0, &a) == 0);
+    CHECK_EQ(stats(a).huge_mode, LAB_HUGE_NONE);
+    lab_arena_destroy(a);
+}
+
+static void test_hugepage_arena_trims_only_whole_huge_pages(void)
+{
+    lab_arena *a = NULL;
+    REQUIRE(create(16 * MiB, LAB_ARENA_HUGEPAGES, 1, &a) == 0);
+    int mode = stats(a).huge_mode;
+    if (mode == LAB_HUGE_REFUSED) {
+        fprintf(stderr, "  note: huge pages refused here; trim works on single pages, not checked\n");
+        lab_arena_destroy(a);
+        return;
+    }
+    /* every page, as sixteen 1 MiB (order 8) blocks */
+    void *b[16];
+    for (int i = 0; i < 16; i++) {
+        b[i] = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 8);
+        REQUIRE(b[i]);
+        memset(b[i], 0x22, 1 * MiB);
+    }
+    /* free every other one: each freed block's buddy stays allocated, so
+     * only order-8 blocks are free (8 MiB of them) */
+    for (int i = 0; i < 16; i += 2)
+        lab_free_pages(a, b[i], 8);
+    lab_stats s = stats(a);
+    CHECK_EQ(s.free_pages, 8 * 256);
+    CHECK_EQ(s.free_blocks[8], 8);
+    size_t got = lab_arena_trim(a);
+    fprintf(stderr, "  8 MiB free in 1 MiB blocks: trim returned %zu bytes\n", got);
+    CHECK_EQ(got, 0);
+    CHECK_EQ(stats(a).void_pages, 0);
+    /* two buddies make one 2 MiB block: exactly that is given back */
+    lab_free_pages(a, b[1], 8);
+    got = lab_arena_trim(a);
+    fprintf(stderr, "  plus one 2 MiB block: trim returned %zu bytes\n", got);
+    CHECK_EQ(got, 2 * MiB);
+    /* everything free: whole huge pages only, down to the min watermark */
+    for (int i = 3; i < 16; i += 2)
+        lab_free_pages(a, b[i], 8);
+    got = lab_arena_trim(a);
+    fprintf(stderr, "  all free: trim returned %zu bytes\n", got);
+    CHECK(got > 0);
+    CHECK_EQ(got % (2 * MiB), 0);
+    s = stats(a);
+    CHECK_EQ((s.void_pages * LAB_PAGE_SIZE) % (2 * MiB), 0);
+    CHECK_EQ(lab_check(a), 0);
+    /* and the huge pages come back */
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 10);
+    void *q = lab_alloc_pages(a, LAB_GFP_KERNEL, 10);
+    REQUIRE(p && q);
+    memset(p, 0x33, 4 * MiB);
+    memset(q, 0x44, 4 * MiB);
+    lab_free_pages(a, p, 10);
+    lab_free_pages(a, q, 10);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+int main(void)
+{
+    test_watchdog(120);
+    RUN(test_prefault_arena_serves_atomic_requests_without_page_faults);
+    RUN(test_lazy_arena_faults_on_first_touch);
+    RUN(test_mlock_arena_is_locked_or_refused_with_the_limit_and_size);
+    RUN(test_mlock_refusal_names_rlimit_memlock_and_the_size);
+    RUN(test_hugepage_arena_reports_its_backing);
+    RUN(test_hugepage_arena_trims_only_whole_huge_pages);
+    return test_finish();
+}

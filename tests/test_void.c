@@ -1,0 +1,429 @@
+/* The void: lazy arenas cost nothing until used; trim gives free memory back
+ * to the OS and step 6 (or the background reclaimer) brings it back; idle
+ * memory falls into the void by itself; non-blocking requests never touch it. */
+#include "check.h"
+
+#include <time.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+#if defined(T_ASAN) || defined(T_TSAN)
+#define T_SANITIZER 1   /* the process RSS includes the sanitizer's shadow */
+#endif
+
+#define MiB (1024ull * 1024ull)
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+/* Resident bytes of the whole process (/proc/self/statm, second field). */
+static size_t process_rss(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    REQUIRE(f);
+    REQUIRE(fscanf(f, "%lu %lu", &size, &resident) == 2);
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static lab_stats stats(lab_arena *a)
+{
+    lab_stats s;
+    lab_stats_get(a, &s);
+    return s;
+}
+
+static lab_arena *arena_with(size_t bytes, unsigned flags, size_t wmin, size_t wlow, size_t whigh)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.flags = flags;
+    cfg.wmark_min = wmin;
+    cfg.wmark_low = wlow;
+    cfg.wmark_high = whigh;
+    lab_arena *a = NULL;
+    int err = lab_arena_create(&cfg, &a);
+    if (err) {
+        fprintf(stderr, "lab_arena_create: %s\n", lab_strerror(err));
+        exit(1);
+    }
+    return a;
+}
+
+/* List every page of the arena on the free lists, committed: take every
+ * max-order block (MEMALLOC ignores the watermarks), touch it, give it back.
+ * Afterwards nothing is left in the lazily listed (never touched) tail. */
+static void commit_everything(lab_arena *a)
+{
+    unsigned mo = lab_arena_max_order(a);
+    size_t n = lab_arena_size(a) / ((size_t)LAB_PAGE_SIZE << mo);
+    void **p = calloc(n, sizeof(void *));
+    REQUIRE(p);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, mo);
+        REQUIRE(p[i]);
+        memset(p[i], 0x5a, (size_t)LAB_PAGE_SIZE << mo);
+    }
+    for (size_t i = 0; i < n; i++)
+        lab_free_pages(a, p[i], mo);
+    free(p);
+    REQUIRE(stats(a).free_pages == lab_arena_size(a) / LAB_PAGE_SIZE);
+}
+
+static void test_64gib_lazy_arena_is_created_fast_and_costs_little(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 64ull << 30;
+    cfg.name = "huge-lazy";
+    lab_arena *a = NULL;
+    size_t rss0 = process_rss();
+    double t0 = now_ms();
+    int err = lab_arena_create(&cfg, &a);
+    double ms = now_ms() - t0;
+    size_t rss1 = process_rss();
+    REQUIRE(err == 0 && a);
+    fprintf(stderr, "  64 GiB lazy arena: created in %.3f ms, process RSS +%.2f MiB\n", ms,
+            (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)MiB);
+    CHECK(ms < 1000.0);
+#ifndef T_SANITIZER
+    CHECK(rss1 < rss0 + 64 * MiB);
+#else
+    fprintf(stderr, "  note: process RSS not asserted under a sanitizer\n");
+#endif
+    CHECK_EQ(lab_arena_size(a), 64ull << 30);
+
+    /* allocations work: small and large blocks, written and read back */
+    void *small = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    void *large = lab_alloc_pages(a, LAB_GFP_KERNEL, lab_arena_max_order(a));
+    void *atomic = lab_alloc_pages(a, LAB_GFP_ATOMIC, 3);
+    REQUIRE(small && large && atomic);
+    stamp_block(small, 0, 1);
+    stamp_block(large, lab_arena_max_order(a), 2);
+    stamp_block(atomic, 3, 3);
+    CHECK(stamp_ok(small, 0, 1));
+    CHECK(stamp_ok(large, lab_arena_max_order(a), 2));
+    CHECK(stamp_ok(atomic, 3, 3));
+    lab_stats s = stats(a);
+    CHECK_EQ(s.total_pages, (64ull << 30) / LAB_PAGE_SIZE);
+    CHECK(s.resident_bytes < 64 * MiB);            /* of the page frames, by mincore */
+    CHECK(s.metadata_resident_bytes < 64 * MiB);   /* of 256 MiB of descriptors */
+    fprintf(stderr, "  after 3 allocations: frames resident %.2f MiB, descriptors resident %.2f of %.0f MiB\n",
+            (double)s.resident_bytes / (double)MiB, (double)s.metadata_resident_bytes / (double)MiB,
+            (double)s.metadata_bytes / (double)MiB);
+#ifndef T_SANITIZER
+    CHECK(process_rss() < rss0 + 64 * MiB);
+#endif
+    lab_free_pages(a, small, 0);
+    lab_free_pages(a, large, lab_arena_max_order(a));
+    lab_free_pages(a, atomic, 3);
+    s = stats(a);   /* the atomic order-3 request topped up the high-order atomic reserve */
+    CHECK_EQ(s.free_pages + s.highatomic_pages, s.total_pages);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* 256 MiB allocated and touched in order-8 blocks of a 512 MiB arena, then
+ * freed and trimmed: the OS gets it back, and it is all usable again. */
+static void test_trim_gives_memory_back_and_it_comes_back_usable(void)
+{
+    lab_arena *a = arena_with(512 * MiB, 0, 0, 0, 0);
+    enum { N8 = 256 };   /* 256 blocks of 1 MiB */
+    static void *blk[N8];
+    for (size_t i = 0; i < N8; i++) {
+        blk[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 8);
+        REQUIRE(blk[i]);
+        memset(blk[i], 0xa5, 256 * LAB_PAGE_SIZE);
+    }
+    size_t rss_before = process_rss();
+    for (size_t i = 0; i < N8; i++)
+        lab_free_pages(a, blk[i], 8);
+    size_t got = lab_arena_trim(a);
+    size_t rss_after = process_rss();
+    double drop = rss_before > rss_after ? (double)(rss_before - rss_after) / (double)MiB : 0.0;
+    fprintf(stderr, "  trim returned %.1f MiB; process RSS %.1f -> %.1f MiB (drop %.1f MiB)\n",
+            (double)got / (double)MiB, (double)rss_before / (double)MiB, (double)rss_after / (double)MiB, drop);
+    CHECK(got >= 192 * MiB);
+#ifndef T_SANITIZER
+    CHECK(rss_before >= rss_after + 192 * MiB);
+#else
+    fprintf(stderr, "  note: process RSS drop not asserted under a sanitizer\n");
+#endif
+    lab_stats s = stats(a);
+    CHECK(s.void_pages > 0);
+    CHECK_EQ(s.void_pages * LAB_PAGE_SIZE, got);
+    CHECK_EQ(s.trimmed_pages * LAB_PAGE_SIZE, got);
+    CHECK(s.resident_bytes < 16 * MiB);
+    CHECK_EQ(s.free_pages + s.void_pages, s.total_pages);
+    CHECK_EQ(s.recommitted_pages, 0);
+    CHECK_EQ(lab_check(a), 0);
+
+    /* Everything above the min watermark, in max-order blocks, with blocking
+     * requests: the untouched tail first, then the void through step 6. */
+    unsigned mo = lab_arena_max_order(a);
+    size_t n = (s.total_pages - s.wmark_min) >> mo;
+    void **p = calloc(n + 1, sizeof(void *));
+    REQUIRE(p);
+    size_t by_recommit = 0, ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        lab_result r;
+        lab_alloc_pages_r(a, LAB_GFP_KERNEL, mo, &r);
+        p[i] = r.addr;
+        if (!r.addr) {
+            fprintf(stderr, "  allocation %zu of %zu failed: %s\n", i, n, lab_reason_str(r.reason));
+            continue;
+        }
+        ok++;
+        by_recommit += r.step == LAB_STEP_RECOMMIT;
+        stamp_block(r.addr, mo, i + 1);
+    }
+    CHECK_EQ(ok, n);
+    CHECK(by_recommit > 0);
+    /* the arena is used up: nothing more above min */
+    lab_result r;
+    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, mo, &r);
+    CHECK(r.addr == NULL);
+    size_t intact = 0;
+    for (size_t i = 0; i < n; i++)
+        intact += p[i] && stamp_ok(p[i], mo, i + 1);
+    CHECK_EQ(intact, n);
+    s = stats(a);
+    fprintf(stderr, "  re-used %zu blocks of order %u (%zu through step 6), re-committed %llu pages\n", ok, mo,
+            by_recommit, (unsigned long long)s.recommitted_pages);
+    CHECK(s.recommitted_pages > 0);
+    CHECK_EQ(s.void_pages, 0);                     /* all of the trimmed memory is back */
+    CHECK(s.alloc_by_step[LAB_STEP_RECOMMIT] > 0);
+    CHECK_EQ(lab_check(a), 0);
+    for (size_t i = 0; i < n; i++)
+        lab_free_pages(a, p[i], mo);
+    free(p);
+    CHECK_EQ(stats(a).free_pages, stats(a).total_pages);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+static void test_trim_keeps_the_min_watermark_committed(void)
+{
+    lab_arena *a = arena_with(64 * MiB, 0, 0, 0, 0);   /* derived watermarks */
+    commit_everything(a);
+    size_t got = lab_arena_trim(a);
+    lab_stats s = stats(a);
+    size_t kept = s.total_pages - got / LAB_PAGE_SIZE;
+    fprintf(stderr, "  trimmed %zu of %zu pages, kept %zu committed (min %zu)\n", got / LAB_PAGE_SIZE,
+            s.total_pages, kept, s.wmark_min);
+    CHECK(got > 0);
+    CHECK(kept >= s.wmark_min);
+    CHECK(s.free_pages >= s.wmark_min);
+    CHECK(kept < s.wmark_min + ((size_t)1 << s.max_order));   /* and not much more */
+    CHECK(s.resident_bytes >= s.wmark_min * LAB_PAGE_SIZE);   /* the kept pages are still there */
+    /* trimming again finds nothing more to give */
+    CHECK_EQ(lab_arena_trim(a), 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* min = low = high: after the trim, free pages sit just above min and the
+ * reclaimer has no reason to re-commit anything. */
+static void test_nowait_requests_fail_at_min_instead_of_touching_the_void(void)
+{
+    const size_t W = 1000;
+    lab_arena *a = arena_with(4096 * LAB_PAGE_SIZE, 0, W, W, W);
+    commit_everything(a);
+    size_t got = lab_arena_trim(a) / LAB_PAGE_SIZE;
+    lab_stats s = stats(a);
+    CHECK(got > 0);
+    CHECK(s.free_pages >= W && s.free_pages < W + 1024);
+    size_t above_min = s.free_pages - W;
+    size_t void_before = s.void_pages;
+
+    void *p[2048];
+    size_t n = 0;
+    lab_result r = { 0 };
+    while (n < 2048) {
+        lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
+        if (!r.addr)
+            break;
+        CHECK(r.step == LAB_STEP_ZONE);
+        p[n++] = r.addr;
+    }
+    CHECK_EQ(n, above_min);                  /* exactly down to min, not one page more */
+    CHECK_EQ(r.reason, LAB_R_WATERMARK);
+    sleep_ms(50);
+    s = stats(a);
+    CHECK_EQ(s.free_pages, W);
+    CHECK_EQ(s.void_pages, void_before);     /* the void was not touched */
+    CHECK_EQ(s.recommitted_pages, 0);
+    CHECK_EQ(s.alloc_by_step[LAB_STEP_RECOMMIT], 0);
+    /* an atomic request still gets its emergency share */
+    void *e = lab_alloc_pages(a, LAB_GFP_ATOMIC, 0);
+    CHECK(e != NULL);
+    CHECK_EQ(stats(a).void_pages, void_before);
+    lab_free_pages(a, e, 0);
+    for (size_t i = 0; i < n; i++)
+        lab_free_pages(a, p[i], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+static void test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low(void)
+{
+    lab_arena *a = arena_with(4096 * LAB_PAGE_SIZE, 0, 512, 1000, 1500);
+    commit_everything(a);
+    CHECK(lab_arena_trim(a) > 0);            /* also starts the reclaimer */
+    lab_stats s = stats(a);
+    CHECK(s.free_pages >= s.wmark_low);      /* 1024: one max-order block kept */
+    sleep_ms(50);
+    s = stats(a);
+    CHECK_EQ(s.recommitted_pages, 0);        /* nothing asked for it yet */
+
+    /* non-blocking requests take free pages below low: a wake, no system call */
+    size_t need = s.free_pages - s.wmark_low + 1;
+    void **p = calloc(need, sizeof(void *));
+    REQUIRE(p);
+    for (size_t i = 0; i < need; i++) {
+        lab_result r;
+        lab_alloc_pages_r(a, LAB_GFP_NOWAIT, 0, &r);
+        p[i] = r.addr;
+        CHECK(r.addr != NULL && r.step == LAB_STEP_ZONE);
+    }
+    double t0 = now_ms();
+    while (now_ms() - t0 < 2000) {
+        s = stats(a);
+        if (s.free_pages >= s.wmark_high && s.recommitted_pages > 0)
+            break;
+        sleep_ms(2);
+    }
+    fprintf(stderr, "  reclaimer re-committed %llu pages, free %zu (high %zu) after %.1f ms\n",
+            (unsigned long long)s.recommitted_pages, s.free_pages, s.wmark_high, now_ms() - t0);
+    CHECK(s.free_pages >= s.wmark_high);
+    CHECK(s.recommitted_pages > 0);
+    CHECK(s.kswapd_runs > 0);
+    for (size_t i = 0; i < need; i++)
+        lab_free_pages(a, p[i], 0);
+    free(p);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+static size_t free_a_lot_and_wait_for_the_void(unsigned trim_delay_ms, unsigned wait_ms, double *elapsed,
+                                              size_t *resident_before, size_t *resident_after)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 64 * MiB;
+    cfg.trim_delay_ms = trim_delay_ms;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    void *p[12];
+    for (int i = 0; i < 12; i++) {
+        p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 10);
+        REQUIRE(p[i]);
+        memset(p[i], 0x3c, 1024 * LAB_PAGE_SIZE);
+    }
+    for (int i = 0; i < 12; i++)
+        lab_free_pages(a, p[i], 10);
+    lab_stats s = stats(a);
+    *resident_before = s.resident_bytes;
+    double t0 = now_ms();
+    /* void_pages counts blocks still being decommitted: wait for both */
+    while (now_ms() - t0 < wait_ms) {
+        s = stats(a);
+        if (s.void_pages > 0 && s.resident_bytes < *resident_before)
+            break;
+        sleep_ms(5);
+    }
+    *elapsed = now_ms() - t0;
+    *resident_after = s.resident_bytes;
+    CHECK(s.free_pages >= s.wmark_high);      /* idle trim keeps high committed */
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+    return s.void_pages;
+}
+
+static void test_idle_memory_falls_into_the_void_after_trim_delay(void)
+{
+    double ms;
+    size_t before, after;
+    size_t v = free_a_lot_and_wait_for_the_void(100, 2000, &ms, &before, &after);
+    fprintf(stderr, "  trim_delay_ms=100: %zu pages in the void after %.1f ms; frames resident %.1f -> %.1f MiB\n",
+            v, ms, (double)before / (double)MiB, (double)after / (double)MiB);
+    CHECK(v > 0);
+    CHECK(after < before);
+    /* control: without a delay nothing is trimmed by itself */
+    v = free_a_lot_and_wait_for_the_void(0, 300, &ms, &before, &after);
+    CHECK_EQ(v, 0);
+}
+
+static void test_madv_free_arena_trims_too(void)
+{
+    lab_arena *a = arena_with(64 * MiB, LAB_ARENA_MADV_FREE, 0, 0, 0);
+    void *p[12];
+    for (int i = 0; i < 12; i++) {
+        p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 10);
+        REQUIRE(p[i]);
+        memset(p[i], 0x77, 1024 * LAB_PAGE_SIZE);
+    }
+    for (int i = 0; i < 12; i++)
+        lab_free_pages(a, p[i], 10);
+    size_t got = lab_arena_trim(a);
+    fprintf(stderr, "  MADV_FREE trim returned %.1f MiB (RSS may drop later)\n", (double)got / (double)MiB);
+    CHECK(got > 0);
+    lab_stats s = stats(a);
+    CHECK(s.void_pages > 0);
+    CHECK_EQ(lab_check(a), 0);
+    /* and it comes back usable */
+    size_t by_recommit = 0;
+    for (int i = 0; i < 12; i++) {
+        lab_result r;
+        lab_alloc_pages_r(a, LAB_GFP_KERNEL, 10, &r);
+        p[i] = r.addr;
+        REQUIRE(p[i]);
+        by_recommit += r.step == LAB_STEP_RECOMMIT;
+        stamp_block(p[i], 10, (uint64_t)i + 100);
+    }
+    for (int i = 0; i < 12; i++) {
+        CHECK(stamp_ok(p[i], 10, (uint64_t)i + 100));
+        lab_free_pages(a, p[i], 10);
+    }
+    CHECK(by_recommit > 0);
+    CHECK(stats(a).recommitted_pages > 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+int main(void)
+{
+    test_watchdog(240);
+    RUN(test_64gib_lazy_arena_is_created_fast_and_costs_little);
+    RUN(test_trim_gives_memory_back_and_it_comes_back_usable);
+    RUN(test_trim_keeps_the_min_watermark_committed);
+    RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);
+    RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
+    RUN(test_idle_memory_falls_into_the_void_after_trim_delay);
+    RUN(test_madv_free_arena_trims_too);
+    return test_finish();
+}
