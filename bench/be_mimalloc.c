@@ -1,0 +1,123 @@
+/*
+ * be_mimalloc.c - mimalloc through its own API: mi_malloc_aligned(size,
+ * alignment) and mi_free, so it does not replace malloc and needs no
+ * process of its own (it gets one anyway, like every peer).
+ */
+#include "bench.h"
+
+#include <mimalloc.h>
+#include <stdlib.h>
+
+#define BE_SYMBOL    peer_backend
+#define BE_NAME      "mimalloc"
+#define BE_LABEL     "mimalloc mi_malloc_aligned/mi_free"
+#define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
+
+struct be_ctx {
+    int kind;
+};
+
+static int be_init(char *why, size_t n)
+{
+    (void)why;
+    (void)n;
+    return 0;
+}
+
+static void be_version(char *buf, size_t n)
+{
+    int v = mi_version();
+    snprintf(buf, n, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
+}
+
+static struct be_ctx *be_open(int kind, const struct bench_params *bp)
+{
+    (void)bp;
+    struct be_ctx *c = calloc(1, sizeof(*c));
+    if (c)
+        c->kind = kind;
+    return c;
+}
+
+static void be_close(struct be_ctx *c)
+{
+    free(c);
+}
+
+static void be_thread_enter(struct be_ctx *c, int role)
+{
+    (void)c;
+    (void)role;
+}
+
+static void be_thread_leave(struct be_ctx *c, int role)
+{
+    (void)c;
+    (void)role;
+}
+
+static inline void *be_page_alloc(struct be_ctx *c)
+{
+    (void)c;
+    return mi_malloc_aligned(BENCH_PAGE, BENCH_PAGE);
+}
+
+static inline void be_page_free(struct be_ctx *c, void *p)
+{
+    (void)c;
+    mi_free(p);
+}
+
+static inline void be_page_free_remote(struct be_ctx *c, void *p)
+{
+    (void)c;
+    mi_free(p);
+}
+
+static inline void *be_block_alloc(struct be_ctx *c, unsigned order)
+{
+    (void)c;
+    size_t size = (size_t)BENCH_PAGE << order;
+    return mi_malloc_aligned(size, size);
+}
+
+static inline void be_block_free(struct be_ctx *c, void *p, unsigned order)
+{
+    (void)c;
+    (void)order;
+    mi_free(p);
+}
+
+static void *be_bg_alloc(struct be_ctx *c, unsigned order)
+{
+    (void)c;
+    return mi_malloc_aligned((size_t)BENCH_PAGE << order, BENCH_PAGE);
+}
+
+static void be_bg_free(struct be_ctx *c, void *p, unsigned order)
+{
+    (void)c;
+    (void)order;
+    mi_free(p);
+}
+
+static void be_bg_attach(struct be_ctx *c, struct bg_cache *cache)
+{
+    (void)c;
+    (void)cache;
+}
+
+static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
+{
+    (void)c;
+    (void)cache;
+}
+
+static void be_extra(struct be_ctx *c, int kind, struct sink *s)
+{
+    (void)c;
+    (void)kind;
+    (void)s;
+}
+
+#include "workloads.h"

@@ -1,0 +1,1279 @@
+/*
+ * driver.c - labyrinth-bench: Labyrinth and its peers side by side, in one run.
+ *
+ * Every round runs, in this order and close together in time:
+ *   - in this process: the floor (a bare stack of pages), the floor with its
+ *     page operations as real calls, and Labyrinth;
+ *   - each peer in its own process (bench-peer-<name>, next to this binary);
+ *   - workload 6 (growth), Labyrinth only.
+ * Each number reported is the median of the rounds, and ratios are taken
+ * between medians of the same run.  Then: instructions per pair from
+ * callgrind, the table on stdout (and results/bench.txt), results/bench.csv,
+ * and charts with gnuplot.
+ *
+ *   labyrinth-bench [--quick | --full] [--rounds N] [--out DIR] [--peers a,b]
+ *                   [--only 1,2,3,4,5,6] [--no-callgrind] [--no-charts]
+ *                   [--verbose] [--list]
+ */
+#include "bench.h"
+#include "labyrinth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern const struct backend backend_floor, backend_floor_call, backend_labyrinth;
+
+#if __has_include("bench_config.h")
+#include "bench_config.h"       /* BENCH_UNBUILT, written by CMake */
+#endif
+#ifndef BENCH_UNBUILT
+#define BENCH_UNBUILT ""
+#endif
+
+/* ---- peers -------------------------------------------------------------------- */
+struct peer {
+    const char *name;
+    const char *label;
+    const struct backend *inproc;   /* NULL: a bench-peer-<name> executable */
+    bool available;
+    char why[PATH_MAX + 256];
+    char version[64];
+    char exe[PATH_MAX + 32];
+};
+
+static struct peer peers[] = {
+    { "floor", "floor: bare stack, pre-touched pages", &backend_floor, false, "", "", "" },
+    { "floor-call", "floor, page ops as real calls", &backend_floor_call, false, "", "", "" },
+    { "labyrinth", "Labyrinth room (ATOMIC) / arena", &backend_labyrinth, false, "", "", "" },
+    { "dpdk", "DPDK rte_mempool cache 512 / rte_malloc", NULL, false, "", "", "" },
+    { "tcmalloc", "tcmalloc_minimal aligned_alloc", NULL, false, "", "", "" },
+    { "glibc", "glibc aligned_alloc", NULL, false, "", "", "" },
+    { "jemalloc", "jemalloc aligned_alloc", NULL, false, "", "", "" },
+    { "mimalloc", "mimalloc mi_malloc_aligned", NULL, false, "", "", "" },
+    { "mmap", "mmap/munmap", NULL, false, "", "", "" },
+};
+#define NR_PEERS (sizeof(peers) / sizeof(peers[0]))
+
+static struct peer *peer_by_name(const char *n)
+{
+    for (size_t i = 0; i < NR_PEERS; i++)
+        if (strcmp(peers[i].name, n) == 0)
+            return &peers[i];
+    return NULL;
+}
+
+/* ---- results: every number of every round ------------------------------------------ */
+#define MAX_ROUNDS 32
+struct series {
+    char who[32];
+    char metric[48];
+    double v[MAX_ROUNDS];
+    int n;
+    char str[192];
+};
+static struct series *tab;
+static size_t ntab, captab;
+
+static struct series *series_get(const char *who, const char *metric, bool create)
+{
+    for (size_t i = 0; i < ntab; i++)
+        if (strcmp(tab[i].who, who) == 0 && strcmp(tab[i].metric, metric) == 0)
+            return &tab[i];
+    if (!create)
+        return NULL;
+    if (ntab == captab) {
+        captab = captab ? captab * 2 : 256;
+        tab = realloc(tab, captab * sizeof(*tab));
+        if (!tab)
+            die("out of memory");
+    }
+    struct series *s = &tab[ntab++];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->who, sizeof(s->who), "%s", who);
+    snprintf(s->metric, sizeof(s->metric), "%s", metric);
+    return s;
+}
+
+static void put(const char *who, const char *metric, double v)
+{
+    struct series *s = series_get(who, metric, true);
+    if (s->n < MAX_ROUNDS)
+        s->v[s->n++] = v;
+}
+
+/* "name:count,name:count" lists (which system calls) are summed over the
+ * rounds; any other text keeps its last value. */
+static void add_name_counts(char *acc, size_t len, const char *v)
+{
+    char names[16][32];
+    unsigned long counts[16];
+    int n = 0;
+    for (const char *p = acc; *p && n < 16;) {   /* what is there */
+        int used = 0;
+        if (sscanf(p, "%31[^:]:%lu%n", names[n], &counts[n], &used) != 2)
+            break;
+        n++;
+        p += used;
+        p += *p == ',';
+    }
+    for (const char *p = v; *p;) {               /* plus this round's */
+        char nm[32];
+        unsigned long c;
+        int used = 0;
+        if (sscanf(p, "%31[^:]:%lu%n", nm, &c, &used) != 2)
+            break;
+        int k = 0;
+        while (k < n && strcmp(names[k], nm) != 0)
+            k++;
+        if (k == n && n < 16) {
+            snprintf(names[n], sizeof(names[n]), "%s", nm);
+            counts[n++] = 0;
+        }
+        if (k < n)
+            counts[k] += c;
+        p += used;
+        p += *p == ',';
+    }
+    size_t off = 0;
+    acc[0] = 0;
+    for (int i = 0; i < n; i++) {   /* largest first */
+        int best = i;
+        for (int j = i + 1; j < n; j++)
+            if (counts[j] > counts[best])
+                best = j;
+        char tn[32];
+        unsigned long tc = counts[i];
+        memcpy(tn, names[i], sizeof(tn));
+        memcpy(names[i], names[best], sizeof(tn));
+        counts[i] = counts[best];
+        memcpy(names[best], tn, sizeof(tn));
+        counts[best] = tc;
+        int w = snprintf(acc + off, len - off, "%s%s:%lu", off ? "," : "", names[i], counts[i]);
+        if (w < 0 || (size_t)w >= len - off)
+            break;
+        off += (size_t)w;
+    }
+}
+
+static void put_str(const char *who, const char *metric, const char *v)
+{
+    struct series *s = series_get(who, metric, true);
+    if (strcmp(metric, "w5.syscall_names") == 0 && strchr(v, ':') && !strchr(v, '('))
+        add_name_counts(s->str, sizeof(s->str), v);
+    else if (strcmp(metric, "w5.syscall_names") != 0 || !s->str[0])
+        snprintf(s->str, sizeof(s->str), "%s", v);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of the rounds (NAN if none); *lo, *hi: the extremes. */
+static double med3(const char *who, const char *metric, double *lo, double *hi)
+{
+    struct series *s = series_get(who, metric, false);
+    if (!s || s->n == 0) {
+        if (lo) *lo = NAN;
+        if (hi) *hi = NAN;
+        return NAN;
+    }
+    double v[MAX_ROUNDS];
+    memcpy(v, s->v, (size_t)s->n * sizeof(double));
+    qsort(v, (size_t)s->n, sizeof(double), cmp_double);
+    if (lo) *lo = v[0];
+    if (hi) *hi = v[s->n - 1];
+    return s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
+}
+static double med(const char *who, const char *metric) { return med3(who, metric, NULL, NULL); }
+static const char *str_of(const char *who, const char *metric)
+{
+    struct series *s = series_get(who, metric, false);
+    return s && s->str[0] ? s->str : NULL;
+}
+
+struct store_ctx { const char *who; };
+static void store_num(struct sink *s, const char *m, double v) { put(((struct store_ctx *)s->ctx)->who, m, v); }
+static void store_str(struct sink *s, const char *m, const char *v) { put_str(((struct store_ctx *)s->ctx)->who, m, v); }
+
+/* ---- output: stdout and results/bench.txt --------------------------------------------- */
+static FILE *txt;
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (txt) {
+        va_start(ap, fmt);
+        vfprintf(txt, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+static struct {
+    int rounds;
+    const char *outdir;
+    const char *peers;       /* comma list, NULL = all */
+    unsigned only;           /* WL_* mask */
+    bool callgrind, charts, verbose, list;
+    const char *mode;
+} opt = { 5, "results", NULL, WL_ALL, true, true, false, false, "default" };
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: labyrinth-bench [--quick | --full] [--rounds N] [--out DIR] [--peers a,b,...]\n"
+            "                       [--only 1,2,3,4,5,6] [--no-callgrind] [--no-charts] [--verbose] [--list]\n"
+            "  default: 5 rounds, about 2 minutes; --quick: 3 short rounds, about 30 s;\n"
+            "  --full: 9 long rounds, about 7 minutes.  Results go to DIR (default ./results).\n");
+    exit(2);
+}
+
+static bool peer_selected(const char *name)
+{
+    if (!opt.peers || strcmp(name, "floor") == 0 || strcmp(name, "labyrinth") == 0)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = opt.peers; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == opt.peers || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return true;
+    return false;
+}
+
+static void load_average(char *buf, size_t len)
+{
+    snprintf(buf, len, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f)
+        return;
+    double a, b, c;
+    if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
+        snprintf(buf, len, "%.2f %.2f %.2f", a, b, c);
+    fclose(f);
+}
+
+/* ---- machine --------------------------------------------------------------------------------- */
+static void machine_line(char *buf, size_t len)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned long long mem_kib = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemTotal: %llu kB", &mem_kib) == 1)
+                break;
+        fclose(f);
+    }
+    char os[128] = "Linux";
+    f = fopen("/etc/os-release", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "PRETTY_NAME=", 12) == 0) {
+                char *v = line + 12;
+                v += *v == '"';
+                v[strcspn(v, "\"\n")] = 0;
+                snprintf(os, sizeof(os), "%s", v);
+            }
+        }
+        fclose(f);
+    }
+    struct utsname u;
+    uname(&u);
+    snprintf(buf, len, "%ld CPUs, %.1f GiB, %s, kernel %s", cpus, (double)mem_kib / 1048576.0, os, u.release);
+}
+
+/* The library's revision, so that figures can be tied to the code they
+ * measured: "abc1234" or "abc1234+dirty" (uncommitted changes in src/). */
+static void source_revision(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown");
+#ifdef BENCH_SOURCE_DIR
+    char cmd[PATH_MAX + 128];
+    snprintf(cmd, sizeof(cmd), "git -C '%s' rev-parse --short HEAD 2>/dev/null", BENCH_SOURCE_DIR);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return;
+    char rev[64] = "";
+    if (fgets(rev, sizeof(rev), f))
+        rev[strcspn(rev, "\n")] = 0;
+    pclose(f);
+    if (!rev[0])
+        return;
+    snprintf(cmd, sizeof(cmd), "git -C '%s' status --porcelain -- src include 2>/dev/null", BENCH_SOURCE_DIR);
+    f = popen(cmd, "r");
+    bool dirty = false;
+    char line[256];
+    if (f) {
+        while (fgets(line, sizeof(line), f))
+            dirty = true;
+        pclose(f);
+    }
+    snprintf(buf, len, "%s%s", rev, dirty ? "+dirty (uncommitted changes in src/ or include/)" : "");
+#endif
+}
+
+/* ---- peer processes -------------------------------------------------------------------------- */
+static char self_dir[PATH_MAX];
+
+static void find_self_dir(void)
+{
+    ssize_t n = readlink("/proc/self/exe", self_dir, sizeof(self_dir) - 1);
+    if (n <= 0)
+        die("readlink /proc/self/exe: %s", strerror(errno));
+    self_dir[n] = 0;
+    char *slash = strrchr(self_dir, '/');
+    if (slash)
+        *slash = 0;
+}
+
+/* Why a peer was not built (from CMake: "name=reason|name=reason|"). */
+static bool unbuilt_reason(const char *name, char *why, size_t len)
+{
+    const char *list = BENCH_UNBUILT;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, '|');
+        size_t l = end ? (size_t)(end - p) : strlen(p);
+        if (l > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            snprintf(why, len, "unavailable: not built: %.*s", (int)(l - n - 1), p + n + 1);
+            return true;
+        }
+        p += l + (end ? 1 : 0);
+    }
+    return false;
+}
+
+static void discover_peers(void)
+{
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        struct peer *p = &peers[i];
+        if (p->inproc) {
+            p->available = true;
+            p->inproc->version(p->version, sizeof(p->version));
+            continue;
+        }
+        snprintf(p->exe, sizeof(p->exe), "%s/bench-peer-%s", self_dir, p->name);
+        if (access(p->exe, X_OK) == 0) {
+            p->available = true;
+        } else if (!unbuilt_reason(p->name, p->why, sizeof(p->why))) {
+            snprintf(p->why, sizeof(p->why), "unavailable: not built: %s is missing", p->exe);
+        }
+    }
+}
+
+static char logdir[PATH_MAX];
+
+/* One round of one peer: its RESULT lines go into the table.  A peer that
+ * fails says why, and is not run again. */
+static void run_peer_process(struct peer *p, const struct bench_params *bp)
+{
+    char *argv[64], buf[2048];
+    argv[0] = p->exe;
+    int n = bench_params_to_argv(bp, argv + 1, 60, buf, sizeof(buf));
+    if (n < 0)
+        die("arguments too long");
+    argv[n + 1] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0)
+        die("pipe: %s", strerror(errno));
+    char logpath[PATH_MAX + 64];
+    snprintf(logpath, sizeof(logpath), "%s/%s.log", logdir, p->name);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (lfd >= 0) {
+            dup2(lfd, 2);
+            close(lfd);
+        }
+        execv(p->exe, argv);
+        printf("UNAVAILABLE cannot execute %s: %s\n", p->exe, strerror(errno));
+        fflush(stdout);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *f = fdopen(fds[0], "r");
+    char *line = NULL;
+    size_t cap = 0;
+    char unavailable[PATH_MAX + 256] = "";
+    bool done = false;
+    while (getline(&line, &cap, f) > 0) {
+        line[strcspn(line, "\n")] = 0;
+        char m[64];
+        double v;
+        int off = 0;
+        if (sscanf(line, "RESULT %63s %lf", m, &v) == 2) {
+            put(p->name, m, v);
+        } else if (sscanf(line, "RESULTSTR %63s %n", m, &off) == 1 && off > 0) {
+            put_str(p->name, m, line + off);
+        } else if (strncmp(line, "INFO version ", 13) == 0) {
+            snprintf(p->version, sizeof(p->version), "%s", line + 13);
+        } else if (strncmp(line, "UNAVAILABLE ", 12) == 0) {
+            snprintf(unavailable, sizeof(unavailable), "%s", line + 12);
+        } else if (strcmp(line, "DONE") == 0) {
+            done = true;
+        } else if (opt.verbose) {
+            fprintf(stderr, "  [%s] %s\n", p->name, line);
+        }
+    }
+    free(line);
+    fclose(f);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (unavailable[0]) {
+        p->available = false;
+        snprintf(p->why, sizeof(p->why), "unavailable: %s", unavailable);
+    } else if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        p->available = false;
+        if (WIFSIGNALED(status))
+            snprintf(p->why, sizeof(p->why), "unavailable: failed, killed by signal %d (see %s)", WTERMSIG(status), logpath);
+        else
+            snprintf(p->why, sizeof(p->why), "unavailable: failed, exit status %d (see %s)", WEXITSTATUS(status), logpath);
+    }
+}
+
+/* ---- workload 6: growth ------------------------------------------------------------------------ */
+static const size_t growth_sizes[] = { (size_t)16 << 20, (size_t)256 << 20, (size_t)4 << 30, (size_t)64 << 30 };
+#define NR_GROWTH (sizeof(growth_sizes) / sizeof(growth_sizes[0]))
+
+static void size_name(size_t bytes, char *buf, size_t len)
+{
+    if (bytes >= ((size_t)1 << 30))
+        snprintf(buf, len, "%zuGiB", bytes >> 30);
+    else
+        snprintf(buf, len, "%zuMiB", bytes >> 20);
+}
+
+/* Bytes of anonymous mappings other than the brk heap. */
+static size_t anon_mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    size_t total = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, off, inode;
+        char perms[8], dev[16];
+        int n = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu %n", &lo, &hi, perms, &off, dev, &inode, &n) < 6)
+            continue;
+        const char *path = line + n;
+        if (inode != 0 || strncmp(path, "[heap]", 6) == 0 || strncmp(path, "[stack", 6) == 0 ||
+            strncmp(path, "[v", 2) == 0)
+            continue;
+        total += hi - lo;
+    }
+    fclose(f);
+    return total;
+}
+
+static void run_growth(const struct bench_params *bp)
+{
+    for (size_t i = 0; i < NR_GROWTH; i++) {
+        size_t size = growth_sizes[i];
+        char who[32], sz[16];
+        size_name(size, sz, sizeof(sz));
+        snprintf(who, sizeof(who), "growth-%s", sz);
+
+        lab_arena_config cfg;
+        lab_arena_config_init(&cfg);
+        cfg.size = size;
+        lab_arena *a;
+        size_t anon0 = anon_mapped_bytes();
+        struct mallinfo2 mi0 = mallinfo2();
+        size_t rss0 = rss_bytes();
+        uint64_t t0 = now_ns();
+        int err = lab_arena_create(&cfg, &a);
+        uint64_t t1 = now_ns();
+        if (err) {
+            put_str(who, "error", lab_strerror(err));
+            continue;
+        }
+        size_t rss1 = rss_bytes();
+        struct mallinfo2 mi1 = mallinfo2();
+        size_t anon1 = anon_mapped_bytes();
+        double pages = (double)(size / BENCH_PAGE);
+        double mapped_meta = (double)anon1 - (double)anon0 - (double)size;
+        double heap_meta = (double)mi1.uordblks - (double)mi0.uordblks;
+        put(who, "create_us", (double)(t1 - t0) / 1e3);
+        put(who, "rss_kib", ((double)rss1 - (double)rss0) / 1024.0);
+        put(who, "desc_bpp", mapped_meta / pages);
+        put(who, "meta_bpp", (mapped_meta + heap_meta) / pages);
+        put(who, "fixed_kib", heap_meta / 1024.0);
+        lab_arena_destroy(a);
+
+        struct bench_params g = *bp;
+        g.arena_bytes = size;
+        g.workloads = WL_PAIR | WL_MIX;
+        struct store_ctx sc = { who };
+        struct sink s = { store_num, store_str, &sc };
+        backend_labyrinth.run(&g, &s);
+    }
+}
+
+/* ---- callgrind ----------------------------------------------------------------------------------- */
+static bool which(const char *prog, char *path, size_t len)
+{
+    const char *env = getenv("PATH");
+    if (!env)
+        return false;
+    char *dup = strdup(env), *save = NULL;
+    for (char *d = strtok_r(dup, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, len, "%s/%s", d, prog);
+        if (access(path, X_OK) == 0) {
+            free(dup);
+            return true;
+        }
+    }
+    free(dup);
+    return false;
+}
+
+static int run_quiet(char *const argv[])
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Total Ir of a callgrind output file ("summary:" or "totals:" line). */
+static double callgrind_total(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return NAN;
+    char line[512];
+    double v = NAN;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long x;
+        if (sscanf(line, "summary: %llu", &x) == 1 || sscanf(line, "totals: %llu", &x) == 1)
+            v = (double)x;
+    }
+    fclose(f);
+    return v;
+}
+
+/* Inclusive Ir of the library's page hooks in a callgrind file.  Under any
+ * valgrind tool the library turns on its memcheck hooks (RUNNING_ON_VALGRIND),
+ * which a release build without valgrind never runs: their cost is taken
+ * out of the figure (and reported). */
+static double callgrind_hooks(const char *file)
+{
+    char ca[PATH_MAX];
+    if (!which("callgrind_annotate", ca, sizeof(ca)))
+        return NAN;
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof(cmd), "'%s' --inclusive=yes '%s' 2>/dev/null", ca, file);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return NAN;
+    char line[1024];
+    double sum = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if ((!strstr(line, ":page_hook_alloc ") && !strstr(line, ":page_hook_free ")) || strstr(line, "=>"))
+            continue;   /* the function's own total line, not a call site */
+        char digits[64];
+        size_t k = 0;
+        const char *q = line;
+        while (*q == ' ')
+            q++;
+        for (; *q && *q != ' ' && k + 1 < sizeof(digits); q++)
+            if (*q >= '0' && *q <= '9')
+                digits[k++] = *q;
+        digits[k] = 0;
+        if (k)
+            sum += strtod(digits, NULL);
+    }
+    pclose(f);
+    return sum;
+}
+
+static char callgrind_note[PATH_MAX + 128];
+
+static void run_callgrind(void)
+{
+    char vg[PATH_MAX], prog[PATH_MAX + 32];
+    if (!which("valgrind", vg, sizeof(vg))) {
+        snprintf(callgrind_note, sizeof(callgrind_note), "skipped: valgrind not found in PATH");
+        return;
+    }
+    snprintf(prog, sizeof(prog), "%s/callgrind-room", self_dir);
+    if (access(prog, X_OK) != 0) {
+        snprintf(callgrind_note, sizeof(callgrind_note), "skipped: %s not built", prog);
+        return;
+    }
+    const long n1 = 20000, n2 = 220000;
+    const char *modes[] = { "room", "zone" };
+    for (int m = 0; m < 2; m++) {
+        double ir[2], hooks[2];
+        for (int k = 0; k < 2; k++) {
+            char file[PATH_MAX + 64], outarg[PATH_MAX + 96], nstr[32];
+            snprintf(file, sizeof(file), "%s/callgrind.%s.%ld.out", logdir, modes[m], k ? n2 : n1);
+            snprintf(outarg, sizeof(outarg), "--callgrind-out-file=%s", file);
+            snprintf(nstr, sizeof(nstr), "%ld", k ? n2 : n1);
+            char *argv[] = { vg, "--tool=callgrind", outarg, prog, (char *)modes[m], nstr, NULL };
+            int rc = run_quiet(argv);
+            ir[k] = rc == 0 ? callgrind_total(file) : NAN;
+            hooks[k] = rc == 0 ? callgrind_hooks(file) : NAN;
+        }
+        char metric[48];
+        if (!isnan(ir[0]) && !isnan(ir[1])) {
+            double d = (double)(n2 - n1);
+            snprintf(metric, sizeof(metric), "ir_per_pair.%s.as_run", modes[m]);
+            put("callgrind", metric, (ir[1] - ir[0]) / d);
+            if (!isnan(hooks[0]) && !isnan(hooks[1])) {
+                snprintf(metric, sizeof(metric), "ir_per_pair.%s.hooks", modes[m]);
+                put("callgrind", metric, (hooks[1] - hooks[0]) / d);
+                snprintf(metric, sizeof(metric), "ir_per_pair.%s", modes[m]);
+                put("callgrind", metric, (ir[1] - hooks[1] - ir[0] + hooks[0]) / d);
+            }
+        } else
+            snprintf(callgrind_note, sizeof(callgrind_note), "valgrind run failed (see %s)", logdir);
+    }
+}
+
+/* ---- formatting ----------------------------------------------------------------------------------- */
+static void fmt_num(char *buf, size_t len, double v)
+{
+    if (isnan(v))
+        snprintf(buf, len, "-");
+    else if (fabs(v) >= 1e9)
+        snprintf(buf, len, "%.2fG", v / 1e9);
+    else if (fabs(v) >= 1e6)
+        snprintf(buf, len, "%.2fM", v / 1e6);
+    else if (fabs(v) >= 100000)
+        snprintf(buf, len, "%.0fk", v / 1e3);
+    else if (fabs(v) >= 100)
+        snprintf(buf, len, "%.0f", v);
+    else if (fabs(v) >= 10)
+        snprintf(buf, len, "%.1f", v);
+    else
+        snprintf(buf, len, "%.2f", v);
+}
+
+static void fmt_ratio(char *buf, size_t len, double v)
+{
+    if (isnan(v) || isinf(v))
+        snprintf(buf, len, "-");
+    else if (v >= 100)
+        snprintf(buf, len, "%.0fx", v);
+    else if (v >= 10)
+        snprintf(buf, len, "%.1fx", v);
+    else
+        snprintf(buf, len, "%.2fx", v);
+}
+
+static const char *peer_label(const struct peer *p, char *buf, size_t len)
+{
+    if (p->version[0] && strcmp(p->version, "-") != 0)
+        snprintf(buf, len, "%s %s", p->name, p->version);
+    else
+        snprintf(buf, len, "%s", p->name);
+    return buf;
+}
+
+/* One table of one metric: value, ratio to Labyrinth, ratio to the floor, spread. */
+static void table_simple(const char *title, const char *metric, const char *unit, double scale, bool higher_better,
+                         const char *fails_metric)
+{
+    out("\n%s\n", title);
+    out("  %-22s %12s %10s %10s %16s  %s\n", "peer", unit, "x Lab", "x floor", "rounds min..max", "notes");
+    double lab = med("labyrinth", metric), flo = med("floor", metric);
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        struct peer *p = &peers[i];
+        char name[96];
+        peer_label(p, name, sizeof(name));
+        if (!peer_selected(p->name))
+            continue;
+        double lo, hi, v = med3(p->name, metric, &lo, &hi);
+        char wl[8];
+        snprintf(wl, sizeof(wl), "%.*s", (int)strcspn(metric, "."), metric);
+        char errm[32];
+        snprintf(errm, sizeof(errm), "%s.error", wl);
+        if (isnan(v)) {
+            if (p->inproc && !(p->inproc->workloads & (1u << (wl[1] - '1'))))
+                continue;   /* this floor variant does not run this workload */
+            const char *e = str_of(p->name, errm);
+            out("  %-22s %s\n", name, e ? e : (p->why[0] ? p->why : "unavailable: no result"));
+            continue;
+        }
+        char sv[16], sl[16], sf[16], slo[16], shi[16], range[40];
+        fmt_num(sv, sizeof(sv), v * scale);
+        fmt_ratio(sl, sizeof(sl), v / lab);
+        fmt_ratio(sf, sizeof(sf), v / flo);
+        fmt_num(slo, sizeof(slo), lo * scale);
+        fmt_num(shi, sizeof(shi), hi * scale);
+        snprintf(range, sizeof(range), "%s..%s", slo, shi);
+        char notes[PATH_MAX + 512] = "";
+        if (fails_metric) {
+            double f = med(p->name, fails_metric);
+            if (f > 0)
+                snprintf(notes, sizeof(notes), "failed allocations: %.0f", f);
+        }
+        if (!p->available && p->why[0]) {
+            size_t l = strlen(notes);
+            snprintf(notes + l, sizeof(notes) - l, "%s(then %s)", l ? "; " : "", p->why);
+        }
+        out("  %-22s %12s %10s %10s %16s  %s\n", name, sv, sl, sf, range, notes);
+    }
+    (void)higher_better;
+}
+
+static void table_latency(void)
+{
+    out("\nW5  LAB_GFP_ATOMIC room allocation (peers: their page allocation) under a background\n"
+        "    job of 4 KiB..4 MiB blocks touching every page, memory full; producer on CPU A, consumer\n"
+        "    and background on CPU B.  ns, TSC-timed, medians of the rounds' percentiles.\n");
+    out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", "peer", "p50", "p99", "p99.9", "p99.99", "max",
+        "99.99xLab", "xfloor", "failed", "bg MB/s", "syscalls", "(per alloc; which)");
+    double lab = med("labyrinth", "w5.p99.99"), flo = med("floor", "w5.p99.99");
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        struct peer *p = &peers[i];
+        if (!peer_selected(p->name) || (p->inproc && !(p->inproc->workloads & WL_LATENCY)))
+            continue;
+        char name[96];
+        peer_label(p, name, sizeof(name));
+        if (isnan(med(p->name, "w5.p50"))) {
+            const char *e = str_of(p->name, "w5.error");
+            out("  %-22s %s\n", name, e ? e : (p->why[0] ? p->why : "unavailable: no result"));
+            continue;
+        }
+        char c[7][16];
+        const char *pts[] = { "w5.p50", "w5.p99", "w5.p99.9", "w5.p99.99", "w5.max" };
+        for (int k = 0; k < 5; k++)
+            fmt_num(c[k], sizeof(c[k]), med(p->name, pts[k]));
+        double v = med(p->name, "w5.p99.99");
+        fmt_ratio(c[5], sizeof(c[5]), v / lab);
+        fmt_ratio(c[6], sizeof(c[6]), v / flo);
+        double allocs = med(p->name, "w5.allocs"), fails = med(p->name, "w5.fails");
+        char failed[24];
+        if (fails > 0)
+            snprintf(failed, sizeof(failed), "%.2g%%", 100.0 * fails / allocs);
+        else
+            snprintf(failed, sizeof(failed), "0");
+        char sys[48];
+        double sc = med(p->name, "w5.syscalls"), ca = med(p->name, "w5.count_allocs");
+        const char *names = str_of(p->name, "w5.syscall_names");
+        if (isnan(sc))
+            snprintf(sys, sizeof(sys), "n/a");
+        else if (sc == 0)
+            snprintf(sys, sizeof(sys), "0");
+        else
+            snprintf(sys, sizeof(sys), "%.0f (%.2g)", sc, sc / ca);
+        char bgr[16];
+        fmt_num(bgr, sizeof(bgr), med(p->name, "w5.bg_mib_s"));
+        out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", name, c[0], c[1], c[2], c[3], c[4], c[5], c[6],
+            failed, bgr, sys, names && strcmp(names, "none") ? names : "");
+    }
+    out("  (failed: allocations that returned NULL; bg MB/s: MiB the background job allocated and touched\n"
+        "   per second during the timed run; syscalls: counted exactly on the producer thread alone with a\n"
+        "   seccomp user-notification filter, in a second run of the same loop right after the timed one\n"
+        "   (median count, and per allocation); which: totals over all rounds, most frequent first)\n");
+}
+
+static void table_growth(void)
+{
+    out("\nW6  growth: Labyrinth arenas of 16 MiB .. 64 GiB (lazy, MAP_NORESERVE)\n");
+    out("  %-10s %11s %13s %12s %12s %10s %10s %10s\n", "arena", "create us", "RSS after KiB", "desc B/page",
+        "all meta B/p", "fixed KiB", "W1 ns", "W4 ns");
+    for (size_t i = 0; i < NR_GROWTH; i++) {
+        char who[32], sz[16];
+        size_name(growth_sizes[i], sz, sizeof(sz));
+        snprintf(who, sizeof(who), "growth-%s", sz);
+        const char *e = str_of(who, "error");
+        if (e) {
+            out("  %-10s create failed: %s\n", sz, e);
+            continue;
+        }
+        char c[7][16];
+        fmt_num(c[0], sizeof(c[0]), med(who, "create_us"));
+        fmt_num(c[1], sizeof(c[1]), med(who, "rss_kib"));
+        fmt_num(c[2], sizeof(c[2]), med(who, "desc_bpp"));
+        fmt_num(c[3], sizeof(c[3]), med(who, "meta_bpp"));
+        fmt_num(c[4], sizeof(c[4]), med(who, "fixed_kib"));
+        fmt_num(c[5], sizeof(c[5]), med(who, "w1.ns"));
+        fmt_num(c[6], sizeof(c[6]), med(who, "w4.ns"));
+        out("  %-10s %11s %13s %12s %12s %10s %10s %10s\n", sz, c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    }
+    out("  (desc: the descriptor mapping per page; all meta: plus the arena's fixed heap struct, whose\n"
+        "   size is the 'fixed' column; both virtual: the descriptors of pages never used are never touched)\n");
+}
+
+/* ---- targets ---------------------------------------------------------------------------------------- */
+static int targets_met, targets_total;
+
+static void target(bool known, bool met, const char *what, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void target(bool known, bool met, const char *what, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    targets_total++;
+    targets_met += known && met;
+    out("  %-8s %-52s %s\n", !known ? "NO DATA" : met ? "met" : "NOT MET", what, buf);
+}
+
+/* The lowest median of `metric` over the peers that are not floors or Labyrinth. */
+static double best_peer(const char *metric, bool lowest, const char **who)
+{
+    double best = NAN;
+    *who = "-";
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        if (peers[i].inproc)
+            continue;
+        double v = med(peers[i].name, metric);
+        if (isnan(v))
+            continue;
+        if (isnan(best) || (lowest ? v < best : v > best)) {
+            best = v;
+            *who = peers[i].name;
+        }
+    }
+    return best;
+}
+
+static void print_targets(void)
+{
+    out("\nTargets (from the project's issues), judged on the medians above\n");
+    const char *who;
+    double l1 = med("labyrinth", "w1.ns"), b1 = best_peer("w1.ns", true, &who);
+    target(!isnan(l1), l1 <= 5.0, "W1: a few ns per pair (<= 5 ns)", "%.2f ns", l1);
+    target(!isnan(l1) && !isnan(b1), l1 < b1, "W1: below every peer", "%.2f ns vs best peer %s %.2f ns", l1, who, b1);
+    double l2 = med("labyrinth", "w2.ns"), f2 = med("floor", "w2.ns");
+    target(!isnan(l2) && !isnan(f2), l2 <= 1.5 * f2, "W2: within 1.5x of the floor", "%.2f ns vs floor %.2f ns = %.2fx",
+           l2, f2, l2 / f2);
+    double l3 = med("labyrinth", "w3.pps"), d3 = med("dpdk", "w3.pps");
+    target(!isnan(l3) && !isnan(d3), l3 >= 1.5 * d3, "W3: >= 1.5x DPDK throughput",
+           "%.2f M/s vs DPDK %.2f M/s = %.2fx (floor %.2f M/s)", l3 / 1e6, d3 / 1e6, l3 / d3,
+           med("floor", "w3.pps") / 1e6);
+    double l5 = med("labyrinth", "w5.p99.99"), m5 = med("labyrinth", "w5.max"), s5 = med("labyrinth", "w5.syscalls");
+    double b5 = best_peer("w5.p99.99", true, &who);
+    target(!isnan(l5), l5 < 1000, "W5: atomic p99.99 < 1 us", "%.0f ns", l5);
+    target(!isnan(m5), m5 < 50000, "W5: atomic max < 50 us", "%.1f us (floor's max %.1f us)", m5 / 1e3,
+           med("floor", "w5.max") / 1e3);
+    target(!isnan(s5), s5 == 0, "W5: zero system calls on the atomic path", "%.0f in %.0f allocations", s5,
+           med("labyrinth", "w5.count_allocs"));
+    target(!isnan(l5) && !isnan(b5), l5 < b5, "W5: lower p99.99 than every peer", "%.0f ns vs best peer %s %.0f ns",
+           l5, who, b5);
+    double lo = INFINITY, hi = 0;
+    for (size_t i = 0; i < NR_GROWTH; i++) {
+        char whog[32], sz[16];
+        size_name(growth_sizes[i], sz, sizeof(sz));
+        snprintf(whog, sizeof(whog), "growth-%s", sz);
+        double v = med(whog, "w1.ns");
+        if (!isnan(v)) {
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    }
+    target(hi > 0, hi <= 1.3 * lo, "W6: order-0 cost flat across sizes (max/min <= 1.3)", "%.2f .. %.2f ns = %.2fx", lo,
+           hi, hi / lo);
+    double c64 = med("growth-64GiB", "create_us"), r64 = med("growth-64GiB", "rss_kib");
+    target(!isnan(c64), c64 < 100000, "W6: 64 GiB arena created in < 100 ms", "%.3f ms", c64 / 1e3);
+    target(!isnan(r64), r64 < 65536, "W6: 64 GiB arena resident < 64 MiB after creation", "%.0f KiB", r64);
+    double d64 = med("growth-64GiB", "desc_bpp"), t64 = med("growth-64GiB", "meta_bpp"),
+           t16 = med("growth-16MiB", "meta_bpp");
+    target(!isnan(d64), d64 <= 16, "W6: <= 16 bytes of metadata per page",
+           "descriptors %.2f B/page; with the fixed struct: %.2f B/page at 64 GiB, %.2f at 16 MiB", d64, t64, t16);
+    out("  %d of %d targets met\n", targets_met, targets_total);
+}
+
+/* ---- CSV and charts ---------------------------------------------------------------------------------- */
+static bool ratio_metric(const char *m)
+{
+    return !strcmp(m, "w1.ns") || !strcmp(m, "w2.ns") || !strcmp(m, "w3.pps") || !strcmp(m, "w4.ns") ||
+           (!strncmp(m, "w5.p", 4)) || !strcmp(m, "w5.max");
+}
+
+static void write_csv(const char *path, const char *stamp, const char *machine)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench: cannot write %s: %s\n", path, strerror(errno));
+        return;
+    }
+    fprintf(f, "date,machine,peer,version,metric,median,min,max,rounds,ratio_to_labyrinth,ratio_to_floor,text\n");
+    for (size_t i = 0; i < ntab; i++) {
+        struct series *s = &tab[i];
+        struct peer *p = peer_by_name(s->who);
+        const char *ver = p ? p->version : "";
+        double lo, hi, v = med3(s->who, s->metric, &lo, &hi);
+        double rl = NAN, rf = NAN;
+        if (ratio_metric(s->metric) && p) {
+            rl = v / med("labyrinth", s->metric);
+            rf = v / med("floor", s->metric);
+        }
+        fprintf(f, "%s,\"%s\",%s,%s,%s,", stamp, machine, s->who, ver, s->metric);
+        if (s->n)
+            fprintf(f, "%.6g,%.6g,%.6g,%d,", v, lo, hi, s->n);
+        else
+            fprintf(f, ",,,0,");
+        if (!isnan(rl))
+            fprintf(f, "%.4g", rl);
+        fprintf(f, ",");
+        if (!isnan(rf))
+            fprintf(f, "%.4g", rf);
+        fprintf(f, ",\"%s\"\n", s->str);
+    }
+    for (size_t i = 0; i < NR_PEERS; i++)
+        if (!peers[i].available && peers[i].why[0])
+            fprintf(f, "%s,\"%s\",%s,%s,unavailable,,,,0,,,\"%s\"\n", stamp, machine, peers[i].name, peers[i].version,
+                    peers[i].why);
+    fclose(f);
+}
+
+static void write_charts(const char *dir)
+{
+    char gp[PATH_MAX];
+    if (!which("gnuplot", gp, sizeof(gp))) {
+        out("\nCharts: skipped (gnuplot not found in PATH)\n");
+        return;
+    }
+    char path[PATH_MAX + 64];
+    int rc1 = -2, rc2 = -2;
+    if (isnan(med("labyrinth", "w5.p50")))
+        goto growth;
+    /* latency percentile curves */
+    snprintf(path, sizeof(path), "%s/latency.dat", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return;
+    fprintf(f, "# x = 1/(1-q) (max plotted at 10^6); y = ns\nx label");
+    int cols = 0;
+    const char *colname[NR_PEERS];
+    for (size_t i = 0; i < NR_PEERS; i++)
+        if (!isnan(med(peers[i].name, "w5.p50"))) {
+            fprintf(f, " %s", peers[i].name);
+            colname[cols++] = peers[i].name;
+        }
+    fprintf(f, "\n");
+    for (int k = 0; k < LAT_POINTS; k++) {
+        double x = lat_q[k] >= 1 ? 1e6 : 1.0 / (1.0 - lat_q[k]);
+        fprintf(f, "%g %s", x, lat_name[k]);
+        char m[32];
+        snprintf(m, sizeof(m), "w5.%s", lat_name[k]);
+        for (int c = 0; c < cols; c++) {
+            double v = med(colname[c], m);
+            fprintf(f, " %g", v > 0 ? v : 1);
+        }
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/latency.gp", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return;
+    fprintf(f,
+            "set terminal png size 1000,620\n"
+            "set output '%s/latency.png'\n"
+            "set title 'W5: page allocation latency under background pressure (medians of rounds)'\n"
+            "set logscale xy\nset grid\nset key left top\n"
+            "set xlabel 'percentile'\nset ylabel 'ns'\n"
+            "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, 'p99.999' 100000, 'max' 1000000)\n"
+            "plot for [i=3:%d] '%s/latency.dat' using 1:i with linespoints lw 2 title columnheader(i)\n",
+            dir, cols + 2, dir);
+    fclose(f);
+    char *argv1[] = { gp, path, NULL };
+    rc1 = run_quiet(argv1);
+
+growth:
+    if (isnan(med("growth-16MiB", "w1.ns")))
+        goto done;
+    /* cost versus arena size */
+    snprintf(path, sizeof(path), "%s/growth.dat", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return;
+    fprintf(f, "# arena_mib w1_ns w4_ns create_us rss_kib\n");
+    for (size_t i = 0; i < NR_GROWTH; i++) {
+        char who[32], sz[16];
+        size_name(growth_sizes[i], sz, sizeof(sz));
+        snprintf(who, sizeof(who), "growth-%s", sz);
+        fprintf(f, "%zu %g %g %g %g\n", growth_sizes[i] >> 20, med(who, "w1.ns"), med(who, "w4.ns"),
+                med(who, "create_us"), med(who, "rss_kib"));
+    }
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/growth.gp", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return;
+    fprintf(f,
+            "set terminal png size 1100,480\n"
+            "set output '%s/growth.png'\n"
+            "set multiplot layout 1,2 title 'W6: Labyrinth cost versus arena size (medians of rounds)'\n"
+            "set logscale x 2\nset grid\nset key outside bottom center horizontal\nset xlabel 'arena size'\n"
+            "set xrange [11:95000]\nset xtics ('16 MiB' 16, '256 MiB' 256, '4 GiB' 4096, '64 GiB' 65536)\n"
+            "set ylabel 'ns per op'\nset yrange [0:*]\n"
+            "plot '%s/growth.dat' using 1:2 with linespoints lw 2 title 'W1 room pair', "
+            "'' using 1:3 with linespoints lw 2 title 'W4 buddy mix op'\n"
+            "set ylabel 'creation, us'\nset y2label 'RSS after creation, KiB'\nset y2tics\nset ytics nomirror\n"
+            "set yrange [0:*]\nset y2range [0:*]\n"
+            "plot '%s/growth.dat' using 1:4 axes x1y1 with linespoints lw 2 title 'creation time, us', "
+            "'' using 1:5 axes x1y2 with linespoints lw 2 title 'RSS after creation, KiB'\n"
+            "unset multiplot\n",
+            dir, dir, dir);
+    fclose(f);
+    char *argv2[] = { gp, path, NULL };
+    rc2 = run_quiet(argv2);
+done:
+    out("\nCharts (gnuplot scripts and data beside them):\n");
+    out("  %s/latency.png  %s\n", dir, rc1 == -2 ? "not drawn: no W5 data" : rc1 ? "gnuplot FAILED" : "W5 percentile curves");
+    out("  %s/growth.png   %s\n", dir, rc2 == -2 ? "not drawn: no W6 data" : rc2 ? "gnuplot FAILED" : "W6 cost versus arena size");
+}
+
+/* ---- main ---------------------------------------------------------------------------------------------- */
+static void set_mode(struct bench_params *bp, const char *mode)
+{
+    if (strcmp(mode, "quick") == 0) {
+        opt.rounds = 3;
+        bp->pair_ms = 20;
+        bp->batch_ms = 20;
+        bp->handoff_ms = 80;
+        bp->mix_ms = 40;
+        bp->lat_ms = 250;
+        bp->count_ms = 80;
+    } else if (strcmp(mode, "full") == 0) {
+        opt.rounds = 9;
+        bp->pair_ms = 150;
+        bp->batch_ms = 150;
+        bp->handoff_ms = 600;
+        bp->mix_ms = 300;
+        bp->lat_ms = 3000;
+        bp->count_ms = 600;
+    }
+    opt.mode = mode;
+}
+
+static unsigned parse_only(const char *s)
+{
+    unsigned m = 0;
+    for (; *s; s++)
+        if (*s >= '1' && *s <= '6')
+            m |= 1u << (*s - '1');
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_params bp;
+    bench_params_default(&bp);
+    int rounds_override = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quick"))
+            set_mode(&bp, "quick");
+        else if (!strcmp(a, "--full"))
+            set_mode(&bp, "full");
+        else if (!strcmp(a, "--rounds") && i + 1 < argc)
+            rounds_override = atoi(argv[++i]);
+        else if (!strcmp(a, "--out") && i + 1 < argc)
+            opt.outdir = argv[++i];
+        else if (!strcmp(a, "--peers") && i + 1 < argc)
+            opt.peers = argv[++i];
+        else if (!strcmp(a, "--only") && i + 1 < argc)
+            opt.only = parse_only(argv[++i]);
+        else if (!strcmp(a, "--no-callgrind"))
+            opt.callgrind = false;
+        else if (!strcmp(a, "--no-charts"))
+            opt.charts = false;
+        else if (!strcmp(a, "--verbose"))
+            opt.verbose = true;
+        else if (!strcmp(a, "--list"))
+            opt.list = true;
+        else
+            usage();
+    }
+    if (rounds_override > 0)
+        opt.rounds = rounds_override < MAX_ROUNDS ? rounds_override : MAX_ROUNDS;
+    find_self_dir();
+    discover_peers();
+    if (opt.list) {
+        for (size_t i = 0; i < NR_PEERS; i++)
+            printf("%-11s %s\n", peers[i].name,
+                   peers[i].available ? (peers[i].inproc ? "in this process" : peers[i].exe) : peers[i].why);
+        return 0;
+    }
+
+    mkdir(opt.outdir, 0755);
+    snprintf(logdir, sizeof(logdir), "%s/logs", opt.outdir);
+    mkdir(logdir, 0755);
+    for (size_t i = 0; i < NR_PEERS; i++) {   /* fresh logs for this run */
+        char lp[PATH_MAX + 64];
+        snprintf(lp, sizeof(lp), "%s/%s.log", logdir, peers[i].name);
+        unlink(lp);
+    }
+    char txtpath[PATH_MAX + 32];
+    snprintf(txtpath, sizeof(txtpath), "%s/bench.txt", opt.outdir);
+    txt = fopen(txtpath, "w");
+
+    pick_cpus(&bp.cpu_a, &bp.cpu_b);
+    bp.tsc_per_ns = tsc_calibrate(150);
+    bp.workloads = opt.only & ~(unsigned)WL_GROWTH;
+    bp.verbose = opt.verbose;
+
+    char machine[256], stamp[32];
+    machine_line(machine, sizeof(machine));
+    time_t now = time(NULL);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M", localtime(&now));
+    /* the timer's own cost, to read the latency numbers against */
+    uint64_t tmin = UINT64_MAX;
+    for (int i = 0; i < 100000; i++) {
+        uint64_t t0 = tsc_begin(), t1 = tsc_end();
+        if (t1 - t0 < tmin)
+            tmin = t1 - t0;
+    }
+
+    out("labyrinth-bench  %s  mode %s, %d rounds (medians)\n", stamp, opt.mode, opt.rounds);
+    char rev[160];
+    source_revision(rev, sizeof(rev));
+    out("machine: %s\n", machine);
+    out("Labyrinth revision: %s\n", rev);
+    out("TSC %.3f GHz (calibrated), timer overhead %.0f ns (included in W5 numbers); CPU A = %d, CPU B = %d\n",
+        bp.tsc_per_ns, (double)tmin / bp.tsc_per_ns, bp.cpu_a, bp.cpu_b);
+
+    char load0[64];
+    load_average(load0, sizeof(load0));
+    uint64_t t_start = now_ns();
+    for (int r = 0; r < opt.rounds; r++) {
+        fprintf(stderr, "round %d/%d:", r + 1, opt.rounds);
+        for (size_t i = 0; i < NR_PEERS; i++) {
+            struct peer *p = &peers[i];
+            if (!p->available || !peer_selected(p->name))
+                continue;
+            fprintf(stderr, " %s", p->name);
+            if (p->inproc) {
+                struct store_ctx sc = { p->name };
+                struct sink s = { store_num, store_str, &sc };
+                p->inproc->run(&bp, &s);
+            } else {
+                run_peer_process(p, &bp);
+            }
+        }
+        if (opt.only & WL_GROWTH) {
+            fprintf(stderr, " growth");
+            run_growth(&bp);
+        }
+        fprintf(stderr, "  (%.0f s)\n", (double)(now_ns() - t_start) / 1e9);
+    }
+    if (opt.callgrind) {
+        fprintf(stderr, "callgrind...\n");
+        run_callgrind();
+    } else {
+        snprintf(callgrind_note, sizeof(callgrind_note), "skipped (--no-callgrind)");
+    }
+
+    /* ---- the report ---- */
+    char load1[64];
+    load_average(load1, sizeof(load1));
+    out("load average (1, 5, 15 min; includes this benchmark): %s at the start, %s at the end\n", load0, load1);
+    out("\nPeers:\n");
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        struct peer *p = &peers[i];
+        if (!peer_selected(p->name))
+            continue;
+        out("  %-11s %-8s %s\n", p->name, p->version[0] ? p->version : "", p->available ? p->label : p->why);
+    }
+    out("\nRatios: 'x Lab' = this peer's median / Labyrinth's, 'x floor' = / the floor's (same metric, same run).\n"
+        "For ns a ratio above 1 means slower than the reference; for pages/s, above 1 means more throughput.\n");
+    if (opt.only & WL_PAIR)
+        table_simple("W1  one page: alloc + touch one byte + free, owner context (ns per pair)", "w1.ns", "ns/pair", 1,
+                     false, "w1.fails");
+    if (opt.only & WL_BATCH)
+        table_simple("W2  64 allocs (touch each), then 64 frees (ns per pair)", "w2.ns", "ns/pair", 1, false,
+                     "w2.fails");
+    if (opt.only & WL_HANDOFF)
+        table_simple("W3  producer (CPU A) allocates + touches -> SPSC ring -> consumer (CPU B) touches + frees\n"
+                     "    (Labyrinth: lab_free_pages, the remote free back to the producer's room; floor: pages\n"
+                     "    go back in batches of 32).  Pages per second, higher is better",
+                     "w3.pps", "pages/s", 1, true, "w3.fails");
+    if (opt.only & WL_MIX)
+        table_simple("W4  buddy mix: random orders 0..9 (4 KiB..2 MiB, aligned to size), 16 live slots,\n"
+                     "    alloc (touch one byte) or free; Labyrinth: lab_alloc_pages/lab_free_pages (ns per op)",
+                     "w4.ns", "ns/op", 1, false, "w4.fails");
+    if (opt.only & WL_LATENCY)
+        table_latency();
+    if (opt.only & WL_GROWTH)
+        table_growth();
+    out("\nInstructions per pair (callgrind; the difference of two runs, 20000 and 220000 pairs)\n");
+    char hooks_note[256] = "";
+    for (int m = 0; m < 2; m++) {
+        const char *mode = m ? "zone" : "room";
+        char k1[48], k2[48], k3[48];
+        snprintf(k1, sizeof(k1), "ir_per_pair.%s", mode);
+        snprintf(k2, sizeof(k2), "ir_per_pair.%s.as_run", mode);
+        snprintf(k3, sizeof(k3), "ir_per_pair.%s.hooks", mode);
+        double v = med("callgrind", k1), asrun = med("callgrind", k2), hk = med("callgrind", k3);
+        const char *what = m ? "zone  lab_alloc_pages(NOWAIT, 0) + lab_free_pages" : "room  lab_room_alloc(ATOMIC) + lab_room_free";
+        if (!isnan(v)) {
+            out("  %-52s %7.1f per pair (%.1f per op)\n", what, v, v / 2);
+            size_t l = strlen(hooks_note);
+            snprintf(hooks_note + l, sizeof(hooks_note) - l, "%s%s %.1f - %.1f", l ? ", " : "", mode, asrun, hk);
+        } else if (!isnan(asrun)) {
+            out("  %-52s %7.1f per pair as run under valgrind\n", what, asrun);
+        }
+    }
+    if (hooks_note[0])
+        out("  (as counted under valgrind minus the library's valgrind page hooks, which only run under\n"
+            "   valgrind: %s)\n", hooks_note);
+    if (callgrind_note[0])
+        out("  %s\n", callgrind_note);
+    if (opt.only == WL_ALL && !opt.peers)
+        print_targets();
+    else
+        out("\nTargets: judged only on a full run (all workloads, all peers)\n");
+
+    char csv[PATH_MAX + 32];
+    snprintf(csv, sizeof(csv), "%s/bench.csv", opt.outdir);
+    write_csv(csv, stamp, machine);
+    if (opt.charts)
+        write_charts(opt.outdir);
+    else
+        out("\nCharts: skipped (--no-charts)\n");
+    out("\nWritten: %s, %s, peer logs in %s; total %.0f s\n", txtpath, csv, logdir,
+        (double)(now_ns() - t_start) / 1e9);
+    if (txt)
+        fclose(txt);
+    return 0;
+}

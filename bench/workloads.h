@@ -1,0 +1,532 @@
+/*
+ * workloads.h - the five workloads, instantiated once per backend.
+ *
+ * A backend file (be_*.c) defines, before including this file:
+ *
+ *   BE_SYMBOL, BE_NAME, BE_LABEL, BE_WORKLOADS    its struct backend and what it supports
+ *   struct be_ctx                                 its state for one workload
+ *   be_init, be_version                           once per process
+ *   be_open(kind, bp) / be_close(c)               a context for one workload (main thread)
+ *   be_thread_enter(c, role) / be_thread_leave    on each thread that uses the context
+ *   be_page_alloc(c), be_page_free(c, p)          one page, owner context
+ *   be_page_free_remote(c, p)                     a page freed by another thread
+ *   be_block_alloc(c, order), be_block_free       2^order pages aligned to their size
+ *   be_bg_alloc(c, order), be_bg_free             the background job of workload 5
+ *   be_bg_attach(c, cache), be_bg_detach          on the background thread
+ *   be_extra(c, kind, sink)                       extra numbers before be_close
+ *
+ * The page operations are static inline, so each hot loop here calls the
+ * allocator directly, as a user's code would.
+ */
+#ifndef BE_SYMBOL
+#error "define the backend before including workloads.h"
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WL_NOINLINE __attribute__((noinline))
+#define WL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+static void wl_error(struct sink *s, const char *wl, const char *why)
+{
+    char m[64];
+    snprintf(m, sizeof(m), "%s.error", wl);
+    emit_str(s, m, why);   /* printed in the table in place of the number */
+}
+
+/* ---- workload 1: one pair, owner context -------------------------------------- */
+static WL_NOINLINE uint64_t wl_pair_loop(struct be_ctx *c, size_t n)
+{
+    uint64_t fails = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *p = be_page_alloc(c);
+        if (WL_UNLIKELY(!p)) {
+            fails++;
+            continue;
+        }
+        touch(p, (unsigned)i);
+        be_page_free(c, p);
+    }
+    return fails;
+}
+
+/* ---- workload 2: 64 allocations, then 64 frees --------------------------------- */
+#define WL_BATCH_N 64
+static WL_NOINLINE uint64_t wl_batch_loop(struct be_ctx *c, size_t n)
+{
+    void *p[WL_BATCH_N];
+    uint64_t fails = 0;
+    for (size_t r = 0; r < n; r++) {
+        for (unsigned j = 0; j < WL_BATCH_N; j++) {
+            p[j] = be_page_alloc(c);
+            if (WL_UNLIKELY(!p[j])) {
+                fails++;
+                continue;
+            }
+            touch(p[j], j);
+        }
+        for (unsigned j = 0; j < WL_BATCH_N; j++)
+            if (p[j])
+                be_page_free(c, p[j]);
+    }
+    return fails;
+}
+
+struct wl_owner_arg {
+    const struct bench_params *bp;
+    struct be_ctx *c;
+    uint64_t (*loop)(struct be_ctx *, size_t);
+    double target_ms;
+    double ns_per_unit;
+    uint64_t fails;
+};
+
+/* Warm up, size the loop to take target_ms, then time it once. */
+static void *wl_owner_thread(void *arg)
+{
+    struct wl_owner_arg *a = arg;
+    be_thread_enter(a->c, ROLE_OWNER);
+    size_t n = 16;
+    double dt;
+    for (;;) {
+        uint64_t t0 = now_ns();
+        a->loop(a->c, n);
+        dt = (double)(now_ns() - t0);
+        if (dt >= 2e6 || n >= ((size_t)1 << 34))
+            break;
+        n *= 4;
+    }
+    double want = a->target_ms * 1e6;
+    size_t m = (size_t)((double)n * want / dt);
+    if (m < 1)
+        m = 1;
+    uint64_t t0 = now_ns();
+    a->fails = a->loop(a->c, m);
+    uint64_t t1 = now_ns();
+    a->ns_per_unit = (double)(t1 - t0) / (double)m;
+    be_thread_leave(a->c, ROLE_OWNER);
+    return NULL;
+}
+
+static void wl_owner(const struct bench_params *bp, struct sink *s, const char *wl,
+                     uint64_t (*loop)(struct be_ctx *, size_t), double target_ms, double per)
+{
+    struct be_ctx *c = be_open(BE_OWNER, bp);
+    if (!c) {
+        wl_error(s, wl, "unavailable: could not set up (see its log)");
+        return;
+    }
+    struct wl_owner_arg a = { bp, c, loop, target_ms, 0, 0 };
+    pthread_t t;
+    if (thread_start_on(&t, bp->cpu_a, wl_owner_thread, &a) != 0)
+        die("pthread_create");
+    pthread_join(t, NULL);
+    be_extra(c, BE_OWNER, s);
+    be_close(c);
+    char m[64];
+    snprintf(m, sizeof(m), "%s.ns", wl);
+    emit(s, m, a.ns_per_unit / per);
+    snprintf(m, sizeof(m), "%s.fails", wl);
+    emit(s, m, (double)a.fails);
+}
+
+/* ---- workloads 3 and 5: producer -> ring -> consumer ------------------------------ */
+#define WL_RING 256
+
+struct wl_ho {
+    const struct bench_params *bp;
+    struct be_ctx *c;
+    struct spsc *ring;
+    /* each on its own cache line: the producer reads stop and writes
+     * produced, the consumer writes consumed, at every page */
+    _Alignas(64) _Atomic int stop;
+    _Alignas(64) _Atomic uint64_t produced;
+    _Alignas(64) _Atomic uint64_t consumed;
+    _Alignas(64) char pad_;
+    /* per producer run */
+    struct hist *hist;           /* timed allocations (workload 5) */
+    struct sc_counter *sc;       /* count this producer's system calls */
+    uint64_t fails, allocs;
+    int sc_failed;
+};
+
+static void *wl_producer(void *arg)
+{
+    struct wl_ho *h = arg;
+    struct be_ctx *c = h->c;
+    struct hist *hist = h->hist;
+    uint64_t fails = 0, allocs = 0;
+    unsigned v = 0;
+    be_thread_enter(c, ROLE_OWNER);
+    if (h->sc && sc_install(h->sc) != 0)
+        h->sc_failed = 1;
+    /* From here to the marker: the counted (and timed) loop.  No system
+     * call of ours in it: spinning only. */
+    while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
+        void *p;
+        if (hist) {
+            uint64_t t0 = tsc_begin();
+            p = be_page_alloc(c);
+            uint64_t t1 = tsc_end();
+            hist_add(hist, t1 - t0);
+        } else {
+            p = be_page_alloc(c);
+        }
+        allocs++;
+        if (WL_UNLIKELY(!p)) {
+            fails++;
+            cpu_pause();
+            continue;
+        }
+        touch(p, v++);
+        while (!spsc_push(h->ring, p))
+            cpu_pause();
+        atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+    if (h->sc && !h->sc_failed)
+        sc_mark_end();
+    h->fails = fails;
+    h->allocs = allocs;
+    be_thread_leave(c, ROLE_OWNER);
+    return NULL;
+}
+
+static void *wl_consumer(void *arg)
+{
+    struct wl_ho *h = arg;
+    struct be_ctx *c = h->c;
+    uint64_t n = 0;
+    unsigned v = 0;
+    be_thread_enter(c, ROLE_CONSUMER);
+    for (;;) {
+        void *p;
+        if (!spsc_pop(h->ring, &p)) {
+            cpu_pause();
+            continue;
+        }
+        if (!p)
+            break;      /* the sentinel */
+        touch(p, v++);
+        be_page_free_remote(c, p);
+        atomic_store_explicit(&h->consumed, ++n, memory_order_relaxed);
+    }
+    be_thread_leave(c, ROLE_CONSUMER);
+    return NULL;
+}
+
+/* Producer alone, until stop (which the caller sets after `ms`). */
+static void wl_run_producer(struct wl_ho *h, double ms, double warm_ms, uint64_t *c1, uint64_t *c2, double *secs)
+{
+    pthread_t t;
+    atomic_store(&h->stop, 0);
+    h->fails = h->allocs = 0;
+    uint64_t start = atomic_load(&h->produced);
+    if (thread_start_on(&t, h->bp->cpu_a, wl_producer, h) != 0)
+        die("pthread_create");
+    /* wait until pages flow, then leave a little warm-up out of the count */
+    uint64_t deadline = now_ns() + 2000000000ull;
+    while (atomic_load(&h->produced) == start && now_ns() < deadline)
+        sleep_ms(0.2);
+    sleep_ms(warm_ms);
+    uint64_t t1 = now_ns();
+    uint64_t a = atomic_load(&h->consumed);
+    sleep_ms(ms);
+    uint64_t b = atomic_load(&h->consumed);
+    uint64_t t2 = now_ns();
+    atomic_store(&h->stop, 1);
+    pthread_join(t, NULL);
+    if (c1)
+        *c1 = a;
+    if (c2)
+        *c2 = b;
+    if (secs)
+        *secs = (double)(t2 - t1) / 1e9;
+}
+
+static void wl_stop_consumer(struct wl_ho *h, pthread_t consumer)
+{
+    /* The producers are joined: this thread may push (one producer at a time). */
+    while (!spsc_push(h->ring, NULL))
+        cpu_pause();
+    pthread_join(consumer, NULL);
+}
+
+static void wl_handoff(const struct bench_params *bp, struct sink *s)
+{
+    struct be_ctx *c = be_open(BE_HANDOFF, bp);
+    if (!c) {
+        wl_error(s, "w3", "unavailable: could not set up (see its log)");
+        return;
+    }
+    struct wl_ho h;
+    memset(&h, 0, sizeof(h));
+    h.bp = bp;
+    h.c = c;
+    h.ring = spsc_new(WL_RING);
+    pthread_t cons;
+    if (thread_start_on(&cons, bp->cpu_b, wl_consumer, &h) != 0)
+        die("pthread_create");
+    uint64_t a, b;
+    double secs;
+    wl_run_producer(&h, bp->handoff_ms, 20, &a, &b, &secs);
+    wl_stop_consumer(&h, cons);
+    be_extra(c, BE_HANDOFF, s);
+    be_close(c);
+    spsc_free(h.ring);
+    emit(s, "w3.pps", (double)(b - a) / secs);
+    emit(s, "w3.fails", (double)h.fails);
+}
+
+/* ---- workload 5: timed allocation under pressure ------------------------------------- */
+struct wl_bg {
+    struct be_ctx *c;
+    struct bg_cache *cache;
+    _Atomic int stop;
+    _Atomic int attached;
+    _Atomic uint64_t ops, fails, pages;
+};
+
+static void wl_bg_free_cb(void *be, void *p, unsigned order)
+{
+    be_bg_free((struct be_ctx *)be, p, order);
+}
+
+/* Allocate blocks of 4 KiB .. 4 MiB, touch every page, keep them in the
+ * cache; the cache (its cap, or the allocator's reclaim through a shrinker)
+ * gives the oldest back. */
+static void *wl_bg_thread(void *arg)
+{
+    struct wl_bg *g = arg;
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    be_thread_enter(g->c, ROLE_BG);
+    be_bg_attach(g->c, g->cache);
+    atomic_store(&g->attached, 1);
+    while (!atomic_load_explicit(&g->stop, memory_order_relaxed)) {
+        unsigned order = (unsigned)(xorshift64(&seed) % 11);
+        char *p = be_bg_alloc(g->c, order);
+        if (!p) {
+            atomic_fetch_add_explicit(&g->fails, 1, memory_order_relaxed);
+            bg_cache_shrink(g->cache, (size_t)1 << order);
+            continue;
+        }
+        for (size_t off = 0; off < ((size_t)BENCH_PAGE << order); off += BENCH_PAGE)
+            p[off] = (char)off;
+        bg_cache_push(g->cache, p, order);
+        atomic_fetch_add_explicit(&g->ops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->pages, (uint64_t)1 << order, memory_order_relaxed);
+    }
+    be_bg_detach(g->c, g->cache);
+    be_thread_leave(g->c, ROLE_BG);
+    return NULL;
+}
+
+static void wl_latency(const struct bench_params *bp, struct sink *s)
+{
+    struct be_ctx *c = be_open(BE_PRESSURE, bp);
+    if (!c) {
+        wl_error(s, "w5", "unavailable: could not set up (see its log)");
+        return;
+    }
+    struct bg_cache cache;
+    if (bg_cache_init(&cache, bp->pressure_bytes, c, wl_bg_free_cb) != 0)
+        die("out of memory");
+    struct wl_bg g;
+    memset(&g, 0, sizeof(g));
+    g.c = c;
+    g.cache = &cache;
+    pthread_t bg, cons;
+    if (thread_start_on(&bg, bp->cpu_b, wl_bg_thread, &g) != 0)
+        die("pthread_create");
+    /* Pressure first: the cache fills (most of) the memory. */
+    uint64_t deadline = now_ns() + 4000000000ull;
+    size_t want = bp->pressure_bytes / BENCH_PAGE * 8 / 10;
+    while (now_ns() < deadline && (!atomic_load(&g.attached) || bg_cache_pages(&cache) < want))
+        sleep_ms(1);
+    emit(s, "w5.fill_pages", (double)bg_cache_pages(&cache));
+
+    struct wl_ho h;
+    memset(&h, 0, sizeof(h));
+    h.bp = bp;
+    h.c = c;
+    h.ring = spsc_new(WL_RING);
+    if (thread_start_on(&cons, bp->cpu_b, wl_consumer, &h) != 0)
+        die("pthread_create");
+
+    /* The timed run. */
+    struct hist *hist = calloc(1, sizeof(*hist));
+    h.hist = hist;
+    uint64_t ops0 = atomic_load(&g.ops), pages0 = atomic_load(&g.pages), shr0 = atomic_load(&cache.shrunk_pages);
+    double secs;
+    wl_run_producer(&h, bp->lat_ms, 10, NULL, NULL, &secs);
+    uint64_t ops1 = atomic_load(&g.ops), pages1 = atomic_load(&g.pages), shr1 = atomic_load(&cache.shrunk_pages);
+    uint64_t lat_allocs = h.allocs, lat_fails = h.fails;
+
+    /* The counted run: the same loop, its system calls counted. */
+    struct hist *scratch = calloc(1, sizeof(*scratch));
+    struct sc_counter *sc = calloc(1, sizeof(*sc));
+    h.hist = scratch;
+    if (sc_start(sc, bp->cpu_b) != 0)
+        die("pthread_create");
+    h.sc = sc;
+    h.sc_failed = 0;
+    wl_run_producer(&h, bp->count_ms, 0, NULL, NULL, NULL);
+    sc_finish(sc);
+    uint64_t count_allocs = h.allocs;
+
+    wl_stop_consumer(&h, cons);
+    atomic_store(&g.stop, 1);
+    pthread_join(bg, NULL);
+    uint64_t bg_fails = atomic_load(&g.fails);
+    bg_cache_fini(&cache);
+    be_extra(c, BE_PRESSURE, s);
+    be_close(c);
+    spsc_free(h.ring);
+
+    char m[64];
+    for (int i = 0; i < LAT_POINTS; i++) {
+        snprintf(m, sizeof(m), "w5.%s", lat_name[i]);
+        emit(s, m, hist_quantile(hist, lat_q[i]) / bp->tsc_per_ns);
+    }
+    emit(s, "w5.allocs", (double)lat_allocs);
+    emit(s, "w5.fails", (double)lat_fails);
+    emit(s, "w5.bg_ops_s", (double)(ops1 - ops0) / secs);
+    emit(s, "w5.bg_mib_s", (double)(pages1 - pages0) * BENCH_PAGE / 1048576.0 / secs);
+    emit(s, "w5.bg_fails", (double)bg_fails);
+    emit(s, "w5.shrunk_pages", (double)(shr1 - shr0));
+    if (h.sc_failed) {
+        char why[96];
+        snprintf(why, sizeof(why), "seccomp-unavailable(%s)", strerror(sc->err));
+        emit_str(s, "w5.syscall_names", why);
+    } else {
+        char names[160];
+        sc_describe(sc, names, sizeof(names));
+        emit(s, "w5.syscalls", (double)sc->counted);
+        emit(s, "w5.count_allocs", (double)count_allocs);
+        emit_str(s, "w5.syscall_names", names);
+    }
+    free(hist);
+    free(scratch);
+    free(sc);
+}
+
+/* ---- workload 4: random orders 0..9 ------------------------------------------------------ */
+#define WL_MIX_SEQ 65536
+#define WL_MIX_MAX_ORDER 9
+
+struct wl_mix_arg {
+    const struct bench_params *bp;
+    struct be_ctx *c;
+    uint32_t *seq;     /* slot << 8 | order */
+    double ns;
+    uint64_t fails, ops;
+};
+
+static WL_NOINLINE uint64_t wl_mix_loop(struct be_ctx *c, const uint32_t *seq, size_t *pos, size_t n,
+                                        void **slot, unsigned char *ord)
+{
+    uint64_t fails = 0;
+    size_t i = *pos;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t op = seq[i];
+        i = (i + 1) & (WL_MIX_SEQ - 1);
+        unsigned sl = op >> 8, o = op & 0xff;
+        if (slot[sl]) {
+            be_block_free(c, slot[sl], ord[sl]);
+            slot[sl] = NULL;
+        } else {
+            void *p = be_block_alloc(c, o);
+            if (WL_UNLIKELY(!p)) {
+                fails++;
+                continue;
+            }
+            touch(p, o);
+            slot[sl] = p;
+            ord[sl] = (unsigned char)o;
+        }
+    }
+    *pos = i;
+    return fails;
+}
+
+static void *wl_mix_thread(void *arg)
+{
+    struct wl_mix_arg *a = arg;
+    unsigned ns = a->bp->mix_slots;
+    void **slot = calloc(ns, sizeof(void *));
+    unsigned char *ord = calloc(ns, 1);
+    size_t pos = 0;
+    be_thread_enter(a->c, ROLE_OWNER);
+    /* warm-up: a quarter of the time, or one pass of the sequence */
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(a->bp->mix_ms * 0.25e6);
+    size_t done = 0;
+    while (done < WL_MIX_SEQ && now_ns() < end) {
+        wl_mix_loop(a->c, a->seq, &pos, 256, slot, ord);
+        done += 256;
+    }
+    uint64_t fails = 0, ops = 0;
+    t0 = now_ns();
+    end = t0 + (uint64_t)(a->bp->mix_ms * 1e6);
+    uint64_t t1;
+    do {
+        fails += wl_mix_loop(a->c, a->seq, &pos, 256, slot, ord);
+        ops += 256;
+    } while ((t1 = now_ns()) < end);
+    for (unsigned i = 0; i < ns; i++)
+        if (slot[i])
+            be_block_free(a->c, slot[i], ord[i]);
+    be_thread_leave(a->c, ROLE_OWNER);
+    a->ns = (double)(t1 - t0) / (double)ops;
+    a->fails = fails;
+    a->ops = ops;
+    free(slot);
+    free(ord);
+    return NULL;
+}
+
+static void wl_mix(const struct bench_params *bp, struct sink *s)
+{
+    struct be_ctx *c = be_open(BE_MIX, bp);
+    if (!c) {
+        wl_error(s, "w4", "unavailable: could not set up (see its log)");
+        return;
+    }
+    uint32_t *seq = malloc(WL_MIX_SEQ * sizeof(uint32_t));
+    uint64_t seed = 0x2545f4914f6cdd1dull;   /* the same sequence for every peer */
+    for (unsigned i = 0; i < WL_MIX_SEQ; i++) {
+        uint64_t r = xorshift64(&seed);
+        unsigned sl = (unsigned)((r >> 8) % bp->mix_slots);
+        unsigned o = (unsigned)((r >> 40) % (WL_MIX_MAX_ORDER + 1));
+        seq[i] = sl << 8 | o;
+    }
+    struct wl_mix_arg a = { bp, c, seq, 0, 0, 0 };
+    pthread_t t;
+    if (thread_start_on(&t, bp->cpu_a, wl_mix_thread, &a) != 0)
+        die("pthread_create");
+    pthread_join(t, NULL);
+    be_extra(c, BE_MIX, s);
+    be_close(c);
+    free(seq);
+    emit(s, "w4.ns", a.ns);
+    emit(s, "w4.fails", (double)a.fails);
+    emit(s, "w4.ops", (double)a.ops);
+}
+
+/* ---- the backend ---------------------------------------------------------------------------- */
+static void be_run(const struct bench_params *bp, struct sink *s)
+{
+    unsigned w = bp->workloads & (BE_WORKLOADS);
+    if (w & WL_PAIR)
+        wl_owner(bp, s, "w1", wl_pair_loop, bp->pair_ms, 1);
+    if (w & WL_BATCH)
+        wl_owner(bp, s, "w2", wl_batch_loop, bp->batch_ms, WL_BATCH_N);
+    if (w & WL_HANDOFF)
+        wl_handoff(bp, s);
+    if (w & WL_MIX)
+        wl_mix(bp, s);
+    if (w & WL_LATENCY)
+        wl_latency(bp, s);
+}
+
+const struct backend BE_SYMBOL = { BE_NAME, BE_LABEL, BE_WORKLOADS, be_init, be_version, be_run };
