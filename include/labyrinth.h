@@ -254,6 +254,13 @@ LAB_API void  lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab
  * order above max) calls the misuse handler and changes nothing. */
 LAB_API void  lab_free_pages(lab_arena *a, void *addr, unsigned order);
 
+/* Free n blocks of one order, as n calls of lab_free_pages would, from any
+ * context.  Consecutive pages of one room go back to it as one chain with a
+ * single atomic exchange instead of one per page: a consumer that frees
+ * another thread's packets in batches (say 32) makes the hand-off several
+ * times cheaper.  Async-signal-safe. */
+LAB_API void  lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order);
+
 /* ------------------------------------------------------------------------
  * Errors and misuse
  * ---------------------------------------------------------------------- */

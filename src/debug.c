@@ -398,7 +398,10 @@ void debug_hooks_init(struct lab_arena *a)
     a->protect_free = (f & LAB_ARENA_PROTECT_FREE) != 0;
     a->guard = (f & LAB_ARENA_GUARD) != 0;
 #ifdef LAB_HAVE_VALGRIND
-    if (RUNNING_ON_VALGRIND) {
+    /* memcheck only: other tools (callgrind, helgrind) have no use for the
+     * client requests, and they would add to the instruction counts. */
+    const char *preload = getenv("LD_PRELOAD");
+    if (RUNNING_ON_VALGRIND && preload && strstr(preload, "vgpreload_memcheck")) {
         a->valgrind = true;
         a->poison = false;   /* memcheck tracks every byte better than a pattern */
         VALGRIND_MAKE_MEM_NOACCESS(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);

@@ -117,36 +117,44 @@ struct free_area {
 
 enum { WMARK_MIN, WMARK_LOW, WMARK_HIGH, NR_WMARK };
 
+/* Laid out by who writes what: the read-only part every free reads, the lock
+ * word and deferred list every context writes, the lock-protected state, and
+ * the waiters' words each on cache lines of their own, so no fast path pays
+ * for another context's writes (false sharing). */
+#define CACHELINE 64
 struct zone {
+    /* read-only after creation */
     struct page *pages;
     char     *base;
     uint32_t  nr_pages;
     unsigned  max_order;
-    uint32_t  populated;       /* frames below this are on the free lists; the rest
-                                  is free and not yet listed (deferred init) */
-    size_t    free_pages;      /* pages in free blocks, unpopulated included */
-    _Atomic size_t free_pages_pub; /* free_pages as of the last unlock, for readers
-                                      outside the lock (reclaimer, stats) */
-    bool      freed_in_hold;   /* a block came back while the lock was held */
-    _Atomic bool wake_owed;    /* ... and a non-blocking holder could not wake waiters */
-    uint32_t  nonempty;        /* bit k: free list k is not empty */
-    struct free_area area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    wmark[NR_WMARK];
-    zlock     lock;
+    unsigned  trim_min_order;  /* huge-page arenas trim whole huge pages only */
+    size_t    ha_cap;
+    /* written by every context */
+    _Alignas(CACHELINE) zlock lock;
     _Atomic(const void *) lock_owner; /* the holding thread's token, to spot
                                          a signal handler interrupting it */
     _Atomic uint32_t deferred; /* lock-free list of frees that found the lock busy */
     _Atomic size_t   deferred_pages;
+    /* protected by the lock */
+    _Alignas(CACHELINE) uint32_t populated; /* frames below this are on the free lists;
+                                  the rest is free and not yet listed (deferred init) */
+    size_t    free_pages;      /* pages in free blocks, unpopulated included */
+    bool      freed_in_hold;   /* a block came back while the lock was held */
+    uint32_t  nonempty;        /* bit k: free list k is not empty */
+    struct free_area area[LAB_MAX_ORDER_LIMIT + 1];
     /* the void: free blocks decommitted by trim (buddy.c), merged among
      * themselves, not counted in free_pages, re-committed by step 6 */
     struct free_area void_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    void_pages;
     size_t    void_inflight;   /* VOID blocks on no list: being trimmed or re-committed */
-    unsigned  trim_min_order;  /* huge-page arenas trim whole huge pages only */
     /* the high-order atomic reserve (reserve.c) */
     struct free_area ha_area[LAB_MAX_ORDER_LIMIT + 1];
-    size_t    ha_pages, ha_cap;
-    /* blocking requests waiting for frees (reclaim.c) */
+    size_t    ha_pages;
+    /* read outside the lock: reclaimer, stats, waiters (reclaim.c) */
+    _Alignas(CACHELINE) _Atomic size_t free_pages_pub; /* free_pages as of the last unlock */
+    _Atomic bool wake_owed;    /* a non-blocking holder could not wake waiters */
     _Atomic uint32_t free_seq;
     _Atomic uint32_t nr_waiters;
     uint64_t  ops_since_check; /* debug builds: full check every so often */
@@ -154,37 +162,61 @@ struct zone {
 
 /* ---- rooms ------------------------------------------------------------ */
 struct lab_room {
-    /* owner-private: touched only by the owning context */
+    /* the owner's: written only by the owning context (others read some of
+     * it with relaxed loads); what the fast path needs is copied here so it
+     * touches no line another context writes */
     uint32_t *stock;           /* stack of frame indices */
-    size_t    nr_stock_cap;
+    struct page *pages;        /* the zone's, copied */
+    char     *base;            /* the zone's, copied */
+    uint32_t  nr_pages;
+    uint16_t  id;
+    bool      page_hooks;      /* the arena's, copied */
+    _Atomic bool dead;         /* written once, by destroy */
+    _Atomic bool drain_wanted; /* reclaim asks the owner to give back surplus (rare) */
     _Atomic size_t nr_stock;   /* relaxed load/store by the owner only */
     _Atomic uint32_t seq;      /* odd while the owner is inside an operation */
+    size_t    nr_stock_cap, batch, high, quota, reserve_target;
     uint32_t  reserve_head;    /* the private reserve, linked through page.next */
+    uint32_t  remote_local;    /* remote frees taken with one exchange, handed out
+                                  one per allocation (step 2 is O(1)) */
     _Atomic size_t nr_reserve;
-    size_t    reserve_target;
-    _Atomic size_t nr_out;     /* handed out and not yet back (owner view) */
-    /* shared */
-    uint32_t  remote_local;    /* owner-private: remote frees taken with one exchange,
-                                  handed out one per allocation (step 2 is O(1)) */
-    _Atomic uint64_t remote_popped;  /* owner: remote frees taken off remote_local */
-    /* shared */
-    _Atomic uint32_t remote;   /* lock-free list of pages freed by other contexts */
-    _Atomic uint64_t remote_pushed;  /* pushes on `remote` (counted by the freers) */
-    _Atomic uint64_t remote_gone;    /* taken off `remote` by reclaim or after destroy */
-    _Atomic size_t   stolen;   /* remote frees reclaim sent to the zone; the owner
-                                  subtracts them from nr_out on its slow path */
-    _Atomic bool     drain_wanted; /* reclaim asks the owner to give back surplus */
-    _Atomic bool     dead;
-    _Atomic(const void *) owner; /* debug builds: the owning thread's token */
+    _Atomic uint64_t remote_popped;  /* remote frees taken off remote_local */
     struct lab_arena *arena;
-    uint16_t  id;
-    size_t    batch, high, quota;
-    char      name[32];
+    _Atomic(const void *) owner; /* debug builds: the owning thread's token */
     struct {
         _Atomic uint64_t allocs, slow_allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
     } st;
+    /* shared: written by the contexts that free the room's pages */
+    _Alignas(CACHELINE) _Atomic uint32_t remote; /* lock-free list of pages freed elsewhere */
+    _Atomic uint64_t remote_pushed;  /* pushes on `remote` (counted by the freers) */
+    _Atomic uint64_t remote_gone;    /* taken off `remote` by reclaim or after destroy */
+    char      name[32];
 };
+
+/* Pages the room handed out that have not come back to it: derived from the
+ * counters each side keeps anyway, so the fast paths keep no extra count. */
+static inline size_t room_out(struct lab_room *r)
+{
+    return (size_t)(ctr_get(&r->st.allocs) - ctr_get(&r->st.frees_owner) - ctr_get(&r->remote_popped) -
+                    ctr_get(&r->remote_gone));
+}
+
+/* The owner's bracket around an operation (room.c explains the sequence
+ * word).  Release builds: one load of `dead`, two plain stores of `seq`. */
+LAB_HIDDEN bool room_enter_checked(struct lab_room *r, const char *op);
+static inline bool room_enter(struct lab_room *r, const char *op)
+{
+    if (LAB_DEBUG_ON || unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed)))
+        return room_enter_checked(r, op);
+    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    return true;
+}
+static inline void room_leave(struct lab_room *r)
+{
+    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_release);
+}
 
 /* ---- the arena -------------------------------------------------------- */
 struct fault_attr {
@@ -223,8 +255,9 @@ struct lab_arena {
     /* reclaim (reclaim.c) */
     void     *reclaim;                  /* struct reclaim_state, opaque here */
     struct fault_attr fault;
-    /* counters (stats.c); shared ones are updated with relaxed RMW off the fast path */
-    struct {
+    /* counters (stats.c), updated with relaxed RMW off the fast paths; on
+     * lines of their own, away from what the fast paths read */
+    _Alignas(CACHELINE) struct {
         _Atomic uint64_t alloc_by_step[LAB_STEP_COUNT];
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
         _Atomic uint64_t fail_by_class[LAB_CLASS_COUNT];
@@ -271,8 +304,7 @@ LAB_HIDDEN size_t   highatomic_release(struct zone *z);
 
 /* room.c */
 LAB_HIDDEN void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame);
-LAB_HIDDEN bool room_enter(struct lab_room *r, const char *op);
-LAB_HIDDEN void room_leave(struct lab_room *r);
+LAB_HIDDEN void room_free_remote_chain(struct lab_arena *a, struct lab_room *r, uint32_t first, uint32_t last, size_t n);
 LAB_HIDDEN uint32_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step);
 LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);

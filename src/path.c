@@ -245,10 +245,11 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
         misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
 }
 
-void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+/* Validate and claim a block for freeing (ALLOCATED -> DEFERRED), run the
+ * debug hooks.  Returns the order to free with (a guarded block's real one),
+ * or -1 after reporting misuse. */
+static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
 {
-    if (unlikely(addr == NULL || a == NULL))
-        return;
     struct zone *z = &a->zone;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
     if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) || order > z->max_order))
@@ -273,19 +274,74 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
             pg->guard = 0;
         }
         page_hook_free(a, addr, order);
-        order = real;
     }
-    ctr_add_shared(&a->st.frees, 1);
-    if (pg->room != 0) {
+    *framep = frame;
+    return (int)real;
+bad:
+    free_misuse(a, addr, order);
+    return -1;
+}
+
+static void free_claimed(struct lab_arena *a, uint32_t frame, unsigned order)
+{
+    struct page *pg = &a->zone.pages[frame];
+    if (pg->room != 0) {      /* counted by the room (remote_pushed) */
         struct lab_room *r = atomic_load_explicit(&a->rooms[pg->room], memory_order_acquire);
         room_free_remote(a, r, frame);
     } else {
+        ctr_add_shared(&a->st.frees, 1);
         zone_free_block(a, frame, order);
     }
+}
+
+void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+{
+    if (unlikely(addr == NULL || a == NULL))
+        return;
+    uint32_t frame;
+    int real = free_claim(a, addr, order, &frame);
+    if (real < 0)
+        return;
+    free_claimed(a, frame, (unsigned)real);
     debug_check_every_op(a);
-    return;
-bad:
-    free_misuse(a, addr, order);
+}
+
+void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
+{
+    if (unlikely(a == NULL || pages == NULL))
+        return;
+    struct zone *z = &a->zone;
+    uint32_t first = NIL, last = NIL;   /* the chain for room `chain_room` */
+    uint16_t chain_room = 0;
+    size_t chained = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t frame;
+        int real;
+        if (pages[i] == NULL || (real = free_claim(a, pages[i], order, &frame)) < 0)
+            continue;
+        uint16_t room = z->pages[frame].room;
+        if (room == 0) {
+            free_claimed(a, frame, (unsigned)real);
+            continue;
+        }
+        if (room != chain_room && chained) {
+            room_free_remote_chain(a, atomic_load_explicit(&a->rooms[chain_room], memory_order_acquire),
+                                   first, last, chained);
+            chained = 0;
+        }
+        if (chained == 0) {
+            first = frame;
+            chain_room = room;
+        } else {
+            z->pages[last].next = frame;
+        }
+        last = frame;
+        chained++;
+    }
+    if (chained)
+        room_free_remote_chain(a, atomic_load_explicit(&a->rooms[chain_room], memory_order_acquire),
+                               first, last, chained);
+    debug_check_every_op(a);
 }
 
 /* ---- rooms: the whole walk, from step 1 ------------------------------------
@@ -347,7 +403,6 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         res->step = LAB_STEP_NONE;
         return;
     }
-    struct zone *z = &r->arena->zone;
     size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
     if (likely(n != 0)) {                                       /* step 1 */
         f = r->stock[n - 1];
@@ -360,10 +415,8 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         }
     }
     if (likely(f != NIL)) {
-        lab_assert(z->pages[f].room == r->id && pg_order(&z->pages[f]) == 0);
-        pg_set_state(&z->pages[f], PG_ALLOCATED);
-        atomic_store_explicit(&r->nr_out, atomic_load_explicit(&r->nr_out, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        lab_assert(r->pages[f].room == r->id && pg_order(&r->pages[f]) == 0);
+        pg_set_state(&r->pages[f], PG_ALLOCATED);
         ctr_inc(&r->st.allocs);
     } else {
         ctr_inc(&r->st.fail_by_reason[reason]);
@@ -377,16 +430,30 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         return;
     }
     res->step = step;
-    res->addr = addr_of(z, f);
-    if (unlikely(r->arena->page_hooks))
+    res->addr = r->base + ((size_t)f << PAGE_SHIFT);
+    if (unlikely(r->page_hooks))
         page_hook_alloc(r->arena, res->addr, 0);
     if (gfp & LAB_GFP_ZERO)
         memset(res->addr, 0, LAB_PAGE_SIZE);
 }
 
+/* Step 1 on its own, with nothing else in the way: a pop and a state store. */
 void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
 {
     lab_result res;
+    size_t n;
+    if (likely(r != NULL) && likely((n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed)) != 0) &&
+        likely(!(gfp & LAB_GFP_ZERO) && !r->page_hooks)) {
+        if (unlikely(!room_enter(r, "lab_room_alloc on a destroyed room")))
+            return NULL;
+        uint32_t f = r->stock[n - 1];
+        atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
+        lab_assert(r->pages[f].room == r->id && pg_state(&r->pages[f]) == PG_ROOM);
+        pg_set_state(&r->pages[f], PG_ALLOCATED);
+        ctr_inc(&r->st.allocs);
+        room_leave(r);
+        return r->base + ((size_t)f << PAGE_SHIFT);
+    }
     lab_room_alloc_r(r, gfp, &res);
     return res.addr;
 }

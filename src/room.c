@@ -20,7 +20,8 @@
  * zone trylock that falls through, never waits).  A handler that interrupts
  * the owner of the *same* room would corrupt it; debug builds catch that
  * with the room's sequence word (odd while the owner is inside an
- * operation) and report LAB_ENOTOWNER.
+ * operation) and report LAB_ENOTOWNER.  The same word lets lab_check skip a
+ * room in motion.
  *
  * The reserve is taken at creation and held in state RESERVE, on a private
  * list, so no other room, flag or reclaim can reach it.  Frees refill it
@@ -49,7 +50,7 @@ void lab_room_config_init(lab_room_config *cfg)
  * lab_check skip a room in motion, and lets debug builds catch a context
  * that is not the owner (another thread, or a handler that interrupted the
  * owner).  Plain stores on the owner's side. */
-bool room_enter(struct lab_room *r, const char *op)
+bool room_enter_checked(struct lab_room *r, const char *op)
 {
     uint32_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
     if (unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed))) {
@@ -73,16 +74,11 @@ bool room_enter(struct lab_room *r, const char *op)
     return true;
 }
 
-void room_leave(struct lab_room *r)
-{
-    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_release);
-}
-
 static inline void stock_push(struct lab_room *r, uint32_t frame)
 {
     size_t n = rd(&r->nr_stock);
     lab_assert(n < r->nr_stock_cap);
-    pg_set_state(&room_zone(r)->pages[frame], PG_ROOM);
+    pg_set_state(&r->pages[frame], PG_ROOM);
     r->stock[n] = frame;
     wr(&r->nr_stock, n + 1);
 }
@@ -139,11 +135,6 @@ static void room_drain(struct lab_room *r, size_t n)
 uint32_t room_take_remote(struct lab_room *r)
 {
     struct zone *z = room_zone(r);
-    size_t stolen = atomic_load_explicit(&r->stolen, memory_order_relaxed);
-    if (unlikely(stolen)) {
-        stolen = atomic_exchange(&r->stolen, 0);
-        wr(&r->nr_out, rd(&r->nr_out) - stolen);
-    }
     for (;;) {
         uint32_t f = r->remote_local;
         if (f == NIL) {
@@ -159,7 +150,6 @@ uint32_t room_take_remote(struct lab_room *r)
             __builtin_prefetch(&z->pages[r->remote_local], 1);
         ctr_inc(&r->remote_popped);
         ctr_inc(&r->st.frees_remote);
-        wr(&r->nr_out, rd(&r->nr_out) - 1);
         if (rd(&r->nr_reserve) < r->reserve_target) {
             reserve_push(r, f);
             continue;
@@ -177,7 +167,7 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int
     struct zone *z = room_zone(r);
     size_t want = r->batch;
     if (r->quota) {
-        size_t held = rd(&r->nr_stock) + rd(&r->nr_reserve) + rd(&r->nr_out);
+        size_t held = rd(&r->nr_stock) + rd(&r->nr_reserve) + room_out(r);
         size_t room_left = held < r->quota ? r->quota - held : 0;
         if (room_left == 0) {
             *reason = LAB_R_QUOTA;
@@ -266,28 +256,28 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
         misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free");
 }
 
-void lab_room_free(lab_room *r, void *page)
+/* Everything that is not a plain push: checks that failed, the reserve to
+ * refill, a drain to do, debug hooks. */
+static NOINLINE void room_free_slow(lab_room *r, void *page)
 {
     if (unlikely(!r))
         return;
-    struct zone *z = room_zone(r);
-    uintptr_t off = (uintptr_t)page - (uintptr_t)z->base;
+    uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
     uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
-    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
-                 pg_state(&z->pages[f]) != PG_ALLOCATED || z->pages[f].room != r->id ||
-                 pg_order(&z->pages[f]) != 0)) {
+    struct page *pg = &r->pages[f];
+    if (unlikely(off >= ((uintptr_t)r->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
+                 pg_state(pg) != PG_ALLOCATED || pg->room != r->id || pg_order(pg) != 0)) {
         room_free_misuse(r, page);
         return;
     }
     if (unlikely(!room_enter(r, "lab_room_free on a destroyed room")))
         return;
-    if (unlikely(r->arena->page_hooks))
+    if (unlikely(r->page_hooks))
         page_hook_free(r->arena, page, 0);
     if (unlikely(rd(&r->nr_reserve) < r->reserve_target))
         reserve_push(r, f);
     else
         stock_push(r, f);
-    wr(&r->nr_out, rd(&r->nr_out) - 1);
     ctr_inc(&r->st.frees_owner);
     if (unlikely(rd(&r->nr_stock) > r->high || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
         if (atomic_load_explicit(&r->drain_wanted, memory_order_relaxed)) {
@@ -320,24 +310,31 @@ static void room_dead_flush(struct lab_arena *a, struct lab_room *r)
     atomic_fetch_add_explicit(&r->remote_gone, n, memory_order_relaxed);
 }
 
-/* The page is claimed (state DEFERRED).  Push it on the owner's remote list;
- * a dead room's pages go to the zone. */
-void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame)
+/* A chain of n claimed (DEFERRED) pages, first .. last linked through
+ * page.next, goes on the owner's remote list with one CAS; a dead room's
+ * pages go to the zone. */
+void room_free_remote_chain(struct lab_arena *a, struct lab_room *r, uint32_t first, uint32_t last, size_t n)
 {
     if (!r || atomic_load_explicit(&r->dead, memory_order_acquire)) {
-        zone_free_block(a, frame, 0);
+        a->zone.pages[last].next = NIL;
+        free_list_to_zone(a, first);
         return;
     }
-    struct page *p = &a->zone.pages[frame];
-    atomic_fetch_add_explicit(&r->remote_pushed, 1, memory_order_relaxed);
+    struct page *tail = &a->zone.pages[last];
+    atomic_fetch_add_explicit(&r->remote_pushed, n, memory_order_relaxed);
     uint32_t head = atomic_load_explicit(&r->remote, memory_order_relaxed);
     do {
-        p->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&r->remote, &head, frame,
+        tail->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&r->remote, &head, first,
                                                     memory_order_release, memory_order_relaxed));
     /* Destroy may have flushed the list just before our push. */
     if (unlikely(atomic_load_explicit(&r->dead, memory_order_seq_cst)))
         room_dead_flush(a, r);
+}
+
+void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame)
+{
+    room_free_remote_chain(a, r, frame, frame, 1);
 }
 
 /* ---- reclaim's view ----------------------------------------------------------------
@@ -357,7 +354,6 @@ size_t rooms_drain_surplus(struct lab_arena *a)
             continue;
         size_t k = free_list_to_zone(a, atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire));
         atomic_fetch_add_explicit(&r->remote_gone, k, memory_order_relaxed);
-        atomic_fetch_add(&r->stolen, k);
         freed += k;
     }
     return freed;
@@ -377,10 +373,15 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EQUOTA;
     if (cfg->reserve > a->zone.nr_pages)
         return LAB_ERESERVE;
-    struct lab_room *r = calloc(1, sizeof(*r));
+    struct lab_room *r = aligned_alloc(CACHELINE, (sizeof(*r) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
     if (!r)
         return LAB_ENOMEM;
+    memset(r, 0, sizeof(*r));
     r->arena = a;
+    r->pages = a->zone.pages;
+    r->base = a->zone.base;
+    r->nr_pages = a->zone.nr_pages;
+    r->page_hooks = a->page_hooks;
     r->batch = cfg->batch;
     r->high = cfg->high ? cfg->high : 4 * cfg->batch;
     if (r->high < cfg->batch)
@@ -480,5 +481,34 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
         out->fail_by_reason[i] = ctr_get(&r->st.fail_by_reason[i]);
     out->stock = rd(&r->nr_stock);
     out->reserve = rd(&r->nr_reserve);
-    out->out = rd(&r->nr_out);
+    out->out = room_out(r);
+}
+
+/* The owner's free: a push and a state store.  Any condition that needs more
+ * goes to room_free_slow, so this stays a leaf function that saves no
+ * registers. */
+void lab_room_free(lab_room *r, void *page)
+{
+    if (likely(r != NULL) && !LAB_DEBUG_ON) {
+        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
+        uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+        struct page *pg = &r->pages[f];
+        size_t n = rd(&r->nr_stock);
+        if (likely(off < ((uintptr_t)r->nr_pages << PAGE_SHIFT) && !(off & (LAB_PAGE_SIZE - 1)) &&
+                   pg_state(pg) == PG_ALLOCATED && pg->room == r->id && pg_order(pg) == 0 &&
+                   n < r->high && !r->page_hooks && rd(&r->nr_reserve) >= r->reserve_target &&
+                   !atomic_load_explicit(&r->dead, memory_order_relaxed) &&
+                   !atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
+            uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+            atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+            pg_set_state(pg, PG_ROOM);
+            r->stock[n] = f;
+            wr(&r->nr_stock, n + 1);
+            ctr_inc(&r->st.frees_owner);
+            atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
+            return;
+        }
+    }
+    room_free_slow(r, page);
 }

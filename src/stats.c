@@ -53,6 +53,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
             continue;
         /* step 1 is counted by the owner alone, off the shared counters */
         out->alloc_by_step[LAB_STEP_ROOM] += ctr_get(&r->st.allocs) - ctr_get(&r->st.slow_allocs);
+        out->frees += ctr_get(&r->st.frees_owner) + ctr_get(&r->remote_pushed);
         if (atomic_load(&r->dead))
             continue;
         out->nr_rooms++;
@@ -72,7 +73,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         out->fail_by_reason[i] = ctr_get(&a->st.fail_by_reason[i]);
     for (int i = 0; i < LAB_CLASS_COUNT; i++)
         out->fail_by_class[i] = ctr_get(&a->st.fail_by_class[i]);
-    out->frees = ctr_get(&a->st.frees);
+    out->frees += ctr_get(&a->st.frees);
     out->misuse = ctr_get(&a->st.misuse);
     out->shrinker_runs = ctr_get(&a->st.shrinker_runs);
     out->shrinker_pages = ctr_get(&a->st.shrinker_pages);

@@ -1,0 +1,125 @@
+/* lab_free_pages_bulk: n frees as n lab_free_pages calls, with one chain per
+ * run of pages of one room. */
+#include "check.h"
+
+#include <pthread.h>
+
+static int misuse_calls, misuse_code;
+static void on_misuse(void *ctx, int err, const void *addr, const char *msg)
+{
+    (void)ctx, (void)addr, (void)msg;
+    misuse_calls++;
+    misuse_code = err;
+}
+
+struct job { lab_arena *a; void **pages; size_t n; };
+static void *bulk_free_thread(void *arg)
+{
+    struct job *j = arg;
+    lab_free_pages_bulk(j->a, j->pages, j->n, 0);
+    return NULL;
+}
+
+static lab_room *make_room(lab_arena *a, size_t batch)
+{
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.batch = batch;
+    rc.high = 4 * batch;
+    lab_room *r;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    return r;
+}
+
+static void test_bulk_free_of_room_pages_returns_them_to_their_rooms(void)
+{
+    lab_arena *a = test_arena(1024, 10, 0, 0, 0);
+    lab_room *r1 = make_room(a, 16), *r2 = make_room(a, 16);
+    void *pages[48];
+    /* runs of each room, interleaved, and zone blocks between them */
+    for (int i = 0; i < 48; i++) {
+        if (i % 12 == 11)
+            pages[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+        else
+            pages[i] = lab_room_alloc((i / 6) % 2 ? r2 : r1, LAB_GFP_KERNEL);
+        REQUIRE(pages[i]);
+    }
+    lab_room_stats before1, before2;
+    lab_room_stats_get(r1, &before1);
+    lab_room_stats_get(r2, &before2);
+    struct job j = { a, pages, 48 };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, bulk_free_thread, &j) == 0);
+    pthread_join(t, NULL);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.deferred_pages, 44);   /* on their rooms' remote lists */
+    CHECK_EQ(s.allocated_pages, 0);
+    /* the owners take them back, one per allocation, before the zone */
+    size_t back1 = 0, back2 = 0;
+    lab_result res;
+    for (;;) {
+        lab_room_alloc_r(r1, LAB_GFP_NOWAIT, &res);
+        if (res.step != LAB_STEP_ROOM_REMOTE && res.step != LAB_STEP_ROOM)
+            break;
+        back1 += res.step == LAB_STEP_ROOM_REMOTE;
+        if (back1 == 24)
+            break;
+    }
+    while (back2 < 20) {
+        lab_room_alloc_r(r2, LAB_GFP_NOWAIT, &res);
+        REQUIRE(res.addr);
+        back2 += res.step == LAB_STEP_ROOM_REMOTE;
+    }
+    CHECK_EQ(back1, 24);
+    CHECK_EQ(back2, 20);
+    lab_room_destroy(r1);
+    lab_room_destroy(r2);
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.deferred_pages, 0);
+    lab_arena_destroy(a);
+}
+
+static void test_bulk_free_reports_misuse_and_frees_the_rest(void)
+{
+    lab_arena *a = test_arena(256, 8, 0, 0, 0);
+    lab_set_misuse_handler(a, on_misuse, NULL);
+    void *p[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 1)));
+    void *batch[6] = { p[0], p[1], NULL, p[1], p[2], p[3] };   /* p[1] twice */
+    misuse_calls = 0;
+    lab_free_pages_bulk(a, batch, 6, 1);
+    CHECK_EQ(misuse_calls, 1);
+    CHECK_EQ(misuse_code, LAB_EDOUBLEFREE);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, 256);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+static void test_bulk_free_to_a_destroyed_room_goes_to_the_zone(void)
+{
+    lab_arena *a = test_arena(512, 9, 0, 0, 0);
+    lab_room *r = make_room(a, 32);
+    void *p[32];
+    for (int i = 0; i < 32; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_KERNEL)));
+    lab_room_destroy(r);
+    lab_free_pages_bulk(a, p, 32, 0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, 512);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+int main(void)
+{
+    test_watchdog(60);
+    RUN(test_bulk_free_of_room_pages_returns_them_to_their_rooms);
+    RUN(test_bulk_free_reports_misuse_and_frees_the_rest);
+    RUN(test_bulk_free_to_a_destroyed_room_goes_to_the_zone);
+    return test_finish();
+}
