@@ -1225,7 +1225,7 @@ int main(int argc, char **argv)
                      "w2.fails");
     if (opt.only & WL_HANDOFF)
         table_simple("W3  producer (CPU A) allocates + touches -> SPSC ring -> consumer (CPU B) touches + frees\n"
-                     "    (Labyrinth: lab_free_pages, the remote free back to the producer's room; floor: pages\n"
+                     "    (Labyrinth: lab_free_pages_bulk, 32 at a time, back to the producer's room; floor: pages\n"
                      "    go back in batches of 32).  Pages per second, higher is better",
                      "w3.pps", "pages/s", 1, true, "w3.fails");
     if (opt.only & WL_MIX)
