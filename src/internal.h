@@ -315,7 +315,7 @@ LAB_HIDDEN size_t rooms_drain_surplus(struct lab_arena *a);
 /* reclaim.c */
 LAB_HIDDEN int    reclaim_init(struct lab_arena *a);
 LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
-LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want);
+LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan);
 LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
 LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns);

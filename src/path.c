@@ -107,7 +107,9 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
             *step = LAB_STEP_RECOMMIT;
             return frame;
         }
-        reclaim_direct(a, want);                                /* step 7 */
+        /* Ask for at least two blocks' worth: freeing just the shortfall in
+         * pages rarely frees a whole block of a high order. */
+        size_t reclaimed = reclaim_direct(a, want, (size_t)2 << order);   /* step 7 */
         if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;
             return frame;
@@ -127,11 +129,15 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
             gfp |= LAB_GFP_HIGH;
         else if ((gfp & LAB_GFP_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
             return NIL;
-        /* step 8 */
         if (!(gfp & LAB_GFP_NOFAIL) && plat_now_ns() >= deadline) {
             *reason = LAB_R_TIMEOUT;
             return NIL;
         }
+        /* Reclaim is giving pages back but they have not formed a block of
+         * the order yet: reclaim again rather than sleep. */
+        if (reclaimed && *reason == LAB_R_FRAGMENTED)
+            continue;
+        /* step 8 */
         bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline);
         if (freed && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_WAIT;

@@ -112,13 +112,16 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
     return freed;
 }
 
-size_t reclaim_direct(struct lab_arena *a, size_t want)
+/* Direct reclaim: enough to bring free pages up to `want`, and at least
+ * `min_scan` pages. */
+size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan)
 {
     if (in_reclaim)
         return 0;
     in_reclaim = true;
     size_t free_now = atomic_load_explicit(&a->zone.free_pages_pub, memory_order_relaxed);
-    size_t freed = shrink_pass(a, want > free_now ? want - free_now : 0, true);
+    size_t ask = want > free_now ? want - free_now : 0;
+    size_t freed = shrink_pass(a, ask > min_scan ? ask : min_scan, true);
     in_reclaim = false;
     return freed;
 }
