@@ -338,13 +338,20 @@ int zone_check_locked(struct lab_arena *a, bool report)
      * motion and are checked next time. */
     for (uint32_t id = 1; id <= nroom; id++) {
         struct lab_room *r = atomic_load(&a->rooms[id]);
-        if (!r || (room_seq[id] & 1) || atomic_load_explicit(&r->seq, memory_order_acquire) != room_seq[id])
+        if (!r)
             continue;
-        if (room_pages[id] != atomic_load_explicit(&r->nr_stock, memory_order_relaxed))
+        /* The counters first, then the sequence again (a seqlock reader): an
+         * operation that starts after the walk must not look like a mismatch. */
+        size_t stock = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+        size_t reserve = atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if ((room_seq[id] & 1) || atomic_load_explicit(&r->seq, memory_order_relaxed) != room_seq[id])
+            continue;
+        if (room_pages[id] != stock)
             FAIL(LAB_ECHECK_COUNT, "a room's stock differs from its counter", id);
-        if (room_pages[nroom + 1 + id] != atomic_load_explicit(&r->nr_reserve, memory_order_relaxed))
+        if (room_pages[nroom + 1 + id] != reserve)
             FAIL(LAB_ECHECK_COUNT, "a room's reserve differs from its counter", id);
-        if (atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) > r->reserve_target)
+        if (reserve > r->reserve_target)
             FAIL(LAB_ECHECK_WMARK, "a room's reserve above its configured size", id);
     }
 out:
