@@ -40,3 +40,10 @@ install: all
 
 clean:
 	rm -rf build build-*
+
+# The libFuzzer harness fuzz/fuzz_api.c (clang): builds build-fuzz/fuzz_api and
+# fuzzes for FUZZ_SECONDS on a copy of the seed corpus fuzz/corpus.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
