@@ -71,7 +71,9 @@ struct page {
     _Atomic uint8_t state;
     _Atomic uint8_t order;
     uint16_t room;            /* owning room's id for room pages; 0 = the zone */
-    uint32_t guard;           /* LAB_ARENA_GUARD: GUARD_TAG | the order the caller asked */
+    uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
+                                 order the caller asked; a remote-free magazine's head
+                                 (room.c): how many frame indices its page holds */
 };
 _Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
 
@@ -179,6 +181,7 @@ struct lab_room {
     uint32_t  reserve_head;    /* the private reserve, linked through page.next */
     uint32_t  remote_local;    /* remote frees taken with one exchange, handed out
                                   one per allocation (step 2 is O(1)) */
+    uint32_t  mag_pos;         /* how far into remote_local's magazine */
     _Atomic size_t nr_reserve;
     _Atomic uint64_t remote_popped;  /* remote frees taken off remote_local */
     struct lab_arena *arena;
@@ -268,6 +271,7 @@ struct lab_arena {
 
 static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
 static inline void *addr_of(const struct zone *z, uint32_t frame) { return z->base + ((size_t)frame << PAGE_SHIFT); }
+static inline uint32_t *magazine_of_frame(const struct zone *z, uint32_t frame) { return (uint32_t *)addr_of(z, frame); }
 
 /* zone.c */
 LAB_HIDDEN bool zone_trylock(struct zone *z);

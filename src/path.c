@@ -185,7 +185,7 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
         if (frame == NIL && gfp_may_block(gfp))
             frame = alloc_slowpath(a, gfp, real, &reason, &step);
         if (frame != NIL && real != order) {
-            z->pages[frame].guard = GUARD_TAG | order;
+            z->pages[frame].aux = GUARD_TAG | order;
             plat_protect((char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
         }
     }
@@ -265,10 +265,10 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     uint8_t expect = PG_ALLOCATED;
     unsigned real = order;
     if (unlikely(pg_order(pg) != order)) {
-        if (!a->guard || pg->guard != (GUARD_TAG | order) || pg_order(pg) != order + 1)
+        if (!a->guard || pg->aux != (GUARD_TAG | order) || pg_order(pg) != order + 1)
             goto bad;
         real = order + 1;   /* a guarded block */
-    } else if (unlikely(a->guard && pg->guard != 0)) {
+    } else if (unlikely(a->guard && pg->aux != 0)) {
         goto bad;           /* a guarded block freed with its real order, not the caller's */
     }
     if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
@@ -277,7 +277,7 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     if (unlikely(a->page_hooks)) {
         if (real != order) {
             plat_protect((char *)addr + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
-            pg->guard = 0;
+            pg->aux = 0;
         }
         page_hook_free(a, addr, order);
     }
@@ -312,41 +312,59 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     debug_check_every_op(a);
 }
 
+/* Runs of pages of one room become one entry of its remote list: a magazine
+ * (the run's first page holds the others' frame indices, see room.c) when no
+ * debug hook owns the freed pages' contents, else a chain through the
+ * descriptors. */
+#define MAG_MAX (LAB_PAGE_SIZE / sizeof(uint32_t) - 1)
+
 void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
 {
     if (unlikely(a == NULL || pages == NULL))
         return;
     struct zone *z = &a->zone;
-    uint32_t first = NIL, last = NIL;   /* the chain for room `chain_room` */
-    uint16_t chain_room = 0;
-    size_t chained = 0;
+    bool magazines = !a->page_hooks;
+    uint32_t first = NIL, last = NIL;   /* the run for room `run_room` */
+    uint16_t run_room = 0;
+    size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t frame;
         int real;
-        if (pages[i] == NULL || (real = free_claim(a, pages[i], order, &frame)) < 0)
+        if (pages[i] == NULL)
+            continue;
+        if (i + 4 < n && pages[i + 4])   /* overlap the descriptors' cache misses */
+            __builtin_prefetch(&z->pages[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu], 1);
+        if ((real = free_claim(a, pages[i], order, &frame)) < 0)
             continue;
         uint16_t room = z->pages[frame].room;
         if (room == 0) {
             free_claimed(a, frame, (unsigned)real);
             continue;
         }
-        if (room != chain_room && chained) {
-            room_free_remote_chain(a, atomic_load_explicit(&a->rooms[chain_room], memory_order_acquire),
-                                   first, last, chained);
-            chained = 0;
+        if (run && (room != run_room || (magazines && run - 1 == MAG_MAX))) {
+            if (magazines)
+                z->pages[first].aux = (uint32_t)(run - 1);
+            room_free_remote_chain(a, atomic_load_explicit(&a->rooms[run_room], memory_order_acquire),
+                                   first, magazines ? first : last, run);
+            run = 0;
         }
-        if (chained == 0) {
+        if (run == 0) {
             first = frame;
-            chain_room = room;
+            run_room = room;
+        } else if (magazines) {
+            magazine_of_frame(z, first)[run - 1] = frame;
         } else {
             z->pages[last].next = frame;
         }
         last = frame;
-        chained++;
+        run++;
     }
-    if (chained)
-        room_free_remote_chain(a, atomic_load_explicit(&a->rooms[chain_room], memory_order_acquire),
-                               first, last, chained);
+    if (run) {
+        if (magazines)
+            z->pages[first].aux = (uint32_t)(run - 1);
+        room_free_remote_chain(a, atomic_load_explicit(&a->rooms[run_room], memory_order_acquire),
+                               first, magazines ? first : last, run);
+    }
     debug_check_every_op(a);
 }
 
