@@ -13,9 +13,7 @@
 #define BE_LABEL     "mimalloc mi_malloc_aligned/mi_free"
 #define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
 
-struct be_ctx {
-    int kind;
-};
+#include "be_stateless.h"
 
 static int be_init(char *why, size_t n)
 {
@@ -28,32 +26,6 @@ static void be_version(char *buf, size_t n)
 {
     int v = mi_version();
     snprintf(buf, n, "%d.%d.%d", v / 100, v / 10 % 10, v % 10);
-}
-
-static struct be_ctx *be_open(int kind, const struct bench_params *bp)
-{
-    (void)bp;
-    struct be_ctx *c = calloc(1, sizeof(*c));
-    if (c)
-        c->kind = kind;
-    return c;
-}
-
-static void be_close(struct be_ctx *c)
-{
-    free(c);
-}
-
-static void be_thread_enter(struct be_ctx *c, int role)
-{
-    (void)c;
-    (void)role;
-}
-
-static void be_thread_leave(struct be_ctx *c, int role)
-{
-    (void)c;
-    (void)role;
 }
 
 static inline void *be_page_alloc(struct be_ctx *c)
@@ -99,25 +71,6 @@ static void be_bg_free(struct be_ctx *c, void *p, unsigned order)
     (void)c;
     (void)order;
     mi_free(p);
-}
-
-static void be_bg_attach(struct be_ctx *c, struct bg_cache *cache)
-{
-    (void)c;
-    (void)cache;
-}
-
-static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
-{
-    (void)c;
-    (void)cache;
-}
-
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
-{
-    (void)c;
-    (void)kind;
-    (void)s;
 }
 
 #include "workloads.h"

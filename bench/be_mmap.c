@@ -16,9 +16,7 @@
 #define BE_LABEL     "mmap/munmap per page (the kernel)"
 #define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
 
-struct be_ctx {
-    int kind;
-};
+#include "be_stateless.h"
 
 static int be_init(char *why, size_t n)
 {
@@ -34,32 +32,6 @@ static void be_version(char *buf, size_t n)
         snprintf(buf, n, "%.*s", (int)strcspn(u.release, "-"), u.release);
     else
         snprintf(buf, n, "?");
-}
-
-static struct be_ctx *be_open(int kind, const struct bench_params *bp)
-{
-    (void)bp;
-    struct be_ctx *c = calloc(1, sizeof(*c));
-    if (c)
-        c->kind = kind;
-    return c;
-}
-
-static void be_close(struct be_ctx *c)
-{
-    free(c);
-}
-
-static void be_thread_enter(struct be_ctx *c, int role)
-{
-    (void)c;
-    (void)role;
-}
-
-static void be_thread_leave(struct be_ctx *c, int role)
-{
-    (void)c;
-    (void)role;
 }
 
 static inline void *map_bytes(size_t size)
@@ -120,25 +92,6 @@ static void be_bg_free(struct be_ctx *c, void *p, unsigned order)
 {
     (void)c;
     munmap(p, (size_t)BENCH_PAGE << order);
-}
-
-static void be_bg_attach(struct be_ctx *c, struct bg_cache *cache)
-{
-    (void)c;
-    (void)cache;
-}
-
-static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
-{
-    (void)c;
-    (void)cache;
-}
-
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
-{
-    (void)c;
-    (void)kind;
-    (void)s;
 }
 
 #include "workloads.h"
