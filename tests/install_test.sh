@@ -58,7 +58,10 @@ check_prefix() {  # check_prefix PREFIX TAG
     # shellcheck disable=SC2046
     run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_shared" "$SRC/tests/install_consumer/main.c" \
         $(pkg-config --cflags --libs labyrinth)
-    LD_LIBRARY_PATH=$libdir ldd "$work/pc_shared" | grep -qF "liblabyrinth.so.0 => $libdir/" \
+    # ldd's output is captured first: `ldd | grep -q` fails at random under
+    # pipefail when grep exits early and ldd dies of SIGPIPE.
+    deps=$(LD_LIBRARY_PATH=$libdir ldd "$work/pc_shared")
+    grep -qF "liblabyrinth.so.0 => $libdir/" <<<"$deps" \
         || fail "pc_shared does not use $libdir/liblabyrinth.so.0"
     expect_ok pc_shared env LD_LIBRARY_PATH="$libdir" "$work/pc_shared"
 
@@ -67,7 +70,8 @@ check_prefix() {  # check_prefix PREFIX TAG
     run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_static" "$SRC/tests/install_consumer/main.c" \
         $(pkg-config --cflags labyrinth) \
         -Wl,-Bstatic $(pkg-config --static --libs labyrinth) -Wl,-Bdynamic
-    if ldd "$work/pc_static" | grep -q liblabyrinth; then
+    deps=$(ldd "$work/pc_static")
+    if grep -q liblabyrinth <<<"$deps"; then
         fail "pc_static links liblabyrinth dynamically"
     fi
     expect_ok pc_static "$work/pc_static"
