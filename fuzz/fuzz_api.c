@@ -191,7 +191,8 @@ enum {
 struct block {
     uint32_t head;     /* first page */
     uint8_t  order;    /* the caller's order */
-    uint8_t  real;     /* pages occupied: 2^real (guard blocks: order + 1) */
+    uint8_t  real;     /* pages occupied: 2^real (guard blocks: order + 2) */
+    uint32_t start;    /* first page occupied (guard blocks: head - 2^order) */
     int8_t   room;     /* index into M.rooms, -1 for arena blocks */
     uint32_t serial;
     uint16_t livepos;
@@ -357,11 +358,12 @@ static unsigned block_add(uint32_t head, unsigned order, unsigned real, int room
     b->head = head;
     b->order = (uint8_t)order;
     b->real = (uint8_t)real;
+    b->start = real != order ? head - (1u << order) : head;
     b->room = (int8_t)room;
     b->serial = ++M.serial;
     b->livepos = (uint16_t)M.nlive;
     M.live[M.nlive++] = (uint16_t)s;
-    for (unsigned p = head; p < head + (1u << real); p++) {
+    for (unsigned p = b->start; p < b->start + (1u << real); p++) {
         M.owner[p] = (uint16_t)(s + 1);
         M.used[p >> 6] |= 1ull << (p & 63);
     }
@@ -375,7 +377,7 @@ static unsigned block_add(uint32_t head, unsigned order, unsigned real, int room
 static void block_remove(unsigned s)
 {
     struct block *b = &M.blk[s];
-    for (unsigned p = b->head; p < b->head + (1u << b->real); p++) {
+    for (unsigned p = b->start; p < b->start + (1u << b->real); p++) {
         M.owner[p] = 0;
         M.used[p >> 6] &= ~(1ull << (p & 63));
     }
@@ -419,7 +421,7 @@ static size_t doc_floor(unsigned gfp)
 
 static unsigned real_order(unsigned order)
 {
-    return M.guard && order >= 1 && order < M.max_order ? order + 1 : order;
+    return M.guard && order >= 1 && order + 2 <= M.max_order ? order + 2 : order;
 }
 
 /* ---- the state checks ------------------------------------------------------------ */
@@ -576,9 +578,12 @@ static uint32_t check_new_block(void *addr, unsigned order, unsigned real, const
     uintptr_t off = (uintptr_t)addr - (uintptr_t)M.base;
     REQUIRE(off < M.size && (off & 4095) == 0, "%s returned %p outside the arena or unaligned", what, addr);
     uint32_t head = (uint32_t)(off >> 12);
-    REQUIRE((head & ((1u << real) - 1)) == 0, "%s: block at page %u not aligned to order %u", what, head, real);
-    REQUIRE(head + (1u << real) <= M.npages, "%s: block at page %u order %u runs past the end", what, head, real);
-    for (unsigned p = head; p < head + (1u << real); p++)
+    /* a guarded block: the caller's pages are the second quarter of 2^real */
+    uint32_t start = real != order ? head - (1u << order) : head;
+    REQUIRE((head & ((1u << order) - 1)) == 0, "%s: block at page %u not aligned to order %u", what, head, order);
+    REQUIRE((start & ((1u << real) - 1)) == 0, "%s: extent at page %u not aligned to order %u", what, start, real);
+    REQUIRE(start + (1u << real) <= M.npages, "%s: block at page %u order %u runs past the end", what, start, real);
+    for (unsigned p = start; p < start + (1u << real); p++)
         REQUIRE(!page_used(p), "%s: page %u of the new block (page %u, order %u) is already handed out (block at %u)",
                 what, p, head, order, M.blk[M.owner[p] - 1].head);
     return head;
@@ -832,8 +837,9 @@ static int expect_free(const void *addr, unsigned order, int *slot)
     if (!M.owner[p])
         return LAB_EDOUBLEFREE;
     struct block *b = &M.blk[M.owner[p] - 1];
-    if (b->head != p)
+    if (b->head != p) {
         return LAB_EINTERIOR;
+    }
     if (b->order != order)
         return LAB_EWRONGORDER;
     *slot = M.owner[p] - 1;
@@ -881,7 +887,10 @@ static void *pick_bad_address(unsigned kind, unsigned *order)
     case 1:   /* inside a live block (the guard half too) */
         if (b && b->real > 0) {
             *order = y % (M.max_order + 1);
-            return M.base + ((size_t)(b->head + 1 + x % ((1u << b->real) - 1)) << 12);
+            uint32_t p = b->start + x % (1u << b->real);
+            if (p == b->head)
+                p = b->head + 1 < b->start + (1u << b->real) ? b->head + 1 : b->start;
+            return M.base + ((size_t)p << 12);
         }
         /* fall through */
     case 2:   /* a block freed earlier (a double free, unless re-handed out) */

@@ -189,9 +189,10 @@ typedef struct lab_result {
                                            again: a touch of a freed page faults at the
                                            instruction.  Slow (system calls on every
                                            free and allocation); for debugging only */
-#define LAB_ARENA_GUARD      (1u << 6)  /* an inaccessible guard page after every block
-                                           of order >= 1 (it costs a block of twice
-                                           the size); for debugging only */
+#define LAB_ARENA_GUARD      (1u << 6)  /* an inaccessible guard page before and after
+                                           every block of order >= 1 that has room
+                                           (order + 2 <= max_order): it costs a block
+                                           of four times the size; debugging only */
 
 /* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
 enum lab_huge_mode { LAB_HUGE_NONE, LAB_HUGE_EXPLICIT, LAB_HUGE_TRANSPARENT, LAB_HUGE_REFUSED };

@@ -526,3 +526,17 @@ unsigned free_classify_tail(const struct zone *z, uint32_t frame)
     }
     return LAB_EDOUBLEFREE;
 }
+
+/* Is `frame` the caller's first page of a guarded block (LAB_ARENA_GUARD)? */
+bool frame_is_guarded_head(const struct zone *z, uint32_t frame)
+{
+    for (unsigned o = 1; o + 2 <= z->max_order; o++) {
+        uint32_t head = frame - (1u << o);
+        if (frame < (1u << o) || (head & ((4u << o) - 1)))
+            continue;
+        if (pg_state(&z->pages[head]) == PG_ALLOCATED && z->pages[head].aux == (GUARD_TAG | o) &&
+            pg_order(&z->pages[head]) == o + 2)
+            return true;
+    }
+    return false;
+}

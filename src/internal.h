@@ -344,6 +344,7 @@ LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
 LAB_HIDDEN void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order);
 LAB_HIDDEN void page_hook_free(struct lab_arena *a, void *addr, unsigned order);
 LAB_HIDDEN unsigned free_classify_tail(const struct zone *z, uint32_t frame);
+LAB_HIDDEN bool frame_is_guarded_head(const struct zone *z, uint32_t frame);
 
 /* stats.c */
 LAB_HIDDEN int  gfp_class(lab_gfp_t gfp);

@@ -178,15 +178,19 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
     } else {
-        /* LAB_ARENA_GUARD: a block of twice the size, whose upper half
-         * starts with an inaccessible page. */
-        unsigned real = unlikely(a->guard) && order >= 1 && order < z->max_order ? order + 1 : order;
+        /* LAB_ARENA_GUARD: a block of four times the size, the caller's in
+         * its second quarter, between two inaccessible pages (the last of
+         * the first quarter, the first of the third). */
+        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order ? order + 2 : order;
         frame = zone_alloc(a, gfp, real, &reason, &step);
         if (frame == NIL && gfp_may_block(gfp))
             frame = alloc_slowpath(a, gfp, real, &reason, &step);
         if (frame != NIL && real != order) {
             z->pages[frame].aux = GUARD_TAG | order;
-            plat_protect((char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+            char *user = (char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order);
+            plat_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
+            plat_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+            frame += 1u << order;
         }
     }
     if (frame == NIL) {
@@ -236,6 +240,10 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
     }
     struct page *pg = &z->pages[frame];
     unsigned st = pg_state(pg);
+    if (st == PG_ALLOCATED && a->guard && (pg->aux & ~0xffu) == GUARD_TAG) {
+        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a guarded block, not at the caller's first page");
+        return;
+    }
     if (st == PG_ALLOCATED) {
         misuse(a, LAB_EWRONGORDER, addr, frame, pg_order(pg) > order ? "freed with a smaller order than allocated"
                                                                      : "freed with a larger order than allocated");
@@ -243,6 +251,10 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
     }
     if (st != PG_TAIL) {
         misuse(a, LAB_EDOUBLEFREE, addr, frame, "block is already free");
+        return;
+    }
+    if (a->guard && frame_is_guarded_head(z, frame)) {
+        misuse(a, LAB_EWRONGORDER, addr, frame, "guarded block freed with an order other than allocated");
         return;
     }
     if (free_classify_tail(z, frame) == LAB_EINTERIOR)
@@ -264,18 +276,25 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     struct page *pg = &z->pages[frame];
     uint8_t expect = PG_ALLOCATED;
     unsigned real = order;
-    if (unlikely(pg_order(pg) != order)) {
-        if (!a->guard || pg->aux != (GUARD_TAG | order) || pg_order(pg) != order + 1)
+    if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order) {
+        /* a guarded block: the caller's pages are the second quarter of a
+         * block of order + 2, whose head says so */
+        uint32_t head = frame - (1u << order);
+        if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].aux != (GUARD_TAG | order) ||
+            pg_order(&z->pages[head]) != order + 2)
             goto bad;
-        real = order + 1;   /* a guarded block */
-    } else if (unlikely(a->guard && pg->aux != 0)) {
-        goto bad;           /* a guarded block freed with its real order, not the caller's */
+        frame = head;
+        pg = &z->pages[head];
+        real = order + 2;
+    } else if (unlikely(pg_order(pg) != order || (a->guard && pg->aux != 0))) {
+        goto bad;
     }
     if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
                                                           memory_order_acquire, memory_order_relaxed)))
         goto bad;
     if (unlikely(a->page_hooks)) {
         if (real != order) {
+            plat_protect((char *)addr - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
             plat_protect((char *)addr + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
             pg->aux = 0;
         }

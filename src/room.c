@@ -299,10 +299,14 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
     unsigned st = pg_state(p);
     if (off & (LAB_PAGE_SIZE - 1))
         misuse(r->arena, LAB_EUNALIGNED, page, f, "pointer not page aligned");
+    else if (st == PG_ALLOCATED && r->arena->guard && (p->aux & ~0xffu) == GUARD_TAG)
+        misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a guarded block, not at its first page");
     else if (st == PG_ALLOCATED && p->room != r->id)
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_ALLOCATED)
         misuse(r->arena, LAB_EWRONGORDER, page, f, "room pages are order 0");
+    else if (st == PG_TAIL && r->arena->guard && frame_is_guarded_head(z, f))
+        misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_TAIL && free_classify_tail(z, f) == LAB_EINTERIOR)
         misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a block, not at its head");
     else if (st == PG_TAIL)

@@ -327,11 +327,26 @@ static void child_writes_the_last_byte_of_a_guarded_block(void)
     _exit(0);
 }
 
+static void child_writes_one_byte_before_a_guarded_block(void)
+{
+    default_fatal_signals();
+    lab_arena *a = arena(256, LAB_ARENA_GUARD);
+    char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
+    if (!b)
+        _exit(3);
+    raw_write(b, 2);                         /* the first byte is fine */
+    raw_write(b - 1, 2);                     /* the bug: one byte before the start */
+    _exit(4);
+}
+
 static void test_guard_page_faults_one_byte_past_a_block(void)
 {
     static struct child c;
     run_child(child_writes_one_byte_past_a_guarded_block, &c);
     describe("one byte past an order-2 block", &c);
+    CHECK(died_of(&c, SIGSEGV));
+    run_child(child_writes_one_byte_before_a_guarded_block, &c);
+    describe("one byte before an order-2 block", &c);
     CHECK(died_of(&c, SIGSEGV));
     run_child(child_writes_the_last_byte_of_a_guarded_block, &c);
     describe("last byte of an order-2 block", &c);
@@ -350,7 +365,7 @@ static void test_guarded_block_is_usable_and_freed_with_its_order(void)
     CHECK(stamp_ok(b, 2, 0x6a));
     lab_stats s;
     lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 256 - 8);         /* it costs a block of twice the size */
+    CHECK_EQ(s.free_pages, 256 - 16);        /* it costs a block of four times the size */
     lab_free_pages(a, b, 2);
     CHECK_EQ(log.calls, 0);
     lab_stats_get(a, &s);
