@@ -88,10 +88,7 @@ bool reclaim_in_progress_here(void)
 static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
 {
     struct reclaim_state *s = rs(a);
-    /* Rooms' remote frees are only taken by direct reclaim, as Linux drains
-     * other CPUs' pcp lists only when an allocation is about to fail: the
-     * background reclaimer must not starve a busy room of its own pages. */
-    size_t freed = drain_rooms ? rooms_drain_surplus(a) : 0;
+    size_t freed = 0;
     if (want < 32)
         want = 32;   /* ask in batches, as Linux's SHRINK_BATCH */
     pthread_rwlock_rdlock(&s->table_lock);
@@ -109,6 +106,12 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
         freed += got;
     }
     pthread_rwlock_unlock(&s->table_lock);
+    /* Rooms' remote frees are taken only by direct reclaim, and only when
+     * the shrinkers could not give enough, as Linux drains other CPUs' pcp
+     * lists only when an allocation is about to fail: reclaim must not starve
+     * a busy room (an RX path) of the pages its consumers give back. */
+    if (drain_rooms && freed < want)
+        freed += rooms_drain_surplus(a);
     return freed;
 }
 
