@@ -188,6 +188,7 @@ struct lab_room {
     _Atomic(const void *) owner; /* debug builds: the owning thread's token */
     struct {
         _Atomic uint64_t allocs, slow_allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
+        _Atomic uint64_t by_step[LAB_STEP_COUNT];   /* slow-path successes; summed by stats */
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
     } st;
     /* shared: written by the contexts that free the room's pages */

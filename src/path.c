@@ -452,9 +452,9 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
     } else {
         f = room_alloc_slow(r, gfp, &reason, &step);
-        if (f != NIL) {
+        if (f != NIL) {   /* owner counters: no shared line on the atomic path */
             ctr_inc(&r->st.slow_allocs);
-            ctr_add_shared(&r->arena->st.alloc_by_step[step], 1);
+            ctr_inc(&r->st.by_step[step]);
         }
     }
     if (likely(f != NIL)) {

@@ -53,6 +53,8 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
             continue;
         /* step 1 is counted by the owner alone, off the shared counters */
         out->alloc_by_step[LAB_STEP_ROOM] += ctr_get(&r->st.allocs) - ctr_get(&r->st.slow_allocs);
+        for (int i = 0; i < LAB_STEP_COUNT; i++)
+            out->alloc_by_step[i] += ctr_get(&r->st.by_step[i]);
         out->frees += ctr_get(&r->st.frees_owner) + ctr_get(&r->remote_pushed);
         if (atomic_load(&r->dead))
             continue;
