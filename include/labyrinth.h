@@ -359,6 +359,9 @@ typedef struct lab_stats {
     size_t highatomic_pages;  /* of which in the high-order atomic reserve */
     size_t deferred_pages;    /* frees in flight on lock-free lists */
     size_t void_pages;        /* free and decommitted (trimmed), not in free_pages */
+    size_t committed_bytes;   /* page frames the arena has put to use and not trimmed
+                                 (memory the OS backs once touched): all but the
+                                 never-used tail of a lazy arena and the void */
     size_t resident_bytes;    /* of the page frames, by mincore */
     size_t metadata_bytes;    /* page descriptors mapped (16 per page) */
     size_t metadata_resident_bytes;

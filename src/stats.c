@@ -39,6 +39,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     out->wmark_high = z->wmark[WMARK_HIGH];
     out->highatomic_pages = z->ha_pages;
     out->void_pages = z->void_pages + z->void_inflight;
+    out->committed_bytes = ((size_t)z->populated - out->void_pages) << PAGE_SHIFT;
     zone_unlock(z);
     out->huge_mode = a->huge_mode;
     out->metadata_bytes = a->desc_bytes;
@@ -92,8 +93,8 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
             a->name, s->total_pages, s->free_pages, s->allocated_pages, s->nr_rooms, s->room_pages,
             s->reserve_pages, s->highatomic_pages, s->deferred_pages);
     fprintf(f, "Watermarks min %zu low %zu high %zu\n", s->wmark_min, s->wmark_low, s->wmark_high);
-    fprintf(f, "Memory resident %zu KiB  void %zu pages (trimmed %llu, re-committed %llu)  metadata %zu KiB (%zu KiB resident)  huge pages %s\n",
-            s->resident_bytes >> 10, s->void_pages, (unsigned long long)s->trimmed_pages,
+    fprintf(f, "Memory committed %zu KiB  resident %zu KiB  void %zu pages (trimmed %llu, re-committed %llu)  metadata %zu KiB (%zu KiB resident)  huge pages %s\n",
+            s->committed_bytes >> 10, s->resident_bytes >> 10, s->void_pages, (unsigned long long)s->trimmed_pages,
             (unsigned long long)s->recommitted_pages, s->metadata_bytes >> 10, s->metadata_resident_bytes >> 10,
             huge_names[s->huge_mode]);
     fprintf(f, "Node 0, zone %8s", a->name);
@@ -128,11 +129,11 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
 {
     fprintf(f, "{\"arena\":\"%s\",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
                "\"room_pages\":%zu,\"reserve_pages\":%zu,\"highatomic_pages\":%zu,\"deferred_pages\":%zu,"
-               "\"void_pages\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,\"huge_pages\":\"%s\","
+               "\"void_pages\":%zu,\"committed_bytes\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,\"huge_pages\":\"%s\","
                "\"rooms\":%zu,\"max_order\":%u,"
                "\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"free_blocks\":[",
             a->name, s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
-            s->highatomic_pages, s->deferred_pages, s->void_pages, s->resident_bytes, s->metadata_bytes,
+            s->highatomic_pages, s->deferred_pages, s->void_pages, s->committed_bytes, s->resident_bytes, s->metadata_bytes,
             huge_names[s->huge_mode], s->nr_rooms, s->max_order,
             s->wmark_min, s->wmark_low, s->wmark_high);
     for (unsigned o = 0; o <= s->max_order; o++)

@@ -415,6 +415,31 @@ static void test_madv_free_arena_trims_too(void)
     lab_arena_destroy(a);
 }
 
+static void test_stats_show_committed_memory_and_the_void(void)
+{
+    lab_arena *a = test_arena(16384, 10, 0, 0, 0);   /* 64 MiB, lazy */
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.committed_bytes, 0);                   /* nothing used yet */
+    void *p[16];
+    for (int i = 0; i < 16; i++) {
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 8)));   /* 16 x 1 MiB */
+        memset(p[i], 1, 256 * LAB_PAGE_SIZE);
+    }
+    lab_stats_get(a, &s);
+    CHECK(s.committed_bytes >= (size_t)16 << 20);
+    size_t before = s.committed_bytes;
+    for (int i = 0; i < 16; i++)
+        lab_free_pages(a, p[i], 8);
+    size_t given = lab_arena_trim(a);
+    CHECK(given > 0);
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.committed_bytes, before - given);
+    CHECK_EQ((size_t)s.void_pages * LAB_PAGE_SIZE, given);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -425,5 +450,6 @@ int main(void)
     RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
     RUN(test_idle_memory_falls_into_the_void_after_trim_delay);
     RUN(test_madv_free_arena_trims_too);
+    RUN(test_stats_show_committed_memory_and_the_void);
     return test_finish();
 }
