@@ -198,8 +198,8 @@ size_t lab_arena_size(const lab_arena *a) { return a ? (size_t)a->zone.nr_pages 
 /* ---- the void ---------------------------------------------------------------
  * Trim decommits free blocks and moves them to the void lists; step 6 of the
  * path (and the background reclaimer) re-commits them.  The system calls run
- * without the zone lock: blocks are taken off their lists first (state VOID,
- * counted in void_inflight), as Linux's free page reporting isolates the pages
+ * without the zone lock: blocks are taken off their lists first (state
+ * ISOLATED, counted in void_inflight, so no merge can reach them), as Linux's free page reporting isolates the pages
  * it reports.  Never below `keep_pages` of committed free memory, so the
  * reserves atomic requests rely on stay committed and fault-free. */
 size_t trim_above(struct lab_arena *a, size_t keep_pages)
@@ -211,7 +211,7 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
         uint32_t f;
         while ((f = z->area[o].head) != NIL && z->free_pages >= keep_pages + ((size_t)1 << o)) {
             buddy_remove_free(z, f, (unsigned)o);
-            pg_set_state(&z->pages[f], PG_VOID);
+            pg_set_state(&z->pages[f], PG_ISOLATED);
             z->void_inflight += (size_t)1 << o;
             z->pages[f].next = isolated;
             isolated = f;
@@ -258,8 +258,10 @@ size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
         unsigned o;
         zone_lock(z);
         uint32_t f = z->void_pages ? void_take(z, min_order, &o) : NIL;
-        if (f != NIL)
+        if (f != NIL) {
+            pg_set_state(&z->pages[f], PG_ISOLATED);
             z->void_inflight += (size_t)1 << o;
+        }
         zone_unlock(z);
         if (f == NIL)
             break;

@@ -185,10 +185,6 @@ void void_put(struct zone *z, uint32_t frame, unsigned order)
         struct page *b = &z->pages[buddy];
         if (pg_state(b) != PG_VOID || pg_order(b) != order)
             break;
-        /* A VOID block on no list is in flight (trim or re-commit is making
-         * its system call without the lock); its owner puts it back. */
-        if (b->prev == NIL && z->void_area[order].head != buddy)
-            break;
         list_unlink(z, &z->void_area[order], buddy);
         pg_set_state(b, PG_TAIL);
         frame &= ~(1u << order);

@@ -298,8 +298,7 @@ int zone_check_locked(struct lab_arena *a, bool report)
                 FAIL(LAB_ECHECK_ALIGN, "a frame inside a block that is not TAIL", j);
         if ((st == PG_FREE || st == PG_VOID) && o < z->max_order) {
             uint32_t b = i ^ n;
-            if (b < z->populated && pg_state(&z->pages[b]) == st && pg_order(&z->pages[b]) == o &&
-                !(st == PG_VOID && z->void_inflight))
+            if (b < z->populated && pg_state(&z->pages[b]) == st && pg_order(&z->pages[b]) == o)
                 FAIL(LAB_ECHECK_BUDDY, "two free buddies that should have merged", i);
         }
         if ((st == PG_ROOM || st == PG_RESERVE) && p->room != 0 && p->room <= nroom)
@@ -311,8 +310,8 @@ int zone_check_locked(struct lab_arena *a, bool report)
         if (pg_state(&z->pages[i]) != PG_TAIL)
             FAIL(LAB_ECHECK_STATE, "a written descriptor in the unpopulated range", i);
 
-    if (by_state[PG_VOID] != z->void_pages + z->void_inflight)
-        FAIL(LAB_ECHECK_COUNT, "VOID pages differ from the void's counter", NIL);
+    if (by_state[PG_VOID] != z->void_pages || by_state[PG_ISOLATED] != z->void_inflight)
+        FAIL(LAB_ECHECK_COUNT, "VOID or ISOLATED pages differ from the void's counters", NIL);
     if (by_state[PG_FREE] + (z->nr_pages - z->populated) != z->free_pages)
         FAIL(LAB_ECHECK_COUNT, "free pages differ from the zone's counter", NIL);
     size_t listed = 0, reserved = 0, voided = 0;

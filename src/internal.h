@@ -59,6 +59,8 @@ enum page_state {
     PG_RESERVE,    /* in a room's private reserve or the high-order atomic reserve */
     PG_VOID,       /* free and decommitted (head of a block) */
     PG_DEFERRED,   /* freed, on a lock-free list on its way back (zone or room) */
+    PG_ISOLATED,   /* taken off every list while trim or re-commit makes its system
+                      call without the zone lock (counted in void_inflight) */
     PG_NR_STATES
 };
 
@@ -150,7 +152,7 @@ struct zone {
      * themselves, not counted in free_pages, re-committed by step 6 */
     struct free_area void_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    void_pages;
-    size_t    void_inflight;   /* VOID blocks on no list: being trimmed or re-committed */
+    size_t    void_inflight;   /* ISOLATED pages: being trimmed or re-committed */
     /* the high-order atomic reserve (reserve.c) */
     struct free_area ha_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    ha_pages;

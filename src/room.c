@@ -141,11 +141,6 @@ static void room_drain(struct lab_room *r, size_t n)
  * time instead of one cache miss after another down a linked list. */
 #define MAG_PREFETCH 8
 
-static inline uint32_t *magazine_of(struct zone *z, uint32_t head)
-{
-    return (uint32_t *)addr_of(z, head);
-}
-
 uint32_t room_take_remote(struct lab_room *r)
 {
     struct zone *z = room_zone(r);
@@ -167,7 +162,7 @@ uint32_t room_take_remote(struct lab_room *r)
             /* The whole magazine into the stock at once: its descriptors are
              * written in one burst whose cache misses overlap, and the next
              * `count` allocations are step 1. */
-            uint32_t *mag = magazine_of(z, f);
+            uint32_t *mag = magazine_of_frame(z, f);
             size_t n = rd(&r->nr_stock);
             for (uint32_t i = 0; i < count; i++) {
                 lab_assert(pg_state(&z->pages[mag[i]]) == PG_DEFERRED && z->pages[mag[i]].room == r->id);
@@ -181,7 +176,7 @@ uint32_t room_take_remote(struct lab_room *r)
             count = 0;      /* and the magazine's own page is handed out now */
         }
         if (count) {
-            uint32_t *mag = magazine_of(z, f), pos = r->mag_pos;
+            uint32_t *mag = magazine_of_frame(z, f), pos = r->mag_pos;
             if (pos == 0)
                 for (uint32_t i = 0; i < count && i < MAG_PREFETCH; i++)
                     __builtin_prefetch(&z->pages[mag[i]], 1);
@@ -361,7 +356,7 @@ static size_t free_list_to_zone(struct lab_arena *a, uint32_t f, uint32_t pos)
         struct page *head = &z->pages[f];
         uint32_t next = head->next;
         if (head->aux) {
-            uint32_t *mag = magazine_of(z, f);
+            uint32_t *mag = magazine_of_frame(z, f);
             for (uint32_t i = pos; i < head->aux; i++, n++)
                 zone_free_block(a, mag[i], 0);
             head->aux = 0;

@@ -440,6 +440,39 @@ static void test_stats_show_committed_memory_and_the_void(void)
     lab_arena_destroy(a);
 }
 
+/* A trim puts its isolated blocks back one by one; one that merges must not
+ * merge with a buddy still isolated (taken off every list) by the same trim. */
+static void test_trim_never_merges_with_a_block_it_has_not_put_back_yet(void)
+{
+    lab_arena *a = test_arena(64, 3, 0, 0, 1);
+    void *p[32];
+    for (int i = 0; i < 32; i++)
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 1)));
+    char *base = lab_arena_base(a);
+    int first = 0;
+    for (int i = 0; i < 32; i++)
+        if (p[i] == base)
+            first = i;
+    /* frames 0-1, then 2-3, 4-5, 6-7: the second trim isolates 4-7 and 2-3,
+     * and 2-3 comes back first, next to a void 0-1 */
+    lab_free_pages(a, base, 1);
+    CHECK(lab_arena_trim(a) > 0);
+    for (int f = 2; f < 8; f += 2)
+        lab_free_pages(a, base + (size_t)f * LAB_PAGE_SIZE, 1);
+    CHECK(lab_arena_trim(a) > 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.void_pages, 8);
+    for (int i = 0; i < 32; i++) {
+        char *q = p[i];
+        if (i != first && (q < base || q >= base + 8 * LAB_PAGE_SIZE))
+            lab_free_pages(a, q, 1);
+    }
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -451,5 +484,6 @@ int main(void)
     RUN(test_idle_memory_falls_into_the_void_after_trim_delay);
     RUN(test_madv_free_arena_trims_too);
     RUN(test_stats_show_committed_memory_and_the_void);
+    RUN(test_trim_never_merges_with_a_block_it_has_not_put_back_yet);
     return test_finish();
 }
