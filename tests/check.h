@@ -16,6 +16,16 @@
 
 #include "labyrinth.h"
 
+/* LAB_TEST_SLOW: a sanitizer or debug build, where every operation costs 5-50x
+ * more; tests scale their counts down there (and say so). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(LAB_DEBUG)
+#define LAB_TEST_SLOW 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LAB_TEST_SLOW 1
+#endif
+#endif
+
 static int check_failures;
 static int check_count;
 

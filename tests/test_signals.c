@@ -19,14 +19,6 @@
 #include <stdbool.h>
 #include <time.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(LAB_DEBUG)
-#define LAB_TEST_SLOW 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define LAB_TEST_SLOW 1
-#endif
-#endif
-
 #ifdef LAB_TEST_SLOW
 #define STORM 50000ul     /* sanitizers and debug builds: slower deliveries, half as many */
 #else

@@ -18,16 +18,9 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#ifdef LAB_TEST_SLOW
 #define SLOW_BUILD 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(LAB_DEBUG)
-#undef SLOW_BUILD
-#define SLOW_BUILD 1
-#endif
-#ifndef SLOW_BUILD
+#else
 #define SLOW_BUILD 0
 #endif
 
