@@ -352,6 +352,8 @@ int zone_check_locked(struct lab_arena *a, bool report)
             FAIL(LAB_ECHECK_COUNT, "a room's reserve differs from its counter", id);
         if (reserve > r->reserve_target)
             FAIL(LAB_ECHECK_WMARK, "a room's reserve above its configured size", id);
+        if (stock > r->high + r->batch)
+            FAIL(LAB_ECHECK_COUNT, "a room's stock above high + batch (its array overflows next)", id);
     }
 out:
     if (room_pages)

@@ -157,7 +157,9 @@ uint32_t room_take_remote(struct lab_room *r)
         }
         struct page *head = &z->pages[f];
         uint32_t count = head->aux;
-        if (count && r->mag_pos == 0 && rd(&r->nr_stock) + count <= r->nr_stock_cap &&
+        /* Up to `high` only: the owner's next free pushes one more page before it
+         * drains, and the stock holds high + batch + 1 (at most). */
+        if (count && r->mag_pos == 0 && rd(&r->nr_stock) + count <= r->high &&
             rd(&r->nr_reserve) >= r->reserve_target) {
             /* The whole magazine into the stock at once: its descriptors are
              * written in one burst whose cache misses overlap, and the next

@@ -869,6 +869,32 @@ static void test_debug_room_used_by_a_non_owner_is_reported(void)
 }
 #endif
 
+
+/* A bulk free hands the room a run of pages at once; however many come
+ * back, the stock never holds more than high + batch, so the owner's next
+ * free still fits (a run of 7 into a batch-1 room once overflowed it). */
+static void test_bulk_remote_free_never_overfills_the_stock(void)
+{
+    for (size_t n = 1; n <= 24; n++) {
+        lab_arena *a = test_arena(512, 4, 8, 16, 24);
+        lab_room *r = make_room(a, 0, 1, 0, 0);   /* batch 1, high 4 */
+        void *p[24];
+        for (size_t i = 0; i < n; i++)
+            REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        lab_free_pages_bulk(a, p, n, 0);
+        for (int round = 0; round < 3; round++) {
+            void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);
+            REQUIRE(q != NULL);
+            lab_room_free(r, q);
+            lab_room_stats st = room_stats(r);
+            CHECK(st.stock <= 4 + 1);
+            CHECK_EQ(lab_check(a), 0);
+        }
+        lab_room_destroy(r);
+        end_arena(a);
+    }
+}
+
 int main(void)
 {
     test_watchdog(120);
@@ -886,6 +912,7 @@ int main(void)
     RUN(test_room_free_of_a_page_the_room_did_not_hand_out);
     RUN(test_room_double_free_is_reported);
     RUN(test_room_pages_merged_back_leave_no_owner_behind);
+    RUN(test_bulk_remote_free_never_overfills_the_stock);
 #ifdef LAB_DEBUG
     RUN(test_debug_room_used_by_a_non_owner_is_reported);
 #endif
