@@ -206,6 +206,10 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
 {
     struct zone *z = &a->zone;
     uint32_t isolated = NIL;
+    /* Locked memory is locked on purpose (no page fault on the atomic
+     * path), and the OS refuses to decommit it anyway (EINVAL). */
+    if (a->cfg.flags & LAB_ARENA_MLOCK)
+        return 0;
     zone_lock(z);
     for (int o = (int)z->max_order; o >= (int)z->trim_min_order; o--) {
         uint32_t f;
@@ -218,18 +222,28 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
         }
     }
     zone_unlock(z);
+    /* A block the OS refused to decommit is still backed: it goes back to
+     * the free lists, not to the void, and is not counted as trimmed.
+     * page.aux marks the refused ones until the lock is taken again. */
     size_t pages = 0;
     for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
         size_t n = (size_t)1 << pg_order(&z->pages[f]);
-        plat_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
-        pages += n;
+        bool done = plat_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
+        z->pages[f].aux = done ? 0 : 1;
+        if (done)
+            pages += n;
     }
     zone_lock(z);
     while (isolated != NIL) {
         uint32_t next = z->pages[isolated].next;
         unsigned o = pg_order(&z->pages[isolated]);
         z->void_inflight -= (size_t)1 << o;
-        void_put(z, isolated, o);
+        if (z->pages[isolated].aux) {
+            z->pages[isolated].aux = 0;
+            buddy_put(z, isolated, o);
+        } else {
+            void_put(z, isolated, o);
+        }
         isolated = next;
     }
     zone_unlock(z);

@@ -95,7 +95,7 @@ LAB_HIDDEN void *plat_map(size_t bytes, bool prefault);
 LAB_HIDDEN void  plat_unmap(void *p, size_t bytes);
 LAB_HIDDEN int   plat_mlock(void *p, size_t bytes);
 LAB_HIDDEN void *plat_map_huge(size_t bytes, bool prefault, int *mode);
-LAB_HIDDEN void  plat_decommit(void *p, size_t bytes, bool lazy);
+LAB_HIDDEN bool  plat_decommit(void *p, size_t bytes, bool lazy);   /* false: the OS refused */
 LAB_HIDDEN void  plat_recommit(void *p, size_t bytes);
 LAB_HIDDEN void  plat_protect(void *p, size_t bytes, bool accessible);
 LAB_HIDDEN size_t plat_resident(const void *p, size_t bytes);

@@ -28,6 +28,19 @@
 static inline bool gfp_may_block(lab_gfp_t gfp) { return (gfp & LAB_GFP_DIRECT_RECLAIM) != 0; }
 static inline bool gfp_is_atomic(lab_gfp_t gfp) { return (gfp & (LAB_GFP_HIGH | LAB_GFP_DIRECT_RECLAIM)) == LAB_GFP_HIGH; }
 
+/* A blocking request made from inside reclaim (a shrinker's scan) may use
+ * every page and must neither recurse into reclaim nor wait, as PF_MEMALLOC:
+ * it runs under the shrinker table's read lock, and an unregister queued
+ * behind it would stall every reclaimer.  A non-blocking one (or a signal
+ * handler that interrupted reclaim) keeps its own rules.  Applied at the
+ * entry of every allocation call, arena and room alike. */
+static inline lab_gfp_t gfp_in_context(lab_gfp_t gfp)
+{
+    if (gfp_may_block(gfp) && unlikely(reclaim_in_progress_here()))
+        gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)(LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NOFAIL);
+    return gfp;
+}
+
 /* ---- step 3 and the zone part of step 4 ---------------------------------
  * Zone lock held.  Takes a block above the request's floor; a floor below
  * min is the emergency reserve (HIGH, ATOMIC, MEMALLOC).  High-order atomic
@@ -166,15 +179,13 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
     }
     struct zone *z = &a->zone;
     uint32_t frame = NIL;
-    if (unlikely(reclaim_in_progress_here()) && gfp_may_block(gfp)) {
-        /* A blocking allocation from inside reclaim (a shrinker): it may use
-         * every page and must not recurse into reclaim or wait, as
-         * PF_MEMALLOC.  A non-blocking one (or a signal handler that
-         * interrupted reclaim) keeps its own rules. */
-        gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM;
-    }
+    gfp = gfp_in_context(gfp);
     if (unlikely(order > z->max_order)) {
         reason = LAB_R_ORDER;
+        /* NOFAIL promises a block: one that can never exist is a bug of the
+         * caller, not a failure to report and carry on from. */
+        if (gfp & LAB_GFP_NOFAIL)
+            misuse(a, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with an order above the arena's max_order");
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
     } else {
@@ -393,42 +404,39 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
  * the flags.  Everything else is room_alloc_slow. */
 static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
 {
-    uint32_t f = room_take_remote(r);                           /* step 2 */
-    if (f != NIL) {
-        *step = LAB_STEP_ROOM_REMOTE;
-        return f;
-    }
-    if (room_refill_from_zone(r, gfp, reason, step))            /* steps 3, 5 */
-        goto pop;
-    if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
-        return NIL;
-    if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
-        f = room_take_reserve(r);
+    for (;;) {
+        uint32_t f = room_take_remote(r);                       /* step 2 */
         if (f != NIL) {
-            *step = LAB_STEP_ROOM_RESERVE;
+            *step = LAB_STEP_ROOM_REMOTE;
             return f;
         }
-        if (*reason != LAB_R_QUOTA && *reason != LAB_R_INJECTED)
-            *reason = LAB_R_RESERVE_EMPTY;
-    }
-    if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA && *reason != LAB_R_INJECTED) {
-        f = alloc_slowpath(r->arena, gfp, 0, reason, step);     /* steps 6-8 */
-        if (f != NIL)
-            room_adopt(r, f);
-        return f;
-    }
-    if (gfp_may_block(gfp) && (gfp & LAB_GFP_NOFAIL) && *reason == LAB_R_QUOTA) {
-        /* step 8 for a room at its quota: only its own pages coming back
-         * (remote frees) can satisfy it; NOFAIL waits for them. */
-        for (;;) {
-            plat_sleep_ms(1);
-            if ((f = room_take_remote(r)) != NIL) {
-                *step = LAB_STEP_WAIT;
+        if (room_refill_from_zone(r, gfp, reason, step))        /* steps 3, 5 */
+            goto pop;
+        if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
+            return NIL;
+        if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
+            f = room_take_reserve(r);
+            if (f != NIL) {
+                *step = LAB_STEP_ROOM_RESERVE;
                 return f;
             }
+            if (*reason != LAB_R_QUOTA)
+                *reason = LAB_R_RESERVE_EMPTY;
         }
+        if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA) {
+            f = alloc_slowpath(r->arena, gfp, 0, reason, step); /* steps 6-8 */
+            if (f != NIL)
+                room_adopt(r, f);
+            return f;
+        }
+        if (!(gfp_may_block(gfp) && (gfp & LAB_GFP_NOFAIL)))
+            return NIL;
+        /* Step 8 for a room at its quota: only its own pages coming back
+         * can satisfy it, through its remote frees, or, when direct reclaim
+         * moved those to the zone, through the quota they free up.  So every
+         * step is walked again after each nap, not just step 2. */
+        plat_sleep_ms(1);
     }
-    return NIL;
 pop:;
     size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
     lab_assert(n > 0);
@@ -441,6 +449,7 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
     int reason = LAB_R_NONE, step = LAB_STEP_ROOM;
     uint32_t f;
     res->addr = NULL;
+    gfp = gfp_in_context(gfp);
     if (unlikely(r == NULL || !room_enter(r, "lab_room_alloc on a destroyed room"))) {
         res->reason = LAB_R_BADARG;
         res->step = LAB_STEP_NONE;

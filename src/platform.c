@@ -63,12 +63,13 @@ void *plat_map_huge(size_t bytes, bool prefault, int *mode)
     return p;
 }
 
-void plat_decommit(void *p, size_t bytes, bool lazy)
+bool plat_decommit(void *p, size_t bytes, bool lazy)
 {
     /* MADV_FREE lets the kernel take the pages when it needs them (cheaper
      * when memory is not short); DONTNEED gives them back now. */
-    if (!lazy || madvise(p, bytes, MADV_FREE) != 0)
-        madvise(p, bytes, MADV_DONTNEED);
+    if (lazy && madvise(p, bytes, MADV_FREE) == 0)
+        return true;
+    return madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
 void plat_recommit(void *p, size_t bytes)

@@ -326,8 +326,20 @@ static NOINLINE void room_free_slow(lab_room *r, void *page)
         room_free_misuse(r, page);
         return;
     }
-    if (unlikely(!room_enter(r, "lab_room_free on a destroyed room")))
+    if (unlikely(!room_enter(r, "lab_room_free on a destroyed room"))) {
+        /* Reported; the page itself was handed out in good faith, so it
+         * goes where a late lab_free_pages of it would: to the zone. */
+        uint8_t expect = PG_ALLOCATED;
+        if (atomic_load_explicit(&r->dead, memory_order_relaxed) &&
+            atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED, memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            if (unlikely(r->page_hooks))
+                page_hook_free(r->arena, page, 0);
+            atomic_fetch_add_explicit(&r->remote_gone, 1, memory_order_relaxed);
+            zone_free_block(r->arena, f, 0);
+        }
         return;
+    }
     if (unlikely(r->page_hooks))
         page_hook_free(r->arena, page, 0);
     if (unlikely(rd(&r->nr_reserve) < r->reserve_target))

@@ -255,6 +255,26 @@ static void test_free_with_an_order_above_max_order_is_reported(void)
     teardown(&fx);
 }
 
+
+/* NOFAIL promises a block; an order that can never be served is a bug of
+ * the caller, reported as misuse, not a silent NULL.  Without NOFAIL it is
+ * an ordinary failure (LAB_R_ORDER), not misuse. */
+static void test_nofail_with_an_order_above_max_order_is_reported(void)
+{
+    struct fixture fx;
+    setup(&fx);
+    snapshot(&fx);
+    CHECK(lab_alloc_pages(fx.a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, MAX_ORDER + 1) == NULL);
+    expect_reported_once(&fx, LAB_EBADORDER, NULL, 0);
+    snapshot(&fx);
+    lab_result r;
+    lab_alloc_pages_r(fx.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, MAX_ORDER + 1, &r);
+    CHECK(r.addr == NULL);
+    CHECK_EQ(r.reason, LAB_R_ORDER);
+    CHECK_EQ(fx.rec.calls, 0);
+    teardown(&fx);
+}
+
 static void test_free_of_null_is_a_no_op(void)
 {
     struct fixture fx;
@@ -382,6 +402,7 @@ int main(void)
     RUN(test_free_of_an_unaligned_pointer_is_reported);
     RUN(test_free_of_a_foreign_pointer_is_reported);
     RUN(test_free_with_an_order_above_max_order_is_reported);
+    RUN(test_nofail_with_an_order_above_max_order_is_reported);
     RUN(test_free_of_null_is_a_no_op);
 #ifndef LAB_DEBUG
     RUN(test_default_handler_reports_on_stderr_and_continues_in_release);

@@ -361,6 +361,39 @@ static void test_hugepage_arena_trims_only_whole_huge_pages(void)
     lab_arena_destroy(a);
 }
 
+
+/* Trim leaves a locked arena alone: the memory is locked so that the atomic
+ * path never faults, and the OS refuses to decommit it anyway.  Nothing may
+ * be counted as trimmed nor moved to the void, where atomic requests could
+ * not reach it. */
+static void test_trim_of_a_locked_arena_gives_back_nothing(void)
+{
+    lab_arena *a = NULL;
+    int err = create(16 * MiB, LAB_ARENA_MLOCK, 16, &a);
+    if (err) {
+        fprintf(stderr, "  MLOCK refused (%s): nothing to trim\n", lab_strerror(err));
+        CHECK_EQ(err, LAB_EMLOCK);
+        return;
+    }
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 3);
+    REQUIRE(p);
+    lab_free_pages(a, p, 3);
+    CHECK_EQ(lab_arena_trim(a), 0);
+    lab_stats s = stats(a);
+    CHECK_EQ(s.void_pages, 0);
+    CHECK_EQ(s.trimmed_pages, 0);
+    CHECK_EQ(s.free_pages, s.total_pages);
+    CHECK_EQ(s.resident_bytes, 16 * MiB);
+    /* every page above the atomic floor is still there for atomic requests */
+    size_t got = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
+        got++;
+    CHECK(got >= s.total_pages - 16);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(120);
@@ -368,6 +401,7 @@ int main(void)
     RUN(test_lazy_arena_faults_on_first_touch);
     RUN(test_mlock_arena_is_locked_or_refused_with_the_limit_and_size);
     RUN(test_mlock_refusal_names_rlimit_memlock_and_the_size);
+    RUN(test_trim_of_a_locked_arena_gives_back_nothing);
     RUN(test_hugepage_arena_reports_its_backing);
     RUN(test_hugepage_arena_trims_only_whole_huge_pages);
     return test_finish();

@@ -2,11 +2,13 @@
  * caller's thread, the background reclaimer restores `high`, blocking
  * requests wait (bounded unless NOFAIL), NORETRY and RETRY_MAYFAIL give up,
  * unregistered shrinkers stay quiet, and shrinkers may allocate. */
+#define _GNU_SOURCE   /* pthread_timedjoin_np */
 #include "check.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sched.h>
 #include <time.h>
 
 #define MIN  64
@@ -58,6 +60,7 @@ struct cache {
     pthread_t test_thread;
     int owner_only;
     int alloc_in_scan;          /* scan allocates (LAB_GFP_KERNEL) before freeing */
+    lab_room *scan_room;        /* ... from this room (owned by the test thread), if set */
     lab_shrinker sh;
     atomic_int unregistered;
     atomic_uint scans_test, scans_other, calls_after_unregister, in_scan, max_depth;
@@ -91,7 +94,8 @@ static size_t cache_scan(void *ctx, size_t nr)
     if (!c->owner_only || mine) {
         void *extra = NULL;
         if (c->alloc_in_scan) {
-            extra = lab_alloc_pages(c->a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0);
+            extra = c->scan_room ? lab_room_alloc(c->scan_room, LAB_GFP_KERNEL | LAB_GFP_NOWARN)
+                                 : lab_alloc_pages(c->a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0);
             atomic_fetch_add(extra ? &c->nested_ok : &c->nested_fail, 1);
         }
         pthread_mutex_lock(&c->mu);
@@ -505,6 +509,100 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     lab_arena_destroy(a);
 }
 
+
+/* The PF_MEMALLOC rule holds for room requests too: a KERNEL room
+ * allocation inside scan() is served at once from the zone's last pages,
+ * never waits (it would hold the shrinker table's read lock meanwhile). */
+static void test_room_allocation_in_a_shrinker_follows_the_memalloc_rule(void)
+{
+    lab_arena *a = arena_with_timeout(2000);
+    static struct cache c;
+    cache_init(&c, a, 1);
+    c.alloc_in_scan = 1;
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    REQUIRE(lab_room_create(a, &rc, &c.scan_room) == 0);
+    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
+    cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
+    CHECK_EQ(free_pages(a), MIN);
+    double t0 = now_ms();
+    lab_result r;
+    lab_alloc_pages_r(a, LAB_GFP_KERNEL, 0, &r);
+    double took = now_ms() - t0;
+    CHECK(r.addr != NULL);
+    CHECK(atomic_load(&c.nested_ok) >= 1);
+    CHECK_EQ(atomic_load(&c.nested_fail), 0);
+    CHECK(took < 500);   /* it waited the 2 s timeout before */
+    lab_free_pages(a, r.addr, 0);
+    lab_shrinker_unregister(a, &c.sh);
+    cache_destroy(&c);
+    lab_room_destroy(c.scan_room);
+    CHECK_EQ(free_pages(a), PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* A NOFAIL room request at its quota sleeps until one of its pages comes
+ * back.  When direct reclaim moves that page from the room's remote frees
+ * to the zone, the quota it frees up must still wake the request. */
+struct quota_waiter { lab_room *r; void *page; atomic_int started; };
+static void *quota_nofail_thread(void *arg)
+{
+    struct quota_waiter *w = arg;
+    atomic_store(&w->started, 1);
+    w->page = lab_room_alloc(w->r, LAB_GFP_KERNEL | LAB_GFP_NOFAIL);
+    return NULL;
+}
+
+static void test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone(void)
+{
+    lab_arena *a = arena_with_timeout(100);
+    enum { QUOTA = 8 };
+    void *p[QUOTA];
+    struct quota_waiter w = { 0 };
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.quota = QUOTA;
+    rc.batch = 4;
+    REQUIRE(lab_room_create(a, &rc, &w.r) == 0);
+    /* The room is owned by the waiter thread from here on; the test thread
+     * only frees its pages (lab_free_pages), as any other context may. */
+    for (int i = 0; i < QUOTA; i++)
+        REQUIRE((p[i] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, quota_nofail_thread, &w) == 0);
+    while (!atomic_load(&w.started))
+        sched_yield();
+    sleep_ms(20);   /* let it reach the quota nap; the race below needs it there */
+    /* Give one page back and let direct reclaim take it to the zone at once
+     * (no shrinker: reclaim drains rooms' remote frees when it finds too
+     * little).  Direct reclaim runs from this thread's failing request. */
+    lab_free_pages(a, p[0], 0);
+    struct held h = { .n = 0 };
+    hold_until_fail(a, &h, LAB_GFP_NOWAIT);
+    void *big = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, 9);
+    CHECK(big == NULL);
+    release(a, &h);
+    /* Bounded: the old code slept forever here. */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    int joined = pthread_timedjoin_np(t, NULL, &dl);
+    CHECK_EQ(joined, 0);
+    if (joined != 0) {
+        fprintf(stderr, "  NOFAIL room request still asleep after 5 s\n");
+        exit(1);
+    }
+    CHECK(w.page != NULL);
+    lab_free_pages(a, w.page, 0);
+    for (int i = 1; i < QUOTA; i++)
+        lab_free_pages(a, p[i], 0);
+    lab_room_destroy(w.r);
+    CHECK_EQ(free_pages(a), PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -518,5 +616,7 @@ int main(void)
     RUN(test_retry_mayfail_fails_eventually);
     RUN(test_unregistered_shrinker_is_never_called_again);
     RUN(test_shrinker_that_allocates_does_not_deadlock_or_recurse);
+    RUN(test_room_allocation_in_a_shrinker_follows_the_memalloc_rule);
+    RUN(test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone);
     return test_finish();
 }
