@@ -188,11 +188,19 @@ typedef struct lab_result {
 #define LAB_ARENA_PROTECT_FREE (1u << 5) /* make freed pages PROT_NONE until handed out
                                            again: a touch of a freed page faults at the
                                            instruction.  Slow (system calls on every
-                                           free and allocation); for debugging only */
+                                           free and allocation); for debugging only.
+                                           The one exception to "an atomic request
+                                           makes no system call": with this flag,
+                                           every allocation and free makes one */
 #define LAB_ARENA_GUARD      (1u << 6)  /* an inaccessible guard page before and after
                                            every block of order >= 1 that has room
-                                           (order + 2 <= max_order): it costs a block
-                                           of four times the size; debugging only */
+                                           (order + 2 <= max_order), for requests that
+                                           may block: it costs a block of four times
+                                           the size and two mprotect calls, so
+                                           ATOMIC and NOWAIT requests get unguarded
+                                           blocks, and a freed guarded block rejoins
+                                           the free lists at lab_arena_flush;
+                                           debugging only */
 
 /* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
 enum lab_huge_mode { LAB_HUGE_NONE, LAB_HUGE_EXPLICIT, LAB_HUGE_TRANSPARENT, LAB_HUGE_REFUSED };
@@ -266,18 +274,32 @@ LAB_API void  lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, un
  * Errors and misuse
  * ---------------------------------------------------------------------- */
 /* Called once per misuse with its code, the address and a message naming the
- * frame and the fault.  May be called in a signal handler. */
+ * frame and the fault.  May be called in a signal handler: it runs in the
+ * context that made the bad call. */
 typedef void (*lab_misuse_fn)(void *ctx, int err, const void *addr, const char *msg);
 /* Replace the misuse handler (NULL restores the default: debug builds abort
- * with the message; release builds write it to stderr once per error code). */
+ * with the message; release builds report each error code once, on stderr,
+ * written later by a context that may make system calls, see
+ * lab_arena_flush).  Safe to call while other threads use the arena. */
 LAB_API void lab_set_misuse_handler(lab_arena *a, lab_misuse_fn fn, void *ctx);
 /* Failure reports ("page allocation failure: order:3, mode:0x..., reason:
  * ...", then the zone's free blocks per order) go to this hook, at most 10
  * per 5 seconds per arena, for failed requests without LAB_GFP_NOWARN.  The
- * default writes to stderr with write(2).  The hook may be called in a signal
- * handler.  NULL restores the default. */
+ * hook runs in the failing request's context, a signal handler included.
+ * The default (NULL restores it) writes to stderr with write(2): at once for
+ * a request that may block, and for one that may not (ATOMIC, NOWAIT) it
+ * keeps the report (up to 8, then counts the rest) for a context that may
+ * make system calls, see lab_arena_flush, so an atomic request never makes
+ * one.  Safe to call while other threads use the arena. */
 typedef void (*lab_log_fn)(void *ctx, const char *msg, size_t len);
 LAB_API void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx);
+
+/* Do what contexts that may not make system calls left undone: write the
+ * reports they deferred, and lift the guard pages of guarded blocks they
+ * freed (LAB_ARENA_GUARD) so those blocks rejoin the free lists.  Blocking
+ * requests, the background reclaimer, lab_stats_get, lab_check and
+ * lab_arena_destroy call it too.  Not async-signal-safe. */
+LAB_API void lab_arena_flush(lab_arena *a);
 
 /* Verify every invariant of ARCHITECTURE.md section 5.  0 when they hold, else
  * the LAB_ECHECK_* code of the first that broke (and a line on stderr saying

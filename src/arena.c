@@ -84,6 +84,7 @@ static void zone_init(struct zone *z, char *base, struct page *pages, uint32_t n
     }
     z->ha_cap = nr_pages / 100;
     atomic_store(&z->deferred, NIL);
+    atomic_store(&z->guard_pending, NIL);
 }
 
 int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
@@ -177,6 +178,7 @@ void lab_arena_destroy(lab_arena *a)
     if (!a)
         return;
     reclaim_fini(a);
+    lab_arena_flush(a);
     rooms_destroy_all(a);
     debug_hooks_fini(a);
     plat_unmap(a->zone.pages, a->desc_bytes);

@@ -80,19 +80,118 @@ static void fmt_arena(struct fmtbuf *b, struct lab_arena *a)
     fmt_str(b, "': ");
 }
 
+/* ---- hooks ----------------------------------------------------------------- */
+
+static void hook_set(struct hook_pair *slots, _Atomic uint32_t *live, void (*fn)(void), void *ctx)
+{
+    if (!fn) {
+        atomic_store_explicit(live, 0, memory_order_release);
+        return;
+    }
+    uint32_t next = atomic_load_explicit(live, memory_order_relaxed) % HOOK_SLOTS + 1;
+    slots[next - 1].fn = fn;
+    slots[next - 1].ctx = ctx;
+    atomic_store_explicit(live, next, memory_order_release);
+}
+
+static bool hook_get(const struct hook_pair *slots, _Atomic uint32_t *live, struct hook_pair *out)
+{
+    uint32_t i = atomic_load_explicit(live, memory_order_acquire);
+    if (i == 0)
+        return false;
+    *out = slots[i - 1];
+    return true;
+}
+
+/* ---- deferred reports --------------------------------------------------------
+ * A report from a context that may not make a system call (a non-blocking
+ * request, or any free: frees run in signal handlers) is kept in a slot and
+ * written later by one that may: a blocking request, the background
+ * reclaimer, lab_arena_flush, lab_stats_*, lab_check, lab_arena_destroy.
+ * Linux defers printk from NMI context the same way.  A user's log hook is
+ * not deferred: it is documented to run in any context.  Slot states: 0
+ * free, 1 being written, 2 ready, 3 being flushed. */
+static void log_defer(struct lab_arena *a, const char *text, size_t len, unsigned first_slot)
+{
+    for (unsigned i = first_slot; i < LOG_SLOTS; i++) {
+        struct log_slot *sl = &a->log_slots[i];
+        uint32_t expect = 0;
+        if (!atomic_compare_exchange_strong_explicit(&sl->state, &expect, 1, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        if (len > sizeof(sl->text))
+            len = sizeof(sl->text);
+        memcpy(sl->text, text, len);
+        sl->len = (uint32_t)len;
+        atomic_store_explicit(&sl->state, 2, memory_order_release);
+        atomic_fetch_add_explicit(&a->log_pending, 1, memory_order_release);
+        return;
+    }
+    atomic_fetch_add_explicit(&a->log_dropped, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->log_pending, 1, memory_order_release);
+}
+
+void log_flush(struct lab_arena *a)
+{
+    if (!log_flush_wanted(a))
+        return;
+    for (unsigned i = 0; i < LOG_SLOTS; i++) {
+        struct log_slot *sl = &a->log_slots[i];
+        uint32_t expect = 2;
+        if (!atomic_compare_exchange_strong_explicit(&sl->state, &expect, 3, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        plat_write_stderr(sl->text, sl->len);
+        atomic_store_explicit(&sl->state, 0, memory_order_release);
+        atomic_fetch_sub_explicit(&a->log_pending, 1, memory_order_relaxed);
+    }
+    uint64_t dropped = atomic_exchange_explicit(&a->log_dropped, 0, memory_order_relaxed);
+    if (dropped) {
+        struct fmtbuf b = { .len = 0 };
+        fmt_arena(&b, a);
+        fmt_u64(&b, dropped);
+        fmt_str(&b, " more report(s) from atomic context dropped (all slots were full)\n");
+        plat_write_stderr(b.buf, b.len);
+        atomic_fetch_sub_explicit(&a->log_pending, (uint32_t)dropped, memory_order_relaxed);
+    }
+}
+
+void lab_arena_flush(lab_arena *a)
+{
+    if (!a)
+        return;
+    log_flush(a);
+    guard_flush(a);
+}
+
+/* Failure reports come in bursts and may not take the slots kept for misuse
+ * reports, which are rarer and say more. */
+#define MISUSE_SLOTS 2
+
+/* To stderr now when this context may write, else deferred. */
+static void log_default(struct lab_arena *a, const char *text, size_t len, bool may_write)
+{
+    if (may_write) {
+        log_flush(a);
+        plat_write_stderr(text, len);
+    } else {
+        log_defer(a, text, len, MISUSE_SLOTS);
+    }
+}
+
 /* ---- misuse -------------------------------------------------------------- */
 
 void lab_set_misuse_handler(lab_arena *a, lab_misuse_fn fn, void *ctx)
 {
     if (!a)
         return;
-    a->misuse_ctx = ctx;
-    a->misuse_fn = fn;
+    hook_set(a->misuse_hooks, &a->misuse_hook, (void (*)(void))fn, ctx);
 }
 
 void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what)
 {
     struct fmtbuf b = { .len = 0 };
+    struct hook_pair h;
     ctr_add_shared(&a->st.misuse, 1);
     fmt_arena(&b, a);
     fmt_str(&b, lab_strerror(err));
@@ -106,8 +205,8 @@ void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, cons
     fmt_hex(&b, (uint64_t)(uintptr_t)addr);
     fmt_str(&b, "): ");
     fmt_str(&b, what);
-    if (a->misuse_fn) {
-        a->misuse_fn(a->misuse_ctx, err, addr, b.buf);
+    if (hook_get(a->misuse_hooks, &a->misuse_hook, &h)) {
+        ((lab_misuse_fn)h.fn)(h.ctx, err, addr, b.buf);
         return;
     }
     fmt_str(&b, "\n");
@@ -115,10 +214,12 @@ void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, cons
         plat_write_stderr(b.buf, b.len);
         abort();
     }
+    /* Misuse is found on frees and room calls, which run in any context:
+     * the report waits for one that may write. */
     _Static_assert(LAB_ERROR_COUNT <= 64, "one bit per error code");
     uint64_t bit = 1ull << err;
     if (!(atomic_fetch_or_explicit(&a->misuse_reported, bit, memory_order_relaxed) & bit))
-        plat_write_stderr(b.buf, b.len);
+        log_defer(a, b.buf, b.len, 0);
 }
 
 /* ---- failure reports ------------------------------------------------------ */
@@ -130,8 +231,7 @@ void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx)
 {
     if (!a)
         return;
-    a->log_ctx = ctx;
-    a->log_fn = fn;
+    hook_set(a->log_hooks, &a->log_hook, (void (*)(void))fn, ctx);
 }
 
 static bool report_allowed(struct lab_arena *a)
@@ -200,10 +300,11 @@ void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, in
         fmt_str(&b, " (zone busy)");
     }
     fmt_str(&b, "\n");
-    if (a->log_fn)
-        a->log_fn(a->log_ctx, b.buf, b.len);
+    struct hook_pair h;
+    if (hook_get(a->log_hooks, &a->log_hook, &h))
+        ((lab_log_fn)h.fn)(h.ctx, b.buf, b.len);
     else
-        plat_write_stderr(b.buf, b.len);
+        log_default(a, b.buf, b.len, (gfp & LAB_GFP_DIRECT_RECLAIM) != 0);
 }
 
 /* ---- lab_check ------------------------------------------------------------ */
@@ -366,6 +467,7 @@ int lab_check(lab_arena *a)
 {
     if (!a)
         return LAB_EINVAL;
+    lab_arena_flush(a);
     zone_lock(&a->zone);
     int err = zone_check_locked(a, true);
     zone_unlock(&a->zone);
@@ -529,6 +631,41 @@ unsigned free_classify_tail(const struct zone *z, uint32_t frame)
 }
 
 /* Is `frame` the caller's first page of a guarded block (LAB_ARENA_GUARD)? */
+/* A freed guarded block (state DEFERRED, head `head`) waits on a lock-free
+ * list, counted with the deferred frees, until a context that may make
+ * system calls lifts its guards and frees it.  Push-only producers, one
+ * exchange to take the list: no ABA. */
+void guard_defer(struct lab_arena *a, uint32_t head)
+{
+    struct zone *z = &a->zone;
+    atomic_fetch_add_explicit(&z->deferred_pages, (size_t)1 << pg_order(&z->pages[head]), memory_order_relaxed);
+    uint32_t top = atomic_load_explicit(&z->guard_pending, memory_order_relaxed);
+    do {
+        z->pages[head].next = top;
+    } while (!atomic_compare_exchange_weak_explicit(&z->guard_pending, &top, head, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+void guard_flush(struct lab_arena *a)
+{
+    struct zone *z = &a->zone;
+    if (atomic_load_explicit(&z->guard_pending, memory_order_relaxed) == NIL)
+        return;
+    uint32_t f = atomic_exchange_explicit(&z->guard_pending, NIL, memory_order_acquire);
+    while (f != NIL) {
+        struct page *p = &z->pages[f];
+        uint32_t next = p->next;
+        unsigned real = pg_order(p), order = p->aux & 0xffu;
+        char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
+        plat_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
+        plat_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
+        p->aux = 0;
+        atomic_fetch_sub_explicit(&z->deferred_pages, (size_t)1 << real, memory_order_relaxed);
+        zone_free_block(a, f, real);
+        f = next;
+    }
+}
+
 bool frame_is_guarded_head(const struct zone *z, uint32_t frame)
 {
     for (unsigned o = 1; o + 2 <= z->max_order; o++) {

@@ -33,6 +33,8 @@
 #define NIL        UINT32_MAX          /* the end of every frame list */
 #define MAX_ROOMS  4096u
 #define MAX_SHRINKERS 32u
+#define HOOK_SLOTS 8u          /* a hook may change this often while one call reads it */
+#define LOG_SLOTS  8u          /* deferred reports held at once; more are counted */
 
 #ifdef LAB_DEBUG
 #define LAB_DEBUG_ON 1
@@ -141,6 +143,8 @@ struct zone {
                                          a signal handler interrupting it */
     _Atomic uint32_t deferred; /* lock-free list of frees that found the lock busy */
     _Atomic size_t   deferred_pages;
+    _Atomic uint32_t guard_pending; /* freed guarded blocks whose guards a context
+                                       that may make system calls must lift */
     /* protected by the lock */
     _Alignas(CACHELINE) uint32_t populated; /* frames below this are on the free lists;
                                   the rest is free and not yet listed (deferred init) */
@@ -248,13 +252,20 @@ struct lab_arena {
     bool      poison, protect_free, guard, valgrind;
     size_t    desc_bytes;
     char      name[32];
-    lab_log_fn log_fn;
-    void     *log_ctx;
+    /* The log and misuse hooks: a function and its context are read
+     * together from any context (a signal handler, too), so a change writes
+     * a fresh slot and then publishes its index; a reader never sees the
+     * function of one call with the context of another. */
+    struct hook_pair { void (*fn)(void); void *ctx; } log_hooks[HOOK_SLOTS], misuse_hooks[HOOK_SLOTS];
+    _Atomic uint32_t log_hook, misuse_hook;   /* index of the live slot; 0 = none set */
     _Atomic uint64_t log_window_start;  /* rate limit of failure reports */
     _Atomic uint32_t log_in_window;
-    lab_misuse_fn misuse_fn;
-    void     *misuse_ctx;
     _Atomic uint64_t misuse_reported;   /* release default: one report per code */
+    /* Reports from contexts that may not make a system call wait here for
+     * one that may (debug.c). */
+    struct log_slot { _Atomic uint32_t state; uint32_t len; char text[496]; } log_slots[LOG_SLOTS];
+    _Atomic uint32_t log_pending;
+    _Atomic uint64_t log_dropped;
     /* rooms (room.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
     _Atomic uint32_t nr_rooms_made;
@@ -334,6 +345,17 @@ LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t 
 LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report);
 LAB_HIDDEN void debug_check_every_op(struct lab_arena *a);
 LAB_HIDDEN void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason);
+LAB_HIDDEN void log_flush(struct lab_arena *a);     /* may write: blocking contexts only */
+static inline bool log_flush_wanted(struct lab_arena *a)
+{
+    return atomic_load_explicit(&a->log_pending, memory_order_relaxed) != 0;
+}
+/* Work left by contexts that may not make system calls: reports to write,
+ * guarded blocks to unprotect. */
+static inline bool arena_flush_wanted(struct lab_arena *a)
+{
+    return log_flush_wanted(a) || atomic_load_explicit(&a->zone.guard_pending, memory_order_relaxed) != NIL;
+}
 /* async-signal-safe formatting for reports */
 struct fmtbuf { char buf[512]; size_t len; };
 LAB_HIDDEN void fmt_str(struct fmtbuf *b, const char *s);
@@ -347,6 +369,8 @@ LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
 LAB_HIDDEN void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order);
 LAB_HIDDEN void page_hook_free(struct lab_arena *a, void *addr, unsigned order);
 LAB_HIDDEN unsigned free_classify_tail(const struct zone *z, uint32_t frame);
+LAB_HIDDEN void guard_defer(struct lab_arena *a, uint32_t head);   /* any context */
+LAB_HIDDEN void guard_flush(struct lab_arena *a);                  /* may make system calls */
 LAB_HIDDEN bool frame_is_guarded_head(const struct zone *z, uint32_t frame);
 
 /* stats.c */

@@ -192,7 +192,12 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
         /* LAB_ARENA_GUARD: a block of four times the size, the caller's in
          * its second quarter, between two inaccessible pages (the last of
          * the first quarter, the first of the third). */
-        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order ? order + 2 : order;
+        /* Guarding takes two mprotect calls: requests that may not make a
+         * system call get an unguarded block (their frees need none). */
+        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && gfp_may_block(gfp)
+                            ? order + 2 : order;
+        if (gfp_may_block(gfp) && unlikely(arena_flush_wanted(a)))
+            lab_arena_flush(a);    /* work deferred by atomic contexts */
         frame = zone_alloc(a, gfp, real, &reason, &step);
         if (frame == NIL && gfp_may_block(gfp))
             frame = alloc_slowpath(a, gfp, real, &reason, &step);
@@ -287,9 +292,12 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     struct page *pg = &z->pages[frame];
     uint8_t expect = PG_ALLOCATED;
     unsigned real = order;
-    if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order) {
-        /* a guarded block: the caller's pages are the second quarter of a
-         * block of order + 2, whose head says so */
+    if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order &&
+        !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->aux == 0)) {
+        /* a guarded block (an unguarded one, served to a non-blocking
+         * request, is an ALLOCATED head of the caller's order): the caller's
+         * pages are the second quarter of a block of order + 2, whose head
+         * says so */
         uint32_t head = frame - (1u << order);
         if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].aux != (GUARD_TAG | order) ||
             pg_order(&z->pages[head]) != order + 2)
@@ -304,12 +312,13 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
                                                           memory_order_acquire, memory_order_relaxed)))
         goto bad;
     if (unlikely(a->page_hooks)) {
-        if (real != order) {
-            plat_protect((char *)addr - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
-            plat_protect((char *)addr + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
-            pg->aux = 0;
-        }
         page_hook_free(a, addr, order);
+        if (real != order) {
+            /* Lifting the guards takes system calls, which this context may
+             * not make: the block waits for one that may (guard_flush). */
+            guard_defer(a, frame);
+            return -1;
+        }
     }
     *framep = frame;
     return (int)real;

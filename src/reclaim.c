@@ -22,6 +22,7 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -144,6 +145,13 @@ static void *kswapd(void *arg)
         bool asked = atomic_exchange(&s->wake_pending, false);
         if (atomic_load(&s->stop))
             break;
+        /* What atomic contexts could not do themselves: wake the waiters a
+         * free let go on, write their reports, lift freed blocks' guards. */
+        if (atomic_load_explicit(&z->wake_owed, memory_order_relaxed) &&
+            atomic_exchange_explicit(&z->wake_owed, false, memory_order_relaxed))
+            reclaim_note_free(z);
+        if (arena_flush_wanted(a))
+            lab_arena_flush(a);
         size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
         /* Only a wake (a request that found free pages below low) starts a
          * run: polling free < low alone would re-commit straight after a
@@ -183,9 +191,10 @@ static void *kswapd(void *arg)
         }
         /* Poll at kswapd_poll_ms while there is work about; back off to 16x
          * that when idle, so an idle arena costs few wake-ups. */
-        idle_polls = (free_now >= z->wmark[WMARK_HIGH] && !asked) ? idle_polls + 1 : 0;
+        bool waiters = atomic_load_explicit(&z->nr_waiters, memory_order_relaxed) != 0;
+        idle_polls = (free_now >= z->wmark[WMARK_HIGH] && !asked && !waiters) ? idle_polls + 1 : 0;
         unsigned ms = a->cfg.kswapd_poll_ms;
-        if (idle_polls > 64)
+        if (idle_polls > 64 && ms <= UINT_MAX / 16)
             ms *= 16;
         plat_futex_wait(&s->wake_word, seen, ms);
     }
@@ -224,18 +233,25 @@ void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
 bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns)
 {
     struct zone *z = &a->zone;
+    /* Counted before the sequence is read: an unlock that bumps it after
+     * our read then sees a waiter and wakes us, instead of no one. */
+    atomic_fetch_add(&z->nr_waiters, 1);
     uint32_t seq = atomic_load(&z->free_seq);
     uint64_t now = plat_now_ns();
     unsigned ms = WAIT_SLICE_MS;
     if (deadline_ns) {
-        if (now >= deadline_ns)
+        if (now >= deadline_ns) {
+            atomic_fetch_sub(&z->nr_waiters, 1);
             return false;
+        }
         uint64_t left = (deadline_ns - now + 999999) / 1000000;
         if (left < ms)
             ms = (unsigned)left;
     }
     ctr_add_shared(&a->st.waits, 1);
-    atomic_fetch_add(&z->nr_waiters, 1);
+    /* Frees never wake waiters themselves (they may run in a signal
+     * handler): the reclaimer does, within kswapd_poll_ms. */
+    kswapd_start(a);
     plat_futex_wait(&z->free_seq, seq, ms);
     atomic_fetch_sub(&z->nr_waiters, 1);
     return true;

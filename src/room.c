@@ -103,7 +103,7 @@ static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n)
     if (zone_lock_atomic(z)) {
         for (size_t i = 0; i < n; i++)
             buddy_put(z, frames[i], 0);
-        zone_unlock(z);
+        zone_unlock_nowake(z);
         return;
     }
     for (size_t i = 0; i < n; i++) {

@@ -26,6 +26,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     memset(out, 0, sizeof(*out));
     if (!a)
         return;
+    lab_arena_flush(a);
     struct zone *z = &a->zone;
     zone_lock(z);
     out->total_pages = z->nr_pages;

@@ -128,9 +128,12 @@ void zone_unlock_nowake(struct zone *z)
 void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order)
 {
     struct zone *z = &a->zone;
+    /* Frees run in any context (signal handlers too): they never make the
+     * waiters' wake-up system call, they leave it owed (zone_unlock_nowake),
+     * and the background reclaimer or the next blocking unlock pays it. */
     if (zone_trylock(z)) {
         buddy_put(z, frame, order);
-        zone_unlock(z);
+        zone_unlock_nowake(z);
         return;
     }
     struct page *p = &z->pages[frame];
@@ -142,7 +145,7 @@ void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order)
                                                     memory_order_release, memory_order_relaxed));
     /* The holder may have unlocked between our trylock and our push. */
     if (zone_trylock(z))
-        zone_unlock(z);
+        zone_unlock_nowake(z);
 }
 
 /* ---- watermarks -------------------------------------------------------- */
