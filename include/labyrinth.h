@@ -201,6 +201,17 @@ typedef struct lab_result {
                                            blocks, and a freed guarded block rejoins
                                            the free lists at lab_arena_flush;
                                            debugging only */
+#define LAB_ARENA_STRICT_FREE (1u << 7) /* every free of a room block claims it with a
+                                           compare-and-swap on its descriptor, as zone
+                                           blocks always are, so every double free and
+                                           every race between two frees of one block is
+                                           caught.  Without it (the default, for speed)
+                                           a free from another context writes nothing
+                                           shared but a slot of the room's ring, and the
+                                           owner finds a double free when it takes the
+                                           block back, except when it had taken back and
+                                           handed out the block again in between (see
+                                           lab_room_create).  Always on in debug builds */
 
 /* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
 enum lab_huge_mode { LAB_HUGE_NONE, LAB_HUGE_EXPLICIT, LAB_HUGE_TRANSPARENT, LAB_HUGE_REFUSED };
@@ -307,22 +318,96 @@ LAB_API void lab_arena_flush(lab_arena *a);
 LAB_API int  lab_check(lab_arena *a);
 
 /* ------------------------------------------------------------------------
- * Rooms: exclusive per-context stocks of order-0 pages
+ * Rooms: exclusive per-context stocks of blocks of orders 0..3
+ *
+ * A room is owned by exactly one context: the thread, or the signal handler,
+ * that calls lab_room_alloc* and lab_room_free* on it.  The owner's calls
+ * take no lock and make no atomic read-modify-write; they are not
+ * re-entrant: a signal handler that interrupts the owner must not use the
+ * same room (debug builds report LAB_ENOTOWNER).  Give each handler its own
+ * room, like a per-IRQ pool.  A process-directed signal may run its handler
+ * on any thread, and several at once: then give each thread its own room
+ * and have the handler look up the room of the thread it runs on (a
+ * thread-local pointer), never one shared room.
+ *
+ * Any other context gives a room's blocks back with lab_free_pages or
+ * lab_free_pages_bulk (async-signal-safe): they travel through the room's
+ * return ring, a bounded lock-free queue whose one reader is the owner.  A
+ * freer writes only a ring slot; the owner takes every returned block at
+ * once when its stock runs dry.  When the ring is full, or the room is dead,
+ * blocks go to the zone instead.
+ *
+ * Async-signal-safe: lab_room_alloc, lab_room_alloc_r, lab_room_alloc_pages
+ * and lab_room_alloc_bulk with a non-blocking gfp, lab_room_free,
+ * lab_room_free_pages, lab_room_free_bulk, lab_room_stats_get (in the
+ * owning context).  Not async-signal-safe: lab_room_create,
+ * lab_room_destroy.
  * ---------------------------------------------------------------------- */
 typedef struct lab_room lab_room;
+#define LAB_ROOM_MAX_ORDER 3u
 typedef struct lab_room_config {
-    size_t reserve;  /* pages guaranteed to this room, taken at creation, isolated */
-    size_t batch;    /* pages moved per refill or drain; default 32 */
-    size_t high;     /* surplus above this is drained back to the zone; default 4 * batch */
-    size_t quota;    /* most pages the room may hold plus hand out; 0 = no limit */
-    const char *name;
+    size_t reserve;     /* order-0 pages guaranteed to this room, taken at creation,
+                           isolated from every other room, flag and reclaim: ATOMIC
+                           requests (HIGH, not NOMEMALLOC) get them when the zone
+                           has nothing left for them.  0 = none */
+    size_t batch;       /* order-0 pages moved per refill or drain; default 32 (an
+                           order-k stock moves batch >> k blocks, at least 1).  0 is
+                           refused (LAB_EBATCH) */
+    size_t high;        /* a stock above this many pages is drained by a batch;
+                           0 = 4 * batch; at least batch */
+    size_t quota;       /* most pages the room may hold plus hand out; 0 = no limit */
+    unsigned max_order; /* the room serves orders 0..max_order (at most
+                           LAB_ROOM_MAX_ORDER, and the arena's); default 0 */
+    size_t ring;        /* return ring slots (rounded up to a power of two, at least
+                           2 * (high + batch)); 0 = 1024.  Blocks freed by other
+                           contexts beyond what it holds go to the zone */
+    const char *name;   /* for stats; may be NULL */
 } lab_room_config;
+/* Fill *cfg with the defaults (no reserve, batch 32, high 128, no quota,
+ * order 0). */
 LAB_API void  lab_room_config_init(lab_room_config *cfg);
+/* Create a room: takes its reserve from the zone (above the min watermark).
+ * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
+ * reserve), LAB_ERESERVE (not that many free pages above min), LAB_EORDER
+ * (max_order too large), LAB_EBUSY (4095 rooms alive, or destroyed with
+ * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */
 LAB_API int   lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out);
+/* Destroy a room: its stock, reserve and ring go back to the zone.  Call it
+ * from the owner, or from any thread once the owner has stopped using the
+ * room; never while the owner is inside a room call.  Blocks the room handed
+ * out stay valid: give them back later with lab_free_pages (they go to the
+ * zone), or with lab_room_free (reported as LAB_EROOMDEAD, and the block
+ * still goes to the zone).  Every later room call is refused with
+ * LAB_EROOMDEAD.  The id is reused once no block of the room is out.  NULL
+ * and a second destroy are ignored.  Not async-signal-safe. */
 LAB_API void  lab_room_destroy(lab_room *r);
+/* Allocate one order-0 page, owner only.  Step 1 (a pop off the stock) costs
+ * a few nanoseconds; when the stock is empty the request walks on: blocks
+ * other contexts returned, a batch refill from the zone, the room's reserve
+ * and the zone's emergency share (HIGH, MEMALLOC), and, for requests that
+ * may block, re-commit, reclaim and waiting.  NULL on failure. */
 LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
+/* The same, writing the page or the reason for failure into *res. */
 LAB_API void  lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res);
+/* Allocate a block of 2^order pages, order <= the room's max_order (above
+ * it: NULL, reason LAB_R_ORDER), owner only. */
+LAB_API void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order);
+/* Place up to n order-0 pages in pages[] and return how many, owner only:
+ * whole runs off the stock, the rest of the walk only when it runs dry.  It
+ * stops at the first step that fails and returns what it placed (0 when
+ * none, with the reason counted in lab_room_stats), as Linux's
+ * alloc_pages_bulk. */
+LAB_API size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n);
+/* Give an order-0 page back to the room, owner only.  The page must come
+ * from this room (else LAB_ENOTROOMPAGE: other pages go back with
+ * lab_free_pages).  Unlike lab_free_pages, NULL is misuse (LAB_EFOREIGN):
+ * a room call always names a page.  Misuse is reported and changes nothing. */
 LAB_API void  lab_room_free(lab_room *r, void *page);
+/* Give a block of 2^order pages back to the room, owner only. */
+LAB_API void  lab_room_free_pages(lab_room *r, void *page, unsigned order);
+/* Give n order-0 pages back, as n calls of lab_room_free (NULL entries are
+ * skipped), owner only. */
+LAB_API void  lab_room_free_bulk(lab_room *r, void *const *pages, size_t n);
 
 /* ------------------------------------------------------------------------
  * Reclaim
@@ -385,7 +470,7 @@ typedef struct lab_stats {
                                  (memory the OS backs once touched): all but the
                                  never-used tail of a lazy arena and the void */
     size_t resident_bytes;    /* of the page frames, by mincore */
-    size_t metadata_bytes;    /* page descriptors mapped (16 per page) */
+    size_t metadata_bytes;    /* page descriptors mapped (18 bytes per page) */
     size_t metadata_resident_bytes;
     int    huge_mode;         /* enum lab_huge_mode */
     size_t nr_rooms;
@@ -401,9 +486,11 @@ LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
 LAB_API int  lab_stats_print(lab_arena *a, FILE *f, int format);
 
 typedef struct lab_room_stats {
-    uint64_t allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
+    uint64_t allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;  /* pages */
     uint64_t fail_by_reason[LAB_R_COUNT];
-    size_t stock, reserve, out;  /* pages in stock, in the private reserve, handed out */
+    size_t stock, reserve, out;  /* pages in stock, in the private reserve, handed out
+                                    (including those on their way back in the ring) */
+    size_t in_ring;              /* blocks freed by other contexts, not yet taken back */
 } lab_room_stats;
 LAB_API void lab_room_stats_get(lab_room *r, lab_room_stats *out);
 

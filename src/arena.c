@@ -32,7 +32,8 @@ static int validate(const lab_arena_config *cfg, size_t *pages_out)
     if ((uintptr_t)cfg->memory % LAB_PAGE_SIZE)
         return LAB_EMEMALIGN;
     if (cfg->flags & ~(unsigned)(LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK | LAB_ARENA_HUGEPAGES | LAB_ARENA_MADV_FREE |
-                                 LAB_ARENA_POISON | LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD))
+                                 LAB_ARENA_POISON | LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD |
+                                 LAB_ARENA_STRICT_FREE))
         return LAB_EFLAGS;
     size_t min = cfg->wmark_min, low = cfg->wmark_low, high = cfg->wmark_high;
     if (min || low || high) {
@@ -116,7 +117,8 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         max_order--;
 
     bool prefault = (cfg->flags & (LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK)) != 0;
-    a->desc_bytes = (pages * sizeof(struct page) + LAB_PAGE_SIZE - 1) & ~(size_t)(LAB_PAGE_SIZE - 1);
+    /* the descriptors, then room_of (2 bytes a frame), in one mapping */
+    a->desc_bytes = (pages * (sizeof(struct page) + sizeof(uint16_t)) + LAB_PAGE_SIZE - 1) & ~(size_t)(LAB_PAGE_SIZE - 1);
     struct page *descs = plat_map(a->desc_bytes, prefault);
     char *base = cfg->memory;
     if (!base && (cfg->flags & LAB_ARENA_HUGEPAGES)) {
@@ -147,6 +149,8 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     }
 
     zone_init(&a->zone, base, descs, (uint32_t)pages, max_order);
+    a->zone.room_of = (_Atomic uint16_t *)(descs + pages);
+    a->strict_free = LAB_DEBUG_ON || (cfg->flags & LAB_ARENA_STRICT_FREE);
     zone_init_watermarks(&a->zone, cfg);
     /* A huge page is given back whole or not at all: trim 2 MiB blocks only. */
     if (a->huge_mode == LAB_HUGE_EXPLICIT || a->huge_mode == LAB_HUGE_TRANSPARENT)

@@ -50,7 +50,6 @@ static void free_list_add(struct zone *z, uint32_t frame, unsigned order)
     struct page *p = &z->pages[frame];
     pg_set_order(p, order);
     pg_set_state(p, PG_FREE);
-    p->room = 0;   /* a split can expose a TAIL that was a room page's head */
     list_push(z, &z->area[order], frame);
     z->nonempty |= 1u << order;
 }
@@ -134,7 +133,6 @@ uint32_t buddy_take(struct zone *z, unsigned order)
     struct page *p = &z->pages[frame];
     pg_set_order(p, order);
     pg_set_state(p, PG_ALLOCATED);
-    p->room = 0;
     z->free_pages -= (size_t)1 << order;
     return frame;
 }
@@ -152,6 +150,7 @@ void buddy_put(struct zone *z, uint32_t frame, unsigned order)
     lab_assert((frame & ((1u << order) - 1)) == 0 && frame + (1u << order) <= z->nr_pages);
     z->free_pages += (size_t)1 << order;
     z->freed_in_hold = true;
+    pg_set_room(z, frame, 0);   /* room_of is set on room blocks' heads only */
     pg_set_state(&z->pages[frame], PG_TAIL);
     while (order < z->max_order) {
         uint32_t buddy = frame ^ (1u << order);
@@ -165,7 +164,6 @@ void buddy_put(struct zone *z, uint32_t frame, unsigned order)
         frame &= ~(1u << order);
         order++;
     }
-    z->pages[frame].room = 0;
     free_list_add(z, frame, order);
 }
 
@@ -191,7 +189,6 @@ void void_put(struct zone *z, uint32_t frame, unsigned order)
         order++;
     }
     struct page *p = &z->pages[frame];
-    p->room = 0;
     pg_set_order(p, order);
     pg_set_state(p, PG_VOID);
     list_push(z, &z->void_area[order], frame);

@@ -335,7 +335,7 @@ static int check_list(struct zone *z, struct free_area *fa, unsigned order, unsi
     uint32_t prev = NIL;
     for (uint32_t f = fa->head; f != NIL; f = z->pages[f].next) {
         struct page *p = &z->pages[f];
-        if (f >= z->nr_pages || pg_state(p) != state || pg_order(p) != order || p->room != 0)
+        if (f >= z->nr_pages || pg_state(p) != state || pg_order(p) != order || pg_room(z, f) != 0)
             FAIL(LAB_ECHECK_COUNT, "a free-list entry in the wrong state or order", f);
         if (p->prev != prev)
             FAIL(LAB_ECHECK_COUNT, "a broken free-list back link", f);
@@ -402,8 +402,13 @@ int zone_check_locked(struct lab_arena *a, bool report)
             if (b < z->populated && pg_state(&z->pages[b]) == st && pg_order(&z->pages[b]) == o)
                 FAIL(LAB_ECHECK_BUDDY, "two free buddies that should have merged", i);
         }
-        if ((st == PG_ROOM || st == PG_RESERVE) && p->room != 0 && p->room <= nroom)
-            room_pages[(st == PG_RESERVE ? nroom + 1 : 0) + p->room] += n;
+        unsigned rid = pg_room(z, i);
+        if (st == PG_ROOM && rid == 0)
+            FAIL(LAB_ECHECK_STATE, "a block in a room's state that names no room", i);
+        if (rid != 0 && st != PG_ROOM && st != PG_RESERVE && st != PG_ALLOCATED && st != PG_DEFERRED)
+            FAIL(LAB_ECHECK_STATE, "a zone block that still names a room", i);
+        if ((st == PG_ROOM || st == PG_RESERVE) && rid != 0 && rid <= nroom)
+            room_pages[(st == PG_RESERVE ? nroom + 1 : 0) + rid] += n;
         by_state[st] += n;
         i += n;
     }
@@ -442,8 +447,13 @@ int zone_check_locked(struct lab_arena *a, bool report)
             continue;
         /* The counters first, then the sequence again (a seqlock reader): an
          * operation that starts after the walk must not look like a mismatch. */
-        size_t stock = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
-        size_t reserve = atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
+        size_t stock = 0, reserve = atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
+        bool overfull = false;
+        for (unsigned o = 0; o <= r->max_order; o++) {
+            size_t k = atomic_load_explicit(&r->stk[o].n, memory_order_relaxed);
+            stock += k << o;
+            overfull |= k > r->stk[o].high + r->stk[o].batch;
+        }
         atomic_thread_fence(memory_order_acquire);
         if ((room_seq[id] & 1) || atomic_load_explicit(&r->seq, memory_order_relaxed) != room_seq[id])
             continue;
@@ -453,7 +463,7 @@ int zone_check_locked(struct lab_arena *a, bool report)
             FAIL(LAB_ECHECK_COUNT, "a room's reserve differs from its counter", id);
         if (reserve > r->reserve_target)
             FAIL(LAB_ECHECK_WMARK, "a room's reserve above its configured size", id);
-        if (stock > r->high + r->batch)
+        if (overfull)
             FAIL(LAB_ECHECK_COUNT, "a room's stock above high + batch (its array overflows next)", id);
     }
 out:

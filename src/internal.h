@@ -66,7 +66,7 @@ enum page_state {
     PG_NR_STATES
 };
 
-/* 16 bytes a frame; Linux spends 64.  state and order are atomics because a
+/* 16 bytes a frame, plus 2 in zone.room_of; Linux spends 64.  state and order are atomics because a
  * free from any context reads them before it owns the block (to tell a double
  * free from a wrong order), and claims the block with a CAS on state. */
 struct page {
@@ -74,7 +74,7 @@ struct page {
     uint32_t prev;            /* free list back link */
     _Atomic uint8_t state;
     _Atomic uint8_t order;
-    uint16_t room;            /* owning room's id for room pages; 0 = the zone */
+    uint16_t spare;
     uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
                                  order the caller asked; a remote-free magazine's head
                                  (room.c): how many frame indices its page holds */
@@ -131,6 +131,12 @@ enum { WMARK_MIN, WMARK_LOW, WMARK_HIGH, NR_WMARK };
 struct zone {
     /* read-only after creation */
     struct page *pages;
+    /* The owning room's id of each block head a room holds or handed out,
+     * 0 for the zone's.  Apart from the descriptors because it changes only
+     * when a block moves between the zone and a room: a remote free reads it
+     * to find the room, and the line stays shared in every cache instead of
+     * bouncing with the state byte the owner writes on each allocation. */
+    _Atomic uint16_t *room_of;
     char     *base;
     uint32_t  nr_pages;
     unsigned  max_order;
@@ -169,47 +175,71 @@ struct zone {
 };
 
 /* ---- rooms ------------------------------------------------------------ */
+#define ROOM_ORDERS 4          /* a room serves orders 0..3, as Linux's pcp lists */
+
+/* One stack of block heads per order, the owner's alone. */
+struct room_stock {
+    uint32_t *frames;
+    _Atomic size_t n;          /* relaxed load/store by the owner only */
+    size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
+};
+
+/* The return ring's 64-bit slot: the frame, the order the freer gave, and a
+ * lap sequence (bounded MPSC queue after Vyukov): a slot is free for
+ * position p when its sequence is p, and holds p's entry when it is p + 1. */
+#define RING_SEQ_SHIFT 35
+#define RING_SEQ_MASK  ((1u << (64 - RING_SEQ_SHIFT)) - 1)
+#define RING_TOMBSTONE NIL     /* a reserved position given up (room dead) */
+#define RING_MAX       (1u << 24)
+
 struct lab_room {
     /* the owner's: written only by the owning context (others read some of
-     * it with relaxed loads); what the fast path needs is copied here so it
-     * touches no line another context writes */
-    uint32_t *stock;           /* stack of frame indices */
+     * it with relaxed loads); what the fast paths need is here, first, so
+     * they touch no line another context writes */
+    struct room_stock stk[ROOM_ORDERS];
     struct page *pages;        /* the zone's, copied */
+    _Atomic uint16_t *room_of; /* the zone's, copied */
     char     *base;            /* the zone's, copied */
     uint32_t  nr_pages;
     uint16_t  id;
+    uint8_t   max_order;       /* orders 0..max_order are served */
     bool      page_hooks;      /* the arena's, copied */
-    _Atomic bool dead;         /* written once, by destroy */
-    _Atomic bool drain_wanted; /* reclaim asks the owner to give back surplus (rare) */
-    _Atomic size_t nr_stock;   /* relaxed load/store by the owner only */
+    bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
     _Atomic uint32_t seq;      /* odd while the owner is inside an operation */
-    size_t    nr_stock_cap, batch, high, quota, reserve_target;
-    uint32_t  reserve_head;    /* the private reserve, linked through page.next */
-    uint32_t  remote_local;    /* remote frees taken with one exchange, handed out
-                                  one per allocation (step 2 is O(1)) */
-    uint32_t  mag_pos;         /* how far into remote_local's magazine */
+    _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
+    uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
+    size_t    quota, reserve_target;
     _Atomic size_t nr_reserve;
-    _Atomic uint64_t remote_popped;  /* remote frees taken off remote_local */
     struct lab_arena *arena;
     _Atomic(const void *) owner; /* debug builds: the owning thread's token */
     struct {
+        /* pages, not blocks: allocs - frees_owner - frees_remote - gone = out */
         _Atomic uint64_t allocs, slow_allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
         _Atomic uint64_t by_step[LAB_STEP_COUNT];   /* slow-path successes; summed by stats */
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
     } st;
-    /* shared: written by the contexts that free the room's pages */
-    _Alignas(CACHELINE) _Atomic uint32_t remote; /* lock-free list of pages freed elsewhere */
-    _Atomic uint64_t remote_pushed;  /* pushes on `remote` (counted by the freers) */
-    _Atomic uint64_t remote_gone;    /* taken off `remote` by reclaim or after destroy */
+    /* read by every context that frees the room's pages; written once or
+     * rarely */
+    _Alignas(CACHELINE) _Atomic uint64_t *ring;
+    uint32_t  ring_mask;
+    _Atomic bool dead;         /* written once, by destroy */
+    _Atomic bool drain_wanted; /* reclaim asks the owner to give back surplus;
+                                  written only when it is false */
     char      name[32];
+    /* written by the contexts that free the room's pages */
+    _Alignas(CACHELINE) _Atomic uint32_t ring_head;   /* positions reserved by producers */
+    _Atomic uint64_t gone;     /* pages of the room freed to the zone (ring full, room
+                                  dead, destroy) */
+    _Atomic uint32_t flush_busy;  /* a dead room's ring is being emptied */
+    struct lab_room *graveyard;   /* destroyed rooms whose id was reused (arena.c frees them) */
 };
 
 /* Pages the room handed out that have not come back to it: derived from the
  * counters each side keeps anyway, so the fast paths keep no extra count. */
 static inline size_t room_out(struct lab_room *r)
 {
-    return (size_t)(ctr_get(&r->st.allocs) - ctr_get(&r->st.frees_owner) - ctr_get(&r->remote_popped) -
-                    ctr_get(&r->remote_gone));
+    return (size_t)(ctr_get(&r->st.allocs) - ctr_get(&r->st.frees_owner) - ctr_get(&r->st.frees_remote) -
+                    ctr_get(&r->gone));
 }
 
 /* The owner's bracket around an operation (room.c explains the sequence
@@ -268,7 +298,9 @@ struct lab_arena {
     _Atomic uint64_t log_dropped;
     /* rooms (room.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
-    _Atomic uint32_t nr_rooms_made;
+    _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
+    struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
+    bool      strict_free;            /* LAB_ARENA_STRICT_FREE or a debug build */
     /* reclaim (reclaim.c) */
     void     *reclaim;                  /* struct reclaim_state, opaque here */
     struct fault_attr fault;
@@ -286,6 +318,15 @@ struct lab_arena {
 static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
 static inline void *addr_of(const struct zone *z, uint32_t frame) { return z->base + ((size_t)frame << PAGE_SHIFT); }
 static inline uint32_t *magazine_of_frame(const struct zone *z, uint32_t frame) { return (uint32_t *)addr_of(z, frame); }
+
+static inline unsigned pg_room(const struct zone *z, uint32_t frame)
+{
+    return atomic_load_explicit(&z->room_of[frame], memory_order_relaxed);
+}
+static inline void pg_set_room(struct zone *z, uint32_t frame, unsigned id)
+{
+    atomic_store_explicit(&z->room_of[frame], (uint16_t)id, memory_order_relaxed);
+}
 
 /* zone.c */
 LAB_HIDDEN bool zone_trylock(struct zone *z);
@@ -321,14 +362,24 @@ LAB_HIDDEN void     highatomic_top_up(struct zone *z, unsigned order);
 LAB_HIDDEN size_t   highatomic_release(struct zone *z);
 
 /* room.c */
-LAB_HIDDEN void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame);
-LAB_HIDDEN void room_free_remote_chain(struct lab_arena *a, struct lab_room *r, uint32_t first, uint32_t last, size_t n);
-LAB_HIDDEN uint32_t room_take_remote(struct lab_room *r);
-LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step);
+LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
+                                 unsigned order);
+LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
+                                   unsigned order);
+LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
+LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
+LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step);
+LAB_HIDDEN uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *step);
 LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);
-LAB_HIDDEN void room_adopt(struct lab_room *r, uint32_t frame);
-LAB_HIDDEN void rooms_destroy_all(struct lab_arena *a);
+LAB_HIDDEN void   room_adopt(struct lab_room *r, uint32_t frame);
+LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
+LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);
+LAB_HIDDEN void   rooms_destroy_all(struct lab_arena *a);
 LAB_HIDDEN size_t rooms_drain_surplus(struct lab_arena *a);
+static inline struct lab_room *room_by_id(struct lab_arena *a, unsigned id)
+{
+    return atomic_load_explicit(&a->rooms[id], memory_order_acquire);
+}
 
 /* reclaim.c */
 LAB_HIDDEN int    reclaim_init(struct lab_arena *a);

@@ -329,14 +329,36 @@ bad:
 
 static void free_claimed(struct lab_arena *a, uint32_t frame, unsigned order)
 {
-    struct page *pg = &a->zone.pages[frame];
-    if (pg->room != 0) {      /* counted by the room (remote_pushed) */
-        struct lab_room *r = atomic_load_explicit(&a->rooms[pg->room], memory_order_acquire);
-        room_free_remote(a, r, frame);
+    unsigned id = pg_room(&a->zone, frame);
+    if (id != 0) {
+        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
     } else {
         ctr_add_shared(&a->st.frees, 1);
         zone_free_block(a, frame, order);
     }
+}
+
+/* A block of a room, freed by a context that may not be its owner: the
+ * hand-off (room.c).  In the default mode the freer writes no descriptor;
+ * it checks what it can without one (in the arena, aligned, an order a room
+ * serves) and the owner checks the rest when it takes the block back.
+ * Returns the room's id, or 0 when the block is not a room's (or strict
+ * mode wants the claim by CAS): the caller takes the zone's path. */
+static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
+{
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
+    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
+                 order >= ROOM_ORDERS || a->strict_free))
+        return 0;
+    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
+    unsigned id = pg_room(z, frame);
+    if (id == 0 || (frame & ((1u << order) - 1)))
+        return 0;
+    if (unlikely(a->page_hooks))
+        page_hook_free(a, addr, order);
+    *framep = frame;
+    return id;
 }
 
 void lab_free_pages(lab_arena *a, void *addr, unsigned order)
@@ -344,6 +366,11 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     if (unlikely(addr == NULL || a == NULL))
         return;
     uint32_t frame;
+    unsigned id = free_room_block(a, addr, order, &frame);
+    if (likely(id != 0)) {
+        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
+        return;
+    }
     int real = free_claim(a, addr, order, &frame);
     if (real < 0)
         return;
@@ -351,89 +378,78 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     debug_check_every_op(a);
 }
 
-/* Runs of pages of one room become one entry of its remote list: a magazine
- * (the run's first page holds the others' frame indices, see room.c) when no
- * debug hook owns the freed pages' contents, else a chain through the
- * descriptors. */
-#define MAG_MAX (LAB_PAGE_SIZE / sizeof(uint32_t) - 1)
+/* Runs of blocks of one room go into its ring with one reservation each
+ * (up to BULK_RUN at a time); everything else is freed one by one. */
+#define BULK_RUN 64
 
 void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
 {
     if (unlikely(a == NULL || pages == NULL))
         return;
     struct zone *z = &a->zone;
-    bool magazines = !a->page_hooks;
-    uint32_t first = NIL, last = NIL;   /* the run for room `run_room` */
-    uint16_t run_room = 0;
-    size_t run = 0;
+    uint32_t run[BULK_RUN];
+    uint32_t nrun = 0;
+    unsigned run_room = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t frame;
-        int real;
         if (pages[i] == NULL)
             continue;
-        if (i + 4 < n && pages[i + 4])   /* overlap the descriptors' cache misses */
-            __builtin_prefetch(&z->pages[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu], 1);
-        if ((real = free_claim(a, pages[i], order, &frame)) < 0)
-            continue;
-        uint16_t room = z->pages[frame].room;
-        if (room == 0) {
-            free_claimed(a, frame, (unsigned)real);
-            continue;
+        if (i + 4 < n && pages[i + 4])   /* overlap the room_of lookups' cache misses */
+            __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
+        unsigned id = free_room_block(a, pages[i], order, &frame);
+        if (id == 0) {
+            int real = free_claim(a, pages[i], order, &frame);
+            if (real < 0)
+                continue;
+            id = pg_room(z, frame);
+            if (id == 0) {
+                free_claimed(a, frame, (unsigned)real);
+                continue;
+            }
         }
-        if (run && (room != run_room || (magazines && run - 1 == MAG_MAX))) {
-            if (magazines)
-                z->pages[first].aux = (uint32_t)(run - 1);
-            room_free_remote_chain(a, atomic_load_explicit(&a->rooms[run_room], memory_order_acquire),
-                                   first, magazines ? first : last, run);
-            run = 0;
+        if (nrun && (id != run_room || nrun == BULK_RUN)) {
+            room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
+            nrun = 0;
         }
-        if (run == 0) {
-            first = frame;
-            run_room = room;
-        } else if (magazines) {
-            magazine_of_frame(z, first)[run - 1] = frame;
-        } else {
-            z->pages[last].next = frame;
-        }
-        last = frame;
-        run++;
+        run_room = id;
+        run[nrun++] = frame;
     }
-    if (run) {
-        if (magazines)
-            z->pages[first].aux = (uint32_t)(run - 1);
-        room_free_remote_chain(a, atomic_load_explicit(&a->rooms[run_room], memory_order_acquire),
-                               first, magazines ? first : last, run);
-    }
+    if (nrun)
+        room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
     debug_check_every_op(a);
 }
 
 /* ---- rooms: the whole walk, from step 1 ------------------------------------
- * The owner's fast path is step 1: pop a frame index from the private stock
- * and mark its descriptor ALLOCATED.  No lock, no atomic RMW, no branch on
- * the flags.  Everything else is room_alloc_slow. */
-static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
+ * The owner's fast path is step 1: pop a block head from the private stock
+ * of its order and mark its descriptor ALLOCATED.  No lock, no atomic RMW,
+ * no branch on the flags.  Everything else is room_alloc_slow, which leaves
+ * the block it found on top of the stock (steps 2, 3) or returns it (4, 6-8). */
+static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step)
 {
+    struct room_stock *s = &r->stk[order];
+    uint32_t f;
     for (;;) {
-        uint32_t f = room_take_remote(r);                       /* step 2 */
-        if (f != NIL) {
+        if (room_take_remote(r) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
             *step = LAB_STEP_ROOM_REMOTE;
-            return f;
+            goto pop;
         }
-        if (room_refill_from_zone(r, gfp, reason, step))        /* steps 3, 5 */
+        if (room_refill_from_zone(r, gfp, order, reason, step))       /* steps 3, 5 */
             goto pop;
         if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
             return NIL;
-        if ((gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) {   /* step 4 */
-            f = room_take_reserve(r);
-            if (f != NIL) {
+        if (!(gfp & LAB_GFP_NOMEMALLOC)) {                          /* step 4 */
+            if (order == 0 && (gfp & LAB_GFP_HIGH) && (f = room_take_reserve(r)) != NIL) {
                 *step = LAB_STEP_ROOM_RESERVE;
                 return f;
             }
-            if (*reason != LAB_R_QUOTA)
+            if (*reason != LAB_R_QUOTA && (gfp & (LAB_GFP_HIGH | LAB_GFP_MEMALLOC))) {
+                if ((f = room_take_emergency(r, gfp, order, step)) != NIL)
+                    return f;
                 *reason = LAB_R_RESERVE_EMPTY;
+            }
         }
         if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA) {
-            f = alloc_slowpath(r->arena, gfp, 0, reason, step); /* steps 6-8 */
+            f = alloc_slowpath(r->arena, gfp, order, reason, step); /* steps 6-8 */
             if (f != NIL)
                 room_adopt(r, f);
             return f;
@@ -447,13 +463,21 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, int 
         plat_sleep_ms(1);
     }
 pop:;
-    size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+    size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     lab_assert(n > 0);
-    atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
-    return r->stock[n - 1];
+    atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+    return s->frames[n - 1];
 }
 
-void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
+/* The owner's side of handing a block out, counted in pages. */
+static inline void *room_hand_out(struct lab_room *r, uint32_t f, unsigned order)
+{
+    lab_assert(pg_room(&r->arena->zone, f) == r->id && pg_order(&r->pages[f]) == order);
+    pg_set_state(&r->pages[f], PG_ALLOCATED);
+    return r->base + ((size_t)f << PAGE_SHIFT);
+}
+
+static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *res)
 {
     int reason = LAB_R_NONE, step = LAB_STEP_ROOM;
     uint32_t f;
@@ -464,21 +488,29 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
         res->step = LAB_STEP_NONE;
         return;
     }
-    size_t n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+    if (unlikely(order > r->max_order)) {
+        ctr_inc(&r->st.fail_by_reason[LAB_R_ORDER]);
+        room_leave(r);
+        res->reason = LAB_R_ORDER;
+        res->step = LAB_STEP_NONE;
+        alloc_failed(r->arena, gfp, order, LAB_R_ORDER);
+        return;
+    }
+    struct room_stock *s = &r->stk[order];
+    size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     if (likely(n != 0)) {                                       /* step 1 */
-        f = r->stock[n - 1];
-        atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
+        f = s->frames[n - 1];
+        atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
     } else {
-        f = room_alloc_slow(r, gfp, &reason, &step);
+        f = room_alloc_slow(r, gfp, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
         }
     }
     if (likely(f != NIL)) {
-        lab_assert(r->pages[f].room == r->id && pg_order(&r->pages[f]) == 0);
-        pg_set_state(&r->pages[f], PG_ALLOCATED);
-        ctr_inc(&r->st.allocs);
+        res->addr = room_hand_out(r, f, order);
+        atomic_store_explicit(&r->st.allocs, ctr_get(&r->st.allocs) + (1u << order), memory_order_relaxed);
     } else {
         ctr_inc(&r->st.fail_by_reason[reason]);
     }
@@ -487,15 +519,26 @@ void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
     res->reason = f == NIL ? reason : LAB_R_NONE;
     if (unlikely(f == NIL)) {
         res->step = LAB_STEP_NONE;
-        alloc_failed(r->arena, gfp, 0, reason);
+        alloc_failed(r->arena, gfp, order, reason);
         return;
     }
     res->step = step;
-    res->addr = r->base + ((size_t)f << PAGE_SHIFT);
     if (unlikely(r->page_hooks))
-        page_hook_alloc(r->arena, res->addr, 0);
+        page_hook_alloc(r->arena, res->addr, order);
     if (gfp & LAB_GFP_ZERO)
-        memset(res->addr, 0, LAB_PAGE_SIZE);
+        memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
+}
+
+void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
+{
+    room_alloc(r, gfp, 0, res);
+}
+
+void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
+{
+    lab_result res;
+    room_alloc(r, gfp, order, &res);
+    return res.addr;
 }
 
 /* Step 1 on its own, with nothing else in the way: a pop and a state store. */
@@ -503,18 +546,65 @@ void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
 {
     lab_result res;
     size_t n;
-    if (likely(r != NULL) && likely((n = atomic_load_explicit(&r->nr_stock, memory_order_relaxed)) != 0) &&
+    if (likely(r != NULL) && likely((n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed)) != 0) &&
         likely(!(gfp & LAB_GFP_ZERO) && !r->page_hooks)) {
         if (unlikely(!room_enter(r, "lab_room_alloc on a destroyed room")))
             return NULL;
-        uint32_t f = r->stock[n - 1];
-        atomic_store_explicit(&r->nr_stock, n - 1, memory_order_relaxed);
-        lab_assert(r->pages[f].room == r->id && pg_state(&r->pages[f]) == PG_ROOM);
+        uint32_t f = r->stk[0].frames[n - 1];
+        atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
+        lab_assert(pg_room(&r->arena->zone, f) == r->id && pg_state(&r->pages[f]) == PG_ROOM);
         pg_set_state(&r->pages[f], PG_ALLOCATED);
         ctr_inc(&r->st.allocs);
         room_leave(r);
         return r->base + ((size_t)f << PAGE_SHIFT);
     }
-    lab_room_alloc_r(r, gfp, &res);
+    room_alloc(r, gfp, 0, &res);
     return res.addr;
+}
+
+/* Up to n order-0 pages: whole runs off the stock, the slow path only when
+ * it is empty (which refills it by a batch).  Stops at the first failure
+ * and returns how many it placed, as Linux's alloc_pages_bulk. */
+size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
+{
+    if (unlikely(r == NULL || pages == NULL || n == 0))
+        return 0;
+    gfp = gfp_in_context(gfp);
+    if (unlikely(!room_enter(r, "lab_room_alloc_bulk on a destroyed room")))
+        return 0;
+    struct room_stock *s = &r->stk[0];
+    size_t got = 0;
+    int reason = LAB_R_NONE;
+    while (got < n) {
+        size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
+        if (have == 0) {
+            int step = LAB_STEP_ROOM;
+            uint32_t f = room_alloc_slow(r, gfp, 0, &reason, &step);
+            if (f == NIL)
+                break;
+            ctr_inc(&r->st.slow_allocs);
+            ctr_inc(&r->st.by_step[step]);
+            ctr_inc(&r->st.allocs);   /* now: the quota counts what is out */
+            pages[got++] = room_hand_out(r, f, 0);
+            continue;
+        }
+        size_t k = have < n - got ? have : n - got;
+        for (size_t i = 0; i < k; i++)
+            pages[got + i] = room_hand_out(r, s->frames[have - 1 - i], 0);
+        atomic_store_explicit(&s->n, have - k, memory_order_relaxed);
+        atomic_store_explicit(&r->st.allocs, ctr_get(&r->st.allocs) + k, memory_order_relaxed);
+        got += k;
+    }
+    if (got < n)
+        ctr_inc(&r->st.fail_by_reason[reason]);
+    room_leave(r);
+    if (got == 0)
+        alloc_failed(r->arena, gfp, 0, reason);
+    for (size_t i = 0; i < got; i++) {
+        if (unlikely(r->page_hooks))
+            page_hook_alloc(r->arena, pages[i], 0);
+        if (gfp & LAB_GFP_ZERO)
+            memset(pages[i], 0, LAB_PAGE_SIZE);
+    }
+    return got;
 }

@@ -33,14 +33,12 @@ uint32_t highatomic_take(struct zone *z, unsigned order)
         struct page *h = &z->pages[half];
         pg_set_order(h, o);
         pg_set_state(h, PG_RESERVE);
-        h->room = 0;
         list_push(z, &z->ha_area[o], half);
     }
     z->ha_pages -= (size_t)1 << order;
     struct page *p = &z->pages[frame];
     pg_set_order(p, order);
     pg_set_state(p, PG_ALLOCATED);
-    p->room = 0;
     return frame;
 }
 

@@ -1,32 +1,50 @@
 /*
- * room.c - exclusive per-context stocks of order-0 pages.
+ * room.c - exclusive per-context stocks of blocks of orders 0..3.
  *
  * A room belongs to one context: a thread, or a signal handler (the user
- * space interrupt).  Its owner pops and pushes frame indices on a private
- * array with plain loads and stores: no lock, no atomic read-modify-write.
- * The one shared thing on that path is the page's state byte (a relaxed
- * store), which is how a free from elsewhere, or a double free, is told
- * apart.
+ * space interrupt).  Its owner pops and pushes block heads on private arrays,
+ * one per order, with plain loads and stores: no lock, no atomic
+ * read-modify-write.  The owner also writes the block's state byte on every
+ * allocation and free; that descriptor line stays in the owner's cache,
+ * because no other context writes it in the common case.
  *
- * Other contexts free room pages with lab_free_pages.  They claim the page
- * with a CAS on its state and push it on the room's remote list, a Treiber
- * stack whose only consumer takes the whole list with one exchange: there is
- * no single-node pop, hence no ABA.
+ * The hand-off.  Other contexts free room blocks with lab_free_pages.  They
+ * find the room in zone.room_of (written only when a block moves between the
+ * zone and a room, so the line is shared by every cache and never bounces),
+ * and put the frame index in the room's return ring: a bounded queue of
+ * 64-bit slots with many producers and one consumer, the owner.  A producer
+ * reserves positions with one CAS and publishes each slot with a release
+ * store; the owner takes every ready slot at once when its stock runs dry
+ * (step 2), checks each block's descriptor (its own line again) and marks it
+ * in stock.  Cache lines a handed-off page costs: the ring slot (8 per
+ * line), once to the freer and once back; nothing else is shared.  A bulk
+ * free reserves a whole run with one CAS.
  *
- * Why this is async-signal-safe (API.md): the recommended pattern gives each
- * signal handler its own room, so a handler never touches the stock of the
- * code it interrupted.  Everything a handler's room does outside its stock
- * is lock-free (remote list exchange, deferred zone frees) or bounded (a
- * zone trylock that falls through, never waits).  A handler that interrupts
- * the owner of the *same* room would corrupt it; debug builds catch that
- * with the room's sequence word (odd while the owner is inside an
- * operation) and report LAB_ENOTOWNER.  The same word lets lab_check skip a
- * room in motion.
+ * Why no descriptor write by the freer: the freer's CAS on the state byte
+ * (how the zone tells a double free) would pull the line the owner just
+ * wrote, and the owner would pull it back on its next allocation: two
+ * transfers and a locked instruction per page.  The owner checks the state
+ * instead when it takes the block back: a block freed twice is found in
+ * stock already (LAB_EDOUBLEFREE, the duplicate dropped).  What escapes that
+ * check is a second free of a block that the owner took back and handed out
+ * again before the duplicate reached it: indistinguishable from a free by
+ * the new holder.  LAB_ARENA_STRICT_FREE (and every debug build) restores the
+ * claim by CAS on both sides for programs that want every double free caught.
  *
- * The reserve is taken at creation and held in state RESERVE, on a private
- * list, so no other room, flag or reclaim can reach it.  Frees refill it
- * before the stock.  The stock is bounded: above `high` the owner sends
- * `batch` of its coldest pages back to the zone.
+ * Why this is async-signal-safe: the recommended pattern gives each signal
+ * handler its own room, so a handler never touches the stock of the code it
+ * interrupted.  Everything a room does outside its stock is lock-free (the
+ * ring, deferred zone frees) or bounded (a zone trylock that falls through,
+ * never waits).  A producer interrupted between reserving and publishing
+ * stops no one: the owner takes what is published before it and the rest
+ * next time.  A handler that interrupts the owner of the *same* room would
+ * corrupt it; debug builds catch that with the room's sequence word (odd
+ * while the owner is inside an operation) and report LAB_ENOTOWNER.
+ *
+ * The reserve (order 0) is taken at creation and held in state RESERVE on a
+ * private list, so no other room, flag or reclaim can reach it.  Blocks that
+ * come back fill the stock first, and the reserve is topped up from the
+ * stock when the stock has more than a batch, off the allocation's way.
  */
 #include "internal.h"
 
@@ -35,6 +53,9 @@
 static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
 static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_relaxed); }
+static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
+static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
+static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store_explicit(c, ctr_get(c) + n, memory_order_relaxed); }
 
 void lab_room_config_init(lab_room_config *cfg)
 {
@@ -74,13 +95,14 @@ bool room_enter_checked(struct lab_room *r, const char *op)
     return true;
 }
 
-static inline void stock_push(struct lab_room *r, uint32_t frame)
+static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame)
 {
-    size_t n = rd(&r->nr_stock);
-    lab_assert(n < r->nr_stock_cap);
+    struct room_stock *s = &r->stk[order];
+    size_t n = rd(&s->n);
+    lab_assert(n < s->high + s->batch);
     pg_set_state(&r->pages[frame], PG_ROOM);
-    r->stock[n] = frame;
-    wr(&r->nr_stock, n + 1);
+    s->frames[n] = frame;
+    wr(&s->n, n + 1);
 }
 
 static inline void reserve_push(struct lab_room *r, uint32_t frame)
@@ -94,141 +116,258 @@ static inline void reserve_push(struct lab_room *r, uint32_t frame)
 
 /* ---- back to the zone ---------------------------------------------------
  * Never waits for the zone lock: the owner may be a signal handler.  With
- * the lock, the pages go straight onto the free lists; without it, each goes
- * on the zone's deferred list for the holder to drain. */
-static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n)
+ * the lock, the blocks go straight onto the free lists; without it, each
+ * goes on the zone's deferred list for the holder to drain. */
+static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n, unsigned order)
 {
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
     if (zone_lock_atomic(z)) {
         for (size_t i = 0; i < n; i++)
-            buddy_put(z, frames[i], 0);
+            buddy_put(z, frames[i], order);
         zone_unlock_nowake(z);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         pg_set_state(&z->pages[frames[i]], PG_DEFERRED);
-        zone_free_block(a, frames[i], 0);
+        pg_set_room(z, frames[i], 0);
+        zone_free_block(a, frames[i], order);
     }
 }
 
-/* Send the `n` coldest pages of the stock (its bottom) back to the zone. */
-static void room_drain(struct lab_room *r, size_t n)
+/* Send the `n` coldest blocks of a stock (its bottom) back to the zone. */
+void room_drain(struct lab_room *r, unsigned order, size_t n)
 {
-    size_t have = rd(&r->nr_stock);
+    struct room_stock *s = &r->stk[order];
+    size_t have = rd(&s->n);
     if (n > have)
         n = have;
     if (n == 0)
         return;
-    return_to_zone(r, r->stock, n);
-    memmove(r->stock, r->stock + n, (have - n) * sizeof(uint32_t));
-    wr(&r->nr_stock, have - n);
+    return_to_zone(r, s->frames, n, order);
+    memmove(s->frames, s->frames + n, (have - n) * sizeof(uint32_t));
+    wr(&s->n, have - n);
     ctr_inc(&r->st.drains);
 }
 
-/* ---- step 2: remote frees -------------------------------------------------
- * When the owner's private list of remote frees is empty, one exchange takes
- * the whole shared list into it; then each call hands out one page.  Never a
- * walk of the list: a burst of thousands of remote frees costs the
- * allocation that finds them one exchange, not thousands of steps.  Pages go
- * to a depleted reserve first.  NIL when there is nothing to take.
- *
- * An entry of the list is a single page, or a magazine: a page freed by
- * lab_free_pages_bulk whose own memory holds the frame indices of the
- * others freed with it (page.aux says how many).  A magazine hands out its
- * indices first, then itself; knowing the next frames in advance lets the
- * owner prefetch their descriptors (written on the freeing CPU) several at a
- * time instead of one cache miss after another down a linked list. */
-#define MAG_PREFETCH 8
+/* ---- the return ring ------------------------------------------------------ */
 
-uint32_t room_take_remote(struct lab_room *r)
+static inline uint64_t ring_slot(uint32_t seq, unsigned order, uint32_t frame)
 {
-    struct zone *z = room_zone(r);
-    for (;;) {
-        uint32_t f = r->remote_local, out;
-        if (f == NIL) {
-            if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
-                return NIL;
-            f = atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire);
-            if (f == NIL)   /* reclaim took the list between our look and our exchange */
-                return NIL;
-            r->remote_local = f;
-            r->mag_pos = 0;
-        }
-        struct page *head = &z->pages[f];
-        uint32_t count = head->aux;
-        /* Up to `high` only: the owner's next free pushes one more page before it
-         * drains, and the stock holds high + batch + 1 (at most). */
-        if (count && r->mag_pos == 0 && rd(&r->nr_stock) + count <= r->high &&
-            rd(&r->nr_reserve) >= r->reserve_target) {
-            /* The whole magazine into the stock at once: its descriptors are
-             * written in one burst whose cache misses overlap, and the next
-             * `count` allocations are step 1. */
-            uint32_t *mag = magazine_of_frame(z, f);
-            size_t n = rd(&r->nr_stock);
-            for (uint32_t i = 0; i < count; i++) {
-                lab_assert(pg_state(&z->pages[mag[i]]) == PG_DEFERRED && z->pages[mag[i]].room == r->id);
-                pg_set_state(&z->pages[mag[i]], PG_ROOM);
-                r->stock[n + i] = mag[i];
-            }
-            wr(&r->nr_stock, n + count);
-            atomic_store_explicit(&r->remote_popped, ctr_get(&r->remote_popped) + count, memory_order_relaxed);
-            atomic_store_explicit(&r->st.frees_remote, ctr_get(&r->st.frees_remote) + count, memory_order_relaxed);
-            head->aux = 0;
-            count = 0;      /* and the magazine's own page is handed out now */
-        }
-        if (count) {
-            uint32_t *mag = magazine_of_frame(z, f), pos = r->mag_pos;
-            if (pos == 0)
-                for (uint32_t i = 0; i < count && i < MAG_PREFETCH; i++)
-                    __builtin_prefetch(&z->pages[mag[i]], 1);
-            if (pos < count) {
-                out = mag[pos];
-                r->mag_pos = pos + 1;
-                if (pos + MAG_PREFETCH < count)
-                    __builtin_prefetch(&z->pages[mag[pos + MAG_PREFETCH]], 1);
-            } else {
-                out = f;    /* the magazine's own page, last */
-                head->aux = 0;
-                r->remote_local = head->next;
-                r->mag_pos = 0;
-            }
-        } else {
-            out = f;
-            r->remote_local = head->next;
-            if (r->remote_local != NIL)   /* the next pop's descriptor, written on another CPU */
-                __builtin_prefetch(&z->pages[r->remote_local], 1);
-        }
-        lab_assert(pg_state(&z->pages[out]) == PG_DEFERRED && z->pages[out].room == r->id);
-        ctr_inc(&r->remote_popped);
-        ctr_inc(&r->st.frees_remote);
-        if (rd(&r->nr_reserve) < r->reserve_target) {
-            reserve_push(r, out);
+    return ((uint64_t)(seq & RING_SEQ_MASK) << RING_SEQ_SHIFT) | ((uint64_t)order << 32) | frame;
+}
+
+/* How far a slot's sequence is ahead of `want` (negative: behind), in the
+ * sequence's own width. */
+static inline int32_t ring_seq_diff(uint64_t slot, uint32_t want)
+{
+    uint32_t d = ((uint32_t)(slot >> RING_SEQ_SHIFT) - want) & RING_SEQ_MASK;
+    return (int32_t)(d << (32 - (64 - RING_SEQ_SHIFT))) >> (32 - (64 - RING_SEQ_SHIFT));
+}
+
+/* Free `frames` (claimed or not, see below) of a room that cannot take them
+ * back: its ring is full or it is dead.  They go to the zone. */
+static void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    bool strict = a->strict_free;
+    struct zone *z = &a->zone;
+    uint32_t gone = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct page *p = &z->pages[frames[i]];
+        uint8_t expect = PG_ALLOCATED;
+        /* In strict mode the freer claimed it already (DEFERRED); else the
+         * claim is made here, and a block that is not ALLOCATED any more
+         * was freed twice. */
+        if (!strict && !atomic_compare_exchange_strong_explicit(&p->state, &expect, PG_DEFERRED,
+                                                                   memory_order_acquire, memory_order_relaxed)) {
+            misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
             continue;
         }
-        return out;
+        pg_set_room(z, frames[i], 0);
+        zone_free_block(a, frames[i], order);
+        gone += 1u << order;
+    }
+    if (gone && r)
+        atomic_fetch_add_explicit(&r->gone, gone, memory_order_relaxed);
+}
+
+/* A dead room's ring is emptied by whoever finds it so (destroy, or a late
+ * producer): entries go to the zone, tombstones are skipped.  One at a time
+ * (flush_busy); the holder looks again after letting go, so an entry
+ * published meanwhile by a producer that found the flag taken is not left
+ * behind.  Waits for reserved positions to be published only in destroy
+ * (`wait`), a blocking context. */
+static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
+{
+    for (;;) {
+        uint32_t expect = 0;
+        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1))
+            return;
+        uint32_t head = atomic_load(&r->ring_head);
+        while (tail_get(r) != head) {
+            _Atomic uint64_t *slot = &r->ring[tail_get(r) & r->ring_mask];
+            uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
+            if (ring_seq_diff(v, tail_get(r) + 1) != 0) {
+                if (!wait)
+                    break;
+                plat_yield();   /* reserved, not yet published */
+                continue;
+            }
+            uint32_t f = (uint32_t)v;
+            if (f != RING_TOMBSTONE)
+                room_give_up(a, r, &f, 1, (unsigned)(v >> 32) & 7);
+            atomic_store_explicit(slot, ring_slot(tail_get(r) + r->ring_mask + 1, 0, 0), memory_order_release);
+            tail_set(r, tail_get(r) + 1);
+        }
+        atomic_store(&r->flush_busy, 0);
+        uint32_t t = tail_get(r);
+        uint64_t v = atomic_load(&r->ring[t & r->ring_mask]);
+        if (ring_seq_diff(v, t + 1) != 0)
+            return;
     }
 }
 
+/* Put n block heads of one order in the room's ring, from any context.
+ * False when the ring is full (the caller frees them to the zone).
+ *
+ * The dead check after the reservation and destroy's look at ring_head
+ * after setting dead form a store-buffering pair, both sequentially
+ * consistent: either this producer sees the room dead (and writes
+ * tombstones, freeing the blocks to the zone), or destroy sees the
+ * reservation and waits for it to be published before flushing. */
+bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    uint32_t size = r->ring_mask + 1;
+    if (unlikely(n == 0 || n > size))
+        return false;
+    uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    for (;;) {
+        uint64_t last = atomic_load_explicit(&r->ring[(pos + n - 1) & r->ring_mask], memory_order_acquire);
+        int32_t d = ring_seq_diff(last, pos + n - 1);
+        if (d < 0)
+            return false;                         /* full */
+        if (d > 0) {                              /* another producer moved on */
+            pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + n, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            break;
+    }
+    bool dead = atomic_load_explicit(&r->dead, memory_order_seq_cst);
+    for (uint32_t i = 0; i < n; i++)
+        atomic_store_explicit(&r->ring[(pos + i) & r->ring_mask],
+                              ring_slot(pos + i + 1, order, dead ? RING_TOMBSTONE : frames[i]), memory_order_release);
+    if (unlikely(dead)) {
+        room_give_up(a, r, frames, n, order);
+        ring_flush_dead(a, r, false);
+    }
+    return true;
+}
+
+/* A free from another context: into the room's ring, or, when it is full
+ * or the room is dead, to the zone. */
+void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    if (likely(r != NULL) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed)) &&
+        likely(room_ring_push(a, r, frames, n, order)))
+        return;
+    room_give_up(a, r, frames, n, order);
+}
+
+/* ---- step 2: take back remote frees ----------------------------------------
+ * Every ready slot, in order, into the stocks, checking each block: it must
+ * be this room's, of the order its freer said, and handed out (claimed, in
+ * strict mode).  A block already in stock was freed twice: reported and
+ * dropped.  A stock that is full sends the block to the zone.  One pass is
+ * bounded by the ring's size; the owner's only shared reads are the slots.
+ * Returns the pages taken back. */
+#define RING_PREFETCH 8
+
+size_t room_take_remote(struct lab_room *r)
+{
+    struct zone *z = room_zone(r);
+    uint32_t t = tail_get(r);
+    uint64_t v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
+    if (ring_seq_diff(v, t + 1) != 0)
+        return 0;
+    uint8_t want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
+    size_t pages = 0;
+    for (uint32_t i = 1; i <= RING_PREFETCH; i++) {   /* the next descriptors, written by us, maybe evicted */
+        uint64_t w = atomic_load_explicit(&r->ring[(t + i) & r->ring_mask], memory_order_relaxed);
+        if (ring_seq_diff(w, t + i + 1) == 0)
+            __builtin_prefetch(&z->pages[(uint32_t)w], 1);
+    }
+    do {
+        uint32_t f = (uint32_t)v;
+        unsigned order = (unsigned)(v >> 32) & 7;
+        atomic_store_explicit(&r->ring[t & r->ring_mask], ring_slot(t + r->ring_mask + 1, 0, 0), memory_order_release);
+        t++;
+        uint64_t ahead = atomic_load_explicit(&r->ring[(t + RING_PREFETCH) & r->ring_mask], memory_order_relaxed);
+        if (ring_seq_diff(ahead, t + RING_PREFETCH + 1) == 0)
+            __builtin_prefetch(&z->pages[(uint32_t)ahead], 1);
+        struct page *p = &z->pages[f];
+        if (unlikely(f == RING_TOMBSTONE || f >= r->nr_pages || pg_room(z, f) != r->id))
+            misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
+                   "a remote free of a block this room does not hold");
+        else if (unlikely(pg_order(p) != order || order > r->max_order))
+            misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
+        else if (unlikely(pg_state(p) != want_state))
+            misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
+        else {
+            struct room_stock *s = &r->stk[order];
+            pages += (size_t)1 << order;
+            if (rd(&s->n) < s->high) {
+                stock_push(r, order, f);
+            } else {              /* back, then drained at once */
+                return_to_zone(r, &f, 1, order);
+                ctr_inc(&r->st.drains);
+            }
+        }
+        v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
+    } while (ring_seq_diff(v, t + 1) == 0 && t - tail_get(r) <= r->ring_mask);
+    tail_set(r, t);
+    ctr_add_owner(&r->st.frees_remote, pages);
+    /* The reserve is topped up from the stock, not before it: an allocation
+     * near empty is served at step 1 or 2, never walks on to the reserve
+     * while pages come back. */
+    struct room_stock *s0 = &r->stk[0];
+    while (rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
+        size_t n = rd(&s0->n);
+        uint32_t f = s0->frames[0];
+        memmove(s0->frames, s0->frames + 1, (n - 1) * sizeof(uint32_t));
+        wr(&s0->n, n - 1);
+        reserve_push(r, f);
+    }
+    return pages;
+}
+
 /* ---- step 3: refill from the zone -----------------------------------------
- * Up to `batch` pages in one lock hold, each above the request's floor and
- * within the quota.  Atomic contexts only try the lock. */
-size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int *step)
+ * Up to a batch of blocks in one lock hold, within the quota, and never
+ * below min: the pages of the emergency reserve are for the request that
+ * dips into it, one at a time (room_take_emergency), not for a stock that
+ * NOWAIT requests would then drain.  Atomic contexts only try the lock. */
+size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step)
 {
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
-    size_t want = r->batch;
+    struct room_stock *s = &r->stk[order];
+    size_t want = s->batch, unit = (size_t)1 << order;
+    if (want > s->high + s->batch - rd(&s->n))
+        want = s->high + s->batch - rd(&s->n);
     if (r->quota) {
-        size_t held = rd(&r->nr_stock) + rd(&r->nr_reserve) + room_out(r);
-        size_t room_left = held < r->quota ? r->quota - held : 0;
-        if (room_left == 0) {
+        size_t held = rd(&r->nr_reserve) + room_out(r);
+        for (unsigned o = 0; o <= r->max_order; o++)
+            held += rd(&r->stk[o].n) << o;
+        size_t left = held < r->quota ? (r->quota - held) / unit : 0;
+        if (left == 0) {
             *reason = LAB_R_QUOTA;
             return 0;
         }
-        if (want > room_left)
-            want = room_left;
+        if (want > left)
+            want = left;
     }
-    if (unlikely(fault_should_fail(a, gfp, 0))) {
+    if (unlikely(fault_should_fail(a, gfp, order))) {
         *reason = LAB_R_INJECTED;
         return 0;
     }
@@ -238,16 +377,18 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int
         *reason = LAB_R_WOULD_BLOCK;
         return 0;
     }
-    size_t floor = zone_floor(z, gfp), got = 0;
+    size_t floor = z->wmark[WMARK_MIN], got = 0;
+    if (zone_floor(z, gfp) > floor)   /* NOMEMALLOC, or a floor above min */
+        floor = zone_floor(z, gfp);
     uint32_t f;
-    while (got < want && zone_watermark_ok(z, 0, floor) && (f = buddy_take(z, 0)) != NIL) {
-        z->pages[f].room = r->id;
-        stock_push(r, f);
+    while (got < want && zone_watermark_ok(z, order, floor) && (f = buddy_take(z, order)) != NIL) {
+        pg_set_room(z, f, r->id);
+        stock_push(r, order, f);
         got++;
     }
     if (got == 0)
-        *reason = floor < z->wmark[WMARK_MIN] ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
-    *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
+        *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
+    *step = LAB_STEP_ZONE;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
     if (gfp & LAB_GFP_DIRECT_RECLAIM)
         zone_unlock(z);
@@ -260,7 +401,25 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, int *reason, int
     return got;
 }
 
-/* ---- step 4: the private reserve ------------------------------------------ */
+/* ---- step 4: reserves ------------------------------------------------------- */
+
+/* The zone's emergency share below min, one block for this request only,
+ * for requests allowed there (HIGH, ATOMIC, MEMALLOC). */
+uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *step)
+{
+    struct zone *z = room_zone(r);
+    size_t floor = zone_floor(z, gfp);
+    if (floor >= z->wmark[WMARK_MIN] || !zone_lock_atomic(z))
+        return NIL;
+    uint32_t f = zone_watermark_ok(z, order, floor) ? buddy_take(z, order) : NIL;
+    zone_unlock_nowake(z);
+    if (f != NIL) {
+        pg_set_room(z, f, r->id);
+        *step = LAB_STEP_EMERGENCY;
+    }
+    return f;
+}
+
 uint32_t room_take_reserve(struct lab_room *r)
 {
     uint32_t f = r->reserve_head;
@@ -272,14 +431,14 @@ uint32_t room_take_reserve(struct lab_room *r)
     return f;
 }
 
-/* A page the slow path got from the zone for this room: make it the room's. */
+/* A block the slow path got from the zone for this room: make it the room's. */
 void room_adopt(struct lab_room *r, uint32_t frame)
 {
-    room_zone(r)->pages[frame].room = r->id;
+    pg_set_room(room_zone(r), frame, r->id);
 }
 
 /* ---- owner free -------------------------------------------------------------- */
-static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
+static NOINLINE void room_free_misuse(struct lab_room *r, void *page, unsigned order)
 {
     struct zone *z = room_zone(r);
     uintptr_t off = (uintptr_t)page - (uintptr_t)z->base;
@@ -296,12 +455,14 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
     unsigned st = pg_state(p);
     if (off & (LAB_PAGE_SIZE - 1))
         misuse(r->arena, LAB_EUNALIGNED, page, f, "pointer not page aligned");
+    else if (order > r->max_order)
+        misuse(r->arena, LAB_EBADORDER, page, f, "order above the orders this room serves");
     else if (st == PG_ALLOCATED && r->arena->guard && (p->aux & ~0xffu) == GUARD_TAG)
         misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a guarded block, not at its first page");
-    else if (st == PG_ALLOCATED && p->room != r->id)
+    else if (st == PG_ALLOCATED && pg_room(z, f) != r->id)
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_ALLOCATED)
-        misuse(r->arena, LAB_EWRONGORDER, page, f, "room pages are order 0");
+        misuse(r->arena, LAB_EWRONGORDER, page, f, "room block freed with an order other than allocated");
     else if (st == PG_TAIL && r->arena->guard && frame_is_guarded_head(z, f))
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_TAIL && free_classify_tail(z, f) == LAB_EINTERIOR)
@@ -312,133 +473,114 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page)
         misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free");
 }
 
-/* Everything that is not a plain push: checks that failed, the reserve to
- * refill, a drain to do, debug hooks. */
-static NOINLINE void room_free_slow(lab_room *r, void *page)
+/* Everything that is not a plain push: checks that failed, strict mode,
+ * the reserve to refill, a drain to do, debug hooks, a dead room. */
+void room_free_slow(lab_room *r, void *page, unsigned order)
 {
     if (unlikely(!r))
         return;
     uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
     uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
-    struct page *pg = &r->pages[f];
+    struct zone *z = room_zone(r);
     if (unlikely(off >= ((uintptr_t)r->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
-                 pg_state(pg) != PG_ALLOCATED || pg->room != r->id || pg_order(pg) != 0)) {
-        room_free_misuse(r, page);
+                 order > r->max_order)) {
+        room_free_misuse(r, page, order);
+        return;
+    }
+    struct page *pg = &r->pages[f];
+    if (unlikely(pg_state(pg) != PG_ALLOCATED || pg_room(z, f) != r->id || pg_order(pg) != order)) {
+        room_free_misuse(r, page, order);
         return;
     }
     if (unlikely(!room_enter(r, "lab_room_free on a destroyed room"))) {
-        /* Reported; the page itself was handed out in good faith, so it
+        /* Reported; the block itself was handed out in good faith, so it
          * goes where a late lab_free_pages of it would: to the zone. */
-        uint8_t expect = PG_ALLOCATED;
-        if (atomic_load_explicit(&r->dead, memory_order_relaxed) &&
-            atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED, memory_order_acquire,
-                                                    memory_order_relaxed)) {
+        if (atomic_load_explicit(&r->dead, memory_order_relaxed)) {
             if (unlikely(r->page_hooks))
-                page_hook_free(r->arena, page, 0);
-            atomic_fetch_add_explicit(&r->remote_gone, 1, memory_order_relaxed);
-            zone_free_block(r->arena, f, 0);
+                page_hook_free(r->arena, page, order);
+            room_give_up(r->arena, r, &f, 1, order);
         }
         return;
     }
+    if (r->strict) {
+        /* Arbitrate against a remote free of the same block. */
+        uint8_t expect = PG_ALLOCATED;
+        if (!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_ROOM, memory_order_acquire,
+                                                     memory_order_relaxed)) {
+            room_leave(r);
+            room_free_misuse(r, page, order);
+            return;
+        }
+    }
     if (unlikely(r->page_hooks))
-        page_hook_free(r->arena, page, 0);
-    if (unlikely(rd(&r->nr_reserve) < r->reserve_target))
+        page_hook_free(r->arena, page, order);
+    struct room_stock *s = &r->stk[order];
+    if (order == 0 && unlikely(rd(&r->nr_reserve) < r->reserve_target))
         reserve_push(r, f);
     else
-        stock_push(r, f);
-    ctr_inc(&r->st.frees_owner);
-    if (unlikely(rd(&r->nr_stock) > r->high || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
-        if (atomic_load_explicit(&r->drain_wanted, memory_order_relaxed)) {
-            atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
-            room_drain(r, rd(&r->nr_stock) > r->batch ? rd(&r->nr_stock) - r->batch : 0);
-        } else {
-            room_drain(r, r->batch);
-        }
+        stock_push(r, order, f);
+    ctr_add_owner(&r->st.frees_owner, (uint64_t)1 << order);
+    if (unlikely(atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
+        atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
+        for (unsigned o = 0; o <= r->max_order; o++)
+            room_drain(r, o, rd(&r->stk[o].n) > r->stk[o].batch ? rd(&r->stk[o].n) - r->stk[o].batch : 0);
+    } else if (rd(&s->n) > s->high) {
+        room_drain(r, order, s->batch);
     }
     room_leave(r);
 }
 
-/* ---- frees from other contexts ------------------------------------------------- */
-/* Send a list of claimed (DEFERRED) room pages to the zone; returns how many. */
-/* Send a list of claimed (DEFERRED) room pages, magazines expanded, to the
- * zone; the first entry's magazine from index `pos` on.  Returns how many. */
-static size_t free_list_to_zone(struct lab_arena *a, uint32_t f, uint32_t pos)
-{
-    struct zone *z = &a->zone;
-    size_t n = 0;
-    while (f != NIL) {
-        struct page *head = &z->pages[f];
-        uint32_t next = head->next;
-        if (head->aux) {
-            uint32_t *mag = magazine_of_frame(z, f);
-            for (uint32_t i = pos; i < head->aux; i++, n++)
-                zone_free_block(a, mag[i], 0);
-            head->aux = 0;
-        }
-        zone_free_block(a, f, 0);
-        n++;
-        f = next;
-        pos = 0;
-    }
-    return n;
-}
-
-static void room_dead_flush(struct lab_arena *a, struct lab_room *r)
-{
-    size_t n = free_list_to_zone(a, atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire), 0);
-    atomic_fetch_add_explicit(&r->remote_gone, n, memory_order_relaxed);
-}
-
-/* A chain of n claimed (DEFERRED) pages, first .. last linked through
- * page.next, goes on the owner's remote list with one CAS; a dead room's
- * pages go to the zone. */
-void room_free_remote_chain(struct lab_arena *a, struct lab_room *r, uint32_t first, uint32_t last, size_t n)
-{
-    if (!r || atomic_load_explicit(&r->dead, memory_order_acquire)) {
-        a->zone.pages[last].next = NIL;
-        free_list_to_zone(a, first, 0);
-        return;
-    }
-    struct page *tail = &a->zone.pages[last];
-    atomic_fetch_add_explicit(&r->remote_pushed, n, memory_order_relaxed);
-    uint32_t head = atomic_load_explicit(&r->remote, memory_order_relaxed);
-    do {
-        tail->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&r->remote, &head, first,
-                                                    memory_order_release, memory_order_relaxed));
-    /* Destroy may have flushed the list just before our push. */
-    if (unlikely(atomic_load_explicit(&r->dead, memory_order_seq_cst)))
-        room_dead_flush(a, r);
-}
-
-void room_free_remote(struct lab_arena *a, struct lab_room *r, uint32_t frame)
-{
-    room_free_remote_chain(a, r, frame, frame, 1);
-}
-
 /* ---- reclaim's view ----------------------------------------------------------------
- * Another context may not touch a stock, so reclaim asks each owner to give
- * back its surplus at its next free, and takes the remote lists (pages no
- * owner holds yet) straight to the zone. */
+ * Another context may not touch a stock or take from a ring (the owner is
+ * its one consumer), so reclaim asks each owner to give back its surplus at
+ * its next free.  The flag is written only when it is not set already: it
+ * sits on a line every freer reads. */
 size_t rooms_drain_surplus(struct lab_arena *a)
 {
-    size_t freed = 0;
     uint32_t n = atomic_load(&a->nr_rooms_made);
     for (uint32_t id = 1; id <= n; id++) {
         struct lab_room *r = atomic_load(&a->rooms[id]);
-        if (!r || atomic_load(&r->dead))
+        if (!r || atomic_load(&r->dead) || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))
             continue;
         atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
-        if (atomic_load_explicit(&r->remote, memory_order_relaxed) == NIL)
-            continue;
-        size_t k = free_list_to_zone(a, atomic_exchange_explicit(&r->remote, NIL, memory_order_acquire), 0);
-        atomic_fetch_add_explicit(&r->remote_gone, k, memory_order_relaxed);
-        freed += k;
     }
-    return freed;
+    return 0;
 }
 
 /* ---- create and destroy ----------------------------------------------------------- */
+
+static void room_free_arrays(struct lab_room *r)
+{
+    for (unsigned o = 0; o < ROOM_ORDERS; o++) {
+        free(r->stk[o].frames);
+        r->stk[o].frames = NULL;
+    }
+    free((void *)r->ring);
+    r->ring = NULL;
+}
+
+/* An id to use: a fresh one, or that of a destroyed room none of whose
+ * blocks is out any more (so no page's room_of still names it).  Zone lock
+ * held.  0 when all are taken. */
+static uint32_t room_id_take(struct lab_arena *a)
+{
+    uint32_t made = atomic_load(&a->nr_rooms_made);
+    if (made + 1 < MAX_ROOMS)
+        return made + 1;
+    for (uint32_t id = 1; id <= made; id++) {
+        struct lab_room *old = atomic_load(&a->rooms[id]);
+        if (old && atomic_load(&old->dead) && room_out(old) == 0 &&
+            atomic_load(&old->ring_head) == tail_get(old)) {
+            old->graveyard = a->graveyard;   /* late handles still find it dead */
+            a->graveyard = old;
+            return id;
+        }
+    }
+    return 0;
+}
+
+#define RING_DEFAULT 1024u
+
 int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
 {
     if (!out)
@@ -452,29 +594,52 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EQUOTA;
     if (cfg->reserve > a->zone.nr_pages)
         return LAB_ERESERVE;
+    if (cfg->max_order >= ROOM_ORDERS || cfg->max_order > a->zone.max_order)
+        return LAB_EORDER;
+    if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
+        return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
     struct lab_room *r = aligned_alloc(CACHELINE, (sizeof(*r) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
     if (!r)
         return LAB_ENOMEM;
     memset(r, 0, sizeof(*r));
     r->arena = a;
     r->pages = a->zone.pages;
+    r->room_of = a->zone.room_of;
     r->base = a->zone.base;
     r->nr_pages = a->zone.nr_pages;
     r->page_hooks = a->page_hooks;
-    r->batch = cfg->batch;
-    r->high = cfg->high ? cfg->high : 4 * cfg->batch;
-    if (r->high < cfg->batch)
-        r->high = cfg->batch;
+    r->strict = a->strict_free;
+    r->max_order = (uint8_t)cfg->max_order;
     r->quota = cfg->quota;
-    r->nr_stock_cap = r->high + r->batch + 1;
-    /* an absurd batch or high would overflow the stock's size: refuse (ENOMEM) */
-    r->stock = r->high <= SIZE_MAX / 16 && r->batch <= SIZE_MAX / 16 ? malloc(r->nr_stock_cap * sizeof(uint32_t)) : NULL;
     r->reserve_head = NIL;
-    r->remote_local = NIL;
     r->reserve_target = cfg->reserve;
-    atomic_store(&r->remote, NIL);
+    bool ok = true;
+    size_t high = cfg->high ? cfg->high : 4 * cfg->batch;
+    if (high < cfg->batch)
+        high = cfg->batch;
+    /* Higher orders keep as many pages, in fewer blocks, as Linux scales its
+     * pcp batch by order. */
+    for (unsigned o = 0; o <= r->max_order; o++) {
+        struct room_stock *s = &r->stk[o];
+        s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
+        s->high = high >> o > s->batch ? high >> o : s->batch;
+        s->frames = malloc((s->high + s->batch + 1) * sizeof(uint32_t));
+        ok &= s->frames != NULL;
+    }
+    uint32_t ring = cfg->ring ? (uint32_t)cfg->ring : RING_DEFAULT;
+    uint32_t size = 1;
+    while (size < ring || size < 2 * (r->stk[0].high + r->stk[0].batch))
+        size <<= 1;
+    if (size > RING_MAX)
+        size = RING_MAX;
+    r->ring_mask = size - 1;
+    r->ring = malloc((size_t)size * sizeof(uint64_t));
+    if (r->ring)
+        for (uint32_t i = 0; i < size; i++)
+            atomic_init(&r->ring[i], ring_slot(i, 0, 0));
     strncpy(r->name, cfg->name ? cfg->name : "room", sizeof(r->name) - 1);
-    if (!r->stock) {
+    if (!ok || !r->ring) {
+        room_free_arrays(r);
         free(r);
         return LAB_ENOMEM;
     }
@@ -484,53 +649,54 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     struct zone *z = &a->zone;
     zone_lock(z);
     size_t floor = z->wmark[WMARK_MIN];
-    uint32_t id = atomic_load(&a->nr_rooms_made) + 1;
-    int err = id >= MAX_ROOMS ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
+    uint32_t id = room_id_take(a);
+    int err = id == 0 ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
     if (err) {
         zone_unlock(z);
-        free(r->stock);
+        room_free_arrays(r);
         free(r);
         return err;
     }
-    atomic_store(&a->nr_rooms_made, id);
+    if (id > atomic_load(&a->nr_rooms_made))
+        atomic_store(&a->nr_rooms_made, id);
     r->id = (uint16_t)id;
     for (size_t i = 0; i < cfg->reserve; i++) {
         uint32_t f = buddy_take(z, 0);
         lab_assert(f != NIL);
-        z->pages[f].room = r->id;
+        pg_set_room(z, f, r->id);
         reserve_push(r, f);
     }
-    zone_unlock(z);
     atomic_store_explicit(&a->rooms[id], r, memory_order_release);
+    zone_unlock(z);
     *out = r;
     return 0;
 }
 
-/* Everything the room holds goes back to the zone.  The struct stays (dead)
- * until the arena is destroyed, so late frees of its pages and use after
- * destroy are recognised rather than corrupting memory. */
+/* Everything the room holds goes back to the zone, and so does every block
+ * in its ring.  The struct stays (dead) until the arena is destroyed, so late
+ * frees of its blocks and use after destroy are recognised rather than
+ * corrupting memory; its arrays are freed. */
 void lab_room_destroy(lab_room *r)
 {
     if (!r || atomic_exchange(&r->dead, true))
         return;
     struct lab_arena *a = r->arena;
     struct zone *z = &a->zone;
-    size_t n = rd(&r->nr_stock);
     zone_lock(z);
-    for (size_t i = 0; i < n; i++)
-        buddy_put(z, r->stock[i], 0);
+    for (unsigned o = 0; o <= r->max_order; o++) {
+        struct room_stock *s = &r->stk[o];
+        for (size_t i = 0; i < rd(&s->n); i++)
+            buddy_put(z, s->frames[i], o);
+        wr(&s->n, 0);
+    }
     while (r->reserve_head != NIL) {
         uint32_t f = r->reserve_head;
         r->reserve_head = z->pages[f].next;
         buddy_put(z, f, 0);
     }
-    zone_unlock(z);
-    wr(&r->nr_stock, 0);
     wr(&r->nr_reserve, 0);
-    size_t n_local = free_list_to_zone(a, r->remote_local, r->mag_pos);
-    r->remote_local = NIL;
-    atomic_store_explicit(&r->remote_popped, ctr_get(&r->remote_popped) + n_local, memory_order_relaxed);
-    room_dead_flush(a, r);
+    zone_unlock(z);
+    ring_flush_dead(a, r, true);
 }
 
 void rooms_destroy_all(struct lab_arena *a)
@@ -540,9 +706,29 @@ void rooms_destroy_all(struct lab_arena *a)
         struct lab_room *r = atomic_load(&a->rooms[id]);
         if (!r)
             continue;
-        free(r->stock);
+        room_free_arrays(r);
         free(r);
     }
+    while (a->graveyard) {
+        struct lab_room *r = a->graveyard;
+        a->graveyard = r->graveyard;
+        room_free_arrays(r);
+        free(r);
+    }
+}
+
+/* Pages published in the ring and not yet taken back: on their way home,
+ * counted with the deferred frees.  A reader's snapshot, from any thread. */
+size_t room_ring_pages(struct lab_room *r)
+{
+    uint32_t t = tail_get(r), h = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    size_t pages = 0;
+    for (; t != h && h - t <= r->ring_mask + 1; t++) {
+        uint64_t v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_relaxed);
+        if (ring_seq_diff(v, t + 1) == 0 && (uint32_t)v != RING_TOMBSTONE)
+            pages += (size_t)1 << ((v >> 32) & 7);
+    }
+    return pages;
 }
 
 void lab_room_stats_get(lab_room *r, lab_room_stats *out)
@@ -558,36 +744,55 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
     out->reserve_allocs = ctr_get(&r->st.reserve_allocs);
     for (int i = 0; i < LAB_R_COUNT; i++)
         out->fail_by_reason[i] = ctr_get(&r->st.fail_by_reason[i]);
-    out->stock = rd(&r->nr_stock);
+    for (unsigned o = 0; o <= r->max_order; o++)
+        out->stock += rd(&r->stk[o].n) << o;
     out->reserve = rd(&r->nr_reserve);
     out->out = room_out(r);
+    out->in_ring = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - tail_get(r);
 }
 
-/* The owner's free: a push and a state store.  Any condition that needs more
- * goes to room_free_slow, so this stays a leaf function that saves no
- * registers. */
+/* The owner's free of an order-0 page: a push and a state store.  Any
+ * condition that needs more goes to room_free_slow, so this stays a leaf
+ * function that saves no registers. */
 void lab_room_free(lab_room *r, void *page)
 {
     if (likely(r != NULL) && !LAB_DEBUG_ON) {
         uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
         uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
         struct page *pg = &r->pages[f];
-        size_t n = rd(&r->nr_stock);
+        struct room_stock *s = &r->stk[0];
+        size_t n = rd(&s->n);
         if (likely(off < ((uintptr_t)r->nr_pages << PAGE_SHIFT) && !(off & (LAB_PAGE_SIZE - 1)) &&
-                   pg_state(pg) == PG_ALLOCATED && pg->room == r->id && pg_order(pg) == 0 &&
-                   n < r->high && !r->page_hooks && rd(&r->nr_reserve) >= r->reserve_target &&
+                   pg_state(pg) == PG_ALLOCATED && pg_order(pg) == 0 &&
+                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < s->high &&
+                   !r->page_hooks && !r->strict && rd(&r->nr_reserve) >= r->reserve_target &&
                    !atomic_load_explicit(&r->dead, memory_order_relaxed) &&
                    !atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
             uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
             atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
             atomic_signal_fence(memory_order_seq_cst);
             pg_set_state(pg, PG_ROOM);
-            r->stock[n] = f;
-            wr(&r->nr_stock, n + 1);
+            s->frames[n] = f;
+            wr(&s->n, n + 1);
             ctr_inc(&r->st.frees_owner);
             atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
             return;
         }
     }
-    room_free_slow(r, page);
+    room_free_slow(r, page, 0);
+}
+
+void lab_room_free_pages(lab_room *r, void *page, unsigned order)
+{
+    if (order == 0)
+        lab_room_free(r, page);
+    else
+        room_free_slow(r, page, order);
+}
+
+void lab_room_free_bulk(lab_room *r, void *const *pages, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pages[i])
+            lab_room_free(r, pages[i]);
 }

@@ -57,15 +57,14 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         out->alloc_by_step[LAB_STEP_ROOM] += ctr_get(&r->st.allocs) - ctr_get(&r->st.slow_allocs);
         for (int i = 0; i < LAB_STEP_COUNT; i++)
             out->alloc_by_step[i] += ctr_get(&r->st.by_step[i]);
-        out->frees += ctr_get(&r->st.frees_owner) + ctr_get(&r->remote_pushed);
+        out->frees += ctr_get(&r->st.frees_owner) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
         if (atomic_load(&r->dead))
             continue;
         out->nr_rooms++;
-        out->room_pages += atomic_load_explicit(&r->nr_stock, memory_order_relaxed);
+        for (unsigned o = 0; o <= r->max_order; o++)
+            out->room_pages += atomic_load_explicit(&r->stk[o].n, memory_order_relaxed) << o;
         out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
-        uint64_t gone = ctr_get(&r->remote_popped) + ctr_get(&r->remote_gone);
-        uint64_t pushed = ctr_get(&r->remote_pushed);
-        out->deferred_pages += pushed > gone ? (size_t)(pushed - gone) : 0;
+        out->deferred_pages += room_ring_pages(r);
     }
     out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
     size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages + out->void_pages;

@@ -545,10 +545,14 @@ static void test_room_allocation_in_a_shrinker_follows_the_memalloc_rule(void)
 /* A NOFAIL room request at its quota sleeps until one of its pages comes
  * back.  When direct reclaim moves that page from the room's remote frees
  * to the zone, the quota it frees up must still wake the request. */
-struct quota_waiter { lab_room *r; void *page; atomic_int started; };
+enum { QUOTA = 8 };
+struct quota_waiter { lab_room *r; void *page; void *p[QUOTA]; atomic_int started; };
 static void *quota_nofail_thread(void *arg)
 {
     struct quota_waiter *w = arg;
+    /* this thread owns the room: it takes the room to its quota itself */
+    for (int i = 0; i < QUOTA; i++)
+        REQUIRE((w->p[i] = lab_room_alloc(w->r, LAB_GFP_NOWAIT)) != NULL);
     atomic_store(&w->started, 1);
     w->page = lab_room_alloc(w->r, LAB_GFP_KERNEL | LAB_GFP_NOFAIL);
     return NULL;
@@ -557,18 +561,15 @@ static void *quota_nofail_thread(void *arg)
 static void test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone(void)
 {
     lab_arena *a = arena_with_timeout(100);
-    enum { QUOTA = 8 };
-    void *p[QUOTA];
-    struct quota_waiter w = { 0 };
+    static struct quota_waiter w;
+    void **p = w.p;
     lab_room_config rc;
     lab_room_config_init(&rc);
     rc.quota = QUOTA;
     rc.batch = 4;
     REQUIRE(lab_room_create(a, &rc, &w.r) == 0);
-    /* The room is owned by the waiter thread from here on; the test thread
-     * only frees its pages (lab_free_pages), as any other context may. */
-    for (int i = 0; i < QUOTA; i++)
-        REQUIRE((p[i] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);
+    /* The room is owned by the waiter thread; the test thread only frees
+     * its pages (lab_free_pages), as any other context may. */
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, quota_nofail_thread, &w) == 0);
     while (!atomic_load(&w.started))

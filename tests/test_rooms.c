@@ -228,19 +228,23 @@ static void test_remote_frees_come_back_to_the_room(void)
     CHECK_EQ(s.free_pages, 1024 - batch);
     CHECK_EQ(s.deferred_pages, batch);
     CHECK_EQ(s.allocated_pages, 0);
-    /* the owner's next allocations take them back (one exchange, then one
-     * page per allocation), before any new batch from the zone */
+    CHECK_EQ(room_stats(r).in_ring, batch);
+    CHECK_EQ(room_stats(r).out, batch);   /* pending remote frees still count as out */
+    /* the owner's next allocation takes them all back into its stock at
+     * once (step 2), before any new batch from the zone; the rest are step 1 */
     void *back[16];
     lab_result res;
     for (size_t i = 0; i < batch; i++) {
         lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
         REQUIRE(res.addr);
-        CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
+        CHECK_EQ(res.step, i == 0 ? LAB_STEP_ROOM_REMOTE : LAB_STEP_ROOM);
         back[i] = res.addr;
         lab_room_stats st = room_stats(r);
-        CHECK_EQ(st.frees_remote, i + 1);
-        CHECK_EQ(st.out, batch);   /* pending remote frees still count as out */
-        CHECK_EQ(arena_stats(a).deferred_pages, batch - 1 - i);
+        CHECK_EQ(st.frees_remote, batch);
+        CHECK_EQ(st.in_ring, 0);
+        CHECK_EQ(st.stock, batch - 1 - i);
+        CHECK_EQ(st.out, i + 1);
+        CHECK_EQ(arena_stats(a).deferred_pages, 0);
     }
     /* the same pages, each once */
     for (size_t i = 0; i < batch; i++) {
@@ -449,10 +453,15 @@ static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
     end_arena(a);
 }
 
-static void test_frees_refill_the_reserve_before_the_stock(void)
+/* The owner's frees refill the reserve first (its free is off the
+ * allocation's way); remote frees fill the stock first, so a room running
+ * near empty is served at step 2, never walks on to the reserve while pages
+ * come back, and the reserve is topped up from the stock once it holds more
+ * than a batch. */
+static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
 {
     /* the quota makes refills fail, so ATOMIC requests reach the reserve */
-    const size_t R = 3, batch = 4, quota = R + batch;
+    const size_t R = 3, batch = 2, quota = R + 4;
     lab_arena *a = test_arena(1024, 10, 16, 24, 32);
     lab_room *r = make_room(a, R, batch, 16, quota);
     void *p[8];
@@ -461,7 +470,7 @@ static void test_frees_refill_the_reserve_before_the_stock(void)
     for (size_t i = 0; i < quota; i++) {
         lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         REQUIRE(res.addr);
-        CHECK_EQ(res.step, i < batch ? (i == 0 ? LAB_STEP_ZONE : LAB_STEP_ROOM) : LAB_STEP_ROOM_RESERVE);
+        CHECK_EQ(res.step, i < 4 ? (i % batch == 0 ? LAB_STEP_ZONE : LAB_STEP_ROOM) : LAB_STEP_ROOM_RESERVE);
         p[n++] = res.addr;
     }
     lab_room_stats st = room_stats(r);
@@ -475,27 +484,29 @@ static void test_frees_refill_the_reserve_before_the_stock(void)
     CHECK_EQ(st.reserve, 1);
     CHECK_EQ(st.stock, 0);
 
-    /* a remote free too, once the owner takes it back */
-    lab_free_pages(a, p[--n], 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
-    CHECK(res.addr == NULL);              /* nothing for NOWAIT: it went to the reserve */
-    CHECK_EQ(res.reason, LAB_R_QUOTA);
-    st = room_stats(r);
-    CHECK_EQ(st.frees_remote, 1);
-    CHECK_EQ(st.reserve, 2);
-    CHECK_EQ(st.stock, 0);
-
-    /* once the reserve is full again, frees go to the stock */
-    lab_free_pages(a, p[--n], 0);
+    /* a remote free goes to the stock: even NOWAIT gets it, at step 2 */
     lab_free_pages(a, p[--n], 0);
     lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     REQUIRE(res.addr);
     CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
     p[n++] = res.addr;
     st = room_stats(r);
-    CHECK_EQ(st.frees_remote, 3);
-    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.frees_remote, 1);
+    CHECK_EQ(st.reserve, 1);
     CHECK_EQ(st.stock, 0);
+
+    /* more than a batch back at once: the surplus over a batch tops the
+     * reserve up, the rest stays in stock */
+    for (int k = 0; k < 4; k++)
+        lab_free_pages(a, p[--n], 0);
+    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    REQUIRE(res.addr);
+    CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
+    p[n++] = res.addr;
+    st = room_stats(r);
+    CHECK_EQ(st.frees_remote, 5);
+    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.stock, 1);
     CHECK_EQ(st.out + st.stock + st.reserve, quota);
     while (n)
         lab_room_free(r, p[--n]);
@@ -906,7 +917,7 @@ int main(void)
     RUN(test_remote_frees_come_back_to_the_room);
     RUN(test_remote_frees_race_with_the_owner);
     RUN(test_reserve_serves_atomic_after_everyone_else_took_every_page);
-    RUN(test_frees_refill_the_reserve_before_the_stock);
+    RUN(test_owner_frees_refill_the_reserve_and_remote_frees_the_stock);
     RUN(test_reserve_larger_than_the_free_pages_is_refused);
     RUN(test_quota_caps_held_plus_handed_out);
     RUN(test_destroy_returns_everything_the_room_holds);
