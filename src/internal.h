@@ -72,25 +72,45 @@ enum page_state {
 struct page {
     uint32_t next;            /* free list, room stock/reserve, deferred list */
     uint32_t prev;            /* free list back link */
-    _Atomic uint8_t state;
-    _Atomic uint8_t order;
+    /* state | order << 8, one atomic word so that a check of both is one
+     * compare, and a claim (a CAS on the state) also proves the order */
+    _Atomic uint16_t so;
     uint16_t spare;
     uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
-                                 order the caller asked; a remote-free magazine's head
-                                 (room.c): how many frame indices its page holds */
+                                 order the caller asked; a trimmed block refused by the
+                                 OS (arena.c, transiently) */
 };
 _Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
 
-static inline unsigned pg_state(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->state, memory_order_relaxed); }
-static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->state, (uint8_t)s, memory_order_relaxed); }
-static inline unsigned pg_order(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->order, memory_order_relaxed); }
-static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->order, (uint8_t)o, memory_order_relaxed); }
+static inline unsigned pg_so(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->so, memory_order_relaxed); }
+static inline unsigned pg_state(const struct page *p) { return pg_so(p) & 0xffu; }
+static inline unsigned pg_order(const struct page *p) { return pg_so(p) >> 8; }
+static inline bool pg_is(const struct page *p, unsigned state, unsigned order) { return pg_so(p) == (order << 8 | state); }
+/* Only the block's holder writes these (the zone lock's holder, a room's
+ * owner), or a freer that claimed it by pg_claim. */
+static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_relaxed); }
+static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
+static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_relaxed); }
+/* from -> to with a CAS, whatever the order; false when the state was not
+ * `from` (another context claimed it first, or it was never handed out). */
+static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
+{
+    uint16_t cur = atomic_load_explicit(&p->so, memory_order_relaxed);
+    do {
+        if ((cur & 0xffu) != from)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&p->so, &cur, (uint16_t)((cur & 0xff00u) | to),
+                                                    memory_order_acquire, memory_order_relaxed));
+    return true;
+}
 
 /* Owner-written counters that other threads read: relaxed load + store, which
  * is a plain move (no read-modify-write), yet not a data race. */
 static inline void ctr_inc(_Atomic uint64_t *c) { atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed); }
 static inline void ctr_add_shared(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, memory_order_relaxed); }
 static inline uint64_t ctr_get(const _Atomic uint64_t *c) { return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed); }
+/* An owner-only counter: a plain load and store (wraps: adding -1 subtracts). */
+static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store_explicit(c, ctr_get(c) + n, memory_order_relaxed); }
 
 /* ---- platform --------------------------------------------------------- */
 LAB_HIDDEN void *plat_map(size_t bytes, bool prefault);
@@ -205,7 +225,18 @@ struct lab_room {
     uint8_t   max_order;       /* orders 0..max_order are served */
     bool      page_hooks;      /* the arena's, copied */
     bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
-    _Atomic uint32_t seq;      /* odd while the owner is inside an operation */
+    /* Odd while the owner is inside an allocation call (seq) or a free call
+     * (seq_free); each call adds 2, so they count the calls too, and the
+     * fast paths keep no other counter (see room_allocs). */
+    _Atomic uint64_t seq, seq_free;
+    /* The owner's free takes the fast path while the stock is below this:
+     * high, or 0 when anything needs the slow path (page hooks, strict mode,
+     * a reserve to refill, a drain asked for, a destroyed room).  Reclaim
+     * may zero it (relaxed) when it asks for a drain. */
+    _Atomic size_t free_limit;
+    lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow path:
+                                  ZERO, or every flag when page hooks are on */
+    uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
     size_t    quota, reserve_target;
@@ -213,8 +244,10 @@ struct lab_room {
     struct lab_arena *arena;
     _Atomic(const void *) owner; /* debug builds: the owning thread's token */
     struct {
-        /* pages, not blocks: allocs - frees_owner - frees_remote - gone = out */
-        _Atomic uint64_t allocs, slow_allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;
+        /* pages beyond one per call (orders above 0, bulk calls) or minus
+         * one (a call that handed out or took back nothing): see room_allocs */
+        _Atomic uint64_t allocs_extra, frees_extra;
+        _Atomic uint64_t slow_allocs, frees_remote, refills, drains, reserve_allocs;   /* pages */
         _Atomic uint64_t by_step[LAB_STEP_COUNT];   /* slow-path successes; summed by stats */
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
     } st;
@@ -236,27 +269,36 @@ struct lab_room {
 
 /* Pages the room handed out that have not come back to it: derived from the
  * counters each side keeps anyway, so the fast paths keep no extra count. */
+static inline uint64_t room_allocs(struct lab_room *r)
+{
+    return atomic_load_explicit(&r->seq, memory_order_relaxed) / 2 + ctr_get(&r->st.allocs_extra);
+}
+static inline uint64_t room_frees_owner(struct lab_room *r)
+{
+    return atomic_load_explicit(&r->seq_free, memory_order_relaxed) / 2 + ctr_get(&r->st.frees_extra);
+}
 static inline size_t room_out(struct lab_room *r)
 {
-    return (size_t)(ctr_get(&r->st.allocs) - ctr_get(&r->st.frees_owner) - ctr_get(&r->st.frees_remote) -
-                    ctr_get(&r->gone));
+    return (size_t)(room_allocs(r) - room_frees_owner(r) - ctr_get(&r->st.frees_remote) - ctr_get(&r->gone));
 }
 
-/* The owner's bracket around an operation (room.c explains the sequence
- * word).  Release builds: one load of `dead`, two plain stores of `seq`. */
-LAB_HIDDEN bool room_enter_checked(struct lab_room *r, const char *op);
-static inline bool room_enter(struct lab_room *r, const char *op)
+/* The owner's bracket around a call (room.c explains the sequence words):
+ * `word` is &r->seq for allocations, &r->seq_free for frees.  Release
+ * builds: one load of `dead`, two plain stores. */
+LAB_HIDDEN bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
+static inline bool room_enter(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {
     if (LAB_DEBUG_ON || unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed)))
-        return room_enter_checked(r, op);
-    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_relaxed);
+        return room_enter_checked(r, word, op);
+    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     return true;
 }
-static inline void room_leave(struct lab_room *r)
+static inline void room_leave(_Atomic uint64_t *word)
 {
-    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1, memory_order_release);
+    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + 1, memory_order_release);
 }
+LAB_HIDDEN void room_update_free_limit(struct lab_room *r);
 
 /* ---- the arena -------------------------------------------------------- */
 struct fault_attr {

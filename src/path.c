@@ -290,7 +290,6 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
         goto bad;
     uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
     struct page *pg = &z->pages[frame];
-    uint8_t expect = PG_ALLOCATED;
     unsigned real = order;
     if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order &&
         !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->aux == 0)) {
@@ -308,8 +307,7 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     } else if (unlikely(pg_order(pg) != order || (a->guard && pg->aux != 0))) {
         goto bad;
     }
-    if (unlikely(!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_DEFERRED,
-                                                          memory_order_acquire, memory_order_relaxed)))
+    if (unlikely(!pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)))
         goto bad;
     if (unlikely(a->page_hooks)) {
         page_hook_free(a, addr, order);
@@ -483,14 +481,15 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     uint32_t f;
     res->addr = NULL;
     gfp = gfp_in_context(gfp);
-    if (unlikely(r == NULL || !room_enter(r, "lab_room_alloc on a destroyed room"))) {
+    if (unlikely(r == NULL || !room_enter(r, &r->seq, "lab_room_alloc on a destroyed room"))) {
         res->reason = LAB_R_BADARG;
         res->step = LAB_STEP_NONE;
         return;
     }
     if (unlikely(order > r->max_order)) {
         ctr_inc(&r->st.fail_by_reason[LAB_R_ORDER]);
-        room_leave(r);
+        ctr_add_owner(&r->st.allocs_extra, (uint64_t)-1);   /* a call that handed out nothing */
+        room_leave(&r->seq);
         res->reason = LAB_R_ORDER;
         res->step = LAB_STEP_NONE;
         alloc_failed(r->arena, gfp, order, LAB_R_ORDER);
@@ -510,11 +509,13 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     }
     if (likely(f != NIL)) {
         res->addr = room_hand_out(r, f, order);
-        atomic_store_explicit(&r->st.allocs, ctr_get(&r->st.allocs) + (1u << order), memory_order_relaxed);
+        if (order)
+            ctr_add_owner(&r->st.allocs_extra, ((uint64_t)1 << order) - 1);
     } else {
         ctr_inc(&r->st.fail_by_reason[reason]);
+        ctr_add_owner(&r->st.allocs_extra, (uint64_t)-1);
     }
-    room_leave(r);
+    room_leave(&r->seq);
     /* a success after failed steps (refill, then reserve or reclaim) is a success */
     res->reason = f == NIL ? reason : LAB_R_NONE;
     if (unlikely(f == NIL)) {
@@ -541,25 +542,31 @@ void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
     return res.addr;
 }
 
-/* Step 1 on its own, with nothing else in the way: a pop and a state store. */
-void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
+static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp)
 {
     lab_result res;
-    size_t n;
-    if (likely(r != NULL) && likely((n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed)) != 0) &&
-        likely(!(gfp & LAB_GFP_ZERO) && !r->page_hooks)) {
-        if (unlikely(!room_enter(r, "lab_room_alloc on a destroyed room")))
-            return NULL;
-        uint32_t f = r->stk[0].frames[n - 1];
-        atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
-        lab_assert(pg_room(&r->arena->zone, f) == r->id && pg_state(&r->pages[f]) == PG_ROOM);
-        pg_set_state(&r->pages[f], PG_ALLOCATED);
-        ctr_inc(&r->st.allocs);
-        room_leave(r);
-        return r->base + ((size_t)f << PAGE_SHIFT);
-    }
     room_alloc(r, gfp, 0, &res);
     return res.addr;
+}
+
+/* Step 1 on its own, with nothing else in the way: a pop and a state store,
+ * bracketed by the sequence word (which also counts the call).  A destroyed
+ * room has an empty stock, so it takes the fallback and is reported there. */
+void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
+{
+    size_t n;
+    if (likely(r != NULL) && !LAB_DEBUG_ON && likely((n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed)) != 0) &&
+        likely(!(gfp & r->alloc_slow_gfp))) {
+        uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+        atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        uint32_t f = r->stk[0].frames[n - 1];
+        atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
+        pg_set(&r->pages[f], PG_ALLOCATED, 0);
+        atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
+        return r->base + ((size_t)f << PAGE_SHIFT);
+    }
+    return room_alloc_fallback(r, gfp);
 }
 
 /* Up to n order-0 pages: whole runs off the stock, the slow path only when
@@ -570,7 +577,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     if (unlikely(r == NULL || pages == NULL || n == 0))
         return 0;
     gfp = gfp_in_context(gfp);
-    if (unlikely(!room_enter(r, "lab_room_alloc_bulk on a destroyed room")))
+    if (unlikely(!room_enter(r, &r->seq, "lab_room_alloc_bulk on a destroyed room")))
         return 0;
     struct room_stock *s = &r->stk[0];
     size_t got = 0;
@@ -584,7 +591,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
                 break;
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
-            ctr_inc(&r->st.allocs);   /* now: the quota counts what is out */
+            ctr_inc(&r->st.allocs_extra);   /* now: the quota counts what is out */
             pages[got++] = room_hand_out(r, f, 0);
             continue;
         }
@@ -592,12 +599,13 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         for (size_t i = 0; i < k; i++)
             pages[got + i] = room_hand_out(r, s->frames[have - 1 - i], 0);
         atomic_store_explicit(&s->n, have - k, memory_order_relaxed);
-        atomic_store_explicit(&r->st.allocs, ctr_get(&r->st.allocs) + k, memory_order_relaxed);
+        ctr_add_owner(&r->st.allocs_extra, k);
         got += k;
     }
+    ctr_add_owner(&r->st.allocs_extra, (uint64_t)-1);   /* the call itself counts one (seq) */
     if (got < n)
         ctr_inc(&r->st.fail_by_reason[reason]);
-    room_leave(r);
+    room_leave(&r->seq);
     if (got == 0)
         alloc_failed(r->arena, gfp, 0, reason);
     for (size_t i = 0; i < got; i++) {

@@ -55,7 +55,6 @@ static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memo
 static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_relaxed); }
 static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
 static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
-static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store_explicit(c, ctr_get(c) + n, memory_order_relaxed); }
 
 void lab_room_config_init(lab_room_config *cfg)
 {
@@ -67,13 +66,15 @@ void lab_room_config_init(lab_room_config *cfg)
 }
 
 /* ---- owner bracket -------------------------------------------------------
- * The sequence word is odd while the owner is inside an operation.  It lets
- * lab_check skip a room in motion, and lets debug builds catch a context
- * that is not the owner (another thread, or a handler that interrupted the
- * owner).  Plain stores on the owner's side. */
-bool room_enter_checked(struct lab_room *r, const char *op)
+ * The sequence words are odd while the owner is inside a call: seq for
+ * allocations, seq_free for frees.  They let lab_check skip a room in
+ * motion, let debug builds catch a context that is not the owner (another
+ * thread, or a handler that interrupted the owner), and count the calls, so
+ * the fast paths keep no counter of their own.  Plain stores on the owner's
+ * side. */
+bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {
-    uint32_t s = atomic_load_explicit(&r->seq, memory_order_relaxed);
+    uint64_t s = atomic_load_explicit(word, memory_order_relaxed);
     if (unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed))) {
         misuse(r->arena, LAB_EROOMDEAD, r, NIL, op);
         return false;
@@ -84,15 +85,24 @@ bool room_enter_checked(struct lab_room *r, const char *op)
             misuse(r->arena, LAB_ENOTOWNER, r, NIL, "room used by a thread that does not own it");
             return false;
         }
-        if (s & 1) {
+        if ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
+             atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1) {
             misuse(r->arena, LAB_ENOTOWNER, r, NIL,
                    "room re-entered: a signal handler interrupted its owner (give the handler its own room)");
             return false;
         }
     }
-    atomic_store_explicit(&r->seq, s + 1, memory_order_relaxed);
+    atomic_store_explicit(word, s + 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     return true;
+}
+
+void room_update_free_limit(struct lab_room *r)
+{
+    bool slow = r->page_hooks || r->strict || atomic_load_explicit(&r->dead, memory_order_relaxed) ||
+                atomic_load_explicit(&r->drain_wanted, memory_order_relaxed) ||
+                atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) < r->reserve_target;
+    atomic_store_explicit(&r->free_limit, slow ? 0 : r->stk[0].high, memory_order_relaxed);
 }
 
 static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame)
@@ -112,6 +122,7 @@ static inline void reserve_push(struct lab_room *r, uint32_t frame)
     p->next = r->reserve_head;
     r->reserve_head = frame;
     wr(&r->nr_reserve, rd(&r->nr_reserve) + 1);
+    room_update_free_limit(r);
 }
 
 /* ---- back to the zone ---------------------------------------------------
@@ -174,12 +185,10 @@ static void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t
     uint32_t gone = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct page *p = &z->pages[frames[i]];
-        uint8_t expect = PG_ALLOCATED;
         /* In strict mode the freer claimed it already (DEFERRED); else the
          * claim is made here, and a block that is not ALLOCATED any more
          * was freed twice. */
-        if (!strict && !atomic_compare_exchange_strong_explicit(&p->state, &expect, PG_DEFERRED,
-                                                                   memory_order_acquire, memory_order_relaxed)) {
+        if (!strict && !pg_claim(p, PG_ALLOCATED, PG_DEFERRED)) {
             misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
             continue;
         }
@@ -427,6 +436,7 @@ uint32_t room_take_reserve(struct lab_room *r)
         return NIL;
     r->reserve_head = room_zone(r)->pages[f].next;
     wr(&r->nr_reserve, rd(&r->nr_reserve) - 1);
+    room_update_free_limit(r);
     ctr_inc(&r->st.reserve_allocs);
     return f;
 }
@@ -492,7 +502,7 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         room_free_misuse(r, page, order);
         return;
     }
-    if (unlikely(!room_enter(r, "lab_room_free on a destroyed room"))) {
+    if (unlikely(!room_enter(r, &r->seq_free, "lab_room_free on a destroyed room"))) {
         /* Reported; the block itself was handed out in good faith, so it
          * goes where a late lab_free_pages of it would: to the zone. */
         if (atomic_load_explicit(&r->dead, memory_order_relaxed)) {
@@ -504,10 +514,9 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
     }
     if (r->strict) {
         /* Arbitrate against a remote free of the same block. */
-        uint8_t expect = PG_ALLOCATED;
-        if (!atomic_compare_exchange_strong_explicit(&pg->state, &expect, PG_ROOM, memory_order_acquire,
-                                                     memory_order_relaxed)) {
-            room_leave(r);
+        if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
+            ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
+            room_leave(&r->seq_free);
             room_free_misuse(r, page, order);
             return;
         }
@@ -519,15 +528,16 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         reserve_push(r, f);
     else
         stock_push(r, order, f);
-    ctr_add_owner(&r->st.frees_owner, (uint64_t)1 << order);
+    ctr_add_owner(&r->st.frees_extra, ((uint64_t)1 << order) - 1);
     if (unlikely(atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
         atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
         for (unsigned o = 0; o <= r->max_order; o++)
             room_drain(r, o, rd(&r->stk[o].n) > r->stk[o].batch ? rd(&r->stk[o].n) - r->stk[o].batch : 0);
+        room_update_free_limit(r);
     } else if (rd(&s->n) > s->high) {
         room_drain(r, order, s->batch);
     }
-    room_leave(r);
+    room_leave(&r->seq_free);
 }
 
 /* ---- reclaim's view ----------------------------------------------------------------
@@ -543,6 +553,10 @@ size_t rooms_drain_surplus(struct lab_arena *a)
         if (!r || atomic_load(&r->dead) || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))
             continue;
         atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
+        /* Sends the owner's next free down the slow path.  The owner may
+         * overwrite it with a limit computed before it saw the flag: then
+         * the drain waits for its next slow call, which checks the flag. */
+        atomic_store_explicit(&r->free_limit, 0, memory_order_relaxed);
     }
     return 0;
 }
@@ -607,7 +621,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->room_of = a->zone.room_of;
     r->base = a->zone.base;
     r->nr_pages = a->zone.nr_pages;
+    r->bytes = (uintptr_t)a->zone.nr_pages << PAGE_SHIFT;
     r->page_hooks = a->page_hooks;
+    r->alloc_slow_gfp = a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO;
     r->strict = a->strict_free;
     r->max_order = (uint8_t)cfg->max_order;
     r->quota = cfg->quota;
@@ -666,6 +682,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         pg_set_room(z, f, r->id);
         reserve_push(r, f);
     }
+    room_update_free_limit(r);
     atomic_store_explicit(&a->rooms[id], r, memory_order_release);
     zone_unlock(z);
     *out = r;
@@ -675,7 +692,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
 /* Everything the room holds goes back to the zone, and so does every block
  * in its ring.  The struct stays (dead) until the arena is destroyed, so late
  * frees of its blocks and use after destroy are recognised rather than
- * corrupting memory; its arrays are freed. */
+ * corrupting memory.  Its arrays are kept too (a late freer may still be
+ * looking at the ring) and freed with the arena. */
 void lab_room_destroy(lab_room *r)
 {
     if (!r || atomic_exchange(&r->dead, true))
@@ -695,6 +713,8 @@ void lab_room_destroy(lab_room *r)
         buddy_put(z, f, 0);
     }
     wr(&r->nr_reserve, 0);
+    atomic_store_explicit(&r->free_limit, 0, memory_order_relaxed);   /* the owner is not inside a
+                            call: its fast paths now find an empty stock and no room to free into */
     zone_unlock(z);
     ring_flush_dead(a, r, true);
 }
@@ -736,8 +756,8 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
     memset(out, 0, sizeof(*out));
     if (!r)
         return;
-    out->allocs = ctr_get(&r->st.allocs);
-    out->frees_owner = ctr_get(&r->st.frees_owner);
+    out->allocs = room_allocs(r);
+    out->frees_owner = room_frees_owner(r);
     out->frees_remote = ctr_get(&r->st.frees_remote);
     out->refills = ctr_get(&r->st.refills);
     out->drains = ctr_get(&r->st.drains);
@@ -752,30 +772,26 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
 }
 
 /* The owner's free of an order-0 page: a push and a state store.  Any
- * condition that needs more goes to room_free_slow, so this stays a leaf
- * function that saves no registers. */
+ * condition that needs more goes to room_free_slow (free_limit is 0 when
+ * one holds for the room), so this stays a leaf function that saves no
+ * registers. */
 void lab_room_free(lab_room *r, void *page)
 {
     if (likely(r != NULL) && !LAB_DEBUG_ON) {
-        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
-        uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base, f = off >> PAGE_SHIFT;
         struct page *pg = &r->pages[f];
         struct room_stock *s = &r->stk[0];
         size_t n = rd(&s->n);
-        if (likely(off < ((uintptr_t)r->nr_pages << PAGE_SHIFT) && !(off & (LAB_PAGE_SIZE - 1)) &&
-                   pg_state(pg) == PG_ALLOCATED && pg_order(pg) == 0 &&
-                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < s->high &&
-                   !r->page_hooks && !r->strict && rd(&r->nr_reserve) >= r->reserve_target &&
-                   !atomic_load_explicit(&r->dead, memory_order_relaxed) &&
-                   !atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
-            uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
-            atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+        if (likely(off < r->bytes && !(off & (LAB_PAGE_SIZE - 1)) && pg_is(pg, PG_ALLOCATED, 0) &&
+                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id &&
+                   n < atomic_load_explicit(&r->free_limit, memory_order_relaxed))) {
+            uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
+            atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
             atomic_signal_fence(memory_order_seq_cst);
-            pg_set_state(pg, PG_ROOM);
-            s->frames[n] = f;
+            pg_set(pg, PG_ROOM, 0);
+            s->frames[n] = (uint32_t)f;
             wr(&s->n, n + 1);
-            ctr_inc(&r->st.frees_owner);
-            atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
+            atomic_store_explicit(&r->seq_free, seq + 2, memory_order_release);
             return;
         }
     }

@@ -54,10 +54,10 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         if (!r)
             continue;
         /* step 1 is counted by the owner alone, off the shared counters */
-        out->alloc_by_step[LAB_STEP_ROOM] += ctr_get(&r->st.allocs) - ctr_get(&r->st.slow_allocs);
+        out->alloc_by_step[LAB_STEP_ROOM] += room_allocs(r) - ctr_get(&r->st.slow_allocs);
         for (int i = 0; i < LAB_STEP_COUNT; i++)
             out->alloc_by_step[i] += ctr_get(&r->st.by_step[i]);
-        out->frees += ctr_get(&r->st.frees_owner) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
+        out->frees += room_frees_owner(r) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
         if (atomic_load(&r->dead))
             continue;
         out->nr_rooms++;
