@@ -361,15 +361,20 @@ typedef struct lab_room_config {
     size_t ring;        /* return ring slots (rounded up to a power of two, at least
                            2 * (high + batch)); 0 = 1024.  Blocks freed by other
                            contexts beyond what it holds go to the zone */
+    unsigned flags;     /* LAB_ROOM_*; 0 = none */
     const char *name;   /* for stats; may be NULL */
 } lab_room_config;
+/* Failures are expected (a receive path running near empty): the room's
+ * failed requests are counted in lab_room_stats but never reported, as if
+ * every request carried LAB_GFP_NOWARN. */
+#define LAB_ROOM_NOWARN (1u << 0)
 /* Fill *cfg with the defaults (no reserve, batch 32, high 128, no quota,
  * order 0). */
 LAB_API void  lab_room_config_init(lab_room_config *cfg);
 /* Create a room: takes its reserve from the zone (above the min watermark).
  * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
  * reserve), LAB_ERESERVE (not that many free pages above min), LAB_EORDER
- * (max_order too large), LAB_EBUSY (4095 rooms alive, or destroyed with
+ * (max_order too large), LAB_EFLAGS (an unknown LAB_ROOM_* flag), LAB_EBUSY (4095 rooms alive, or destroyed with
  * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */
 LAB_API int   lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out);
 /* Destroy a room: its stock, reserve and ring go back to the zone.  Call it

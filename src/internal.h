@@ -225,6 +225,7 @@ struct lab_room {
     uint8_t   max_order;       /* orders 0..max_order are served */
     bool      page_hooks;      /* the arena's, copied */
     bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
+    lab_gfp_t gfp_or;          /* added to every request: LAB_GFP_NOWARN with LAB_ROOM_NOWARN */
     /* Odd while the owner is inside an allocation call (seq) or a free call
      * (seq_free); each call adds 2, so they count the calls too, and the
      * fast paths keep no other counter (see room_allocs). */

@@ -492,7 +492,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         room_leave(&r->seq);
         res->reason = LAB_R_ORDER;
         res->step = LAB_STEP_NONE;
-        alloc_failed(r->arena, gfp, order, LAB_R_ORDER);
+        alloc_failed(r->arena, gfp | r->gfp_or, order, LAB_R_ORDER);
         return;
     }
     struct room_stock *s = &r->stk[order];
@@ -520,7 +520,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     res->reason = f == NIL ? reason : LAB_R_NONE;
     if (unlikely(f == NIL)) {
         res->step = LAB_STEP_NONE;
-        alloc_failed(r->arena, gfp, order, reason);
+        alloc_failed(r->arena, gfp | r->gfp_or, order, reason);
         return;
     }
     res->step = step;
@@ -607,7 +607,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         ctr_inc(&r->st.fail_by_reason[reason]);
     room_leave(&r->seq);
     if (got == 0)
-        alloc_failed(r->arena, gfp, 0, reason);
+        alloc_failed(r->arena, gfp | r->gfp_or, 0, reason);
     for (size_t i = 0; i < got; i++) {
         if (unlikely(r->page_hooks))
             page_hook_alloc(r->arena, pages[i], 0);

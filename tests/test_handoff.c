@@ -457,6 +457,46 @@ static void test_atomic_refill_below_min_stocks_nothing_for_nowait(void)
     end_arena(a);
 }
 
+/* A room whose failures are expected reports none, and still counts them. */
+static void count_reports(void *ctx, const char *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+static void test_a_nowarn_room_counts_its_failures_without_reporting_them(void)
+{
+    lab_arena *a = arena(512, 0);
+    static atomic_int reports;
+    atomic_store(&reports, 0);
+    lab_set_log_hook(a, count_reports, &reports);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.quota = 4;
+    rc.batch = 4;
+    lab_room *quiet = NULL, *loud = NULL;
+    rc.flags = LAB_ROOM_NOWARN;
+    REQUIRE(lab_room_create(a, &rc, &quiet) == 0);
+    rc.flags = 0;
+    REQUIRE(lab_room_create(a, &rc, &loud) == 0);
+    rc.flags = 1u << 7;
+    lab_room *bad = NULL;
+    CHECK_EQ(lab_room_create(a, &rc, &bad), LAB_EFLAGS);
+    void *p[8];
+    CHECK_EQ(lab_room_alloc_bulk(quiet, LAB_GFP_ATOMIC, p, 8), 4);
+    CHECK(lab_room_alloc(quiet, LAB_GFP_ATOMIC) == NULL);
+    CHECK_EQ(room_stats(quiet).fail_by_reason[LAB_R_QUOTA], 2);
+    CHECK_EQ(atomic_load(&reports), 0);
+    CHECK_EQ(lab_room_alloc_bulk(loud, LAB_GFP_ATOMIC, p + 4, 4), 4);
+    CHECK(lab_room_alloc(loud, LAB_GFP_ATOMIC) == NULL);
+    CHECK_EQ(atomic_load(&reports), 1);
+    lab_free_pages_bulk(a, p, 8, 0);
+    lab_room_destroy(quiet);
+    lab_room_destroy(loud);
+    end_arena(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -471,5 +511,6 @@ int main(void)
     RUN(test_room_orders_above_the_limit_are_refused);
     RUN(test_room_ids_are_reused_once_no_block_is_out);
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
+    RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     return test_finish();
 }
