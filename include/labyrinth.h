@@ -484,6 +484,9 @@ typedef struct lab_stats {
     uint64_t fail_by_class[LAB_CLASS_COUNT];
     uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
     uint64_t trimmed_pages, recommitted_pages;
+    uint64_t rooms_drained_pages;   /* taken by direct reclaim from the stocks and rings
+                                       of rooms not inside a call (idle ones too), as
+                                       Linux's drain_all_pages */
 } lab_stats;
 LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
 /* Write the stats: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one object.

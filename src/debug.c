@@ -356,7 +356,7 @@ int zone_check_locked(struct lab_arena *a, bool report)
     size_t by_state[PG_NR_STATES] = { 0 };
     uint32_t nroom = atomic_load(&a->nr_rooms_made);
     size_t *room_pages = NULL;  /* [id] stock pages, [MAX_ROOMS + id] reserve pages */
-    uint64_t *room_seq = NULL;   /* [2 id] seq, [2 id + 1] seq_free */
+    uint64_t *room_seq = NULL;   /* [3 id] seq, [3 id + 1] seq_free, [3 id + 2] steal_seq */
     int err = 0;
 
     if (!(z->wmark[WMARK_MIN] <= z->wmark[WMARK_LOW] && z->wmark[WMARK_LOW] <= z->wmark[WMARK_HIGH]))
@@ -368,7 +368,7 @@ int zone_check_locked(struct lab_arena *a, bool report)
      * including a signal handler that interrupted malloc on this thread. */
     size_t map_bytes = 0;
     if (nroom) {
-        map_bytes = 2 * (size_t)(nroom + 1) * sizeof(size_t) + 2 * ((size_t)nroom + 1) * sizeof(uint64_t);
+        map_bytes = 2 * (size_t)(nroom + 1) * sizeof(size_t) + 3 * ((size_t)nroom + 1) * sizeof(uint64_t);
         room_pages = plat_map(map_bytes, false);
         if (room_pages)
             room_seq = (uint64_t *)(room_pages + 2 * (size_t)(nroom + 1));
@@ -377,8 +377,9 @@ int zone_check_locked(struct lab_arena *a, bool report)
     }
     for (uint32_t id = 1; id <= nroom; id++) {
         struct lab_room *r = atomic_load(&a->rooms[id]);
-        room_seq[2 * id] = r ? atomic_load_explicit(&r->seq, memory_order_acquire) : 1;
-        room_seq[2 * id + 1] = r ? atomic_load_explicit(&r->seq_free, memory_order_acquire) : 1;
+        room_seq[3 * id] = r ? atomic_load_explicit(&r->seq, memory_order_acquire) : 1;
+        room_seq[3 * id + 1] = r ? atomic_load_explicit(&r->seq_free, memory_order_acquire) : 1;
+        room_seq[3 * id + 2] = r ? atomic_load_explicit(&r->steal_seq, memory_order_acquire) : 1;
     }
 #undef FAIL
 #define FAIL(e, what, frame) do { err = check_fail(report, e, what, frame); goto out; } while (0)
@@ -456,9 +457,10 @@ int zone_check_locked(struct lab_arena *a, bool report)
             overfull |= k > r->stk[o].high + r->stk[o].batch;
         }
         atomic_thread_fence(memory_order_acquire);
-        if (((room_seq[2 * id] | room_seq[2 * id + 1]) & 1) ||
-            atomic_load_explicit(&r->seq, memory_order_relaxed) != room_seq[2 * id] ||
-            atomic_load_explicit(&r->seq_free, memory_order_relaxed) != room_seq[2 * id + 1])
+        if (((room_seq[3 * id] | room_seq[3 * id + 1] | room_seq[3 * id + 2]) & 1) ||
+            atomic_load_explicit(&r->seq, memory_order_relaxed) != room_seq[3 * id] ||
+            atomic_load_explicit(&r->seq_free, memory_order_relaxed) != room_seq[3 * id + 1] ||
+            atomic_load_explicit(&r->steal_seq, memory_order_relaxed) != room_seq[3 * id + 2])
             continue;
         if (room_pages[id] != stock)
             FAIL(LAB_ECHECK_COUNT, "a room's stock differs from its counter", id);

@@ -125,6 +125,7 @@ LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsi
 LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
 LAB_HIDDEN uint64_t plat_now_ns(void);
 LAB_HIDDEN void  plat_yield(void);
+LAB_HIDDEN bool  plat_membarrier(void);   /* blocking contexts only */
 LAB_HIDDEN void  plat_sleep_ms(unsigned ms);
 LAB_HIDDEN void  plat_write_stderr(const char *s, size_t n);
 static inline void cpu_relax(void) { __builtin_ia32_pause(); }
@@ -235,8 +236,9 @@ struct lab_room {
      * a reserve to refill, a drain asked for, a destroyed room).  Reclaim
      * may zero it (relaxed) when it asks for a drain. */
     _Atomic size_t free_limit;
-    lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow path:
-                                  ZERO, or every flag when page hooks are on */
+    _Atomic lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow
+                                  path: ZERO, or every flag when page hooks are on
+                                  or reclaim is taking the stock (room_steal) */
     uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
@@ -257,6 +259,8 @@ struct lab_room {
     _Alignas(CACHELINE) _Atomic uint64_t *ring;
     uint32_t  ring_mask;
     _Atomic bool dead;         /* written once, by destroy */
+    _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
+    _Atomic uint32_t steal_seq; /* odd while it does: lab_check's view */
     _Atomic bool drain_wanted; /* reclaim asks the owner to give back surplus;
                                   written only when it is false */
     char      name[32];
@@ -300,6 +304,17 @@ static inline void room_leave(_Atomic uint64_t *word)
     atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + 1, memory_order_release);
 }
 LAB_HIDDEN void room_update_free_limit(struct lab_room *r);
+/* Inside a call, in the slow path: false while reclaim holds the owner's
+ * side (then the call must not touch the stocks or the ring); otherwise
+ * reopens the fast paths that a steal closed. */
+static inline bool room_owner_side_mine(struct lab_room *r)
+{
+    if (unlikely(atomic_load_explicit(&r->steal, memory_order_acquire)))
+        return false;
+    atomic_store_explicit(&r->alloc_slow_gfp, r->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO, memory_order_relaxed);
+    room_update_free_limit(r);
+    return true;
+}
 
 /* ---- the arena -------------------------------------------------------- */
 struct fault_attr {
@@ -354,7 +369,7 @@ struct lab_arena {
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
         _Atomic uint64_t fail_by_class[LAB_CLASS_COUNT];
         _Atomic uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
-        _Atomic uint64_t trimmed_pages, recommitted_pages;
+        _Atomic uint64_t trimmed_pages, recommitted_pages, rooms_drained;
     } st;
 };
 

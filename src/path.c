@@ -496,8 +496,17 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         return;
     }
     struct room_stock *s = &r->stk[order];
-    size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
-    if (likely(n != 0)) {                                       /* step 1 */
+    size_t n;
+    if (unlikely(!room_owner_side_mine(r))) {
+        /* Reclaim holds the stocks for a moment: straight from the zone. */
+        step = LAB_STEP_ZONE;
+        f = zone_alloc(r->arena, gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM, order, &reason, &step);
+        if (f != NIL) {
+            room_adopt(r, f);
+            ctr_inc(&r->st.slow_allocs);
+            ctr_inc(&r->st.by_step[step]);
+        }
+    } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
         f = s->frames[n - 1];
         atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
     } else {
@@ -554,17 +563,21 @@ static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp)
  * room has an empty stock, so it takes the fallback and is reported there. */
 void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
 {
-    size_t n;
-    if (likely(r != NULL) && !LAB_DEBUG_ON && likely((n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed)) != 0) &&
-        likely(!(gfp & r->alloc_slow_gfp))) {
+    if (likely(r != NULL) && !LAB_DEBUG_ON) {
+        /* The sequence word first, the gates after it: the other half of
+         * room_steal's handshake (room.c). */
         uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
         atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-        uint32_t f = r->stk[0].frames[n - 1];
-        atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
-        pg_set(&r->pages[f], PG_ALLOCATED, 0);
-        atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
-        return r->base + ((size_t)f << PAGE_SHIFT);
+        size_t n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed);
+        if (likely(n != 0) && likely(!(gfp & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
+            uint32_t f = r->stk[0].frames[n - 1];
+            atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
+            pg_set(&r->pages[f], PG_ALLOCATED, 0);
+            atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
+            return r->base + ((size_t)f << PAGE_SHIFT);
+        }
+        atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
     }
     return room_alloc_fallback(r, gfp);
 }
@@ -582,7 +595,10 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     struct room_stock *s = &r->stk[0];
     size_t got = 0;
     int reason = LAB_R_NONE;
-    while (got < n) {
+    bool stolen = unlikely(!room_owner_side_mine(r));
+    if (stolen)
+        reason = LAB_R_WOULD_BLOCK;   /* reclaim holds the stock for a moment */
+    while (!stolen && got < n) {
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
             int step = LAB_STEP_ROOM;

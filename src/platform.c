@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include <linux/membarrier.h>
+
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -128,6 +130,21 @@ void plat_sleep_ms(unsigned ms)
     struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+/* A full memory barrier on every running thread of the process, so that a
+ * context that only orders its own stores with a compiler fence is still
+ * ordered against the caller (the asymmetric fence of room.c's steal).
+ * False where the kernel cannot (then the caller does without). */
+bool plat_membarrier(void)
+{
+    static _Atomic int registered;   /* 0 unknown, 1 yes, -1 unsupported */
+    int r = atomic_load(&registered);
+    if (r == 0) {
+        r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+        atomic_store(&registered, r);
+    }
+    return r > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 void plat_yield(void)

@@ -101,6 +101,7 @@ void room_update_free_limit(struct lab_room *r)
 {
     bool slow = r->page_hooks || r->strict || atomic_load_explicit(&r->dead, memory_order_relaxed) ||
                 atomic_load_explicit(&r->drain_wanted, memory_order_relaxed) ||
+                atomic_load_explicit(&r->steal, memory_order_relaxed) ||
                 atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) < r->reserve_target;
     atomic_store_explicit(&r->free_limit, slow ? 0 : r->stk[0].high, memory_order_relaxed);
 }
@@ -512,6 +513,20 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         }
         return;
     }
+    if (unlikely(!room_owner_side_mine(r))) {
+        /* Reclaim holds the stocks: the block goes the way of a remote
+         * free, counted there and not here. */
+        ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);
+        room_leave(&r->seq_free);
+        if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)) {
+            room_free_misuse(r, page, order);
+            return;
+        }
+        if (unlikely(r->page_hooks))
+            page_hook_free(r->arena, page, order);
+        room_free_remote(r->arena, r, &f, 1, order);
+        return;
+    }
     if (r->strict) {
         /* Arbitrate against a remote free of the same block. */
         if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
@@ -541,16 +556,73 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
 }
 
 /* ---- reclaim's view ----------------------------------------------------------------
- * Another context may not touch a stock or take from a ring (the owner is
- * its one consumer), so reclaim asks each owner to give back its surplus at
- * its next free.  The flag is written only when it is not set already: it
- * sits on a line every freer reads. */
+ * Linux's drain_all_pages: when an allocation is about to fail, reclaim
+ * takes the stocks and rings of rooms whose owners are not inside a call,
+ * an idle room's included.  The owner's fast paths take no lock, so the
+ * handshake is an asymmetric Dekker: reclaim closes the fast paths' gates
+ * (alloc_slow_gfp, free_limit) and sets `steal`, then makes every running
+ * thread execute a full barrier (membarrier); an owner stores its odd
+ * sequence word before it reads the gates, with only a compiler fence.
+ * After the barrier either reclaim sees the owner inside a call (and gives
+ * up), or the owner's next call sees the gates closed and, in its slow
+ * path, `steal`: it then serves itself from the zone and frees through its
+ * ring, never touching what reclaim holds.  Reclaim then re-reads the gates:
+ * an owner that reopened them (it does so only in a call that saw steal
+ * clear) was inside a call after all.  The reserve is never taken.
+ * Returns the pages given back to the zone. */
+static size_t room_steal(struct lab_room *r)
+{
+    size_t before = 0;
+    for (unsigned o = 0; o <= r->max_order; o++)
+        before += rd(&r->stk[o].n) << o;
+    if (before == 0 && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
+        return 0;
+    if (atomic_exchange(&r->steal, true))
+        return 0;
+    atomic_store(&r->alloc_slow_gfp, ~(lab_gfp_t)0);
+    atomic_store(&r->free_limit, 0);
+    size_t pages = 0;
+    if (plat_membarrier()) {
+        uint64_t s1 = atomic_load(&r->seq), s2 = atomic_load(&r->seq_free);
+        if (!((s1 | s2) & 1) && atomic_load(&r->alloc_slow_gfp) == ~(lab_gfp_t)0 && atomic_load(&r->free_limit) == 0 &&
+            !atomic_load(&r->dead)) {
+            /* In motion for lab_check, with a word of its own: the owner's
+             * sequence words are the owner's alone (its bypass calls run
+             * meanwhile). */
+            uint32_t g = atomic_load_explicit(&r->steal_seq, memory_order_relaxed);
+            atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
+            atomic_thread_fence(memory_order_seq_cst);
+            room_take_remote(r);
+            for (unsigned o = 0; o <= r->max_order; o++) {
+                pages += rd(&r->stk[o].n) << o;
+                room_drain(r, o, rd(&r->stk[o].n));
+            }
+            atomic_store_explicit(&r->steal_seq, g + 2, memory_order_release);
+        }
+    }
+    atomic_store_explicit(&r->steal, false, memory_order_release);
+    return pages;
+}
+
 size_t rooms_drain_surplus(struct lab_arena *a)
 {
     uint32_t n = atomic_load(&a->nr_rooms_made);
+    size_t pages = 0;
     for (uint32_t id = 1; id <= n; id++) {
         struct lab_room *r = atomic_load(&a->rooms[id]);
-        if (!r || atomic_load(&r->dead) || atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))
+        if (!r || atomic_load(&r->dead))
+            continue;
+        size_t got = room_steal(r);
+        if (got) {
+            atomic_fetch_add_explicit(&a->st.rooms_drained, got, memory_order_relaxed);
+            pages += got;
+            continue;
+        }
+        /* Without the handshake (the owner was inside a call, or no
+         * membarrier here): ask the owner to give back its surplus itself
+         * at its next free.  Written only when clear: the flag sits on a
+         * line every freer reads. */
+        if (atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))
             continue;
         atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
         /* Sends the owner's next free down the slow path.  The owner may
@@ -558,7 +630,7 @@ size_t rooms_drain_surplus(struct lab_arena *a)
          * the drain waits for its next slow call, which checks the flag. */
         atomic_store_explicit(&r->free_limit, 0, memory_order_relaxed);
     }
-    return 0;
+    return pages;
 }
 
 /* ---- create and destroy ----------------------------------------------------------- */
@@ -625,7 +697,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->nr_pages = a->zone.nr_pages;
     r->bytes = (uintptr_t)a->zone.nr_pages << PAGE_SHIFT;
     r->page_hooks = a->page_hooks;
-    r->alloc_slow_gfp = a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO;
+    atomic_init(&r->alloc_slow_gfp, a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO);
     r->strict = a->strict_free;
     r->gfp_or = (cfg->flags & LAB_ROOM_NOWARN) ? LAB_GFP_NOWARN : 0;
     r->max_order = (uint8_t)cfg->max_order;
@@ -781,6 +853,11 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
 void lab_room_free(lab_room *r, void *page)
 {
     if (likely(r != NULL) && !LAB_DEBUG_ON) {
+        /* The sequence word first, the gates after it: the other half of
+         * room_steal's handshake. */
+        uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
+        atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
         uintptr_t off = (uintptr_t)page - (uintptr_t)r->base, f = off >> PAGE_SHIFT;
         struct page *pg = &r->pages[f];
         struct room_stock *s = &r->stk[0];
@@ -788,15 +865,13 @@ void lab_room_free(lab_room *r, void *page)
         if (likely(off < r->bytes && !(off & (LAB_PAGE_SIZE - 1)) && pg_is(pg, PG_ALLOCATED, 0) &&
                    atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id &&
                    n < atomic_load_explicit(&r->free_limit, memory_order_relaxed))) {
-            uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
-            atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
-            atomic_signal_fence(memory_order_seq_cst);
             pg_set(pg, PG_ROOM, 0);
             s->frames[n] = (uint32_t)f;
             wr(&s->n, n + 1);
             atomic_store_explicit(&r->seq_free, seq + 2, memory_order_release);
             return;
         }
+        atomic_store_explicit(&r->seq_free, seq, memory_order_relaxed);   /* nothing was touched */
     }
     room_free_slow(r, page, 0);
 }

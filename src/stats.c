@@ -85,13 +85,14 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     out->waits = ctr_get(&a->st.waits);
     out->trimmed_pages = ctr_get(&a->st.trimmed_pages);
     out->recommitted_pages = ctr_get(&a->st.recommitted_pages);
+    out->rooms_drained_pages = ctr_get(&a->st.rooms_drained);
 }
 
 static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
 {
-    fprintf(f, "Arena %s  pages %zu  free %zu  allocated %zu  rooms %zu (%zu pages)  reserves %zu (highatomic %zu)  deferred %zu\n",
+    fprintf(f, "Arena %s  pages %zu  free %zu  allocated %zu  rooms %zu (%zu pages, %llu drained by reclaim)  reserves %zu (highatomic %zu)  deferred %zu\n",
             a->name, s->total_pages, s->free_pages, s->allocated_pages, s->nr_rooms, s->room_pages,
-            s->reserve_pages, s->highatomic_pages, s->deferred_pages);
+            (unsigned long long)s->rooms_drained_pages, s->reserve_pages, s->highatomic_pages, s->deferred_pages);
     fprintf(f, "Watermarks min %zu low %zu high %zu\n", s->wmark_min, s->wmark_low, s->wmark_high);
     fprintf(f, "Memory committed %zu KiB  resident %zu KiB  void %zu pages (trimmed %llu, re-committed %llu)  metadata %zu KiB (%zu KiB resident)  huge pages %s\n",
             s->committed_bytes >> 10, s->resident_bytes >> 10, s->void_pages, (unsigned long long)s->trimmed_pages,
@@ -144,11 +145,12 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_names);
     fprintf(f, ",\"frees\":%llu,\"misuse\":%llu,\"shrinker_runs\":%llu,\"shrinker_pages\":%llu,"
                "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu,\"trimmed_pages\":%llu,"
-               "\"recommitted_pages\":%llu}\n",
+               "\"recommitted_pages\":%llu,\"rooms_drained_pages\":%llu}\n",
             (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
             (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
             (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits,
-            (unsigned long long)s->trimmed_pages, (unsigned long long)s->recommitted_pages);
+            (unsigned long long)s->trimmed_pages, (unsigned long long)s->recommitted_pages,
+            (unsigned long long)s->rooms_drained_pages);
     return ferror(f) ? -1 : 0;
 }
 

@@ -457,6 +457,72 @@ static void test_atomic_refill_below_min_stocks_nothing_for_nowait(void)
     end_arena(a);
 }
 
+/* An idle room's stock and ring are not lost to a blocking request that
+ * needs them: direct reclaim takes them (drain_all_pages), never its
+ * reserve, and the owner carries on. */
+struct kernel_job { lab_arena *a; lab_result res; };
+static void *kernel_alloc_thread(void *arg)
+{
+    struct kernel_job *j = arg;
+    lab_alloc_pages_r(j->a, LAB_GFP_KERNEL, 0, &j->res);
+    return NULL;
+}
+
+static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 512 * LAB_PAGE_SIZE;
+    cfg.wmark_min = 16;
+    cfg.wmark_low = 24;
+    cfg.wmark_high = 32;
+    cfg.wait_timeout_ms = 300;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = 4;
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    static void *p[512];
+    size_t n = 0;
+    for (; n < 100; n++)
+        REQUIRE((p[n] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (size_t i = 0; i < 90; i++)
+        lab_room_free(r, p[--n]);
+    for (size_t i = 0; i < 10; i++)
+        lab_free_pages(a, p[--n], 0);          /* in its ring */
+    size_t stock = room_stats(r).stock;
+    CHECK(stock >= 90);
+    void **held = p;
+    size_t nheld = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = q;
+    /* the owner (this thread) is idle while another thread needs a page */
+    struct kernel_job j = { .a = a };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, kernel_alloc_thread, &j) == 0);
+    pthread_join(t, NULL);
+    CHECK(j.res.addr != NULL);
+    CHECK_EQ(j.res.step, LAB_STEP_RECLAIM);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.stock, 0);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.reserve, 4);
+    CHECK(arena_stats(a).rooms_drained_pages >= stock + 10);
+    CHECK_EQ(lab_check(a), 0);
+    /* and the owner goes on: its next calls reopen its fast paths */
+    void *o = lab_room_alloc(r, LAB_GFP_ATOMIC);
+    CHECK(o != NULL);
+    lab_room_free(r, o);
+    lab_free_pages(a, j.res.addr, 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A room whose failures are expected reports none, and still counts them. */
 static void count_reports(void *ctx, const char *msg, size_t len)
 {
@@ -512,5 +578,6 @@ int main(void)
     RUN(test_room_ids_are_reused_once_no_block_is_out);
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
+    RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
     return test_finish();
 }
