@@ -256,7 +256,10 @@ LAB_API unsigned lab_arena_max_order(const lab_arena *a);
 LAB_API void  *lab_arena_base(const lab_arena *a);
 LAB_API size_t lab_arena_size(const lab_arena *a);
 /* Decommit free memory, keeping committed at most what the reserves need
- * (the min watermark's worth); returns the bytes given back.  May block. */
+ * (the min watermark's worth); returns the bytes given back.  May block.
+ * It takes the zone lock for at most 64 blocks at a time (atomic requests
+ * that meet it busy fail with LAB_R_WOULD_BLOCK rather than wait), makes its
+ * system calls without it, and does nothing on a LAB_ARENA_MLOCK arena. */
 LAB_API size_t lab_arena_trim(lab_arena *a);
 
 /* ------------------------------------------------------------------------

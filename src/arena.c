@@ -208,23 +208,28 @@ size_t lab_arena_size(const lab_arena *a) { return a ? (size_t)a->zone.nr_pages 
  * ISOLATED, counted in void_inflight, so no merge can reach them), as Linux's free page reporting isolates the pages
  * it reports.  Never below `keep_pages` of committed free memory, so the
  * reserves atomic requests rely on stay committed and fault-free. */
-size_t trim_above(struct lab_arena *a, size_t keep_pages)
+/* One batch: at most TRIM_BATCH blocks isolated in one lock hold, so an
+ * atomic request that finds the lock busy waits out a bounded hold (and a
+ * trim of a large arena makes many short ones).  Returns the pages
+ * decommitted; *refused says the OS refused some. */
+#define TRIM_BATCH 64u
+
+static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
 {
     struct zone *z = &a->zone;
     uint32_t isolated = NIL;
-    /* Locked memory is locked on purpose (no page fault on the atomic
-     * path), and the OS refuses to decommit it anyway (EINVAL). */
-    if (a->cfg.flags & LAB_ARENA_MLOCK)
-        return 0;
+    unsigned n_iso = 0;
     zone_lock(z);
-    for (int o = (int)z->max_order; o >= (int)z->trim_min_order; o--) {
+    for (int o = (int)z->max_order; o >= (int)z->trim_min_order && n_iso < TRIM_BATCH; o--) {
         uint32_t f;
-        while ((f = z->area[o].head) != NIL && z->free_pages >= keep_pages + ((size_t)1 << o)) {
+        while (n_iso < TRIM_BATCH && (f = z->area[o].head) != NIL &&
+               z->free_pages >= keep_pages + ((size_t)1 << o)) {
             buddy_remove_free(z, f, (unsigned)o);
             pg_set_state(&z->pages[f], PG_ISOLATED);
             z->void_inflight += (size_t)1 << o;
             z->pages[f].next = isolated;
             isolated = f;
+            n_iso++;
         }
     }
     zone_unlock(z);
@@ -238,6 +243,8 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
         z->pages[f].aux = done ? 0 : 1;
         if (done)
             pages += n;
+        else
+            *refused = true;
     }
     zone_lock(z);
     while (isolated != NIL) {
@@ -253,6 +260,19 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
         isolated = next;
     }
     zone_unlock(z);
+    return n_iso ? pages : (size_t)-1;
+}
+
+size_t trim_above(struct lab_arena *a, size_t keep_pages)
+{
+    /* Locked memory is locked on purpose (no page fault on the atomic
+     * path), and the OS refuses to decommit it anyway (EINVAL). */
+    if (a->cfg.flags & LAB_ARENA_MLOCK)
+        return 0;
+    size_t pages = 0, got;
+    bool refused = false;
+    while (!refused && (got = trim_batch(a, keep_pages, &refused)) != (size_t)-1)
+        pages += got;
     ctr_add_shared(&a->st.trimmed_pages, pages);
     return pages << PAGE_SHIFT;
 }

@@ -666,6 +666,7 @@ static uint32_t room_id_take(struct lab_arena *a)
 }
 
 #define RING_DEFAULT 1024u
+#define RESERVE_BATCH 256u   /* reserve pages taken per zone lock hold */
 
 int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
 {
@@ -751,14 +752,44 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (id > atomic_load(&a->nr_rooms_made))
         atomic_store(&a->nr_rooms_made, id);
     r->id = (uint16_t)id;
-    for (size_t i = 0; i < cfg->reserve; i++) {
-        uint32_t f = buddy_take(z, 0);
-        lab_assert(f != NIL);
-        pg_set_room(z, f, r->id);
-        reserve_push(r, f);
-    }
+    /* Published at once, holding its id: the lock is let go between batches
+     * of the reserve, so a large reserve never holds it for long (atomic
+     * requests meanwhile wait out at most RESERVE_BATCH pages of one hold).
+     * Nothing of the room is out yet, so no freer looks it up.  The pages
+     * above the reserve were counted under the lock; others may take them
+     * meanwhile, so each batch checks again and stops at min. */
     room_update_free_limit(r);
     atomic_store_explicit(&a->rooms[id], r, memory_order_release);
+    size_t taken = 0;
+    while (taken < cfg->reserve) {
+        size_t k = 0;
+        uint32_t f;
+        while (k < RESERVE_BATCH && taken < cfg->reserve && z->free_pages > floor &&
+               (f = buddy_take(z, 0)) != NIL) {
+            pg_set_room(z, f, r->id);
+            reserve_push(r, f);
+            k++;
+            taken++;
+        }
+        if (taken == cfg->reserve || k < RESERVE_BATCH)
+            break;
+        zone_unlock(z);
+        zone_lock(z);
+    }
+    if (taken < cfg->reserve) {
+        /* Others took the pages meanwhile: give them back and refuse.  The
+         * room stays, dead with nothing out, and its id is taken again. */
+        while (r->reserve_head != NIL) {
+            uint32_t g = r->reserve_head;
+            r->reserve_head = z->pages[g].next;
+            buddy_put(z, g, 0);
+        }
+        wr(&r->nr_reserve, 0);
+        atomic_store(&r->dead, true);
+        zone_unlock(z);
+        return LAB_ERESERVE;
+    }
+    room_update_free_limit(r);
     zone_unlock(z);
     *out = r;
     return 0;
