@@ -331,7 +331,8 @@ LAB_API int  lab_check(lab_arena *a);
  * room, like a per-IRQ pool.  A process-directed signal may run its handler
  * on any thread, and several at once: then give each thread its own room
  * and have the handler look up the room of the thread it runs on (a
- * thread-local pointer), never one shared room.
+ * thread-local pointer), never one shared room; examples/signal_rooms.c
+ * shows the pattern.
  *
  * Any other context gives a room's blocks back with lab_free_pages or
  * lab_free_pages_bulk (async-signal-safe): they travel through the room's
