@@ -229,6 +229,8 @@ static void *storm_freer(void *arg)
     void *batch[16];
     int nb = 0;
     for (unsigned spin = 0;; spin++) {
+        int done = atomic_load(&s->done);   /* read before the pass: a slot filled
+                                               before `done` is seen by this pass */
         int got = 0;
         for (unsigned i = 0; i < 256; i++) {
             void *p = atomic_exchange(&s->slot[i], NULL);
@@ -248,7 +250,7 @@ static void *storm_freer(void *arg)
             }
             atomic_fetch_add(&s->freed, 1);
         }
-        if (!got && atomic_load(&s->done))
+        if (!got && done)
             break;
     }
     lab_free_pages_bulk(s->a, batch, nb, 0);
