@@ -54,6 +54,11 @@ check_prefix() {  # check_prefix PREFIX TAG
     [[ $libdir == "$(realpath "$prefix")"/* ]] || fail "libdir $libdir is not inside $prefix"
     [[ $incdir == "$(realpath "$prefix")"/* ]] || fail "includedir $incdir is not inside $prefix"
     [[ -f $incdir/labyrinth.h ]] || fail "no labyrinth.h in $incdir"
+    grep -qx "License: BSD-2-Clause" "$pcdir/labyrinth.pc" || fail "labyrinth.pc names no BSD-2-Clause license"
+    grep -q 'set(labyrinth_LICENSE "BSD-2-Clause")' "$(find "$prefix" -name labyrinthConfig.cmake -print -quit)" \
+        || fail "labyrinthConfig.cmake names no BSD-2-Clause license"
+    cmp -s "$SRC/LICENSE" "$(find "$prefix" -path '*/doc/labyrinth/LICENSE' -print -quit)" \
+        || fail "LICENSE is not installed under share/doc/labyrinth"
 
     # shellcheck disable=SC2046
     run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_shared" "$SRC/tests/install_consumer/main.c" \
