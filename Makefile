@@ -2,9 +2,10 @@
 # tests four trees (release, debug, ASan+UBSan, TSan).
 #   make test LAB_TEST_BUILDS="build"        # only some trees
 #   make install PREFIX=/opt/labyrinth
+#   make test JOBS=2                         # parallel jobs; default: nproc
 SHELL := /bin/bash
 
-JOBS            ?= 2
+JOBS            ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX          ?= /usr/local
 LAB_TEST_BUILDS ?= build build-debug build-asan build-tsan
 
@@ -25,15 +26,10 @@ test:
 	@LAB_TEST_BUILDS="$(LAB_TEST_BUILDS)" JOBS="$(JOBS)" scripts/test.sh
 
 demo: all
-	@[ -x build/tools/labyrinth ] || { echo "make demo: build/tools/labyrinth was not built (no tools/labyrinth.c?)" >&2; exit 1; }
 	build/tools/labyrinth demo
 
 bench: all
-	@if [ -x build/bench/labyrinth-bench ]; then \
-	    echo "build/bench/labyrinth-bench"; build/bench/labyrinth-bench; \
-	else \
-	    echo "make bench: build/bench/labyrinth-bench was not built (no bench/CMakeLists.txt yet?)"; \
-	fi
+	build/bench/labyrinth-bench
 
 install: all
 	cmake --install build --prefix $(PREFIX)

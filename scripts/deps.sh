@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install the packages Labyrinth needs to build, test and benchmark (Debian 12).
+# Install the packages Labyrinth needs to build, test and benchmark (Debian 12 or newer).
 # As root with apt-get available: installs them.  Otherwise prints the command.
 # Usable both by developers and by .ci/run.
 set -euo pipefail
 
 LAB_DEPS=(
-    build-essential cmake clang llvm libclang-rt-14-dev pkg-config
+    build-essential cmake clang llvm libclang-rt-dev pkg-config
     valgrind gnuplot-nox strace
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libdpdk-dev
     git ca-certificates

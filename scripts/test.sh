@@ -9,7 +9,9 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 BUILDS=${LAB_TEST_BUILDS:-build build-debug build-asan build-tsan}
-JOBS=${JOBS:-2}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+# Warnings are errors here (CI runs this), not in a user's plain build.
+WERROR=-DLAB_WERROR=${LAB_WERROR:-ON}
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -35,7 +37,7 @@ for tree in $BUILDS; do
     echo
     echo "===== make test: $tree (${flags[*]}${cc:+ CC=$SAN_CC}) ====="
     if [[ ! -f $tree/CMakeCache.txt ]]; then
-        if ! "${cc[@]}" cmake -S . -B "$tree" "${flags[@]}"; then
+        if ! "${cc[@]}" cmake -S . -B "$tree" "$WERROR" "${flags[@]}"; then
             echo "make test: $tree: configure failed"; failed+=("$tree"); continue
         fi
     fi
