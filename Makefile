@@ -1,5 +1,7 @@
 # Thin wrapper around CMake.  `make` builds build/; `make test` builds and
-# tests four trees (release, debug, ASan+UBSan, TSan).
+# tests four trees (release, debug, ASan+UBSan, TSan).  Each target first
+# checks for the tools it needs (scripts/need.sh) and installs what is missing
+# with scripts/deps.sh when it can, so a fresh Debian machine needs only make.
 #   make test LAB_TEST_BUILDS="build"        # only some trees
 #   make install PREFIX=/opt/labyrinth
 #   make test JOBS=2                         # parallel jobs; default: nproc
@@ -15,14 +17,17 @@ CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 .PHONY: all debug test demo bench install clean
 
 all:
+	@scripts/need.sh build
 	@[ -f build/CMakeCache.txt ] || cmake -S . -B build $(CMAKE_FLAGS_build)
 	cmake --build build -j$(JOBS)
 
 debug:
+	@scripts/need.sh build
 	@[ -f build-debug/CMakeCache.txt ] || cmake -S . -B build-debug $(CMAKE_FLAGS_build-debug)
 	cmake --build build-debug -j$(JOBS)
 
 test:
+	@scripts/need.sh test
 	@LAB_TEST_BUILDS="$(LAB_TEST_BUILDS)" JOBS="$(JOBS)" scripts/test.sh
 
 demo: all
