@@ -324,11 +324,30 @@ static void *background_main(void *arg)
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
+static void demo_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: labyrinth demo [--seconds S] [--burst N] [--workers N] [--arena-mib M]\n"
+            "                      [--reserve PAGES] [--irq-gap-ns NS] [--bg-max-order K] [--quiet]\n"
+            "\n"
+            "The packet-path scenario: signal-driven RX allocations from a room, workers\n"
+            "that free them in bulk, a blocking background job under memory pressure.\n"
+            "\n"
+            "  --seconds S        how long to run (default 10)\n"
+            "  --burst N          pages the RX handler allocates per interrupt (default 16)\n"
+            "  --workers N        threads that free the pages (default 1)\n"
+            "  --arena-mib M      arena size in MiB (default 64)\n"
+            "  --reserve PAGES    the RX room's private reserve (default 1024)\n"
+            "  --irq-gap-ns NS    pause between interrupts; 0 = as fast as possible (default 0)\n"
+            "  --bg-max-order K   largest block the background job asks for (default 6)\n"
+            "  --quiet            no progress line\n"
+            "\n"
+            "Exits 1 if a page was lost or corrupted or lab_check failed.\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: labyrinth demo [--seconds S] [--burst N] [--workers N] [--arena-mib M]\n"
-            "                      [--reserve PAGES] [--irq-gap-ns NS] [--bg-max-order K] [--quiet]\n");
+    demo_usage(stderr);
     exit(2);
 }
 
@@ -346,6 +365,10 @@ static int demo(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            demo_usage(stdout);
+            return 0;
+        }
         if (!strcmp(a, "--quiet")) { opt.quiet = true; continue; }
         if (!v) usage();
         if (!strcmp(a, "--seconds")) opt.seconds = atof(v);
@@ -521,10 +544,37 @@ static int demo(int argc, char **argv)
     return 0;
 }
 
+/* The subcommands, in the order --help lists them. */
+static const struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    { "demo", "the packet-path scenario under memory pressure (about ten seconds)", demo },
+};
+
+static void tool_usage(FILE *f)
+{
+    fprintf(f, "usage: labyrinth <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`labyrinth <command> --help` describes a command's options.\n");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "demo"))
-        return demo(argc - 2, argv + 2);
-    fprintf(stderr, "usage: labyrinth demo [options]   (labyrinth demo --help)\n");
+    if (argc < 2) {
+        tool_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        tool_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "labyrinth: unknown command '%s'\n\n", argv[1]);
+    tool_usage(stderr);
     return 2;
 }
