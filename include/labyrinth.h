@@ -8,8 +8,30 @@
  * sleep), shrinkers, and per-context "rooms" that serve order-0 pages with
  * no lock and no atomic read-modify-write.
  *
- * Every call here is documented where it is declared.  The design is in
- * shared/design/ARCHITECTURE.md; the contract in shared/design/API.md.
+ * This header is the contract: every call is documented where it is
+ * declared, and the man pages (labyrinth(7) for the model, one page per call
+ * or family in section 3) say the same at more length, with examples.  How
+ * the library meets the contract is in docs/DESIGN.md.
+ *
+ * Contexts.  A context is anything that runs allocator code: a thread, or a
+ * signal handler (user space's interrupt).  Async-signal-safe, callable from
+ * a handler that interrupted any allocator call on the same thread:
+ *   lab_alloc_pages, lab_alloc_pages_r   with a GFP that lacks
+ *                                        LAB_GFP_DIRECT_RECLAIM (ATOMIC, NOWAIT)
+ *   lab_free_pages, lab_free_pages_bulk
+ *   lab_room_alloc, lab_room_alloc_r, lab_room_alloc_pages,
+ *   lab_room_alloc_bulk                  in the context that owns the room,
+ *                                        with a GFP that lacks DIRECT_RECLAIM
+ *   lab_room_free, lab_room_free_pages, lab_room_free_bulk
+ *                                        in the context that owns the room
+ *   lab_room_stats_get, lab_strerror, lab_reason_str, lab_page_size,
+ *   lab_arena_max_order, lab_arena_base, lab_arena_size, lab_fault_injected
+ * Every other call may take a blocking lock, allocate with malloc or make
+ * system calls, and is not: in particular lab_arena_create and _destroy,
+ * lab_room_create and _destroy, lab_check, lab_stats_get and _print,
+ * lab_arena_trim, lab_arena_flush, the shrinker and fault-injection set-up,
+ * and allocations that may block (LAB_GFP_KERNEL).  All calls are
+ * thread-safe unless their comment says otherwise (a room has one owner).
  */
 #ifndef LABYRINTH_H
 #define LABYRINTH_H
@@ -36,8 +58,12 @@ extern "C" {
  * GFP flags: what a request may do to get its pages.
  *
  * As in Linux's gfp_types.h, a request is described by modifiers, and the
- * usual combinations have names.  The allocation path (ARCHITECTURE.md
- * section 3) consults them at every step.
+ * usual combinations have names.  The allocation path (docs/DESIGN.md
+ * section 3) consults them at every step.  The floor a request may take the
+ * zone's free pages down to is the min watermark m, reduced by HIGH to
+ * m - m/2, by HIGH without DIRECT_RECLAIM by a further quarter of that, and
+ * to 0 by MEMALLOC; NOMEMALLOC keeps m.  An order-k request is served from
+ * the zone only if free - 2^k >= floor.
  * ---------------------------------------------------------------------- */
 typedef unsigned int lab_gfp_t;
 
@@ -109,17 +135,27 @@ enum lab_error {
     LAB_ENOTOWNER,       /* room used by a context that does not own it (debug builds) */
     LAB_ENOTROOMPAGE,    /* lab_room_free of a page that this room did not hand out */
     LAB_EPOISON,         /* a free page was written (use after free), found on allocation */
-    /* lab_check: which invariant of ARCHITECTURE.md section 5 broke */
-    LAB_ECHECK_STATE,    /* a frame in no valid state, or state counts that do not add up */
-    LAB_ECHECK_ALIGN,    /* a free block misaligned, or with frames that are not TAIL */
-    LAB_ECHECK_BUDDY,    /* two free buddies of one order that should have merged */
-    LAB_ECHECK_COUNT,    /* a list length differs from its counter */
-    LAB_ECHECK_WMARK,    /* watermarks out of order, or a reserve above its cap */
+    /* lab_check: which invariant of docs/DESIGN.md section 4 broke */
+    LAB_ECHECK_STATE,    /* 1: a block head in no valid state or with an order above
+                            max_order, a TAIL frame in no block, or a written
+                            descriptor past the populated range */
+    LAB_ECHECK_ALIGN,    /* 2: a block not aligned to its order, past the end, or
+                            with a frame other than its head that is not TAIL */
+    LAB_ECHECK_BUDDY,    /* 3: two free (or two void) buddies of one order that
+                            should have merged */
+    LAB_ECHECK_COUNT,    /* 4: a list or a page count differs from its counter, a
+                            broken or looping list, or a room's stock above
+                            high + batch */
+    LAB_ECHECK_WMARK,    /* 5: watermarks out of order, or a reserve above its cap */
     LAB_ERROR_COUNT
 };
 
-/* A short, specific description of an error code ("double free", ...).
- * Never NULL; async-signal-safe. */
+/* A short, specific description of an error code ("double free", ...); an
+ * unknown code gets a generic text.  Never NULL; async-signal-safe.
+ * lab_strerror names an enum lab_error (what a call returns or the misuse
+ * handler is given); lab_reason_str names an enum lab_reason (why an
+ * allocation failed).  The two enums are separate because a failed
+ * allocation is not an error of the caller's: see lab_result. */
 LAB_API const char *lab_strerror(int err);
 
 /* ------------------------------------------------------------------------
@@ -139,10 +175,11 @@ enum lab_reason {
     LAB_R_BADARG,          /* NULL arena or room, or a destroyed room */
     LAB_R_COUNT
 };
-/* The name of a reason ("below watermark", ...).  Async-signal-safe. */
+/* The name of a reason ("below watermark", ...); never NULL.
+ * Async-signal-safe. */
 LAB_API const char *lab_reason_str(int reason);
 
-/* The step of the allocation path that served a request (ARCHITECTURE.md
+/* The step of the allocation path that served a request (docs/DESIGN.md
  * section 3); counted in the stats. */
 enum lab_step {
     LAB_STEP_NONE = 0,
@@ -158,7 +195,9 @@ enum lab_step {
     LAB_STEP_COUNT
 };
 
-/* The result-carrying form of allocation writes here. */
+/* What the result-carrying calls (lab_alloc_pages_r, lab_room_alloc_r)
+ * write: the block, or NULL and the reason, so a failed atomic allocation
+ * says why without a second call. */
 typedef struct lab_result {
     void    *addr;    /* the block, or NULL */
     int      reason;  /* enum lab_reason: LAB_R_NONE on success */
@@ -239,40 +278,52 @@ typedef struct lab_arena_config {
     const char *name;     /* for stats and reports; may be NULL */
 } lab_arena_config;
 
-/* Fill *cfg with defaults (size 0: the caller must set it). */
+/* Fill *cfg with defaults (size 0: the caller must set it).  NULL is ignored. */
 LAB_API void lab_arena_config_init(lab_arena_config *cfg);
 /* Create an arena.  Returns 0 and sets *out, or a LAB_E* code (and leaves
- * *out NULL).  Not async-signal-safe. */
+ * *out NULL): the configuration errors above, LAB_EMAP, LAB_EMLOCK or
+ * LAB_ENOMEM.  Not async-signal-safe. */
 LAB_API int  lab_arena_create(const lab_arena_config *cfg, lab_arena **out);
 /* Destroy an arena: stops its reclaimer, unmaps what it mapped.  Every room
  * must be destroyed first or is destroyed here; pages still handed out die
- * with it.  NULL is ignored. */
+ * with it.  No other call on the arena or its rooms may run or follow.
+ * NULL is ignored.  Not async-signal-safe. */
 LAB_API void lab_arena_destroy(lab_arena *a);
-/* The page size: 4096. */
+/* The page size: 4096.  Async-signal-safe. */
 LAB_API size_t lab_page_size(const lab_arena *a);
-/* The largest order this arena serves. */
+/* The largest order this arena serves.  Async-signal-safe. */
 LAB_API unsigned lab_arena_max_order(const lab_arena *a);
-/* The first byte of the arena's page frames, and their total size. */
+/* The first byte of the arena's page frames, and their total size in bytes.
+ * Async-signal-safe. */
 LAB_API void  *lab_arena_base(const lab_arena *a);
 LAB_API size_t lab_arena_size(const lab_arena *a);
 /* Decommit free memory, keeping committed at most what the reserves need
- * (the min watermark's worth); returns the bytes given back.  May block.
- * It takes the zone lock for at most 64 blocks at a time (atomic requests
- * that meet it busy fail with LAB_R_WOULD_BLOCK rather than wait), makes its
- * system calls without it, and does nothing on a LAB_ARENA_MLOCK arena. */
+ * (the min watermark's worth); returns the bytes given back.  The memory
+ * goes to "the void": only blocking requests and the background reclaimer
+ * re-commit it, so atomic requests never fault on it.  May block; not
+ * async-signal-safe.  It takes the zone lock for at most 64 blocks at a time
+ * (atomic requests that meet it busy fail with LAB_R_WOULD_BLOCK rather
+ * than wait), makes its system calls without it, and does nothing on a
+ * LAB_ARENA_MLOCK arena. */
 LAB_API size_t lab_arena_trim(lab_arena *a);
 
 /* ------------------------------------------------------------------------
  * Pages
  * ---------------------------------------------------------------------- */
 /* Allocate 2^order contiguous pages aligned to 2^order pages from the
- * arena's start.  NULL on failure.  With LAB_GFP_ATOMIC or LAB_GFP_NOWAIT it
- * never blocks, makes no system call and is async-signal-safe. */
+ * arena's start.  NULL on failure (a NULL arena, an order above
+ * lab_arena_max_order, or no pages within what gfp allows).  With
+ * LAB_GFP_ATOMIC or LAB_GFP_NOWAIT it never blocks, makes no system call
+ * (with LAB_ARENA_PROTECT_FREE aside) and is async-signal-safe; with
+ * LAB_GFP_KERNEL it may reclaim and sleep. */
 LAB_API void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order);
-/* The same, writing the block or the reason for failure into *res. */
+/* The same, writing the block, or NULL and the reason for the failure, and
+ * the step that served it into *res (which must not be NULL). */
 LAB_API void  lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res);
-/* Free a block from any context (async-signal-safe).  A page a room handed
- * out goes back to that room.  NULL is ignored, as in Linux's free_pages(0).
+/* Free a block from any context (async-signal-safe), with the order it was
+ * allocated with.  A page a room handed out goes back to that room (to the
+ * zone if the room was destroyed).  NULL is ignored, as in Linux's
+ * free_pages(0) (unlike lab_room_free, for which NULL is misuse).
  * Misuse (double free, wrong order, interior, unaligned or foreign pointer,
  * order above max) calls the misuse handler and changes nothing. */
 LAB_API void  lab_free_pages(lab_arena *a, void *addr, unsigned order);
@@ -289,7 +340,8 @@ LAB_API void  lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, un
  * ---------------------------------------------------------------------- */
 /* Called once per misuse with its code, the address and a message naming the
  * frame and the fault.  May be called in a signal handler: it runs in the
- * context that made the bad call. */
+ * context that made the bad call, from any thread, so it must be
+ * async-signal-safe and thread-safe itself. */
 typedef void (*lab_misuse_fn)(void *ctx, int err, const void *addr, const char *msg);
 /* Replace the misuse handler (NULL restores the default: debug builds abort
  * with the message; release builds report each error code once, on stderr,
@@ -315,9 +367,12 @@ LAB_API void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx);
  * lab_arena_destroy call it too.  Not async-signal-safe. */
 LAB_API void lab_arena_flush(lab_arena *a);
 
-/* Verify every invariant of ARCHITECTURE.md section 5.  0 when they hold, else
- * the LAB_ECHECK_* code of the first that broke (and a line on stderr saying
- * where).  Thread-safe; exact when no room is in use concurrently. */
+/* Verify the invariants of docs/DESIGN.md section 4 (numbered there as the
+ * LAB_ECHECK_* codes are above).  0 when they hold, else the code of the
+ * first that broke (and a line on stderr naming the frame); LAB_EINVAL for a
+ * NULL arena.  Thread-safe: it takes the zone lock and skips a room whose
+ * owner is inside an operation, so it is exact when no room is in use
+ * concurrently.  Not async-signal-safe (it waits for the zone lock).  O(pages). */
 LAB_API int  lab_check(lab_arena *a);
 
 /* ------------------------------------------------------------------------
@@ -327,12 +382,20 @@ LAB_API int  lab_check(lab_arena *a);
  * that calls lab_room_alloc* and lab_room_free* on it.  The owner's calls
  * take no lock and make no atomic read-modify-write; they are not
  * re-entrant: a signal handler that interrupts the owner must not use the
- * same room (debug builds report LAB_ENOTOWNER).  Give each handler its own
- * room, like a per-IRQ pool.  A process-directed signal may run its handler
+ * same room (debug builds report LAB_ENOTOWNER; release builds do not detect
+ * it, and it corrupts the room).  Give each handler its own room, like a
+ * per-IRQ pool.  A process-directed signal may run its handler
  * on any thread, and several at once: then give each thread its own room
  * and have the handler look up the room of the thread it runs on (a
  * thread-local pointer), never one shared room; examples/signal_rooms.c
- * shows the pattern.
+ * shows the pattern.  The owning context may change only with the
+ * program's own synchronisation in between (the old owner is done, and the
+ * new one has seen that, as when a structure passes between threads
+ * through a lock).
+ *
+ * A room's reserve is taken from the zone at creation and held apart: no
+ * other room, GFP flag or reclaim can reach it, so a room with reserve R
+ * serves R atomic allocations even when every other page has been taken.
  *
  * Any other context gives a room's blocks back with lab_free_pages or
  * lab_free_pages_bulk (async-signal-safe): they travel through the room's
@@ -396,7 +459,9 @@ LAB_API void  lab_room_destroy(lab_room *r);
  * and the zone's emergency share (HIGH, MEMALLOC), and, for requests that
  * may block, re-commit, reclaim and waiting.  NULL on failure. */
 LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
-/* The same, writing the page or the reason for failure into *res. */
+/* The same, writing the page, or NULL and the reason (LAB_R_BADARG for a
+ * NULL or destroyed room), and the step that served it into *res (not
+ * NULL). */
 LAB_API void  lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res);
 /* Allocate a block of 2^order pages, order <= the room's max_order (above
  * it: NULL, reason LAB_R_ORDER), owner only. */
@@ -410,7 +475,9 @@ LAB_API size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, siz
 /* Give an order-0 page back to the room, owner only.  The page must come
  * from this room (else LAB_ENOTROOMPAGE: other pages go back with
  * lab_free_pages).  Unlike lab_free_pages, NULL is misuse (LAB_EFOREIGN):
- * a room call always names a page.  Misuse is reported and changes nothing. */
+ * a room call always names a page.  Misuse is reported and changes nothing;
+ * a free to a destroyed room is reported (LAB_EROOMDEAD) and its page goes
+ * to the zone.  A NULL room is ignored. */
 LAB_API void  lab_room_free(lab_room *r, void *page);
 /* Give a block of 2^order pages back to the room, owner only. */
 LAB_API void  lab_room_free_pages(lab_room *r, void *page, unsigned order);
@@ -428,9 +495,16 @@ typedef struct lab_shrinker {
     void *ctx;
 } lab_shrinker;
 /* Register a shrinker (the struct is copied; unregister with the same
- * pointer or an equal struct).  Shrinkers run with no allocator lock held. */
+ * pointer or an equal struct).  0, LAB_EINVAL (NULL or no callbacks) or
+ * LAB_EBUSY (32 registered).  Shrinkers run in blocking requests' direct
+ * reclaim and in the background reclaimer's thread, with no allocator lock
+ * held: scan() may free with lab_free_pages, and an allocation it makes
+ * may take every page (as MEMALLOC) but never reclaims or waits.  Not
+ * async-signal-safe. */
 LAB_API int  lab_shrinker_register(lab_arena *a, const lab_shrinker *s);
-/* Unregister; when it returns, the shrinker is not running and will not run. */
+/* Unregister; when it returns, the shrinker is not running and will not run
+ * (it waits for a pass in progress, so never call it from scan() or count()).
+ * Not async-signal-safe. */
 LAB_API void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *s);
 
 /* ------------------------------------------------------------------------
@@ -450,9 +524,11 @@ typedef struct lab_fault_config {
     unsigned min_order;       /* only requests of at least this order are eligible */
     int      ignore_blocking; /* requests that may block (DIRECT_RECLAIM) are exempt */
 } lab_fault_config;
-/* Turn injection on with *fc, or off with NULL.  0 or LAB_EINVAL. */
+/* Turn injection on with *fc (copied), or off with NULL.  0, or LAB_EINVAL
+ * for a NULL arena, probability above 100 or times below -1.  May be called
+ * while other threads allocate; not async-signal-safe. */
 LAB_API int lab_fault_set(lab_arena *a, const lab_fault_config *fc);
-/* How many failures have been injected so far. */
+/* How many failures have been injected so far.  Async-signal-safe. */
 LAB_API uint64_t lab_fault_injected(const lab_arena *a);
 
 /* ------------------------------------------------------------------------
@@ -492,9 +568,14 @@ typedef struct lab_stats {
                                        of rooms not inside a call (idle ones too), as
                                        Linux's drain_all_pages */
 } lab_stats;
+/* Fill *out with a snapshot of the arena's stats, the rooms' counters summed
+ * in.  The zone's figures are read under the zone lock and agree with each
+ * other; the counters are relaxed, exact when the arena is quiet.  Measures
+ * residency with mincore(2): O(pages / 4096).  Not async-signal-safe. */
 LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
-/* Write the stats: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one object.
- * Returns 0 or -1 on a write error. */
+/* Write the stats to f: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one
+ * object (any other value gives the text).  Returns 0, or -1 on a write
+ * error or a NULL argument.  Not async-signal-safe (stdio). */
 LAB_API int  lab_stats_print(lab_arena *a, FILE *f, int format);
 
 typedef struct lab_room_stats {
@@ -504,6 +585,9 @@ typedef struct lab_room_stats {
                                     (including those on their way back in the ring) */
     size_t in_ring;              /* blocks freed by other contexts, not yet taken back */
 } lab_room_stats;
+/* Fill *out with the room's counters (zeros for a NULL room).  Any thread
+ * may call it; the figures are relaxed reads, exact when the room is quiet.
+ * Async-signal-safe: it only reads. */
 LAB_API void lab_room_stats_get(lab_room *r, lab_room_stats *out);
 
 #ifdef __cplusplus
