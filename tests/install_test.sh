@@ -59,6 +59,9 @@ check_prefix() {  # check_prefix PREFIX TAG
         || fail "labyrinthConfig.cmake names no BSD-2-Clause license"
     cmp -s "$SRC/LICENSE" "$(find "$prefix" -path '*/doc/labyrinth/LICENSE' -print -quit)" \
         || fail "LICENSE is not installed under share/doc/labyrinth"
+    for page in man3/lab_alloc_pages.3 man3/lab_free_pages.3 man3/lab_room_create.3 man7/labyrinth.7; do
+        [[ -f $prefix/share/man/$page ]] || fail "man page $page is not installed under $prefix/share/man"
+    done
 
     # shellcheck disable=SC2046
     run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_shared" "$SRC/tests/install_consumer/main.c" \
