@@ -7,7 +7,7 @@ set -euo pipefail
 
 LAB_DEPS=(
     build-essential cmake clang llvm libclang-rt-dev pkg-config
-    valgrind gnuplot-nox strace mandoc
+    valgrind gnuplot-nox strace mandoc man-db
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libdpdk-dev
     git ca-certificates
 )

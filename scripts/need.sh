@@ -3,8 +3,8 @@
 # that `make demo` and `make test` work on a fresh Debian machine.
 #   build  cmake and a C compiler
 #   test   the same, plus clang with its sanitizer runtimes (the ASan and
-#          TSan trees), pkg-config (the install test) and mandoc (the man
-#          page lint)
+#          TSan trees), pkg-config (the install test), mandoc and man (the
+#          man page lint and rendering)
 # When something is missing it runs scripts/deps.sh, as root or through
 # sudo; when it can do neither, it prints the one command that installs
 # everything and fails.  LAB_NO_DEPS=1 only reports what is missing.
@@ -40,6 +40,7 @@ check() {
         fi
         have pkg-config || missing+=(pkg-config)
         have mandoc || missing+=(mandoc)
+        have man || missing+=(man-db)
     fi
 }
 
