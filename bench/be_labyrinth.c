@@ -25,7 +25,7 @@
 
 #define LAB_ROOMS_PER_CTX 4
 /* Workload 5: the producer's room keeps a private reserve, as an interrupt
- * context's room would (API.md: "a room with reserve R serves R atomic
+ * context's room would (labyrinth.h: "a room with reserve R serves R atomic
  * allocations even when every other page ... has been taken"). */
 #define LAB_PRESSURE_RESERVE 256
 

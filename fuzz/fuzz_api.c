@@ -59,7 +59,7 @@
  *     expected code, and lab_stats.misuse counts the same calls.
  * Every allocation returns a block aligned to its (real) order whose pages
  * are all not handed out in the model, zero-filled with LAB_GFP_ZERO; never
- * takes the zone below the request's floor (API.md watermark rule); reports
+ * takes the zone below the request's floor (the watermark rule of labyrinth.h); reports
  * a step its flags allow (HIGHATOMIC only for high-order atomic requests,
  * EMERGENCY only for floors below min, ROOM_RESERVE only for HIGH,
  * RECOMMIT/RECLAIM/WAIT only for DIRECT_RECLAIM) and a failure reason from
@@ -70,7 +70,7 @@
  *
  * ---- When "succeeds iff an aligned free range exists" holds ---------------
  * For an arena allocation of order k (real order r: k + 1 for a guarded
- * block) with floor f (API.md: m = min; HIGH halves it; HIGH without
+ * block) with floor f (labyrinth.h: m = min; HIGH halves it; HIGH without
  * DIRECT_RECLAIM takes a further quarter; MEMALLOC makes it 0; NOMEMALLOC
  * keeps min), the request succeeds iff
  *     free - 2^r >= f  and  some aligned 2^r range is entirely free in the model
@@ -403,7 +403,7 @@ static unsigned live_rooms(void)
     return n;
 }
 
-/* The floor of API.md's watermark rule. */
+/* The floor of the watermark rule of labyrinth.h. */
 static size_t doc_floor(unsigned gfp)
 {
     size_t m = M.wmin;
@@ -1283,7 +1283,7 @@ static size_t isqrt(size_t x)
     return r;
 }
 
-/* The watermarks the arena must end up with (API.md, and zone.c for tiny arenas). */
+/* The watermarks the arena must end up with (lab_arena_config in labyrinth.h, and zone.c for tiny arenas). */
 static void expected_wmarks(size_t pages, size_t min, size_t low, size_t high, size_t out[3])
 {
     if (min == 0 && low == 0 && high == 0) {

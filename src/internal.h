@@ -2,7 +2,7 @@
  * internal.h - the shapes every layer shares: page descriptors, the zone,
  * rooms, the arena.  Nothing here is exported (hidden visibility).
  *
- * Layers, bottom up (ARCHITECTURE.md section 1):
+ * Layers, bottom up (docs/DESIGN.md section 1):
  *   platform.c  address space, futex, clocks, threads
  *   zone.c      the zone lock, its deferred-free list, watermarks
  *   buddy.c     split and merge inside the zone
@@ -49,7 +49,7 @@ LAB_HIDDEN void lab_assert_fail(const char *what, const char *file, int line) __
 
 /* ---- page frames ------------------------------------------------------ */
 
-/* A frame is in exactly one state (ARCHITECTURE.md section 2).  TAIL is 0 so
+/* A frame is in exactly one state (docs/DESIGN.md section 2).  TAIL is 0 so
  * that freshly mapped (zero) descriptors are already correct for the frames
  * inside a block: only block heads are ever written, which is what lets a
  * huge lazy arena leave its descriptor array untouched until used. */

@@ -4,7 +4,7 @@
  * Read this file top to bottom to follow a request.  Each step is one
  * function; its comment says what it may do (lock? system call? block?).
  * A request stops at the first step that yields pages, and its GFP flags
- * decide which steps it may enter (ARCHITECTURE.md section 3):
+ * decide which steps it may enter (docs/DESIGN.md section 3):
  *
  *   1  room: local stock                 owner only, no lock, no atomic RMW
  *   2  room: take back remote frees      one atomic exchange

@@ -150,7 +150,7 @@ void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order)
 
 /* ---- watermarks -------------------------------------------------------- */
 
-/* The floor a request may take free pages down to (API.md, exactly). */
+/* The floor a request may take free pages down to (the watermark rule of labyrinth.h, exactly). */
 size_t zone_floor(const struct zone *z, lab_gfp_t gfp)
 {
     size_t m = z->wmark[WMARK_MIN];

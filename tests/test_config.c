@@ -2,7 +2,7 @@
  * Configuration: every error lab_arena_create and lab_room_create can
  * return for a bad config, one test each (with *out left NULL); the names of
  * every error code and reason; the defaults; watermarks derived from the
- * size as API.md says (computed here from the formula, not taken from the
+ * size as labyrinth.h says (computed here from the formula, not taken from the
  * implementation); max_order clamped to what fits.
  */
 #include "check.h"
@@ -216,7 +216,7 @@ static size_t isqrt(size_t x)
     return r;
 }
 
-/* API.md: min_free_kbytes = sqrt(16 * KiB) clamped to [128 KiB, 256 MiB] and
+/* labyrinth.h (lab_arena_config): min_free_kbytes = sqrt(16 * KiB) clamped to [128 KiB, 256 MiB] and
  * to a quarter of the arena; low = min + d, high = min + 2d, with
  * d = max(min / 4, pages / 1000). */
 static void derived_watermarks(size_t pages, size_t *min, size_t *low, size_t *high)
@@ -245,7 +245,7 @@ static void check_derived(size_t pages)
     lab_stats s;
     lab_stats_get(a, &s);
     if (s.wmark_min != min || s.wmark_low != low || s.wmark_high != high)
-        fprintf(stderr, "%zu pages: watermarks %zu/%zu/%zu, API.md says %zu/%zu/%zu\n", pages, s.wmark_min,
+        fprintf(stderr, "%zu pages: watermarks %zu/%zu/%zu, labyrinth.h says %zu/%zu/%zu\n", pages, s.wmark_min,
                 s.wmark_low, s.wmark_high, min, low, high);
     CHECK_EQ(s.wmark_min, min);
     CHECK_EQ(s.wmark_low, low);

@@ -4,7 +4,7 @@
  * The model is a bitmap of free pages and nothing else: it knows no blocks,
  * no lists, no splitting.  What it predicts follows from the buddy rules
  * alone (full coalescing, blocks aligned to their size from the arena's
- * base, ARCHITECTURE.md section 5):
+ * base, docs/DESIGN.md section 4):
  *   - with LAB_GFP_MEMALLOC (watermarks ignored), an order-k request succeeds
  *     exactly when some 2^k-aligned range of the arena is entirely free;
  *   - the block it returns was entirely free;

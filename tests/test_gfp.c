@@ -1,4 +1,4 @@
-/* The watermark rule (API.md) step by step, the reasons and steps the result
+/* The watermark rule (labyrinth.h) step by step, the reasons and steps the result
  * form reports, the stats that count them, the high-order atomic reserve,
  * and the failure report through the log hook. */
 #include "check.h"
@@ -10,7 +10,7 @@
 #define HIGH 96
 #define PAGES 1024
 
-/* floors of API.md for min = 64 */
+/* floors of the watermark rule for min = 64 */
 #define FLOOR_NOWAIT   64   /* no reserve */
 #define FLOOR_HIGH     32   /* HIGH with DIRECT_RECLAIM: m -= m/2 */
 #define FLOOR_ATOMIC   24   /* HIGH without DIRECT_RECLAIM: then m -= m/4 */

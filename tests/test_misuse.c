@@ -1,7 +1,7 @@
 /*
  * Misuse of lab_free_pages: every kind is reported once through the misuse
  * handler with its own code and a message naming the frame, and changes
- * nothing (API.md "Errors and misuse"): lab_check stays 0, no page is lost
+ * nothing (labyrinth.h, "Errors and misuse"): lab_check stays 0, no page is lost
  * or gained, and the block can still be freed correctly afterwards.
  * free(NULL) is not misuse.  Without a handler, a release build writes the
  * report to stderr and goes on; a debug build aborts with it (both run in a

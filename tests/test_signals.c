@@ -346,7 +346,7 @@ static size_t count_nothing(void *ctx) { (void)ctx; return 0; }
 static size_t scan_nothing(void *ctx, size_t nr) { (void)ctx; (void)nr; return 0; }
 
 /* The high-order atomic reserve (blocks set aside for the next order >= 1
- * ATOMIC request, ARCHITECTURE.md step 4) is held apart from the free pages
+ * ATOMIC request, docs/DESIGN.md step 4) is held apart from the free pages
  * on purpose.  A blocking request that would fail otherwise gives it back:
  * take every free page, ask once more with a request that may reclaim,
  * then return everything.  After this, free_pages == total_pages. */
