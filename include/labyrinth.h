@@ -137,8 +137,9 @@ enum lab_error {
     LAB_EPOISON,         /* a free page was written (use after free), found on allocation */
     /* lab_check: which invariant of docs/DESIGN.md section 4 broke */
     LAB_ECHECK_STATE,    /* 1: a block head in no valid state or with an order above
-                            max_order, a TAIL frame in no block, or a written
-                            descriptor past the populated range */
+                            max_order, a TAIL frame in no block, a room block
+                            that names no room or a zone block that names one,
+                            or a written descriptor past the populated range */
     LAB_ECHECK_ALIGN,    /* 2: a block not aligned to its order, past the end, or
                             with a frame other than its head that is not TAIL */
     LAB_ECHECK_BUDDY,    /* 3: two free (or two void) buddies of one order that
