@@ -21,11 +21,11 @@ int main(void)
         return 1;
 
     lab_result r;
-    lab_room_alloc_r(rx, LAB_GFP_ATOMIC, &r);  /* never blocks; says why if it fails */
+    lab_room_alloc_result(rx, LAB_GFP_ATOMIC, &r);  /* never blocks; says why if it fails */
     if (r.addr)
         lab_room_free(rx, r.addr);             /* or lab_free_pages() from any thread */
     else
-        fprintf(stderr, "no page: %s\n", lab_reason_str(r.reason));
+        fprintf(stderr, "no page: %s\n", lab_strreason(r.reason));
 
     lab_free_pages(a, block, 3);
     lab_room_destroy(rx);

@@ -661,7 +661,7 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
     if (plain)
         res.addr = lab_alloc_pages(M.a, gfp, order);
     else
-        lab_alloc_pages_r(M.a, gfp, order, &res);
+        lab_alloc_pages_result(M.a, gfp, order, &res);
     bool injected = lab_fault_injected(M.a) - inj0 - M.nested_injected != 0;
     expect_misuse(mis0, EXP_NONE, "allocation");
 
@@ -751,7 +751,7 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
         if (plain)
             res.addr = lab_room_alloc(fr->r, gfp);
         else
-            lab_room_alloc_r(fr->r, gfp, &res);
+            lab_room_alloc_result(fr->r, gfp, &res);
         expect_misuse(mis0, LAB_EROOMDEAD, "lab_room_alloc on a destroyed room");
         REQUIRE(res.addr == NULL, "a destroyed room handed out a page");
         REQUIRE(plain || res.reason == LAB_R_BADARG, "destroyed room: reason %d", res.reason);
@@ -764,7 +764,7 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     if (plain)
         res.addr = lab_room_alloc(fr->r, gfp);
     else
-        lab_room_alloc_r(fr->r, gfp, &res);
+        lab_room_alloc_result(fr->r, gfp, &res);
     bool injected = lab_fault_injected(M.a) - inj0 - M.nested_injected != 0;
     expect_misuse(mis0, EXP_NONE, "lab_room_alloc");
     if (res.addr) {
@@ -1180,7 +1180,7 @@ static size_t shrinker_scan(void *ctx, size_t nr)
         lab_result res;
         unsigned mis0 = M.mis_calls;
         uint64_t inj0 = lab_fault_injected(M.a);
-        lab_alloc_pages_r(M.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &res);
+        lab_alloc_pages_result(M.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &res);
         M.nested_injected += lab_fault_injected(M.a) - inj0;
         expect_misuse(mis0, EXP_NONE, "an allocation inside reclaim");
         M.shrinker_ran = true;
@@ -1230,8 +1230,8 @@ static void op_misc(void)
     case 1: {   /* NULL arguments are refused, not misuse */
         unsigned mis0 = M.mis_calls;
         lab_result res;
-        lab_alloc_pages_r(NULL, LAB_GFP_ATOMIC, 0, &res);
-        REQUIRE(res.addr == NULL && res.reason == LAB_R_BADARG, "lab_alloc_pages_r(NULL)");
+        lab_alloc_pages_result(NULL, LAB_GFP_ATOMIC, 0, &res);
+        REQUIRE(res.addr == NULL && res.reason == LAB_R_BADARG, "lab_alloc_pages_result(NULL)");
         REQUIRE(lab_alloc_pages(NULL, LAB_GFP_ATOMIC, 0) == NULL, "lab_alloc_pages(NULL)");
         lab_free_pages(NULL, M.base, 0);
         lab_free_pages(M.a, NULL, 0);
@@ -1246,8 +1246,8 @@ static void op_misc(void)
         REQUIRE(lab_room_create(NULL, &rc, &r) == LAB_EINVAL && r == NULL, "lab_room_create(NULL arena)");
         REQUIRE(lab_room_create(M.a, NULL, &r) == LAB_EINVAL, "lab_room_create(NULL cfg)");
         REQUIRE(lab_room_create(M.a, &rc, NULL) == LAB_EINVAL, "lab_room_create(NULL out)");
-        lab_room_alloc_r(NULL, LAB_GFP_ATOMIC, &res);
-        REQUIRE(res.addr == NULL && res.reason == LAB_R_BADARG, "lab_room_alloc_r(NULL)");
+        lab_room_alloc_result(NULL, LAB_GFP_ATOMIC, &res);
+        REQUIRE(res.addr == NULL && res.reason == LAB_R_BADARG, "lab_room_alloc_result(NULL)");
         lab_room_free(NULL, M.base);
         lab_room_destroy(NULL);
         REQUIRE(lab_arena_trim(NULL) == 0, "lab_arena_trim(NULL)");
@@ -1265,7 +1265,7 @@ static void op_misc(void)
         for (int e = -1; e <= LAB_ERROR_COUNT; e++)
             REQUIRE(lab_strerror(e) != NULL && lab_strerror(e)[0], "lab_strerror(%d)", e);
         for (int r = -1; r <= LAB_R_COUNT; r++)
-            REQUIRE(lab_reason_str(r) != NULL && lab_reason_str(r)[0], "lab_reason_str(%d)", r);
+            REQUIRE(lab_strreason(r) != NULL && lab_strreason(r)[0], "lab_strreason(%d)", r);
         break;
     case 3:
         REQUIRE(lab_page_size(M.a) == 4096 && lab_arena_size(M.a) == M.size && lab_arena_base(M.a) == M.base &&

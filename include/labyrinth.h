@@ -16,15 +16,16 @@
  * Contexts.  A context is anything that runs allocator code: a thread, or a
  * signal handler (user space's interrupt).  Async-signal-safe, callable from
  * a handler that interrupted any allocator call on the same thread:
- *   lab_alloc_pages, lab_alloc_pages_r   with a GFP that lacks
+ *   lab_alloc_pages, lab_alloc_pages_result
+ *                                        with a GFP that lacks
  *                                        LAB_GFP_DIRECT_RECLAIM (ATOMIC, NOWAIT)
  *   lab_free_pages, lab_free_pages_bulk
- *   lab_room_alloc, lab_room_alloc_r, lab_room_alloc_pages,
+ *   lab_room_alloc, lab_room_alloc_result, lab_room_alloc_pages,
  *   lab_room_alloc_bulk                  in the context that owns the room,
  *                                        with a GFP that lacks DIRECT_RECLAIM
  *   lab_room_free, lab_room_free_pages, lab_room_free_bulk
  *                                        in the context that owns the room
- *   lab_room_stats_get, lab_strerror, lab_reason_str, lab_page_size,
+ *   lab_room_stats_get, lab_strerror, lab_strreason, lab_page_size,
  *   lab_arena_max_order, lab_arena_base, lab_arena_size, lab_fault_injected
  * Every other call may take a blocking lock, allocate with malloc or make
  * system calls, and is not: in particular lab_arena_create and _destroy,
@@ -154,9 +155,10 @@ enum lab_error {
 /* A short, specific description of an error code ("double free", ...); an
  * unknown code gets a generic text.  Never NULL; async-signal-safe.
  * lab_strerror names an enum lab_error (what a call returns or the misuse
- * handler is given); lab_reason_str names an enum lab_reason (why an
- * allocation failed).  The two enums are separate because a failed
- * allocation is not an error of the caller's: see lab_result. */
+ * handler is given); lab_strreason names an enum lab_reason (why an
+ * allocation failed), as strsignal follows strerror.  The two enums are
+ * separate because a failed allocation is not an error of the caller's:
+ * see lab_result. */
 LAB_API const char *lab_strerror(int err);
 
 /* ------------------------------------------------------------------------
@@ -178,7 +180,7 @@ enum lab_reason {
 };
 /* The name of a reason ("below watermark", ...); never NULL.
  * Async-signal-safe. */
-LAB_API const char *lab_reason_str(int reason);
+LAB_API const char *lab_strreason(int reason);
 
 /* The step of the allocation path that served a request (docs/DESIGN.md
  * section 3); counted in the stats. */
@@ -196,9 +198,9 @@ enum lab_step {
     LAB_STEP_COUNT
 };
 
-/* What the result-carrying calls (lab_alloc_pages_r, lab_room_alloc_r)
- * write: the block, or NULL and the reason, so a failed atomic allocation
- * says why without a second call. */
+/* What the result-carrying calls (lab_alloc_pages_result,
+ * lab_room_alloc_result) write: the block, or NULL and the reason, so a
+ * failed atomic allocation says why without a second call. */
 typedef struct lab_result {
     void    *addr;    /* the block, or NULL */
     int      reason;  /* enum lab_reason: LAB_R_NONE on success */
@@ -320,7 +322,7 @@ LAB_API size_t lab_arena_trim(lab_arena *a);
 LAB_API void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order);
 /* The same, writing the block, or NULL and the reason for the failure, and
  * the step that served it into *res (which must not be NULL). */
-LAB_API void  lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res);
+LAB_API void  lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res);
 /* Free a block from any context (async-signal-safe), with the order it was
  * allocated with.  A page a room handed out goes back to that room (to the
  * zone if the room was destroyed).  NULL is ignored, as in Linux's
@@ -405,8 +407,8 @@ LAB_API int  lab_check(lab_arena *a);
  * once when its stock runs dry.  When the ring is full, or the room is dead,
  * blocks go to the zone instead.
  *
- * Async-signal-safe: lab_room_alloc, lab_room_alloc_r, lab_room_alloc_pages
- * and lab_room_alloc_bulk with a non-blocking gfp, lab_room_free,
+ * Async-signal-safe: lab_room_alloc, lab_room_alloc_result,
+ * lab_room_alloc_pages and lab_room_alloc_bulk with a non-blocking gfp, lab_room_free,
  * lab_room_free_pages, lab_room_free_bulk, lab_room_stats_get (in the
  * owning context).  Not async-signal-safe: lab_room_create,
  * lab_room_destroy.
@@ -463,7 +465,7 @@ LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
 /* The same, writing the page, or NULL and the reason (LAB_R_BADARG for a
  * NULL or destroyed room), and the step that served it into *res (not
  * NULL). */
-LAB_API void  lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res);
+LAB_API void  lab_room_alloc_result(lab_room *r, lab_gfp_t gfp, lab_result *res);
 /* Allocate a block of 2^order pages, order <= the room's max_order (above
  * it: NULL, reason LAB_R_ORDER), owner only. */
 LAB_API void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order);
@@ -590,6 +592,28 @@ typedef struct lab_room_stats {
  * may call it; the figures are relaxed reads, exact when the room is quiet.
  * Async-signal-safe: it only reads. */
 LAB_API void lab_room_stats_get(lab_room *r, lab_room_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Deprecated names, kept for 0.2 and removed after it.
+ *
+ * A `_r` suffix tells a C programmer "re-entrant" (strtok_r), which the
+ * result-carrying calls are no more than the others, so they were renamed;
+ * and the name of a reason now follows lab_strerror.  The old names still
+ * link and behave as the new ones; using them draws a compiler warning.
+ * ---------------------------------------------------------------------- */
+#if defined(__GNUC__)
+#define LAB_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define LAB_DEPRECATED(msg)
+#endif
+/* lab_alloc_pages_result under its 0.1 name. */
+LAB_API void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res)
+    LAB_DEPRECATED("renamed lab_alloc_pages_result");
+/* lab_room_alloc_result under its 0.1 name. */
+LAB_API void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
+    LAB_DEPRECATED("renamed lab_room_alloc_result");
+/* lab_strreason under its 0.1 name. */
+LAB_API const char *lab_reason_str(int reason) LAB_DEPRECATED("renamed lab_strreason");
 
 #ifdef __cplusplus
 }

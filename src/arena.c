@@ -376,7 +376,7 @@ static const char *const reason_names[LAB_R_COUNT] = {
     [LAB_R_BADARG] = "bad argument",
 };
 
-const char *lab_reason_str(int reason)
+const char *lab_strreason(int reason)
 {
     if (reason < 0 || reason >= LAB_R_COUNT)
         return "unknown reason";

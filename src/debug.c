@@ -273,7 +273,7 @@ void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, in
         }
     }
     fmt_str(&b, "), reason: ");
-    fmt_str(&b, lab_reason_str(reason));
+    fmt_str(&b, lab_strreason(reason));
     fmt_str(&b, "\n  free:");
     /* Only if the lock is free: the report must never wait, and this may be
      * a signal handler that interrupted the holder. */

@@ -19,7 +19,7 @@
  *                                        wait_timeout_ms unless NOFAIL
  *   9  fail with a reason
  *
- * Steps 1, 2 and the room's reserve live in lab_room_alloc_r below; arena
+ * Steps 1, 2 and the room's reserve live in lab_room_alloc_result below; arena
  * requests (lab_alloc_pages) start at step 3.  Everything a non-blocking
  * request can reach is bounded: no loop waits on another context.
  */
@@ -168,7 +168,7 @@ static NOINLINE void alloc_failed(struct lab_arena *a, lab_gfp_t gfp, unsigned o
         report_alloc_failure(a, gfp, order, reason);
 }
 
-void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res)
+void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res)
 {
     int reason = LAB_R_NONE, step = LAB_STEP_NONE;
     res->addr = NULL;
@@ -228,7 +228,7 @@ void lab_alloc_pages_r(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *
 void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
 {
     lab_result res;
-    lab_alloc_pages_r(a, gfp, order, &res);
+    lab_alloc_pages_result(a, gfp, order, &res);
     return res.addr;
 }
 
@@ -539,7 +539,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
 }
 
-void lab_room_alloc_r(lab_room *r, lab_gfp_t gfp, lab_result *res)
+void lab_room_alloc_result(lab_room *r, lab_gfp_t gfp, lab_result *res)
 {
     room_alloc(r, gfp, 0, res);
 }

@@ -107,7 +107,7 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
         fprintf(f, " %s=%llu", step_names[i], (unsigned long long)s->alloc_by_step[i]);
     fprintf(f, "\nFailures by reason:");
     for (int i = 1; i < LAB_R_COUNT; i++)
-        fprintf(f, " %s=%llu", lab_reason_str(i), (unsigned long long)s->fail_by_reason[i]);
+        fprintf(f, " %s=%llu", lab_strreason(i), (unsigned long long)s->fail_by_reason[i]);
     fprintf(f, "\nFailures by class:");
     for (int i = 0; i < LAB_CLASS_COUNT; i++)
         fprintf(f, " %s=%llu", class_names[i], (unsigned long long)s->fail_by_class[i]);
@@ -122,7 +122,7 @@ static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, c
 {
     fprintf(f, ",\"%s\":{", key);
     for (int i = 0; i < n; i++)
-        fprintf(f, "%s\"%s\":%llu", i ? "," : "", names ? names[i] : lab_reason_str(i), (unsigned long long)v[i]);
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", names ? names[i] : lab_strreason(i), (unsigned long long)v[i]);
     fputc('}', f);
 }
 

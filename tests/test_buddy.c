@@ -103,7 +103,7 @@ static void test_exhaustion_of_every_order(void)
             n++;
         CHECK_EQ(n, expect);
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, o, &r);
+        lab_alloc_pages_result(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, o, &r);
         CHECK(r.addr == NULL);
         CHECK(r.reason == LAB_R_FRAGMENTED || r.reason == LAB_R_RESERVE_EMPTY);
         CHECK_EQ(lab_check(a), 0);
@@ -190,7 +190,7 @@ static void test_order_above_max_fails_with_reason(void)
 {
     lab_arena *a = test_arena(64, 3, 0, 0, 0);
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 4, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 4, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_ORDER);
     lab_arena_destroy(a);

@@ -66,7 +66,7 @@ static void test_bulk_free_of_room_pages_returns_them_to_their_rooms(void)
         size_t want = st.stock + returned[k];
         for (size_t i = 0; i < want; i++) {
             lab_result res;
-            lab_room_alloc_r(rooms[k], LAB_GFP_NOWAIT, &res);
+            lab_room_alloc_result(rooms[k], LAB_GFP_NOWAIT, &res);
             REQUIRE(res.addr);
             CHECK(res.step == LAB_STEP_ROOM || res.step == LAB_STEP_ROOM_REMOTE);
         }

@@ -164,16 +164,16 @@ static void test_every_error_code_has_a_distinct_name(void)
 
 static void test_every_reason_has_a_distinct_name(void)
 {
-    const char *unknown = lab_reason_str(-1);
+    const char *unknown = lab_strreason(-1);
     REQUIRE(unknown != NULL);
-    CHECK(lab_reason_str(LAB_R_COUNT) != NULL);
+    CHECK(lab_strreason(LAB_R_COUNT) != NULL);
     for (int r = 0; r < LAB_R_COUNT; r++) {
-        const char *s = lab_reason_str(r);
+        const char *s = lab_strreason(r);
         REQUIRE(s != NULL);
         CHECK(s[0] != 0);
         CHECK(strcmp(s, unknown) != 0);
         for (int q = 0; q < r; q++)
-            if (strcmp(s, lab_reason_str(q)) == 0) {
+            if (strcmp(s, lab_strreason(q)) == 0) {
                 fprintf(stderr, "reasons %d and %d share the name \"%s\"\n", q, r, s);
                 CHECK(!"distinct names");
             }
@@ -314,7 +314,7 @@ static void test_max_order_is_clamped_to_what_fits(void)
         CHECK(p != NULL);
         lab_free_pages(a, p, got);
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, got + 1, &r);
+        lab_alloc_pages_result(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, got + 1, &r);
         CHECK(r.addr == NULL);
         CHECK_EQ(r.reason, LAB_R_ORDER);
         CHECK_EQ(lab_check(a), 0);

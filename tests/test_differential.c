@@ -245,13 +245,13 @@ static void differential_run(const struct run_cfg *rc, uint64_t ops, uint64_t se
             unsigned k = pick_order(max_order);
             int expect = k <= max_order && m.full[k] > 0;
             lab_result r;
-            lab_alloc_pages_r(a, GFP, k, &r);
+            lab_alloc_pages_result(a, GFP, k, &r);
             total_allocs++;
             if ((r.addr != NULL) != expect) {
                 fprintf(stderr, "seed %" PRIu64 " op %" PRIu64 ": order-%u request %s, model says %s "
                         "(pages %zu, max_order %u, model free %zu, reason %s)\n", seed, op, k,
                         r.addr ? "succeeded" : "failed", expect ? "a free aligned range exists" : "none exists",
-                        rc->pages, max_order, m.free, lab_reason_str(r.reason));
+                        rc->pages, max_order, m.free, lab_strreason(r.reason));
                 CHECK((r.addr != NULL) == expect);
                 break;
             }

@@ -35,7 +35,7 @@ static lab_fault_config fault(unsigned probability, unsigned interval, long time
 static int try_alloc(lab_arena *a, lab_gfp_t gfp, unsigned order)
 {
     lab_result r;
-    lab_alloc_pages_r(a, gfp | LAB_GFP_NOWARN, order, &r);
+    lab_alloc_pages_result(a, gfp | LAB_GFP_NOWARN, order, &r);
     if (r.addr) {
         CHECK_EQ(r.reason, LAB_R_NONE);
         lab_free_pages(a, r.addr, order);
@@ -219,7 +219,7 @@ static void test_room_refills_are_decision_points_but_the_stock_is_not(void)
         CHECK(p[i] != NULL);
     }
     lab_result r;
-    lab_room_alloc_r(room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &r);
+    lab_room_alloc_result(room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_INJECTED);
     CHECK(lab_fault_injected(a) >= 1);
@@ -279,7 +279,7 @@ static void produce_would_block(void)
     double t0 = now_ms();
     long tries = 0;
     do {
-        lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
         tries++;
         if (r.addr) {          /* nothing is free: it cannot succeed */
             lab_free_pages(a, r.addr, 0);
@@ -307,7 +307,7 @@ static void test_every_failure_reason_is_produced(void)
     memset(seen, 0, sizeof(seen));
 
     /* BADARG: no arena */
-    lab_alloc_pages_r(NULL, LAB_GFP_ATOMIC, 0, &r);
+    lab_alloc_pages_result(NULL, LAB_GFP_ATOMIC, 0, &r);
     expect_reason(&r, LAB_R_BADARG);
 
     lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
@@ -316,13 +316,13 @@ static void test_every_failure_reason_is_produced(void)
     size_t n = 0;
 
     /* ORDER */
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 11, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 11, &r);
     expect_reason(&r, LAB_R_ORDER);
 
     /* INJECTED */
     lab_fault_config fc = fault(100, 1, 1);
     REQUIRE(lab_fault_set(a, &fc) == 0);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
     expect_reason(&r, LAB_R_INJECTED);
     lab_fault_set(a, NULL);
 
@@ -338,27 +338,27 @@ static void test_every_failure_reason_is_produced(void)
         rp[i] = lab_room_alloc(room, LAB_GFP_ATOMIC);
         CHECK(rp[i] != NULL);
     }
-    lab_room_alloc_r(room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &r);
+    lab_room_alloc_result(room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &r);
     expect_reason(&r, LAB_R_QUOTA);
     for (int i = 0; i < 4; i++)
         lab_room_free(room, rp[i]);
     lab_room_destroy(room);
 
     /* BADARG: no room */
-    lab_room_alloc_r(NULL, LAB_GFP_ATOMIC, &r);
+    lab_room_alloc_result(NULL, LAB_GFP_ATOMIC, &r);
     expect_reason(&r, LAB_R_BADARG);
 
     /* WATERMARK: no reserve access, at min */
     while ((held[n] = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
         n++;
-    lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
     expect_reason(&r, LAB_R_WATERMARK);
 
     /* RESERVE_EMPTY: reserve access, at the atomic floor */
     while ((held[n] = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
         n++;
     CHECK_EQ(free_pages(a), 24);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);
     expect_reason(&r, LAB_R_RESERVE_EMPTY);
 
     /* FRAGMENTED: free pages above the floor, but only order-0 holes */
@@ -369,7 +369,7 @@ static void test_every_failure_reason_is_produced(void)
         lab_free_pages(a, held[i], 0);
         held[i] = NULL;
     }
-    lab_alloc_pages_r(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 1, &r);
+    lab_alloc_pages_result(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 1, &r);
     expect_reason(&r, LAB_R_FRAGMENTED);
     for (size_t i = 0; i < n; i++)
         lab_free_pages(a, held[i], 0);
@@ -397,7 +397,7 @@ static void test_every_failure_reason_is_produced(void)
     void *big = lab_alloc_pages(b, LAB_GFP_NOWAIT, 9);
     void *big2 = lab_alloc_pages(b, LAB_GFP_NOWAIT, 8);
     REQUIRE(big && big2);
-    lab_alloc_pages_r(b, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 8, &r);   /* 256 free, floor 64 */
+    lab_alloc_pages_result(b, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 8, &r);   /* 256 free, floor 64 */
     expect_reason(&r, LAB_R_TIMEOUT);
     lab_free_pages(b, big, 9);
     lab_free_pages(b, big2, 8);
@@ -409,7 +409,7 @@ static void test_every_failure_reason_is_produced(void)
 
     for (int i = 1; i < LAB_R_COUNT; i++) {
         if (!seen[i])
-            fprintf(stderr, "  reason %d (%s) was not produced\n", i, lab_reason_str(i));
+            fprintf(stderr, "  reason %d (%s) was not produced\n", i, lab_strreason(i));
         CHECK(seen[i] > 0);
     }
 }

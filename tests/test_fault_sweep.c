@@ -7,7 +7,7 @@
  * high-order ATOMIC (the high-order atomic reserve and the emergency reserve
  * below min), reclaim through a shrinker by LAB_GFP_KERNEL requests under
  * pressure, and trim followed by re-commit.  It never uses NOFAIL.  Every
- * allocation goes through lab_alloc_pages_r or lab_room_alloc_r; every
+ * allocation goes through lab_alloc_pages_result or lab_room_alloc_result; every
  * failure must carry a reason (and no block, no step); an injected one
  * (LAB_R_INJECTED) is treated as transient and retried once, any other ends
  * what the workload was doing (a fill stops, a block is done without).
@@ -120,13 +120,13 @@ static void *get(struct wl *w, lab_room *room, lab_gfp_t gfp, unsigned order, in
     lab_result r;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (room)
-            lab_room_alloc_r(room, gfp | LAB_GFP_NOWARN, &r);
+            lab_room_alloc_result(room, gfp | LAB_GFP_NOWARN, &r);
         else
-            lab_alloc_pages_r(w->a, gfp | LAB_GFP_NOWARN, order, &r);
+            lab_alloc_pages_result(w->a, gfp | LAB_GFP_NOWARN, order, &r);
         if (!result_consistent(&r)) {
             w->bad_result++;
             fprintf(stderr, "  inconsistent result in phase %s: %s gfp 0x%x order %u: addr %p reason %d step %d\n",
-                    phase_names[w->phase], room ? "lab_room_alloc_r" : "lab_alloc_pages_r", gfp, order, r.addr,
+                    phase_names[w->phase], room ? "lab_room_alloc_result" : "lab_alloc_pages_result", gfp, order, r.addr,
                     r.reason, r.step);
         }
         if (r.addr) {
@@ -489,7 +489,7 @@ static void test_workload_reaches_every_path(void)
     fprintf(stderr, "\n  failures by reason:");
     for (int i = 1; i < LAB_R_COUNT; i++)
         if (r.fails[i])
-            fprintf(stderr, " %s %d;", lab_reason_str(i), r.fails[i]);
+            fprintf(stderr, " %s %d;", lab_strreason(i), r.fails[i]);
     fprintf(stderr, "\n  trim gave back %zu KiB, %zu pages in the void after it\n", w.trimmed >> 10,
             w.void_after_trim);
     CHECK(r.steps[LAB_STEP_ROOM] > 0);
@@ -557,7 +557,7 @@ static void test_failing_each_decision_in_turn_is_handled(void)
     fprintf(stderr, "\n  failures the workload handled, all runs:");
     for (int i = 1; i < LAB_R_COUNT; i++)
         if (fails_total[i])
-            fprintf(stderr, " %s %d;", lab_reason_str(i), fails_total[i]);
+            fprintf(stderr, " %s %d;", lab_strreason(i), fails_total[i]);
     fprintf(stderr, "\n");
     CHECK(last_injected_n >= MIN_POINTS);    /* the sweep covered at least this many decisions */
     CHECK(n <= MAX_POINTS);

@@ -71,7 +71,7 @@ static size_t take_until_fail(lab_arena *a, held_t *h, lab_gfp_t gfp, unsigned o
     int bad_step = 0;
     for (;;) {
         lab_result r;
-        lab_alloc_pages_r(a, gfp | LAB_GFP_NOWARN, order, &r);
+        lab_alloc_pages_result(a, gfp | LAB_GFP_NOWARN, order, &r);
         if (!r.addr) {
             *last = r;
             break;
@@ -201,14 +201,14 @@ static void test_higher_orders_succeed_iff_free_minus_size_reaches_floor(void)
             lab_result r;
 
             drain_to(a, &h, cls[c].floor + size - 1);
-            lab_alloc_pages_r(a, cls[c].gfp | LAB_GFP_NOWARN, k, &r);
+            lab_alloc_pages_result(a, cls[c].gfp | LAB_GFP_NOWARN, k, &r);
             CHECK(r.addr == NULL);
             CHECK_EQ(r.reason, cls[c].fail_reason);
             CHECK_EQ(free_pages(a), cls[c].floor + size - 1);
 
             held_pop_free(a, &h);                    /* one page more */
             CHECK_EQ(free_pages(a), cls[c].floor + size);
-            lab_alloc_pages_r(a, cls[c].gfp | LAB_GFP_NOWARN, k, &r);
+            lab_alloc_pages_result(a, cls[c].gfp | LAB_GFP_NOWARN, k, &r);
             CHECK(r.addr != NULL);
             CHECK_EQ(r.reason, LAB_R_NONE);
             CHECK_EQ(r.step, cls[c].floor >= MIN ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY);
@@ -240,24 +240,24 @@ static void test_stats_count_failures_by_reason_and_class_and_successes_by_step(
 
     drain_to(a, &h, MIN + 2);
     lab_stats_get(a, &s0);
-    lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);       /* zone, 65 left */
+    lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);       /* zone, 65 left */
     CHECK_EQ(r.step, LAB_STEP_ZONE);
     held_push(&h, r.addr, 0);
-    lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);       /* zone, 64 left */
+    lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);       /* zone, 64 left */
     CHECK_EQ(r.step, LAB_STEP_ZONE);
     held_push(&h, r.addr, 0);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);       /* emergency, 63 */
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &r);       /* emergency, 63 */
     CHECK_EQ(r.step, LAB_STEP_EMERGENCY);
     held_push(&h, r.addr, 0);
     for (int i = 0; i < 3; i++) {
-        lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);   /* watermark x3 */
+        lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);   /* watermark x3 */
         CHECK_EQ(r.reason, LAB_R_WATERMARK);
     }
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 6, &r);       /* 63 - 64 < 24 */
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 6, &r);       /* 63 - 64 < 24 */
     CHECK_EQ(r.reason, LAB_R_RESERVE_EMPTY);
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 11, &r);      /* above max_order */
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 11, &r);      /* above max_order */
     CHECK_EQ(r.reason, LAB_R_ORDER);
-    lab_alloc_pages_r(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 11, &r);
+    lab_alloc_pages_result(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 11, &r);
     CHECK_EQ(r.reason, LAB_R_ORDER);
 
     lab_stats_get(a, &s);
@@ -293,7 +293,7 @@ static void test_highatomic_reserve_fills_and_stays_within_one_percent(void)
     for (int i = 0; i < 100; i++) {   /* ~400 pages: the zone stays above the floor */
         unsigned o = 1 + (unsigned)(i % 3);
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, o, &r);
+        lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, o, &r);
         if (r.addr)
             held_push(&h, r.addr, o);
         CHECK(r.addr != NULL);
@@ -320,7 +320,7 @@ static void test_highatomic_reserve_serves_atomic_when_free_lists_are_fragmented
     held_t h = held_new(PAGES);
     lab_result r;
 
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC, 3, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC, 3, &r);
     REQUIRE(r.addr);
     CHECK_EQ(r.step, LAB_STEP_ZONE);
     held_push(&h, r.addr, 3);
@@ -343,11 +343,11 @@ static void test_highatomic_reserve_serves_atomic_when_free_lists_are_fragmented
     CHECK_EQ(s.free_blocks[0], nfree);
 
     /* no reserve for NOWAIT: fragmented */
-    lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 3, &r);
+    lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 3, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_FRAGMENTED);
     /* atomic: from the reserve */
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 3, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 3, &r);
     CHECK(r.addr != NULL);
     CHECK_EQ(r.step, LAB_STEP_HIGHATOMIC);
     CHECK_EQ(ha_pages(a), 0);
@@ -358,7 +358,7 @@ static void test_highatomic_reserve_serves_atomic_when_free_lists_are_fragmented
     }
     CHECK_EQ(free_pages(a), nfree);   /* the free lists gave nothing */
     /* and the reserve is now empty */
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 3, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 3, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_FRAGMENTED);
     CHECK_EQ(lab_check(a), 0);
@@ -379,23 +379,23 @@ static void test_highatomic_reserve_serves_atomic_below_its_floor(void)
     lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
     held_t h = held_new(PAGES);
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC, 2, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC, 2, &r);
     REQUIRE(r.addr);
     held_push(&h, r.addr, 2);
     CHECK_EQ(ha_pages(a), 4);
     drain_to(a, &h, 0);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);   /* splits the order-2 block */
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);   /* splits the order-2 block */
     CHECK(r.addr != NULL);
     CHECK_EQ(r.step, LAB_STEP_HIGHATOMIC);
     if (r.addr)
         held_push(&h, r.addr, 1);
     CHECK_EQ(ha_pages(a), 2);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);
     CHECK_EQ(r.step, LAB_STEP_HIGHATOMIC);
     if (r.addr)
         held_push(&h, r.addr, 1);
     CHECK_EQ(ha_pages(a), 0);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_RESERVE_EMPTY);
     /* order 0 atomic requests do not use it (not high-order) */
@@ -411,14 +411,14 @@ static void test_highatomic_reserve_is_released_before_a_kernel_request_fails(vo
     lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
     held_t h = held_new(PAGES);
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC, 3, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC, 3, &r);
     REQUIRE(r.addr);
     held_push(&h, r.addr, 3);
     CHECK_EQ(ha_pages(a), 8);
     CHECK_EQ(take_until_fail(a, &h, LAB_GFP_NOWAIT, 0, 0, &r), PAGES - 16 - MIN);
     CHECK_EQ(free_pages(a), MIN);
 
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &r);
     CHECK(r.addr != NULL);
     CHECK_EQ(r.step, LAB_STEP_RECLAIM);
     if (r.addr)
@@ -459,13 +459,13 @@ static void test_failure_report_goes_to_the_log_hook(void)
     lab_set_log_hook(a, capture_log, &cap);
     take_until_fail(a, &h, LAB_GFP_NOWAIT, 0, 0, &r);    /* NOWARN: silent */
     CHECK_EQ(cap.n, 0);
-    lab_alloc_pages_r(a, LAB_GFP_NOWAIT, 2, &r);
+    lab_alloc_pages_result(a, LAB_GFP_NOWAIT, 2, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_WATERMARK);
     CHECK_EQ(cap.n, 1);
     CHECK(strstr(cap.last, "page allocation failure") != NULL);
     CHECK(strstr(cap.last, "order:2") != NULL);
-    CHECK(strstr(cap.last, lab_reason_str(LAB_R_WATERMARK)) != NULL);
+    CHECK(strstr(cap.last, lab_strreason(LAB_R_WATERMARK)) != NULL);
     CHECK(strstr(cap.last, "free:64") != NULL);
     /* 64 free pages at the top of the arena: one block of order 6 */
     CHECK(strstr(cap.last, "blocks per order: 0 0 0 0 0 0 1 0 0 0 0") != NULL);
@@ -481,13 +481,13 @@ static void test_nowarn_failure_sends_no_report(void)
     struct log_capture cap = { 0 };
     lab_set_log_hook(a, capture_log, &cap);
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 11, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 11, &r);
     CHECK_EQ(r.reason, LAB_R_ORDER);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 11, &r);
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 11, &r);
     CHECK_EQ(cap.n, 0);
-    lab_alloc_pages_r(a, LAB_GFP_ATOMIC, 11, &r);   /* and without: one */
+    lab_alloc_pages_result(a, LAB_GFP_ATOMIC, 11, &r);   /* and without: one */
     CHECK_EQ(cap.n, 1);
-    CHECK(strstr(cap.last, lab_reason_str(LAB_R_ORDER)) != NULL);
+    CHECK(strstr(cap.last, lab_strreason(LAB_R_ORDER)) != NULL);
     CHECK(strstr(cap.last, "order:11") != NULL);
     lab_arena_destroy(a);
 }
@@ -502,7 +502,7 @@ static void test_failure_reports_are_rate_limited(void)
     lab_set_log_hook(a, capture_log, &cap);
     double t0 = now_ms();
     for (int i = 0; i < 100; i++) {
-        lab_alloc_pages_r(a, LAB_GFP_NOWAIT, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_NOWAIT, 0, &r);
         CHECK(r.addr == NULL);
     }
     double took = now_ms() - t0;

@@ -441,15 +441,15 @@ static void test_atomic_refill_below_min_stocks_nothing_for_nowait(void)
         held[n++] = p;
     CHECK_EQ(arena_stats(a).free_pages, 16);    /* down to min */
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
     REQUIRE(res.addr);
     CHECK_EQ(res.step, LAB_STEP_EMERGENCY);
     void *first = res.addr;
     CHECK_EQ(room_stats(r).stock, 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_WATERMARK);
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
     REQUIRE(res.addr);
     lab_room_free(r, res.addr);
     lab_room_free(r, first);
@@ -466,7 +466,7 @@ struct kernel_job { lab_arena *a; lab_result res; };
 static void *kernel_alloc_thread(void *arg)
 {
     struct kernel_job *j = arg;
-    lab_alloc_pages_r(j->a, LAB_GFP_KERNEL, 0, &j->res);
+    lab_alloc_pages_result(j->a, LAB_GFP_KERNEL, 0, &j->res);
     return NULL;
 }
 

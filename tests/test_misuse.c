@@ -268,7 +268,7 @@ static void test_nofail_with_an_order_above_max_order_is_reported(void)
     expect_reported_once(&fx, LAB_EBADORDER, NULL, 0);
     snapshot(&fx);
     lab_result r;
-    lab_alloc_pages_r(fx.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, MAX_ORDER + 1, &r);
+    lab_alloc_pages_result(fx.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, MAX_ORDER + 1, &r);
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_ORDER);
     CHECK_EQ(fx.rec.calls, 0);

@@ -189,7 +189,7 @@ static void test_kernel_request_runs_shrinker_and_succeeds_at_reclaim_step(void)
     CHECK_EQ(free_pages(a), MIN);
 
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL, 0, &r);
     CHECK(r.addr != NULL);
     CHECK_EQ(r.reason, LAB_R_NONE);
     CHECK_EQ(r.step, LAB_STEP_RECLAIM);
@@ -222,13 +222,13 @@ static void test_atomic_and_nowait_never_run_shrinkers_in_their_own_thread(void)
     int failed = 0;
     for (int i = 0; i < 50; i++) {
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, (unsigned)(i % 2), &r);
+        lab_alloc_pages_result(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, (unsigned)(i % 2), &r);
         failed += r.addr == NULL;
         lab_free_pages(a, r.addr, (unsigned)(i % 2));
-        lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
         failed += r.addr == NULL;
         lab_free_pages(a, r.addr, 0);
-        lab_alloc_pages_r(a, LAB_GFP_HIGH | LAB_GFP_NOWARN, 0, &r);   /* no WAKE_RECLAIM either */
+        lab_alloc_pages_result(a, LAB_GFP_HIGH | LAB_GFP_NOWARN, 0, &r);   /* no WAKE_RECLAIM either */
         failed += r.addr == NULL;
         lab_free_pages(a, r.addr, 0);
         if (i % 10 == 0)
@@ -320,7 +320,7 @@ static void test_kernel_request_without_shrinker_times_out(void)
     hold_until_fail(a, &h, LAB_GFP_NOWAIT);
     lab_result r;
     double t0 = now_ms();
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &r);
     double took = now_ms() - t0;
     CHECK(r.addr == NULL);
     CHECK_EQ(r.reason, LAB_R_TIMEOUT);
@@ -361,7 +361,7 @@ static void test_nofail_waits_until_another_thread_frees(void)
     double t0 = now_ms();
     REQUIRE(pthread_create(&t, NULL, delayed_free_thread, &d) == 0);
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, 0, &r);
     double took = now_ms() - t0;
     pthread_join(t, NULL);
     CHECK(r.addr != NULL);
@@ -390,7 +390,7 @@ static void test_noretry_fails_at_once_without_waiting(void)
     for (int i = 0; i < 3; i++) {
         lab_result r;
         double t0 = now_ms();
-        lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, 0, &r);
         double took = now_ms() - t0;
         CHECK(r.addr == NULL);
         CHECK_EQ(r.reason, LAB_R_WATERMARK);
@@ -415,7 +415,7 @@ static void test_retry_mayfail_fails_eventually(void)
     hold_until_fail(a, &h, LAB_GFP_NOWAIT);
     lab_result r;
     double t0 = now_ms();
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_RETRY_MAYFAIL | LAB_GFP_NOWARN, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_RETRY_MAYFAIL | LAB_GFP_NOWARN, 0, &r);
     double took = now_ms() - t0;
     CHECK(r.addr == NULL);
     CHECK(r.reason == LAB_R_WATERMARK || r.reason == LAB_R_TIMEOUT);
@@ -494,7 +494,7 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
     CHECK_EQ(free_pages(a), MIN);   /* a KERNEL request inside scan would find no room */
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL, 0, &r);
     CHECK(r.addr != NULL);
     CHECK_EQ(r.step, LAB_STEP_RECLAIM);
     CHECK(atomic_load(&c.scans_test) >= 1);
@@ -527,7 +527,7 @@ static void test_room_allocation_in_a_shrinker_follows_the_memalloc_rule(void)
     CHECK_EQ(free_pages(a), MIN);
     double t0 = now_ms();
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL, 0, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL, 0, &r);
     double took = now_ms() - t0;
     CHECK(r.addr != NULL);
     CHECK(atomic_load(&c.nested_ok) >= 1);

@@ -87,7 +87,7 @@ static void test_owner_alloc_free_round_trip(void)
     lab_room_free(r, p);
     /* the stock is a stack: the page just freed is the next one handed out */
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_KERNEL, &res);
+    lab_room_alloc_result(r, LAB_GFP_KERNEL, &res);
     CHECK(res.addr == p);
     CHECK_EQ(res.reason, LAB_R_NONE);
     CHECK_EQ(res.step, LAB_STEP_ROOM);
@@ -115,7 +115,7 @@ static void test_refill_moves_one_batch_from_the_zone(void)
     lab_room *r = make_room(a, 0, batch, 4 * batch, 0);
     void *p[2 * 8];
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
     REQUIRE(res.addr);
     p[0] = res.addr;
     CHECK_EQ(res.step, LAB_STEP_ZONE);
@@ -126,7 +126,7 @@ static void test_refill_moves_one_batch_from_the_zone(void)
     CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
     /* the rest of the batch comes from the stock, without the zone */
     for (size_t i = 1; i < batch; i++) {
-        lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
         REQUIRE(res.addr);
         p[i] = res.addr;
         CHECK_EQ(res.step, LAB_STEP_ROOM);
@@ -136,7 +136,7 @@ static void test_refill_moves_one_batch_from_the_zone(void)
     CHECK_EQ(st.stock, 0);
     CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
     /* an empty stock refills again, one batch at a time */
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
     REQUIRE(res.addr);
     p[batch] = res.addr;
     CHECK_EQ(res.step, LAB_STEP_ZONE);
@@ -235,7 +235,7 @@ static void test_remote_frees_come_back_to_the_room(void)
     void *back[16];
     lab_result res;
     for (size_t i = 0; i < batch; i++) {
-        lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
         REQUIRE(res.addr);
         CHECK_EQ(res.step, i == 0 ? LAB_STEP_ROOM_REMOTE : LAB_STEP_ROOM);
         back[i] = res.addr;
@@ -259,7 +259,7 @@ static void test_remote_frees_come_back_to_the_room(void)
     CHECK_EQ(arena_stats(a).free_pages, 1024 - batch);
     CHECK_EQ(arena_stats(a).deferred_pages, 0);
     /* with nothing left to take back, the zone again */
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
     REQUIRE(res.addr);
     CHECK_EQ(res.step, LAB_STEP_ZONE);
     CHECK_EQ(room_stats(r).refills, 2);
@@ -396,7 +396,7 @@ static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
 
     /* NOWAIT may not use the reserve */
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK(res.reason == LAB_R_RESERVE_EMPTY || res.reason == LAB_R_WATERMARK);
     CHECK_EQ(room_stats(r).reserve, R);
@@ -405,7 +405,7 @@ static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
     void *mine[8 + 1];
     size_t got = 0;
     for (size_t i = 0; i < R + 1; i++) {
-        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         if (!res.addr) {
             CHECK_EQ(res.reason, LAB_R_RESERVE_EMPTY);
             CHECK_EQ(res.step, LAB_STEP_NONE);
@@ -428,9 +428,9 @@ static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
     st = room_stats(r);
     CHECK_EQ(st.reserve, 1);
     CHECK_EQ(st.stock, 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);   /* still not for NOWAIT */
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
     if (res.addr)
         mine[got++] = res.addr;
@@ -468,7 +468,7 @@ static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
     size_t n = 0;
     lab_result res;
     for (size_t i = 0; i < quota; i++) {
-        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         REQUIRE(res.addr);
         CHECK_EQ(res.step, i < 4 ? (i % batch == 0 ? LAB_STEP_ZONE : LAB_STEP_ROOM) : LAB_STEP_ROOM_RESERVE);
         p[n++] = res.addr;
@@ -486,7 +486,7 @@ static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
 
     /* a remote free goes to the stock: even NOWAIT gets it, at step 2 */
     lab_free_pages(a, p[--n], 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     REQUIRE(res.addr);
     CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
     p[n++] = res.addr;
@@ -499,7 +499,7 @@ static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
      * reserve up, the rest stays in stock */
     for (int k = 0; k < 4; k++)
         lab_free_pages(a, p[--n], 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     REQUIRE(res.addr);
     CHECK_EQ(res.step, LAB_STEP_ROOM_REMOTE);
     p[n++] = res.addr;
@@ -548,7 +548,7 @@ static void test_quota_caps_held_plus_handed_out(void)
     lab_result res;
     /* NOWAIT: everything but the reserve */
     for (;;) {
-        lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
         if (!res.addr)
             break;
         REQUIRE(n < 16);
@@ -558,7 +558,7 @@ static void test_quota_caps_held_plus_handed_out(void)
     CHECK_EQ(n, quota - R);
     /* ATOMIC: the reserve is already counted, so it is still usable */
     for (;;) {
-        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         if (!res.addr)
             break;
         REQUIRE(n < 16);
@@ -572,7 +572,7 @@ static void test_quota_caps_held_plus_handed_out(void)
     CHECK(st.fail_by_reason[LAB_R_QUOTA] >= 2);
     /* a blocking request fails at once: waiting cannot raise a quota */
     double t0 = now_s();
-    lab_room_alloc_r(r, LAB_GFP_KERNEL | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_KERNEL | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_QUOTA);
     CHECK(now_s() - t0 < 0.5);
@@ -582,10 +582,10 @@ static void test_quota_caps_held_plus_handed_out(void)
      * NOWAIT still finds nothing, ATOMIC finds it */
     lab_room_free(r, p[--n]);
     CHECK_EQ(room_stats(r).reserve, 1);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_QUOTA);
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     CHECK(res.addr != NULL);
     CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
     if (res.addr)
@@ -595,22 +595,22 @@ static void test_quota_caps_held_plus_handed_out(void)
         lab_room_free(r, p[--n]);
     CHECK_EQ(room_stats(r).reserve, R);
     CHECK_EQ(room_stats(r).stock, 1);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr != NULL);
     CHECK_EQ(res.step, LAB_STEP_ROOM);
     if (res.addr)
         p[n++] = res.addr;
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_QUOTA);
     for (size_t i = 0; i < R; i++) {
-        lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         CHECK(res.addr != NULL);
         if (res.addr)
             p[n++] = res.addr;
     }
     CHECK_EQ(n, quota);
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_QUOTA);
     st = room_stats(r);
@@ -677,7 +677,7 @@ static void test_destroyed_room_reports_room_dead(void)
     CHECK(lab_room_alloc(r, LAB_GFP_KERNEL) == NULL);
     CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 1);
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_BADARG);
     CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 2);

@@ -84,7 +84,7 @@ static void irq_room_work(unsigned long n)
     /* grow to 96 pages, shrink to 4, again: the room refills and drains */
     unsigned target = (n / 192) % 2 ? 96 : 4;
     lab_result res;
-    lab_room_alloc_r(g_irq_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(g_irq_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     if (res.addr) {
         cnt(&g_irq_room_allocs);
         if (res.step == LAB_STEP_ROOM_RESERVE)
@@ -115,7 +115,7 @@ static void irq_arena_work(unsigned long n)
 {
     unsigned order = (unsigned)(n % 4);
     lab_result res;
-    lab_alloc_pages_r(g_arena, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, order, &res);
+    lab_alloc_pages_result(g_arena, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, order, &res);
     if (res.addr) {
         cnt(&g_irq_arena_allocs);
         stamp_block(res.addr, order, TAG_IRQA + order);

@@ -282,7 +282,7 @@ static void handler_room_work(struct worker *w, uint64_t n)
     unsigned target = (n / 96) % 2 ? 48 : 4;
     lab_gfp_t gfp = LAB_GFP_ATOMIC | LAB_GFP_NOWARN | ((n % 16) == 5 ? LAB_GFP_ZERO : 0);
     lab_result r;
-    lab_room_alloc_r(w->irq_room, gfp, &r);
+    lab_room_alloc_result(w->irq_room, gfp, &r);
     handler_count(w, &r);
     if (r.addr) {
         cnt(&w->h_room_allocs);
@@ -317,7 +317,7 @@ static void handler_arena_work(struct worker *w, uint64_t n)
     unsigned order = (unsigned)(n % 4);
     lab_gfp_t gfp = ((n % 7) == 3 ? LAB_GFP_NOWAIT : LAB_GFP_ATOMIC) | LAB_GFP_NOWARN;
     lab_result r;
-    lab_alloc_pages_r(g_arena, gfp, order, &r);
+    lab_alloc_pages_result(g_arena, gfp, order, &r);
     handler_count(w, &r);
     if (!r.addr)
         return;
@@ -561,7 +561,7 @@ static void worker_step(struct worker *w)
     if (op < 42) {                                                  /* feed the shrinker's cache */
         unsigned cls = (x & 1) ? 1 : 3;                             /* NOWAIT or KERNEL|RETRY_MAYFAIL */
         lab_result r;
-        lab_alloc_pages_r(g_arena, classes[cls].gfp | LAB_GFP_NOWARN, 0, &r);
+        lab_alloc_pages_result(g_arena, classes[cls].gfp | LAB_GFP_NOWARN, 0, &r);
         worker_count(w, &r, classes[cls].gfp, false, cls, 0);
         if (r.addr) {
             cache_add(r.addr);
@@ -579,11 +579,11 @@ static void worker_step(struct worker *w)
     unsigned order = 0;
     bool room = op < 70;
     if (room) {
-        lab_room_alloc_r(w->room, gfp, &r);
+        lab_room_alloc_result(w->room, gfp, &r);
     } else {
         /* orders 0..max: order k with probability 2^-(k+1) */
         order = (unsigned)__builtin_ctz((x >> 10) | (1u << MAX_ORDER));
-        lab_alloc_pages_r(g_arena, gfp, order, &r);
+        lab_alloc_pages_result(g_arena, gfp, order, &r);
     }
     worker_count(w, &r, gfp, room, cls, order);
     if (!r.addr)
@@ -625,7 +625,7 @@ static void *worker_main(void *arg)
     for (unsigned o = 0; o <= MAX_ORDER; o++) {
         unsigned cls = (o + w->id) % NCLASSES;
         lab_result r;
-        lab_alloc_pages_r(g_arena, classes[cls].gfp | LAB_GFP_NOWARN, o, &r);
+        lab_alloc_pages_result(g_arena, classes[cls].gfp | LAB_GFP_NOWARN, o, &r);
         worker_count(w, &r, classes[cls].gfp, false, cls, o);
         if (r.addr)
             hold(w, r.addr, o, false);
@@ -854,9 +854,9 @@ static void test_stress_everything_at_once(void)
                     i, w->bad_stamp, w->bad_zero, w->bad_result, ld(&w->h_bad_stamp), ld(&w->h_bad_result));
         if (w->bad_result)
             fprintf(stderr, "  worker %u: first inconsistent result: %s gfp 0x%x: addr %p reason %d (%s) step %d\n", i,
-                    w->first_bad_room ? "lab_room_alloc_r" : "lab_alloc_pages_r", w->first_bad_gfp,
+                    w->first_bad_room ? "lab_room_alloc_result" : "lab_alloc_pages_result", w->first_bad_gfp,
                     w->first_bad_result.addr, w->first_bad_result.reason,
-                    lab_reason_str(w->first_bad_result.reason), w->first_bad_result.step);
+                    lab_strreason(w->first_bad_result.reason), w->first_bad_result.step);
         h_handled += ld(&w->h_handled);
         h_room += ld(&w->h_room_allocs);
         h_reserve += ld(&w->h_room_reserve);
@@ -890,7 +890,7 @@ static void test_stress_everything_at_once(void)
     fprintf(stderr, "  allocation failures by reason (workers / handlers):");
     for (int r = 1; r < LAB_R_COUNT; r++)
         if (fail_w[r] + fail_h[r])
-            fprintf(stderr, " %s %" PRIu64 "/%" PRIu64 ";", lab_reason_str(r), fail_w[r], fail_h[r]);
+            fprintf(stderr, " %s %" PRIu64 "/%" PRIu64 ";", lab_strreason(r), fail_w[r], fail_h[r]);
     fprintf(stderr, " (faults injected %" PRIu64 ")\n", injected);
     fprintf(stderr, "  served by step:");
     for (int st = 1; st < LAB_STEP_COUNT; st++)

@@ -191,10 +191,10 @@ static void test_trim_gives_memory_back_and_it_comes_back_usable(void)
     size_t by_recommit = 0, ok = 0;
     for (size_t i = 0; i < n; i++) {
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_KERNEL, mo, &r);
+        lab_alloc_pages_result(a, LAB_GFP_KERNEL, mo, &r);
         p[i] = r.addr;
         if (!r.addr) {
-            fprintf(stderr, "  allocation %zu of %zu failed: %s\n", i, n, lab_reason_str(r.reason));
+            fprintf(stderr, "  allocation %zu of %zu failed: %s\n", i, n, lab_strreason(r.reason));
             continue;
         }
         ok++;
@@ -205,7 +205,7 @@ static void test_trim_gives_memory_back_and_it_comes_back_usable(void)
     CHECK(by_recommit > 0);
     /* the arena is used up: nothing more above min */
     lab_result r;
-    lab_alloc_pages_r(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, mo, &r);
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, mo, &r);
     CHECK(r.addr == NULL);
     size_t intact = 0;
     for (size_t i = 0; i < n; i++)
@@ -264,7 +264,7 @@ static void test_nowait_requests_fail_at_min_instead_of_touching_the_void(void)
     size_t n = 0;
     lab_result r = { 0 };
     while (n < 2048) {
-        lab_alloc_pages_r(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0, &r);
         if (!r.addr)
             break;
         CHECK(r.step == LAB_STEP_ZONE);
@@ -306,7 +306,7 @@ static void test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_
     REQUIRE(p);
     for (size_t i = 0; i < need; i++) {
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_NOWAIT, 0, &r);
+        lab_alloc_pages_result(a, LAB_GFP_NOWAIT, 0, &r);
         p[i] = r.addr;
         CHECK(r.addr != NULL && r.step == LAB_STEP_ZONE);
     }
@@ -399,7 +399,7 @@ static void test_madv_free_arena_trims_too(void)
     size_t by_recommit = 0;
     for (int i = 0; i < 12; i++) {
         lab_result r;
-        lab_alloc_pages_r(a, LAB_GFP_KERNEL, 10, &r);
+        lab_alloc_pages_result(a, LAB_GFP_KERNEL, 10, &r);
         p[i] = r.addr;
         REQUIRE(p[i]);
         by_recommit += r.step == LAB_STEP_RECOMMIT;

@@ -171,7 +171,7 @@ static void rx_interrupt(int sig)
         }
         lab_result res;
         uint64_t t0 = __rdtsc();
-        lab_room_alloc_r(rx_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(rx_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
         uint64_t dt = __rdtsc() - t0;
         unsigned bk = bucket_of(dt) < HBUCKETS ? bucket_of(dt) : HBUCKETS - 1;
         hist[bk]++;
@@ -509,7 +509,7 @@ static int demo(int argc, char **argv)
     printf("atomic failures       %llu:", (unsigned long long)atomic_load(&rx_fail));
     for (int r = 1; r < LAB_R_COUNT; r++)
         if (rx_by_reason[r])
-            printf(" %s=%llu", lab_reason_str(r), (unsigned long long)rx_by_reason[r]);
+            printf(" %s=%llu", lab_strreason(r), (unsigned long long)rx_by_reason[r]);
     printf("\nRX room               allocs %llu  refills %llu  drains %llu  remote frees %llu  reserve allocs %llu\n",
            (unsigned long long)rs.allocs, (unsigned long long)rs.refills, (unsigned long long)rs.drains,
            (unsigned long long)rs.frees_remote, (unsigned long long)rs.reserve_allocs);
