@@ -286,12 +286,14 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
 }
 
 /* ---- step 2: take back remote frees ----------------------------------------
- * Every ready slot, in order, into the stocks, checking each block: it must
+ * The ready slots, in order, into the stocks, checking each block: it must
  * be this room's, of the order its freer said, and handed out (claimed, in
  * strict mode).  A block already in stock was freed twice: reported and
- * dropped.  A stock that is full sends the block to the zone.  One pass is
- * bounded by the ring's size; the owner's only shared reads are the slots.
- * Returns the pages taken back. */
+ * dropped.  A stock that is full sends the block to the zone.  One pass
+ * takes at most high + batch blocks of the order-0 stock's size (the rest
+ * waits for the next), so an allocation's worst case stays bounded however
+ * full the ring; the owner's only shared reads are the slots.  Returns the
+ * pages taken back. */
 #define RING_PREFETCH 8
 
 size_t room_take_remote(struct lab_room *r)
@@ -335,7 +337,7 @@ size_t room_take_remote(struct lab_room *r)
             }
         }
         v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
-    } while (ring_seq_diff(v, t + 1) == 0 && t - tail_get(r) <= r->ring_mask);
+    } while (ring_seq_diff(v, t + 1) == 0 && t - tail_get(r) < r->stk[0].high + r->stk[0].batch);
     tail_set(r, t);
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation

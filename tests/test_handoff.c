@@ -187,9 +187,18 @@ static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
     CHECK_EQ(arena_stats(a).free_pages, free_before + N - 16);
     CHECK_EQ(arena_stats(a).deferred_pages, 16);
     CHECK_EQ(st.out, 16);
-    void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);    /* takes the 16 back (stock high 4: the rest drained) */
+    /* one take-back is bounded to high + batch blocks (8): the rest waits */
+    void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);
     REQUIRE(q);
+    st = room_stats(r);
+    CHECK_EQ(st.in_ring, 8);
+    CHECK_EQ(st.out, 16 - 8 + 1);    /* 8 back (4 to the stock, 4 on to the zone past high), 1 handed out */
     lab_room_free(r, q);
+    void *more[8];
+    for (int i = 0; i < 8; i++)       /* the stock runs dry: the second take-back */
+        REQUIRE((more[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < 8; i++)
+        lab_room_free(r, more[i]);
     st = room_stats(r);
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.out, 0);
