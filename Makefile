@@ -1,5 +1,6 @@
 # Thin wrapper around CMake.  `make` builds build/; `make test` builds and
-# tests four trees (release, debug, ASan+UBSan, TSan).  Each target first
+# tests five trees (release, debug, ASan+UBSan with the debug hooks, ASan+UBSan
+# on the release fast paths, TSan).  Each target first
 # checks for the tools it needs (scripts/need.sh) and installs what is missing
 # with scripts/deps.sh when it can, so a fresh Debian machine needs only make.
 #   make test LAB_TEST_BUILDS="build"        # only some trees
@@ -9,7 +10,7 @@ SHELL := /bin/bash
 
 JOBS            ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX          ?= /usr/local
-LAB_TEST_BUILDS ?= build build-debug build-asan build-tsan
+LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON

@@ -4,11 +4,14 @@
 #   build        RelWithDebInfo
 #   build-debug  Debug, LAB_DEBUG=ON
 #   build-asan   LAB_SANITIZE=address (ASan+UBSan), LAB_DEBUG=ON, clang if present
+#   build-asan-fast  ASan+UBSan on the release fast paths: no LAB_DEBUG, no
+#                page hooks (freed pages not poisoned), so the owner's step 1,
+#                the hand-off and the bulk calls run as users run them
 #   build-tsan   LAB_SANITIZE=thread, clang if present
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
-BUILDS=${LAB_TEST_BUILDS:-build build-debug build-asan build-tsan}
+BUILDS=${LAB_TEST_BUILDS:-build build-debug build-asan build-asan-fast build-tsan}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 # Warnings are errors here (CI runs this), not in a user's plain build.
 WERROR=-DLAB_WERROR=${LAB_WERROR:-ON}
@@ -29,9 +32,11 @@ for tree in $BUILDS; do
         build-debug) flags=(-DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON) ;;
         build-asan)  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_DEBUG=ON -DLAB_SANITIZE=address)
                      cc=(env CC="$SAN_CC") ;;
+        build-asan-fast) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_SANITIZE=address -DLAB_ASAN_PAGE_HOOKS=OFF)
+                     cc=(env CC="$SAN_CC") ;;
         build-tsan)  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_SANITIZE=thread)
                      cc=(env CC="$SAN_CC") ;;
-        *) echo "make test: unknown build tree '$tree' (known: build build-debug build-asan build-tsan)" >&2
+        *) echo "make test: unknown build tree '$tree' (known: build build-debug build-asan build-asan-fast build-tsan)" >&2
            failed+=("$tree"); continue ;;
     esac
     echo

@@ -15,6 +15,12 @@
 #define LAB_ASAN 1
 #endif
 #endif
+#if defined(LAB_ASAN) && defined(LAB_NO_ASAN_PAGE_HOOKS)
+/* The ASan tree of the release fast paths: ASan watches the library's own
+ * heap and stacks, and no hook takes the fast paths off (freed pages are
+ * not poisoned). */
+#undef LAB_ASAN
+#endif
 #ifdef LAB_ASAN
 #include <sanitizer/asan_interface.h>
 #endif

@@ -16,6 +16,12 @@
 #define T_ASAN 1
 #endif
 #endif
+/* The ASan tree of the release fast paths does not poison freed pages:
+ * there the library behaves as in a release build. */
+#if defined(T_ASAN) && defined(LAB_NO_ASAN_PAGE_HOOKS)
+#undef T_ASAN
+#define T_ASAN_RUNTIME 1
+#endif
 
 /* An access the sanitizers do not check, so that the fault under test is
  * the one the allocator arranged (PROT_NONE), not a sanitizer report. */
