@@ -28,6 +28,7 @@
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define NOINLINE    __attribute__((noinline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 #define PAGE_SHIFT 12
 #define NIL        UINT32_MAX          /* the end of every frame list */
@@ -228,8 +229,10 @@ struct lab_room {
     bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
     lab_gfp_t gfp_or;          /* added to every request: LAB_GFP_NOWARN with LAB_ROOM_NOWARN */
     /* Odd while the owner is inside an allocation call (seq) or a free call
-     * (seq_free); each call adds 2, so they count the calls too, and the
-     * fast paths keep no other counter (see room_allocs). */
+     * (seq_free).  A fast-path call of order k adds 2^(k+1), a slow-path
+     * call 2, so half of each counts pages (with allocs_extra/frees_extra
+     * for what the slow paths hand out beyond one page), and the fast paths
+     * keep no other counter (see room_allocs). */
     _Atomic uint64_t seq, seq_free;
     /* The owner's free takes the fast path while the stock is below this:
      * high, or 0 when anything needs the slow path (page hooks, strict mode,

@@ -544,42 +544,58 @@ void lab_room_alloc_result(lab_room *r, lab_gfp_t gfp, lab_result *res)
     room_alloc(r, gfp, 0, res);
 }
 
-void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
+
+static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp, unsigned order)
 {
     lab_result res;
     room_alloc(r, gfp, order, &res);
     return res.addr;
 }
 
-static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp)
-{
-    lab_result res;
-    room_alloc(r, gfp, 0, &res);
-    return res.addr;
-}
-
 /* Step 1 on its own, with nothing else in the way: a pop and a state store,
  * bracketed by the sequence word (which also counts the call).  A destroyed
- * room has an empty stock, so it takes the fallback and is reported there. */
-void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
+ * room has an empty stock, so it takes the fallback and is reported there.
+ * `order` is a constant where it is inlined with 0. */
+static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned order)
 {
-    if (likely(r != NULL) && !LAB_DEBUG_ON) {
+    if (likely(r != NULL) && !LAB_DEBUG_ON && likely(order <= r->max_order)) {
         /* The sequence word first, the gates after it: the other half of
          * room_steal's handshake (room.c). */
+        struct room_stock *s = &r->stk[order];
         uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
         atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-        size_t n = atomic_load_explicit(&r->stk[0].n, memory_order_relaxed);
+        size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (likely(n != 0) && likely(!(gfp & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
-            uint32_t f = r->stk[0].frames[n - 1];
-            atomic_store_explicit(&r->stk[0].n, n - 1, memory_order_relaxed);
-            pg_set(&r->pages[f], PG_ALLOCATED, 0);
-            atomic_store_explicit(&r->seq, seq + 2, memory_order_release);
+            uint32_t f = s->frames[n - 1];
+            atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+            pg_set(&r->pages[f], PG_ALLOCATED, order);
+            /* even again, and seq / 2 grows by the block's pages */
+            atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
             return r->base + ((size_t)f << PAGE_SHIFT);
         }
         atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
     }
-    return room_alloc_fallback(r, gfp);
+    return room_alloc_fallback(r, gfp, order);
+}
+
+void *lab_room_alloc(lab_room *r, lab_gfp_t gfp)
+{
+    return room_alloc_fast(r, gfp, 0);
+}
+
+/* One copy of the fast path per order, each with its order a constant, so
+ * an order-3 pair costs about what an order-0 pair does. */
+void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
+{
+    _Static_assert(ROOM_ORDERS == 4, "one case per order a room serves");
+    switch (order) {
+    case 0: return room_alloc_fast(r, gfp, 0);
+    case 1: return room_alloc_fast(r, gfp, 1);
+    case 2: return room_alloc_fast(r, gfp, 2);
+    case 3: return room_alloc_fast(r, gfp, 3);
+    default: return room_alloc_fallback(r, gfp, order);
+    }
 }
 
 /* Up to n order-0 pages: whole runs off the stock, the slow path only when

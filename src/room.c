@@ -879,11 +879,9 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
     out->in_ring = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - tail_get(r);
 }
 
-/* The owner's free of an order-0 page: a push and a state store.  Any
- * condition that needs more goes to room_free_slow (free_limit is 0 when
- * one holds for the room), so this stays a leaf function that saves no
- * registers. */
-void lab_room_free(lab_room *r, void *page)
+/* The owner's free of a block: a push and a state store; `order` is a
+ * constant where it is inlined with 0. */
+static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
 {
     if (likely(r != NULL) && !LAB_DEBUG_ON) {
         /* The sequence word first, the gates after it: the other half of
@@ -893,28 +891,48 @@ void lab_room_free(lab_room *r, void *page)
         atomic_signal_fence(memory_order_seq_cst);
         uintptr_t off = (uintptr_t)page - (uintptr_t)r->base, f = off >> PAGE_SHIFT;
         struct page *pg = &r->pages[f];
-        struct room_stock *s = &r->stk[0];
+        struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
-        if (likely(off < r->bytes && !(off & (LAB_PAGE_SIZE - 1)) && pg_is(pg, PG_ALLOCATED, 0) &&
-                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id &&
-                   n < atomic_load_explicit(&r->free_limit, memory_order_relaxed))) {
-            pg_set(pg, PG_ROOM, 0);
+        /* pg_is also proves the order is one the room serves: the block was
+         * handed out with it.  free_limit is the order-0 high, or 0 when the
+         * gates are closed; higher orders have their own high. */
+        size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
+        if (order)
+            limit = limit ? s->high : 0;
+        if (likely(off < r->bytes && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
+                   pg_is(pg, PG_ALLOCATED, order) &&
+                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < limit)) {
+            pg_set(pg, PG_ROOM, order);
             s->frames[n] = (uint32_t)f;
             wr(&s->n, n + 1);
-            atomic_store_explicit(&r->seq_free, seq + 2, memory_order_release);
+            /* even again, and seq_free / 2 grows by the block's pages */
+            atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
             return;
         }
         atomic_store_explicit(&r->seq_free, seq, memory_order_relaxed);   /* nothing was touched */
     }
-    room_free_slow(r, page, 0);
+    room_free_slow(r, page, order);
 }
 
+/* The owner's free: a push and a state store.  Any condition that needs
+ * more goes to room_free_slow (free_limit is 0 when one holds for the
+ * room), so this stays a leaf function that saves no registers. */
+void lab_room_free(lab_room *r, void *page)
+{
+    room_free_fast(r, page, 0);
+}
+
+/* One copy of the fast path per order, each with its order a constant. */
 void lab_room_free_pages(lab_room *r, void *page, unsigned order)
 {
-    if (order == 0)
-        lab_room_free(r, page);
-    else
-        room_free_slow(r, page, order);
+    _Static_assert(ROOM_ORDERS == 4, "one case per order a room serves");
+    switch (order) {
+    case 0: room_free_fast(r, page, 0); return;
+    case 1: room_free_fast(r, page, 1); return;
+    case 2: room_free_fast(r, page, 2); return;
+    case 3: room_free_fast(r, page, 3); return;
+    default: room_free_slow(r, page, order); return;
+    }
 }
 
 void lab_room_free_bulk(lab_room *r, void *const *pages, size_t n)
