@@ -150,6 +150,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
 
     zone_init(&a->zone, base, descs, (uint32_t)pages, max_order);
     a->zone.room_of = (_Atomic uint16_t *)(descs + pages);
+    a->zone.bytes = (uintptr_t)pages << PAGE_SHIFT;
     a->strict_free = LAB_DEBUG_ON || (cfg->flags & LAB_ARENA_STRICT_FREE);
     zone_init_watermarks(&a->zone, cfg);
     /* A huge page is given back whole or not at all: trim 2 MiB blocks only. */
@@ -165,6 +166,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         goto fail;
     fault_init(a);
     debug_hooks_init(a);
+    a->room_free_fast = !a->strict_free && !a->page_hooks;
     if (a->cfg.trim_delay_ms)
         kswapd_start(a);    /* it is the one that trims idle memory */
     *out = a;

@@ -160,6 +160,7 @@ struct zone {
      * bouncing with the state byte the owner writes on each allocation. */
     _Atomic uint16_t *room_of;
     char     *base;
+    uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     uint32_t  nr_pages;
     unsigned  max_order;
     size_t    wmark[NR_WMARK];
@@ -362,6 +363,8 @@ struct lab_arena {
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
     bool      strict_free;            /* LAB_ARENA_STRICT_FREE or a debug build */
+    bool      room_free_fast;         /* neither strict_free nor page_hooks: lab_free_pages
+                                         hands room blocks to their ring at once */
     /* reclaim (reclaim.c) */
     void     *reclaim;                  /* struct reclaim_state, opaque here */
     struct fault_attr fault;
@@ -427,6 +430,7 @@ LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const 
                                  unsigned order);
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                    unsigned order);
+LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
 LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step);

@@ -359,13 +359,11 @@ static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned
     return id;
 }
 
-void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
 {
-    if (unlikely(addr == NULL || a == NULL))
-        return;
     uint32_t frame;
     unsigned id = free_room_block(a, addr, order, &frame);
-    if (likely(id != 0)) {
+    if (id != 0) {
         room_free_remote(a, room_by_id(a, id), &frame, 1, order);
         return;
     }
@@ -374,6 +372,26 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
         return;
     free_claimed(a, frame, (unsigned)real);
     debug_check_every_op(a);
+}
+
+/* The hand-off's common case inline: a room block, no hooks, not strict
+ * (a->room_free_fast says the last two), goes to its room's ring in one
+ * call; everything else takes free_pages_slow. */
+void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+{
+    if (unlikely(a == NULL))
+        return;
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base, f = off >> PAGE_SHIFT;
+    unsigned id;
+    if (likely(off < z->bytes && order < ROOM_ORDERS && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
+               a->room_free_fast && (id = pg_room(z, (uint32_t)f)) != 0)) {
+        room_free_one(a, room_by_id(a, id), (uint32_t)f, order);
+        return;
+    }
+    if (unlikely(addr == NULL))   /* as Linux's free_pages(0) */
+        return;
+    free_pages_slow(a, addr, order);
 }
 
 /* Runs of blocks of one room go into its ring with one reservation each

@@ -253,16 +253,16 @@ bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *fra
     uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
     for (;;) {
         uint64_t last = atomic_load_explicit(&r->ring[(pos + n - 1) & r->ring_mask], memory_order_acquire);
-        int32_t d = ring_seq_diff(last, pos + n - 1);
-        if (d < 0)
-            return false;                         /* full */
-        if (d > 0) {                              /* another producer moved on */
-            pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
-            continue;
+        /* the common case first: the run's last slot is free for this lap */
+        if (likely((uint32_t)(last >> RING_SEQ_SHIFT) == ((pos + n - 1) & RING_SEQ_MASK))) {
+            if (atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + n, memory_order_seq_cst,
+                                                      memory_order_relaxed))
+                break;
+            continue;                             /* pos is the head now */
         }
-        if (atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + n, memory_order_seq_cst,
-                                                  memory_order_relaxed))
-            break;
+        if (ring_seq_diff(last, pos + n - 1) < 0)
+            return false;                         /* full */
+        pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);   /* another producer moved on */
     }
     bool dead = atomic_load_explicit(&r->dead, memory_order_seq_cst);
     for (uint32_t i = 0; i < n; i++)
@@ -275,12 +275,40 @@ bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *fra
     return true;
 }
 
+/* One block from another context (lab_free_pages, the common case): the
+ * push of room_ring_push for a single slot, with nothing around it. */
+void room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
+{
+    uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    for (;;) {
+        _Atomic uint64_t *slot = &r->ring[pos & r->ring_mask];
+        uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
+        if (likely((uint32_t)(v >> RING_SEQ_SHIFT) == (pos & RING_SEQ_MASK))) {
+            if (!atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + 1, memory_order_seq_cst,
+                                                       memory_order_relaxed))
+                continue;
+            if (likely(!atomic_load_explicit(&r->dead, memory_order_seq_cst))) {
+                atomic_store_explicit(slot, ring_slot(pos + 1, order, frame), memory_order_release);
+                return;
+            }
+            atomic_store_explicit(slot, ring_slot(pos + 1, order, RING_TOMBSTONE), memory_order_release);
+            room_give_up(a, r, &frame, 1, order);
+            ring_flush_dead(a, r, false);
+            return;
+        }
+        if (ring_seq_diff(v, pos) < 0)
+            break;                                 /* full */
+        pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    }
+    room_give_up(a, r, &frame, 1, order);
+}
+
 /* A free from another context: into the room's ring, or, when it is full
  * or the room is dead, to the zone. */
 void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
-    if (likely(r != NULL) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed)) &&
-        likely(room_ring_push(a, r, frames, n, order)))
+    /* a dead room's ring is checked by the push itself, after it reserves */
+    if (likely(r != NULL) && likely(room_ring_push(a, r, frames, n, order)))
         return;
     room_give_up(a, r, frames, n, order);
 }
@@ -294,50 +322,45 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
  * waits for the next), so an allocation's worst case stays bounded however
  * full the ring; the owner's only shared reads are the slots.  Returns the
  * pages taken back. */
-#define RING_PREFETCH 8
-
 size_t room_take_remote(struct lab_room *r)
 {
     struct zone *z = room_zone(r);
-    uint32_t t = tail_get(r);
-    uint64_t v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
-    if (ring_seq_diff(v, t + 1) != 0)
+    uint32_t t = tail_get(r), mask = r->ring_mask, stop = t + (uint32_t)(r->stk[0].high + r->stk[0].batch);
+    uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
+    if ((uint32_t)(v >> RING_SEQ_SHIFT) != ((t + 1) & RING_SEQ_MASK))
         return 0;
-    uint8_t want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
+    unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
     size_t pages = 0;
-    for (uint32_t i = 1; i <= RING_PREFETCH; i++) {   /* the next descriptors, written by us, maybe evicted */
-        uint64_t w = atomic_load_explicit(&r->ring[(t + i) & r->ring_mask], memory_order_relaxed);
-        if (ring_seq_diff(w, t + i + 1) == 0)
-            __builtin_prefetch(&z->pages[(uint32_t)w], 1);
-    }
     do {
         uint32_t f = (uint32_t)v;
         unsigned order = (unsigned)(v >> 32) & 7;
-        atomic_store_explicit(&r->ring[t & r->ring_mask], ring_slot(t + r->ring_mask + 1, 0, 0), memory_order_release);
+        atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
-        uint64_t ahead = atomic_load_explicit(&r->ring[(t + RING_PREFETCH) & r->ring_mask], memory_order_relaxed);
-        if (ring_seq_diff(ahead, t + RING_PREFETCH + 1) == 0)
-            __builtin_prefetch(&z->pages[(uint32_t)ahead], 1);
         struct page *p = &z->pages[f];
-        if (unlikely(f == RING_TOMBSTONE || f >= r->nr_pages || pg_room(z, f) != r->id))
-            misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
-                   "a remote free of a block this room does not hold");
-        else if (unlikely(pg_order(p) != order || order > r->max_order))
-            misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
-        else if (unlikely(pg_state(p) != want_state))
-            misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
-        else {
+        /* this room's, of the order its freer gave, and handed out: one
+         * compare each (f is checked first: a tombstone is NIL) */
+        if (likely(f < r->nr_pages && pg_room(z, f) == r->id && pg_is(p, want_state, order) && order <= r->max_order)) {
             struct room_stock *s = &r->stk[order];
+            size_t n = rd(&s->n);
             pages += (size_t)1 << order;
-            if (rd(&s->n) < s->high) {
-                stock_push(r, order, f);
+            if (likely(n < s->high)) {
+                pg_set(p, PG_ROOM, order);
+                s->frames[n] = f;
+                wr(&s->n, n + 1);
             } else {              /* back, then drained at once */
                 return_to_zone(r, &f, 1, order);
                 ctr_inc(&r->st.drains);
             }
+        } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
+            misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
+                   "a remote free of a block this room does not hold");
+        } else if (pg_order(p) != order || order > r->max_order) {
+            misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
+        } else {
+            misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
         }
-        v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
-    } while (ring_seq_diff(v, t + 1) == 0 && t - tail_get(r) < r->stk[0].high + r->stk[0].batch);
+        v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
+    } while ((uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK) && t != stop);
     tail_set(r, t);
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation
