@@ -392,6 +392,11 @@ int zone_check_locked(struct lab_arena *a, bool report)
 
     for (uint32_t i = 0; i < z->populated;) {
         struct page *p = &z->pages[i];
+        /* The room first, with acquire: a block leaves a room outside the
+         * lock by changing its state and then clearing room_of with a
+         * release store, so a cleared room_of read here shows the new
+         * state below (the other way, into a room, happens under the lock). */
+        unsigned rid = atomic_load_explicit(&z->room_of[i], memory_order_acquire);
         unsigned st = pg_state(p), o = pg_order(p);
         if (st == PG_TAIL)
             FAIL(LAB_ECHECK_STATE, "a TAIL frame that belongs to no block", i);
@@ -410,7 +415,6 @@ int zone_check_locked(struct lab_arena *a, bool report)
             if (b < z->populated && pg_state(&z->pages[b]) == st && pg_order(&z->pages[b]) == o)
                 FAIL(LAB_ECHECK_BUDDY, "two free buddies that should have merged", i);
         }
-        unsigned rid = pg_room(z, i);
         if (st == PG_ROOM && rid == 0)
             FAIL(LAB_ECHECK_STATE, "a block in a room's state that names no room", i);
         if (rid != 0 && st != PG_ROOM && st != PG_RESERVE && st != PG_ALLOCATED && st != PG_DEFERRED)

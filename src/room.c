@@ -142,7 +142,7 @@ static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n,
     }
     for (size_t i = 0; i < n; i++) {
         pg_set_state(&z->pages[frames[i]], PG_DEFERRED);
-        pg_set_room(z, frames[i], 0);
+        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
         zone_free_block(a, frames[i], order);
     }
 }
@@ -193,7 +193,7 @@ static void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t
             misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
             continue;
         }
-        pg_set_room(z, frames[i], 0);
+        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
         zone_free_block(a, frames[i], order);
         gone += 1u << order;
     }
