@@ -6,6 +6,8 @@
 #   make test LAB_TEST_BUILDS="build"        # only some trees
 #   make install PREFIX=/opt/labyrinth
 #   make test JOBS=2                         # parallel jobs; default: nproc
+# `make test-aarch64` cross-builds for aarch64 and runs the release tests
+# under qemu-user (scripts/test-aarch64.sh says what it leaves out).
 SHELL := /bin/bash
 
 JOBS            ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,7 +17,7 @@ LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 
-.PHONY: all debug test demo bench install clean
+.PHONY: all debug test test-aarch64 demo bench install clean
 
 all:
 	@scripts/need.sh build
@@ -30,6 +32,10 @@ debug:
 test:
 	@scripts/need.sh test
 	@LAB_TEST_BUILDS="$(LAB_TEST_BUILDS)" JOBS="$(JOBS)" scripts/test.sh
+
+test-aarch64:
+	@scripts/need.sh aarch64
+	@JOBS="$(JOBS)" scripts/test-aarch64.sh
 
 demo: all
 	build/tools/labyrinth demo

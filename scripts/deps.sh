@@ -10,6 +10,7 @@ LAB_DEPS=(
     valgrind gnuplot-nox strace mandoc man-db
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libdpdk-dev
     git ca-certificates
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 
 APT_CMD="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${LAB_DEPS[*]}"

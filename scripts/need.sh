@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# need.sh build|test: make sure the tools a make target needs are here, so
+# need.sh build|test|aarch64: make sure the tools a make target needs are here, so
 # that `make demo` and `make test` work on a fresh Debian machine.
 #   build  cmake and a C compiler
 #   test   the same, plus clang with its sanitizer runtimes (the ASan and
 #          TSan trees), pkg-config (the install test), mandoc and man (the
 #          man page lint and rendering)
+#   aarch64 cmake, the aarch64 cross compiler and qemu-user's qemu-aarch64
+#          (make test-aarch64)
 # When something is missing it runs scripts/deps.sh, as root or through
 # sudo; when it can do neither, it prints the one command that installs
 # everything and fails.  LAB_NO_DEPS=1 only reports what is missing.
@@ -41,6 +43,10 @@ check() {
         have pkg-config || missing+=(pkg-config)
         have mandoc || missing+=(mandoc)
         have man || missing+=(man-db)
+    fi
+    if [[ $what == aarch64 ]]; then
+        have aarch64-linux-gnu-gcc || missing+=(gcc-aarch64-linux-gnu)
+        have qemu-aarch64 || missing+=(qemu-user)
     fi
 }
 

@@ -129,7 +129,24 @@ LAB_HIDDEN void  plat_yield(void);
 LAB_HIDDEN bool  plat_membarrier(void);   /* blocking contexts only */
 LAB_HIDDEN void  plat_sleep_ms(unsigned ms);
 LAB_HIDDEN void  plat_write_stderr(const char *s, size_t n);
-static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+/* The body of a spin-wait loop: a short delay that leaves the core to its
+ * sibling and keeps the loop from hammering the lock's line, and a compiler
+ * barrier (as Linux's cpu_relax).  aarch64 uses isb, not yield: yield is a
+ * hint that cores without SMT (nearly all) drop as a nop, while isb stalls
+ * the front end for a few tens of cycles, close to x86's pause (Rust's
+ * spin_loop and Go's procyield made the same choice).  Elsewhere only the
+ * compiler barrier: correct, merely busier. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+    atomic_signal_fence(memory_order_seq_cst);
+#elif defined(__aarch64__)
+    __asm__ __volatile__("isb sy" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
 
 /* ---- the zone lock ---------------------------------------------------- */
 /* A test-and-set lock whose holder never makes a system call to release it,

@@ -31,7 +31,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
+#endif
 
 /* ---- options ---------------------------------------------------------------- */
 static struct {
@@ -50,6 +52,23 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The cheapest tick counter the CPU offers to user space, calibrated against
+ * now_ns (calibrate_ticks): the TSC on x86; on aarch64 the generic timer's
+ * virtual count, coarser (often tens of ns a tick) but a register read; the
+ * clock elsewhere. */
+static inline uint64_t ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __rdtsc();
+#elif defined(__aarch64__)
+    uint64_t t;
+    __asm__ __volatile__("isb; mrs %0, cntvct_el0" : "=r"(t) :: "memory");
+    return t;
+#else
+    return now_ns();
+#endif
 }
 
 /* ---- the rings from the RX handler to the workers ------------------------------
@@ -90,7 +109,7 @@ static void *ring_pop(struct ring *r)
 }
 
 /* ---- latency histogram (handler-private: written only in the handler) -------------
- * Buckets of 1/8 of a power of two of TSC ticks: 3% resolution. */
+ * Buckets of 1/8 of a power of two of ticks(): 3% resolution. */
 #define HBUCKETS (64 * 8)
 static uint64_t hist[HBUCKETS];
 static uint64_t hist_max;
@@ -170,9 +189,9 @@ static void rx_interrupt(int sig)
             continue;
         }
         lab_result res;
-        uint64_t t0 = __rdtsc();
+        uint64_t t0 = ticks();
         lab_room_alloc_result(rx_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
-        uint64_t dt = __rdtsc() - t0;
+        uint64_t dt = ticks() - t0;
         unsigned bk = bucket_of(dt) < HBUCKETS ? bucket_of(dt) : HBUCKETS - 1;
         hist[bk]++;
         step_hist[res.step][bk]++;
@@ -351,12 +370,12 @@ static void usage(void)
     exit(2);
 }
 
-static void calibrate_tsc(void)
+static void calibrate_ticks(void)
 {
-    uint64_t t0 = now_ns(), c0 = __rdtsc();
+    uint64_t t0 = now_ns(), c0 = ticks();
     struct timespec ts = { 0, 50 * 1000 * 1000 };
     nanosleep(&ts, NULL);
-    uint64_t t1 = now_ns(), c1 = __rdtsc();
+    uint64_t t1 = now_ns(), c1 = ticks();
     ticks_per_ns = (double)(c1 - c0) / (double)(t1 - t0);
 }
 
@@ -383,7 +402,7 @@ static int demo(int argc, char **argv)
     }
     if (opt.workers == 0 || opt.burst == 0 || opt.arena_mib == 0)
         usage();
-    calibrate_tsc();
+    calibrate_ticks();
 
     lab_arena_config cfg;
     lab_arena_config_init(&cfg);
