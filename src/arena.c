@@ -101,10 +101,9 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         return err;
 
     /* cache-line aligned: the zone and counters are laid out by line */
-    struct lab_arena *a = aligned_alloc(CACHELINE, (sizeof(*a) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
+    struct lab_arena *a = plat_meta_alloc(sizeof(*a));
     if (!a)
         return LAB_ENOMEM;
-    memset(a, 0, sizeof(*a));
     a->cfg = *cfg;
     if (a->cfg.wait_timeout_ms == 0)
         a->cfg.wait_timeout_ms = 1000;

@@ -94,3 +94,48 @@ void fault_init(struct lab_arena *a)
     }
     lab_fault_set(a, &fc);
 }
+
+/* ---- fault points (internal.h) ----------------------------------------------
+ * Process-wide rather than per arena: the first of them (the arena's own
+ * metadata) runs before there is an arena.  Counting happens only while
+ * armed, so a test reads how many points a phase passes through, and
+ * pins that number: a point added or lost is a visible change. */
+_Atomic bool fault_points_armed;
+static _Atomic uint64_t fp_calls[FP_NR_SITES];
+static _Atomic uint64_t fp_fail_at;      /* the call number of fp_site to fail */
+static _Atomic int fp_site;
+static _Atomic uint64_t fp_injected;
+
+static const char *const fp_names[FP_NR_SITES] = {
+    "mmap", "mlock", "decommit", "recommit", "mprotect", "futex_wait", "meta_alloc", "thread_start",
+    "refill_cut", "lock_busy",
+};
+
+bool fault_point_slow(enum fault_site site)
+{
+    uint64_t n = atomic_fetch_add(&fp_calls[site], 1) + 1;
+    if ((int)site != atomic_load(&fp_site) || n != atomic_load(&fp_fail_at))
+        return false;
+    atomic_fetch_add(&fp_injected, 1);
+    return true;
+}
+
+void fault_points_arm(enum fault_site site, uint64_t nth)
+{
+    atomic_store(&fault_points_armed, false);
+    for (int i = 0; i < FP_NR_SITES; i++)
+        atomic_store(&fp_calls[i], 0);
+    atomic_store(&fp_injected, 0);
+    atomic_store(&fp_site, (int)site);
+    atomic_store(&fp_fail_at, nth);
+    atomic_store(&fault_points_armed, true);
+}
+
+void fault_points_disarm(void)
+{
+    atomic_store(&fault_points_armed, false);
+}
+
+uint64_t fault_points_calls(enum fault_site site) { return atomic_load(&fp_calls[site]); }
+uint64_t fault_points_injected(void) { return atomic_load(&fp_injected); }
+const char *fault_site_name(enum fault_site site) { return site < FP_NR_SITES ? fp_names[site] : "?"; }

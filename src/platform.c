@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -21,6 +22,8 @@ void *plat_map(size_t bytes, bool prefault)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     if (prefault)
         flags |= MAP_POPULATE;
+    if (fault_point(FP_MMAP))
+        return NULL;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
@@ -40,6 +43,8 @@ void *plat_map_huge(size_t bytes, bool prefault, int *mode)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     if (prefault)
         flags |= MAP_POPULATE;
+    if (fault_point(FP_MMAP))
+        return NULL;
     if (bytes % HUGE_2M == 0) {
         /* Not MAP_NORESERVE: without the reservation the mapping succeeds
          * even when the pool has no huge pages, and the first touch dies
@@ -69,6 +74,8 @@ bool plat_decommit(void *p, size_t bytes, bool lazy)
 {
     /* MADV_FREE lets the kernel take the pages when it needs them (cheaper
      * when memory is not short); DONTNEED gives them back now. */
+    if (fault_point(FP_DECOMMIT))
+        return false;
     if (lazy && madvise(p, bytes, MADV_FREE) == 0)
         return true;
     return madvise(p, bytes, MADV_DONTNEED) == 0;
@@ -76,7 +83,7 @@ bool plat_decommit(void *p, size_t bytes, bool lazy)
 
 void plat_recommit(void *p, size_t bytes)
 {
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
+    if (!fault_point(FP_RECOMMIT) && madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
         return;
     for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)   /* kernels before 5.14 */
         ((volatile char *)p)[off] = 0;
@@ -84,6 +91,8 @@ void plat_recommit(void *p, size_t bytes)
 
 void plat_protect(void *p, size_t bytes, bool accessible)
 {
+    if (fault_point(FP_MPROTECT))
+        return;
     mprotect(p, bytes, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
@@ -104,11 +113,15 @@ size_t plat_resident(const void *p, size_t bytes)
 
 int plat_mlock(void *p, size_t bytes)
 {
+    if (fault_point(FP_MLOCK))
+        return ENOMEM;
     return mlock(p, bytes) == 0 ? 0 : errno;
 }
 
 void plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
 {
+    if (fault_point(FP_FUTEX_WAIT))
+        return;
     struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
 }
@@ -150,6 +163,16 @@ bool plat_membarrier(void)
 void plat_yield(void)
 {
     sched_yield();
+}
+
+void *plat_meta_alloc(size_t bytes)
+{
+    if (fault_point(FP_META_ALLOC))
+        return NULL;
+    void *p = aligned_alloc(CACHELINE, (bytes + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
+    if (p)
+        memset(p, 0, bytes);
+    return p;
 }
 
 /* write(2) is async-signal-safe; stdio is not. */

@@ -44,7 +44,7 @@ static struct reclaim_state *rs(struct lab_arena *a) { return a->reclaim; }
 
 int reclaim_init(struct lab_arena *a)
 {
-    struct reclaim_state *s = calloc(1, sizeof(*s));
+    struct reclaim_state *s = plat_meta_alloc(sizeof(*s));
     if (!s)
         return LAB_ENOMEM;
     /* Writer-preferring: constant reclaim must not hold off an unregister.
@@ -207,7 +207,7 @@ void kswapd_start(struct lab_arena *a)
     struct reclaim_state *s = rs(a);
     pthread_mutex_lock(&s->thread_lock);
     if (!s->started && !atomic_load(&s->stop)) {
-        if (pthread_create(&s->thread, NULL, kswapd, a) == 0)
+        if (!fault_point(FP_THREAD_START) && pthread_create(&s->thread, NULL, kswapd, a) == 0)
             s->started = true;
     }
     pthread_mutex_unlock(&s->thread_lock);

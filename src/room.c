@@ -416,7 +416,8 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
     if (zone_floor(z, gfp) > floor)   /* NOMEMALLOC, or a floor above min */
         floor = zone_floor(z, gfp);
     uint32_t f;
-    while (got < want && zone_watermark_ok(z, order, floor) && (f = buddy_take(z, order)) != NIL) {
+    while (got < want && zone_watermark_ok(z, order, floor) && (got == 0 || !fault_point(FP_REFILL_CUT)) &&
+           (f = buddy_take(z, order)) != NIL) {
         pg_set_room(z, f, r->id);
         stock_push(r, order, f);
         got++;
@@ -712,10 +713,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EFLAGS;
     if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
         return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
-    struct lab_room *r = aligned_alloc(CACHELINE, (sizeof(*r) + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
+    struct lab_room *r = plat_meta_alloc(sizeof(*r));
     if (!r)
         return LAB_ENOMEM;
-    memset(r, 0, sizeof(*r));
     r->arena = a;
     r->pages = a->zone.pages;
     r->room_of = a->zone.room_of;
@@ -740,7 +740,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         struct room_stock *s = &r->stk[o];
         s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
         s->high = high >> o > s->batch ? high >> o : s->batch;
-        s->frames = malloc((s->high + s->batch + 1) * sizeof(uint32_t));
+        s->frames = plat_meta_alloc((s->high + s->batch + 1) * sizeof(uint32_t));
         ok &= s->frames != NULL;
     }
     uint32_t ring = cfg->ring ? (uint32_t)cfg->ring : RING_DEFAULT;
@@ -750,7 +750,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (size > RING_MAX)
         size = RING_MAX;
     r->ring_mask = size - 1;
-    r->ring = malloc((size_t)size * sizeof(uint64_t));
+    r->ring = plat_meta_alloc((size_t)size * sizeof(uint64_t));
     if (r->ring)
         for (uint32_t i = 0; i < size; i++)
             atomic_init(&r->ring[i], ring_slot(i, 0, 0));

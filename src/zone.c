@@ -43,6 +43,8 @@ bool zone_lock_held_here(const struct zone *z)
 
 bool zone_lock_atomic(struct zone *z)
 {
+    if (unlikely(fault_point(FP_LOCK_BUSY)))
+        return false;
     for (int i = 0; i < ATOMIC_LOCK_SPINS; i++) {
         if (zone_trylock(z))
             return true;

@@ -86,23 +86,35 @@ static inline int test_finish(void)
     return check_failures ? 1 : 0;
 }
 
-/* An arena with explicit size and watermarks (0 = derived). */
-static inline lab_arena *test_arena(size_t pages, unsigned max_order, size_t wmin, size_t wlow, size_t whigh)
+/* A configuration with explicit size and watermarks (0 = derived). */
+static inline void test_arena_config(lab_arena_config *cfg, size_t pages, unsigned max_order, size_t wmin,
+                                     size_t wlow, size_t whigh)
 {
-    lab_arena_config cfg;
-    lab_arena_config_init(&cfg);
-    cfg.size = pages * LAB_PAGE_SIZE;
-    cfg.max_order = max_order;
-    cfg.wmark_min = wmin;
-    cfg.wmark_low = wlow;
-    cfg.wmark_high = whigh;
+    lab_arena_config_init(cfg);
+    cfg->size = pages * LAB_PAGE_SIZE;
+    cfg->max_order = max_order;
+    cfg->wmark_min = wmin;
+    cfg->wmark_low = wlow;
+    cfg->wmark_high = whigh;
+}
+
+/* The arena of a configuration the test expects to be accepted. */
+static inline lab_arena *test_arena_create(const lab_arena_config *cfg)
+{
     lab_arena *a = NULL;
-    int err = lab_arena_create(&cfg, &a);
+    int err = lab_arena_create(cfg, &a);
     if (err) {
         fprintf(stderr, "lab_arena_create: %s\n", lab_strerror(err));
         exit(1);
     }
     return a;
+}
+
+static inline lab_arena *test_arena(size_t pages, unsigned max_order, size_t wmin, size_t wlow, size_t whigh)
+{
+    lab_arena_config cfg;
+    test_arena_config(&cfg, pages, max_order, wmin, wlow, whigh);
+    return test_arena_create(&cfg);
 }
 
 /* Stamps: the first and last word of every page of a block hold its
