@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "labyrinth.h"
@@ -37,11 +38,18 @@ static int check_count;
     if (_a != _b) { check_failures++; fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld vs %lld)\n", \
     __FILE__, __LINE__, #a, #b, _a, _b); } } while (0)
 
-/* Which test functions RUN runs: all, or only LAB_TEST_ONLY=fn, or all but
- * LAB_TEST_EXCEPT=fn1,fn2.  tests/CMakeLists.txt uses them to give a
- * function a CTest entry of its own (one skipped under an emulator). */
-static int check_ran;
-static inline int test_selected(const char *fn)
+/* Behaviours.  RUN(fn) runs fn in the test's normal run.  RUN_ALONE(fn) is
+ * for a behaviour that needs something the machine or the build may lack
+ * (huge pages, a working mlock, ASan): it runs only when LAB_TEST_ONLY
+ * names it, and tests/CMakeLists.txt registers it as a CTest test of its
+ * own (<test>.<fn>), so that CTest can report it SKIPPED.  Inside a
+ * behaviour, SKIP("why") ends it as skipped; a test whose every behaviour
+ * skipped exits with TEST_SKIP_CODE, which CTest reports as SKIPPED. */
+#define TEST_SKIP_CODE 77
+static int test_skipped_now, test_runs, test_skips;
+/* LAB_TEST_ONLY=fn runs that one; LAB_TEST_EXCEPT=fn1,fn2 runs all but
+ * those (tests/CMakeLists.txt gives some a CTest entry of their own). */
+static inline int test_selected(const char *fn, int alone)
 {
     const char *only = getenv("LAB_TEST_ONLY"), *except = getenv("LAB_TEST_EXCEPT");
     size_t n = strlen(fn);
@@ -51,11 +59,53 @@ static inline int test_selected(const char *fn)
         if (strncmp(e, fn, n) == 0 && (e[n] == ',' || e[n] == 0))
             return 0;
     }
-    return 1;
+    return !alone;
 }
+#define RUN_IF(fn, alone) do { if (test_selected(#fn, alone)) { int _before = check_failures; \
+    test_skipped_now = 0; test_runs++; fn(); test_skips += test_skipped_now; \
+    fprintf(stderr, "%s %s\n", check_failures != _before ? "FAIL" : test_skipped_now ? "skip" : "ok  ", #fn); } \
+    } while (0)
+#define RUN(fn) RUN_IF(fn, 0)
+#define RUN_ALONE(fn) RUN_IF(fn, 1)
+#define SKIP(...) do { fprintf(stderr, "  SKIPPED: " __VA_ARGS__); fputc('\n', stderr); \
+    test_skipped_now = 1; return; } while (0)
 
-#define RUN(fn) do { if (!test_selected(#fn)) break; check_ran++; int _before = check_failures; fn(); \
-    fprintf(stderr, "%s %s\n", check_failures == _before ? "ok  " : "FAIL", #fn); } while (0)
+/* Forked children leave with child_exit, not _exit: in a coverage build
+ * (LAB_COVERAGE) their gcov counters are written first, which _exit would
+ * skip.  A child that dies of SIGABRT (a misuse report that aborts) writes
+ * them from the signal handler installed at fork. */
+#ifdef LAB_COVERAGE
+#include <pthread.h>
+void __gcov_dump(void);
+static inline void child_exit(int code)
+{
+    __gcov_dump();
+    _exit(code);
+}
+static void coverage_dump_and_die(int sig)
+{
+    __gcov_dump();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+static void coverage_child_at_fork(void) { signal(SIGABRT, coverage_dump_and_die); }
+__attribute__((constructor)) static void coverage_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, coverage_child_at_fork);
+}
+#else
+#define child_exit(code) _exit(code)
+#endif
+
+/* Randomized tests take their seed from LAB_TEST_SEED, else from the clock,
+ * and print it, so that any failure can be replayed. */
+static inline uint64_t test_seed(void)
+{
+    const char *env = getenv("LAB_TEST_SEED");
+    uint64_t seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+    fprintf(stderr, "seed %" PRIu64 " (replay with LAB_TEST_SEED=%" PRIu64 ")\n", seed, seed);
+    return seed;
+}
 
 /* Under a user-mode emulator (the aarch64 cross build runs its tests in
  * qemu-user, and its CTest sets LAB_TEST_EMULATOR) page faults, RSS, timings
@@ -78,12 +128,14 @@ static inline void test_watchdog(unsigned seconds) { alarm(seconds); }
 
 static inline int test_finish(void)
 {
-    if (check_ran == 0) {   /* LAB_TEST_ONLY / LAB_TEST_EXCEPT named nothing that exists */
+    if (test_runs == 0) {   /* LAB_TEST_ONLY / LAB_TEST_EXCEPT named nothing that exists */
         fprintf(stderr, "no test function ran (LAB_TEST_ONLY=%s)\n", getenv("LAB_TEST_ONLY") ? getenv("LAB_TEST_ONLY") : "");
         return 1;
     }
     fprintf(stderr, "%d checks, %d failed\n", check_count, check_failures);
-    return check_failures ? 1 : 0;
+    if (check_failures)
+        return 1;
+    return test_skips == test_runs ? TEST_SKIP_CODE : 0;
 }
 
 /* A configuration with explicit size and watermarks (0 = derived). */
@@ -115,6 +167,23 @@ static inline lab_arena *test_arena(size_t pages, unsigned max_order, size_t wmi
     lab_arena_config cfg;
     test_arena_config(&cfg, pages, max_order, wmin, wlow, whigh);
     return test_arena_create(&cfg);
+}
+
+/* A room the test expects to be created (high 0: the default, 4 * batch). */
+static inline lab_room *test_room(lab_arena *a, size_t reserve, size_t batch, size_t high)
+{
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = reserve;
+    rc.batch = batch;
+    rc.high = high ? high : 4 * batch;
+    lab_room *r = NULL;
+    int err = lab_room_create(a, &rc, &r);
+    if (err) {
+        fprintf(stderr, "lab_room_create: %s\n", lab_strerror(err));
+        exit(1);
+    }
+    return r;
 }
 
 /* Stamps: the first and last word of every page of a block hold its
