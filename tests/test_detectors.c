@@ -88,7 +88,7 @@ static void run_child(void (*fn)(void), struct child *c)
         close(fds[1]);
         alarm(60);
         fn();
-        _exit(0);
+        child_exit(0);
     }
     close(fds[1]);
     size_t len = 0;
@@ -133,8 +133,7 @@ static void test_poison_reports_a_write_to_a_freed_page(void)
 {
 #ifdef T_ASAN
     /* ASan itself stops the write to the freed (ASan-poisoned) page. */
-    fprintf(stderr, "  note: skipped under ASan (the write would be an ASan report; see the ASan test)\n");
-    return;
+    SKIP("an ASan build: the write would be an ASan report (asan_reports_use_after_free_of_a_page)");
 #endif
     lab_arena *a = arena(16, LAB_ARENA_POISON);
     struct misuse_log log = { 0 };
@@ -177,8 +176,7 @@ static void test_poison_reports_a_write_to_a_freed_page(void)
 static void test_poison_names_a_zero_written_at_the_start_of_a_freed_page(void)
 {
 #ifdef T_ASAN
-    fprintf(stderr, "  note: skipped under ASan\n");
-    return;
+    SKIP("an ASan build: the write would be an ASan report");
 #endif
     lab_arena *a = arena(16, LAB_ARENA_POISON);
     struct misuse_log log = { 0 };
@@ -206,8 +204,7 @@ static void test_poison_names_a_zero_written_at_the_start_of_a_freed_page(void)
 static void test_poison_expects_zeros_in_a_page_never_used(void)
 {
 #ifdef T_ASAN
-    fprintf(stderr, "  note: skipped under ASan\n");
-    return;
+    SKIP("an ASan build: the write would be an ASan report");
 #endif
     lab_arena *a = arena(16, LAB_ARENA_POISON);
     struct misuse_log log = { 0 };
@@ -262,11 +259,11 @@ static void child_touches_a_freed_protected_page(void)
     char *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
     char *keep = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
     if (!p || !keep)
-        _exit(3);
+        child_exit(3);
     p[0] = 1;
     lab_free_pages(a, p, 0);
     raw_write(p + 10, 2);                    /* the bug: must fault here */
-    _exit(4);
+    child_exit(4);
 }
 
 static void child_uses_protected_pages_correctly(void)
@@ -277,19 +274,19 @@ static void child_uses_protected_pages_correctly(void)
         for (unsigned o = 0; o <= 3; o++) {
             char *p = lab_alloc_pages(a, LAB_GFP_KERNEL, o);
             if (!p)
-                _exit(3);
+                child_exit(3);
             memset(p, 7, (size_t)LAB_PAGE_SIZE << o);
             lab_free_pages(a, p, o);
             char *q = lab_alloc_pages(a, LAB_GFP_KERNEL, o);   /* handed out again: accessible */
             if (!q)
-                _exit(3);
+                child_exit(3);
             raw_write(q + ((size_t)LAB_PAGE_SIZE << o) - 1, 1);
             if (raw_read(q) != 7 && raw_read(q) != 0 && raw_read(q) != 0x6b)
-                _exit(5);
+                child_exit(5);
             lab_free_pages(a, q, o);
         }
     }
-    _exit(lab_check(a) == 0 ? 0 : 6);
+    child_exit(lab_check(a) == 0 ? 0 : 6);
 }
 
 static void test_protect_free_faults_on_a_touch_of_a_freed_page(void)
@@ -316,10 +313,10 @@ static void child_writes_one_byte_past_a_guarded_block(void)
     lab_arena *a = arena(256, LAB_ARENA_GUARD);
     char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
     if (!b)
-        _exit(3);
+        child_exit(3);
     memset(b, 1, 4 * LAB_PAGE_SIZE);         /* all of it is fine */
     raw_write(b + 4 * LAB_PAGE_SIZE, 2);     /* the bug: one byte past the end */
-    _exit(4);
+    child_exit(4);
 }
 
 static void child_writes_the_last_byte_of_a_guarded_block(void)
@@ -328,9 +325,9 @@ static void child_writes_the_last_byte_of_a_guarded_block(void)
     lab_arena *a = arena(256, LAB_ARENA_GUARD);
     char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
     if (!b)
-        _exit(3);
+        child_exit(3);
     raw_write(b + 4 * LAB_PAGE_SIZE - 1, 2);
-    _exit(0);
+    child_exit(0);
 }
 
 static void child_writes_one_byte_before_a_guarded_block(void)
@@ -339,10 +336,10 @@ static void child_writes_one_byte_before_a_guarded_block(void)
     lab_arena *a = arena(256, LAB_ARENA_GUARD);
     char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
     if (!b)
-        _exit(3);
+        child_exit(3);
     raw_write(b, 2);                         /* the first byte is fine */
     raw_write(b - 1, 2);                     /* the bug: one byte before the start */
-    _exit(4);
+    child_exit(4);
 }
 
 static void test_guard_page_faults_one_byte_past_a_block(void)
@@ -395,11 +392,11 @@ static void child_reads_a_freed_page_under_asan(void)
     lab_arena *a = arena(64, 0);
     volatile char *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
     if (!p)
-        _exit(3);
+        child_exit(3);
     p[0] = 1;
     lab_free_pages(a, (void *)p, 0);
     char c = p[64];                          /* the bug: ASan must stop here */
-    _exit(c == 0x6b ? 4 : 5);
+    child_exit(c == 0x6b ? 4 : 5);
 }
 
 static void child_uses_pages_correctly_under_asan(void)
@@ -408,7 +405,7 @@ static void child_uses_pages_correctly_under_asan(void)
     for (unsigned o = 0; o <= 3; o++) {
         volatile char *p = lab_alloc_pages(a, LAB_GFP_KERNEL, o);
         if (!p)
-            _exit(3);
+            child_exit(3);
         for (size_t i = 0; i < ((size_t)LAB_PAGE_SIZE << o); i += 512)
             p[i] = (char)i;
         lab_free_pages(a, (void *)p, o);
@@ -416,7 +413,7 @@ static void child_uses_pages_correctly_under_asan(void)
         p[((size_t)LAB_PAGE_SIZE << o) - 1] = 1;
         lab_free_pages(a, (void *)p, o);
     }
-    _exit(0);
+    child_exit(0);
 }
 #endif
 
@@ -436,21 +433,21 @@ static void test_asan_reports_use_after_free_of_a_page(void)
     CHECK(exited_ok(&c));
     CHECK(strstr(c.err, "AddressSanitizer") == NULL);
 #else
-    fprintf(stderr, "  note: not an ASan build; skipped\n");
+    SKIP("not an ASan build");
 #endif
 }
 
 int main(void)
 {
     test_watchdog(120);
-    RUN(test_poison_reports_a_write_to_a_freed_page);
-    RUN(test_poison_names_a_zero_written_at_the_start_of_a_freed_page);
-    RUN(test_poison_expects_zeros_in_a_page_never_used);
+    RUN_ALONE(test_poison_reports_a_write_to_a_freed_page);
+    RUN_ALONE(test_poison_names_a_zero_written_at_the_start_of_a_freed_page);
+    RUN_ALONE(test_poison_expects_zeros_in_a_page_never_used);
     RUN(test_poison_is_silent_on_correct_use);
     RUN(test_protect_free_faults_on_a_touch_of_a_freed_page);
     RUN(test_protect_free_is_silent_on_correct_use);
     RUN(test_guard_page_faults_one_byte_past_a_block);
     RUN(test_guarded_block_is_usable_and_freed_with_its_order);
-    RUN(test_asan_reports_use_after_free_of_a_page);
+    RUN_ALONE(test_asan_reports_use_after_free_of_a_page);
     return test_finish();
 }

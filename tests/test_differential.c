@@ -387,14 +387,12 @@ static void test_small_and_order_zero_arenas_match_the_model(void)
 int main(void)
 {
     test_watchdog(SLOW_BUILD ? 120 : 60);
-    const char *env = getenv("LAB_TEST_SEED");
-    base_seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+    base_seed = test_seed();
     /* 4 + 4 + 4/2 runs: 10 * ops_per_run operations in all */
     ops_per_run = SLOW_BUILD ? 50000 : 200000;
     uniform_pct = SLOW_BUILD ? 10 : 50;
     run_budget_s = SLOW_BUILD ? 1.2 : 0;      /* 10 runs: ~12 s at most */
-    fprintf(stderr, "seed %" PRIu64 " (LAB_TEST_SEED to replay), %s build\n", base_seed,
-            SLOW_BUILD ? "debug/sanitizer" : "release");
+    fprintf(stderr, "%s build\n", SLOW_BUILD ? "debug/sanitizer" : "release");
     double t0 = now_s();
     RUN(test_model_self_check_catches_a_wrong_model);
     RUN(test_power_of_two_arenas_match_the_model);

@@ -314,7 +314,7 @@ static void run_in_child(void (*fn)(void), struct child_result *cr)
         dup2(fds[1], 2);
         close(fds[1]);
         fn();
-        _exit(99);   /* fn decides how the child ends */
+        child_exit(99);   /* fn decides how the child ends */
     }
     close(fds[1]);
     cr->len = 0;
@@ -339,7 +339,7 @@ static void child_double_frees_with_default_handler(void)
     lab_arena *a = test_arena(PAGES, MAX_ORDER, 0, 0, 0);
     char *x = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 0), *y = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 0);
     if (!x || !y)
-        _exit(2);
+        child_exit(2);
     lab_free_pages(a, x, 0);
     lab_free_pages(a, x, 0);     /* reported */
     lab_free_pages(a, x, 0);     /* same code again: not written again */
@@ -348,7 +348,7 @@ static void child_double_frees_with_default_handler(void)
     lab_stats_get(a, &s);
     int ok = lab_check(a) == 0 && s.free_pages == PAGES && s.misuse == 2;
     lab_arena_destroy(a);
-    _exit(ok ? 42 : 3);
+    child_exit(ok ? 42 : 3);
 }
 
 #ifndef LAB_DEBUG

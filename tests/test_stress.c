@@ -755,6 +755,7 @@ static void test_stress_everything_at_once(void)
     sigemptyset(&sa.sa_mask);
     REQUIRE(sigaction(SIGUSR1, &sa, &old_sa) == 0);
 
+    uint64_t seed = test_seed();
     g_workers = calloc(g_nthreads, sizeof(struct worker));
     REQUIRE(g_workers);
     pthread_barrier_init(&g_start, NULL, g_nthreads + 1);
@@ -762,7 +763,7 @@ static void test_stress_everything_at_once(void)
     for (unsigned i = 0; i < g_nthreads; i++) {
         struct worker *w = &g_workers[i];
         w->id = i;
-        w->seed = 0x12345u * (i + 1) ^ (uint32_t)time(NULL);
+        w->seed = 0x12345u * (i + 1) ^ (uint32_t)seed;
         if (!w->seed)
             w->seed = 1;
         REQUIRE(pthread_create(&w->tid, NULL, worker_main, w) == 0);

@@ -237,11 +237,12 @@ static void test_threads_alloc_and_free_concurrently_without_loss(void)
     REQUIRE(NWORKERS * (LOCAL_PAGES + QUEUE_PAGES) + ((size_t)1 << MAX_ORDER) + s.wmark_min + ARENA_PAGES / 100
             < ARENA_PAGES);
 
+    uint64_t seed = test_seed();
     pthread_barrier_init(&start_line, NULL, NWORKERS + 2);
     for (unsigned i = 0; i < NWORKERS; i++) {
         pthread_mutex_init(&queues[i].lock, NULL);
         workers[i].id = i;
-        workers[i].rng = 0x9e3779b97f4a7c15ull * (i + 1) ^ (uint64_t)time(NULL);
+        workers[i].rng = 0x9e3779b97f4a7c15ull * (i + 1) ^ seed;
         REQUIRE(pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) == 0);
     }
     struct checker chk = { 0, 0, 0 };
