@@ -54,7 +54,7 @@
  *     number of live rooms matches, room_pages and the room part of
  *     reserve_pages equal the sums of lab_room_stats_get, and every live
  *     room holds + hands out at most its quota and has handed out at least
- *     what the model says;
+ *     what the model says, and its stock never exceeds high + batch;
  *   - the misuse handler was called exactly as often as expected, with the
  *     expected code, and lab_stats.misuse counts the same calls.
  * Every allocation returns a block aligned to its (real) order whose pages
@@ -202,6 +202,8 @@ struct froom {
     lab_room *r;
     bool      alive;
     size_t    quota, reserve;
+    size_t    stock_max;  /* high + batch: what the stock may hold (the owner's
+                             next free pushes one page, then drains) */
     unsigned  out;     /* the model's pages of this room handed out */
 };
 
@@ -487,6 +489,7 @@ static void check_all(void)
         reserve += rs.reserve;
         REQUIRE(rs.out >= fr->out, "room %u says %zu pages out, the model has %u", i, rs.out, fr->out);
         REQUIRE(rs.reserve <= fr->reserve, "room %u reserve %zu above its %zu", i, rs.reserve, fr->reserve);
+        REQUIRE(rs.stock <= fr->stock_max, "room %u stock %zu above high + batch = %zu", i, rs.stock, fr->stock_max);
         if (fr->quota)
             REQUIRE(rs.stock + rs.reserve + rs.out <= fr->quota && fr->out <= fr->quota,
                     "room %u above its quota %zu: stock %zu reserve %zu out %zu (model out %u)", i, fr->quota,
@@ -1096,6 +1099,8 @@ static void op_room_create(void)
     fr->alive = true;
     fr->quota = rc.quota;
     fr->reserve = rc.reserve;
+    size_t high = rc.high ? rc.high : 4 * rc.batch;   /* lab_room_config: 0 = 4 * batch, at least batch */
+    fr->stock_max = (high < rc.batch ? rc.batch : high) + rc.batch;
     fr->out = 0;
     lab_room_stats rs;
     lab_room_stats_get(r, &rs);

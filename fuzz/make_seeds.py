@@ -145,6 +145,14 @@ SEEDS = {
         + room_create(0, 4, 8) + room_burst(1, NOWAIT, 6)
         + bulk_free(0x80, [(0x81, 0), (0x81, 1), (0x81, 2), (4 | 3, 0), (0, 9), (2 | (5 << 2), 3)])
         + bulk_free(0x82, [(0, 0)]) + bulk_free(0, [(1, 0), (1, 1)]),
+    # a batch-1 room (high 4): bulk frees of runs longer and shorter than the
+    # stock takes at once, remote frees, and the owner's frees after them
+    "bulk_remote_batch1": header(128, 5) + room_create(0, 1, 4) + room_burst(0, NOWAIT, 7)
+        + bulk_free(0x80, [(0x80, i) for i in range(7)]) + room_alloc(0, NOWAIT) + room_burst(0, NOWAIT, 3)
+        + burst_free(4, 1) + room_burst(0, NOWAIT, 3) + bulk_free(0x80, [(0x80, i) for i in range(3)])
+        + room_alloc(0, NOWAIT) + room_burst(0, NOWAIT, 12) + free_room_remote(5)
+        + bulk_free(0x80, [(0x80, i) for i in range(7)]) + room_alloc(0, NOWAIT)
+        + room_burst(0, NOWAIT, 9) + burst_free(9, 1) + room_burst(0, ATOMIC, 2) + room_destroy(0),
     "huge_room_batch": header(64, 4) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 2, 0, 0, 0x0c)
         + room_alloc(0, NOWAIT) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 5, 2, 0, 0x3c),
 }
