@@ -17,7 +17,7 @@ LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 
-.PHONY: all debug test test-aarch64 demo bench install clean
+.PHONY: all debug test test-aarch64 demo bench install clean coverage mutate mutate-quick
 
 all:
 	@scripts/need.sh build
@@ -48,6 +48,21 @@ install: all
 
 clean:
 	rm -rf build build-*
+
+# Line and branch coverage of src/ by the tests (gcovr), two instrumented
+# trees merged; fails below LAB_COVERAGE_MIN percent of lines (default 95).
+coverage:
+	@JOBS="$(JOBS)" scripts/coverage.sh
+
+# Mutation testing (scripts/mutate.py): MUTATE_SAMPLE mutants of src/ drawn
+# with MUTATE_SEED, each built as the release tree and run against the unit
+# tests.  mutate-quick is the small fixed sample CI runs.
+MUTATE_SAMPLE ?= 60
+MUTATE_SEED   ?= 1
+mutate:
+	scripts/mutate.py --sample $(MUTATE_SAMPLE) --seed $(MUTATE_SEED) --jobs $(JOBS)
+mutate-quick:
+	scripts/mutate.py --sample 8 --seed 17 --jobs $(JOBS) --min-score 50
 
 # The libFuzzer harness fuzz/fuzz_api.c (clang): builds build-fuzz/fuzz_api and
 # fuzzes for FUZZ_SECONDS on a copy of the seed corpus fuzz/corpus.

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Mutation testing of src/: does the test suite notice when the code is wrong?
+
+Each mutant is one small change to one line of src/*.c:
+  ror    a relational operator replaced (< <=, > >=, == !=, each both ways)
+  aor    an arithmetic operator replaced (+ -, += -=, each both ways)
+  lcr    && and || swapped
+  const  an integer literal n replaced by n + 1 (and 1 by 0)
+  neg    the condition of an if or while negated
+  del    an expression statement (a call or an assignment) removed
+For each mutant the release tree (RelWithDebInfo, no LAB_DEBUG: the code
+users run) is rebuilt from a private copy of the sources and the unit tests
+run under a time limit.  The mutant is killed when a test fails or the run
+times out (a hang is a failure), survives when every test passes, and is
+stillborn when it does not compile (not counted).
+
+  scripts/mutate.py --list                   every mutant, numbered
+  scripts/mutate.py --sample 12 --seed 1     a seeded random sample
+  scripts/mutate.py --all                    every mutant (hours)
+  scripts/mutate.py --only src/path.c:77     the mutants of some lines
+  scripts/mutate.py --mutant N               one mutant by number of --list
+  scripts/mutate.py --custom 'src/room.c:162:<= r->high:<= r->high + 8'
+                                             a mutant written by hand: on that
+                                             line, the first 'old' becomes 'new'
+
+The score is killed / (killed + survived).  Survivors are printed as
+file:line with the change; some are equivalent (the program cannot behave
+differently, e.g. a counter that only statistics read, or a bound that no
+reachable state meets).  A sample is reproducible: the same seed on the
+same sources picks the same mutants.
+
+No mutation tool for C is packaged in Debian; this runner stays small and
+text-based (it mutates lines, not a syntax tree), so a few mutants do not
+compile and are reported as stillborn.
+"""
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+WORK = os.path.join(ROOT, "build-mutate")
+TREE = os.path.join(WORK, "tree")
+BUILD = os.path.join(WORK, "build")
+
+ROR = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
+AOR = {"+": "-", "-": "+", "+=": "-=", "-=": "+="}
+LCR = {"&&": "||", "||": "&&"}
+TOKEN = re.compile(r"<<=|>>=|<<|>>|->|\+\+|--|&&|\|\||[<>=!]=|\+=|-=|[<>+\-]|\b\d+[uUlL]*\b|\w+|\S")
+SKIP_LINE = re.compile(r"^\s*(#|\*|/\*|//)|lab_assert\(|_Static_assert|__builtin_prefetch|\bcase\b.*:")
+DECL_START = re.compile(r"^\s*(static|const|struct|enum|union|unsigned|int|long|size_t|uint\d+_t|int\d+_t|bool|char|"
+                        r"void|uintptr_t|_Atomic|lab_\w+_t|lab_\w+ \*|double|float|typedef)\b")
+
+
+def strip_strings(line):
+    """The line with string and char literals blanked, and a trailing comment cut."""
+    out, i, n = [], 0, len(line)
+    while i < n:
+        c = line[i]
+        if c in "\"'":
+            q, j = c, i + 1
+            while j < n and line[j] != q:
+                j += 2 if line[j] == "\\" else 1
+            out.append(" " * (min(j, n - 1) - i + 1))
+            i = j + 1
+            continue
+        if line.startswith("/*", i) or line.startswith("//", i):
+            break
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def code_lines(path):
+    """(line number, text, code) of the lines outside block comments."""
+    in_comment = False
+    with open(path) as f:
+        for no, text in enumerate(f, 1):
+            code = text
+            if in_comment:
+                if "*/" not in code:
+                    continue
+                code = " " * (code.index("*/") + 2) + code[code.index("*/") + 2:]
+                in_comment = False
+            if "/*" in strip_strings(code) and "*/" not in code[code.index("/*"):]:
+                in_comment = True
+                code = code[:code.index("/*")]
+            yield no, text, strip_strings(code)
+
+
+def balanced_paren_end(code, start):
+    depth = 0
+    for i in range(start, len(code)):
+        if code[i] == "(":
+            depth += 1
+        elif code[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def mutants_of_file(rel):
+    out = []
+    for no, text, code in code_lines(os.path.join(ROOT, rel)):
+        if SKIP_LINE.search(text) or not code.strip():
+            continue
+        prev = None
+        for m in TOKEN.finditer(code):
+            tok, col = m.group(0), m.start()
+            # a binary operator follows an operand, not another operator
+            binary = prev is not None and (re.match(r"\w", prev) or prev in (")", "]"))
+            if tok in ROR and binary and not (tok in "<>" and "#include" in code):
+                out.append((rel, no, col, tok, ROR[tok], "ror"))
+            elif tok in AOR and (binary or tok in ("+=", "-=")):
+                out.append((rel, no, col, tok, AOR[tok], "aor"))
+            elif tok in LCR:
+                out.append((rel, no, col, tok, LCR[tok], "lcr"))
+            elif re.fullmatch(r"\d+[uUlL]*", tok) and prev not in ("[",) and not code.lstrip().startswith("["):
+                digits = re.match(r"\d+", tok).group(0)
+                suffix = tok[len(digits):]
+                if digits.startswith("0") and len(digits) > 1:
+                    continue   # octal
+                v = int(digits)
+                out.append((rel, no, col, tok, ("0" if v == 1 else str(v + 1)) + suffix, "const"))
+            prev = tok
+        # negate an if / while condition that closes on this line
+        for m in re.finditer(r"\b(if|while)\s*\(", code):
+            open_at = m.end() - 1
+            close = balanced_paren_end(code, open_at)
+            if close > 0:
+                cond = code[open_at + 1:close]
+                out.append((rel, no, open_at, "(" + cond + ")", "(!(" + cond + "))", "neg"))
+        # remove an expression statement: a call or an assignment on its own line
+        s = code.strip()
+        if (s.endswith(";") and not DECL_START.match(code) and not re.match(r"(return|break|continue|goto)\b", s)
+                and re.match(r"[\w*(][\w\->.\[\]()* ]*(\(|=|\+=|-=|\+\+|--)", s) and s.count("(") == s.count(")")
+                and not s.startswith("}")):
+            out.append((rel, no, code.index(s), s, ";", "del"))
+    return out
+
+
+def all_mutants():
+    files = sorted(f for f in os.listdir(os.path.join(ROOT, "src")) if f.endswith(".c"))
+    out = []
+    for f in files:
+        out.extend(mutants_of_file("src/" + f))
+    return out
+
+
+def describe(m):
+    rel, no, col, old, new, op = m
+    short = lambda s: s if len(s) <= 60 else s[:57] + "..."
+    return f"{rel}:{no} [{op}] '{short(old)}' -> '{short(new)}'"
+
+
+def apply(m):
+    rel, no, col, old, new, _ = m
+    src = os.path.join(ROOT, rel)
+    with open(src) as f:
+        lines = f.readlines()
+    line = lines[no - 1]
+    assert line[col:col + len(old)] == old, (describe(m), line)
+    lines[no - 1] = line[:col] + new + line[col + len(old):]
+    with open(os.path.join(TREE, rel), "w") as f:
+        f.writelines(lines)
+
+
+def restore(m):
+    shutil.copyfile(os.path.join(ROOT, m[0]), os.path.join(TREE, m[0]))
+
+
+def run(cmd, timeout, cwd, log):
+    """Run cmd in its own process group; True if it exited 0, None on timeout."""
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return p.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return None
+
+
+def prepare(jobs):
+    if os.path.isdir(TREE):
+        shutil.rmtree(TREE)
+    os.makedirs(TREE)
+    for d in ("src", "include", "tests", "cmake", "fuzz"):
+        if os.path.isdir(os.path.join(ROOT, d)):
+            shutil.copytree(os.path.join(ROOT, d), os.path.join(TREE, d))
+    shutil.copy(os.path.join(ROOT, "CMakeLists.txt"), TREE)
+    os.makedirs(BUILD, exist_ok=True)
+    with open(os.path.join(WORK, "baseline.log"), "w") as log:
+        ok = run(["cmake", "-S", TREE, "-B", BUILD, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DLAB_BUILD_BENCH=OFF",
+                  "-DLAB_BUILD_TOOLS=OFF", "-DLAB_BUILD_EXAMPLES=OFF"], 300, WORK, log)
+        ok = ok and run(["cmake", "--build", BUILD, f"-j{jobs}"], 900, WORK, log)
+        if not ok:
+            sys.exit("mutate: the unmutated tree does not build (see build-mutate/baseline.log)")
+        t0 = time.time()
+        ok = run(["ctest", "-L", "unit", f"-j{jobs}", "--output-on-failure"], 900, BUILD, log)
+        if not ok:
+            sys.exit("mutate: the unmutated tree fails its tests (see build-mutate/baseline.log)")
+        return time.time() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--list", action="store_true")
+    g.add_argument("--all", action="store_true")
+    g.add_argument("--sample", type=int)
+    g.add_argument("--only", action="append", help="file:line (repeatable)")
+    g.add_argument("--mutant", type=int, action="append")
+    g.add_argument("--custom", action="append", help="file:line:old:new (repeatable)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
+    ap.add_argument("--min-score", type=float, default=0.0, help="exit 1 when the score is below (0..100)")
+    a = ap.parse_args()
+
+    mutants = all_mutants()
+    if a.list:
+        for i, m in enumerate(mutants):
+            print(f"{i:5d} {describe(m)}")
+        print(f"{len(mutants)} mutants", file=sys.stderr)
+        return 0
+    if a.all:
+        chosen = list(range(len(mutants)))
+    elif a.only:
+        want = {(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in a.only}
+        chosen = [i for i, m in enumerate(mutants) if (m[0], m[1]) in want]
+    elif a.mutant:
+        chosen = a.mutant
+    elif a.custom:
+        chosen = []
+        for spec in a.custom:
+            rel, no, old, new = spec.split(":", 3)
+            with open(os.path.join(ROOT, rel)) as f:
+                line = f.readlines()[int(no) - 1]
+            if old not in line:
+                sys.exit(f"mutate: '{old}' is not on {rel}:{no}")
+            chosen.append(len(mutants))
+            mutants.append((rel, int(no), line.index(old), old, new, "custom"))
+    else:
+        chosen = sorted(random.Random(a.seed).sample(range(len(mutants)), min(a.sample or 12, len(mutants))))
+
+    baseline = prepare(a.jobs)
+    limit = 3 * baseline + 30
+    print(f"mutate: {len(chosen)} of {len(mutants)} mutants; unmutated tests take {baseline:.0f} s, "
+          f"limit {limit:.0f} s a mutant", flush=True)
+    killed, survived, stillborn = [], [], []
+    t_start = time.time()
+    for k, i in enumerate(chosen, 1):
+        m = mutants[i]
+        apply(m)
+        logpath = os.path.join(WORK, "mutant.log")
+        with open(logpath, "w") as log:
+            built = run(["cmake", "--build", BUILD, f"-j{a.jobs}"], 600, WORK, log)
+            if not built:
+                verdict = "stillborn"
+            else:
+                t0 = time.time()
+                passed = run(["ctest", "-L", "unit", f"-j{a.jobs}", "--stop-on-failure"], limit, BUILD, log)
+                verdict = "survived" if passed else ("killed (timeout)" if passed is None else "killed")
+        if verdict == "killed":
+            with open(logpath) as log:
+                failed = sorted(set(re.findall(r"\d+ - (\w+) \(", log.read())))
+            verdict += " by " + (", ".join(failed) or "?")
+        restore(m)
+        {"s": survived, "k": killed}.get(verdict[0], stillborn).append(i)
+        print(f"[{k}/{len(chosen)}] #{i} {describe(m)}: {verdict}", flush=True)
+    # leave the tree unmutated and built
+    run(["cmake", "--build", BUILD, f"-j{a.jobs}"], 600, WORK, subprocess.DEVNULL)
+    counted = len(killed) + len(survived)
+    score = 100.0 * len(killed) / counted if counted else 100.0
+    print(f"\nmutate: score {score:.1f}% ({len(killed)} killed, {len(survived)} survived, "
+          f"{len(stillborn)} stillborn) in {time.time() - t_start:.0f} s; seed {a.seed}")
+    for i in survived:
+        print(f"  survived #{i}: {describe(mutants[i])}")
+    return 1 if score < a.min_score else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
