@@ -44,8 +44,8 @@
  *
  * ---- What is checked --------------------------------------------------------
  * The model marks, page by page, which pages are handed out (a guarded block
- * of order k >= 1 below max_order occupies 2^(k+1) pages: the caller's
- * 2^k and the guard half).  Stamps (first and last word of each page) are
+ * -- order k >= 1 below max_order, asked by a request that may block --
+ * occupies 2^(k+2) pages: the caller's 2^k and the guard half).  Stamps (first and last word of each page) are
  * written at allocation and verified at free.  After every operation:
  *   - lab_check() == 0;
  *   - lab_stats: allocated_pages == the model's handed-out pages (so free +
@@ -421,9 +421,12 @@ static size_t doc_floor(unsigned gfp)
     return m;
 }
 
-static unsigned real_order(unsigned order)
+/* GUARD arenas guard blocks of order >= 1 for requests that may block only:
+ * the guard pages take system calls (mprotect), which the others may not make. */
+static unsigned real_order(unsigned order, unsigned gfp)
 {
-    return M.guard && order >= 1 && order + 2 <= M.max_order ? order + 2 : order;
+    return M.guard && order >= 1 && order + 2 <= M.max_order && (gfp & LAB_GFP_DIRECT_RECLAIM) ? order + 2
+                                                                                                : order;
 }
 
 /* ---- the state checks ------------------------------------------------------------ */
@@ -640,7 +643,7 @@ static unsigned pick_order(unsigned b)
 /* ---- operations ---------------------------------------------------------------------- */
 static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
 {
-    unsigned real = order <= M.max_order ? real_order(order) : order;
+    unsigned real = order <= M.max_order ? real_order(order, gfp) : order;
     int pred = -1;
     /* predict() says -1 anyway with rooms; a shrinker may free during a
      * blocking request */
@@ -979,6 +982,12 @@ static void op_misuse_room_free(void)
     unsigned mis0 = M.mis_calls;
     lab_room_free(M.rooms[ri].r, addr);
     expect_misuse(mis0, want, "lab_room_free misuse");
+    if (want == LAB_EROOMDEAD) {
+        /* reported, and the page (handed out in good faith) goes to the zone */
+        unsigned p = (unsigned)(((uintptr_t)addr - (uintptr_t)M.base) >> 12);
+        verify_stamp(&M.blk[M.owner[p] - 1]);
+        block_remove(M.owner[p] - 1u);
+    }
 }
 
 /* lab_free_pages_bulk: up to 16 entries, valid blocks, misuse, NULL and

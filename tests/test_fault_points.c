@@ -194,7 +194,8 @@ static void run_recommit(struct ctx *c)
 }
 
 /* GUARD: an order-1 block between two PROT_NONE pages: two mprotect calls
- * to hand it out, two to take it back. */
+ * to hand it out, two to lift the guards when a context that may make
+ * system calls flushes the freed block (the free itself may be atomic). */
 static void setup_guard(struct ctx *c) { c->a = make_arena(LAB_ARENA_GUARD, PAGES, 16, 24, 32); }
 static void run_guard(struct ctx *c)
 {
@@ -203,6 +204,7 @@ static void run_guard(struct ctx *c)
     if (p) {
         memset(p, 7, 2 * LAB_PAGE_SIZE);
         lab_free_pages(c->a, p, 1);
+        lab_arena_flush(c->a);
     }
 }
 
