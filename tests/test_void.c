@@ -94,6 +94,12 @@ static void commit_everything(lab_arena *a)
     REQUIRE(stats(a).free_pages == lab_arena_size(a) / LAB_PAGE_SIZE);
 }
 
+#ifdef LAB_TEST_SLOW
+#define CREATE_MS_MAX 20.0
+#else
+#define CREATE_MS_MAX 2.0
+#endif
+
 static void test_64gib_lazy_arena_is_created_fast_and_costs_little(void)
 {
     test_skip_under_emulator("qemu-user keeps flags for every page of a guest mapping: a 64 GiB "
@@ -103,17 +109,28 @@ static void test_64gib_lazy_arena_is_created_fast_and_costs_little(void)
     cfg.size = 64ull << 30;
     cfg.name = "huge-lazy";
     lab_arena *a = NULL;
-    size_t rss0 = process_rss();
-    double t0 = now_ms();
-    int err = lab_arena_create(&cfg, &a);
-    double ms = now_ms() - t0;
-    size_t rss1 = process_rss();
-    REQUIRE(err == 0 && a);
-    fprintf(stderr, "  64 GiB lazy arena: created in %.3f ms, process RSS +%.2f MiB\n", ms,
+    /* the fastest of three creations: one run can lose the CPU on a busy
+     * machine; a creation that touched its 256 MiB of descriptors or the
+     * 64 GiB would take hundreds of milliseconds every time */
+    double ms = 1e9;
+    size_t rss0 = 0, rss1 = 0;
+    for (int i = 0; i < 3; i++) {
+        lab_arena_destroy(a);
+        a = NULL;
+        rss0 = process_rss();
+        double t0 = now_ms();
+        int err = lab_arena_create(&cfg, &a);
+        double t = now_ms() - t0;
+        rss1 = process_rss();
+        REQUIRE(err == 0 && a);
+        ms = t < ms ? t : ms;
+    }
+    fprintf(stderr, "  64 GiB lazy arena: created in %.3f ms (fastest of 3), process RSS +%.2f MiB\n", ms,
             (double)(rss1 > rss0 ? rss1 - rss0 : 0) / (double)MiB);
-    CHECK(ms < 1000.0);
+    /* measured: 0.03 ms and +0.15 MiB in release builds */
+    CHECK(ms < CREATE_MS_MAX);
 #ifndef T_SANITIZER
-    CHECK(rss1 < rss0 + 64 * MiB);
+    CHECK(rss1 < rss0 + 2 * MiB);
 #else
     fprintf(stderr, "  note: process RSS not asserted under a sanitizer\n");
 #endif
@@ -132,13 +149,19 @@ static void test_64gib_lazy_arena_is_created_fast_and_costs_little(void)
     CHECK(stamp_ok(atomic, 3, 3));
     lab_stats s = stats(a);
     CHECK_EQ(s.total_pages, (64ull << 30) / LAB_PAGE_SIZE);
-    CHECK(s.resident_bytes < 64 * MiB);            /* of the page frames, by mincore */
-    CHECK(s.metadata_resident_bytes < 64 * MiB);   /* of 256 MiB of descriptors */
+    /* Resident: the three blocks (measured 4.04 MiB), and at most two more
+     * huge pages where transparent huge pages back the lazy mapping; of the
+     * 256 MiB of descriptors, the few written (measured 0.02 MiB), or a
+     * huge page or two. */
+    size_t blocks = ((size_t)1 + ((size_t)1 << lab_arena_max_order(a)) + 8) * LAB_PAGE_SIZE;
+    CHECK(s.resident_bytes >= blocks);
+    CHECK(s.resident_bytes <= blocks + 4 * MiB);
+    CHECK(s.metadata_resident_bytes <= 4 * MiB);
     fprintf(stderr, "  after 3 allocations: frames resident %.2f MiB, descriptors resident %.2f of %.0f MiB\n",
             (double)s.resident_bytes / (double)MiB, (double)s.metadata_resident_bytes / (double)MiB,
             (double)s.metadata_bytes / (double)MiB);
 #ifndef T_SANITIZER
-    CHECK(process_rss() < rss0 + 64 * MiB);
+    CHECK(process_rss() <= rss0 + blocks + 8 * MiB);
 #endif
     lab_free_pages(a, small, 0);
     lab_free_pages(a, large, lab_arena_max_order(a));
