@@ -979,15 +979,16 @@ static void op_misuse_room_free(void)
         do_free_slot((unsigned)slot, 1);
         return;
     }
+    /* a page of a destroyed room is reported, and (handed out in good
+     * faith) goes to the zone */
+    unsigned p = (unsigned)(((uintptr_t)addr - (uintptr_t)M.base) >> 12);
+    if (want == LAB_EROOMDEAD)
+        verify_stamp(&M.blk[M.owner[p] - 1]);
     unsigned mis0 = M.mis_calls;
     lab_room_free(M.rooms[ri].r, addr);
     expect_misuse(mis0, want, "lab_room_free misuse");
-    if (want == LAB_EROOMDEAD) {
-        /* reported, and the page (handed out in good faith) goes to the zone */
-        unsigned p = (unsigned)(((uintptr_t)addr - (uintptr_t)M.base) >> 12);
-        verify_stamp(&M.blk[M.owner[p] - 1]);
+    if (want == LAB_EROOMDEAD)
         block_remove(M.owner[p] - 1u);
-    }
 }
 
 /* lab_free_pages_bulk: up to 16 entries, valid blocks, misuse, NULL and
