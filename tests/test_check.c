@@ -168,7 +168,7 @@ static void test_zone_counters_that_disagree_with_the_frames_are_reported(void)
     lab_arena_destroy(a);
 }
 
-/* Free lists: an entry owned by a room, a broken back link, a length that
+/* Free lists: an entry that names a room, a broken back link, a length that
  * differs from the counter, the non-empty bitmap, a free block on no list. */
 static void test_broken_free_lists_are_reported(void)
 {
@@ -177,9 +177,9 @@ static void test_broken_free_lists_are_reported(void)
     struct free_area *fa = &z->area[2];
     REQUIRE(fa->nr_free == 4);
     uint32_t head = fa->head, second = z->pages[head].next;
-    z->pages[head].room = 1;
-    EXPECT_FAULT(a, LAB_ECHECK_COUNT);
-    z->pages[head].room = 0;
+    pg_set_room(z, head, 1);
+    EXPECT_FAULT(a, LAB_ECHECK_STATE);    /* a free block that still names a room */
+    pg_set_room(z, head, 0);
     uint32_t back = z->pages[second].prev;
     z->pages[second].prev = NIL;
     EXPECT_FAULT(a, LAB_ECHECK_COUNT);
@@ -233,15 +233,22 @@ static void test_room_counters_that_disagree_are_reported(void)
     REQUIRE(p);
     lab_room_free(r, p);
     EXPECT_HEALTHY(a);
-    size_t stock = atomic_load(&r->nr_stock), reserve = atomic_load(&r->nr_reserve);
+    struct room_stock *s0 = &r->stk[0];
+    size_t stock = atomic_load(&s0->n), reserve = atomic_load(&r->nr_reserve);
     REQUIRE(stock == 4 && reserve == 2);
 
-    atomic_store(&r->nr_stock, stock + 1);
+    atomic_store(&s0->n, stock + 1);
     EXPECT_FAULT(a, LAB_ECHECK_COUNT);
     atomic_store(&r->seq, atomic_load(&r->seq) + 1);   /* owner inside an operation */
     EXPECT_HEALTHY(a);
     atomic_store(&r->seq, atomic_load(&r->seq) + 1);
-    atomic_store(&r->nr_stock, stock);
+    atomic_store(&s0->n, stock);
+
+    /* a stock page whose descriptor names no room */
+    uint32_t f = s0->frames[0];
+    pg_set_room(zone_of(a), f, 0);
+    EXPECT_FAULT(a, LAB_ECHECK_STATE);
+    pg_set_room(zone_of(a), f, r->id);
 
     atomic_store(&r->nr_reserve, reserve - 1);
     EXPECT_FAULT(a, LAB_ECHECK_COUNT);
@@ -252,12 +259,12 @@ static void test_room_counters_that_disagree_are_reported(void)
     EXPECT_FAULT(a, LAB_ECHECK_WMARK);
     r->reserve_target = target;
 
-    size_t high = r->high, batch = r->batch;
-    r->high = 1;
-    r->batch = 1;
+    size_t high = s0->high, batch = s0->batch;
+    s0->high = 1;
+    s0->batch = 1;
     EXPECT_FAULT(a, LAB_ECHECK_COUNT);
-    r->high = high;
-    r->batch = batch;
+    s0->high = high;
+    s0->batch = batch;
     EXPECT_HEALTHY(a);
     lab_room_destroy(r);
     EXPECT_HEALTHY(a);
