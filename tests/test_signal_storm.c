@@ -22,8 +22,9 @@
  * ATOMIC request may not give.
  *
  * The SCHED_FIFO variant runs the same with the workers at real-time
- * priority (they sleep 100 us every few hundred operations, so ordinary
- * threads -- the main thread, the background reclaimer -- still run).
+ * priority 1 and the sender at 2 (workers sleep 100 us after each
+ * millisecond of work, so ordinary threads -- the background reclaimer --
+ * still run).
  * Without the privilege it is SKIPPED, with the reason.
  */
 #include "check.h"
@@ -119,6 +120,13 @@ static void on_signal(int sig)
     }
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 struct held { void *p; unsigned order; bool room; uint64_t tag; };
 
 static void drop(struct worker *w, struct held *h)
@@ -169,6 +177,7 @@ static void *worker_main(void *arg)
 
     struct held win[WINDOW] = { { 0 } };
     unsigned pos = 0;
+    double last_sleep = now_ms();
     while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
         uint64_t r = next_rand(&w->rng);
         struct held *h = &win[pos++ % WINDOW];
@@ -194,10 +203,11 @@ static void *worker_main(void *arg)
             }
             pthread_mutex_unlock(&w->out.lock);
         }
-        if (++w->ops % 256 == 0) {
+        if (++w->ops % 64 == 0 && now_ms() - last_sleep >= 1.0) {
             free_neighbours(w);
             struct timespec ts = { 0, 100000 };
             nanosleep(&ts, NULL);
+            last_sleep = now_ms();
         }
     }
     for (unsigned i = 0; i < WINDOW; i++)
@@ -205,13 +215,6 @@ static void *worker_main(void *arg)
             drop(w, &win[i]);
     pthread_sigmask(SIG_BLOCK, &set, NULL);   /* no handler past this point */
     return NULL;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* Returns false when SCHED_FIFO was asked for and refused. */
@@ -251,6 +254,12 @@ static bool storm(bool fifo, uint64_t seed)
     for (unsigned i = 0; i < NWORKERS; i++)
         refused |= fifo && g_w[i].fifo_err != 0;
 
+    /* The sender runs above the real-time workers, so they cannot starve it. */
+    int policy = 0;
+    struct sched_param old_sp, sp = { .sched_priority = 2 };
+    pthread_getschedparam(pthread_self(), &policy, &old_sp);
+    if (fifo && !refused)
+        refused = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0;
     uint64_t sent = 0;
     double t0 = now_ms();
     while (!refused && now_ms() - t0 < RUN_MS) {
@@ -260,6 +269,8 @@ static bool storm(bool fifo, uint64_t seed)
         nanosleep(&ts, NULL);
     }
     atomic_store(&g_stop, true);
+    if (fifo)
+        pthread_setschedparam(pthread_self(), policy, &old_sp);
     for (unsigned i = 0; i < NWORKERS; i++)
         pthread_join(g_w[i].th, NULL);
     /* pending signals are discarded with the handlers' rooms still alive */
