@@ -1,0 +1,118 @@
+/*
+ * Misuse codes of the owner's free and of frees in GUARD arenas: each wrong
+ * pointer or order given to lab_room_free / lab_room_free_pages, and each
+ * wrong free of a guarded block, is reported once, with its own code, and
+ * changes nothing: the arena passes lab_check and every page comes back.
+ */
+#include "check.h"
+
+#define PAGES 256
+
+struct seen {
+    int codes[16];
+    int n;
+};
+
+static void record(void *ctx, int err, const void *addr, const char *msg)
+{
+    struct seen *s = ctx;
+    (void)addr;
+    (void)msg;
+    if (s->n < 16)
+        s->codes[s->n] = err;
+    s->n++;
+}
+
+/* Exactly one report, with this code, since the last call. */
+#define EXPECT_ONE(s, code) do { CHECK_EQ((s)->n, 1); CHECK_EQ((s)->codes[0], code); (s)->n = 0; } while (0)
+
+static lab_arena *guard_arena(struct seen *s)
+{
+    lab_arena_config cfg;
+    test_arena_config(&cfg, PAGES, 6, 0, 0, 0);
+    cfg.flags = LAB_ARENA_GUARD;
+    lab_arena *a = test_arena_create(&cfg);
+    lab_set_misuse_handler(a, record, s);
+    return a;
+}
+
+static void expect_every_page_back(lab_arena *a)
+{
+    lab_arena_flush(a);
+    lab_stats st;
+    lab_stats_get(a, &st);
+    CHECK_EQ(st.allocated_pages, 0);
+    CHECK_EQ(st.free_pages + st.highatomic_pages, PAGES);
+    CHECK_EQ(lab_check(a), 0);
+}
+
+static void test_owner_free_of_a_bad_pointer_names_the_fault(void)
+{
+    struct seen s = { .n = 0 };
+    lab_arena *a = guard_arena(&s);
+    lab_room *r = test_room(a, 0, 4, 0);
+    char *p = lab_room_alloc(r, LAB_GFP_KERNEL);
+    REQUIRE(p);
+    char *arena_page = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    char *blk = lab_alloc_pages(a, LAB_GFP_NOWAIT, 2);   /* unguarded: NOWAIT */
+    REQUIRE(arena_page && blk);
+
+    lab_room_free(r, NULL);
+    EXPECT_ONE(&s, LAB_EFOREIGN);
+    lab_room_free(r, (char *)lab_arena_base(a) + lab_arena_size(a));
+    EXPECT_ONE(&s, LAB_EFOREIGN);
+    lab_room_free(r, p + 8);
+    EXPECT_ONE(&s, LAB_EUNALIGNED);
+    lab_room_free_pages(r, p, 3);                        /* the room serves order 0 only */
+    EXPECT_ONE(&s, LAB_EBADORDER);
+    lab_room_free(r, arena_page);
+    EXPECT_ONE(&s, LAB_ENOTROOMPAGE);
+    lab_room_free(r, blk + LAB_PAGE_SIZE);              /* inside a block */
+    EXPECT_ONE(&s, LAB_EINTERIOR);
+
+    lab_room_free(r, p);                                 /* the right one */
+    CHECK_EQ(s.n, 0);
+    lab_room_free(r, p);
+    EXPECT_ONE(&s, LAB_EDOUBLEFREE);
+    lab_free_pages(a, arena_page, 0);
+    lab_free_pages(a, blk, 2);
+    CHECK_EQ(s.n, 0);
+    lab_room_destroy(r);
+    expect_every_page_back(a);
+    lab_arena_destroy(a);
+}
+
+/* A guarded block: the caller's 2^k pages sit in the second quarter of a
+ * block of order k + 2, whose head (one quarter before) is ALLOCATED. */
+static void test_wrong_frees_of_a_guarded_block_name_the_fault(void)
+{
+    struct seen s = { .n = 0 };
+    lab_arena *a = guard_arena(&s);
+    lab_room *r = test_room(a, 0, 4, 0);
+    char *g = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);    /* guarded: KERNEL may block */
+    REQUIRE(g);
+    char *head = g - 2 * LAB_PAGE_SIZE;
+
+    lab_free_pages(a, head, 3);                          /* the hidden head, as if it were the block */
+    EXPECT_ONE(&s, LAB_EINTERIOR);
+    lab_free_pages(a, g, 2);                             /* the caller's pages, another order */
+    EXPECT_ONE(&s, LAB_EWRONGORDER);
+    lab_room_free(r, head);
+    EXPECT_ONE(&s, LAB_EINTERIOR);
+    lab_room_free(r, g);
+    EXPECT_ONE(&s, LAB_ENOTROOMPAGE);
+
+    lab_free_pages(a, g, 1);
+    CHECK_EQ(s.n, 0);
+    lab_room_destroy(r);
+    expect_every_page_back(a);
+    lab_arena_destroy(a);
+}
+
+int main(void)
+{
+    test_watchdog(60);
+    RUN(test_owner_free_of_a_bad_pointer_names_the_fault);
+    RUN(test_wrong_frees_of_a_guarded_block_name_the_fault);
+    return test_finish();
+}
