@@ -139,14 +139,15 @@ def mutants_of_file(rel):
             open_at = m.end() - 1
             close = balanced_paren_end(code, open_at)
             if close > 0:
-                cond = code[open_at + 1:close]
+                cond = text[open_at + 1:close]   # the real text: literals were blanked in `code`
                 out.append((rel, no, open_at, "(" + cond + ")", "(!(" + cond + "))", "neg"))
         # remove an expression statement: a call or an assignment on its own line
         s = code.strip()
         if (s.endswith(";") and not DECL_START.match(code) and not re.match(r"(return|break|continue|goto)\b", s)
                 and re.match(r"[\w*(][\w\->.\[\]()* ]*(\(|=|\+=|-=|\+\+|--)", s) and s.count("(") == s.count(")")
                 and not s.startswith("}")):
-            out.append((rel, no, code.index(s), s, ";", "del"))
+            start = code.index(s)
+            out.append((rel, no, start, text[start:start + len(s)], ";", "del"))
     return out
 
 
@@ -280,7 +281,7 @@ def main():
                 verdict = "survived" if passed else ("killed (timeout)" if passed is None else "killed")
         if verdict == "killed":
             with open(logpath) as log:
-                failed = sorted(set(re.findall(r"\d+ - (\w+) \(", log.read())))
+                failed = sorted(set(re.findall(r"\d+ - ([\w.]+) \(", log.read())))
             verdict += " by " + (", ".join(failed) or "?")
         restore(m)
         {"s": survived, "k": killed}.get(verdict[0], stillborn).append(i)
