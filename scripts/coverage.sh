@@ -37,15 +37,15 @@ for tree in "${trees[@]}"; do
     (cd "$tree" && ctest -E "$skip" -j"$JOBS" --output-on-failure) || { echo "make coverage: $tree: tests failed" >&2; exit 1; }
 done
 
+mkdir -p build-cov-report
 report=(gcovr -r . --filter 'src/' --gcov-ignore-parse-errors "${trees[@]}")
-"${report[@]}" --txt build-cov-summary.txt --print-summary | grep -E "^(lines|functions|branches):" >build-cov-totals.txt
+"${report[@]}" --txt build-cov-report/summary.txt --print-summary | grep -E "^(lines|functions|branches):" >build-cov-report/totals.txt
 if [[ ${LAB_COVERAGE_HTML:-0} == 1 ]]; then
-    mkdir -p build-cov-report
     "${report[@]}" --html-details build-cov-report/index.html >/dev/null
 fi
-cat build-cov-summary.txt
-cat build-cov-totals.txt
-line=$(sed -n 's/^lines: *\([0-9.]*\)%.*/\1/p' build-cov-totals.txt)
+cat build-cov-report/summary.txt
+cat build-cov-report/totals.txt
+line=$(sed -n 's/^lines: *\([0-9.]*\)%.*/\1/p' build-cov-report/totals.txt)
 if [[ -z $line ]]; then
     echo "make coverage: no line total in gcovr's output" >&2; exit 1
 fi
