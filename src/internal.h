@@ -524,7 +524,7 @@ enum fault_site {
     FP_RECOMMIT,     /* plat_recommit: MADV_POPULATE_WRITE fails, pages are touched instead */
     FP_MPROTECT,     /* plat_protect: mprotect fails, protection unchanged */
     FP_FUTEX_WAIT,   /* plat_futex_wait: returns at once, as a spurious wake-up */
-    FP_META_ALLOC,   /* plat_meta_alloc: arena, room, stock or reclaimer metadata: NULL */
+    FP_META_ALLOC,   /* plat_meta_alloc: arena, room, stock, ring or reclaimer metadata: NULL */
     FP_THREAD_START, /* the background reclaimer's pthread_create fails */
     FP_REFILL_CUT,   /* a room refill stops after its first page (a partial refill) */
     FP_LOCK_BUSY,    /* zone_lock_atomic finds the lock busy: atomic requests fall

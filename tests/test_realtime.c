@@ -307,6 +307,31 @@ static void test_hugepage_arena_reports_its_backing(void)
     lab_arena_destroy(a);
 }
 
+/* Memory the caller supplies is advised for huge pages with the flag only:
+ * without it the arena says none, and trims single pages. */
+static void test_supplied_memory_uses_huge_pages_only_when_asked(void)
+{
+    size_t size = 4 * MiB;
+    char *mem = aligned_alloc(2 * MiB, size);
+    REQUIRE(mem);
+    for (int flags = 0; flags <= 1; flags++) {
+        lab_arena_config cfg;
+        lab_arena_config_init(&cfg);
+        cfg.size = size;
+        cfg.memory = mem;
+        cfg.flags = flags ? LAB_ARENA_HUGEPAGES : 0;
+        lab_arena *a = NULL;
+        REQUIRE(lab_arena_create(&cfg, &a) == 0);
+        int mode = stats(a).huge_mode;
+        if (flags)
+            CHECK(mode == LAB_HUGE_TRANSPARENT || mode == LAB_HUGE_REFUSED);
+        else
+            CHECK_EQ(mode, LAB_HUGE_NONE);
+        lab_arena_destroy(a);
+    }
+    free(mem);
+}
+
 static void test_hugepage_arena_trims_only_whole_huge_pages(void)
 {
     lab_arena *a = NULL;
@@ -402,6 +427,7 @@ int main(void)
     RUN_ALONE(test_mlock_refusal_names_rlimit_memlock_and_the_size);
     RUN_ALONE(test_trim_of_a_locked_arena_gives_back_nothing);
     RUN(test_hugepage_arena_reports_its_backing);
+    RUN(test_supplied_memory_uses_huge_pages_only_when_asked);
     RUN_ALONE(test_hugepage_arena_trims_only_whole_huge_pages);
     return test_finish();
 }
