@@ -138,6 +138,60 @@ static void test_bulk_remote_frees_keep_a_small_stock_within_capacity(void)
     lab_arena_destroy(a);
 }
 
+/* lab_room_alloc_bulk counts a failure in the arena's stats only when it
+ * placed nothing (a partial result is a success), and zeroes every page it
+ * places with LAB_GFP_ZERO, the first included. */
+static void test_room_bulk_allocation_counts_only_empty_results_and_zeroes_every_page(void)
+{
+    enum { N = 8 };
+    lab_arena *a = test_arena(PAGES, 0, WMIN, WLOW, WHIGH);
+    lab_room *r = test_room(a, 0, 4, 0);
+    void *p[N];
+    /* dirty pages go back to the stock, then come out zeroed */
+    size_t got = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, p, N);
+    CHECK_EQ(got, N);
+    for (size_t i = 0; i < got; i++)
+        memset(p[i], 0x5a, LAB_PAGE_SIZE);
+    lab_room_free_bulk(r, p, got);
+    got = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT | LAB_GFP_ZERO, p, N);
+    CHECK_EQ(got, N);
+    size_t dirty = 0;
+    for (size_t i = 0; i < got; i++)
+        for (size_t b = 0; b < LAB_PAGE_SIZE; b++)
+            dirty += ((unsigned char *)p[i])[b] != 0;
+    CHECK_EQ(dirty, 0);
+    lab_room_free_bulk(r, p, got);
+
+    /* 5 of the 8 stocked pages out, and the zone down to min: NOWAIT can
+     * get only the 3 left in the stock */
+    void *keep[5];
+    for (int i = 0; i < 5; i++)
+        REQUIRE((keep[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t taken = 0;
+    while (lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0) != NULL)
+        taken++;
+    lab_room_stats rs;
+    lab_room_stats_get(r, &rs);
+    REQUIRE(rs.stock == 3);
+    lab_stats s0, s1;
+    lab_stats_get(a, &s0);
+    got = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, p, N);   /* partial */
+    CHECK_EQ(got, rs.stock);
+    lab_stats_get(a, &s1);
+    CHECK_EQ(s1.fail_by_class[LAB_CLASS_NOWAIT], s0.fail_by_class[LAB_CLASS_NOWAIT]);
+    void *q[N];
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, q, N), 0);   /* nothing */
+    lab_stats_get(a, &s1);
+    CHECK_EQ(s1.fail_by_class[LAB_CLASS_NOWAIT], s0.fail_by_class[LAB_CLASS_NOWAIT] + 1);
+    lab_room_free_bulk(r, p, got);
+    lab_room_free_bulk(r, keep, 5);
+    lab_room_destroy(r);
+    lab_stats_get(a, &s1);
+    CHECK_EQ(s1.allocated_pages, taken);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
@@ -145,5 +199,6 @@ int main(void)
     RUN(test_room_refill_wakes_the_reclaimer_below_low_not_at_low);
     RUN(test_room_reserve_is_not_served_to_nomemalloc);
     RUN(test_bulk_remote_frees_keep_a_small_stock_within_capacity);
+    RUN(test_room_bulk_allocation_counts_only_empty_results_and_zeroes_every_page);
     return test_finish();
 }
