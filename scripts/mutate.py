@@ -284,7 +284,7 @@ def main():
                 failed = sorted(set(re.findall(r"\d+ - ([\w.]+) \(", log.read())))
             verdict += " by " + (", ".join(failed) or "?")
         restore(m)
-        {"s": survived, "k": killed}.get(verdict[0], stillborn).append(i)
+        (survived if verdict == "survived" else stillborn if verdict == "stillborn" else killed).append(i)
         print(f"[{k}/{len(chosen)}] #{i} {describe(m)}: {verdict}", flush=True)
     # leave the tree unmutated and built
     run(["cmake", "--build", BUILD, f"-j{a.jobs}"], 600, WORK, subprocess.DEVNULL)

@@ -192,6 +192,19 @@ static void test_room_bulk_allocation_counts_only_empty_results_and_zeroes_every
     lab_arena_destroy(a);
 }
 
+/* A minimum close to the arena's size: low and high derived from it would
+ * pass the end, so both stop at the last page (API.md, tiny arenas). */
+static void test_derived_watermarks_of_a_tiny_arena_stop_at_its_last_page(void)
+{
+    lab_arena *a = test_arena(64, 0, 60, 0, 0);   /* d = 15: low 75, high 90 */
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.wmark_min, 60);
+    CHECK_EQ(s.wmark_low, 63);
+    CHECK_EQ(s.wmark_high, 63);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
@@ -200,5 +213,6 @@ int main(void)
     RUN(test_room_reserve_is_not_served_to_nomemalloc);
     RUN(test_bulk_remote_frees_keep_a_small_stock_within_capacity);
     RUN(test_room_bulk_allocation_counts_only_empty_results_and_zeroes_every_page);
+    RUN(test_derived_watermarks_of_a_tiny_arena_stop_at_its_last_page);
     return test_finish();
 }
