@@ -281,7 +281,7 @@ def main():
                 verdict = "survived" if passed else ("killed (timeout)" if passed is None else "killed")
         if verdict == "killed":
             with open(logpath) as log:
-                failed = sorted(set(re.findall(r"\d+ - ([\w.]+) \(", log.read())))
+                failed = sorted(set(re.findall(r"\d+ - ([\w.]+) \((?!Skipped|Disabled|Not Run)", log.read())))
             verdict += " by " + (", ".join(failed) or "?")
         restore(m)
         (survived if verdict == "survived" else stillborn if verdict == "stillborn" else killed).append(i)

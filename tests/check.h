@@ -27,6 +27,15 @@
 #endif
 #endif
 
+/* LAB_TEST_ASAN: AddressSanitizer is on (it owns freed pages' contents). */
+#if defined(__SANITIZE_ADDRESS__)
+#define LAB_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LAB_TEST_ASAN 1
+#endif
+#endif
+
 static int check_failures;
 static int check_count;
 

@@ -9,12 +9,8 @@
 #include <errno.h>
 #include <sys/wait.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef LAB_TEST_ASAN
 #define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
 #endif
 /* The ASan tree of the release fast paths does not poison freed pages:
  * there the library behaves as in a release build. */

@@ -109,10 +109,50 @@ static void test_wrong_frees_of_a_guarded_block_name_the_fault(void)
     lab_arena_destroy(a);
 }
 
+/* A freed page whose first half was overwritten with zeros: half zero is
+ * not "mostly zero", so the page is judged a freed (poisoned) one and the
+ * report names byte 0, where the overwrite starts. */
+static const void *g_poison_addr;
+static int g_poison_reports;
+static void record_poison(void *ctx, int err, const void *addr, const char *msg)
+{
+    (void)ctx;
+    (void)msg;
+    if (err == LAB_EPOISON && g_poison_reports++ == 0)
+        g_poison_addr = addr;
+}
+
+static void test_poison_report_of_a_half_zeroed_page_names_its_first_byte(void)
+{
+#ifdef LAB_TEST_ASAN
+    SKIP("an ASan build: the write to the freed page would be an ASan report");
+#endif
+    lab_arena_config cfg;
+    test_arena_config(&cfg, 16, 0, 1, 1, 1);
+    cfg.flags = LAB_ARENA_POISON;
+    lab_arena *a = test_arena_create(&cfg);
+    lab_set_misuse_handler(a, record_poison, NULL);
+    unsigned char *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    REQUIRE(p);
+    lab_free_pages(a, p, 0);
+    memset(p, 0, LAB_PAGE_SIZE / 2);          /* the use after free */
+    void *got[16];
+    int n = 0;
+    while (n < 16 && (got[n] = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        n++;
+    CHECK_EQ(n, 16);
+    CHECK_EQ(g_poison_reports, 1);
+    CHECK(g_poison_addr == p);
+    while (n)
+        lab_free_pages(a, got[--n], 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
     RUN(test_owner_free_of_a_bad_pointer_names_the_fault);
     RUN(test_wrong_frees_of_a_guarded_block_name_the_fault);
+    RUN_ALONE(test_poison_report_of_a_half_zeroed_page_names_its_first_byte);
     return test_finish();
 }
