@@ -70,16 +70,16 @@ static void test_room_reserve_is_not_served_to_nomemalloc(void)
         taken++;
     CHECK_EQ(taken, PAGES - 4);
     lab_result res;
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOMEMALLOC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOMEMALLOC | LAB_GFP_NOWARN, &res);
     CHECK(res.addr == NULL);
     CHECK(res.reason != LAB_R_NONE);
     lab_room_stats rs;
     lab_room_stats_get(r, &rs);
     CHECK_EQ(rs.reserve, 4);
     CHECK_EQ(rs.reserve_allocs, 0);
-    lab_room_alloc_r(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);   /* not HIGH: no reserve either */
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);   /* not HIGH: no reserve either */
     CHECK(res.addr == NULL);
-    lab_room_alloc_r(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     CHECK(res.addr != NULL);
     CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
     lab_room_stats_get(r, &rs);

@@ -121,7 +121,7 @@ static void run_room_refill(struct ctx *c)
     int fails = 0;
     for (int i = 0; i < 8; i++) {
         lab_result res;
-        lab_room_alloc_r(c->r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        lab_room_alloc_result(c->r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
         if (res.addr)
             hold(c, res.addr, 0);
         else if (res.reason == LAB_R_WOULD_BLOCK)
@@ -221,7 +221,7 @@ static void setup_full(struct ctx *c)
 static void run_wait(struct ctx *c)
 {
     lab_result res;
-    lab_alloc_pages_r(c->a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &res);
+    lab_alloc_pages_result(c->a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &res);
     c->outcome = res.addr ? -1 : res.reason;
 }
 

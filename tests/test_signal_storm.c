@@ -96,7 +96,7 @@ static void on_signal(int sig)
     atomic_fetch_add_explicit(&w->handled, 1, memory_order_relaxed);
     uint64_t tag = 0xa5a5000000000000ull | ((uint64_t)w->id << 32) | atomic_load(&w->handled);
     lab_result res;
-    lab_room_alloc_r(w->hroom, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
+    lab_room_alloc_result(w->hroom, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, &res);
     if (res.addr) {
         stamp_block(res.addr, 0, tag);
         atomic_fetch_add_explicit(&w->h_allocs, 1, memory_order_relaxed);
@@ -104,7 +104,7 @@ static void on_signal(int sig)
         atomic_fetch_add_explicit(&w->h_bad_reason, 1, memory_order_relaxed);
     }
     lab_result res2;
-    lab_alloc_pages_r(g_arena, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &res2);
+    lab_alloc_pages_result(g_arena, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 1, &res2);
     if (res2.addr) {
         stamp_block(res2.addr, 1, tag);
         if (!stamp_ok(res2.addr, 1, tag))
