@@ -17,9 +17,10 @@
 
 #include "labyrinth.h"
 
-/* LAB_TEST_SLOW: a sanitizer or debug build, where every operation costs 5-50x
- * more; tests scale their counts down there (and say so). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(LAB_DEBUG)
+/* LAB_TEST_SLOW: a sanitizer, debug or coverage (-O0, atomic counters)
+ * build, where every operation costs 5-50x more; tests scale their counts
+ * down there (and say so). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(LAB_DEBUG) || defined(LAB_COVERAGE)
 #define LAB_TEST_SLOW 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
