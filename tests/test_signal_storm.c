@@ -241,13 +241,15 @@ static bool storm(bool fifo, uint64_t seed)
     sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, &oldset);   /* the main thread only sends */
 
+    /* every hand-off lock before any worker: each locks its neighbour's */
     for (unsigned i = 0; i < NWORKERS; i++) {
         g_w[i].id = i;
         g_w[i].fifo = fifo;
         g_w[i].rng = (seed + 1) * 0x9e3779b97f4a7c15ull * (i + 1) | 1;
         pthread_mutex_init(&g_w[i].out.lock, NULL);
-        REQUIRE(pthread_create(&g_w[i].th, NULL, worker_main, &g_w[i]) == 0);
     }
+    for (unsigned i = 0; i < NWORKERS; i++)
+        REQUIRE(pthread_create(&g_w[i].th, NULL, worker_main, &g_w[i]) == 0);
     while (atomic_load(&g_ready) < NWORKERS)
         sched_yield();
     bool refused = false;
