@@ -379,9 +379,9 @@ static size_t free_a_lot_and_wait_for_the_void(unsigned trim_delay_ms, unsigned 
         lab_free_pages(a, q[i], 8);
     for (int i = 0; i < 15; i++)
         lab_free_pages(a, p[i], 10);
+    double t0 = now_ms();   /* idle from here: before the (slow) resident count */
     lab_stats s = stats(a);
     *resident_before = s.resident_bytes;
-    double t0 = now_ms();
     /* void_pages counts blocks still being decommitted: wait for both */
     while (now_ms() - t0 < wait_ms) {
         s = stats(a);
