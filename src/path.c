@@ -461,7 +461,8 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsi
             if (*reason != LAB_R_QUOTA && (gfp & (LAB_GFP_HIGH | LAB_GFP_MEMALLOC))) {
                 if ((f = room_take_emergency(r, gfp, order, step)) != NIL)
                     return f;
-                *reason = LAB_R_RESERVE_EMPTY;
+                if (*reason != LAB_R_WOULD_BLOCK)   /* a busy lock says more */
+                    *reason = LAB_R_RESERVE_EMPTY;
             }
         }
         if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA) {

@@ -448,11 +448,12 @@ uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
     if (floor >= z->wmark[WMARK_MIN] || !zone_lock_atomic(z))
         return NIL;
     uint32_t f = zone_watermark_ok(z, order, floor) ? buddy_take(z, order) : NIL;
-    zone_unlock_nowake(z);
     if (f != NIL) {
         pg_set_room(z, f, r->id);
-        *step = LAB_STEP_EMERGENCY;
+        /* above min when the refill found the lock busy: the zone served it */
+        *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
     }
+    zone_unlock_nowake(z);
     return f;
 }
 
