@@ -123,6 +123,7 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
         /* Ask for at least two blocks' worth: freeing just the shortfall in
          * pages rarely frees a whole block of a high order. */
         size_t reclaimed = reclaim_direct(a, want, (size_t)2 << order);   /* step 7 */
+        uint32_t seen = reclaim_free_seq(a);   /* step 8 sleeps only if no free since */
         if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;
             return frame;
@@ -151,7 +152,7 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
         if (reclaimed && *reason == LAB_R_FRAGMENTED)
             continue;
         /* step 8 */
-        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline);
+        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline, seen);
         if (freed && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_WAIT;
             return frame;
