@@ -487,6 +487,7 @@ LAB_HIDDEN void   reclaim_note_free_locked(struct zone *z);
 LAB_HIDDEN void   reclaim_note_free(struct zone *z, bool freed, bool may_syscall);
 LAB_HIDDEN uint32_t reclaim_free_seq(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_in_progress_here(void);
+LAB_HIDDEN unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls);
 
 /* debug.c */
 LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what);

@@ -25,7 +25,6 @@
  */
 #include "internal.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -42,6 +41,9 @@ struct reclaim_state {
 };
 
 static __thread bool in_reclaim;
+
+#define KSWAPD_IDLE_POLLS 64   /* quiet polls before the reclaimer backs off */
+#define KSWAPD_BACKOFF 16u     /* ... to this many poll intervals */
 
 static struct reclaim_state *rs(struct lab_arena *a) { return a->reclaim; }
 
@@ -135,13 +137,30 @@ size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan)
 
 /* ---- the background reclaimer ------------------------------------------ */
 
+/* How long the reclaimer sleeps between polls.  Non-blocking requests wake
+ * it with a flag it sees only when it polls, so it backs off only while no
+ * such wake can be due soon: after KSWAPD_IDLE_POLLS polls in which free
+ * pages did not move and stayed at least a whole low..high band above high
+ * (`quiet`).  Right after a trim, free pages sit at high, one band from the
+ * low watermark that triggers a wake: the reclaimer keeps polling at
+ * kswapd_poll_ms there, so it acts on a wake within one interval.  The
+ * back-off saturates instead of wrapping to a zero timeout (a busy loop). */
+unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls)
+{
+    if (quiet_polls <= KSWAPD_IDLE_POLLS)
+        return poll_ms;
+    return poll_ms <= UINT32_MAX / KSWAPD_BACKOFF ? poll_ms * KSWAPD_BACKOFF : UINT32_MAX;
+}
+
 static void *kswapd(void *arg)
 {
     struct lab_arena *a = arg;
     struct reclaim_state *s = rs(a);
     struct zone *z = &a->zone;
     uint64_t idle_since = 0;
-    unsigned idle_polls = 0;
+    unsigned quiet_polls = 0;
+    size_t band = z->wmark[WMARK_HIGH] - z->wmark[WMARK_LOW];
+    size_t last_free = SIZE_MAX;
     in_reclaim = true;
     for (;;) {
         uint32_t seen = atomic_load(&s->wake_word);
@@ -192,14 +211,14 @@ static void *kswapd(void *arg)
         } else {
             idle_since = 0;
         }
-        /* Poll at kswapd_poll_ms while there is work about; back off to 16x
-         * that when idle, so an idle arena costs few wake-ups. */
+        /* Poll at kswapd_poll_ms while there is work about (a sleeping
+         * waiter is owed its wake by the next poll); back off when quiet, so
+         * an idle arena costs few wake-ups. */
         bool waiters = atomic_load_explicit(&z->nr_waiters, memory_order_relaxed) != 0;
-        idle_polls = (free_now >= z->wmark[WMARK_HIGH] && !asked && !waiters) ? idle_polls + 1 : 0;
-        unsigned ms = a->cfg.kswapd_poll_ms;
-        if (idle_polls > 64 && ms <= UINT_MAX / 16)
-            ms *= 16;
-        plat_futex_wait(&s->wake_word, seen, ms);
+        bool quiet = !asked && !waiters && free_now == last_free && free_now >= z->wmark[WMARK_HIGH] + band;
+        quiet_polls = quiet ? quiet_polls + 1 : 0;
+        last_free = free_now;
+        plat_futex_wait(&s->wake_word, seen, kswapd_sleep_ms(a->cfg.kswapd_poll_ms, quiet_polls));
     }
     return NULL;
 }

@@ -1,5 +1,7 @@
 /* Wakes between requests and the reclaimer: a free between a request's
- * failed attempt and its sleep is not lost. */
+ * failed attempt and its sleep is not lost; the reclaimer's back-off never
+ * wraps to a zero timeout, and does not delay an atomic request's wake right
+ * after a trim. */
 #include "check.h"
 #include "internal.h"
 
@@ -10,6 +12,20 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static lab_stats stats(lab_arena *a)
+{
+    lab_stats s;
+    lab_stats_get(a, &s);
+    return s;
 }
 
 /* ---- step 8 ------------------------------------------------------------------ */
@@ -45,9 +61,92 @@ static void test_a_free_between_the_failed_attempt_and_the_sleep_is_not_lost(voi
 
 /* ---- the reclaimer's poll ------------------------------------------------------ */
 
+static void test_reclaimer_back_off_saturates_instead_of_wrapping_to_zero(void)
+{
+    CHECK_EQ(kswapd_sleep_ms(2, 0), 2);
+    CHECK_EQ(kswapd_sleep_ms(2, 1000), 32);
+    unsigned big = UINT32_MAX / 16 + 1;   /* big * 16 wraps to 0 in 32 bits */
+    CHECK_EQ(kswapd_sleep_ms(big, 0), big);
+    CHECK(kswapd_sleep_ms(big, 1000) >= big);
+    CHECK_EQ(kswapd_sleep_ms(UINT32_MAX, 1000), UINT32_MAX);
+}
+
+static size_t count_nothing(void *ctx) { (void)ctx; return 0; }
+static size_t scan_nothing(void *ctx, size_t n) { (void)ctx; (void)n; return 0; }
+
+#define POLL_MS 8
+#define TRIALS 5
+#define HELD_MAX 512
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* After a trim, free pages sit at high, one band above low.  An atomic
+ * request that takes them below low can only raise a flag; the reclaimer must
+ * see it within its poll interval, not after a backed-off sleep of 16. */
+static void test_reclaimer_acts_on_an_atomic_wake_within_a_poll_after_a_trim(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 2048 * LAB_PAGE_SIZE;
+    cfg.max_order = 4;
+    cfg.wmark_min = 32;
+    cfg.wmark_low = 64;
+    cfg.wmark_high = 128;
+    cfg.kswapd_poll_ms = POLL_MS;
+    cfg.trim_delay_ms = 20;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    /* Pages are listed on first use only: use them all once, so trim has
+     * free blocks to decommit.  Small blocks (max_order 4), so trim can take
+     * free pages down to high, give or take a block. */
+    static void *blocks[2048 / 16];
+    for (int i = 0; i < 2048 / 16; i++)
+        REQUIRE((blocks[i] = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC, 4)) != NULL);
+    for (int i = 0; i < 2048 / 16; i++)
+        lab_free_pages(a, blocks[i], 4);
+    lab_shrinker sh = { .count = count_nothing, .scan = scan_nothing };
+    REQUIRE(lab_shrinker_register(a, &sh) == 0);   /* starts the reclaimer */
+    static void *held[HELD_MAX];
+    double lat[TRIALS];
+    for (int t = 0; t < TRIALS; t++) {
+        uint64_t trimmed = stats(a).trimmed_pages;
+        double give_up = now_ms() + 5000;
+        while (stats(a).trimmed_pages == trimmed && now_ms() < give_up)
+            sleep_ms(1);
+        if (stats(a).trimmed_pages == trimmed)
+            fprintf(stderr, "trial %d: free %zu void %zu\n", t, stats(a).free_pages, stats(a).void_pages);
+        REQUIRE(stats(a).trimmed_pages > trimmed);
+        /* long enough quiet for any back-off to set in (64 polls) */
+        sleep_ms(80 * POLL_MS);
+        size_t n = 0;
+        while (stats(a).free_pages >= cfg.wmark_low && n < HELD_MAX)
+            REQUIRE((held[n++] = lab_alloc_pages(a, LAB_GFP_ATOMIC, 0)) != NULL);
+        uint64_t runs = stats(a).kswapd_runs;
+        double t0 = now_ms();
+        while (stats(a).kswapd_runs == runs && now_ms() < t0 + 5000)
+            sleep_ms(0);
+        lat[t] = now_ms() - t0;
+        for (size_t i = 0; i < n; i++)
+            lab_free_pages(a, held[i], 0);
+    }
+    qsort(lat, TRIALS, sizeof(lat[0]), cmp_double);
+    fprintf(stderr, "  wake to run after a trim: median %.1f ms (range %.1f-%.1f) over %d trials, poll %d ms\n",
+            lat[TRIALS / 2], lat[0], lat[TRIALS - 1], TRIALS, POLL_MS);
+    CHECK(lat[TRIALS / 2] < 3 * POLL_MS);
+    lab_shrinker_unregister(a, &sh);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(120);
     RUN(test_a_free_between_the_failed_attempt_and_the_sleep_is_not_lost);
+    RUN(test_reclaimer_back_off_saturates_instead_of_wrapping_to_zero);
+    RUN(test_reclaimer_acts_on_an_atomic_wake_within_a_poll_after_a_trim);
     return test_finish();
 }
