@@ -105,6 +105,7 @@ static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, i
  * bounded wait.  NOFAIL: after reclaim fails it may use the HIGH share of the
  * emergency reserve, and it waits for as long as it takes. */
 #define RETRY_MAYFAIL_PASSES 4
+#define FRAGMENTED_PASSES 4     /* reclaim passes in a row before a fragmented request waits */
 
 static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
 {
@@ -148,8 +149,10 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
             return NIL;
         }
         /* Reclaim is giving pages back but they have not formed a block of
-         * the order yet: reclaim again rather than sleep. */
-        if (reclaimed && *reason == LAB_R_FRAGMENTED)
+         * the order yet: reclaim again rather than sleep, a few times; then
+         * back off to step 8, or a NOFAIL request spins as long as shrinkers
+         * free pages that never merge. */
+        if (reclaimed && *reason == LAB_R_FRAGMENTED && pass % FRAGMENTED_PASSES != 0)
             continue;
         /* step 8 */
         bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline, seen);

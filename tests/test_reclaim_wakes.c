@@ -1,10 +1,12 @@
 /* Wakes between requests and the reclaimer: a free between a request's
  * failed attempt and its sleep is not lost; the reclaimer's back-off never
  * wraps to a zero timeout, and does not delay an atomic request's wake right
- * after a trim. */
+ * after a trim; a NOFAIL high-order request backs off while reclaim frees
+ * pages that never form a block of its order. */
 #include "check.h"
 #include "internal.h"
 
+#include <pthread.h>
 #include <time.h>
 
 static double now_ms(void)
@@ -142,11 +144,110 @@ static void test_reclaimer_acts_on_an_atomic_wake_within_a_poll_after_a_trim(voi
     lab_arena_destroy(a);
 }
 
+/* ---- NOFAIL and fragmentation ------------------------------------------------------ */
+/* A cache whose scan frees one page and takes one back: reclaim always
+ * reports progress, and no block of order 1 ever forms (every free page's
+ * buddy is held by the test). */
+#define FRAG_PAGES 256
+
+struct churn {
+    lab_arena *a;
+    void *page;
+    _Atomic bool on;
+    _Atomic unsigned scans;
+};
+
+static size_t churn_count(void *ctx)
+{
+    struct churn *c = ctx;
+    return atomic_load(&c->on) ? 1 : 0;
+}
+
+static size_t churn_scan(void *ctx, size_t n)
+{
+    struct churn *c = ctx;
+    (void)n;
+    if (!atomic_load(&c->on))
+        return 0;
+    atomic_fetch_add(&c->scans, 1);
+    lab_free_pages(c->a, c->page, 0);
+    c->page = lab_alloc_pages(c->a, LAB_GFP_KERNEL, 0);   /* MEMALLOC inside reclaim */
+    return 1;
+}
+
+struct nofail_req {
+    lab_arena *a;
+    void *got;
+};
+
+static void *nofail_order1(void *arg)
+{
+    struct nofail_req *q = arg;
+    q->got = lab_alloc_pages(q->a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, 1);
+    return NULL;
+}
+
+static void test_nofail_high_order_backs_off_while_reclaim_frees_pages_that_never_merge(void)
+{
+    lab_arena *a = test_arena(FRAG_PAGES, 4, 1, 2, 3);
+    static void *p[FRAG_PAGES];
+    for (int i = 0; i < FRAG_PAGES; i++)
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC, 0)) != NULL);
+    /* Free pages with an allocated buddy: enough for the watermark, no order-1 block. */
+    char *base = p[0];
+    for (int i = 0; i < FRAG_PAGES; i++)
+        if ((char *)p[i] < base)
+            base = p[i];
+    void *by_frame[FRAG_PAGES];
+    for (int i = 0; i < FRAG_PAGES; i++)
+        by_frame[((char *)p[i] - base) / LAB_PAGE_SIZE] = p[i];
+    for (int f = 0; f < 32; f += 2) {
+        lab_free_pages(a, by_frame[f], 0);
+        by_frame[f] = NULL;
+    }
+    struct churn c = { .a = a, .page = by_frame[32] };
+    by_frame[32] = NULL;
+    atomic_store(&c.on, true);
+    lab_shrinker sh = { .count = churn_count, .scan = churn_scan, .ctx = &c };
+    REQUIRE(lab_shrinker_register(a, &sh) == 0);
+    struct nofail_req q = { .a = a };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, nofail_order1, &q) == 0);
+    double window = 300;
+    sleep_ms((unsigned)window);
+    unsigned scans = atomic_load(&c.scans);
+    fprintf(stderr, "  shrinker scans in %.0f ms of a NOFAIL order-1 request that cannot succeed: %u\n", window, scans);
+    /* Backing off: a few passes, then a wait of up to 10 ms, about 120
+     * scans.  Spinning: tens of thousands. */
+    CHECK(scans > 0);
+    CHECK(scans < 1000);
+    /* Let it succeed: the buddies of the free pages come back (the cache may
+     * have moved its page to any of them). */
+    atomic_store(&c.on, false);
+    for (int f = 1; f < 34; f += 2) {
+        lab_free_pages(a, by_frame[f], 0);
+        by_frame[f] = NULL;
+    }
+    pthread_join(t, NULL);
+    CHECK(q.got != NULL);
+    lab_shrinker_unregister(a, &sh);
+    lab_free_pages(a, q.got, 1);
+    if (c.page)
+        lab_free_pages(a, c.page, 0);
+    for (int f = 0; f < FRAG_PAGES; f++)
+        if (by_frame[f])
+            lab_free_pages(a, by_frame[f], 0);
+    CHECK_EQ(stats(a).free_pages, FRAG_PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(120);
     RUN(test_a_free_between_the_failed_attempt_and_the_sleep_is_not_lost);
     RUN(test_reclaimer_back_off_saturates_instead_of_wrapping_to_zero);
     RUN(test_reclaimer_acts_on_an_atomic_wake_within_a_poll_after_a_trim);
+    RUN(test_nofail_high_order_backs_off_while_reclaim_frees_pages_that_never_merge);
     return test_finish();
 }
