@@ -89,9 +89,12 @@ static inline unsigned pg_order(const struct page *p) { return pg_so(p) >> 8; }
 static inline bool pg_is(const struct page *p, unsigned state, unsigned order) { return pg_so(p) == (order << 8 | state); }
 /* Only the block's holder writes these (the zone lock's holder, a room's
  * owner), or a freer that claimed it by pg_claim. */
-static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_relaxed); }
+/* Release stores (plain moves on x86, no fence anywhere): a room owner's
+ * state changes are what lab_check's seqlock reader synchronizes with (see
+ * room_enter). */
+static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_release); }
 static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
-static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_relaxed); }
+static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_release); }
 /* from -> to with a CAS, whatever the order; false when the state was not
  * `from` (another context claimed it first, or it was never handed out). */
 static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
@@ -320,7 +323,19 @@ static inline size_t room_out(struct lab_room *r)
 
 /* The owner's bracket around a call (room.c explains the sequence words):
  * `word` is &r->seq for allocations, &r->seq_free for frees.  Release
- * builds: one load of `dead`, two plain stores. */
+ * builds: one load of `dead`, two plain stores.
+ *
+ * lab_check reads the words as seqlocks (debug.c), and under C11 that needs
+ * the writer to order its odd store before the data it changes.  A release
+ * fence would do it, but on most machines that is a full barrier; instead
+ * the stores the reader compares (the pages' state, the stocks' counts,
+ * nr_reserve) are themselves release stores, which cost nothing on x86.
+ * If the reader reads any of them from an operation in progress, its
+ * acquire fence synchronizes with that store, so the odd store, sequenced
+ * before it, happens before the reader's second look at the word: the
+ * reader sees a changed word and skips the room.  The signal fence keeps
+ * the compiler from sinking the odd store below the operation, which the
+ * debug check for a handler interrupting its own room relies on. */
 LAB_HIDDEN bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
 static inline bool room_enter(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {

@@ -485,7 +485,7 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsi
 pop:;
     size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     lab_assert(n > 0);
-    atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+    atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     return s->frames[n - 1];
 }
 
@@ -530,7 +530,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         }
     } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
         f = s->frames[n - 1];
-        atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+        atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     } else {
         f = room_alloc_slow(r, gfp, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
@@ -590,7 +590,7 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (likely(n != 0) && likely(!(gfp & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
             uint32_t f = s->frames[n - 1];
-            atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+            atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             pg_set(&r->pages[f], PG_ALLOCATED, order);
             /* even again, and seq / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
@@ -652,7 +652,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         size_t k = have < n - got ? have : n - got;
         for (size_t i = 0; i < k; i++)
             pages[got + i] = room_hand_out(r, s->frames[have - 1 - i], 0);
-        atomic_store_explicit(&s->n, have - k, memory_order_relaxed);
+        atomic_store_explicit(&s->n, have - k, memory_order_release);   /* seqlock data */
         ctr_add_owner(&r->st.allocs_extra, k);
         got += k;
     }

@@ -52,7 +52,9 @@
 
 static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
-static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_relaxed); }
+/* Release: the stocks' counts and nr_reserve are data of the owner's seqlock
+ * (internal.h, room_enter); a plain move on x86. */
+static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_release); }
 static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
 static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
 
@@ -211,6 +213,14 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
 {
     for (;;) {
         uint32_t expect = 0;
+        /* A producer that finds the flag taken leaves its published slot to
+         * the holder, which looks at the ring again after letting go: a
+         * store-buffering pair (our slot store, then the flag; the holder's
+         * flag store, then the slot).  The slot store is a release store,
+         * not seq_cst, so this fence puts it in the total order before our
+         * look at the flag, and the holder's seq_cst look at the slot, after
+         * its seq_cst release of the flag, sees it. */
+        atomic_thread_fence(memory_order_seq_cst);
         if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1))
             return;
         uint32_t head = atomic_load(&r->ring_head);
@@ -827,7 +837,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
  * looking at the ring) and freed with the arena. */
 void lab_room_destroy(lab_room *r)
 {
-    if (!r || atomic_exchange(&r->dead, true))
+    /* seq_cst: destroy's write of `dead` in the store-buffering pair
+     * argued at room_ring_push. */
+    if (!r || atomic_exchange_explicit(&r->dead, true, memory_order_seq_cst))
         return;
     struct lab_arena *a = r->arena;
     struct zone *z = &a->zone;
