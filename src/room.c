@@ -221,8 +221,15 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
          * look at the flag, and the holder's seq_cst look at the slot, after
          * its seq_cst release of the flag, sees it. */
         atomic_thread_fence(memory_order_seq_cst);
-        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1))
-            return;
+        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1)) {
+            /* A late producer flushes without waiting for reserved slots:
+             * destroy, which must, cannot leave the ring to it
+             * (tests/model/remote_destroy.pml, -DDESTROY_GIVES_UP). */
+            if (!wait)
+                return;
+            plat_sleep_ms(1);
+            continue;
+        }
         uint32_t head = atomic_load(&r->ring_head);
         while (tail_get(r) != head) {
             _Atomic uint64_t *slot = &r->ring[tail_get(r) & r->ring_mask];
@@ -230,7 +237,10 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
             if (ring_seq_diff(v, tail_get(r) + 1) != 0) {
                 if (!wait)
                     break;
-                plat_yield();   /* reserved, not yet published */
+                /* reserved, not yet published; a sleep, not a yield, which
+                 * would never let a lower-priority SCHED_FIFO producer on
+                 * this CPU publish */
+                plat_sleep_ms(1);
                 continue;
             }
             uint32_t f = (uint32_t)v;
@@ -254,7 +264,9 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
  * after setting dead form a store-buffering pair, both sequentially
  * consistent: either this producer sees the room dead (and writes
  * tombstones, freeing the blocks to the zone), or destroy sees the
- * reservation and waits for it to be published before flushing. */
+ * reservation and waits for it to be published before flushing.
+ * tests/model/remote_destroy.pml checks this protocol, and
+ * tests/model/return_ring.pml the ring itself. */
 bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
     uint32_t size = r->ring_mask + 1;

@@ -1,97 +1,170 @@
 /*
  * remote_destroy.pml - frees from other contexts to a room against the
- * room's destruction (src/room.c: room_free_remote_chain, lab_room_destroy,
- * room_dead_flush).
+ * room's destruction (src/room.c: room_ring_push, lab_room_destroy,
+ * ring_flush_dead).
  *
- * A freer that finds the room alive pushes its page on the room's remote
- * list (a Treiber stack), then looks at `dead` again: if the room died
- * meanwhile it flushes the list to the zone itself.  The owner takes the
- * list with one exchange whenever it likes; destroy sets `dead`, then
- * flushes the list, and sends the pages the owner had taken to the zone.
- * The room's return ring replaces the list with the same shape: a producer
- * publishes, then re-checks `dead`; destroy sets `dead`, then flushes.
+ * A freer reserves a slot of the room's return ring (CAS of ring_head),
+ * then looks at `dead`: alive, it publishes its frame; dead, it publishes a
+ * tombstone, sends its frame to the zone and flushes the ring without
+ * waiting for unpublished slots.  Destroy sets `dead`, sends what the owner
+ * took back to the zone, then flushes the ring, waiting for every slot
+ * reserved before its look at ring_head.  One flusher at a time
+ * (flush_busy); a flusher looks at the ring again after letting go.
  *
- * Checked: once every context is done, every page is in the zone exactly
- * once and the dead room's list is empty; no context is stuck.
+ * Checked: once every context is done, every frame is in the zone exactly
+ * once and no frame is left in the dead room's ring; no context is stuck.
  *
  * Mutants that must fail (tests/model/run.sh):
- *   -DNO_RECHECK  the freer does not look at `dead` after its push
- *   -DREORDER     the freer's look at `dead` and destroy's flush read
- *                 happen before their own writes become visible (what a
- *                 release push and an acquire flush allow under C11)
+ *   -DNO_DEAD_CHECK     the freer publishes without looking at `dead`
+ *   -DREORDER           the freer's look at `dead`, and destroy's look at
+ *                       ring_head, happen before their own writes are
+ *                       visible (what weaker orders than seq_cst allow)
+ *   -DDESTROY_GIVES_UP  destroy returns when another context holds
+ *                       flush_busy (it waits for it)
  */
 #define NIL 255
-#define NPAGES 3             /* one page per freeing context */
+#define TOMB 254
+#define SIZE 4
+#define MASK 3
+#define NFREE 2              /* frees from other contexts, one frame each */
+#define NOWNED 1             /* frames the owner took back before destroy */
+#define NFRAMES (NFREE + NOWNED)
 
-byte remote = NIL;           /* the room's remote list */
-byte next[NPAGES];
+byte seq[SIZE];              /* with frm[], one 64-bit slot */
+byte frm[SIZE];
+byte head = 0;               /* ring_head */
+byte tail = 0;               /* ring_tail: the owner's, then the flusher's */
 bit  dead = 0;
-byte where[NPAGES];          /* 0 in flight, 1 taken by the owner, 2 in the zone */
+bit  busy = 0;               /* flush_busy */
+bit  zone[NFRAMES];
 byte done = 0;
 
-inline to_zone(p) {
-    assert(where[p] != 2);
-    where[p] = 2
+inline to_zone(f) {
+    assert(!zone[f]);
+    zone[f] = 1
 }
 
-/* Send a taken list to the zone. */
-inline flush_list(l) {
+/* ring_flush_dead(wait) */
+inline flush(wait) {
     do
-    :: l != NIL -> n = next[l]; to_zone(l); l = n
-    :: else -> break
+    :: atomic {
+           if
+           :: busy == 0 -> busy = 1; got = 1
+           :: else -> got = 0
+           fi
+       };
+       if
+       :: !got ->
+#ifdef DESTROY_GIVES_UP
+          break
+#else
+          if
+          :: wait -> busy == 0      /* destroy waits for the holder */
+          :: else -> break
+          fi
+#endif
+       :: else ->
+          h = head;
+          do
+          :: tail != h ->
+             if
+             :: seq[tail & MASK] == tail + 1 ->
+                if :: frm[tail & MASK] != TOMB -> to_zone(frm[tail & MASK]) :: else -> skip fi;
+                seq[tail & MASK] = tail + SIZE;
+                tail++
+             :: else ->
+                if
+                :: wait -> seq[tail & MASK] == tail + 1   /* reserved: wait for it */
+                :: else -> break
+                fi
+             fi
+          :: else -> break
+          od;
+          busy = 0;
+          if
+          :: seq[tail & MASK] == tail + 1 -> skip       /* published meanwhile: again */
+          :: else -> break
+          fi
+       fi
     od
 }
 
-proctype freer(byte p)
+proctype freer(byte f)
 {
-    byte l, n, h;
-    bit ok, d;
+    byte pos, h;
+    bit ok, d, got, isfull;
     if
-    :: dead -> to_zone(p)
+    :: dead -> to_zone(f)
     :: else ->
 #ifdef REORDER
        d = dead;
 #endif
+       pos = head;
        do
-       :: h = remote;
-          next[p] = h;
-          atomic { if :: remote == h -> remote = p; ok = 1 :: else -> ok = 0 fi };
-          if :: ok -> break :: else -> skip fi
+       :: if
+          :: seq[pos & MASK] == pos ->
+             atomic { if :: head == pos -> head = pos + 1; ok = 1 :: else -> pos = head; ok = 0 fi };
+             if :: ok -> break :: else -> skip fi
+          :: seq[pos & MASK] < pos -> isfull = 1; break
+          :: seq[pos & MASK] > pos -> pos = head
+          fi
        od;
-#ifndef REORDER
-       d = dead;
-#endif
-#ifndef NO_RECHECK
        if
-       :: d -> atomic { l = remote; remote = NIL }; flush_list(l)
-       :: else -> skip
-       fi
+       :: isfull -> to_zone(f)
+       :: else ->
+#if !defined(REORDER)
+          d = dead;
 #endif
+#ifdef NO_DEAD_CHECK
+          d = 0;
+#endif
+          if
+          :: d -> atomic { seq[pos & MASK] = pos + 1; frm[pos & MASK] = TOMB };
+                  to_zone(f);
+                  flush(0)
+          :: else -> atomic { seq[pos & MASK] = pos + 1; frm[pos & MASK] = f }
+          fi
+       fi
     fi;
     atomic { done++ }
 }
 
-/* The owner: takes the list now and then, then destroys the room. */
+/* The owner: takes back what is published now and then, then destroys. */
 proctype owner()
 {
-    byte l, n, mine = NIL, i;
+    byte h, i;
+    bit got;
+    bit mine[NFRAMES];
     do
-    :: atomic { l = remote; remote = NIL };
-       do
-       :: l != NIL -> n = next[l]; assert(where[l] == 0); where[l] = 1; next[l] = mine; mine = l; l = n
-       :: else -> break
-       od
+    :: seq[tail & MASK] == tail + 1 ->
+       mine[frm[tail & MASK]] = 1;
+       seq[tail & MASK] = tail + SIZE;
+       tail++
     :: break
     od;
 #ifdef REORDER
-    atomic { l = remote; remote = NIL };
+    h = head;                /* destroy's look at ring_head, hoisted */
     dead = 1;
 #else
     dead = 1;
-    atomic { l = remote; remote = NIL };
 #endif
-    flush_list(l);
-    flush_list(mine);
+    for (i : 0 .. NFRAMES - 1) { if :: mine[i] -> to_zone(i) :: else -> skip fi };
+#ifdef REORDER
+    /* flush with the early look at ring_head */
+    got = 0;
+    atomic { busy == 0 -> busy = 1 };
+    do
+    :: tail != h ->
+       seq[tail & MASK] == tail + 1;
+       if :: frm[tail & MASK] != TOMB -> to_zone(frm[tail & MASK]) :: else -> skip fi;
+       seq[tail & MASK] = tail + SIZE;
+       tail++
+    :: else -> break
+    od;
+    busy = 0;
+#else
+    flush(1);
+#endif
     atomic { done++ }
 }
 
@@ -99,10 +172,14 @@ init
 {
     byte i;
     atomic {
+        for (i : 0 .. SIZE - 1) { seq[i] = i };
+        /* the owner's frame went out and came back through the ring earlier */
+        seq[0] = 1; frm[0] = NFREE; head = 1;
         run owner();
-        for (i : 0 .. NPAGES - 1) { run freer(i) }
+        for (i : 0 .. NFREE - 1) { run freer(i) }
     };
-    done == NPAGES + 1;
-    assert(remote == NIL);
-    for (i : 0 .. NPAGES - 1) { assert(where[i] == 2) }
+    done == NFREE + 1;
+    for (i : 0 .. NFRAMES - 1) { assert(zone[i]) };
+    /* no frame left in the ring */
+    for (i : 0 .. SIZE - 1) { assert(seq[i] != tail + 1 || frm[i] == TOMB || zone[frm[i]]) }
 }

@@ -58,8 +58,9 @@ verify deferred_unlock.pml fail -DNO_LOOK
 verify deferred_unlock.pml fail -DREORDER
 
 verify remote_destroy.pml pass
-verify remote_destroy.pml fail -DNO_RECHECK
+verify remote_destroy.pml fail -DNO_DEAD_CHECK
 verify remote_destroy.pml fail -DREORDER
+verify remote_destroy.pml fail -DDESTROY_GIVES_UP
 
 verify return_ring.pml pass
 verify return_ring.pml fail -DNO_SEQ_CHECK
