@@ -100,7 +100,11 @@ typedef unsigned int lab_gfp_t;
 #define LAB_GFP_ATOMIC  (LAB_GFP_HIGH | LAB_GFP_WAKE_RECLAIM)
 /* Never blocks, uses no reserve.  Allowed to fail. */
 #define LAB_GFP_NOWAIT  (LAB_GFP_WAKE_RECLAIM)
-/* Ordinary context: may reclaim and sleep. */
+/* Ordinary context: may reclaim and sleep.  Waiting for the arena's lock it
+ * sleeps (a futex), so a SCHED_FIFO thread never keeps the CPU from a
+ * lower-priority holder.  A holder in atomic context cannot make the wake:
+ * the sleeper then finds the lock free within 1 ms, or sooner when a
+ * blocking holder or the background reclaimer makes the wake. */
 #define LAB_GFP_KERNEL  (LAB_GFP_DIRECT_RECLAIM | LAB_GFP_WAKE_RECLAIM)
 
 /* ------------------------------------------------------------------------
@@ -275,7 +279,10 @@ typedef struct lab_arena_config {
     unsigned wait_timeout_ms;  /* how long a blocking request waits for frees; default 1000 */
     unsigned flags;       /* LAB_ARENA_*; 0 = lazy */
     unsigned kswapd_poll_ms;   /* how often the background reclaimer looks for a wake
-                             raised by a non-blocking request; default 2 */
+                             raised by a non-blocking request (and for wakes that
+                             atomic contexts left to it); default 2.  It polls 16
+                             times less often only while free pages stay still,
+                             a whole low..high band above high */
     unsigned trim_delay_ms;   /* the background reclaimer decommits free memory above
                              `high` once it has stayed idle this long; 0 = never */
     const char *name;     /* for stats and reports; may be NULL */
@@ -323,7 +330,10 @@ LAB_API void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order);
 /* The same, writing the block, or NULL and the reason for the failure, and
  * the step that served it into *res (which must not be NULL). */
 LAB_API void  lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_result *res);
-/* Free a block from any context (async-signal-safe), with the order it was
+/* Free a block from any context (async-signal-safe: no wait, no system
+ * call; a free that finds the arena locked leaves the block for the lock's
+ * holder, which puts back at most 64 such blocks per hold in atomic
+ * context, leaving the rest to the next), with the order it was
  * allocated with.  A page a room handed out goes back to that room (to the
  * zone if the room was destroyed).  NULL is ignored, as in Linux's
  * free_pages(0) (unlike lab_room_free, for which NULL is misuse).

@@ -7,7 +7,7 @@ set -euo pipefail
 
 LAB_DEPS=(
     build-essential cmake clang llvm libclang-rt-dev pkg-config
-    valgrind gnuplot-nox strace mandoc man-db gcovr python3
+    valgrind gnuplot-nox strace mandoc man-db gcovr python3 spin
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libdpdk-dev
     git ca-certificates
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user

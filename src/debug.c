@@ -458,7 +458,13 @@ int zone_check_locked(struct lab_arena *a, bool report)
         if (!r)
             continue;
         /* The counters first, then the sequence again (a seqlock reader): an
-         * operation that starts after the walk must not look like a mismatch. */
+         * operation that starts after the walk must not look like a mismatch.
+         * C11: the owner's stores of the page states and of these counters
+         * are release stores (internal.h, room_enter), so if the walk or
+         * these loads read any of them from an operation in progress, the
+         * acquire fence below synchronizes with it and the odd sequence
+         * store, made before it, is visible to the second load: the room is
+         * skipped. */
         size_t stock = 0, reserve = atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
         bool overfull = false;
         for (unsigned o = 0; o <= r->max_order; o++) {

@@ -89,9 +89,12 @@ static inline unsigned pg_order(const struct page *p) { return pg_so(p) >> 8; }
 static inline bool pg_is(const struct page *p, unsigned state, unsigned order) { return pg_so(p) == (order << 8 | state); }
 /* Only the block's holder writes these (the zone lock's holder, a room's
  * owner), or a freer that claimed it by pg_claim. */
-static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_relaxed); }
+/* Release stores (plain moves on x86, no fence anywhere): a room owner's
+ * state changes are what lab_check's seqlock reader synchronizes with (see
+ * room_enter). */
+static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_release); }
 static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
-static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_relaxed); }
+static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_release); }
 /* from -> to with a CAS, whatever the order; false when the state was not
  * `from` (another context claimed it first, or it was never handed out). */
 static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
@@ -124,6 +127,7 @@ LAB_HIDDEN void  plat_protect(void *p, size_t bytes, bool accessible);
 LAB_HIDDEN size_t plat_resident(const void *p, size_t bytes);
 LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
 LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
+LAB_HIDDEN void  plat_futex_wake_one(_Atomic uint32_t *word);
 LAB_HIDDEN uint64_t plat_now_ns(void);
 LAB_HIDDEN void  plat_yield(void);
 LAB_HIDDEN bool  plat_membarrier(void);   /* blocking contexts only */
@@ -150,10 +154,14 @@ static inline void cpu_relax(void)
 }
 
 /* ---- the zone lock ---------------------------------------------------- */
-/* A test-and-set lock whose holder never makes a system call to release it,
- * so a holder in atomic context (or a signal handler) stays syscall-free.
- * Contexts that may block spin, then yield; atomic contexts only try. */
+/* A futex word: ZLOCK_FREE, ZLOCK_HELD, or ZLOCK_SLEEPERS (held, and a
+ * context that may block may be asleep on it).  Contexts that may block
+ * sleep on it; atomic contexts only try, and never make a system call to
+ * release it either (zone.c says who wakes the sleepers then). */
+enum { ZLOCK_FREE, ZLOCK_HELD, ZLOCK_SLEEPERS };
 typedef struct { _Atomic uint32_t locked; } zlock;
+#define ZONE_DRAIN_BUDGET 64u   /* deferred blocks an atomic holder puts back per hold */
+#define ZLOCK_SLEEP_MS 1u       /* a sleeper's slice: its wait past an atomic release */
 
 /* ---- the zone --------------------------------------------------------- */
 struct free_area {
@@ -192,7 +200,12 @@ struct zone {
     _Atomic size_t   deferred_pages;
     _Atomic uint32_t guard_pending; /* freed guarded blocks whose guards a context
                                        that may make system calls must lift */
+    _Atomic bool lock_wake_owed; /* an atomic holder let go with sleepers it could not wake */
     /* protected by the lock */
+    bool      held_may_block;  /* the holder took the lock with zone_lock: it may make
+                                  system calls, and drains without a budget */
+    unsigned  drain_budget;    /* deferred blocks this hold may still put back */
+    uint32_t  deferred_taken;  /* taken off `deferred`, not yet put back (budget spent) */
     _Alignas(CACHELINE) uint32_t populated; /* frames below this are on the free lists;
                                   the rest is free and not yet listed (deferred init) */
     size_t    free_pages;      /* pages in free blocks, unpopulated included */
@@ -311,7 +324,19 @@ static inline size_t room_out(struct lab_room *r)
 
 /* The owner's bracket around a call (room.c explains the sequence words):
  * `word` is &r->seq for allocations, &r->seq_free for frees.  Release
- * builds: one load of `dead`, two plain stores. */
+ * builds: one load of `dead`, two plain stores.
+ *
+ * lab_check reads the words as seqlocks (debug.c), and under C11 that needs
+ * the writer to order its odd store before the data it changes.  A release
+ * fence would do it, but on most machines that is a full barrier; instead
+ * the stores the reader compares (the pages' state, the stocks' counts,
+ * nr_reserve) are themselves release stores, which cost nothing on x86.
+ * If the reader reads any of them from an operation in progress, its
+ * acquire fence synchronizes with that store, so the odd store, sequenced
+ * before it, happens before the reader's second look at the word: the
+ * reader sees a changed word and skips the room.  The signal fence keeps
+ * the compiler from sinking the odd store below the operation, which the
+ * debug check for a handler interrupting its own room relies on. */
 LAB_HIDDEN bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
 static inline bool room_enter(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {
@@ -411,11 +436,14 @@ static inline void pg_set_room(struct zone *z, uint32_t frame, unsigned id)
 }
 
 /* zone.c */
-LAB_HIDDEN bool zone_trylock(struct zone *z);
+LAB_HIDDEN bool zone_trylock(struct zone *z);       /* atomic context: no wait, no syscall */
 LAB_HIDDEN bool zone_lock_atomic(struct zone *z);   /* bounded: false = would block */
-LAB_HIDDEN void zone_lock(struct zone *z);          /* may spin and yield */
-LAB_HIDDEN void zone_unlock(struct zone *z);        /* drains deferred frees first */
-LAB_HIDDEN void zone_unlock_nowake(struct zone *z); /* the same, no system call */
+LAB_HIDDEN void zone_lock(struct zone *z);          /* may spin and sleep */
+LAB_HIDDEN void zone_unlock(struct zone *z);        /* drains deferred frees first; wakes
+                                                       sleepers only if taken by zone_lock */
+LAB_HIDDEN void zone_unlock_nowake(struct zone *z); /* the same, never a system call */
+LAB_HIDDEN void zone_service_owed_wakes(struct zone *z); /* blocking context: what atomic
+                                                       holders left (wakes, deferred frees) */
 LAB_HIDDEN bool zone_lock_held_here(const struct zone *z);
 LAB_HIDDEN const void *this_thread_token(void);
 LAB_HIDDEN void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order);
@@ -470,9 +498,12 @@ LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
 LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan);
 LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
 LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
-LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns);
-LAB_HIDDEN void   reclaim_note_free(struct zone *z);
+LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t seen);
+LAB_HIDDEN void   reclaim_note_free_locked(struct zone *z);
+LAB_HIDDEN void   reclaim_note_free(struct zone *z, bool freed, bool may_syscall);
+LAB_HIDDEN uint32_t reclaim_free_seq(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_in_progress_here(void);
+LAB_HIDDEN unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls);
 
 /* debug.c */
 LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what);

@@ -105,6 +105,7 @@ static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, i
  * bounded wait.  NOFAIL: after reclaim fails it may use the HIGH share of the
  * emergency reserve, and it waits for as long as it takes. */
 #define RETRY_MAYFAIL_PASSES 4
+#define FRAGMENTED_PASSES 4     /* reclaim passes in a row before a fragmented request waits */
 
 static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
 {
@@ -123,6 +124,7 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
         /* Ask for at least two blocks' worth: freeing just the shortfall in
          * pages rarely frees a whole block of a high order. */
         size_t reclaimed = reclaim_direct(a, want, (size_t)2 << order);   /* step 7 */
+        uint32_t seen = reclaim_free_seq(a);   /* step 8 sleeps only if no free since */
         if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;
             return frame;
@@ -147,11 +149,13 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
             return NIL;
         }
         /* Reclaim is giving pages back but they have not formed a block of
-         * the order yet: reclaim again rather than sleep. */
-        if (reclaimed && *reason == LAB_R_FRAGMENTED)
+         * the order yet: reclaim again rather than sleep, a few times; then
+         * back off to step 8, or a NOFAIL request spins as long as shrinkers
+         * free pages that never merge. */
+        if (reclaimed && *reason == LAB_R_FRAGMENTED && pass % FRAGMENTED_PASSES != 0)
             continue;
         /* step 8 */
-        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline);
+        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline, seen);
         if (freed && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
             *step = LAB_STEP_WAIT;
             return frame;
@@ -482,7 +486,7 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsi
 pop:;
     size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     lab_assert(n > 0);
-    atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+    atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     return s->frames[n - 1];
 }
 
@@ -527,7 +531,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         }
     } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
         f = s->frames[n - 1];
-        atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+        atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     } else {
         f = room_alloc_slow(r, gfp, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
@@ -587,7 +591,7 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (likely(n != 0) && likely(!(gfp & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
             uint32_t f = s->frames[n - 1];
-            atomic_store_explicit(&s->n, n - 1, memory_order_relaxed);
+            atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             pg_set(&r->pages[f], PG_ALLOCATED, order);
             /* even again, and seq / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
@@ -649,7 +653,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         size_t k = have < n - got ? have : n - got;
         for (size_t i = 0; i < k; i++)
             pages[got + i] = room_hand_out(r, s->frames[have - 1 - i], 0);
-        atomic_store_explicit(&s->n, have - k, memory_order_relaxed);
+        atomic_store_explicit(&s->n, have - k, memory_order_release);   /* seqlock data */
         ctr_add_owner(&r->st.allocs_extra, k);
         got += k;
     }

@@ -15,14 +15,16 @@
  * make a system call, so their wake is a flag that the reclaimer polls every
  * kswapd_poll_ms; a blocking request wakes it at once with a futex.
  *
- * Blocking requests wait for frees on a futex word that every unlock of the
- * zone bumps when pages came back and someone is waiting.  The waiter sleeps
- * in slices of at most 10 ms, so a wake lost to the race between its failed
- * attempt and its sleep costs at most one slice.
+ * Blocking requests wait for frees on a futex word (free_seq) that every
+ * holder of the zone lock that gave pages back bumps before it lets go.  A
+ * waiter reads the word before the attempt that failed and sleeps only if it
+ * has not moved since, so a free between its attempt and its sleep is never
+ * lost.  Waking it is a system call, which a holder in atomic context leaves
+ * (wake_owed) to the next blocking holder or to the background reclaimer, so
+ * waiters sleep in slices of at most WAIT_SLICE_MS.
  */
 #include "internal.h"
 
-#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -39,6 +41,9 @@ struct reclaim_state {
 };
 
 static __thread bool in_reclaim;
+
+#define KSWAPD_IDLE_POLLS 64   /* quiet polls before the reclaimer backs off */
+#define KSWAPD_BACKOFF 16u     /* ... to this many poll intervals */
 
 static struct reclaim_state *rs(struct lab_arena *a) { return a->reclaim; }
 
@@ -132,24 +137,41 @@ size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan)
 
 /* ---- the background reclaimer ------------------------------------------ */
 
+/* How long the reclaimer sleeps between polls.  Non-blocking requests wake
+ * it with a flag it sees only when it polls, so it backs off only while no
+ * such wake can be due soon: after KSWAPD_IDLE_POLLS polls in which free
+ * pages did not move and stayed at least a whole low..high band above high
+ * (`quiet`).  Right after a trim, free pages sit at high, one band from the
+ * low watermark that triggers a wake: the reclaimer keeps polling at
+ * kswapd_poll_ms there, so it acts on a wake within one interval.  The
+ * back-off saturates instead of wrapping to a zero timeout (a busy loop). */
+unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls)
+{
+    if (quiet_polls <= KSWAPD_IDLE_POLLS)
+        return poll_ms;
+    return poll_ms <= UINT32_MAX / KSWAPD_BACKOFF ? poll_ms * KSWAPD_BACKOFF : UINT32_MAX;
+}
+
 static void *kswapd(void *arg)
 {
     struct lab_arena *a = arg;
     struct reclaim_state *s = rs(a);
     struct zone *z = &a->zone;
     uint64_t idle_since = 0;
-    unsigned idle_polls = 0;
+    unsigned quiet_polls = 0;
+    size_t band = z->wmark[WMARK_HIGH] - z->wmark[WMARK_LOW];
+    size_t last_free = SIZE_MAX;
     in_reclaim = true;
     for (;;) {
         uint32_t seen = atomic_load(&s->wake_word);
         bool asked = atomic_exchange(&s->wake_pending, false);
         if (atomic_load(&s->stop))
             break;
-        /* What atomic contexts could not do themselves: wake the waiters a
-         * free let go on, write their reports, lift freed blocks' guards. */
-        if (atomic_load_explicit(&z->wake_owed, memory_order_relaxed) &&
-            atomic_exchange_explicit(&z->wake_owed, false, memory_order_relaxed))
-            reclaim_note_free(z);
+        /* What atomic contexts could not do themselves: wake the waiters
+         * they let go on or the lock's sleepers, put back the deferred frees
+         * beyond their budget (zone.c), write their reports, lift freed
+         * blocks' guards. */
+        zone_service_owed_wakes(z);
         if (arena_flush_wanted(a))
             lab_arena_flush(a);
         size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
@@ -189,14 +211,14 @@ static void *kswapd(void *arg)
         } else {
             idle_since = 0;
         }
-        /* Poll at kswapd_poll_ms while there is work about; back off to 16x
-         * that when idle, so an idle arena costs few wake-ups. */
+        /* Poll at kswapd_poll_ms while there is work about (a sleeping
+         * waiter is owed its wake by the next poll); back off when quiet, so
+         * an idle arena costs few wake-ups. */
         bool waiters = atomic_load_explicit(&z->nr_waiters, memory_order_relaxed) != 0;
-        idle_polls = (free_now >= z->wmark[WMARK_HIGH] && !asked && !waiters) ? idle_polls + 1 : 0;
-        unsigned ms = a->cfg.kswapd_poll_ms;
-        if (idle_polls > 64 && ms <= UINT_MAX / 16)
-            ms *= 16;
-        plat_futex_wait(&s->wake_word, seen, ms);
+        bool quiet = !asked && !waiters && free_now == last_free && free_now >= z->wmark[WMARK_HIGH] + band;
+        quiet_polls = quiet ? quiet_polls + 1 : 0;
+        last_free = free_now;
+        plat_futex_wait(&s->wake_word, seen, kswapd_sleep_ms(a->cfg.kswapd_poll_ms, quiet_polls));
     }
     return NULL;
 }
@@ -226,24 +248,31 @@ void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
     }
 }
 
-/* ---- waiting for frees (step 8) ----------------------------------------- */
+/* ---- waiting for frees (step 8) -----------------------------------------
+ * The waiter registers (nr_waiters), then looks at free_seq; a holder that
+ * freed pages bumps free_seq, lets go of the lock, then looks at nr_waiters.
+ * Each side writes one word and reads the other's, all seq_cst: in their
+ * total order one write comes first, so either the waiter sees the bump (and
+ * does not sleep) or the freer sees the waiter (and wakes it; the kernel
+ * compares free_seq with `seen` before it puts the waiter to sleep).  `seen`
+ * is read before the attempt that failed, so no free after that attempt
+ * goes unnoticed. */
 
 #define WAIT_SLICE_MS 10
 
-bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns)
+uint32_t reclaim_free_seq(struct lab_arena *a)
+{
+    return atomic_load_explicit(&a->zone.free_seq, memory_order_seq_cst);
+}
+
+bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t seen)
 {
     struct zone *z = &a->zone;
-    /* Counted before the sequence is read: an unlock that bumps it after
-     * our read then sees a waiter and wakes us, instead of no one. */
-    atomic_fetch_add(&z->nr_waiters, 1);
-    uint32_t seq = atomic_load(&z->free_seq);
     uint64_t now = plat_now_ns();
     unsigned ms = WAIT_SLICE_MS;
     if (deadline_ns) {
-        if (now >= deadline_ns) {
-            atomic_fetch_sub(&z->nr_waiters, 1);
+        if (now >= deadline_ns)
             return false;
-        }
         uint64_t left = (deadline_ns - now + 999999) / 1000000;
         if (left < ms)
             ms = (unsigned)left;
@@ -252,16 +281,39 @@ bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns)
     /* Frees never wake waiters themselves (they may run in a signal
      * handler): the reclaimer does, within kswapd_poll_ms. */
     kswapd_start(a);
-    plat_futex_wait(&z->free_seq, seq, ms);
-    atomic_fetch_sub(&z->nr_waiters, 1);
+    atomic_fetch_add_explicit(&z->nr_waiters, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&z->free_seq, memory_order_seq_cst) == seen)
+        plat_futex_wait(&z->free_seq, seen, ms);
+    atomic_fetch_sub_explicit(&z->nr_waiters, 1, memory_order_relaxed);
     return true;
 }
 
-void reclaim_note_free(struct zone *z)
+/* Zone lock held, pages came back: only holders write free_seq, so a load and
+ * a store (seq_cst: the store-buffering argument above) bump it. */
+void reclaim_note_free_locked(struct zone *z)
 {
-    if (atomic_load_explicit(&z->nr_waiters, memory_order_seq_cst) == 0)
+    atomic_store_explicit(&z->free_seq, atomic_load_explicit(&z->free_seq, memory_order_relaxed) + 1,
+                          memory_order_seq_cst);
+}
+
+/* After the lock is let go: wake the waiters, or leave the wake to a context
+ * that may make the system call. */
+void reclaim_note_free(struct zone *z, bool freed, bool may_syscall)
+{
+    bool owed = atomic_load_explicit(&z->wake_owed, memory_order_relaxed);
+    if (!freed && (!owed || !may_syscall))
         return;
-    atomic_fetch_add(&z->free_seq, 1);
+    if (atomic_load_explicit(&z->nr_waiters, memory_order_seq_cst) == 0) {
+        if (owed)
+            atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
+        return;
+    }
+    if (!may_syscall) {
+        atomic_store_explicit(&z->wake_owed, true, memory_order_relaxed);
+        return;
+    }
+    if (owed)
+        atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
     plat_futex_wake_all(&z->free_seq);
 }
 

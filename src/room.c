@@ -52,7 +52,9 @@
 
 static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
-static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_relaxed); }
+/* Release: the stocks' counts and nr_reserve are data of the owner's seqlock
+ * (internal.h, room_enter); a plain move on x86. */
+static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_release); }
 static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
 static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
 
@@ -211,8 +213,23 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
 {
     for (;;) {
         uint32_t expect = 0;
-        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1))
-            return;
+        /* A producer that finds the flag taken leaves its published slot to
+         * the holder, which looks at the ring again after letting go: a
+         * store-buffering pair (our slot store, then the flag; the holder's
+         * flag store, then the slot).  The slot store is a release store,
+         * not seq_cst, so this fence puts it in the total order before our
+         * look at the flag, and the holder's seq_cst look at the slot, after
+         * its seq_cst release of the flag, sees it. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1)) {
+            /* A late producer flushes without waiting for reserved slots:
+             * destroy, which must, cannot leave the ring to it
+             * (tests/model/remote_destroy.pml, -DDESTROY_GIVES_UP). */
+            if (!wait)
+                return;
+            plat_sleep_ms(1);
+            continue;
+        }
         uint32_t head = atomic_load(&r->ring_head);
         while (tail_get(r) != head) {
             _Atomic uint64_t *slot = &r->ring[tail_get(r) & r->ring_mask];
@@ -220,7 +237,10 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
             if (ring_seq_diff(v, tail_get(r) + 1) != 0) {
                 if (!wait)
                     break;
-                plat_yield();   /* reserved, not yet published */
+                /* reserved, not yet published; a sleep, not a yield, which
+                 * would never let a lower-priority SCHED_FIFO producer on
+                 * this CPU publish */
+                plat_sleep_ms(1);
                 continue;
             }
             uint32_t f = (uint32_t)v;
@@ -244,7 +264,9 @@ static void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
  * after setting dead form a store-buffering pair, both sequentially
  * consistent: either this producer sees the room dead (and writes
  * tombstones, freeing the blocks to the zone), or destroy sees the
- * reservation and waits for it to be published before flushing. */
+ * reservation and waits for it to be published before flushing.
+ * tests/model/remote_destroy.pml checks this protocol, and
+ * tests/model/return_ring.pml the ring itself. */
 bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
     uint32_t size = r->ring_mask + 1;
@@ -828,7 +850,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
  * looking at the ring) and freed with the arena. */
 void lab_room_destroy(lab_room *r)
 {
-    if (!r || atomic_exchange(&r->dead, true))
+    /* seq_cst: destroy's write of `dead` in the store-buffering pair
+     * argued at room_ring_push. */
+    if (!r || atomic_exchange_explicit(&r->dead, true, memory_order_seq_cst))
         return;
     struct lab_arena *a = r->arena;
     struct zone *z = &a->zone;

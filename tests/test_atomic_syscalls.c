@@ -3,9 +3,12 @@
  * (arena and room), frees that let a sleeping blocking request go on, a
  * double free, and guarded-arena allocations and frees.  None of it may make
  * a system call; the reports it owes are written afterwards by a context
- * that may (lab_arena_flush). */
+ * that may (lab_arena_flush).  A holder of the zone lock that took it as an
+ * atomic context does (zone_trylock) lets go of it without a system call
+ * even while a blocking context sleeps on it. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <linux/filter.h>
@@ -29,6 +32,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     if (trapped < 16)
         trapped_nr[trapped] = si->si_syscall;
     trapped++;
+}
+
+static void count_trapped_syscalls(void)
+{
+    struct sigaction sa = { 0 };
+    sa.sa_sigaction = on_sigsys;
+    sa.sa_flags = SA_SIGINFO;
+    REQUIRE(sigaction(SIGSYS, &sa, NULL) == 0);
 }
 
 /* Every system call but the ones a thread needs to return from the trap
@@ -118,10 +129,7 @@ static void test_atomic_context_makes_no_system_call(void)
         w.held[w.nheld++] = p;
     REQUIRE(w.nheld == PAGES);
 
-    struct sigaction sa = { 0 };
-    sa.sa_sigaction = on_sigsys;
-    sa.sa_flags = SA_SIGINFO;
-    REQUIRE(sigaction(SIGSYS, &sa, NULL) == 0);
+    count_trapped_syscalls();
     pthread_t tw, ta;
     REQUIRE(pthread_create(&tw, NULL, waiter, &w) == 0);
     while (!atomic_load(&w.waiter_asleep))
@@ -183,6 +191,98 @@ static void test_atomic_context_makes_no_system_call(void)
     lab_arena_destroy(w.guarded);
 }
 
+/* ---- the zone lock ----------------------------------------------------------
+ * Each round: the trapped thread takes the lock as an atomic context does,
+ * a blocking context goes to sleep on it, a free arrives during the hold,
+ * and the holder lets go (zone_unlock, then zone_unlock_nowake).  The
+ * sleeper gets in by its own bounded sleep or the reclaimer's wake. */
+struct lock_world {
+    lab_arena *a;
+    void *page;
+    int filter_err;
+    int counted;
+    atomic_int stage;          /* 1: held, start a sleeper; 2: round over; 0: next */
+    atomic_int sleeper_done;
+};
+
+static void *lock_sleeper(void *arg)
+{
+    struct lock_world *w = arg;
+    zone_lock(&w->a->zone);
+    zone_unlock(&w->a->zone);
+    atomic_store(&w->sleeper_done, 1);
+    return NULL;
+}
+
+static void *atomic_lock_holder(void *arg)
+{
+    struct lock_world *w = arg;
+    struct zone *z = &w->a->zone;
+    if (trap_all_syscalls() != 0) {
+        w->filter_err = errno;
+        atomic_store(&w->stage, -1);
+        return NULL;
+    }
+    int before = trapped;
+    for (int round = 0; round < 2; round++) {
+        while (!zone_trylock(z))
+            cpu_relax();
+        atomic_store(&w->stage, 1);
+        while (atomic_load(&z->lock.locked) != ZLOCK_SLEEPERS)
+            cpu_relax();
+        lab_free_pages(w->a, w->page, 0);   /* finds the lock held: deferred, drained below */
+        if (round == 0)
+            zone_unlock(z);                 /* taken by trylock: no wake, even by this call */
+        else
+            zone_unlock_nowake(z);
+        while (!atomic_load(&w->sleeper_done))
+            cpu_relax();
+        w->page = lab_alloc_pages(w->a, LAB_GFP_ATOMIC, 0);
+        atomic_store(&w->stage, 2);
+        while (atomic_load(&w->stage) != 0)
+            cpu_relax();
+    }
+    w->counted = trapped - before;
+    return NULL;
+}
+
+static void test_atomic_holder_lets_sleepers_in_without_a_system_call(void)
+{
+    static struct lock_world w;
+    w.a = test_arena(PAGES, 4, 0, 0, 0);
+    REQUIRE((w.page = lab_alloc_pages(w.a, LAB_GFP_KERNEL, 0)) != NULL);
+    count_trapped_syscalls();
+    pthread_t th, ts;
+    REQUIRE(pthread_create(&th, NULL, atomic_lock_holder, &w) == 0);
+    for (int round = 0; round < 2; round++) {
+        while (atomic_load(&w.stage) == 0)
+            sched_yield();
+        if (atomic_load(&w.stage) < 0)
+            break;
+        REQUIRE(pthread_create(&ts, NULL, lock_sleeper, &w) == 0);
+        while (atomic_load(&w.stage) != 2)
+            sched_yield();
+        pthread_join(ts, NULL);
+        atomic_store(&w.sleeper_done, 0);
+        atomic_store(&w.stage, 0);
+    }
+    pthread_join(th, NULL);
+    if (w.filter_err) {
+        fprintf(stderr, "  seccomp refused: %s\n", strerror(w.filter_err));
+        exit(77);
+    }
+    fprintf(stderr, "  system calls trapped around an atomic holder with a sleeper: %d\n", w.counted);
+    CHECK_EQ(w.counted, 0);
+    CHECK(w.page != NULL);
+    lab_free_pages(w.a, w.page, 0);
+    lab_stats s;
+    lab_stats_get(w.a, &s);
+    CHECK_EQ(s.free_pages, PAGES);
+    CHECK_EQ(s.deferred_pages, 0);
+    CHECK_EQ(lab_check(w.a), 0);
+    lab_arena_destroy(w.a);
+}
+
 int main(void)
 {
 #if defined(LAB_TEST_SLOW)
@@ -193,5 +293,6 @@ int main(void)
 #endif
     test_watchdog(60);
     RUN(test_atomic_context_makes_no_system_call);
+    RUN(test_atomic_holder_lets_sleepers_in_without_a_system_call);
     return test_finish();
 }

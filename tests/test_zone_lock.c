@@ -1,0 +1,215 @@
+/* The zone lock: a high-priority SCHED_FIFO waiter that shares one CPU with
+ * a lower-priority holder gets the lock (it sleeps, so the holder runs and
+ * hands over), whether the holder took the lock from a context that may
+ * block or from an atomic one; and an atomic holder's unlock puts back a
+ * bounded number of deferred frees, leaving the rest to the next holder.
+ *
+ * The real-time tests need SCHED_FIFO: where the OS refuses it (no
+ * CAP_SYS_NICE, RLIMIT_RTPRIO 0) they exit with 77, which CTest reports as
+ * skipped, and print why. */
+#define _GNU_SOURCE   /* CPU_SET, sched_setaffinity */
+#include "check.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <time.h>
+
+#define SKIP_CODE 77
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- one CPU, three priorities ---------------------------------------------
+ * The holder (priority 10) takes the zone lock and wakes the waiter
+ * (priority 20), which preempts it at once on the shared CPU and asks for
+ * the lock.  The test's own thread (priority 30) is the watchdog: it sleeps,
+ * so it takes no CPU from them, and preempts a waiter that spins. */
+#define PRIO_HOLDER 10
+#define PRIO_WAITER 20
+#define PRIO_WATCHDOG 30
+#define HOLD_MS 5               /* the holder's work with the lock held */
+#define GIVE_UP_MS 3000         /* a livelocked waiter never gets the lock */
+
+struct handover {
+    lab_arena *a;
+    bool atomic_holder;         /* zone_trylock + zone_unlock_nowake */
+    sem_t go;
+    uint64_t asked_ns, got_ns;
+    _Atomic bool done;
+};
+
+static void spin_for_ms(unsigned ms)
+{
+    uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+    while (now_ns() < end)
+        ;
+}
+
+static void *waiter(void *arg)
+{
+    struct handover *h = arg;
+    while (sem_wait(&h->go) != 0)
+        ;
+    h->asked_ns = now_ns();
+    zone_lock(&h->a->zone);
+    h->got_ns = now_ns();
+    zone_unlock(&h->a->zone);
+    atomic_store(&h->done, true);
+    return NULL;
+}
+
+static void *holder(void *arg)
+{
+    struct handover *h = arg;
+    struct zone *z = &h->a->zone;
+    if (h->atomic_holder) {
+        while (!zone_trylock(z))
+            ;
+    } else {
+        zone_lock(z);
+    }
+    sem_post(&h->go);           /* the waiter runs now, on this CPU */
+    spin_for_ms(HOLD_MS);
+    if (h->atomic_holder)
+        zone_unlock_nowake(z);
+    else
+        zone_unlock(z);
+    return NULL;
+}
+
+static int start_fifo_thread(pthread_t *t, int prio, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    struct sched_param sp = { .sched_priority = prio };
+    pthread_attr_init(&attr);
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+    pthread_attr_setschedparam(&attr, &sp);
+    int err = pthread_create(t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
+/* Returns the waiter's wait in ms, or -1 if it did not get the lock within
+ * GIVE_UP_MS (then the process cannot end its spinning threads: the caller
+ * reports and exits). */
+static double handover_ms(bool atomic_holder)
+{
+    struct handover h = { .atomic_holder = atomic_holder };
+    h.a = test_arena(1024, 10, 0, 0, 0);
+    sem_init(&h.go, 0, 0);
+    pthread_t tw, th;
+    REQUIRE(start_fifo_thread(&tw, PRIO_WAITER, waiter, &h) == 0);
+    REQUIRE(start_fifo_thread(&th, PRIO_HOLDER, holder, &h) == 0);
+    uint64_t deadline = now_ns() + (uint64_t)GIVE_UP_MS * 1000000ull;
+    while (!atomic_load(&h.done) && now_ns() < deadline) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&h.done)) {
+        fprintf(stderr, "FAIL: the SCHED_FIFO waiter did not get the zone lock in %d ms "
+                        "(it spins, and the lower-priority holder on its CPU never runs)\n", GIVE_UP_MS);
+        _exit(1);
+    }
+    pthread_join(tw, NULL);
+    pthread_join(th, NULL);
+    sem_destroy(&h.go);
+    CHECK_EQ(lab_check(h.a), 0);
+    lab_arena_destroy(h.a);
+    return (double)(h.got_ns - h.asked_ns) / 1e6;
+}
+
+/* Slack for a loaded machine: the other CPU's work does not delay ours (we
+ * have the higher priority), but timer wake-ups can be late. */
+#define SLACK_MS 50.0
+
+static void test_fifo_waiter_gets_the_lock_from_a_blocking_holder_on_its_cpu(void)
+{
+    double ms = handover_ms(false);
+    fprintf(stderr, "  blocking holder: the waiter waited %.2f ms (holder's work %d ms)\n", ms, HOLD_MS);
+    CHECK(ms < HOLD_MS + SLACK_MS);
+}
+
+/* An atomic holder may not make the FUTEX_WAKE: the waiter's own bounded
+ * sleep (ZLOCK_SLEEP_MS) finds the lock free. */
+static void test_fifo_waiter_gets_the_lock_from_an_atomic_holder_within_its_sleep_bound(void)
+{
+    double ms = handover_ms(true);
+    fprintf(stderr, "  atomic holder: the waiter waited %.2f ms (holder's work %d ms)\n", ms, HOLD_MS);
+    CHECK(ms < HOLD_MS + SLACK_MS);
+}
+
+/* ---- the drain bound ------------------------------------------------------ */
+#define NFREE 1000
+
+static void test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees(void)
+{
+    lab_arena *a = test_arena(4096, 10, 0, 0, 0);
+    struct zone *z = &a->zone;
+    static void *p[NFREE];
+    for (int i = 0; i < NFREE; i++)
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 0)) != NULL);
+    /* Held as an atomic context holds it: every free finds it busy and goes
+     * on the deferred list. */
+    REQUIRE(zone_trylock(z));
+    for (int i = 0; i < NFREE; i++)
+        lab_free_pages(a, p[i], 0);
+    CHECK_EQ(atomic_load(&z->deferred_pages), NFREE);
+    zone_unlock_nowake(z);
+    size_t left = atomic_load(&z->deferred_pages);
+    fprintf(stderr, "  an atomic unlock left %zu of %d deferred frees\n", left, NFREE);
+    CHECK_EQ(left, NFREE - ZONE_DRAIN_BUDGET);
+    /* The next atomic holder continues by as much again. */
+    REQUIRE(zone_trylock(z));
+    zone_unlock_nowake(z);
+    CHECK_EQ(atomic_load(&z->deferred_pages), NFREE - 2 * ZONE_DRAIN_BUDGET);
+    /* A holder that may block puts back the rest. */
+    zone_lock(z);
+    zone_unlock(z);
+    CHECK_EQ(atomic_load(&z->deferred_pages), 0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, 4096);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* Every test here shares one CPU; SCHED_FIFO is asked for on this thread
+ * first, so a refusal skips the real-time tests with the reason. */
+static bool enter_fifo_on_one_cpu(void)
+{
+    struct sched_param sp = { .sched_priority = PRIO_WATCHDOG };
+    int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    if (err) {
+        fprintf(stderr, "SKIP: the real-time tests: SCHED_FIFO refused (%s); they need CAP_SYS_NICE "
+                        "or RLIMIT_RTPRIO >= %d\n", strerror(err), PRIO_WATCHDOG);
+        return false;
+    }
+    cpu_set_t set;
+    REQUIRE(sched_getaffinity(0, sizeof(set), &set) == 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &set))
+        cpu++;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    REQUIRE(sched_setaffinity(0, sizeof(set), &set) == 0);   /* threads inherit it */
+    return true;
+}
+
+int main(void)
+{
+    test_watchdog(60);
+    RUN(test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees);
+    if (!enter_fifo_on_one_cpu())
+        return check_failures ? 1 : SKIP_CODE;
+    RUN(test_fifo_waiter_gets_the_lock_from_a_blocking_holder_on_its_cpu);
+    RUN(test_fifo_waiter_gets_the_lock_from_an_atomic_holder_within_its_sleep_bound);
+    return test_finish();
+}
