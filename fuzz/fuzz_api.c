@@ -1338,7 +1338,7 @@ static void config_error_test(unsigned kind, size_t pages)
     case 0: cfg.size = 0; want = LAB_ESIZE; break;
     case 1: cfg.size += 1 + rd16() % 4095; want = LAB_ESIZEALIGN; break;
     case 2: cfg.max_order = 25 + rd8(); want = LAB_EORDER; break;
-    case 3: cfg.flags = 1u << (8 + rd8() % 24); want = LAB_EFLAGS; break;
+    case 3: cfg.flags = 1u << (10 + rd8() % 22); want = LAB_EFLAGS; break;
     case 4: cfg.memory = (void *)(uintptr_t)(0x10000 + 1 + rd16() % 4095); want = LAB_EMEMALIGN; break;
     case 5: cfg.wmark_min = pages + rd8(); want = LAB_EWMARK; break;
     case 6: cfg.wmark_min = 2 + rd8() % 8; cfg.wmark_low = cfg.wmark_min - 1; cfg.wmark_high = cfg.wmark_min;

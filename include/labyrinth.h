@@ -258,6 +258,22 @@ typedef struct lab_result {
                                            block back, except when it had taken back and
                                            handed out the block again in between (see
                                            lab_room_create).  Always on in debug builds */
+#define LAB_ARENA_DECOMMIT_CALLER (1u << 8) /* with cfg.memory: trim and the idle trimmer
+                                           may decommit (madvise) the caller's memory.
+                                           Without it they never do (see "Caller-provided
+                                           memory" below) */
+#define LAB_ARENA_EXACT_WMARKS (1u << 9) /* take wmark_min, wmark_low and wmark_high as
+                                           given, zeros included: nothing is derived, so
+                                           all three 0 means no emergency floor and no
+                                           background reclaim threshold */
+
+/* Why trim gives nothing back (lab_stats.trim_off). */
+enum lab_trim_off {
+    LAB_TRIM_ON = 0,            /* trim and the idle trimmer may decommit */
+    LAB_TRIM_CALLER_MEMORY,     /* cfg.memory without LAB_ARENA_DECOMMIT_CALLER */
+    LAB_TRIM_MLOCKED            /* LAB_ARENA_MLOCK: locked on purpose, and the OS
+                                   refuses to decommit locked memory anyway */
+};
 
 /* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
 enum lab_huge_mode { LAB_HUGE_NONE, LAB_HUGE_EXPLICIT, LAB_HUGE_TRANSPARENT, LAB_HUGE_REFUSED };
@@ -270,12 +286,21 @@ typedef struct lab_arena_config {
                              arena too small for it uses the largest order that
                              fits (lab_arena_max_order tells which). */
     void    *memory;      /* caller-supplied page-aligned region of `size` bytes,
-                             or NULL to map one; a supplied region is never unmapped */
-    size_t   wmark_min, wmark_low, wmark_high;  /* pages; all 0 = derived from the
-                             size as Linux does: min_free_kbytes = sqrt(16 * KiB)
-                             clamped to [128 KiB, 256 MiB] (and to a quarter of the
-                             arena), low = min + d, high = min + 2d with
-                             d = max(min / 4, pages / 1000) */
+                             or NULL to map one; a supplied region is never unmapped
+                             (its contract: "Caller-provided memory" below) */
+    /* Watermarks, in pages (Linux's min/low/high).  Free pages below `min` are
+     * the emergency floor: only HIGH, ATOMIC and MEMALLOC requests reach into
+     * it.  Below `low` a request wakes the background reclaimer, which works
+     * until `high`; the idle trimmer keeps `high` committed.  Unless
+     * LAB_ARENA_EXACT_WMARKS is set, a zero means "derive":
+     *   all three 0      derived from the size as Linux does: min_free_kbytes
+     *                    = sqrt(16 * KiB) clamped to [128 KiB, 256 MiB] (and to
+     *                    a quarter of the arena), low = min + d, high = min + 2d
+     *                    with d = max(min / 4, pages / 1000);
+     *   low and high 0   min as given, low and high derived from it as above;
+     *   otherwise        all three as given (min 0: no emergency floor).
+     * With LAB_ARENA_EXACT_WMARKS every value, 0 included, is taken as given. */
+    size_t   wmark_min, wmark_low, wmark_high;
     unsigned wait_timeout_ms;  /* how long a blocking request waits for frees; default 1000 */
     unsigned flags;       /* LAB_ARENA_*; 0 = lazy */
     unsigned kswapd_poll_ms;   /* how often the background reclaimer looks for a wake
@@ -284,9 +309,36 @@ typedef struct lab_arena_config {
                              times less often only while free pages stay still,
                              a whole low..high band above high */
     unsigned trim_delay_ms;   /* the background reclaimer decommits free memory above
-                             `high` once it has stayed idle this long; 0 = never */
+                             `high` once it has stayed idle this long; 0 = never.
+                             Caller memory: only with LAB_ARENA_DECOMMIT_CALLER */
     const char *name;     /* for stats and reports; may be NULL */
 } lab_arena_config;
+
+/* Caller-provided memory (cfg.memory): an AF_XDP UMEM, a shared mapping, memory
+ * a device or another process also sees.  The contract:
+ *   alignment  the start must be page (4096-byte) aligned, else LAB_EMEMALIGN;
+ *              blocks are aligned to their size relative to that start.
+ *   size       cfg.size bytes, a multiple of 4096; every byte is a page frame
+ *              (the page descriptors live in memory the arena maps itself).
+ *   writes     the allocator writes caller memory only
+ *                - into pages handed out with LAB_GFP_ZERO (zeros, as asked);
+ *                - at creation with LAB_ARENA_PREFAULT or LAB_ARENA_MLOCK: each
+ *                  page is read and its first byte written back unchanged.
+ *              It keeps no metadata in pages, free or not (a freed page holds
+ *              what was last written to it), and never poisons caller memory
+ *              (LAB_ARENA_POISON and debug builds poison only memory the
+ *              arena mapped).
+ *   decommit   never, unless LAB_ARENA_DECOMMIT_CALLER is set: lab_arena_trim
+ *              returns 0 and the idle trimmer does nothing, and lab_stats
+ *              says why (trim_off, trim_refused).  A decommitted page of a
+ *              registered UMEM would silently stop being the page the kernel
+ *              writes.
+ *   other      the region is never unmapped; LAB_ARENA_HUGEPAGES madvises it
+ *              MADV_HUGEPAGE, LAB_ARENA_MLOCK locks it, LAB_ARENA_PROTECT_FREE
+ *              and LAB_ARENA_GUARD change its protection (debugging only).
+ * An arena whose every page is meant for one purpose (a UMEM's frames) also
+ * wants LAB_ARENA_EXACT_WMARKS with all watermarks 0, so atomic requests can
+ * reach every frame. */
 
 /* Fill *cfg with defaults (size 0: the caller must set it).  NULL is ignored. */
 LAB_API void lab_arena_config_init(lab_arena_config *cfg);
@@ -313,8 +365,10 @@ LAB_API size_t lab_arena_size(const lab_arena *a);
  * re-commit it, so atomic requests never fault on it.  May block; not
  * async-signal-safe.  It takes the zone lock for at most 64 blocks at a time
  * (atomic requests that meet it busy fail with LAB_R_WOULD_BLOCK rather
- * than wait), makes its system calls without it, and does nothing on a
- * LAB_ARENA_MLOCK arena. */
+ * than wait), and makes its system calls without it.  It does nothing,
+ * returns 0, counts lab_stats.trim_refused and says why in
+ * lab_stats.trim_off on a LAB_ARENA_MLOCK arena and over caller memory
+ * without LAB_ARENA_DECOMMIT_CALLER. */
 LAB_API size_t lab_arena_trim(lab_arena *a);
 
 /* ------------------------------------------------------------------------
@@ -347,6 +401,13 @@ LAB_API void  lab_free_pages(lab_arena *a, void *addr, unsigned order);
  * another thread's packets in batches (say 32) makes the hand-off several
  * times cheaper.  Async-signal-safe. */
 LAB_API void  lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order);
+
+/* The first byte of the page that contains addr, or NULL when addr is not
+ * inside the arena.  For addresses that point into a page rather than at it:
+ * a received AF_XDP descriptor's address carries the headroom offset, and
+ * lab_free_pages(a, lab_page_of(a, data), 0) gives the frame back.
+ * Arithmetic only: reads no page state; async-signal-safe. */
+LAB_API void *lab_page_of(const lab_arena *a, const void *addr);
 
 /* ------------------------------------------------------------------------
  * Errors and misuse
@@ -580,6 +641,8 @@ typedef struct lab_stats {
     uint64_t rooms_drained_pages;   /* taken by direct reclaim from the stocks and rings
                                        of rooms not inside a call (idle ones too), as
                                        Linux's drain_all_pages */
+    int      trim_off;        /* enum lab_trim_off: LAB_TRIM_ON, or why trim gives nothing back */
+    uint64_t trim_refused;    /* lab_arena_trim calls and idle trims refused for trim_off */
 } lab_stats;
 /* Fill *out with a snapshot of the arena's stats, the rooms' counters summed
  * in.  The zone's figures are read under the zone lock and agree with each

@@ -33,10 +33,13 @@ static int validate(const lab_arena_config *cfg, size_t *pages_out)
         return LAB_EMEMALIGN;
     if (cfg->flags & ~(unsigned)(LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK | LAB_ARENA_HUGEPAGES | LAB_ARENA_MADV_FREE |
                                  LAB_ARENA_POISON | LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD |
-                                 LAB_ARENA_STRICT_FREE))
+                                 LAB_ARENA_STRICT_FREE | LAB_ARENA_DECOMMIT_CALLER | LAB_ARENA_EXACT_WMARKS))
         return LAB_EFLAGS;
     size_t min = cfg->wmark_min, low = cfg->wmark_low, high = cfg->wmark_high;
-    if (min || low || high) {
+    if (cfg->flags & LAB_ARENA_EXACT_WMARKS) {
+        if (!(min <= low && low <= high && high < pages))
+            return LAB_EWMARK;
+    } else if (min || low || high) {
         if (low == 0 && high == 0) {
             if (min >= pages)
                 return LAB_EWMARK;
@@ -167,6 +170,14 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     fault_init(a);
     debug_hooks_init(a);
     a->room_free_fast = !a->strict_free && !a->page_hooks;
+    /* Caller memory may be seen by others (a registered UMEM, a shared
+     * mapping): decommitting it would part our pages from theirs. */
+    if (!a->own_memory && !(cfg->flags & LAB_ARENA_DECOMMIT_CALLER))
+        a->trim_off = LAB_TRIM_CALLER_MEMORY;
+    /* Locked memory is locked on purpose (no page fault on the atomic
+     * path), and the OS refuses to decommit it anyway (EINVAL). */
+    if (cfg->flags & LAB_ARENA_MLOCK)
+        a->trim_off = LAB_TRIM_MLOCKED;
     if (a->cfg.trim_delay_ms)
         kswapd_start(a);    /* it is the one that trims idle memory */
     *out = a;
@@ -202,6 +213,16 @@ size_t lab_page_size(const lab_arena *a)
 unsigned lab_arena_max_order(const lab_arena *a) { return a ? a->zone.max_order : 0; }
 void *lab_arena_base(const lab_arena *a) { return a ? a->zone.base : NULL; }
 size_t lab_arena_size(const lab_arena *a) { return a ? (size_t)a->zone.nr_pages << PAGE_SHIFT : 0; }
+
+void *lab_page_of(const lab_arena *a, const void *addr)
+{
+    if (!a || (const char *)addr < a->zone.base)
+        return NULL;
+    size_t off = (size_t)((const char *)addr - a->zone.base);
+    if (off >= (size_t)a->zone.nr_pages << PAGE_SHIFT)
+        return NULL;
+    return a->zone.base + (off & ~(size_t)(LAB_PAGE_SIZE - 1));
+}
 
 /* ---- the void ---------------------------------------------------------------
  * Trim decommits free blocks and moves them to the void lists; step 6 of the
@@ -267,10 +288,10 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
 
 size_t trim_above(struct lab_arena *a, size_t keep_pages)
 {
-    /* Locked memory is locked on purpose (no page fault on the atomic
-     * path), and the OS refuses to decommit it anyway (EINVAL). */
-    if (a->cfg.flags & LAB_ARENA_MLOCK)
+    if (a->trim_off) {   /* caller memory or locked memory: see lab_arena_create */
+        ctr_add_shared(&a->st.trim_refused, 1);
         return 0;
+    }
     size_t pages = 0, got;
     bool refused = false;
     while (!refused && (got = trim_batch(a, keep_pages, &refused)) != (size_t)-1)

@@ -381,6 +381,7 @@ struct lab_arena {
     struct zone zone;
     lab_arena_config cfg;
     bool      own_memory;
+    int       trim_off;           /* enum lab_trim_off: why trim must not decommit */
     int       huge_mode;          /* LAB_HUGE_* */
     bool      page_hooks;         /* any debug page hook is on (poison, protect, guard,
                                      ASan, valgrind): one predictable branch when off */
@@ -418,7 +419,7 @@ struct lab_arena {
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
         _Atomic uint64_t fail_by_class[LAB_CLASS_COUNT];
         _Atomic uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
-        _Atomic uint64_t trimmed_pages, recommitted_pages, rooms_drained;
+        _Atomic uint64_t trimmed_pages, recommitted_pages, rooms_drained, trim_refused;
     } st;
 };
 

@@ -8,6 +8,7 @@ static const char *const step_names[LAB_STEP_COUNT] = {
     "highatomic", "recommit", "reclaim", "wait",
 };
 static const char *const huge_names[] = { "none", "explicit", "transparent", "refused" };
+static const char *const trim_off_names[] = { "on", "caller memory (no LAB_ARENA_DECOMMIT_CALLER)", "locked (LAB_ARENA_MLOCK)" };
 static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
 
 int gfp_class(lab_gfp_t gfp)
@@ -86,6 +87,8 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     out->trimmed_pages = ctr_get(&a->st.trimmed_pages);
     out->recommitted_pages = ctr_get(&a->st.recommitted_pages);
     out->rooms_drained_pages = ctr_get(&a->st.rooms_drained);
+    out->trim_off = a->trim_off;
+    out->trim_refused = ctr_get(&a->st.trim_refused);
 }
 
 static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
@@ -98,6 +101,8 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
             s->committed_bytes >> 10, s->resident_bytes >> 10, s->void_pages, (unsigned long long)s->trimmed_pages,
             (unsigned long long)s->recommitted_pages, s->metadata_bytes >> 10, s->metadata_resident_bytes >> 10,
             huge_names[s->huge_mode]);
+    if (s->trim_off)
+        fprintf(f, "Trim off: %s (%llu refused)\n", trim_off_names[s->trim_off], (unsigned long long)s->trim_refused);
     fprintf(f, "Node 0, zone %8s", a->name);
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, " %6zu", s->free_blocks[o]);
@@ -145,12 +150,13 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_names);
     fprintf(f, ",\"frees\":%llu,\"misuse\":%llu,\"shrinker_runs\":%llu,\"shrinker_pages\":%llu,"
                "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu,\"trimmed_pages\":%llu,"
-               "\"recommitted_pages\":%llu,\"rooms_drained_pages\":%llu}\n",
+               "\"recommitted_pages\":%llu,\"rooms_drained_pages\":%llu,\"trim_off\":\"%s\",\"trim_refused\":%llu}\n",
             (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
             (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
             (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits,
             (unsigned long long)s->trimmed_pages, (unsigned long long)s->recommitted_pages,
-            (unsigned long long)s->rooms_drained_pages);
+            (unsigned long long)s->rooms_drained_pages, trim_off_names[s->trim_off],
+            (unsigned long long)s->trim_refused);
     return ferror(f) ? -1 : 0;
 }
 

@@ -312,6 +312,8 @@ void zone_init_watermarks(struct zone *z, const lab_arena_config *cfg)
 {
     size_t pages = z->nr_pages;
     size_t min = cfg->wmark_min, low = cfg->wmark_low, high = cfg->wmark_high;
+    if (cfg->flags & LAB_ARENA_EXACT_WMARKS)
+        goto set;   /* zeros included: validate() checked the order */
     if (min == 0 && low == 0 && high == 0) {
         size_t kib = pages * (LAB_PAGE_SIZE / 1024);
         size_t min_kib = isqrt(kib * 16);
@@ -331,6 +333,7 @@ void zone_init_watermarks(struct zone *z, const lab_arena_config *cfg)
             if (min > low) min = low;
         }
     }
+set:
     z->wmark[WMARK_MIN] = min;
     z->wmark[WMARK_LOW] = low;
     z->wmark[WMARK_HIGH] = high;
