@@ -17,7 +17,7 @@ LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 
-.PHONY: all debug test test-aarch64 demo bench install clean coverage mutate mutate-quick
+.PHONY: all debug test test-aarch64 demo demo-xdp bench install clean coverage mutate mutate-quick
 
 all:
 	@scripts/need.sh build
@@ -40,8 +40,19 @@ test-aarch64:
 demo: all
 	build/tools/labyrinth demo
 
+# AF_XDP on a veth pair in network namespaces of its own (root): live
+# receive with two workers and a background job pressing on the arena.
+demo-xdp: all
+	scripts/xdp_scenario.sh demo build/tools/labyrinth
+
+# The XDP scenario (Labyrinth against the array stack, 1 and 2 workers)
+# follows the allocator benchmarks; it says why when it cannot run here.
+XDP_ROUNDS ?= 3
 bench: all
 	build/bench/labyrinth-bench
+	@echo; echo "scripts/xdp_scenario.sh bench build/tools/labyrinth $(XDP_ROUNDS)"; \
+	scripts/xdp_scenario.sh bench build/tools/labyrinth $(XDP_ROUNDS) || \
+	    echo "make bench: the XDP scenario did not run (status $$?; 77 = skipped, reason above)"
 
 install: all
 	cmake --install build --prefix $(PREFIX)

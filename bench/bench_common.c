@@ -6,6 +6,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -292,8 +293,25 @@ int sc_start(struct sc_counter *s, int cpu)
 
 int sc_install(struct sc_counter *s)
 {
-    struct sock_filter filter[] = { BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF) };
-    struct sock_fprog prog = { .len = 1, .filter = filter };
+    return sc_install_except(s, NULL, 0);
+}
+
+int sc_install_except(struct sc_counter *s, const int *allowed, unsigned n)
+{
+    /* load the call's number, let the allowed ones through, notify the rest */
+    struct sock_filter filter[2 + SC_MAX_ALLOWED + 2];
+    unsigned k = 0;
+    if (n > SC_MAX_ALLOWED) {
+        s->err = EINVAL;
+        atomic_store(&s->fd, -2);
+        return -1;
+    }
+    filter[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (unsigned i = 0; i < n; i++)   /* equal: jump over the rest to ALLOW */
+        filter[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)allowed[i], n - i, 0);
+    filter[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+    filter[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog = { .len = (unsigned short)k, .filter = filter };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
         s->err = errno;
         atomic_store(&s->fd, -2);

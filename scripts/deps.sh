@@ -9,6 +9,7 @@ LAB_DEPS=(
     build-essential cmake clang llvm libclang-rt-dev pkg-config
     valgrind gnuplot-nox strace mandoc man-db gcovr python3 spin
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev libdpdk-dev
+    libxdp-dev libbpf-dev xdp-tools iproute2
     git ca-certificates
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )

@@ -563,6 +563,11 @@ static int demo(int argc, char **argv)
     return 0;
 }
 
+#ifdef LAB_HAVE_XDP
+int xdp_main(int argc, char **argv);        /* xdp.c */
+int xdp_send_main(int argc, char **argv);   /* xdp_send.c */
+#endif
+
 /* The subcommands, in the order --help lists them. */
 static const struct command {
     const char *name;
@@ -570,6 +575,10 @@ static const struct command {
     int (*run)(int argc, char **argv);
 } commands[] = {
     { "demo", "the packet-path scenario under memory pressure (about ten seconds)", demo },
+#ifdef LAB_HAVE_XDP
+    { "xdp", "an AF_XDP receiver whose UMEM frames are Labyrinth pages (root)", xdp_main },
+    { "xdp-send", "raw UDP frames for it, from another interface (root)", xdp_send_main },
+#endif
 };
 
 static void tool_usage(FILE *f)
@@ -577,6 +586,9 @@ static void tool_usage(FILE *f)
     fprintf(f, "usage: labyrinth <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+#ifndef LAB_HAVE_XDP
+    fprintf(f, "  (built without libxdp: no xdp, xdp-send)\n");
+#endif
     fprintf(f, "\n`labyrinth <command> --help` describes a command's options.\n");
 }
 

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The AF_XDP scenario on a veth pair between two network namespaces of its
+# own: `labyrinth xdp` receives on one end (generic/SKB mode, queue 0),
+# `labyrinth xdp-send` sends raw UDP frames from the other, bounded in
+# packets and in time; the receiver is then stopped with SIGINT.  The
+# namespaces (and with them the links and the XDP program) are deleted on
+# every exit, interrupted or not.
+#
+#   xdp_scenario.sh test  TOOL [XDP_RX_EXAMPLE]   checks (CTest; 77 = skipped)
+#   xdp_scenario.sh demo  TOOL                     one run with live output
+#   xdp_scenario.sh bench TOOL [ROUNDS]            Labyrinth vs the array stack
+#
+# Needs root.  Exit status 77 (skipped) when the machine refuses: not root,
+# no network namespaces or veth, or the kernel refuses the AF_XDP socket (the
+# receiver prints the kernel's reason).
+set -uo pipefail
+
+MODE=${1:-}
+TOOL=${2:-}
+[[ -n "$MODE" && -x "$TOOL" ]] || { echo "usage: $0 test|demo|bench TOOL [...]" >&2; exit 2; }
+TOOL=$(readlink -f "$TOOL")
+
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, a veth pair, AF_XDP)"
+command -v ip >/dev/null || skip "no ip(8) (iproute2)"
+
+NS_RX=labxdp-rx-$$
+NS_TX=labxdp-tx-$$
+WORK=$(mktemp -d)
+RX_PID=
+cleanup() {
+    [[ -n "$RX_PID" ]] && kill -KILL "$RX_PID" 2>/dev/null
+    ip netns del "$NS_RX" 2>/dev/null
+    ip netns del "$NS_TX" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "xdp_scenario: interrupted" >&2; exit 130' INT TERM
+
+ip netns add "$NS_RX" 2>"$WORK/err" || skip "ip netns add: $(cat "$WORK/err")"
+ip netns add "$NS_TX" 2>"$WORK/err" || skip "ip netns add: $(cat "$WORK/err")"
+for ns in "$NS_RX" "$NS_TX"; do
+    # no IPv6: its router and neighbour solicitations would reach the socket
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set lo up
+done
+ip link add vxr netns "$NS_RX" type veth peer name vxt netns "$NS_TX" 2>"$WORK/err" ||
+    skip "veth pair: $(cat "$WORK/err")"
+ip -n "$NS_RX" link set vxr up
+ip -n "$NS_TX" link set vxt up
+
+RESULT=          # the receiver's RESULT line
+SENT=            # the sender's line
+# run_once NAME PACKETS SECONDS RECEIVER-ARGS...: one bounded run.  Returns
+# the receiver's exit status (77: AF_XDP refused).
+run_once() {
+    local name=$1 packets=$2 seconds=$3
+    shift 3
+    local log="$WORK/$name.log"
+    ip netns exec "$NS_RX" "$@" >"$log" 2>"$WORK/$name.err" &
+    RX_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q "ready\|^SKIP" "$log" 2>/dev/null && break
+        kill -0 "$RX_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q ready "$log"; then
+        kill -KILL "$RX_PID" 2>/dev/null
+        wait "$RX_PID"
+        local rc=$?
+        grep -q "^SKIP" "$log" || rc=1
+        RX_PID=
+        cat "$log" "$WORK/$name.err" >&2
+        return $rc
+    fi
+    SENT=$(timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" "$TOOL" xdp-send --ifname vxt \
+        --packets "$packets" --seconds "$seconds")
+    sleep 0.3                       # let the last frames drain
+    kill -INT "$RX_PID"
+    local rc=0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$RX_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$RX_PID" 2>/dev/null; then
+        echo "xdp_scenario: $name: the receiver did not stop on SIGINT" >&2
+        kill -KILL "$RX_PID"
+        rc=1
+    fi
+    wait "$RX_PID" || rc=$?
+    RX_PID=
+    RESULT=$(grep '^RESULT' "$log" || true)
+    [[ "$MODE" == demo || $rc -ne 0 ]] && cat "$log" "$WORK/$name.err"
+    return $rc
+}
+
+# field LINE KEY: the value of KEY=... in LINE
+field() { sed -n "s/.*[ ]$2[= ]\([0-9.]*\).*/\1/p" <<<" $1" | head -n1; }
+
+# check_run NAME: every packet sent is received or dropped where a counter
+# says so, no frame lost, lab_check clean, no allocator system call.
+check_run() {
+    local name=$1 ok=0
+    local sent veth recv dropped full lost chk sys
+    sent=$(field "$SENT" sent); veth=$(field "$SENT" dropped_by_veth)
+    recv=$(field "$RESULT" received); dropped=$(field "$RESULT" rx_dropped)
+    full=$(field "$RESULT" rx_ring_full); lost=$(field "$RESULT" lost)
+    chk=$(field "$RESULT" check); sys=$(field "$RESULT" alloc_syscalls)
+    echo "$name: sent $sent (veth dropped $veth), received $recv, socket dropped $((dropped + full)) (fill ring empty or other $dropped, rx ring full $full), frames lost $lost, lab_check $chk, allocator syscalls on RX $sys"
+    [[ -n "$recv" && "$recv" -gt 0 ]] || { echo "  FAIL: nothing received"; ok=1; }
+    [[ "$lost" == 0 && "$chk" == 0 ]] || { echo "  FAIL: frames lost or lab_check"; ok=1; }
+    if [[ $(field "$RESULT" debug) == 1 ]]; then
+        echo "  (debug build: its periodic full checks make system calls; not judged)"
+    elif [[ "$sys" != 0 ]]; then
+        echo "  FAIL: the RX thread made system calls besides its kicks"
+        ok=1
+    fi
+    if (( sent - veth != recv + dropped + full )); then
+        echo "  FAIL: sent - veth drops ($((sent - veth))) != received + socket drops ($((recv + dropped + full)))"
+        ok=1
+    fi
+    return $ok
+}
+
+case "$MODE" in
+test)
+    EXAMPLE=${3:-}
+    fail=0
+    run_once lab "200000" 3 "$TOOL" xdp --ifname vxr --workers 2 --background --quiet
+    rc=$?
+    [[ $rc -eq 77 ]] && exit 77
+    [[ $rc -eq 0 ]] || { echo "labyrinth run failed ($rc)"; fail=1; }
+    check_run "labyrinth, 2 workers, background job" || fail=1
+    run_once stack "100000" 2 "$TOOL" xdp --ifname vxr --workers 1 --pool stack --quiet
+    [[ $? -eq 0 ]] || { echo "array-stack run failed"; fail=1; }
+    check_run "array stack, 1 worker" || fail=1
+    if [[ -n "$EXAMPLE" ]]; then
+        run_once example "50000" 2 "$(readlink -f "$EXAMPLE")" vxr 0 0 2
+        rc=$?
+        tail -n1 "$WORK/example.log"
+        [[ $rc -eq 0 ]] || { echo "examples/xdp_rx failed ($rc)"; fail=1; }
+    fi
+    [[ $fail -eq 0 ]] && echo "xdp scenario: RAN and passed" || echo "xdp scenario: FAILED"
+    exit $fail
+    ;;
+demo)
+    run_once demo "${XDP_PACKETS:-3000000}" "${XDP_SECONDS:-10}" "$TOOL" xdp --ifname vxr --workers 2 --background
+    rc=$?
+    [[ $rc -eq 77 ]] && exit 77
+    check_run demo || rc=1
+    exit $rc
+    ;;
+bench)
+    ROUNDS=${3:-3}
+    declare -A PPS FILLE SHORT
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for w in 1 2; do
+            for pool in stack labyrinth; do
+                run_once "b$r$pool$w" 20000000 3 "$TOOL" xdp --ifname vxr --workers "$w" --pool "$pool" --quiet
+                rc=$?
+                [[ $rc -eq 77 ]] && exit 77
+                [[ $rc -eq 0 ]] || { echo "xdp bench: $pool $w worker(s) failed" >&2; exit 1; }
+                secs=$(field "$SENT" seconds)
+                PPS[$pool,$w,$r]=$(awk -v n="$(field "$RESULT" received)" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+                FILLE[$pool,$w,$r]=$(field "$RESULT" fill_ring_empty)
+                SHORT[$pool,$w,$r]=$(field "$RESULT" frames_short)
+            done
+        done
+    done
+    echo "XDP receive (AF_XDP generic mode on a veth pair, 4 KiB frames; median of $ROUNDS rounds, [min..max])"
+    printf "  %-8s %-10s %-30s %-24s %-20s %s\n" workers pool "received pps" "x array stack" "fill-ring-empty" "allocator short"
+    med() { sort -n | awk '{ v[NR] = $1 } END { printf "%s [%s..%s]", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+    for w in 1 2; do
+        for pool in stack labyrinth; do
+            p=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${PPS[$pool,$w,$r]}"; done | med)
+            x=$(for ((r = 1; r <= ROUNDS; r++)); do
+                awk -v a="${PPS[$pool,$w,$r]}" -v b="${PPS[stack,$w,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
+            done | med)
+            f=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${FILLE[$pool,$w,$r]}"; done | med)
+            s=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${SHORT[$pool,$w,$r]}"; done | med)
+            printf "  %-8s %-10s %-30s %-24s %-20s %s\n" "$w" "$pool" "$p" "$x" "$f" "$s"
+        done
+    done
+    echo "  (x array stack: the ratio within each round, then its median; fill-ring-empty: the kernel's"
+    echo "   rx_fill_ring_empty_descs; allocator short: frames a refill asked for and did not get)"
+    ;;
+*)
+    echo "usage: $0 test|demo|bench TOOL [...]" >&2
+    exit 2
+    ;;
+esac
