@@ -8,6 +8,7 @@
 #
 #   xdp_scenario.sh test  TOOL [XDP_RX_EXAMPLE]   checks (CTest; 77 = skipped)
 #   xdp_scenario.sh demo  TOOL                     one run with live output
+#                   (XDP_SECONDS, XDP_PACKETS, XDP_ARGS: the receiver's options)
 #   xdp_scenario.sh bench TOOL [ROUNDS]            Labyrinth vs the array stack
 #
 # Needs root.  Exit status 77 (skipped) when the machine refuses: not root,
@@ -28,14 +29,33 @@ NS_RX=labxdp-rx-$$
 NS_TX=labxdp-tx-$$
 WORK=$(mktemp -d)
 RX_PID=
+TX_PID=
+RX_LOG=
 cleanup() {
+    [[ -n "$TX_PID" ]] && kill -KILL "$TX_PID" 2>/dev/null
     [[ -n "$RX_PID" ]] && kill -KILL "$RX_PID" 2>/dev/null
     ip netns del "$NS_RX" 2>/dev/null
     ip netns del "$NS_TX" 2>/dev/null
     rm -rf "$WORK"
 }
+# Interrupted: the receiver still stops as it always does (SIGINT), gives
+# every frame back and reports; then the namespaces go.
+interrupted() {
+    echo "xdp_scenario: interrupted; stopping the receiver" >&2
+    [[ -n "$TX_PID" ]] && kill -KILL "$TX_PID" 2>/dev/null
+    if [[ -n "$RX_PID" ]]; then
+        kill -INT "$RX_PID" 2>/dev/null
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$RX_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -v '^rx ' "$RX_LOG" >&2
+    fi
+    exit 130
+}
 trap cleanup EXIT
-trap 'echo "xdp_scenario: interrupted" >&2; exit 130' INT TERM
+trap interrupted INT TERM
 
 ip netns add "$NS_RX" 2>"$WORK/err" || skip "ip netns add: $(cat "$WORK/err")"
 ip netns add "$NS_TX" 2>"$WORK/err" || skip "ip netns add: $(cat "$WORK/err")"
@@ -57,6 +77,7 @@ run_once() {
     local name=$1 packets=$2 seconds=$3
     shift 3
     local log="$WORK/$name.log"
+    RX_LOG=$log
     ip netns exec "$NS_RX" "$@" >"$log" 2>"$WORK/$name.err" &
     RX_PID=$!
     local i
@@ -74,8 +95,13 @@ run_once() {
         cat "$log" "$WORK/$name.err" >&2
         return $rc
     fi
-    SENT=$(timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" "$TOOL" xdp-send --ifname vxt \
-        --packets "$packets" --seconds "$seconds")
+    # in the background: `wait` returns at once when a signal comes
+    timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" "$TOOL" xdp-send --ifname vxt \
+        --packets "$packets" --seconds "$seconds" >"$WORK/$name.sent" &
+    TX_PID=$!
+    wait "$TX_PID"
+    TX_PID=
+    SENT=$(cat "$WORK/$name.sent")
     sleep 0.3                       # let the last frames drain
     kill -INT "$RX_PID"
     local rc=0
@@ -145,7 +171,8 @@ test)
     exit $fail
     ;;
 demo)
-    run_once demo "${XDP_PACKETS:-3000000}" "${XDP_SECONDS:-10}" "$TOOL" xdp --ifname vxr --workers 2 --background
+    # shellcheck disable=SC2086 # XDP_ARGS: receiver options, word-split on purpose
+    run_once demo "${XDP_PACKETS:-3000000}" "${XDP_SECONDS:-10}" "$TOOL" xdp --ifname vxr ${XDP_ARGS:---workers 2 --background}
     rc=$?
     [[ $rc -eq 77 ]] && exit 77
     check_run demo || rc=1
