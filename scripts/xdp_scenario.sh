@@ -69,6 +69,11 @@ ip link add vxr netns "$NS_RX" type veth peer name vxt netns "$NS_TX" 2>"$WORK/e
 ip -n "$NS_RX" link set vxr up
 ip -n "$NS_TX" link set vxt up
 
+# CPUs for the receiver and the sender (empty: not pinned).  The bench pins
+# them apart, so the sender (and the kernel's copy into the UMEM, which runs
+# in its context on a veth) offers the same load to both pools.
+RX_CPU=${XDP_RX_CPU:-}
+TX_CPU=${XDP_TX_CPU:-}
 RESULT=          # the receiver's RESULT line
 SENT=            # the sender's line
 # run_once NAME PACKETS SECONDS RECEIVER-ARGS...: one bounded run.  Returns
@@ -78,7 +83,7 @@ run_once() {
     shift 3
     local log="$WORK/$name.log"
     RX_LOG=$log
-    ip netns exec "$NS_RX" "$@" >"$log" 2>"$WORK/$name.err" &
+    ip netns exec "$NS_RX" ${RX_CPU:+taskset -c "$RX_CPU"} "$@" >"$log" 2>"$WORK/$name.err" &
     RX_PID=$!
     local i
     for ((i = 0; i < 100; i++)); do
@@ -96,7 +101,7 @@ run_once() {
         return $rc
     fi
     # in the background: `wait` returns at once when a signal comes
-    timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" "$TOOL" xdp-send --ifname vxt \
+    timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" ${TX_CPU:+taskset -c "$TX_CPU"} "$TOOL" xdp-send --ifname vxt \
         --packets "$packets" --seconds "$seconds" >"$WORK/$name.sent" &
     TX_PID=$!
     wait "$TX_PID"
@@ -133,10 +138,12 @@ check_run() {
     recv=$(field "$RESULT" received); dropped=$(field "$RESULT" rx_dropped)
     full=$(field "$RESULT" rx_ring_full); lost=$(field "$RESULT" lost)
     chk=$(field "$RESULT" check); sys=$(field "$RESULT" alloc_syscalls)
-    echo "$name: sent $sent (veth dropped $veth), received $recv, socket dropped $((dropped + full)) (fill ring empty or other $dropped, rx ring full $full), frames lost $lost, lab_check $chk, allocator syscalls on RX $sys"
+    echo "$name: sent $sent (veth dropped $veth), received $recv, socket dropped $((dropped + full)) (fill ring empty or other $dropped, rx ring full $full), frames lost $lost, lab_check $chk, allocator (or its lock) syscalls on RX $sys"
     [[ -n "$recv" && "$recv" -gt 0 ]] || { echo "  FAIL: nothing received"; ok=1; }
     [[ "$lost" == 0 && "$chk" == 0 ]] || { echo "  FAIL: frames lost or lab_check"; ok=1; }
-    if [[ $(field "$RESULT" debug) == 1 ]]; then
+    if [[ $(field "$RESULT" stack) == 1 ]]; then
+        echo "  (array stack: its mutex's futex calls are the baseline's own; not judged)"
+    elif [[ $(field "$RESULT" debug) == 1 ]]; then
         echo "  (debug build: its periodic full checks make system calls; not judged)"
     elif [[ "$sys" != 0 ]]; then
         echo "  FAIL: the RX thread made system calls besides its kicks"
@@ -180,7 +187,12 @@ demo)
     ;;
 bench)
     ROUNDS=${3:-3}
-    declare -A PPS FILLE SHORT
+    read -r -a CPUS < <(taskset -pc $$ | sed 's/.*: //; s/,/ /g; s/-/ /')
+    if [[ ${#CPUS[@]} -ge 2 ]]; then
+        RX_CPU=${XDP_RX_CPU:-${CPUS[0]}}
+        TX_CPU=${XDP_TX_CPU:-${CPUS[1]}}
+    fi
+    declare -A PPS FILLE SHORT SYS CPU
     for ((r = 1; r <= ROUNDS; r++)); do
         for w in 1 2; do
             for pool in stack labyrinth; do
@@ -189,14 +201,20 @@ bench)
                 [[ $rc -eq 77 ]] && exit 77
                 [[ $rc -eq 0 ]] || { echo "xdp bench: $pool $w worker(s) failed" >&2; exit 1; }
                 secs=$(field "$SENT" seconds)
+                [[ -n "$secs" && -n "$(field "$RESULT" received)" ]] ||
+                    { echo "xdp bench: $pool $w worker(s): no sender or receiver figures" >&2; exit 1; }
+                CPU[$pool,$w,$r]=$(field "$RESULT" cpu_ns_per_pkt)
                 PPS[$pool,$w,$r]=$(awk -v n="$(field "$RESULT" received)" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
                 FILLE[$pool,$w,$r]=$(field "$RESULT" fill_ring_empty)
                 SHORT[$pool,$w,$r]=$(field "$RESULT" frames_short)
+                SYS[$pool,$w,$r]=$(field "$RESULT" alloc_syscalls)
             done
         done
     done
-    echo "XDP receive (AF_XDP generic mode on a veth pair, 4 KiB frames; median of $ROUNDS rounds, [min..max])"
-    printf "  %-8s %-10s %-30s %-24s %-20s %s\n" workers pool "received pps" "x array stack" "fill-ring-empty" "allocator short"
+    echo "XDP receive (AF_XDP generic mode on a veth pair, 4 KiB frames; receiver on CPU ${RX_CPU:-any}, sender on CPU ${TX_CPU:-any};"
+    echo "median of $ROUNDS rounds, [min..max])"
+    printf "  %-8s %-10s %-24s %-20s %-20s %-20s %-22s %-12s %s\n" workers pool "received pps" "x array stack" \
+        "CPU ns/packet" "x array stack" "fill-ring-empty" "alloc short" "RX syscalls"
     med() { sort -n | awk '{ v[NR] = $1 } END { printf "%s [%s..%s]", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
     for w in 1 2; do
         for pool in stack labyrinth; do
@@ -206,11 +224,20 @@ bench)
             done | med)
             f=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${FILLE[$pool,$w,$r]}"; done | med)
             s=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${SHORT[$pool,$w,$r]}"; done | med)
-            printf "  %-8s %-10s %-30s %-24s %-20s %s\n" "$w" "$pool" "$p" "$x" "$f" "$s"
+            c=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${SYS[$pool,$w,$r]}"; done | med)
+            u=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${CPU[$pool,$w,$r]}"; done | med)
+            ux=$(for ((r = 1; r <= ROUNDS; r++)); do
+                awk -v a="${CPU[$pool,$w,$r]}" -v b="${CPU[stack,$w,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
+            done | med)
+            printf "  %-8s %-10s %-24s %-20s %-20s %-20s %-22s %-12s %s\n" "$w" "$pool" "$p" "$x" "$u" "$ux" "$f" "$s" "$c"
         done
     done
-    echo "  (x array stack: the ratio within each round, then its median; fill-ring-empty: the kernel's"
-    echo "   rx_fill_ring_empty_descs; allocator short: frames a refill asked for and did not get)"
+    echo "  (x array stack: the ratio within each round, then its median; CPU ns/packet: the receiver"
+    echo "   process's CPU time (all threads) per received packet; fill-ring-empty: the kernel's"
+    echo "   rx_fill_ring_empty_descs; alloc short: frames a refill asked for and did not get; RX syscalls:"
+    echo "   the RX thread's system calls other than its socket kicks, counted by a seccomp filter: the"
+    echo "   allocator's, or the stack's mutex (futex)).  Each round runs the pools back to back; the"
+    echo "   sender sends for 3 s as fast as it can, the receiver's drops are the kernel's counters."
     ;;
 *)
     echo "usage: $0 test|demo|bench TOOL [...]" >&2

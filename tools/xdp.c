@@ -5,8 +5,9 @@
  *   pools        `--pool labyrinth` (the example's: an arena over the UMEM,
  *                the RX room, remote bulk frees) or `--pool stack` (the bare
  *                array of free frame addresses of libxdp's examples, behind a
- *                spinlock since workers on other cores give frames back): the
- *                same receive loop, so one run gives the baseline;
+ *                mutex since workers on other cores give frames back; a
+ *                spinlock did worse, its holders preempted on a busy machine):
+ *                the same receive loop, so one run gives the baseline;
  *   background   `--background`: a thread allocates LAB_GFP_KERNEL blocks from
  *                the same arena into a cache a shrinker empties, so RX lives
  *                on its reserve while the zone is under pressure;
@@ -37,7 +38,7 @@
 /* ---- the baseline: libxdp's array stack of free frame addresses ------------------- */
 struct stack_pool {
     struct frame_pool ops;
-    pthread_spinlock_t lock;
+    pthread_mutex_t lock;
     void *area;
     size_t n;
     uint64_t addr[NUM_FRAMES];
@@ -46,26 +47,26 @@ struct stack_pool {
 static size_t stack_alloc(struct frame_pool *fp, void **frames, size_t n)
 {
     struct stack_pool *s = (struct stack_pool *)fp;
-    pthread_spin_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     size_t got = n < s->n ? n : s->n;
     for (size_t i = 0; i < got; i++)
         frames[i] = (char *)s->area + s->addr[--s->n];
-    pthread_spin_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return got;
 }
 
 static void stack_free(struct frame_pool *fp, void *const *frames, size_t n)
 {
     struct stack_pool *s = (struct stack_pool *)fp;
-    pthread_spin_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++)
         s->addr[s->n++] = xsk_umem__extract_addr((uint64_t)((char *)frames[i] - (char *)s->area));
-    pthread_spin_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void stack_pool_init(struct stack_pool *s, void *area)
 {
-    pthread_spin_init(&s->lock, PTHREAD_PROCESS_PRIVATE);
+    pthread_mutex_init(&s->lock, NULL);
     s->area = area;
     for (size_t f = 0; f < NUM_FRAMES; f++)
         s->addr[f] = (uint64_t)(NUM_FRAMES - 1 - f) * FRAME_SIZE;
@@ -76,9 +77,9 @@ static void stack_pool_init(struct stack_pool *s, void *area)
 
 static size_t stack_free_frames(struct stack_pool *s)
 {
-    pthread_spin_lock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     size_t n = s->n;
-    pthread_spin_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return n;
 }
 
@@ -116,12 +117,24 @@ static void note_refill(void *ctx, uint64_t ticks, size_t asked, size_t got)
 
 /* The RX thread under the counter: everything but the socket's kicks, which
  * the receive loop counts itself, is a notification. */
+static uint64_t rx_thread_cpu_ns;
+
+static uint64_t cpu_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void *counted_rx_thread(void *arg)
 {
     static const int kicks[] = { SYS_recvfrom, SYS_poll };
+    /* the thread's CPU clock is a system call: read it outside the count */
+    uint64_t t0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
     sc_install_except(&rx_syscalls, kicks, 2);
     xdp_rx_thread(arg);
     sc_mark_end();
+    rx_thread_cpu_ns = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
     return NULL;
 }
 
@@ -301,12 +314,13 @@ int xdp_main(int argc, char **argv)
            opt.background ? ", background job" : "");
     fflush(stdout);
 
-    uint64_t t0 = now_ns();
+    uint64_t t0 = now_ns(), cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
     if (opt.seconds > 0)
         alarm((unsigned)(opt.seconds + 0.999));
     sigaction(SIGALRM, &sa, NULL);
     xdp_rx_run(&rx, &stop_requested, live_report, NULL);
     double elapsed = (double)(now_ns() - t0) / 1e9;
+    uint64_t cpu = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
     sc_finish(&rx_syscalls);
     if (opt.background) {
         atomic_store(&bg_stop, true);
@@ -347,6 +361,9 @@ int xdp_main(int argc, char **argv)
            (unsigned long long)rx.refills, (unsigned long long)rx.refill_short, (unsigned long long)rx.frames_short);
     printf("refill latency        p50 %.0f ns  p99 %.0f ns  p99.9 %.0f ns  max %.0f ns  (per bulk call of up to %u)\n",
            refill_ns(0.5), refill_ns(0.99), refill_ns(0.999), (double)refill_hist.max / tsc_per_ns, RX_BATCH);
+    double per_pkt = rx.received ? 1.0 / (double)rx.received : 0;
+    printf("CPU per packet        receiver %.0f ns (all threads, with the background job if any)  RX thread %.0f ns\n",
+           (double)cpu * per_pkt, (double)rx_thread_cpu_ns * per_pkt);
     printf("RX thread syscalls    allocator and other %llu (%s)  socket kicks: recvfrom %llu  poll %llu\n",
            (unsigned long long)rx_syscalls.counted, names, (unsigned long long)rx.kicks, (unsigned long long)rx.polls);
     printf("frames at the end     kernel %llu  workers %llu  free %llu  room %llu  reserve %llu  in flight %llu  "
@@ -372,13 +389,15 @@ int xdp_main(int argc, char **argv)
     printf("accounting            frames lost %zu  lab_check %s\n", lost,
            opt.stack ? "n/a" : check ? lab_strerror(check) : "ok");
     /* one line for scripts (scripts/xdp_scenario.sh) */
-    printf("RESULT debug=%d received=%llu rx_dropped=%llu rx_ring_full=%llu fill_ring_empty=%llu frames_short=%llu "
-           "worker_full=%llu foreign=%llu corrupt=%llu lost=%zu check=%d alloc_syscalls=%llu kicks=%llu polls=%llu\n",
-           LAB_DEBUG_BUILD, (unsigned long long)rx.received, (unsigned long long)ks.rx_dropped,
+    printf("RESULT debug=%d stack=%d received=%llu rx_dropped=%llu rx_ring_full=%llu fill_ring_empty=%llu frames_short=%llu "
+           "worker_full=%llu foreign=%llu corrupt=%llu lost=%zu check=%d alloc_syscalls=%llu kicks=%llu polls=%llu "
+           "cpu_ns_per_pkt=%.0f rx_cpu_ns_per_pkt=%.0f\n",
+           LAB_DEBUG_BUILD, opt.stack, (unsigned long long)rx.received, (unsigned long long)ks.rx_dropped,
            (unsigned long long)ks.rx_ring_full, (unsigned long long)ks.rx_fill_ring_empty_descs,
            (unsigned long long)rx.frames_short,
            (unsigned long long)rx.worker_full, (unsigned long long)rx.foreign, (unsigned long long)rx.corrupt, lost,
-           check, (unsigned long long)rx_syscalls.counted, (unsigned long long)rx.kicks, (unsigned long long)rx.polls);
+           check, (unsigned long long)rx_syscalls.counted, (unsigned long long)rx.kicks, (unsigned long long)rx.polls,
+           (double)cpu * per_pkt, (double)rx_thread_cpu_ns * per_pkt);
     bool ok = lost == 0 && check == 0 && rx.corrupt == 0 && rx.foreign == 0;
     if (!opt.stack)
         lab_arena_destroy(lpool.arena);
