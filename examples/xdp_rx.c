@@ -48,6 +48,10 @@
 #define FREE_BATCH   32u            /* frames a worker gives back per call */
 #define WORKER_RING  1024u
 #define MAX_WORKERS  8u
+/* Frames kept for the RX room alone: what can be out of it at once without
+ * coming back, the fill ring's worth plus the workers' rings' worth, so a
+ * background job that takes every other frame cannot starve the fill ring. */
+#define RX_RESERVE   (2 * RING_SIZE)
 
 /* ---- where frames come from --------------------------------------------------
  * alloc_bulk runs on the RX thread only and must not block; free_bulk runs on
@@ -64,20 +68,11 @@ struct lab_pool {
     lab_room  *room;
 };
 
-/* Up to n order-0 pages from the room, as Linux's alloc_pages_bulk. */
-static size_t room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
-{
-    size_t got = 0;
-    while (got < n && (pages[got] = lab_room_alloc(r, gfp)) != NULL)
-        got++;
-    return got;
-}
-
 static size_t lab_pool_alloc(struct frame_pool *fp, void **frames, size_t n)
 {
     struct lab_pool *p = (struct lab_pool *)fp;
     /* NOWARN: on a receive path an empty pool is a drop, not an event to log */
-    return room_alloc_bulk(p->room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, frames, n);
+    return lab_room_alloc_bulk(p->room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, frames, n);
 }
 
 static void lab_pool_free(struct frame_pool *fp, void *const *frames, size_t n)
@@ -113,6 +108,7 @@ static int lab_pool_init(struct lab_pool *p, void *area, size_t reserve)
     rc.reserve = reserve;
     rc.batch = RX_BATCH;
     rc.high = RING_SIZE;   /* frames come back in bursts; keep them here */
+    rc.ring = NUM_FRAMES;  /* the workers' returns all fit: none spill to the zone */
     rc.name = "rx";
     if ((err = lab_room_create(p->arena, &rc, &p->room)))
         return err;
@@ -167,7 +163,7 @@ struct xdp_rx {
     _Atomic bool stop, workers_stop;
     unsigned char *posted;            /* frame i is the kernel's (in the fill ring) */
     /* the RX thread's counters (others read them relaxed) */
-    _Atomic uint64_t posted_total, received, refills, refill_short, frames_short, kicks, polls,
+    _Atomic uint64_t posted_total, received, refills, refill_partial, refill_short, frames_short, kicks, polls,
                      worker_full, foreign;
     _Atomic uint64_t processed, corrupt;  /* the workers' (atomic adds, per batch) */
     /* optional: the RX thread's body (default xdp_rx_thread), and a call after
@@ -225,7 +221,9 @@ static int xdp_rx_open(struct xdp_rx *rx, const char *ifname, unsigned queue)
 }
 
 /* Fill-ring slots free -> frames from the pool, a bulk call per batch.
- * Returns false when the pool could not supply a whole batch. */
+ * Returns false when the ring is full enough or the pool had no frame.  A
+ * bulk call may place fewer than asked (it stops where a step of the
+ * allocation path fails); the next call goes on from there. */
 static bool xdp_rx_refill_batch(struct xdp_rx *rx)
 {
     void *frames[RX_BATCH];
@@ -239,12 +237,13 @@ static bool xdp_rx_refill_batch(struct xdp_rx *rx)
     if (rx->on_refill)
         rx->on_refill(rx->on_refill_ctx, rdtsc() - t0, want, got);
     count(&rx->refills, 1);
-    if (got < want) {
+    if (got < want)
+        count(&rx->refill_partial, 1);
+    if (!got) {   /* the allocator had no frame: the fill ring may run dry */
         count(&rx->refill_short, 1);
-        count(&rx->frames_short, want - got);
-    }
-    if (!got)
+        count(&rx->frames_short, want);
         return false;
+    }
     uint32_t idx = 0;
     xsk_ring_prod__reserve(&rx->fill, (uint32_t)got, &idx);   /* cannot fail: nb_free said so */
     for (size_t i = 0; i < got; i++) {
@@ -254,7 +253,7 @@ static bool xdp_rx_refill_batch(struct xdp_rx *rx)
     }
     xsk_ring_prod__submit(&rx->fill, (uint32_t)got);
     count(&rx->posted_total, got);
-    return got == want;
+    return true;
 }
 
 static void xdp_rx_refill(struct xdp_rx *rx)
@@ -442,7 +441,7 @@ int main(int argc, char **argv)
 
     struct lab_pool pool;
     int err = xdp_rx_map_umem(&rx);
-    if (err || (err = lab_pool_init(&pool, rx.area, RING_SIZE * 2))) {
+    if (err || (err = lab_pool_init(&pool, rx.area, RX_RESERVE))) {
         fprintf(stderr, "xdp_rx: setting up the UMEM arena failed (%d)\n", err);
         return 1;
     }

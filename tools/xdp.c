@@ -89,7 +89,7 @@ static struct {
     unsigned queue, workers, reserve;
     double seconds;
     bool stack, background, quiet;
-} opt = { NULL, 0, 1, 2 * RING_SIZE, 60, false, false, false };
+} opt = { NULL, 0, 1, RX_RESERVE, 60, false, false, false };
 
 static struct xdp_rx rx;
 static struct lab_pool lpool;
@@ -357,8 +357,10 @@ int xdp_main(int argc, char **argv)
            (unsigned long long)ks.rx_fill_ring_empty_descs, (unsigned long long)ks.rx_invalid_descs);
     printf("program drops         worker rings full %llu  foreign descriptors %llu\n",
            (unsigned long long)rx.worker_full, (unsigned long long)rx.foreign);
-    printf("fill ring refills     %llu  short of frames %llu times (%llu frames the allocator could not supply)\n",
-           (unsigned long long)rx.refills, (unsigned long long)rx.refill_short, (unsigned long long)rx.frames_short);
+    printf("fill ring refills     %llu bulk calls, %llu placed fewer than asked; the allocator had no frame %llu times "
+           "(%llu fill-ring slots left empty)\n",
+           (unsigned long long)rx.refills, (unsigned long long)rx.refill_partial, (unsigned long long)rx.refill_short,
+           (unsigned long long)rx.frames_short);
     printf("refill latency        p50 %.0f ns  p99 %.0f ns  p99.9 %.0f ns  max %.0f ns  (per bulk call of up to %u)\n",
            refill_ns(0.5), refill_ns(0.99), refill_ns(0.999), (double)refill_hist.max / tsc_per_ns, RX_BATCH);
     double per_pkt = rx.received ? 1.0 / (double)rx.received : 0;
@@ -372,9 +374,13 @@ int xdp_main(int argc, char **argv)
            (unsigned long long)fs.room, (unsigned long long)fs.reserve, (unsigned long long)fs.in_flight,
            (unsigned long long)fs.background, reclaimed);
     if (!opt.stack) {
-        printf("RX room               allocs %llu  refills %llu  remote frees %llu  reserve allocs %llu\n",
+        printf("RX room               allocs %llu  refills %llu  remote frees %llu  reserve allocs %llu  failures:",
                (unsigned long long)rs.allocs, (unsigned long long)rs.refills, (unsigned long long)rs.frees_remote,
                (unsigned long long)rs.reserve_allocs);
+        for (int r = 1; r < LAB_R_COUNT; r++)
+            if (rs.fail_by_reason[r])
+                printf(" %s %llu", lab_reason_str(r), (unsigned long long)rs.fail_by_reason[r]);
+        printf("\n");
         printf("served by step        room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu\n",
                (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM],
                (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_REMOTE],
