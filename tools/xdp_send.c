@@ -91,15 +91,14 @@ int xdp_send_main(int argc, char **argv)
     const char *ifname = NULL;
     uint64_t packets = 1000000;
     double seconds = 5;
-    for (int i = 0; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            goto usage;
+    if (argc % 2)
+        goto usage;   /* every option takes a value */
+    for (int i = 0; i < argc; i += 2) {
+        const char *v = argv[i + 1];
         if (!strcmp(argv[i], "--ifname")) ifname = v;
         else if (!strcmp(argv[i], "--packets")) packets = strtoull(v, NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(v);
         else goto usage;
-        i++;
     }
     if (!ifname)
         goto usage;
