@@ -219,6 +219,29 @@ static void test_trim_of_caller_memory_is_reported(void)
     twice_unmap(&t);
 }
 
+/* Locked memory is not decommitted either, and the stats say so. */
+static void test_trim_of_locked_memory_is_reported(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 64 * PAGE;
+    cfg.flags = LAB_ARENA_MLOCK;
+    lab_arena *a = NULL;
+    int err = lab_arena_create(&cfg, &a);
+    if (err == LAB_EMLOCK) {
+        fprintf(stderr, "  (skipped: RLIMIT_MEMLOCK refuses 64 pages)\n");
+        return;
+    }
+    REQUIRE(err == 0);
+    CHECK_EQ(lab_arena_trim(a), 0);
+    lab_stats st;
+    lab_stats_get(a, &st);
+    CHECK_EQ(st.trim_off, LAB_TRIM_MLOCKED);
+    CHECK_EQ(st.trim_refused, 1);
+    CHECK_EQ(st.trimmed_pages, 0);
+    lab_arena_destroy(a);
+}
+
 /* An arena whose every page is a frame: with exact watermarks of 0 an atomic
  * request reaches the last page; derived ones keep a floor it cannot reach. */
 static size_t atomic_pages_reachable(unsigned flags)
@@ -300,6 +323,7 @@ int main(void)
     RUN(test_no_operation_decommits_or_writes_caller_memory);
     RUN(test_decommit_caller_flag_lets_trim_decommit);
     RUN(test_trim_of_caller_memory_is_reported);
+    RUN(test_trim_of_locked_memory_is_reported);
     RUN(test_exact_zero_watermarks_leave_no_emergency_floor);
     RUN(test_exact_watermarks_are_validated);
     RUN(test_page_of_finds_the_page_of_an_interior_address);
