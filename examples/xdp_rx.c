@@ -329,14 +329,23 @@ static void *xdp_worker_thread(void *arg)
     struct xdp_rx *rx = wa->rx;
     void *batch[FREE_BATCH];
     uint64_t bad = 0;
+    unsigned idle = 0;
     for (;;) {
         size_t n = worker_ring_pop_n(wa->ring, batch, FREE_BATCH);
         if (!n) {
             if (atomic_load(&rx->workers_stop))
                 break;
-            sched_yield();
+            /* idle: yield for a while, then sleep, leaving the CPU to the
+             * RX thread and the kernel's receive work */
+            if (++idle < 64) {
+                sched_yield();
+            } else {
+                struct timespec ts = { 0, 50 * 1000 };
+                nanosleep(&ts, NULL);
+            }
             continue;
         }
+        idle = 0;
         for (size_t i = 0; i < n; i++) {
             const struct xdp_pkt_body *b = (const struct xdp_pkt_body *)((char *)batch[i] + XDP_PKT_HEADERS);
             bad += b->magic != XDP_PKT_MAGIC || b->check != xdp_pkt_check(b->seq);

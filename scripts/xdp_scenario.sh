@@ -74,6 +74,7 @@ ip -n "$NS_TX" link set vxt up
 # in its context on a veth) offers the same load to both pools.
 RX_CPU=${XDP_RX_CPU:-}
 TX_CPU=${XDP_TX_CPU:-}
+SEND_PPS=        # the sender's pace (empty: as fast as it can)
 RESULT=          # the receiver's RESULT line
 SENT=            # the sender's line
 # run_once NAME PACKETS SECONDS RECEIVER-ARGS...: one bounded run.  Returns
@@ -102,7 +103,7 @@ run_once() {
     fi
     # in the background: `wait` returns at once when a signal comes
     timeout $((${seconds%.*} + 10)) ip netns exec "$NS_TX" ${TX_CPU:+taskset -c "$TX_CPU"} "$TOOL" xdp-send --ifname vxt \
-        --packets "$packets" --seconds "$seconds" >"$WORK/$name.sent" &
+        --packets "$packets" --seconds "$seconds" ${SEND_PPS:+--pps "$SEND_PPS"} >"$WORK/$name.sent" &
     TX_PID=$!
     wait "$TX_PID"
     TX_PID=
@@ -187,57 +188,79 @@ demo)
     ;;
 bench)
     ROUNDS=${3:-3}
+    PACED=${XDP_PACED_PPS:-50000}
     read -r -a CPUS < <(taskset -pc $$ | sed 's/.*: //; s/,/ /g; s/-/ /')
     if [[ ${#CPUS[@]} -ge 2 ]]; then
         RX_CPU=${XDP_RX_CPU:-${CPUS[0]}}
         TX_CPU=${XDP_TX_CPU:-${CPUS[1]}}
     fi
-    declare -A PPS FILLE SHORT SYS CPU
+    # V[metric,pass,pool,workers,round]; pass "max": the sender as fast as it
+    # can; pass "paced": at $PACED packets per second, the same load for both
+    declare -A V
     for ((r = 1; r <= ROUNDS; r++)); do
         for w in 1 2; do
-            for pool in stack labyrinth; do
-                run_once "b$r$pool$w" 20000000 3 "$TOOL" xdp --ifname vxr --workers "$w" --pool "$pool" --quiet
-                rc=$?
-                [[ $rc -eq 77 ]] && exit 77
-                [[ $rc -eq 0 ]] || { echo "xdp bench: $pool $w worker(s) failed" >&2; exit 1; }
-                secs=$(field "$SENT" seconds)
-                [[ -n "$secs" && -n "$(field "$RESULT" received)" ]] ||
-                    { echo "xdp bench: $pool $w worker(s): no sender or receiver figures" >&2; exit 1; }
-                CPU[$pool,$w,$r]=$(field "$RESULT" cpu_ns_per_pkt)
-                PPS[$pool,$w,$r]=$(awk -v n="$(field "$RESULT" received)" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-                FILLE[$pool,$w,$r]=$(field "$RESULT" fill_ring_empty)
-                SHORT[$pool,$w,$r]=$(field "$RESULT" frames_short)
-                SYS[$pool,$w,$r]=$(field "$RESULT" alloc_syscalls)
+            for pass in max paced; do
+                [[ $pass == paced ]] && SEND_PPS=$PACED || SEND_PPS=
+                for pool in stack labyrinth; do
+                    run_once "b$r$pass$pool$w" 20000000 3 "$TOOL" xdp --ifname vxr --workers "$w" --pool "$pool" --quiet
+                    rc=$?
+                    [[ $rc -eq 77 ]] && exit 77
+                    [[ $rc -eq 0 ]] || { echo "xdp bench: $pool $w worker(s) failed" >&2; exit 1; }
+                    secs=$(field "$SENT" seconds)
+                    recv=$(field "$RESULT" received)
+                    [[ -n "$secs" && -n "$recv" ]] ||
+                        { echo "xdp bench: $pool $w worker(s): no sender or receiver figures" >&2; exit 1; }
+                    k="$pass,$pool,$w,$r"
+                    V[pps,$k]=$(awk -v n="$recv" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+                    V[cpu,$k]=$(field "$RESULT" cpu_ns_per_pkt)
+                    V[fill,$k]=$(field "$RESULT" fill_ring_empty)
+                    V[short,$k]=$(field "$RESULT" frames_short)
+                    V[sys,$k]=$(field "$RESULT" alloc_syscalls)
+                    V[refill,$k]=$(field "$RESULT" refill_p50_ns)
+                    V[drop,$k]=$(($(field "$SENT" sent) - recv))
+                done
             done
         done
     done
-    echo "XDP receive (AF_XDP generic mode on a veth pair, 4 KiB frames; receiver on CPU ${RX_CPU:-any}, sender on CPU ${TX_CPU:-any};"
-    echo "median of $ROUNDS rounds, [min..max])"
-    printf "  %-8s %-10s %-24s %-20s %-20s %-20s %-22s %-12s %s\n" workers pool "received pps" "x array stack" \
-        "CPU ns/packet" "x array stack" "fill-ring-empty" "alloc short" "RX syscalls"
+    SEND_PPS=
     med() { sort -n | awk '{ v[NR] = $1 } END { printf "%s [%s..%s]", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+    # col METRIC PASS POOL W: median and range over the rounds
+    col() { for ((r = 1; r <= ROUNDS; r++)); do echo "${V[$1,$2,$3,$4,$r]}"; done | med; }
+    # ratio METRIC PASS POOL W: POOL / stack within each round, median and range
+    ratio() {
+        for ((r = 1; r <= ROUNDS; r++)); do
+            awk -v a="${V[$1,$2,$3,$4,$r]}" -v b="${V[$1,$2,stack,$4,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
+        done | med
+    }
+    echo "XDP receive: AF_XDP generic mode on a veth pair, 4 KiB frames, receiver on CPU ${RX_CPU:-any},"
+    echo "sender on CPU ${TX_CPU:-any}; median of $ROUNDS rounds [min..max]; x stack: the ratio within each round"
+    echo
+    echo "  the sender as fast as it can, 3 s"
+    printf "  %-8s %-10s %-26s %-22s %-24s %-12s %-12s %s\n" workers pool "received pps" "x stack" "fill-ring-empty" \
+        "alloc short" "RX syscalls" "refill p50 ns"
     for w in 1 2; do
         for pool in stack labyrinth; do
-            p=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${PPS[$pool,$w,$r]}"; done | med)
-            x=$(for ((r = 1; r <= ROUNDS; r++)); do
-                awk -v a="${PPS[$pool,$w,$r]}" -v b="${PPS[stack,$w,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
-            done | med)
-            f=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${FILLE[$pool,$w,$r]}"; done | med)
-            s=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${SHORT[$pool,$w,$r]}"; done | med)
-            c=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${SYS[$pool,$w,$r]}"; done | med)
-            u=$(for ((r = 1; r <= ROUNDS; r++)); do echo "${CPU[$pool,$w,$r]}"; done | med)
-            ux=$(for ((r = 1; r <= ROUNDS; r++)); do
-                awk -v a="${CPU[$pool,$w,$r]}" -v b="${CPU[stack,$w,$r]}" 'BEGIN { printf "%.3f\n", a / b }'
-            done | med)
-            printf "  %-8s %-10s %-24s %-20s %-20s %-20s %-22s %-12s %s\n" "$w" "$pool" "$p" "$x" "$u" "$ux" "$f" "$s" "$c"
+            printf "  %-8s %-10s %-26s %-22s %-24s %-12s %-12s %s\n" "$w" "$pool" "$(col pps max $pool $w)" \
+                "$(ratio pps max $pool $w)" "$(col fill max $pool $w)" "$(col short max $pool $w)" \
+                "$(col sys max $pool $w)" "$(col refill max $pool $w)"
         done
     done
-    echo "  (x array stack: the ratio within each round, then its median; CPU ns/packet: the receiver"
-    echo "   process's CPU time (all threads) per received packet; fill-ring-empty: the kernel's"
-    echo "   rx_fill_ring_empty_descs; alloc short: frames a refill asked for and did not get; RX syscalls:"
-    echo "   the RX thread's system calls other than its socket kicks, counted by a seccomp filter: the"
-    echo "   allocator's, or the stack's mutex (futex)).  Each round runs the pools back to back; the"
-    echo "   sender sends for 3 s as fast as it can, the receiver's drops are the kernel's counters."
+    echo
+    echo "  the sender paced at $PACED packets/s, 3 s: the same load for both pools"
+    printf "  %-8s %-10s %-26s %-22s %-22s %s\n" workers pool "CPU ns/packet" "x stack" "not received" "fill-ring-empty"
+    for w in 1 2; do
+        for pool in stack labyrinth; do
+            printf "  %-8s %-10s %-26s %-22s %-22s %s\n" "$w" "$pool" "$(col cpu paced $pool $w)" \
+                "$(ratio cpu paced $pool $w)" "$(col drop paced $pool $w)" "$(col fill paced $pool $w)"
+        done
+    done
+    echo
+    echo "  received pps: received / the sender's seconds; fill-ring-empty: the kernel's"
+    echo "  rx_fill_ring_empty_descs; alloc short: fill-ring slots a refill asked the allocator for and"
+    echo "  did not get; RX syscalls: the RX thread's system calls other than its socket kicks, counted"
+    echo "  by a seccomp filter (the allocator's, or the stack mutex's futex); CPU ns/packet: the"
+    echo "  receiver process's CPU time, all threads, per received packet; not received: sent - received;"
+    echo "  refill p50: one bulk call of up to 64 frames on the RX thread, timed with the TSC."
     ;;
 *)
     echo "usage: $0 test|demo|bench TOOL [...]" >&2

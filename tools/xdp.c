@@ -397,13 +397,13 @@ int xdp_main(int argc, char **argv)
     /* one line for scripts (scripts/xdp_scenario.sh) */
     printf("RESULT debug=%d stack=%d received=%llu rx_dropped=%llu rx_ring_full=%llu fill_ring_empty=%llu frames_short=%llu "
            "worker_full=%llu foreign=%llu corrupt=%llu lost=%zu check=%d alloc_syscalls=%llu kicks=%llu polls=%llu "
-           "cpu_ns_per_pkt=%.0f rx_cpu_ns_per_pkt=%.0f\n",
+           "cpu_ns_per_pkt=%.0f rx_cpu_ns_per_pkt=%.0f refill_p50_ns=%.0f refill_p99_ns=%.0f\n",
            LAB_DEBUG_BUILD, opt.stack, (unsigned long long)rx.received, (unsigned long long)ks.rx_dropped,
            (unsigned long long)ks.rx_ring_full, (unsigned long long)ks.rx_fill_ring_empty_descs,
            (unsigned long long)rx.frames_short,
            (unsigned long long)rx.worker_full, (unsigned long long)rx.foreign, (unsigned long long)rx.corrupt, lost,
            check, (unsigned long long)rx_syscalls.counted, (unsigned long long)rx.kicks, (unsigned long long)rx.polls,
-           (double)cpu * per_pkt, (double)rx_thread_cpu_ns * per_pkt);
+           (double)cpu * per_pkt, (double)rx_thread_cpu_ns * per_pkt, refill_ns(0.5), refill_ns(0.99));
     bool ok = lost == 0 && check == 0 && rx.corrupt == 0 && rx.foreign == 0;
     if (!opt.stack)
         lab_arena_destroy(lpool.arena);

@@ -3,8 +3,9 @@
  *
  * Raw UDP frames (Ethernet broadcast, IPv4, UDP, then the body the receiver
  * checks: magic, sequence number, check word) sent on one interface with
- * AF_PACKET and sendmmsg, 64 per call.  Bounded in packets and in time;
- * prints what it sent and what the interface dropped on the way.
+ * AF_PACKET and sendmmsg, 64 per call, as fast as it can or paced at --pps.
+ * Bounded in packets and in time; prints what it sent and what the
+ * interface dropped on the way.
  */
 #include "xdp_packet.h"
 
@@ -89,7 +90,7 @@ int xdp_send_main(int argc, char **argv);
 int xdp_send_main(int argc, char **argv)
 {
     const char *ifname = NULL;
-    uint64_t packets = 1000000;
+    uint64_t packets = 1000000, pps = 0;
     double seconds = 5;
     if (argc % 2)
         goto usage;   /* every option takes a value */
@@ -98,6 +99,7 @@ int xdp_send_main(int argc, char **argv)
         if (!strcmp(argv[i], "--ifname")) ifname = v;
         else if (!strcmp(argv[i], "--packets")) packets = strtoull(v, NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(v);
+        else if (!strcmp(argv[i], "--pps")) pps = strtoull(v, NULL, 10);
         else goto usage;
     }
     if (!ifname)
@@ -129,6 +131,13 @@ int xdp_send_main(int argc, char **argv)
         unsigned n = packets - sent < SEND_BATCH ? (unsigned)(packets - sent) : SEND_BATCH;
         for (unsigned i = 0; i < n; i++)
             build_packet(buf[i], sent + i);
+        if (pps) {   /* paced: the batch leaves when the schedule says */
+            double due = t0 + (double)sent / (double)pps, now = now_s();
+            if (due > now) {
+                struct timespec ts = { (time_t)(due - now), (long)((due - now - (double)(time_t)(due - now)) * 1e9) };
+                nanosleep(&ts, NULL);
+            }
+        }
         int r = sendmmsg(fd, msg, n, 0);
         if (r < 0) {
             if (errno != ENOBUFS && errno != EAGAIN && errno != EINTR) {
@@ -149,6 +158,6 @@ int xdp_send_main(int argc, char **argv)
            (unsigned long long)refused);
     return 0;
 usage:
-    fprintf(stderr, "usage: labyrinth xdp-send --ifname IF [--packets N] [--seconds S]\n");
+    fprintf(stderr, "usage: labyrinth xdp-send --ifname IF [--packets N] [--seconds S] [--pps RATE]\n");
     return 2;
 }
