@@ -22,6 +22,7 @@ TOOL=${2:-}
 TOOL=$(readlink -f "$TOOL")
 
 skip() { echo "SKIP: $*"; exit 77; }
+[[ $("$TOOL" xdp 2>&1) == *"without libxdp"* ]] && skip "$TOOL was built without libxdp (install libxdp-dev libbpf-dev)"
 [[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, a veth pair, AF_XDP)"
 command -v ip >/dev/null || skip "no ip(8) (iproute2)"
 
