@@ -379,7 +379,7 @@ int xdp_main(int argc, char **argv)
                (unsigned long long)rs.reserve_allocs);
         for (int r = 1; r < LAB_R_COUNT; r++)
             if (rs.fail_by_reason[r])
-                printf(" %s %llu", lab_reason_str(r), (unsigned long long)rs.fail_by_reason[r]);
+                printf(" %s %llu", lab_strreason(r), (unsigned long long)rs.fail_by_reason[r]);
         printf("\n");
         printf("served by step        room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu\n",
                (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM],
