@@ -381,7 +381,6 @@ struct lab_arena {
     struct zone zone;
     lab_arena_config cfg;
     bool      own_memory;
-    int       trim_off;           /* enum lab_trim_off: why trim must not decommit */
     int       huge_mode;          /* LAB_HUGE_* */
     bool      page_hooks;         /* any debug page hook is on (poison, protect, guard,
                                      ASan, valgrind): one predictable branch when off */
@@ -421,6 +420,8 @@ struct lab_arena {
         _Atomic uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
         _Atomic uint64_t trimmed_pages, recommitted_pages, rooms_drained, trim_refused;
     } st;
+    int       trim_off;           /* enum lab_trim_off: why trim must not decommit
+                                     (last: the fields above keep their offsets) */
 };
 
 static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
