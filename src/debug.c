@@ -541,8 +541,10 @@ void debug_hooks_init(struct lab_arena *a)
 #ifdef LAB_HAVE_VALGRIND
     /* memcheck only: other tools (callgrind, helgrind) have no use for the
      * client requests, and they would add to the instruction counts. */
-    const char *preload = getenv("LD_PRELOAD");
-    if (RUNNING_ON_VALGRIND && preload && strstr(preload, "vgpreload_memcheck")) {
+    /* LAB_VALGRIND_HOOKS=0: memcheck watches the library's own heap while
+     * the release fast paths run (the hooks would take them off). */
+    const char *preload = getenv("LD_PRELOAD"), *hooks = getenv("LAB_VALGRIND_HOOKS");
+    if (RUNNING_ON_VALGRIND && preload && strstr(preload, "vgpreload_memcheck") && !(hooks && !strcmp(hooks, "0"))) {
         a->valgrind = true;
         a->poison = false;   /* memcheck tracks every byte better than a pattern */
         VALGRIND_MAKE_MEM_NOACCESS(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);

@@ -50,6 +50,33 @@ int main(void)
         sum += pg[i][0];
         lab_room_free(r, pg[i]);
     }
+    /* the hand-off (single and bulk frees through the ring, taken back),
+     * bulk allocation and a room of order 2, as users run them */
+    for (int round = 0; round < 4; round++) {
+        size_t n = lab_room_alloc_bulk(r, LAB_GFP_ATOMIC, (void **)pg, 64);
+        if (n != 64)
+            return 2;
+        for (int i = 0; i < 64; i++)
+            pg[i][1] = (char)i;
+        for (int i = 0; i < 32; i++)
+            lab_free_pages(a, pg[i], 0);
+        lab_free_pages_bulk(a, (void *const *)(pg + 32), 32, 0);
+    }
+    lab_room_config rc2;
+    lab_room_config_init(&rc2);
+    rc2.max_order = 2;
+    lab_room *r2 = NULL;
+    if (lab_room_create(a, &rc2, &r2) != 0)
+        return 2;
+    for (int i = 0; i < 16; i++) {
+        char *b = lab_room_alloc_pages(r2, LAB_GFP_ATOMIC, 2);
+        if (!b)
+            return 2;
+        memset(b, i, (size_t)LAB_PAGE_SIZE << 2);
+        sum += b[(LAB_PAGE_SIZE << 2) - 1];
+        lab_room_free_pages(r2, b, 2);
+    }
+    lab_room_destroy(r2);
     lab_room_destroy(r);
 
     lab_arena_trim(a);
