@@ -34,6 +34,8 @@
 #define NIL        UINT32_MAX          /* the end of every frame list */
 #define MAX_ROOMS  4096u
 #define MAX_SHRINKERS 32u
+#define GFP_GATE   (1u << 31)  /* no LAB_GFP_* flag: set on every request at the
+                                  room allocation gate (alloc_slow_gfp) */
 #define HOOK_SLOTS 8u          /* a hook may change this often while one call reads it */
 #define LOG_SLOTS  8u          /* deferred reports held at once; more are counted */
 
@@ -272,8 +274,8 @@ struct lab_room {
      * may zero it (relaxed) when it asks for a drain. */
     _Atomic size_t free_limit;
     _Atomic lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow
-                                  path: ZERO, or every flag when page hooks are on
-                                  or reclaim is taking the stock (room_steal) */
+                                  path: ZERO, or every bit (GFP_GATE included) when
+                                  page hooks are on or reclaim is taking the stock */
     uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */

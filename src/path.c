@@ -188,7 +188,9 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         reason = LAB_R_ORDER;
         /* NOFAIL promises a block: one that can never exist is a bug of the
          * caller, not a failure to report and carry on from. */
-        if (gfp & LAB_GFP_NOFAIL)
+        /* (NOFAIL means nothing without DIRECT_RECLAIM, and NORETRY overrides it) */
+        if ((gfp & (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NORETRY)) ==
+            (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM))
             misuse(a, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with an order above the arena's max_order");
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
@@ -589,7 +591,10 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
         atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
-        if (likely(n != 0) && likely(!(gfp & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
+        /* GFP_GATE is never a flag a caller passes: a closed gate (all bits)
+         * stops even a request with no flag at all */
+        if (likely(n != 0) &&
+            likely(!((gfp | GFP_GATE) & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
             uint32_t f = s->frames[n - 1];
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             pg_set(&r->pages[f], PG_ALLOCATED, order);

@@ -534,6 +534,27 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     end_arena(a);
 }
 
+/* Page hooks take every room allocation off the fast path, a request with
+ * no flag at all included: with LAB_ARENA_PROTECT_FREE a page from the
+ * stock must come back writable. */
+static void test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks(void)
+{
+    lab_arena *a = arena(256, LAB_ARENA_PROTECT_FREE);
+    lab_room *r = room(a, 4, 16, 0, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
+    REQUIRE(p);
+    lab_room_free(r, p);                 /* to the stock, protected */
+    for (int i = 0; i < 8; i++) {
+        char *q = lab_room_alloc(r, 0);  /* no flag: must still unprotect */
+        REQUIRE(q);
+        q[0] = 1;
+        q[LAB_PAGE_SIZE - 1] = 2;
+        lab_room_free(r, q);
+    }
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A room whose failures are expected reports none, and still counts them. */
 static void count_reports(void *ctx, const char *msg, size_t len)
 {
@@ -590,5 +611,6 @@ int main(void)
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
+    RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
     return test_finish();
 }
