@@ -15,6 +15,12 @@
  *   room3   that serves orders 0..3 (max_order 3), step 1 too
  *   bulk    lab_room_alloc_bulk + lab_room_free_bulk of 32 pages, N / 32
  *           times: the cost per page (N must be a multiple of 32)
+ *   remote  32 lab_room_alloc, then the 32 pages freed with lab_free_pages,
+ *           the path of a page freed by another context: into the room's
+ *           ring, taken back by the owner when its stock runs dry (step 2);
+ *           per page, in one thread, so without the cache-line transfers
+ *           that two cores add
+ *   remote_bulk  the same, freed with one lab_free_pages_bulk of 32
  *   zone    lab_alloc_pages(arena, LAB_GFP_NOWAIT, 0) + lab_free_pages: an
  *           order-0 block from the zone (step 3), for reference
  */
@@ -26,7 +32,7 @@
 
 #define BULK 32
 
-enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, ZONE };
+enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, REMOTE, REMOTE_BULK, ZONE };
 
 /* Returns how many allocations failed. */
 static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n)
@@ -40,6 +46,23 @@ static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n
             for (size_t k = 0; k < got; k++)
                 *(volatile char *)p[k] = (char)k;
             lab_room_free_bulk(r, p, got);
+        }
+        return fails;
+    }
+    if (m == REMOTE || m == REMOTE_BULK) {
+        void *p[BULK];
+        for (long i = 0; i < n / BULK; i++) {
+            for (int k = 0; k < BULK; k++) {
+                p[k] = lab_room_alloc(r, LAB_GFP_ATOMIC);
+                if (!p[k])
+                    return fails + BULK - k;
+                *(volatile char *)p[k] = (char)k;
+            }
+            if (m == REMOTE_BULK)
+                lab_free_pages_bulk(a, p, BULK, 0);
+            else
+                for (int k = 0; k < BULK; k++)
+                    lab_free_pages(a, p[k], 0);
         }
         return fails;
     }
@@ -75,15 +98,19 @@ int main(int argc, char **argv)
         m = ROOM_ORDER, order = (unsigned)(what[4] - '0');
     else if (!strcmp(what, "bulk"))
         m = BULK_PAIRS;
+    else if (!strcmp(what, "remote"))
+        m = REMOTE;
+    else if (!strcmp(what, "remote_bulk"))
+        m = REMOTE_BULK;
     else if (!strcmp(what, "zone"))
         m = ZONE;
     else {
-        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|zone N\n", argv[0]);
+        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|remote|remote_bulk|zone N\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
-    if (m == BULK_PAIRS && n % BULK) {
-        fprintf(stderr, "bulk: N must be a multiple of %d\n", BULK);
+    if ((m == BULK_PAIRS || m == REMOTE || m == REMOTE_BULK) && n % BULK) {
+        fprintf(stderr, "%s: N must be a multiple of %d\n", what, BULK);
         return 2;
     }
     lab_arena_config cfg;
