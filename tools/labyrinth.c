@@ -675,7 +675,9 @@ static int demo(int argc, char **argv)
     lab_arena_destroy(arena);
     free(cache.e);
     free(rings);
-    if (lost || bad || check) {
+    if (pages == 0)
+        printf("no page went through the packet path\n");
+    if (lost || bad || check || pages == 0) {
         printf("FAILED\n");
         return 1;
     }
