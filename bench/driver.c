@@ -1192,9 +1192,19 @@ static void write_charts(const char *dir)
             "set title 'W5: page allocation latency under background pressure (medians of rounds)'\n"
             "set logscale xy\nset grid\nset key left top\n"
             "set xlabel 'percentile'\nset ylabel 'ns'\n"
-            "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, 'p99.999' 100000, 'max' 1000000)\n"
-            "plot for [i=3:%d] '%s/latency.dat' using 1:i with linespoints lw 2 title columnheader(i)\n",
-            dir, cols + 2, dir);
+            "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, 'p99.999' 100000, 'max' 1000000)\n",
+            dir);
+    /* one colour per peer, dashed for the bulk consumer */
+    fprintf(f, "plot");
+    int colour = 0;
+    for (int c = 0; c < cols; c++) {
+        if (c > 0 && strcmp(colname[c], colname[c - 1]) != 0)
+            colour++;
+        bool bulk = strcmp(colstyle[c], "w5b") == 0;
+        fprintf(f, "%s '%s/latency.dat' using 1:%d with linespoints lw 2 lc %d dt %d title columnheader(%d)",
+                c ? "," : "", dir, c + 3, colour + 1, bulk ? 2 : 1, c + 3);
+    }
+    fprintf(f, "\n");
     fclose(f);
     char *argv1[] = { gp, path, NULL };
     rc1 = run_quiet(argv1);
