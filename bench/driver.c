@@ -848,6 +848,19 @@ static void table_pair(const char *title, const char *unit, const struct variant
                 size_t l = strlen(notes);
                 snprintf(notes + l, sizeof(notes) - l, "%s%s: %.0f failed", l ? "; " : "", k ? "right" : "left", f);
             }
+            /* Labyrinth's producer: how many pages one take-back of remote
+             * frees (step 2) brought, on average */
+            char sm[64], rm[64], zm[64];
+            int wl_len = (int)strcspn(v->metric, ".");
+            snprintf(sm, sizeof(sm), "%.*s.lab_step_room", wl_len, v->metric);
+            snprintf(rm, sizeof(rm), "%.*s.lab_step_room_remote", wl_len, v->metric);
+            snprintf(zm, sizeof(zm), "%.*s.lab_step_zone", wl_len, v->metric);
+            double st = med(p->name, sm), re = med(p->name, rm), zo = med(p->name, zm);
+            if (re > 0) {
+                size_t l = strlen(notes);
+                snprintf(notes + l, sizeof(notes) - l, "%s%s: a take-back per %.0f pages", l ? "; " : "",
+                         k ? "right" : "left", (st + re + (zo > 0 ? zo : 0)) / re);
+            }
         }
         if (!p->available && p->why[0]) {
             size_t l = strlen(notes);
