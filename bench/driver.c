@@ -246,8 +246,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: labyrinth-bench [--quick | --full] [--rounds N] [--out DIR] [--peers a,b,...]\n"
             "                       [--only 1,2,3,4,5,6] [--no-callgrind] [--no-charts] [--verbose] [--list]\n"
-            "  default: 5 rounds, about 2 minutes; --quick: 3 short rounds, about 30 s;\n"
-            "  --full: 9 long rounds, about 7 minutes.  Results go to DIR (default ./results).\n");
+            "  default: 5 rounds, about 3 minutes; --quick: 3 short rounds, about 50 s;\n"
+            "  --full: 9 long rounds, about 11 minutes.  Results go to DIR (default ./results).\n");
     exit(2);
 }
 
