@@ -1045,7 +1045,10 @@ static void print_targets(void)
         snprintf(m, sizeof(m), "%s.max", w);
         double lm = med("labyrinth", m), fm = med("floor", m);
         snprintf(what, sizeof(what), "W5 %s: max <= 2x the floor's max", style);
-        target(!isnan(lm) && !isnan(fm), lm <= 2 * fm, what, "%.1f us vs 2 x %.1f us%s", lm / 1e3, fm / 1e3,
+        char lms[16], fms[16];
+        fmt_num(lms, sizeof(lms), lm);
+        fmt_num(fms, sizeof(fms), fm);
+        target(!isnan(lm) && !isnan(fm), lm <= 2 * fm, what, "%s ns vs 2 x %s ns%s", lms, fms,
                settled("labyrinth", m, 0.5, "floor", m));
         snprintf(m, sizeof(m), "%s.syscalls", w);
         double sc = med("labyrinth", m), lo, hi;
@@ -1080,8 +1083,10 @@ static void print_targets(void)
     double l5 = med("labyrinth", "w5s.p99.99"), m5 = med("labyrinth", "w5s.max");
     double b5 = best_peer("w5s.p99.99", true, &who);
     target(!isnan(l5), l5 < 1000, "W5 single: atomic p99.99 < 1 us", "%.0f ns", l5);
-    target(!isnan(m5), m5 < 50000, "W5 single: atomic max < 50 us", "%.1f us (floor's max %.1f us)", m5 / 1e3,
-           med("floor", "w5s.max") / 1e3);
+    char m5s[16], f5s[16];
+    fmt_num(m5s, sizeof(m5s), m5);
+    fmt_num(f5s, sizeof(f5s), med("floor", "w5s.max"));
+    target(!isnan(m5), m5 < 50000, "W5 single: atomic max < 50 us", "%s ns (floor's max %s ns)", m5s, f5s);
     target(!isnan(l5) && !isnan(b5), l5 < b5, "W5 single: lower p99.99 than every peer",
            "%.0f ns vs best peer %s %.0f ns%s", l5, who, b5, settled("labyrinth", "w5s.p99.99", 1, who, "w5s.p99.99"));
     double lo = INFINITY, hi = 0;
