@@ -876,8 +876,8 @@ static void table_latency(const char *w, const char *title, bool bulk)
     char m[48];
 #define LM(suffix) (snprintf(m, sizeof(m), "%s." suffix, w), m)
     out("\n%s\n", title);
-    out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", "peer", "p50", "p99", "p99.9", "p99.99", "max",
-        "99.99xLab", "xfloor", "failed", "bg MB/s", "syscalls", "(per alloc; which)");
+    out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s %7s  %-10s %s\n", "peer", "p50", "p99", "p99.9", "p99.99", "max",
+        "99.99xLab", "xfloor", "failed", "bg MB/s", "preempt", "syscalls", "(per alloc; which)");
     double lab = med("labyrinth", LM("p99.99")), flo = med("floor", LM("p99.99"));
     char nobulk[256] = "";
     for (size_t i = 0; i < NR_PEERS; i++) {
@@ -920,10 +920,11 @@ static void table_latency(const char *w, const char *title, bool bulk)
             snprintf(sys, sizeof(sys), "0");
         else
             snprintf(sys, sizeof(sys), "%.0f (%.2g)", sc, sc / ca);
-        char bgr[16];
+        char bgr[16], pre[16];
         fmt_num(bgr, sizeof(bgr), med(p->name, LM("bg_mib_s")));
-        out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", name, c[0], c[1], c[2], c[3], c[4], c[5], c[6],
-            failed, bgr, sys, names && strcmp(names, "none") ? names : "");
+        fmt_num(pre, sizeof(pre), med(p->name, LM("preempted")));
+        out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s %7s  %-10s %s\n", name, c[0], c[1], c[2], c[3], c[4], c[5],
+            c[6], failed, bgr, pre, sys, names && strcmp(names, "none") ? names : "");
     }
     if (nobulk[0])
         out("  (no bulk call: %s)\n", nobulk);
@@ -1483,7 +1484,9 @@ int main(int argc, char **argv)
                       "    32 at a time)",
                       true);
         out("  (failed: allocations that returned NULL; bg MB/s: MiB the background job allocated and touched\n"
-            "   per second during the timed run; syscalls: counted exactly on the producer thread alone with a\n"
+            "   per second during the timed run; preempt: the producer's involuntary context switches in the\n"
+            "   timed run (other work took its CPU: one landing inside a timed call sets a max of milliseconds,\n"
+            "   more likely the longer the producer spends inside the allocator); syscalls: counted exactly on the producer thread alone with a\n"
             "   seccomp user-notification filter, in a second run of the same loop right after the timed one\n"
             "   (median count, and per allocation); which: totals over all rounds, most frequent first.\n"
             "   Both styles run under the same background job, single first)\n");

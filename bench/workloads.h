@@ -37,6 +37,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #ifndef BE_BULK
 #define BE_BULK 0
@@ -194,6 +195,7 @@ struct wl_ho {
     struct hist *hist;           /* timed allocations (workload 5) */
     struct sc_counter *sc;       /* count this producer's system calls */
     uint64_t fails, allocs;
+    long preempted;              /* the producer's involuntary context switches */
     int sc_failed;
 };
 
@@ -231,6 +233,8 @@ static void *wl_producer(void *arg)
     uint64_t fails = 0, allocs = 0;
     unsigned v = 0;
     be_thread_enter(c, ROLE_OWNER);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_THREAD, &ru0);   /* before the counted stretch */
     if (h->sc && sc_install(h->sc) != 0)
         h->sc_failed = 1;
 #if BE_BULK
@@ -268,6 +272,8 @@ done:
 #endif
     if (h->sc && !h->sc_failed)
         sc_mark_end();
+    getrusage(RUSAGE_THREAD, &ru1);
+    h->preempted = ru1.ru_nivcsw - ru0.ru_nivcsw;
     h->fails = fails;
     h->allocs = allocs;
     be_thread_leave(c, ROLE_OWNER);
@@ -455,6 +461,7 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
     uint64_t ops1 = atomic_load(&g->ops), pages1 = atomic_load(&g->pages), shr1 = atomic_load(&cache->shrunk_pages);
     uint64_t bgf1 = atomic_load(&g->fails);
     uint64_t lat_allocs = h.allocs, lat_fails = h.fails;
+    long preempted = h.preempted;
 
     /* The counted run: the same loop, its system calls counted. */
     struct hist *scratch = calloc(1, sizeof(*scratch));
@@ -479,6 +486,7 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
 #define WL_EMIT(suffix, v) (snprintf(m, sizeof(m), "%s." suffix, name), emit(s, m, (double)(v)))
     WL_EMIT("allocs", lat_allocs);
     WL_EMIT("fails", lat_fails);
+    WL_EMIT("preempted", preempted);
     WL_EMIT("bg_ops_s", (double)(ops1 - ops0) / secs);
     WL_EMIT("bg_mib_s", (double)(pages1 - pages0) * BENCH_PAGE / 1048576.0 / secs);
     WL_EMIT("bg_fails", bgf1 - bgf0);
