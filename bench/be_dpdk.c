@@ -8,6 +8,9 @@
  * registered thread, so every thread that touches the pool registers itself
  * (rte_thread_register) and gets its own lcore id, hence its own cache.
  *
+ * Bulk calls: rte_mempool_get_bulk and rte_mempool_put_bulk (all or
+ * nothing: a get either places the n objects or none).
+ *
  * Objects of a mempool are 64-byte aligned, not page aligned: DPDK has no
  * page-aligned object layout for a plain mempool.  Blocks from rte_malloc
  * are aligned to their size like everyone else's.
@@ -26,6 +29,7 @@
 #define BE_NAME      "dpdk"
 #define BE_LABEL     "DPDK rte_mempool, lcore cache 512 / rte_malloc"
 #define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
+#define BE_BULK      1
 
 #define DPDK_POOL_OBJS  8191      /* 2^n - 1: the ring under the pool is 2^n */
 #define DPDK_POOL_CACHE 512
@@ -126,6 +130,21 @@ static inline void be_page_free_remote(struct be_ctx *c, void *p)
     rte_mempool_put(c->mp, p);
 }
 
+static inline unsigned be_page_alloc_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    return rte_mempool_get_bulk(c->mp, p, n) < 0 ? 0 : n;
+}
+
+static inline void be_page_free_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    rte_mempool_put_bulk(c->mp, p, n);
+}
+
+static inline void be_page_free_remote_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    rte_mempool_put_bulk(c->mp, p, n);
+}
+
 static inline void *be_block_alloc(struct be_ctx *c, unsigned order)
 {
     (void)c;
@@ -165,10 +184,11 @@ static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
     (void)cache;
 }
 
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
+static void be_extra(struct be_ctx *c, int kind, const char *prefix, struct sink *s)
 {
     (void)c;
     (void)kind;
+    (void)prefix;
     (void)s;
 }
 

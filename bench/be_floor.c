@@ -6,7 +6,9 @@
  * ratio to the floor says how much of a cost is the allocator's.
  *
  *   pages      pop / push on an array; for the hand-off the consumer returns
- *              pages to the producer in batches of 32 through a second ring
+ *              pages to the producer through a second ring, one at a time
+ *              (single) or in batches of 32 (bulk); bulk calls pop and push
+ *              runs of the array
  *   blocks     one stack per order of blocks aligned to their size
  *   pressure   the background job touches the pages of a pre-touched region
  *              of the same size as the others' caches
@@ -37,6 +39,7 @@
 #define BE_NAME      "floor"
 #define BE_LABEL     "floor: bare stack of pre-touched pages"
 #define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
+#define BE_BULK      1
 #define FLOOR_OP     static inline
 #endif
 
@@ -48,11 +51,9 @@ struct be_ctx {
     int kind;
     char *mem;
     size_t mem_bytes;
-    struct spsc *ret;            /* consumer -> producer, batches of 32 */
+    struct spsc *ret;            /* consumer -> producer */
     _Alignas(64) void **stk;     /* producer / owner side */
     size_t top;
-    _Alignas(64) void *cbuf[FLOOR_BATCH];  /* consumer side, its own lines */
-    size_t cn;
     void **ostk[FLOOR_ORDERS];   /* blocks */
     size_t otop[FLOOR_ORDERS];
     size_t bg_off;               /* pressure */
@@ -144,11 +145,8 @@ static void be_thread_enter(struct be_ctx *c, int role)
 
 static void be_thread_leave(struct be_ctx *c, int role)
 {
-    if (role == ROLE_CONSUMER && c->cn) {   /* the last partial batch */
-        while (!spsc_push_n(c->ret, c->cbuf, c->cn))
-            cpu_pause();
-        c->cn = 0;
-    }
+    (void)c;
+    (void)role;
 }
 
 /* The stock ran dry: take back what the consumer returned. */
@@ -177,13 +175,42 @@ FLOOR_OP void be_page_free(struct be_ctx *c, void *p)
 
 static inline void be_page_free_remote(struct be_ctx *c, void *p)
 {
-    c->cbuf[c->cn++] = p;
-    if (c->cn == FLOOR_BATCH) {
-        while (!spsc_push_n(c->ret, c->cbuf, FLOOR_BATCH))
-            cpu_pause();
-        c->cn = 0;
-    }
+    while (!spsc_push(c->ret, p))
+        cpu_pause();
 }
+
+#ifndef FLOOR_CALLED
+static inline unsigned be_page_alloc_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    unsigned got = 0;
+    while (got < n) {
+        if (__builtin_expect(c->top == 0, 0)) {
+            void *q = floor_refill(c);
+            if (!q)
+                break;
+            p[got++] = q;
+            continue;
+        }
+        size_t k = c->top < n - got ? c->top : n - got;
+        memcpy(p + got, c->stk + c->top - k, k * sizeof(void *));
+        c->top -= k;
+        got += (unsigned)k;
+    }
+    return got;
+}
+
+static inline void be_page_free_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    memcpy(c->stk + c->top, p, n * sizeof(void *));
+    c->top += n;
+}
+
+static inline void be_page_free_remote_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    while (!spsc_push_n(c->ret, p, n))
+        cpu_pause();
+}
+#endif
 
 static inline void *be_block_alloc(struct be_ctx *c, unsigned order)
 {
@@ -230,10 +257,11 @@ static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
     (void)cache;
 }
 
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
+static void be_extra(struct be_ctx *c, int kind, const char *prefix, struct sink *s)
 {
     (void)c;
     (void)kind;
+    (void)prefix;
     (void)s;
 }
 

@@ -4,8 +4,9 @@
  *   pages      lab_room_alloc(room, LAB_GFP_ATOMIC) / lab_room_free(room, p):
  *              the room is the owner context's own stock (step 1 of the
  *              labyrinth); a page freed by another thread goes back with
- *              lab_free_pages_bulk in batches of 32 (the remote-free path
- *              into the owner's room)
+ *              lab_free_pages (single) or lab_free_pages_bulk, 32 at a time
+ *              (bulk), through the room's return ring; bulk calls in the
+ *              owner context are lab_room_alloc_bulk and lab_room_free_bulk
  *   blocks     lab_alloc_pages / lab_free_pages against the arena (buddy)
  *   pressure   LAB_GFP_KERNEL blocks, and a shrinker over the background
  *              cache so that reclaim runs
@@ -22,6 +23,7 @@
 #define BE_NAME      "labyrinth"
 #define BE_LABEL     "Labyrinth: room (ATOMIC) / arena"
 #define BE_WORKLOADS (WL_PAIR | WL_BATCH | WL_HANDOFF | WL_MIX | WL_LATENCY)
+#define BE_BULK      1
 
 #define LAB_ROOMS_PER_CTX 4
 /* Workload 5: the producer's room keeps a private reserve, as an interrupt
@@ -83,7 +85,8 @@ static struct be_ctx *be_open(int kind, const struct bench_params *bp)
         rc.name = "bench";
         if (kind == BE_PRESSURE)
             rc.reserve = LAB_PRESSURE_RESERVE;
-        c->nr_rooms = kind == BE_PRESSURE ? 2 : 1;
+        /* workload 5: a timed and a counted producer per consumer style */
+        c->nr_rooms = kind == BE_PRESSURE ? 4 : 1;
         for (unsigned i = 0; i < c->nr_rooms; i++) {
             if (lab_room_create(c->arena, &rc, &c->rooms[i]) != 0) {
                 lab_arena_destroy(c->arena);
@@ -112,19 +115,10 @@ static void be_thread_enter(struct be_ctx *c, int role)
     }
 }
 
-/* The consumer gives pages back with lab_free_pages_bulk, 32 at a time, as
- * the floor returns its pages in batches of 32: one chain per batch onto the
- * producer's room instead of one atomic exchange per page. */
-#define REMOTE_BATCH 32
-static __thread void *remote_batch[REMOTE_BATCH];
-static __thread size_t remote_batched;
-
 static void be_thread_leave(struct be_ctx *c, int role)
 {
-    if (role == ROLE_CONSUMER && remote_batched) {
-        lab_free_pages_bulk(c->arena, remote_batch, remote_batched, 0);
-        remote_batched = 0;
-    }
+    (void)c;
+    (void)role;
 }
 
 static inline void *be_page_alloc(struct be_ctx *c)
@@ -139,11 +133,22 @@ static inline void be_page_free(struct be_ctx *c, void *p)
 
 static inline void be_page_free_remote(struct be_ctx *c, void *p)
 {
-    remote_batch[remote_batched++] = p;
-    if (remote_batched == REMOTE_BATCH) {
-        lab_free_pages_bulk(c->arena, remote_batch, REMOTE_BATCH, 0);
-        remote_batched = 0;
-    }
+    lab_free_pages(c->arena, p, 0);
+}
+
+static inline unsigned be_page_alloc_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    return (unsigned)lab_room_alloc_bulk(c->room, LAB_GFP_ATOMIC, p, n);
+}
+
+static inline void be_page_free_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    lab_room_free_bulk(c->room, p, n);
+}
+
+static inline void be_page_free_remote_bulk(struct be_ctx *c, void **p, unsigned n)
+{
+    lab_free_pages_bulk(c->arena, p, n, 0);
 }
 
 /* A caller that may block but does not want to wait: a failure is counted
@@ -195,11 +200,10 @@ static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
     lab_shrinker_unregister(c->arena, &c->shrinker);
 }
 
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
+static void be_extra(struct be_ctx *c, int kind, const char *w, struct sink *s)
 {
     if (kind != BE_PRESSURE && kind != BE_HANDOFF)
         return;
-    const char *w = kind == BE_PRESSURE ? "w5" : "w3";
     char m[64];
     lab_room_stats rs;
     uint64_t refills = 0, reserve = 0, remote = 0, fail = 0;
@@ -221,6 +225,16 @@ static void be_extra(struct be_ctx *c, int kind, struct sink *s)
     emit(s, m, (double)remote);
     snprintf(m, sizeof(m), "%s.lab_room_fails", w);
     emit(s, m, (double)fail);
+    /* which steps served the producer: room (stock), room_remote (taken
+     * back from the ring), zone (refills); workload 5's background job
+     * allocates from the zone too, so only workload 3's are the producer's */
+    static const char *const step[] = { [LAB_STEP_ROOM] = "room", [LAB_STEP_ROOM_REMOTE] = "room_remote",
+                                        [LAB_STEP_ZONE] = "zone", [LAB_STEP_ROOM_RESERVE] = "room_reserve",
+                                        [LAB_STEP_EMERGENCY] = "emergency" };
+    for (int i = LAB_STEP_ROOM; i <= LAB_STEP_EMERGENCY && kind == BE_HANDOFF; i++) {
+        snprintf(m, sizeof(m), "%s.lab_step_%s", w, step[i]);
+        emit(s, m, (double)st.alloc_by_step[i]);
+    }
     if (kind == BE_PRESSURE) {
         emit(s, "w5.lab_shrinker_runs", (double)st.shrinker_runs);
         emit(s, "w5.lab_kswapd_runs", (double)st.kswapd_runs);

@@ -49,10 +49,11 @@ static void be_bg_detach(struct be_ctx *c, struct bg_cache *cache)
     (void)cache;
 }
 
-static void be_extra(struct be_ctx *c, int kind, struct sink *s)
+static void be_extra(struct be_ctx *c, int kind, const char *prefix, struct sink *s)
 {
     (void)c;
     (void)kind;
+    (void)prefix;
     (void)s;
 }
 

@@ -36,8 +36,13 @@ enum {
     WL_MIX = 1u << 3,    /* 4: random orders 0..9 against the arena / heap */
     WL_LATENCY = 1u << 4,/* 5: timed allocation under background pressure */
     WL_GROWTH = 1u << 5, /* 6: Labyrinth only, done by the driver */
-    WL_ALL = 0x3f
+    WL_ALL = 0x3f,
+    /* not a workload: in struct backend.workloads, the backend has bulk
+     * calls and runs the bulk variants of workloads 2, 3 and 5 */
+    WL_BULK_CALLS = 1u << 8
 };
+/* Pages per bulk call (allocation or free) in the bulk variants. */
+#define WL_BULK_N 32
 
 /* What a backend context is opened for, and the roles of the threads that
  * use it. */

@@ -166,12 +166,19 @@ static void add_name_counts(char *acc, size_t len, const char *v)
     }
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 static void put_str(const char *who, const char *metric, const char *v)
 {
     struct series *s = series_get(who, metric, true);
-    if (strcmp(metric, "w5.syscall_names") == 0 && strchr(v, ':') && !strchr(v, '('))
+    bool names = ends_with(metric, ".syscall_names");
+    if (names && strchr(v, ':') && !strchr(v, '('))
         add_name_counts(s->str, sizeof(s->str), v);
-    else if (strcmp(metric, "w5.syscall_names") != 0 || !s->str[0])
+    else if (!names || !s->str[0])
         snprintf(s->str, sizeof(s->str), "%s", v);
 }
 
@@ -239,8 +246,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: labyrinth-bench [--quick | --full] [--rounds N] [--out DIR] [--peers a,b,...]\n"
             "                       [--only 1,2,3,4,5,6] [--no-callgrind] [--no-charts] [--verbose] [--list]\n"
-            "  default: 5 rounds, about 2 minutes; --quick: 3 short rounds, about 30 s;\n"
-            "  --full: 9 long rounds, about 7 minutes.  Results go to DIR (default ./results).\n");
+            "  default: 5 rounds, about 3 minutes; --quick: 3 short rounds, about 50 s;\n"
+            "  --full: 9 long rounds, about 11 minutes.  Results go to DIR (default ./results).\n");
     exit(2);
 }
 
@@ -630,6 +637,20 @@ static double callgrind_hooks(const char *file)
 
 static char callgrind_note[PATH_MAX + 128];
 
+/* callgrind-room's modes, what each measures, in report order. */
+static const char *const cg_modes[] = { "room", "room1", "room2", "room3", "bulk", "remote", "remote_bulk", "zone" };
+static const char *const cg_what[] = {
+    "order-0 room: lab_room_alloc(ATOMIC) + lab_room_free",
+    "order-1 room block: lab_room_alloc_pages + lab_room_free_pages",
+    "order-2 room block: the same",
+    "order-3 room block: the same",
+    "bulk: lab_room_alloc_bulk + lab_room_free_bulk of 32, per page",
+    "hand-off path, one thread: lab_room_alloc + lab_free_pages",
+    "the same, freed with lab_free_pages_bulk of 32",
+    "arena order 0: lab_alloc_pages(NOWAIT) + lab_free_pages",
+};
+#define NR_CG_MODES (sizeof(cg_modes) / sizeof(cg_modes[0]))
+
 static void run_callgrind(void)
 {
     char vg[PATH_MAX], prog[PATH_MAX + 32];
@@ -642,16 +663,15 @@ static void run_callgrind(void)
         snprintf(callgrind_note, sizeof(callgrind_note), "skipped: %s not built", prog);
         return;
     }
-    const long n1 = 20000, n2 = 220000;
-    const char *modes[] = { "room", "zone" };
-    for (int m = 0; m < 2; m++) {
+    const long n1 = 20000, n2 = 220000;   /* both multiples of 32 (bulk) */
+    for (size_t m = 0; m < NR_CG_MODES; m++) {
         double ir[2], hooks[2];
         for (int k = 0; k < 2; k++) {
             char file[PATH_MAX + 64], outarg[PATH_MAX + 96], nstr[32];
-            snprintf(file, sizeof(file), "%s/callgrind.%s.%ld.out", logdir, modes[m], k ? n2 : n1);
+            snprintf(file, sizeof(file), "%s/callgrind.%s.%ld.out", logdir, cg_modes[m], k ? n2 : n1);
             snprintf(outarg, sizeof(outarg), "--callgrind-out-file=%s", file);
             snprintf(nstr, sizeof(nstr), "%ld", k ? n2 : n1);
-            char *argv[] = { vg, "--tool=callgrind", outarg, prog, (char *)modes[m], nstr, NULL };
+            char *argv[] = { vg, "--tool=callgrind", outarg, prog, (char *)cg_modes[m], nstr, NULL };
             int rc = run_quiet(argv);
             ir[k] = rc == 0 ? callgrind_total(file) : NAN;
             hooks[k] = rc == 0 ? callgrind_hooks(file) : NAN;
@@ -659,12 +679,12 @@ static void run_callgrind(void)
         char metric[48];
         if (!isnan(ir[0]) && !isnan(ir[1])) {
             double d = (double)(n2 - n1);
-            snprintf(metric, sizeof(metric), "ir_per_pair.%s.as_run", modes[m]);
+            snprintf(metric, sizeof(metric), "ir_per_pair.%s.as_run", cg_modes[m]);
             put("callgrind", metric, (ir[1] - ir[0]) / d);
             if (!isnan(hooks[0]) && !isnan(hooks[1])) {
-                snprintf(metric, sizeof(metric), "ir_per_pair.%s.hooks", modes[m]);
+                snprintf(metric, sizeof(metric), "ir_per_pair.%s.hooks", cg_modes[m]);
                 put("callgrind", metric, (hooks[1] - hooks[0]) / d);
-                snprintf(metric, sizeof(metric), "ir_per_pair.%s", modes[m]);
+                snprintf(metric, sizeof(metric), "ir_per_pair.%s", cg_modes[m]);
                 put("callgrind", metric, (ir[1] - hooks[1] - ir[0] + hooks[0]) / d);
             }
         } else
@@ -759,56 +779,156 @@ static void table_simple(const char *title, const char *metric, const char *unit
     (void)higher_better;
 }
 
-static void table_latency(void)
+/* Does this peer run the bulk variants?  In this process: its backend says
+ * so; a peer process: it reported a bulk metric. */
+static bool peer_has_bulk(const struct peer *p, const char *bulk_metric)
 {
-    out("\nW5  LAB_GFP_ATOMIC room allocation (peers: their page allocation) under a background\n"
-        "    job of 4 KiB..4 MiB blocks touching every page, memory full; producer on CPU A, consumer\n"
-        "    and background on CPU B.  ns, TSC-timed, medians of the rounds' percentiles.\n");
-    out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", "peer", "p50", "p99", "p99.9", "p99.99", "max",
-        "99.99xLab", "xfloor", "failed", "bg MB/s", "syscalls", "(per alloc; which)");
-    double lab = med("labyrinth", "w5.p99.99"), flo = med("floor", "w5.p99.99");
+    if (p->inproc)
+        return (p->inproc->workloads & WL_BULK_CALLS) != 0;
+    return !isnan(med(p->name, bulk_metric));
+}
+
+/* Two variants of one workload side by side, each with its ratios to
+ * Labyrinth's and the floor's medians of the same variant and its spread.
+ * A variant that needs bulk calls shows "no bulk call" for a peer without
+ * them. */
+struct variant { const char *metric, *label, *fails; bool bulk; };
+
+static void table_pair(const char *title, const char *unit, const struct variant v2[2])
+{
+    out("\n%s\n", title);
+    out("  %-22s", "");
+    for (int k = 0; k < 2; k++)
+        out(" | %-44.44s", v2[k].label);
+    out("\n  %-22s", "peer");
+    for (int k = 0; k < 2; k++)
+        out(" | %9s %7s %7s %18s", unit, "x Lab", "x floor", "rounds min..max");
+    out("  notes\n");
+    char wl[8];
+    snprintf(wl, sizeof(wl), "%.*s", (int)strcspn(v2[0].metric, "."), v2[0].metric);
+    for (size_t i = 0; i < NR_PEERS; i++) {
+        struct peer *p = &peers[i];
+        if (!peer_selected(p->name))
+            continue;
+        if (p->inproc && !(p->inproc->workloads & (1u << (wl[1] - '1'))))
+            continue;   /* this floor variant does not run this workload */
+        char name[96];
+        peer_label(p, name, sizeof(name));
+        bool any = false;
+        for (int k = 0; k < 2; k++)
+            any |= !isnan(med(p->name, v2[k].metric));
+        if (!any && v2[0].bulk && v2[1].bulk && p->available && !peer_has_bulk(p, v2[0].metric))
+            continue;   /* listed once under the table */
+        if (!any) {
+            char errm[32];
+            snprintf(errm, sizeof(errm), "%.*s.error", (int)strcspn(v2[0].metric, "."), v2[0].metric);
+            const char *e = str_of(p->name, errm);
+            out("  %-22s %s\n", name, e ? e : (p->why[0] ? p->why : "unavailable: no result"));
+            continue;
+        }
+        char notes[PATH_MAX + 512] = "";
+        out("  %-22s", name);
+        for (int k = 0; k < 2; k++) {
+            const struct variant *v = &v2[k];
+            double lo, hi, x = med3(p->name, v->metric, &lo, &hi);
+            if (isnan(x)) {
+                out(" | %-44s", v->bulk && !peer_has_bulk(p, v->metric) ? "no bulk call" : "no result");
+                continue;
+            }
+            char sv[16], sl[16], sf[16], slo[16], shi[16], range[40];
+            fmt_num(sv, sizeof(sv), x);
+            fmt_ratio(sl, sizeof(sl), x / med("labyrinth", v->metric));
+            fmt_ratio(sf, sizeof(sf), x / med("floor", v->metric));
+            fmt_num(slo, sizeof(slo), lo);
+            fmt_num(shi, sizeof(shi), hi);
+            snprintf(range, sizeof(range), "%s..%s", slo, shi);
+            out(" | %9s %7s %7s %18s", sv, sl, sf, range);
+            double f = v->fails ? med(p->name, v->fails) : NAN;
+            if (f > 0) {
+                size_t l = strlen(notes);
+                snprintf(notes + l, sizeof(notes) - l, "%s%s: %.0f failed", l ? "; " : "", k ? "right" : "left", f);
+            }
+            /* Labyrinth's producer: how many pages one take-back of remote
+             * frees (step 2) brought, on average */
+            char sm[64], rm[64], zm[64];
+            int wl_len = (int)strcspn(v->metric, ".");
+            snprintf(sm, sizeof(sm), "%.*s.lab_step_room", wl_len, v->metric);
+            snprintf(rm, sizeof(rm), "%.*s.lab_step_room_remote", wl_len, v->metric);
+            snprintf(zm, sizeof(zm), "%.*s.lab_step_zone", wl_len, v->metric);
+            double st = med(p->name, sm), re = med(p->name, rm), zo = med(p->name, zm);
+            if (re > 0) {
+                size_t l = strlen(notes);
+                snprintf(notes + l, sizeof(notes) - l, "%s%s: a take-back per %.0f pages", l ? "; " : "",
+                         k ? "right" : "left", (st + re + (zo > 0 ? zo : 0)) / re);
+            }
+        }
+        if (!p->available && p->why[0]) {
+            size_t l = strlen(notes);
+            snprintf(notes + l, sizeof(notes) - l, "%s(then %s)", l ? "; " : "", p->why);
+        }
+        out("  %s\n", notes);
+    }
+}
+
+/* Workload 5 with one consumer style: metrics <w>.p50 ... */
+static void table_latency(const char *w, const char *title, bool bulk)
+{
+    char m[48];
+#define LM(suffix) (snprintf(m, sizeof(m), "%s." suffix, w), m)
+    out("\n%s\n", title);
+    out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s %7s  %-10s %s\n", "peer", "p50", "p99", "p99.9", "p99.99", "max",
+        "99.99xLab", "xfloor", "failed", "bg MB/s", "preempt", "syscalls", "(per alloc; which)");
+    double lab = med("labyrinth", LM("p99.99")), flo = med("floor", LM("p99.99"));
+    char nobulk[256] = "";
     for (size_t i = 0; i < NR_PEERS; i++) {
         struct peer *p = &peers[i];
         if (!peer_selected(p->name) || (p->inproc && !(p->inproc->workloads & WL_LATENCY)))
             continue;
         char name[96];
         peer_label(p, name, sizeof(name));
-        if (isnan(med(p->name, "w5.p50"))) {
-            const char *e = str_of(p->name, "w5.error");
+        if (isnan(med(p->name, LM("p50")))) {
+            if (bulk && p->available && !peer_has_bulk(p, LM("p50"))) {
+                size_t l = strlen(nobulk);
+                snprintf(nobulk + l, sizeof(nobulk) - l, "%s%s", l ? ", " : "", p->name);
+                continue;
+            }
+            const char *e = str_of(p->name, LM("error"));
             out("  %-22s %s\n", name, e ? e : (p->why[0] ? p->why : "unavailable: no result"));
             continue;
         }
         char c[7][16];
-        const char *pts[] = { "w5.p50", "w5.p99", "w5.p99.9", "w5.p99.99", "w5.max" };
-        for (int k = 0; k < 5; k++)
-            fmt_num(c[k], sizeof(c[k]), med(p->name, pts[k]));
-        double v = med(p->name, "w5.p99.99");
+        const char *pts[] = { "p50", "p99", "p99.9", "p99.99", "max" };
+        for (int k = 0; k < 5; k++) {
+            snprintf(m, sizeof(m), "%s.%s", w, pts[k]);
+            fmt_num(c[k], sizeof(c[k]), med(p->name, m));
+        }
+        double v = med(p->name, LM("p99.99"));
         fmt_ratio(c[5], sizeof(c[5]), v / lab);
         fmt_ratio(c[6], sizeof(c[6]), v / flo);
-        double allocs = med(p->name, "w5.allocs"), fails = med(p->name, "w5.fails");
+        double allocs = med(p->name, LM("allocs")), fails = med(p->name, LM("fails"));
         char failed[24];
         if (fails > 0)
             snprintf(failed, sizeof(failed), "%.2g%%", 100.0 * fails / allocs);
         else
             snprintf(failed, sizeof(failed), "0");
         char sys[48];
-        double sc = med(p->name, "w5.syscalls"), ca = med(p->name, "w5.count_allocs");
-        const char *names = str_of(p->name, "w5.syscall_names");
+        double sc = med(p->name, LM("syscalls")), ca = med(p->name, LM("count_allocs"));
+        const char *names = str_of(p->name, LM("syscall_names"));
         if (isnan(sc))
             snprintf(sys, sizeof(sys), "n/a");
         else if (sc == 0)
             snprintf(sys, sizeof(sys), "0");
         else
             snprintf(sys, sizeof(sys), "%.0f (%.2g)", sc, sc / ca);
-        char bgr[16];
-        fmt_num(bgr, sizeof(bgr), med(p->name, "w5.bg_mib_s"));
-        out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s  %-10s %s\n", name, c[0], c[1], c[2], c[3], c[4], c[5], c[6],
-            failed, bgr, sys, names && strcmp(names, "none") ? names : "");
+        char bgr[16], pre[16];
+        fmt_num(bgr, sizeof(bgr), med(p->name, LM("bg_mib_s")));
+        fmt_num(pre, sizeof(pre), med(p->name, LM("preempted")));
+        out("  %-22s %7s %7s %7s %8s %8s %9s %7s %7s %7s %7s  %-10s %s\n", name, c[0], c[1], c[2], c[3], c[4], c[5],
+            c[6], failed, bgr, pre, sys, names && strcmp(names, "none") ? names : "");
     }
-    out("  (failed: allocations that returned NULL; bg MB/s: MiB the background job allocated and touched\n"
-        "   per second during the timed run; syscalls: counted exactly on the producer thread alone with a\n"
-        "   seccomp user-notification filter, in a second run of the same loop right after the timed one\n"
-        "   (median count, and per allocation); which: totals over all rounds, most frequent first)\n");
+    if (nobulk[0])
+        out("  (no bulk call: %s)\n", nobulk);
+#undef LM
 }
 
 static void table_growth(void)
@@ -874,29 +994,102 @@ static double best_peer(const char *metric, bool lowest, const char **who)
     return best;
 }
 
+/* " (not settled)" when the rounds' range of a's metric, times scale, and
+ * that of b's overlap; "" when they do not, or when either is missing. */
+static const char *settled(const char *a, const char *ma, double scale, const char *b, const char *mb)
+{
+    double alo, ahi, blo, bhi;
+    med3(a, ma, &alo, &ahi);
+    med3(b, mb, &blo, &bhi);
+    if (isnan(alo) || isnan(blo))
+        return "";
+    return alo * scale <= bhi && blo <= ahi * scale ? " (not settled)" : "";
+}
+
 static void print_targets(void)
 {
-    out("\nTargets (from the project's issues), judged on the medians above\n");
+    out("\nTargets (from the project's issues), judged on the medians above.  'not settled': the\n"
+        "rounds' ranges of the two sides overlap, so the run does not decide the comparison.\n");
+    out(" The hand-off, both consumer styles:\n");
     const char *who;
     double l1 = med("labyrinth", "w1.ns"), b1 = best_peer("w1.ns", true, &who);
+    target(!isnan(l1) && !isnan(b1), l1 < b1, "W1: below every peer", "%.2f ns vs best peer %s %.2f ns%s", l1, who,
+           b1, settled("labyrinth", "w1.ns", 1, who, "w1.ns"));
+    double l2 = med("labyrinth", "w2.ns"), b2 = best_peer("w2.ns", true, &who);
+    target(!isnan(l2) && !isnan(b2), l2 < b2, "W2 single: below every peer", "%.2f ns vs best peer %s %.2f ns%s", l2,
+           who, b2, settled("labyrinth", "w2.ns", 1, who, "w2.ns"));
+    double l2b = med("labyrinth", "w2b.ns"), b2b = best_peer("w2b.ns", true, &who);
+    target(!isnan(l2b) && !isnan(b2b), l2b < b2b, "W2 bulk: below every peer with bulk calls",
+           "%.2f ns vs best peer %s %.2f ns%s", l2b, who, b2b, settled("labyrinth", "w2b.ns", 1, who, "w2b.ns"));
+    for (int b = 0; b < 2; b++) {
+        const char *m = b ? "w3b.pps" : "w3s.pps", *style = b ? "bulk" : "single";
+        double l = med("labyrinth", m), d = med("dpdk", m), f = med("floor", m);
+        char what[64];
+        snprintf(what, sizeof(what), "W3 %s: pages/s >= DPDK's", style);
+        target(!isnan(l) && !isnan(d), l >= d, what, "%.2f M/s vs DPDK %.2f M/s = %.2fx%s", l / 1e6, d / 1e6, l / d,
+               settled("labyrinth", m, 1, "dpdk", m));
+        snprintf(what, sizeof(what), "W3 %s: pages/s >= 0.9x the floor's", style);
+        target(!isnan(l) && !isnan(f), l >= 0.9 * f, what, "%.2f M/s vs floor %.2f M/s = %.2fx%s", l / 1e6, f / 1e6,
+               l / f, settled("labyrinth", m, 1, "floor", m));
+    }
+    for (int b = 0; b < 2; b++) {
+        const char *w = b ? "w5b" : "w5s", *style = b ? "bulk" : "single";
+        char m[48], what[64];
+        static const char *const pts[] = { "p99.9", "p99.99" };
+        for (int k = 0; k < 2; k++) {
+            snprintf(m, sizeof(m), "%s.%s", w, pts[k]);
+            double l = med("labyrinth", m), d = med("dpdk", m);
+            snprintf(what, sizeof(what), "W5 %s: %s <= DPDK's", style, pts[k]);
+            target(!isnan(l) && !isnan(d), l <= d, what, "%.0f ns vs DPDK %.0f ns%s", l, d,
+                   settled("labyrinth", m, 1, "dpdk", m));
+        }
+        snprintf(m, sizeof(m), "%s.max", w);
+        double lm = med("labyrinth", m), fm = med("floor", m);
+        snprintf(what, sizeof(what), "W5 %s: max <= 2x the floor's max", style);
+        char lms[16], fms[16];
+        fmt_num(lms, sizeof(lms), lm);
+        fmt_num(fms, sizeof(fms), fm);
+        target(!isnan(lm) && !isnan(fm), lm <= 2 * fm, what, "%s ns vs 2 x %s ns%s", lms, fms,
+               settled("labyrinth", m, 0.5, "floor", m));
+        snprintf(m, sizeof(m), "%s.syscalls", w);
+        double sc = med("labyrinth", m), lo, hi;
+        med3("labyrinth", m, &lo, &hi);
+        snprintf(m, sizeof(m), "%s.count_allocs", w);
+        snprintf(what, sizeof(what), "W5 %s: 0 system calls on the producer", style);
+        target(!isnan(sc), hi == 0, what, "at most %.0f in a round (median %.0f in %.0f allocations)", hi, sc,
+               med("labyrinth", m));
+    }
+    double c0 = med("callgrind", "ir_per_pair.room"), ck = NAN;
+    const char *worst = "-";
+    for (int o = 1; o <= 3; o++) {
+        char m[48];
+        snprintf(m, sizeof(m), "ir_per_pair.room%d", o);
+        double v = med("callgrind", m);
+        if (!isnan(v) && (isnan(ck) || v > ck)) {
+            ck = v;
+            worst = cg_modes[o];
+        }
+    }
+    target(!isnan(c0), c0 <= 60, "callgrind: order-0 room pair <= 60 instructions", "%.1f", c0);
+    target(!isnan(c0) && !isnan(ck), ck <= 1.5 * c0, "callgrind: order-1..3 room pair <= 1.5x order 0",
+           "worst %s %.1f = %.2fx of %.1f", worst, ck, ck / c0, c0);
+    out(" Earlier targets:\n");
     target(!isnan(l1), l1 <= 5.0, "W1: a few ns per pair (<= 5 ns)", "%.2f ns", l1);
-    target(!isnan(l1) && !isnan(b1), l1 < b1, "W1: below every peer", "%.2f ns vs best peer %s %.2f ns", l1, who, b1);
-    double l2 = med("labyrinth", "w2.ns"), f2 = med("floor", "w2.ns");
+    double f2 = med("floor", "w2.ns");
     target(!isnan(l2) && !isnan(f2), l2 <= 1.5 * f2, "W2: within 1.5x of the floor", "%.2f ns vs floor %.2f ns = %.2fx",
            l2, f2, l2 / f2);
-    double l3 = med("labyrinth", "w3.pps"), d3 = med("dpdk", "w3.pps");
-    target(!isnan(l3) && !isnan(d3), l3 >= 1.5 * d3, "W3: >= 1.5x DPDK throughput",
-           "%.2f M/s vs DPDK %.2f M/s = %.2fx (floor %.2f M/s)", l3 / 1e6, d3 / 1e6, l3 / d3,
-           med("floor", "w3.pps") / 1e6);
-    double l5 = med("labyrinth", "w5.p99.99"), m5 = med("labyrinth", "w5.max"), s5 = med("labyrinth", "w5.syscalls");
-    double b5 = best_peer("w5.p99.99", true, &who);
-    target(!isnan(l5), l5 < 1000, "W5: atomic p99.99 < 1 us", "%.0f ns", l5);
-    target(!isnan(m5), m5 < 50000, "W5: atomic max < 50 us", "%.1f us (floor's max %.1f us)", m5 / 1e3,
-           med("floor", "w5.max") / 1e3);
-    target(!isnan(s5), s5 == 0, "W5: zero system calls on the atomic path", "%.0f in %.0f allocations", s5,
-           med("labyrinth", "w5.count_allocs"));
-    target(!isnan(l5) && !isnan(b5), l5 < b5, "W5: lower p99.99 than every peer", "%.0f ns vs best peer %s %.0f ns",
-           l5, who, b5);
+    double l3 = med("labyrinth", "w3b.pps"), d3 = med("dpdk", "w3b.pps");
+    target(!isnan(l3) && !isnan(d3), l3 >= 1.5 * d3, "W3 bulk: >= 1.5x DPDK throughput",
+           "%.2f M/s vs DPDK %.2f M/s = %.2fx", l3 / 1e6, d3 / 1e6, l3 / d3);
+    double l5 = med("labyrinth", "w5s.p99.99"), m5 = med("labyrinth", "w5s.max");
+    double b5 = best_peer("w5s.p99.99", true, &who);
+    target(!isnan(l5), l5 < 1000, "W5 single: atomic p99.99 < 1 us", "%.0f ns", l5);
+    char m5s[16], f5s[16];
+    fmt_num(m5s, sizeof(m5s), m5);
+    fmt_num(f5s, sizeof(f5s), med("floor", "w5s.max"));
+    target(!isnan(m5), m5 < 50000, "W5 single: atomic max < 50 us", "%s ns (floor's max %s ns)", m5s, f5s);
+    target(!isnan(l5) && !isnan(b5), l5 < b5, "W5 single: lower p99.99 than every peer",
+           "%.0f ns vs best peer %s %.0f ns%s", l5, who, b5, settled("labyrinth", "w5s.p99.99", 1, who, "w5s.p99.99"));
     double lo = INFINITY, hi = 0;
     for (size_t i = 0; i < NR_GROWTH; i++) {
         char whog[32], sz[16];
@@ -923,8 +1116,9 @@ static void print_targets(void)
 /* ---- CSV and charts ---------------------------------------------------------------------------------- */
 static bool ratio_metric(const char *m)
 {
-    return !strcmp(m, "w1.ns") || !strcmp(m, "w2.ns") || !strcmp(m, "w3.pps") || !strcmp(m, "w4.ns") ||
-           (!strncmp(m, "w5.p", 4)) || !strcmp(m, "w5.max");
+    return !strcmp(m, "w1.ns") || !strcmp(m, "w2.ns") || !strcmp(m, "w2b.ns") || !strcmp(m, "w4.ns") ||
+           (m[0] == 'w' && m[1] == '3' && ends_with(m, ".pps")) || !strncmp(m, "w5s.p", 5) ||
+           !strncmp(m, "w5b.p", 5) || !strcmp(m, "w5s.max") || !strcmp(m, "w5b.max");
 }
 
 static void write_csv(const char *path, const char *stamp, const char *machine)
@@ -973,28 +1167,34 @@ static void write_charts(const char *dir)
     }
     char path[PATH_MAX + 64];
     int rc1 = -2, rc2 = -2;
-    if (isnan(med("labyrinth", "w5.p50")))
+    if (isnan(med("labyrinth", "w5s.p50")))
         goto growth;
-    /* latency percentile curves */
+    /* latency percentile curves: one per peer and consumer style */
     snprintf(path, sizeof(path), "%s/latency.dat", dir);
     FILE *f = fopen(path, "w");
     if (!f)
         return;
     fprintf(f, "# x = 1/(1-q) (max plotted at 10^6); y = ns\nx label");
     int cols = 0;
-    const char *colname[NR_PEERS];
+    const char *colname[2 * NR_PEERS], *colstyle[2 * NR_PEERS];
     for (size_t i = 0; i < NR_PEERS; i++)
-        if (!isnan(med(peers[i].name, "w5.p50"))) {
-            fprintf(f, " %s", peers[i].name);
-            colname[cols++] = peers[i].name;
+        for (int b = 0; b < 2; b++) {
+            const char *w = b ? "w5b" : "w5s";
+            char m[32];
+            snprintf(m, sizeof(m), "%s.p50", w);
+            if (!isnan(med(peers[i].name, m))) {
+                fprintf(f, " %s/%s", peers[i].name, b ? "bulk" : "single");
+                colname[cols] = peers[i].name;
+                colstyle[cols++] = w;
+            }
         }
     fprintf(f, "\n");
     for (int k = 0; k < LAT_POINTS; k++) {
         double x = lat_q[k] >= 1 ? 1e6 : 1.0 / (1.0 - lat_q[k]);
         fprintf(f, "%g %s", x, lat_name[k]);
-        char m[32];
-        snprintf(m, sizeof(m), "w5.%s", lat_name[k]);
         for (int c = 0; c < cols; c++) {
+            char m[32];
+            snprintf(m, sizeof(m), "%s.%s", colstyle[c], lat_name[k]);
             double v = med(colname[c], m);
             fprintf(f, " %g", v > 0 ? v : 1);
         }
@@ -1006,14 +1206,24 @@ static void write_charts(const char *dir)
     if (!f)
         return;
     fprintf(f,
-            "set terminal png size 1000,620\n"
+            "set terminal png size 1100,680\n"
             "set output '%s/latency.png'\n"
             "set title 'W5: page allocation latency under background pressure (medians of rounds)'\n"
             "set logscale xy\nset grid\nset key left top\n"
             "set xlabel 'percentile'\nset ylabel 'ns'\n"
-            "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, 'p99.999' 100000, 'max' 1000000)\n"
-            "plot for [i=3:%d] '%s/latency.dat' using 1:i with linespoints lw 2 title columnheader(i)\n",
-            dir, cols + 2, dir);
+            "set xtics ('p50' 2, 'p90' 10, 'p99' 100, 'p99.9' 1000, 'p99.99' 10000, 'p99.999' 100000, 'max' 1000000)\n",
+            dir);
+    /* one colour per peer, dashed for the bulk consumer */
+    fprintf(f, "plot");
+    int colour = 0;
+    for (int c = 0; c < cols; c++) {
+        if (c > 0 && strcmp(colname[c], colname[c - 1]) != 0)
+            colour++;
+        bool bulk = strcmp(colstyle[c], "w5b") == 0;
+        fprintf(f, "%s '%s/latency.dat' using 1:%d with linespoints lw 2 lc %d dt %d title columnheader(%d)",
+                c ? "," : "", dir, c + 3, colour + 1, bulk ? 2 : 1, c + 3);
+    }
+    fprintf(f, "\n");
     fclose(f);
     char *argv1[] = { gp, path, NULL };
     rc1 = run_quiet(argv1);
@@ -1220,38 +1430,87 @@ int main(int argc, char **argv)
     if (opt.only & WL_PAIR)
         table_simple("W1  one page: alloc + touch one byte + free, owner context (ns per pair)", "w1.ns", "ns/pair", 1,
                      false, "w1.fails");
-    if (opt.only & WL_BATCH)
-        table_simple("W2  64 allocs (touch each), then 64 frees (ns per pair)", "w2.ns", "ns/pair", 1, false,
-                     "w2.fails");
-    if (opt.only & WL_HANDOFF)
-        table_simple("W3  producer (CPU A) allocates + touches -> SPSC ring -> consumer (CPU B) touches + frees\n"
-                     "    (Labyrinth: lab_free_pages_bulk, 32 at a time, back to the producer's room; floor: pages\n"
-                     "    go back in batches of 32).  Pages per second, higher is better",
-                     "w3.pps", "pages/s", 1, true, "w3.fails");
+    if (opt.only & WL_BATCH) {
+        static const struct variant w2[2] = {
+            { "w2.ns", "single: one page per call", "w2.fails", false },
+            { "w2b.ns", "bulk: 32 per call (alloc and free)", "w2b.fails", true },
+        };
+        table_pair("W2  64 allocs (touch each), then 64 frees, owner context (ns per page: alloc + free).\n"
+                   "    Bulk: lab_room_alloc_bulk/lab_room_free_bulk, rte_mempool_get_bulk/put_bulk, the floor's\n"
+                   "    run pop/push",
+                   "ns/pair", w2);
+    }
+    if (opt.only & WL_HANDOFF) {
+        static const struct variant w3a[2] = {
+            { "w3s.pps", "consumer single: one free call per page", "w3s.fails", false },
+            { "w3b.pps", "consumer bulk: one free call per 32 pages", "w3b.fails", true },
+        };
+        static const struct variant w3b[2] = {
+            { "w3as.pps", "consumer single", "w3as.fails", true },
+            { "w3ab.pps", "consumer bulk (32)", "w3ab.fails", true },
+        };
+        table_pair("W3  hand-off: producer (CPU A) allocates + touches -> SPSC ring -> consumer (CPU B) touches\n"
+                   "    + frees.  Single: lab_free_pages, rte_mempool_put, free(), the floor pushes each page back;\n"
+                   "    bulk: lab_free_pages_bulk, rte_mempool_put_bulk, the floor pushes 32 at once.\n"
+                   "    Producer: one page per call (lab_room_alloc, rte_mempool_get, ...).  Pages/s, higher is better",
+                   "pages/s", w3a);
+        table_pair("W3a the same, the producer allocating 32 pages per call (lab_room_alloc_bulk,\n"
+                   "    rte_mempool_get_bulk, the floor's run pop) and pushing them to the ring together.  Pages/s",
+                   "pages/s", w3b);
+        /* the peers without bulk calls, once */
+        char nobulk[256] = "";
+        for (size_t i = 0; i < NR_PEERS; i++)
+            if (peer_selected(peers[i].name) && peers[i].available && !peer_has_bulk(&peers[i], "w3ab.pps") &&
+                !(peers[i].inproc && !(peers[i].inproc->workloads & WL_HANDOFF))) {
+                size_t l = strlen(nobulk);
+                snprintf(nobulk + l, sizeof(nobulk) - l, "%s%s", l ? ", " : "", peers[i].name);
+            }
+        if (nobulk[0])
+            out("  (no bulk call: %s)\n", nobulk);
+    }
     if (opt.only & WL_MIX)
         table_simple("W4  buddy mix: random orders 0..9 (4 KiB..2 MiB, aligned to size), 16 live slots,\n"
                      "    alloc (touch one byte) or free; Labyrinth: lab_alloc_pages/lab_free_pages (ns per op)",
                      "w4.ns", "ns/op", 1, false, "w4.fails");
-    if (opt.only & WL_LATENCY)
-        table_latency();
+    if (opt.only & WL_LATENCY) {
+        table_latency("w5s",
+                      "W5  allocation under pressure, consumer SINGLE (lab_free_pages, rte_mempool_put, free...):\n"
+                      "    LAB_GFP_ATOMIC lab_room_alloc (peers: their page allocation), one page per call, under a\n"
+                      "    background job of 4 KiB..4 MiB blocks touching every page, memory full; producer on CPU A,\n"
+                      "    consumer and background on CPU B.  ns, TSC-timed, medians of the rounds' percentiles.",
+                      false);
+        table_latency("w5b",
+                      "W5b the same, consumer BULK (lab_free_pages_bulk, rte_mempool_put_bulk, the floor's batch;\n"
+                      "    32 at a time)",
+                      true);
+        out("  (failed: allocations that returned NULL; bg MB/s: MiB the background job allocated and touched\n"
+            "   per second during the timed run; preempt: the producer's involuntary context switches in the\n"
+            "   timed run (other work took its CPU: one landing inside a timed call sets a max of milliseconds,\n"
+            "   more likely the longer the producer spends inside the allocator); syscalls: counted exactly on the producer thread alone with a\n"
+            "   seccomp user-notification filter, in a second run of the same loop right after the timed one\n"
+            "   (median count, and per allocation); which: totals over all rounds, most frequent first.\n"
+            "   Both styles run under the same background job, single first)\n");
+    }
     if (opt.only & WL_GROWTH)
         table_growth();
     out("\nInstructions per pair (callgrind; the difference of two runs, 20000 and 220000 pairs)\n");
-    char hooks_note[256] = "";
-    for (int m = 0; m < 2; m++) {
-        const char *mode = m ? "zone" : "room";
+    char hooks_note[512] = "";
+    double room0 = med("callgrind", "ir_per_pair.room");
+    for (size_t m = 0; m < NR_CG_MODES; m++) {
         char k1[48], k2[48], k3[48];
-        snprintf(k1, sizeof(k1), "ir_per_pair.%s", mode);
-        snprintf(k2, sizeof(k2), "ir_per_pair.%s.as_run", mode);
-        snprintf(k3, sizeof(k3), "ir_per_pair.%s.hooks", mode);
+        snprintf(k1, sizeof(k1), "ir_per_pair.%s", cg_modes[m]);
+        snprintf(k2, sizeof(k2), "ir_per_pair.%s.as_run", cg_modes[m]);
+        snprintf(k3, sizeof(k3), "ir_per_pair.%s.hooks", cg_modes[m]);
         double v = med("callgrind", k1), asrun = med("callgrind", k2), hk = med("callgrind", k3);
-        const char *what = m ? "zone  lab_alloc_pages(NOWAIT, 0) + lab_free_pages" : "room  lab_room_alloc(ATOMIC) + lab_room_free";
         if (!isnan(v)) {
-            out("  %-52s %7.1f per pair (%.1f per op)\n", what, v, v / 2);
+            char rel[32] = "";
+            if (m > 0 && !isnan(room0))
+                snprintf(rel, sizeof(rel), "  %.2fx the order-0 pair", v / room0);
+            out("  %-64s %7.1f per pair%s\n", cg_what[m], v, rel);
             size_t l = strlen(hooks_note);
-            snprintf(hooks_note + l, sizeof(hooks_note) - l, "%s%s %.1f - %.1f", l ? ", " : "", mode, asrun, hk);
+            snprintf(hooks_note + l, sizeof(hooks_note) - l, "%s%s %.1f - %.1f", l ? ", " : "", cg_modes[m], asrun, hk);
         } else if (!isnan(asrun)) {
-            out("  %-52s %7.1f per pair as run under valgrind\n", what, asrun);
+            out("  %-64s %7.1f per pair as run under valgrind\n", cg_what[m], asrun);
         }
     }
     if (hooks_note[0])

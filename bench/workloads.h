@@ -9,11 +9,24 @@
  *   be_open(kind, bp) / be_close(c)               a context for one workload (main thread)
  *   be_thread_enter(c, role) / be_thread_leave    on each thread that uses the context
  *   be_page_alloc(c), be_page_free(c, p)          one page, owner context
- *   be_page_free_remote(c, p)                     a page freed by another thread
+ *   be_page_free_remote(c, p)                     a page freed by another thread, with the
+ *                                                 peer's one-object call
  *   be_block_alloc(c, order), be_block_free       2^order pages aligned to their size
  *   be_bg_alloc(c, order), be_bg_free             the background job of workload 5
  *   be_bg_attach(c, cache), be_bg_detach          on the background thread
- *   be_extra(c, kind, sink)                       extra numbers before be_close
+ *   be_extra(c, kind, prefix, sink)               extra numbers before be_close, named
+ *                                                 <prefix>.<name>
+ *
+ * A backend with bulk calls (BE_BULK defined to 1: the floor, Labyrinth,
+ * DPDK) also defines, each for up to WL_BULK_N pages:
+ *
+ *   be_page_alloc_bulk(c, p, n)                   owner context; returns how many it placed
+ *   be_page_free_bulk(c, p, n)                    owner context
+ *   be_page_free_remote_bulk(c, p, n)             pages freed by another thread
+ *
+ * and runs the bulk variants of workloads 2, 3 and 5 beside the single-call
+ * ones.  The others have no such call, and a loop of single calls would
+ * measure nothing new.
  *
  * The page operations are static inline, so each hot loop here calls the
  * allocator directly, as a user's code would.
@@ -24,6 +37,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+#ifndef BE_BULK
+#define BE_BULK 0
+#endif
 
 #define WL_NOINLINE __attribute__((noinline))
 #define WL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -72,6 +90,28 @@ static WL_NOINLINE uint64_t wl_batch_loop(struct be_ctx *c, size_t n)
     }
     return fails;
 }
+
+#if BE_BULK
+/* ---- workload 2, bulk: the same 64 pages, WL_BULK_N per call ------------------- */
+static WL_NOINLINE uint64_t wl_batch_bulk_loop(struct be_ctx *c, size_t n)
+{
+    void *p[WL_BATCH_N];
+    uint64_t fails = 0;
+    for (size_t r = 0; r < n; r++) {
+        unsigned have = 0;
+        for (unsigned j = 0; j < WL_BATCH_N; j += WL_BULK_N) {
+            unsigned got = be_page_alloc_bulk(c, p + have, WL_BULK_N);
+            fails += WL_BULK_N - got;
+            have += got;
+        }
+        for (unsigned j = 0; j < have; j++)
+            touch(p[j], j);
+        for (unsigned j = 0; j < have; j += WL_BULK_N)
+            be_page_free_bulk(c, p + j, have - j < WL_BULK_N ? have - j : WL_BULK_N);
+    }
+    return fails;
+}
+#endif
 
 struct wl_owner_arg {
     const struct bench_params *bp;
@@ -122,7 +162,7 @@ static void wl_owner(const struct bench_params *bp, struct sink *s, const char *
     if (thread_start_on(&t, bp->cpu_a, wl_owner_thread, &a) != 0)
         die("pthread_create");
     pthread_join(t, NULL);
-    be_extra(c, BE_OWNER, s);
+    be_extra(c, BE_OWNER, wl, s);
     be_close(c);
     char m[64];
     snprintf(m, sizeof(m), "%s.ns", wl);
@@ -131,7 +171,13 @@ static void wl_owner(const struct bench_params *bp, struct sink *s, const char *
     emit(s, m, (double)a.fails);
 }
 
-/* ---- workloads 3 and 5: producer -> ring -> consumer ------------------------------ */
+/* ---- workloads 3 and 5: producer -> ring -> consumer ------------------------------
+ * Consumer styles: "single" frees each page with the peer's one-object call
+ * (lab_free_pages, rte_mempool_put, free...), "bulk" gathers WL_BULK_N and
+ * frees them with one bulk call (lab_free_pages_bulk, rte_mempool_put_bulk,
+ * the floor's batch).  Producer styles (workload 3): one page per call, or
+ * WL_BULK_N per call (lab_room_alloc_bulk, rte_mempool_get_bulk), pushed to
+ * the ring together. */
 #define WL_RING 256
 
 struct wl_ho {
@@ -144,12 +190,40 @@ struct wl_ho {
     _Alignas(64) _Atomic uint64_t produced;
     _Alignas(64) _Atomic uint64_t consumed;
     _Alignas(64) char pad_;
+    int alloc_bulk, free_bulk;   /* the styles */
     /* per producer run */
     struct hist *hist;           /* timed allocations (workload 5) */
     struct sc_counter *sc;       /* count this producer's system calls */
     uint64_t fails, allocs;
+    long preempted;              /* the producer's involuntary context switches */
     int sc_failed;
 };
+
+#if BE_BULK
+/* The bulk producer's loop: WL_BULK_N pages a call, pushed to the ring in
+ * one publication.  Counts pages asked for and pages not placed. */
+static void wl_produce_bulk(struct wl_ho *h, uint64_t *allocs, uint64_t *fails)
+{
+    struct be_ctx *c = h->c;
+    void *b[WL_BULK_N];
+    unsigned v = 0;
+    while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
+        unsigned got = be_page_alloc_bulk(c, b, WL_BULK_N);
+        *allocs += WL_BULK_N;
+        *fails += WL_BULK_N - got;
+        if (WL_UNLIKELY(got == 0)) {
+            cpu_pause();
+            continue;
+        }
+        for (unsigned i = 0; i < got; i++)
+            touch(b[i], v++);
+        while (!spsc_push_n(h->ring, b, got))
+            cpu_pause();
+        atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + got,
+                              memory_order_relaxed);
+    }
+}
+#endif
 
 static void *wl_producer(void *arg)
 {
@@ -159,8 +233,16 @@ static void *wl_producer(void *arg)
     uint64_t fails = 0, allocs = 0;
     unsigned v = 0;
     be_thread_enter(c, ROLE_OWNER);
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_THREAD, &ru0);   /* before the counted stretch */
     if (h->sc && sc_install(h->sc) != 0)
         h->sc_failed = 1;
+#if BE_BULK
+    if (h->alloc_bulk) {
+        wl_produce_bulk(h, &allocs, &fails);
+        goto done;
+    }
+#endif
     /* From here to the marker: the counted (and timed) loop.  No system
      * call of ours in it: spinning only. */
     while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
@@ -185,8 +267,13 @@ static void *wl_producer(void *arg)
         atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
+#if BE_BULK
+done:
+#endif
     if (h->sc && !h->sc_failed)
         sc_mark_end();
+    getrusage(RUSAGE_THREAD, &ru1);
+    h->preempted = ru1.ru_nivcsw - ru0.ru_nivcsw;
     h->fails = fails;
     h->allocs = allocs;
     be_thread_leave(c, ROLE_OWNER);
@@ -199,6 +286,10 @@ static void *wl_consumer(void *arg)
     struct be_ctx *c = h->c;
     uint64_t n = 0;
     unsigned v = 0;
+#if BE_BULK
+    void *batch[WL_BULK_N];
+    unsigned nb = 0;
+#endif
     be_thread_enter(c, ROLE_CONSUMER);
     for (;;) {
         void *p;
@@ -209,9 +300,24 @@ static void *wl_consumer(void *arg)
         if (!p)
             break;      /* the sentinel */
         touch(p, v++);
-        be_page_free_remote(c, p);
+#if BE_BULK
+        if (h->free_bulk) {
+            batch[nb++] = p;
+            if (nb == WL_BULK_N) {
+                be_page_free_remote_bulk(c, batch, nb);
+                nb = 0;
+            }
+        } else
+#endif
+        {
+            be_page_free_remote(c, p);
+        }
         atomic_store_explicit(&h->consumed, ++n, memory_order_relaxed);
     }
+#if BE_BULK
+    if (nb)
+        be_page_free_remote_bulk(c, batch, nb);
+#endif
     be_thread_leave(c, ROLE_CONSUMER);
     return NULL;
 }
@@ -253,11 +359,13 @@ static void wl_stop_consumer(struct wl_ho *h, pthread_t consumer)
     pthread_join(consumer, NULL);
 }
 
-static void wl_handoff(const struct bench_params *bp, struct sink *s)
+/* One variant of workload 3, reported as <name>.pps. */
+static void wl_handoff(const struct bench_params *bp, struct sink *s, const char *name, int alloc_bulk, int free_bulk)
 {
+    char m[64];
     struct be_ctx *c = be_open(BE_HANDOFF, bp);
     if (!c) {
-        wl_error(s, "w3", "unavailable: could not set up (see its log)");
+        wl_error(s, name, "unavailable: could not set up (see its log)");
         return;
     }
     struct wl_ho h;
@@ -265,6 +373,8 @@ static void wl_handoff(const struct bench_params *bp, struct sink *s)
     h.bp = bp;
     h.c = c;
     h.ring = spsc_new(WL_RING);
+    h.alloc_bulk = alloc_bulk;
+    h.free_bulk = free_bulk;
     pthread_t cons;
     if (thread_start_on(&cons, bp->cpu_b, wl_consumer, &h) != 0)
         die("pthread_create");
@@ -272,11 +382,13 @@ static void wl_handoff(const struct bench_params *bp, struct sink *s)
     double secs;
     wl_run_producer(&h, bp->handoff_ms, 20, &a, &b, &secs);
     wl_stop_consumer(&h, cons);
-    be_extra(c, BE_HANDOFF, s);
+    be_extra(c, BE_HANDOFF, name, s);
     be_close(c);
     spsc_free(h.ring);
-    emit(s, "w3.pps", (double)(b - a) / secs);
-    emit(s, "w3.fails", (double)h.fails);
+    snprintf(m, sizeof(m), "%s.pps", name);
+    emit(s, m, (double)(b - a) / secs);
+    snprintf(m, sizeof(m), "%s.fails", name);
+    emit(s, m, (double)h.fails);
 }
 
 /* ---- workload 5: timed allocation under pressure ------------------------------------- */
@@ -322,11 +434,89 @@ static void *wl_bg_thread(void *arg)
     return NULL;
 }
 
+/* One consumer style of workload 5 under the running background job: a
+ * timed run, then a counted one, reported as <name>.*. */
+static void wl_latency_style(const struct bench_params *bp, struct sink *s, struct be_ctx *c, struct wl_bg *g,
+                             const char *name, int free_bulk)
+{
+    char m[64];
+    struct wl_ho h;
+    memset(&h, 0, sizeof(h));
+    h.bp = bp;
+    h.c = c;
+    h.ring = spsc_new(WL_RING);
+    h.free_bulk = free_bulk;
+    pthread_t cons;
+    if (thread_start_on(&cons, bp->cpu_b, wl_consumer, &h) != 0)
+        die("pthread_create");
+
+    /* The timed run. */
+    struct hist *hist = calloc(1, sizeof(*hist));
+    h.hist = hist;
+    struct bg_cache *cache = g->cache;
+    uint64_t ops0 = atomic_load(&g->ops), pages0 = atomic_load(&g->pages), shr0 = atomic_load(&cache->shrunk_pages);
+    uint64_t bgf0 = atomic_load(&g->fails);
+    double secs;
+    wl_run_producer(&h, bp->lat_ms, 10, NULL, NULL, &secs);
+    uint64_t ops1 = atomic_load(&g->ops), pages1 = atomic_load(&g->pages), shr1 = atomic_load(&cache->shrunk_pages);
+    uint64_t bgf1 = atomic_load(&g->fails);
+    uint64_t lat_allocs = h.allocs, lat_fails = h.fails;
+    long preempted = h.preempted;
+
+    /* The counted run: the same loop, its system calls counted. */
+    struct hist *scratch = calloc(1, sizeof(*scratch));
+    struct sc_counter *sc = calloc(1, sizeof(*sc));
+    if (!hist || !scratch || !sc)
+        die("out of memory");
+    h.hist = scratch;
+    if (sc_start(sc, bp->cpu_b) != 0)
+        die("pthread_create");
+    h.sc = sc;
+    h.sc_failed = 0;
+    wl_run_producer(&h, bp->count_ms, 0, NULL, NULL, NULL);
+    sc_finish(sc);
+    uint64_t count_allocs = h.allocs;
+    wl_stop_consumer(&h, cons);
+    spsc_free(h.ring);
+
+    for (int i = 0; i < LAT_POINTS; i++) {
+        snprintf(m, sizeof(m), "%s.%s", name, lat_name[i]);
+        emit(s, m, hist_quantile(hist, lat_q[i]) / bp->tsc_per_ns);
+    }
+#define WL_EMIT(suffix, v) (snprintf(m, sizeof(m), "%s." suffix, name), emit(s, m, (double)(v)))
+    WL_EMIT("allocs", lat_allocs);
+    WL_EMIT("fails", lat_fails);
+    WL_EMIT("preempted", preempted);
+    WL_EMIT("bg_ops_s", (double)(ops1 - ops0) / secs);
+    WL_EMIT("bg_mib_s", (double)(pages1 - pages0) * BENCH_PAGE / 1048576.0 / secs);
+    WL_EMIT("bg_fails", bgf1 - bgf0);
+    WL_EMIT("shrunk_pages", shr1 - shr0);
+    snprintf(m, sizeof(m), "%s.syscall_names", name);
+    if (h.sc_failed) {
+        char why[96];
+        snprintf(why, sizeof(why), "seccomp-unavailable(%s)", strerror(sc->err));
+        emit_str(s, m, why);
+    } else {
+        char names[160];
+        sc_describe(sc, names, sizeof(names));
+        emit_str(s, m, names);
+        WL_EMIT("syscalls", sc->counted);
+        WL_EMIT("count_allocs", count_allocs);
+    }
+#undef WL_EMIT
+    free(hist);
+    free(scratch);
+    free(sc);
+}
+
 static void wl_latency(const struct bench_params *bp, struct sink *s)
 {
     struct be_ctx *c = be_open(BE_PRESSURE, bp);
     if (!c) {
-        wl_error(s, "w5", "unavailable: could not set up (see its log)");
+        wl_error(s, "w5s", "unavailable: could not set up (see its log)");
+#if BE_BULK
+        wl_error(s, "w5b", "unavailable: could not set up (see its log)");
+#endif
         return;
     }
     struct bg_cache cache;
@@ -336,7 +526,7 @@ static void wl_latency(const struct bench_params *bp, struct sink *s)
     memset(&g, 0, sizeof(g));
     g.c = c;
     g.cache = &cache;
-    pthread_t bg, cons;
+    pthread_t bg;
     if (thread_start_on(&bg, bp->cpu_b, wl_bg_thread, &g) != 0)
         die("pthread_create");
     /* Pressure first: the cache fills (most of) the memory. */
@@ -346,69 +536,19 @@ static void wl_latency(const struct bench_params *bp, struct sink *s)
         sleep_ms(1);
     emit(s, "w5.fill_pages", (double)bg_cache_pages(&cache));
 
-    struct wl_ho h;
-    memset(&h, 0, sizeof(h));
-    h.bp = bp;
-    h.c = c;
-    h.ring = spsc_new(WL_RING);
-    if (thread_start_on(&cons, bp->cpu_b, wl_consumer, &h) != 0)
-        die("pthread_create");
+    /* Both consumer styles under the same background job, one after the
+     * other; each producer run is a new thread (and, for Labyrinth, a new
+     * room). */
+    wl_latency_style(bp, s, c, &g, "w5s", 0);
+#if BE_BULK
+    wl_latency_style(bp, s, c, &g, "w5b", 1);
+#endif
 
-    /* The timed run. */
-    struct hist *hist = calloc(1, sizeof(*hist));
-    h.hist = hist;
-    uint64_t ops0 = atomic_load(&g.ops), pages0 = atomic_load(&g.pages), shr0 = atomic_load(&cache.shrunk_pages);
-    double secs;
-    wl_run_producer(&h, bp->lat_ms, 10, NULL, NULL, &secs);
-    uint64_t ops1 = atomic_load(&g.ops), pages1 = atomic_load(&g.pages), shr1 = atomic_load(&cache.shrunk_pages);
-    uint64_t lat_allocs = h.allocs, lat_fails = h.fails;
-
-    /* The counted run: the same loop, its system calls counted. */
-    struct hist *scratch = calloc(1, sizeof(*scratch));
-    struct sc_counter *sc = calloc(1, sizeof(*sc));
-    h.hist = scratch;
-    if (sc_start(sc, bp->cpu_b) != 0)
-        die("pthread_create");
-    h.sc = sc;
-    h.sc_failed = 0;
-    wl_run_producer(&h, bp->count_ms, 0, NULL, NULL, NULL);
-    sc_finish(sc);
-    uint64_t count_allocs = h.allocs;
-
-    wl_stop_consumer(&h, cons);
     atomic_store(&g.stop, 1);
     pthread_join(bg, NULL);
-    uint64_t bg_fails = atomic_load(&g.fails);
     bg_cache_fini(&cache);
-    be_extra(c, BE_PRESSURE, s);
+    be_extra(c, BE_PRESSURE, "w5", s);
     be_close(c);
-    spsc_free(h.ring);
-
-    char m[64];
-    for (int i = 0; i < LAT_POINTS; i++) {
-        snprintf(m, sizeof(m), "w5.%s", lat_name[i]);
-        emit(s, m, hist_quantile(hist, lat_q[i]) / bp->tsc_per_ns);
-    }
-    emit(s, "w5.allocs", (double)lat_allocs);
-    emit(s, "w5.fails", (double)lat_fails);
-    emit(s, "w5.bg_ops_s", (double)(ops1 - ops0) / secs);
-    emit(s, "w5.bg_mib_s", (double)(pages1 - pages0) * BENCH_PAGE / 1048576.0 / secs);
-    emit(s, "w5.bg_fails", (double)bg_fails);
-    emit(s, "w5.shrunk_pages", (double)(shr1 - shr0));
-    if (h.sc_failed) {
-        char why[96];
-        snprintf(why, sizeof(why), "seccomp-unavailable(%s)", strerror(sc->err));
-        emit_str(s, "w5.syscall_names", why);
-    } else {
-        char names[160];
-        sc_describe(sc, names, sizeof(names));
-        emit(s, "w5.syscalls", (double)sc->counted);
-        emit(s, "w5.count_allocs", (double)count_allocs);
-        emit_str(s, "w5.syscall_names", names);
-    }
-    free(hist);
-    free(scratch);
-    free(sc);
 }
 
 /* ---- workload 4: random orders 0..9 ------------------------------------------------------ */
@@ -505,7 +645,7 @@ static void wl_mix(const struct bench_params *bp, struct sink *s)
     if (thread_start_on(&t, bp->cpu_a, wl_mix_thread, &a) != 0)
         die("pthread_create");
     pthread_join(t, NULL);
-    be_extra(c, BE_MIX, s);
+    be_extra(c, BE_MIX, "w4", s);
     be_close(c);
     free(seq);
     emit(s, "w4.ns", a.ns);
@@ -521,12 +661,23 @@ static void be_run(const struct bench_params *bp, struct sink *s)
         wl_owner(bp, s, "w1", wl_pair_loop, bp->pair_ms, 1);
     if (w & WL_BATCH)
         wl_owner(bp, s, "w2", wl_batch_loop, bp->batch_ms, WL_BATCH_N);
-    if (w & WL_HANDOFF)
-        wl_handoff(bp, s);
+#if BE_BULK
+    if (w & WL_BATCH)
+        wl_owner(bp, s, "w2b", wl_batch_bulk_loop, bp->batch_ms, WL_BATCH_N);
+#endif
+    if (w & WL_HANDOFF) {
+        wl_handoff(bp, s, "w3s", 0, 0);      /* one page per call on both sides */
+#if BE_BULK
+        wl_handoff(bp, s, "w3b", 0, 1);      /* bulk frees */
+        wl_handoff(bp, s, "w3as", 1, 0);     /* bulk allocations, single frees */
+        wl_handoff(bp, s, "w3ab", 1, 1);     /* bulk on both sides */
+#endif
+    }
     if (w & WL_MIX)
         wl_mix(bp, s);
     if (w & WL_LATENCY)
         wl_latency(bp, s);
 }
 
-const struct backend BE_SYMBOL = { BE_NAME, BE_LABEL, BE_WORKLOADS, be_init, be_version, be_run };
+const struct backend BE_SYMBOL = { BE_NAME, BE_LABEL, BE_WORKLOADS | (BE_BULK ? WL_BULK_CALLS : 0), be_init, be_version,
+                                   be_run };
