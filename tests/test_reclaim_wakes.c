@@ -156,6 +156,7 @@ static void test_reclaimer_acts_on_an_atomic_wake_within_a_poll_after_a_trim(voi
 struct churn {
     lab_arena *a;
     void *page;
+    pthread_mutex_t lock;   /* the reclaimer and the request may scan at once */
     _Atomic bool on;
     _Atomic unsigned scans;
 };
@@ -173,8 +174,10 @@ static size_t churn_scan(void *ctx, size_t n)
     if (!atomic_load(&c->on))
         return 0;
     atomic_fetch_add(&c->scans, 1);
+    pthread_mutex_lock(&c->lock);
     lab_free_pages(c->a, c->page, 0);
     c->page = lab_alloc_pages(c->a, LAB_GFP_KERNEL, 0);   /* MEMALLOC inside reclaim */
+    pthread_mutex_unlock(&c->lock);
     return 1;
 }
 
@@ -209,6 +212,7 @@ static void test_nofail_high_order_backs_off_while_reclaim_frees_pages_that_neve
         by_frame[f] = NULL;
     }
     struct churn c = { .a = a, .page = by_frame[32] };
+    pthread_mutex_init(&c.lock, NULL);
     by_frame[32] = NULL;
     atomic_store(&c.on, true);
     lab_shrinker sh = { .count = churn_count, .scan = churn_scan, .ctx = &c };
