@@ -259,8 +259,11 @@ static void test_background_reclaimer_restores_high(void)
     cache_init(&c, a, 0);
     CHECK_EQ(cache_fill(&c, LAB_GFP_NOWAIT, PAGES - LOW - 20), PAGES - LOW - 20);
     REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
-    /* non-blocking requests take the zone below low */
-    for (int i = 0; i < 40; i++) {
+    /* Non-blocking requests take the zone below low, and stop there: the
+     * reclaimer wakes below low and works up to high, so an allocation made
+     * after it got there could leave free pages between low and high with
+     * no wake owed, and it would rightly sleep. */
+    for (int i = 0; i < 40 && free_pages(a) >= LOW; i++) {
         void *p = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0);
         if (p)
             h.p[h.n++] = p;
