@@ -205,7 +205,7 @@ def prepare(jobs):
         # A removed statement often leaves a variable unused: that is not
         # a compile error worth losing the mutant for.
         ok = run(["cmake", "-S", TREE, "-B", BUILD, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DLAB_BUILD_BENCH=OFF",
-                  "-DLAB_BUILD_TOOLS=OFF", "-DLAB_BUILD_EXAMPLES=OFF",
+                  "-DLAB_BUILD_TOOLS=OFF", "-DLAB_BUILD_EXAMPLES=OFF", "-DLAB_BUILD_MAN=OFF",
                   "-DCMAKE_C_FLAGS=-Wno-unused-variable -Wno-unused-but-set-variable -Wno-unused-parameter "
                   "-Wno-unused-function"], 300, WORK, log)
         ok = ok and run(["cmake", "--build", BUILD, f"-j{jobs}"], 900, WORK, log)
