@@ -7,6 +7,7 @@
 #ifndef LAB_TEST_CHECK_H
 #define LAB_TEST_CHECK_H
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +132,22 @@ static inline void test_skip_under_emulator(const char *why)
         fprintf(stderr, "SKIP under %s: %s\n", emu, why);
         exit(77);
     }
+}
+
+/* Monotonic milliseconds, and a sleep that sleeps the whole time (a signal
+ * does not cut it short). */
+static inline double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 /* A test that hangs is a failure, never a hung CI. */

@@ -14,13 +14,6 @@
 
 static size_t free_pages(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s.free_pages; }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static lab_fault_config fault(unsigned probability, unsigned interval, long times)
 {
     lab_fault_config fc;

@@ -21,13 +21,6 @@
 static size_t free_pages(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s.free_pages; }
 static size_t ha_pages(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s.highatomic_pages; }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Blocks a test holds, to give back at its end. */
 typedef struct {
     void **p;

@@ -120,13 +120,6 @@ static void on_signal(int sig)
     }
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 struct held { void *p; unsigned order; bool room; uint64_t tag; };
 
 static void drop(struct worker *w, struct held *h)
