@@ -30,14 +30,14 @@ mkdir -p "$OUT/corpus" "$OUT/artifacts"
 # on stderr.  The ignorelist keeps the byte-by-byte poison check and the
 # mincore count out of the coverage hooks (see the file).
 COMMON=(-g -O1 -fno-sanitize-recover=undefined -fsanitize-coverage-ignorelist=fuzz/coverage-ignore.txt
-        -Iinclude -Isrc -D_GNU_SOURCE)
+        -Iinclude -Isrc/core -D_GNU_SOURCE)
 for b in $BUILDS; do
     case $b in
     debug)   flags=(-fsanitize=fuzzer,address,undefined -DLAB_DEBUG=1) ;;
     release) flags=(-fsanitize=fuzzer,undefined) ;;
     *) echo "fuzz/run.sh: unknown build '$b' (debug, release)" >&2; exit 2 ;;
     esac
-    "$CC" "${COMMON[@]}" "${flags[@]}" src/*.c fuzz/fuzz_api.c -lpthread -o "$OUT/fuzz_api_$b"
+    "$CC" "${COMMON[@]}" "${flags[@]}" src/core/*.c src/platform/linux/*.c src/hosted/*.c fuzz/fuzz_api.c -lpthread -o "$OUT/fuzz_api_$b"
 done
 
 cp -n fuzz/corpus/* "$OUT/corpus/" 2>/dev/null || true

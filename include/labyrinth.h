@@ -39,7 +39,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* Freestanding code (a kernel, the library's own core) defines
+ * LAB_FREESTANDING: everything but lab_stats_print, which needs stdio. */
+#ifndef LAB_FREESTANDING
 #include <stdio.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -652,7 +656,9 @@ LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
 /* Write the stats to f: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one
  * object (any other value gives the text).  Returns 0, or -1 on a write
  * error or a NULL argument.  Not async-signal-safe (stdio). */
+#ifndef LAB_FREESTANDING
 LAB_API int  lab_stats_print(lab_arena *a, FILE *f, int format);
+#endif
 
 typedef struct lab_room_stats {
     uint64_t allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;  /* pages */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Mutation testing of src/: does the test suite notice when the code is wrong?
 
-Each mutant is one small change to one line of src/*.c:
+Each mutant is one small change to one line of a source file under src/:
   ror    a relational operator replaced (< <=, > >=, == !=, each both ways)
   aor    an arithmetic operator replaced (+ -, += -=, each both ways)
   lcr    && and || swapped
@@ -17,9 +17,9 @@ stillborn when it does not compile (not counted).
   scripts/mutate.py --list                   every mutant, numbered
   scripts/mutate.py --sample 12 --seed 1     a seeded random sample
   scripts/mutate.py --all                    every mutant (hours)
-  scripts/mutate.py --only src/path.c:77     the mutants of some lines
+  scripts/mutate.py --only src/core/path.c:77     the mutants of some lines
   scripts/mutate.py --mutant N               one mutant by number of --list
-  scripts/mutate.py --custom 'src/room.c:162:<= r->high:<= r->high + 8'
+  scripts/mutate.py --custom 'src/core/room.c:162:<= r->high:<= r->high + 8'
                                              a mutant written by hand: on that
                                              line, the first 'old' becomes 'new'
 
@@ -152,10 +152,13 @@ def mutants_of_file(rel):
 
 
 def all_mutants():
-    files = sorted(f for f in os.listdir(os.path.join(ROOT, "src")) if f.endswith(".c"))
+    # every source the release tree builds: not the bare-metal port
+    files = sorted(os.path.relpath(os.path.join(d, f), ROOT)
+                   for d, _, names in os.walk(os.path.join(ROOT, "src")) if "baremetal" not in d
+                   for f in names if f.endswith(".c"))
     out = []
     for f in files:
-        out.extend(mutants_of_file("src/" + f))
+        out.extend(mutants_of_file(f))
     return out
 
 

@@ -226,21 +226,21 @@ static void *atomic_lock_holder(void *arg)
     int before = trapped;
     for (int round = 0; round < 2; round++) {
         while (!zone_trylock(z))
-            cpu_relax();
+            plat_cpu_relax();
         atomic_store(&w->stage, 1);
         while (atomic_load(&z->lock.locked) != ZLOCK_SLEEPERS)
-            cpu_relax();
+            plat_cpu_relax();
         lab_free_pages(w->a, w->page, 0);   /* finds the lock held: deferred, drained below */
         if (round == 0)
             zone_unlock(z);                 /* taken by trylock: no wake, even by this call */
         else
             zone_unlock_nowake(z);
         while (!atomic_load(&w->sleeper_done))
-            cpu_relax();
+            plat_cpu_relax();
         w->page = lab_alloc_pages(w->a, LAB_GFP_ATOMIC, 0);
         atomic_store(&w->stage, 2);
         while (atomic_load(&w->stage) != 0)
-            cpu_relax();
+            plat_cpu_relax();
     }
     w->counted = trapped - before;
     return NULL;

@@ -18,9 +18,9 @@
  * failure (a failed commit fails the request, a refused decommit keeps the
  * pages, a worker that cannot start leaves reclaim to the requesters).
  *
- * Besides these, the core uses memset and memcpy, with their C meanings:
- * compilers emit calls to them for structure copies even in freestanding
- * code, so every port provides them.
+ * Besides these, the core uses memset, memcpy and memmove, with their C
+ * meanings: compilers emit calls to them for structure copies even in
+ * freestanding code, so every port provides them.
  */
 #ifndef LAB_PLATFORM_H
 #define LAB_PLATFORM_H
@@ -34,6 +34,7 @@
 
 void *memset(void *s, int c, size_t n);
 void *memcpy(void *restrict d, const void *restrict s, size_t n);
+void *memmove(void *d, const void *s, size_t n);
 
 /* ---- memory: reserve, commit, decommit, protect ---------------------------
  * Addresses and sizes are multiples of 4096 unless stated. */
@@ -86,13 +87,20 @@ PLAT_HIDDEN bool plat_protect(void *p, size_t bytes, bool accessible);
  * Blocking. */
 PLAT_HIDDEN size_t plat_resident(const void *p, size_t bytes);
 
-/* Tell a memory checker (ASan, Valgrind) what the core just did with a
- * range: PLAT_MARK_NOACCESS when it was freed, PLAT_MARK_UNDEFINED when it
- * is handed to a caller, PLAT_MARK_DEFINED for metadata the core wrote.
- * Returns false when no checker is watching, and then the core never calls
- * it again for that arena.  Any context; any size. */
-enum { PLAT_MARK_NOACCESS, PLAT_MARK_UNDEFINED, PLAT_MARK_DEFINED };
-PLAT_HIDDEN bool plat_mark(const void *p, size_t bytes, int how);
+/* Memory checkers (ASan, Valgrind's memcheck).  plat_checker says which
+ * one watches this program: PLAT_CHECKER_NONE, _ASAN or _MEMCHECK (the core
+ * then turns its page hooks on, and leaves its own poisoning to memcheck,
+ * which tracks every byte better than a pattern).  plat_mark tells the
+ * checker what the core just did with a range of an arena:
+ *   PLAT_MARK_ARENA    a new arena: nothing in it is handed out yet
+ *   PLAT_MARK_ALLOC    a block handed to a caller: addressable, undefined
+ *   PLAT_MARK_FREE     a block given back: no access until handed out again
+ *   PLAT_MARK_RELEASE  the arena's memory is about to be given back: forget it
+ * Any context; a no-op where no checker watches. */
+enum { PLAT_CHECKER_NONE, PLAT_CHECKER_ASAN, PLAT_CHECKER_MEMCHECK };
+enum { PLAT_MARK_ARENA, PLAT_MARK_ALLOC, PLAT_MARK_FREE, PLAT_MARK_RELEASE };
+PLAT_HIDDEN int  plat_checker(void);
+PLAT_HIDDEN void plat_mark(void *p, size_t bytes, int how);
 
 /* ---- memory for metadata -------------------------------------------------
  * Zeroed, aligned to 64 bytes; NULL when there is none.  Freed with
@@ -155,7 +163,13 @@ PLAT_HIDDEN const char *plat_getenv(const char *name);
 PLAT_HIDDEN void plat_abort(void) __attribute__((noreturn));
 
 /* ---- cpu_relax ----------------------------------------------------------
- * The pause hint in a spin loop: per architecture, not per port. */
+ * The body of a spin-wait loop, per architecture rather than per port: a
+ * short delay that leaves the core to its sibling and keeps the loop from
+ * hammering the lock's line, and a compiler barrier (as Linux's
+ * cpu_relax).  aarch64 uses isb, not yield: yield is a hint that cores
+ * without SMT (nearly all) drop as a nop, while isb stalls the front end
+ * for a few tens of cycles, close to x86's pause.  Elsewhere only the
+ * compiler barrier: correct, merely busier.  Any context. */
 static inline void plat_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

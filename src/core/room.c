@@ -48,7 +48,6 @@
  */
 #include "internal.h"
 
-#include <stdlib.h>
 
 static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
@@ -82,7 +81,7 @@ bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *
         return false;
     }
     if (LAB_DEBUG_ON) {
-        const void *me = this_thread_token(), *expect = NULL;
+        const void *me = (const void *)plat_thread_self(), *expect = NULL;
         if (!atomic_compare_exchange_strong(&r->owner, &expect, me) && expect != me) {
             misuse(r->arena, LAB_ENOTOWNER, r, NIL, "room used by a thread that does not own it");
             return false;
@@ -686,14 +685,13 @@ size_t rooms_drain_surplus(struct lab_arena *a)
 
 /* ---- create and destroy ----------------------------------------------------------- */
 
-static void room_free_arrays(struct lab_room *r)
+/* The room's metadata back to the platform: its stocks, its ring, itself. */
+static void room_release(struct lab_room *r)
 {
-    for (unsigned o = 0; o < ROOM_ORDERS; o++) {
-        free(r->stk[o].frames);
-        r->stk[o].frames = NULL;
-    }
-    free((void *)r->ring);
-    r->ring = NULL;
+    for (unsigned o = 0; o < ROOM_ORDERS; o++)
+        meta_free(r->stk[o].frames, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(uint32_t));
+    meta_free((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+    meta_free(r, sizeof(*r));
 }
 
 /* An id to use: a fresh one, or that of a destroyed room none of whose
@@ -738,7 +736,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EFLAGS;
     if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
         return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
-    struct lab_room *r = plat_meta_alloc(sizeof(*r));
+    struct lab_room *r = meta_alloc(sizeof(*r));
     if (!r)
         return LAB_ENOMEM;
     r->arena = a;
@@ -765,7 +763,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         struct room_stock *s = &r->stk[o];
         s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
         s->high = high >> o > s->batch ? high >> o : s->batch;
-        s->frames = plat_meta_alloc((s->high + s->batch + 1) * sizeof(uint32_t));
+        s->frames = meta_alloc((s->high + s->batch + 1) * sizeof(uint32_t));
         ok &= s->frames != NULL;
     }
     uint32_t ring = cfg->ring ? (uint32_t)cfg->ring : RING_DEFAULT;
@@ -775,14 +773,13 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (size > RING_MAX)
         size = RING_MAX;
     r->ring_mask = size - 1;
-    r->ring = plat_meta_alloc((size_t)size * sizeof(uint64_t));
+    r->ring = meta_alloc((size_t)size * sizeof(uint64_t));
     if (r->ring)
         for (uint32_t i = 0; i < size; i++)
             atomic_init(&r->ring[i], ring_slot(i, 0, 0));
-    strncpy(r->name, cfg->name ? cfg->name : "room", sizeof(r->name) - 1);
+    name_copy(r->name, sizeof(r->name), cfg->name ? cfg->name : "room");
     if (!ok || !r->ring) {
-        room_free_arrays(r);
-        free(r);
+        room_release(r);
         return LAB_ENOMEM;
     }
     /* The reserve comes from above the min watermark: it must not eat the
@@ -795,8 +792,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     int err = id == 0 ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
     if (err) {
         zone_unlock(z);
-        room_free_arrays(r);
-        free(r);
+        room_release(r);
         return err;
     }
     if (id > atomic_load(&a->nr_rooms_made))
@@ -884,14 +880,12 @@ void rooms_destroy_all(struct lab_arena *a)
         struct lab_room *r = atomic_load(&a->rooms[id]);
         if (!r)
             continue;
-        room_free_arrays(r);
-        free(r);
+        room_release(r);
     }
     while (a->graveyard) {
         struct lab_room *r = a->graveyard;
         a->graveyard = r->graveyard;
-        room_free_arrays(r);
-        free(r);
+        room_release(r);
     }
 }
 

@@ -1,7 +1,11 @@
 /*
- * stats.c - counters, and their text (buddyinfo-like) and JSON forms.
+ * print.c - lab_stats_print: the counters in text (buddyinfo-like) and JSON.
+ * The one part of the library that needs stdio, so it sits on top of the
+ * freestanding core, in the hosted layer.
  */
-#include "internal.h"
+#include "../core/internal.h"
+
+#include <stdio.h>
 
 static const char *const step_names[LAB_STEP_COUNT] = {
     "none", "room", "room_remote", "zone", "room_reserve", "emergency",
@@ -10,86 +14,6 @@ static const char *const step_names[LAB_STEP_COUNT] = {
 static const char *const huge_names[] = { "none", "explicit", "transparent", "refused" };
 static const char *const trim_off_names[] = { "on", "caller memory (no LAB_ARENA_DECOMMIT_CALLER)", "locked (LAB_ARENA_MLOCK)" };
 static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
-
-int gfp_class(lab_gfp_t gfp)
-{
-    if (gfp & LAB_GFP_DIRECT_RECLAIM)
-        return LAB_CLASS_KERNEL;
-    if (gfp & LAB_GFP_HIGH)
-        return LAB_CLASS_ATOMIC;
-    if (gfp & LAB_GFP_WAKE_RECLAIM)
-        return LAB_CLASS_NOWAIT;
-    return LAB_CLASS_OTHER;
-}
-
-void lab_stats_get(lab_arena *a, lab_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!a)
-        return;
-    lab_arena_flush(a);
-    struct zone *z = &a->zone;
-    zone_lock(z);
-    out->total_pages = z->nr_pages;
-    out->free_pages = z->free_pages;
-    out->max_order = z->max_order;
-    for (unsigned o = 0; o <= z->max_order; o++)
-        out->free_blocks[o] = z->area[o].nr_free;
-    buddy_unpopulated_blocks(z, out->free_blocks);
-    out->wmark_min = z->wmark[WMARK_MIN];
-    out->wmark_low = z->wmark[WMARK_LOW];
-    out->wmark_high = z->wmark[WMARK_HIGH];
-    out->highatomic_pages = z->ha_pages;
-    out->void_pages = z->void_pages + z->void_inflight;
-    out->committed_bytes = ((size_t)z->populated - out->void_pages) << PAGE_SHIFT;
-    zone_unlock(z);
-    out->huge_mode = a->huge_mode;
-    out->metadata_bytes = a->desc_bytes;
-    out->resident_bytes = plat_resident(z->base, (size_t)z->nr_pages << PAGE_SHIFT);
-    out->metadata_resident_bytes = plat_resident(z->pages, a->desc_bytes);
-
-    out->reserve_pages = out->highatomic_pages;
-    uint32_t nroom = atomic_load(&a->nr_rooms_made);
-    for (uint32_t id = 1; id <= nroom; id++) {
-        struct lab_room *r = atomic_load(&a->rooms[id]);
-        if (!r)
-            continue;
-        /* step 1 is counted by the owner alone, off the shared counters */
-        out->alloc_by_step[LAB_STEP_ROOM] += room_allocs(r) - ctr_get(&r->st.slow_allocs);
-        for (int i = 0; i < LAB_STEP_COUNT; i++)
-            out->alloc_by_step[i] += ctr_get(&r->st.by_step[i]);
-        out->frees += room_frees_owner(r) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
-        if (atomic_load(&r->dead))
-            continue;
-        out->nr_rooms++;
-        for (unsigned o = 0; o <= r->max_order; o++)
-            out->room_pages += atomic_load_explicit(&r->stk[o].n, memory_order_relaxed) << o;
-        out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
-        out->deferred_pages += room_ring_pages(r);
-    }
-    out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
-    size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages + out->void_pages;
-    out->allocated_pages = held <= out->total_pages ? out->total_pages - held : 0;
-
-    for (int i = 0; i < LAB_STEP_COUNT; i++)
-        out->alloc_by_step[i] += ctr_get(&a->st.alloc_by_step[i]);
-    for (int i = 0; i < LAB_R_COUNT; i++)
-        out->fail_by_reason[i] = ctr_get(&a->st.fail_by_reason[i]);
-    for (int i = 0; i < LAB_CLASS_COUNT; i++)
-        out->fail_by_class[i] = ctr_get(&a->st.fail_by_class[i]);
-    out->frees += ctr_get(&a->st.frees);
-    out->misuse = ctr_get(&a->st.misuse);
-    out->shrinker_runs = ctr_get(&a->st.shrinker_runs);
-    out->shrinker_pages = ctr_get(&a->st.shrinker_pages);
-    out->kswapd_wakes = ctr_get(&a->st.kswapd_wakes);
-    out->kswapd_runs = ctr_get(&a->st.kswapd_runs);
-    out->waits = ctr_get(&a->st.waits);
-    out->trimmed_pages = ctr_get(&a->st.trimmed_pages);
-    out->recommitted_pages = ctr_get(&a->st.recommitted_pages);
-    out->rooms_drained_pages = ctr_get(&a->st.rooms_drained);
-    out->trim_off = a->trim_off;
-    out->trim_refused = ctr_get(&a->st.trim_refused);
-}
 
 static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
 {

@@ -1,19 +1,27 @@
 /*
- * platform.c - the only file that talks to the OS: address space, futexes,
- * clocks.  A freestanding port replaces this file.
+ * platform.c - the contract of platform.h on Linux: mmap and madvise,
+ * futexes, pthreads, the monotonic clock, stderr, the environment.
+ * Memory checkers are in checker.c.
  */
-#include "internal.h"
+#include "../platform.h"
+#include "labyrinth.h"
 
 #include <linux/membarrier.h>
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#define CACHELINE 64
 
 /* MAP_NORESERVE: the kernel commits memory as it is touched, so a 64 GiB
  * arena on a 24 GiB machine costs nothing until used. */
@@ -22,8 +30,6 @@ void *plat_map(size_t bytes, bool prefault)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     if (prefault)
         flags |= MAP_POPULATE;
-    if (fault_point(FP_MMAP))
-        return NULL;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
@@ -43,8 +49,6 @@ void *plat_map_huge(size_t bytes, bool prefault, int *mode)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     if (prefault)
         flags |= MAP_POPULATE;
-    if (fault_point(FP_MMAP))
-        return NULL;
     if (bytes % HUGE_2M == 0) {
         /* Not MAP_NORESERVE: without the reservation the mapping succeeds
          * even when the pool has no huge pages, and the first touch dies
@@ -74,26 +78,26 @@ bool plat_decommit(void *p, size_t bytes, bool lazy)
 {
     /* MADV_FREE lets the kernel take the pages when it needs them (cheaper
      * when memory is not short); DONTNEED gives them back now. */
-    if (fault_point(FP_DECOMMIT))
-        return false;
     if (lazy && madvise(p, bytes, MADV_FREE) == 0)
         return true;
     return madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
-void plat_recommit(void *p, size_t bytes)
+/* MADV_POPULATE_WRITE is from Linux 5.14; before it the core touches the
+ * pages itself. */
+bool plat_recommit(void *p, size_t bytes)
 {
-    if (!fault_point(FP_RECOMMIT) && madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
-        return;
-    for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)   /* kernels before 5.14 */
-        ((volatile char *)p)[off] = 0;
+    return madvise(p, bytes, MADV_POPULATE_WRITE) == 0;
 }
 
-void plat_protect(void *p, size_t bytes, bool accessible)
+bool plat_protect(void *p, size_t bytes, bool accessible)
 {
-    if (fault_point(FP_MPROTECT))
-        return;
-    mprotect(p, bytes, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+    return mprotect(p, bytes, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+int plat_advise_huge(void *p, size_t bytes)
+{
+    return madvise(p, bytes, MADV_HUGEPAGE) == 0 ? LAB_HUGE_TRANSPARENT : LAB_HUGE_REFUSED;
 }
 
 /* Resident bytes of a range, by mincore in 16 MiB steps. */
@@ -111,29 +115,50 @@ size_t plat_resident(const void *p, size_t bytes)
     return resident;
 }
 
-int plat_mlock(void *p, size_t bytes)
+/* The usual refusal is RLIMIT_MEMLOCK: say so with the numbers, since the
+ * fix (ulimit -l, or CAP_IPC_LOCK) is the user's. */
+int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
 {
-    if (fault_point(FP_MLOCK))
-        return ENOMEM;
-    return mlock(p, bytes) == 0 ? 0 : errno;
+    if (mlock(p, bytes) == 0)
+        return 0;
+    int err = errno;
+    struct rlimit rl;
+    if (why_len == 0)
+        return err;
+    why[0] = 0;
+    if (err == ENOMEM || err == EPERM) {
+        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            snprintf(why, why_len, "RLIMIT_MEMLOCK is %llu bytes; raise it (ulimit -l) or grant CAP_IPC_LOCK",
+                     (unsigned long long)rl.rlim_cur);
+        else
+            snprintf(why, why_len, "the kernel refused to lock the memory");
+    } else {
+        snprintf(why, why_len, "%s", strerror(err));
+    }
+    return err;
 }
 
-void plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
+void plat_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
 {
-    if (fault_point(FP_FUTEX_WAIT))
-        return;
+    int saved = errno;
     struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+    errno = saved;
 }
 
-void plat_futex_wake_all(_Atomic uint32_t *word)
+/* Wakes may come from a signal handler: errno is the interrupted code's. */
+void plat_wake_all(_Atomic uint32_t *word)
 {
+    int saved = errno;
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+    errno = saved;
 }
 
-void plat_futex_wake_one(_Atomic uint32_t *word)
+void plat_wake_one(_Atomic uint32_t *word)
 {
+    int saved = errno;
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 
 uint64_t plat_now_ns(void)
@@ -172,17 +197,22 @@ void plat_yield(void)
 
 void *plat_meta_alloc(size_t bytes)
 {
-    if (fault_point(FP_META_ALLOC))
-        return NULL;
     void *p = aligned_alloc(CACHELINE, (bytes + CACHELINE - 1) & ~(size_t)(CACHELINE - 1));
     if (p)
         memset(p, 0, bytes);
     return p;
 }
 
-/* write(2) is async-signal-safe; stdio is not. */
-void plat_write_stderr(const char *s, size_t n)
+void plat_meta_free(void *p, size_t bytes)
 {
+    (void)bytes;
+    free(p);
+}
+
+/* write(2) is async-signal-safe; stdio is not. */
+void plat_log(const char *s, size_t n)
+{
+    int saved = errno;
     while (n > 0) {
         ssize_t w = write(2, s, n);
         if (w <= 0) {
@@ -193,4 +223,57 @@ void plat_write_stderr(const char *s, size_t n)
         s += w;
         n -= (size_t)w;
     }
+    errno = saved;
+}
+
+const char *plat_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+void plat_abort(void)
+{
+    abort();
+}
+
+/* Initial-exec TLS: no allocation on first use, so a signal handler may
+ * ask first. */
+static __thread unsigned char thread_byte;
+
+unsigned char *plat_thread_self(void)
+{
+    return &thread_byte;
+}
+
+struct plat_worker {
+    pthread_t thread;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void *worker_main(void *w)
+{
+    struct plat_worker *pw = w;
+    pw->fn(pw->arg);
+    return NULL;
+}
+
+struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
+{
+    struct plat_worker *w = malloc(sizeof(*w));
+    if (!w)
+        return NULL;
+    w->fn = fn;
+    w->arg = arg;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void plat_worker_join(struct plat_worker *w)
+{
+    pthread_join(w->thread, NULL);
+    free(w);
 }

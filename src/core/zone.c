@@ -38,15 +38,6 @@
  */
 #include "internal.h"
 
-/* A unique, async-signal-safe identity for the calling thread: the address
- * of a thread-local byte (initial-exec TLS, no allocation on first use). */
-static __thread char thread_token;
-
-const void *this_thread_token(void)
-{
-    return &thread_token;
-}
-
 #define ATOMIC_LOCK_SPINS 64   /* bounded: the worst case of an atomic request */
 #define BLOCKING_LOCK_SPINS 256
 
@@ -67,7 +58,7 @@ static bool lock_word_take(struct zone *z, uint32_t as)
  * sees them before it looks at the free lists). */
 static void hold_begin(struct zone *z, bool may_block)
 {
-    atomic_store_explicit(&z->lock_owner, &thread_token, memory_order_relaxed);
+    atomic_store_explicit(&z->lock_owner, (const void *)plat_thread_self(), memory_order_relaxed);
     z->held_may_block = may_block;
     z->drain_budget = may_block ? UINT32_MAX : ZONE_DRAIN_BUDGET;
     if (z->deferred_taken != NIL || atomic_load_explicit(&z->deferred, memory_order_relaxed) != NIL)
@@ -85,7 +76,7 @@ bool zone_trylock(struct zone *z)
 
 bool zone_lock_held_here(const struct zone *z)
 {
-    return atomic_load_explicit(&((struct zone *)z)->lock_owner, memory_order_relaxed) == &thread_token;
+    return atomic_load_explicit(&((struct zone *)z)->lock_owner, memory_order_relaxed) == (const void *)plat_thread_self();
 }
 
 bool zone_lock_atomic(struct zone *z)
@@ -99,7 +90,7 @@ bool zone_lock_atomic(struct zone *z)
          * return, so waiting is pointless. */
         if (zone_lock_held_here(z))
             return false;
-        cpu_relax();
+        plat_cpu_relax();
     }
     return false;
 }
@@ -116,10 +107,10 @@ void zone_lock(struct zone *z)
             hold_begin(z, true);
             return;
         }
-        cpu_relax();
+        plat_cpu_relax();
     }
     while (atomic_exchange_explicit(&z->lock.locked, ZLOCK_SLEEPERS, memory_order_seq_cst) != ZLOCK_FREE)
-        plat_futex_wait(&z->lock.locked, ZLOCK_SLEEPERS, ZLOCK_SLEEP_MS);
+        os_wait(&z->lock.locked, ZLOCK_SLEEPERS, ZLOCK_SLEEP_MS);
     hold_begin(z, true);
 }
 
@@ -156,7 +147,7 @@ static void wake_owed_sleepers(struct zone *z)
 {
     if (atomic_load_explicit(&z->lock_wake_owed, memory_order_relaxed) &&
         atomic_exchange_explicit(&z->lock_wake_owed, false, memory_order_relaxed))
-        plat_futex_wake_one(&z->lock.locked);
+        plat_wake_one(&z->lock.locked);
 }
 
 /* Let go of the word; hand over to a sleeper if this context may. */
@@ -170,7 +161,7 @@ static void lock_word_release(struct zone *z, bool may_syscall)
         return;
     }
     if (was == ZLOCK_SLEEPERS)
-        plat_futex_wake_one(&z->lock.locked);
+        plat_wake_one(&z->lock.locked);
     wake_owed_sleepers(z);
 }
 
@@ -209,7 +200,7 @@ static void unlock_drain(struct zone *z, bool may_wake)
             !lock_word_take(z, ZLOCK_HELD))
             break;      /* the new holder drains it */
         /* The same hold goes on, with what is left of its budget. */
-        atomic_store_explicit(&z->lock_owner, &thread_token, memory_order_relaxed);
+        atomic_store_explicit(&z->lock_owner, (const void *)plat_thread_self(), memory_order_relaxed);
         z->held_may_block = may_syscall;
         z->drain_budget = budget;
     }

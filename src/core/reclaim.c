@@ -25,22 +25,91 @@
  */
 #include "internal.h"
 
-#include <pthread.h>
-#include <stdlib.h>
+/* ---- a sleeping reader-writer lock -----------------------------------------
+ * For the shrinker table, taken by blocking contexts only.  Writer-
+ * preferring (constant reclaim must not hold off an unregister): a waiting
+ * writer sets WANTED, and readers do not enter while it is set.  Safe
+ * because reclaim never nests (in_reclaim), so no reader re-enters.  A
+ * context about to sleep sets SLEEPERS, and whoever lets the lock go with
+ * it set wakes every sleeper; sleeps are slices besides, so a wake lost to
+ * a race costs one slice, never a hang. */
+#define RW_SLEEPERS (1u << 31)
+#define RW_WANTED   (1u << 30)
+#define RW_WRITER   (1u << 29)
+#define RW_READERS  (RW_WRITER - 1)
+#define RW_SLICE_MS 10
+
+static void rw_sleep(_Atomic uint32_t *w, uint32_t s)
+{
+    if (!(s & RW_SLEEPERS) && !atomic_compare_exchange_strong(w, &s, s | RW_SLEEPERS))
+        return;   /* it moved: look again */
+    os_wait(w, s | RW_SLEEPERS, RW_SLICE_MS);
+}
+
+static void rw_read_lock(_Atomic uint32_t *w)
+{
+    for (;;) {
+        uint32_t s = atomic_load(w);
+        if (!(s & (RW_WRITER | RW_WANTED))) {
+            if (atomic_compare_exchange_weak(w, &s, s + 1))
+                return;
+            continue;
+        }
+        rw_sleep(w, s);
+    }
+}
+
+static void rw_read_unlock(_Atomic uint32_t *w)
+{
+    uint32_t s = atomic_load(w), n;
+    do {
+        n = s - 1;
+        if ((n & RW_READERS) == 0)
+            n &= ~RW_SLEEPERS;
+    } while (!atomic_compare_exchange_weak(w, &s, n));
+    if ((n & RW_READERS) == 0 && (s & RW_SLEEPERS))
+        plat_wake_all(w);
+}
+
+static void rw_write_lock(_Atomic uint32_t *w)
+{
+    for (;;) {
+        uint32_t s = atomic_load(w);
+        if ((s & (RW_READERS | RW_WRITER)) == 0) {
+            if (atomic_compare_exchange_weak(w, &s, (s & RW_SLEEPERS) | RW_WRITER))
+                return;
+            continue;
+        }
+        if (!(s & RW_WANTED)) {
+            atomic_compare_exchange_weak(w, &s, s | RW_WANTED);
+            continue;
+        }
+        rw_sleep(w, s);
+    }
+}
+
+static void rw_write_unlock(_Atomic uint32_t *w)
+{
+    if (atomic_exchange(w, 0) & RW_SLEEPERS)
+        plat_wake_all(w);
+}
 
 struct reclaim_state {
-    pthread_rwlock_t table_lock;          /* shrinkers run under the read side */
+    _Atomic uint32_t table_lock;          /* shrinkers run under the read side */
     lab_shrinker     shrinkers[MAX_SHRINKERS];
     bool             used[MAX_SHRINKERS];
-    pthread_mutex_t  thread_lock;         /* starting and stopping kswapd */
-    pthread_t        thread;
-    bool             started;
+    _Atomic uint32_t thread_lock;         /* starting and stopping kswapd (write side only) */
+    struct plat_worker *thread;
+    _Atomic bool     started;             /* thread is set: no lock needed to know */
     _Atomic bool     stop;
     _Atomic bool     wake_pending;
     _Atomic uint32_t wake_word;
 };
 
-static __thread bool in_reclaim;
+/* The thread's PF_MEMALLOC: it is reclaiming, and what it allocates skips
+ * reclaim and waiting (a byte the platform keeps for each thread). */
+static bool in_reclaim_get(void) { return *plat_thread_self() != 0; }
+static void in_reclaim_set(bool on) { *plat_thread_self() = on; }
 
 #define KSWAPD_IDLE_POLLS 64   /* quiet polls before the reclaimer backs off */
 #define KSWAPD_BACKOFF 16u     /* ... to this many poll intervals */
@@ -49,17 +118,9 @@ static struct reclaim_state *rs(struct lab_arena *a) { return a->reclaim; }
 
 int reclaim_init(struct lab_arena *a)
 {
-    struct reclaim_state *s = plat_meta_alloc(sizeof(*s));
+    struct reclaim_state *s = meta_alloc(sizeof(*s));
     if (!s)
         return LAB_ENOMEM;
-    /* Writer-preferring: constant reclaim must not hold off an unregister.
-     * Safe because reclaim never nests (in_reclaim), so no reader re-enters. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&s->table_lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
-    pthread_mutex_init(&s->thread_lock, NULL);
     a->reclaim = s;
     return 0;
 }
@@ -69,24 +130,23 @@ void reclaim_fini(struct lab_arena *a)
     struct reclaim_state *s = rs(a);
     if (!s)
         return;
-    pthread_mutex_lock(&s->thread_lock);
-    if (s->started) {
+    rw_write_lock(&s->thread_lock);
+    if (s->thread) {
         atomic_store(&s->stop, true);
         atomic_fetch_add(&s->wake_word, 1);
-        plat_futex_wake_all(&s->wake_word);
-        pthread_join(s->thread, NULL);
-        s->started = false;
+        plat_wake_all(&s->wake_word);
+        plat_worker_join(s->thread);
+        s->thread = NULL;
+        atomic_store(&s->started, false);
     }
-    pthread_mutex_unlock(&s->thread_lock);
-    pthread_rwlock_destroy(&s->table_lock);
-    pthread_mutex_destroy(&s->thread_lock);
-    free(s);
+    rw_write_unlock(&s->thread_lock);
+    meta_free(s, sizeof(*s));
     a->reclaim = NULL;
 }
 
 bool reclaim_in_progress_here(void)
 {
-    return in_reclaim;
+    return in_reclaim_get();
 }
 
 /* One pass over the rooms' surplus and the shrinkers, asking for `want`
@@ -97,7 +157,7 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
     size_t freed = 0;
     if (want < 32)
         want = 32;   /* ask in batches, as Linux's SHRINK_BATCH */
-    pthread_rwlock_rdlock(&s->table_lock);
+    rw_read_lock(&s->table_lock);
     for (unsigned i = 0; i < MAX_SHRINKERS && freed < want; i++) {
         if (!s->used[i])
             continue;
@@ -111,7 +171,7 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
         ctr_add_shared(&a->st.shrinker_pages, got);
         freed += got;
     }
-    pthread_rwlock_unlock(&s->table_lock);
+    rw_read_unlock(&s->table_lock);
     /* Rooms' remote frees are taken only by direct reclaim, and only when
      * the shrinkers could not give enough, as Linux drains other CPUs' pcp
      * lists only when an allocation is about to fail: reclaim must not starve
@@ -125,13 +185,13 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
  * `min_scan` pages. */
 size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan)
 {
-    if (in_reclaim)
+    if (in_reclaim_get())
         return 0;
-    in_reclaim = true;
+    in_reclaim_set(true);
     size_t free_now = atomic_load_explicit(&a->zone.free_pages_pub, memory_order_relaxed);
     size_t ask = want > free_now ? want - free_now : 0;
     size_t freed = shrink_pass(a, ask > min_scan ? ask : min_scan, true);
-    in_reclaim = false;
+    in_reclaim_set(false);
     return freed;
 }
 
@@ -152,7 +212,7 @@ unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls)
     return poll_ms <= UINT32_MAX / KSWAPD_BACKOFF ? poll_ms * KSWAPD_BACKOFF : UINT32_MAX;
 }
 
-static void *kswapd(void *arg)
+static void kswapd(void *arg)
 {
     struct lab_arena *a = arg;
     struct reclaim_state *s = rs(a);
@@ -161,7 +221,7 @@ static void *kswapd(void *arg)
     unsigned quiet_polls = 0;
     size_t band = z->wmark[WMARK_HIGH] - z->wmark[WMARK_LOW];
     size_t last_free = SIZE_MAX;
-    in_reclaim = true;
+    in_reclaim_set(true);
     for (;;) {
         uint32_t seen = atomic_load(&s->wake_word);
         bool asked = atomic_exchange(&s->wake_pending, false);
@@ -218,21 +278,22 @@ static void *kswapd(void *arg)
         bool quiet = !asked && !waiters && free_now == last_free && free_now >= z->wmark[WMARK_HIGH] + band;
         quiet_polls = quiet ? quiet_polls + 1 : 0;
         last_free = free_now;
-        plat_futex_wait(&s->wake_word, seen, kswapd_sleep_ms(a->cfg.kswapd_poll_ms, quiet_polls));
+        os_wait(&s->wake_word, seen, kswapd_sleep_ms(a->cfg.kswapd_poll_ms, quiet_polls));
     }
-    return NULL;
 }
 
 /* Blocking contexts only. */
 void kswapd_start(struct lab_arena *a)
 {
     struct reclaim_state *s = rs(a);
-    pthread_mutex_lock(&s->thread_lock);
-    if (!s->started && !atomic_load(&s->stop)) {
-        if (!fault_point(FP_THREAD_START) && pthread_create(&s->thread, NULL, kswapd, a) == 0)
-            s->started = true;
+    if (atomic_load_explicit(&s->started, memory_order_acquire))
+        return;
+    rw_write_lock(&s->thread_lock);
+    if (!s->thread && !atomic_load(&s->stop)) {
+        s->thread = os_worker_start(kswapd, a);
+        atomic_store_explicit(&s->started, s->thread != NULL, memory_order_release);
     }
-    pthread_mutex_unlock(&s->thread_lock);
+    rw_write_unlock(&s->thread_lock);
 }
 
 /* Step 5.  From a non-blocking request: a flag, no system call. */
@@ -241,10 +302,10 @@ void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
     struct reclaim_state *s = rs(a);
     if (!atomic_exchange_explicit(&s->wake_pending, true, memory_order_relaxed))
         ctr_add_shared(&a->st.kswapd_wakes, 1);
-    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim) {
+    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim_get()) {
         kswapd_start(a);
         atomic_fetch_add(&s->wake_word, 1);
-        plat_futex_wake_all(&s->wake_word);
+        plat_wake_all(&s->wake_word);
     }
 }
 
@@ -283,7 +344,7 @@ bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t 
     kswapd_start(a);
     atomic_fetch_add_explicit(&z->nr_waiters, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&z->free_seq, memory_order_seq_cst) == seen)
-        plat_futex_wait(&z->free_seq, seen, ms);
+        os_wait(&z->free_seq, seen, ms);
     atomic_fetch_sub_explicit(&z->nr_waiters, 1, memory_order_relaxed);
     return true;
 }
@@ -314,7 +375,7 @@ void reclaim_note_free(struct zone *z, bool freed, bool may_syscall)
     }
     if (owed)
         atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
-    plat_futex_wake_all(&z->free_seq);
+    plat_wake_all(&z->free_seq);
 }
 
 /* ---- shrinker registration ---------------------------------------------- */
@@ -325,7 +386,7 @@ int lab_shrinker_register(lab_arena *a, const lab_shrinker *sh)
         return LAB_EINVAL;
     struct reclaim_state *s = rs(a);
     int err = LAB_EBUSY;
-    pthread_rwlock_wrlock(&s->table_lock);
+    rw_write_lock(&s->table_lock);
     for (unsigned i = 0; i < MAX_SHRINKERS; i++) {
         if (!s->used[i]) {
             s->shrinkers[i] = *sh;
@@ -334,7 +395,7 @@ int lab_shrinker_register(lab_arena *a, const lab_shrinker *sh)
             break;
         }
     }
-    pthread_rwlock_unlock(&s->table_lock);
+    rw_write_unlock(&s->table_lock);
     if (err == 0)
         kswapd_start(a);
     return err;
@@ -346,7 +407,7 @@ void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *sh)
         return;
     struct reclaim_state *s = rs(a);
     /* The write side waits for every pass in progress to finish. */
-    pthread_rwlock_wrlock(&s->table_lock);
+    rw_write_lock(&s->table_lock);
     for (unsigned i = 0; i < MAX_SHRINKERS; i++) {
         lab_shrinker *x = &s->shrinkers[i];
         if (s->used[i] && x->count == sh->count && x->scan == sh->scan && x->ctx == sh->ctx) {
@@ -354,5 +415,5 @@ void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *sh)
             break;
         }
     }
-    pthread_rwlock_unlock(&s->table_lock);
+    rw_write_unlock(&s->table_lock);
 }

@@ -18,11 +18,18 @@
 #ifndef LAB_INTERNAL_H
 #define LAB_INTERNAL_H
 
+/* The core is freestanding: these four headers, <limits.h>, the public
+ * header without its stdio part, and the platform contract are all it
+ * includes. */
+#ifndef LAB_FREESTANDING
+#define LAB_FREESTANDING 1
+#endif
 #include "labyrinth.h"
+#include "../platform/platform.h"
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #define LAB_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x)   __builtin_expect(!!(x), 1)
@@ -118,42 +125,27 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c) { return atomic_load_e
 /* An owner-only counter: a plain load and store (wraps: adding -1 subtracts). */
 static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store_explicit(c, ctr_get(c) + n, memory_order_relaxed); }
 
-/* ---- platform --------------------------------------------------------- */
-LAB_HIDDEN void *plat_map(size_t bytes, bool prefault);
-LAB_HIDDEN void  plat_unmap(void *p, size_t bytes);
-LAB_HIDDEN int   plat_mlock(void *p, size_t bytes);
-LAB_HIDDEN void *plat_map_huge(size_t bytes, bool prefault, int *mode);
-LAB_HIDDEN bool  plat_decommit(void *p, size_t bytes, bool lazy);   /* false: the OS refused */
-LAB_HIDDEN void  plat_recommit(void *p, size_t bytes);
-LAB_HIDDEN void  plat_protect(void *p, size_t bytes, bool accessible);
-LAB_HIDDEN size_t plat_resident(const void *p, size_t bytes);
-LAB_HIDDEN void  plat_futex_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
-LAB_HIDDEN void  plat_futex_wake_all(_Atomic uint32_t *word);
-LAB_HIDDEN void  plat_futex_wake_one(_Atomic uint32_t *word);
-LAB_HIDDEN uint64_t plat_now_ns(void);
-LAB_HIDDEN void  plat_yield(void);
-LAB_HIDDEN bool  plat_membarrier(void);   /* blocking contexts only */
-LAB_HIDDEN void  plat_sleep_ms(unsigned ms);
-LAB_HIDDEN void  plat_write_stderr(const char *s, size_t n);
-LAB_HIDDEN void *plat_meta_alloc(size_t bytes);   /* cache-line aligned, zeroed; free() */
-/* The body of a spin-wait loop: a short delay that leaves the core to its
- * sibling and keeps the loop from hammering the lock's line, and a compiler
- * barrier (as Linux's cpu_relax).  aarch64 uses isb, not yield: yield is a
- * hint that cores without SMT (nearly all) drop as a nop, while isb stalls
- * the front end for a few tens of cycles, close to x86's pause (Rust's
- * spin_loop and Go's procyield made the same choice).  Elsewhere only the
- * compiler barrier: correct, merely busier. */
-static inline void cpu_relax(void)
+/* A name into a fixed buffer, cut to fit and always terminated (the
+ * buffer starts zeroed). */
+static inline void name_copy(char *dst, size_t size, const char *src)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-    atomic_signal_fence(memory_order_seq_cst);
-#elif defined(__aarch64__)
-    __asm__ __volatile__("isb sy" ::: "memory");
-#else
-    atomic_signal_fence(memory_order_seq_cst);
-#endif
+    for (size_t i = 0; i + 1 < size && src[i]; i++)
+        dst[i] = src[i];
 }
+
+/* ---- the platform as the core calls it (os.c) ----------------------------
+ * The primitives of platform.h that can fail, each behind its fault point;
+ * the rest of platform.h is called directly. */
+LAB_HIDDEN void *os_map(size_t bytes, bool prefault);
+LAB_HIDDEN void *os_map_huge(size_t bytes, bool prefault, int *mode);
+LAB_HIDDEN int   os_mlock(void *p, size_t bytes, char *why, size_t why_len);
+LAB_HIDDEN bool  os_decommit(void *p, size_t bytes, bool lazy);   /* false: refused */
+LAB_HIDDEN void  os_recommit(void *p, size_t bytes);
+LAB_HIDDEN bool  os_protect(void *p, size_t bytes, bool accessible);
+LAB_HIDDEN void  os_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
+LAB_HIDDEN void *meta_alloc(size_t bytes);   /* zeroed, cache-line aligned */
+LAB_HIDDEN void  meta_free(void *p, size_t bytes);
+LAB_HIDDEN struct plat_worker *os_worker_start(void (*fn)(void *), void *arg);
 
 /* ---- the zone lock ---------------------------------------------------- */
 /* A futex word: ZLOCK_FREE, ZLOCK_HELD, or ZLOCK_SLEEPERS (held, and a
@@ -387,6 +379,7 @@ struct lab_arena {
     bool      page_hooks;         /* any debug page hook is on (poison, protect, guard,
                                      ASan, valgrind): one predictable branch when off */
     bool      poison, protect_free, guard, valgrind;
+    bool      checker;            /* a memory checker watches (plat_checker) */
     size_t    desc_bytes;
     char      name[32];
     /* The log and misuse hooks: a function and its context are read
@@ -449,7 +442,6 @@ LAB_HIDDEN void zone_unlock_nowake(struct zone *z); /* the same, never a system 
 LAB_HIDDEN void zone_service_owed_wakes(struct zone *z); /* blocking context: what atomic
                                                        holders left (wakes, deferred frees) */
 LAB_HIDDEN bool zone_lock_held_here(const struct zone *z);
-LAB_HIDDEN const void *this_thread_token(void);
 LAB_HIDDEN void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t zone_floor(const struct zone *z, lab_gfp_t gfp);
 LAB_HIDDEN bool zone_watermark_ok(const struct zone *z, unsigned order, size_t floor);

@@ -6,28 +6,6 @@
  */
 #include "internal.h"
 
-#include <stdlib.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define LAB_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LAB_ASAN 1
-#endif
-#endif
-#if defined(LAB_ASAN) && defined(LAB_NO_ASAN_PAGE_HOOKS)
-/* The ASan tree of the release fast paths: ASan watches the library's own
- * heap and stacks, and no hook takes the fast paths off (freed pages are
- * not poisoned). */
-#undef LAB_ASAN
-#endif
-#ifdef LAB_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#ifdef LAB_HAVE_VALGRIND
-#include <valgrind/memcheck.h>
-#endif
-
 /* ---- async-signal-safe formatting --------------------------------------- */
 
 void fmt_str(struct fmtbuf *b, const char *s)
@@ -75,8 +53,8 @@ void lab_assert_fail(const char *what, const char *file, int line)
     fmt_str(&b, ":");
     fmt_u64(&b, (uint64_t)line);
     fmt_str(&b, "\n");
-    plat_write_stderr(b.buf, b.len);
-    abort();
+    plat_log(b.buf, b.len);
+    plat_abort();
 }
 
 static void fmt_arena(struct fmtbuf *b, struct lab_arena *a)
@@ -147,7 +125,7 @@ void log_flush(struct lab_arena *a)
         if (!atomic_compare_exchange_strong_explicit(&sl->state, &expect, 3, memory_order_acquire,
                                                      memory_order_relaxed))
             continue;
-        plat_write_stderr(sl->text, sl->len);
+        plat_log(sl->text, sl->len);
         atomic_store_explicit(&sl->state, 0, memory_order_release);
         atomic_fetch_sub_explicit(&a->log_pending, 1, memory_order_relaxed);
     }
@@ -157,7 +135,7 @@ void log_flush(struct lab_arena *a)
         fmt_arena(&b, a);
         fmt_u64(&b, dropped);
         fmt_str(&b, " more report(s) from atomic context dropped (all slots were full)\n");
-        plat_write_stderr(b.buf, b.len);
+        plat_log(b.buf, b.len);
         atomic_fetch_sub_explicit(&a->log_pending, (uint32_t)dropped, memory_order_relaxed);
     }
 }
@@ -179,7 +157,7 @@ static void log_default(struct lab_arena *a, const char *text, size_t len, bool 
 {
     if (may_write) {
         log_flush(a);
-        plat_write_stderr(text, len);
+        plat_log(text, len);
     } else {
         log_defer(a, text, len, MISUSE_SLOTS);
     }
@@ -217,8 +195,8 @@ void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, cons
     }
     fmt_str(&b, "\n");
     if (LAB_DEBUG_ON) {
-        plat_write_stderr(b.buf, b.len);
-        abort();
+        plat_log(b.buf, b.len);
+        plat_abort();
     }
     /* Misuse is found on frees and room calls, which run in any context:
      * the report waits for one that may write. */
@@ -329,7 +307,7 @@ static int check_fail(bool report, int err, const char *what, uint64_t frame)
             fmt_str(&b, ")");
         }
         fmt_str(&b, "\n");
-        plat_write_stderr(b.buf, b.len);
+        plat_log(b.buf, b.len);
     }
     return err;
 }
@@ -375,7 +353,7 @@ int zone_check_locked(struct lab_arena *a, bool report)
     size_t map_bytes = 0;
     if (nroom) {
         map_bytes = 2 * (size_t)(nroom + 1) * sizeof(size_t) + 3 * ((size_t)nroom + 1) * sizeof(uint64_t);
-        room_pages = plat_map(map_bytes, false);
+        room_pages = os_map(map_bytes, false);
         if (room_pages)
             room_seq = (uint64_t *)(room_pages + 2 * (size_t)(nroom + 1));
         else
@@ -538,40 +516,24 @@ void debug_hooks_init(struct lab_arena *a)
     a->poison = (LAB_DEBUG_ON || (f & LAB_ARENA_POISON)) && a->own_memory;
     a->protect_free = (f & LAB_ARENA_PROTECT_FREE) != 0;
     a->guard = (f & LAB_ARENA_GUARD) != 0;
-#ifdef LAB_HAVE_VALGRIND
-    /* memcheck only: other tools (callgrind, helgrind) have no use for the
-     * client requests, and they would add to the instruction counts. */
-    /* LAB_VALGRIND_HOOKS=0: memcheck watches the library's own heap while
-     * the release fast paths run (the hooks would take them off). */
-    const char *preload = getenv("LD_PRELOAD"), *hooks = getenv("LAB_VALGRIND_HOOKS");
-    if (RUNNING_ON_VALGRIND && preload && strstr(preload, "vgpreload_memcheck") && !(hooks && !strcmp(hooks, "0"))) {
-        a->valgrind = true;
+    int checker = plat_checker();
+    a->valgrind = checker == PLAT_CHECKER_MEMCHECK;
+    a->checker = checker != PLAT_CHECKER_NONE;
+    if (a->valgrind) {
         a->poison = false;   /* memcheck tracks every byte better than a pattern */
-        VALGRIND_MAKE_MEM_NOACCESS(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT);
+        plat_mark(a->zone.base, (size_t)a->zone.nr_pages << PAGE_SHIFT, PLAT_MARK_ARENA);
     }
-#endif
-    bool asan = false;
-#ifdef LAB_ASAN
-    /* Only freed pages are poisoned (page_hook_free): poisoning the whole
-     * arena here would write size/8 bytes of shadow at once and undo the
-     * laziness of a large arena. */
-    asan = true;
-#endif
-    a->page_hooks = a->poison || a->protect_free || a->guard || a->valgrind || asan;
+    a->page_hooks = a->poison || a->protect_free || a->guard || a->checker;
 }
 
 /* The arena's memory is about to be unmapped: a later mapping at the same
- * address must not inherit our poisoning. */
+ * address must not inherit our marks.  Blocks exist only below the
+ * populated boundary: that much, not the whole range. */
 void debug_hooks_fini(struct lab_arena *a)
 {
-#ifdef LAB_ASAN
-    /* Pages are poisoned only where blocks were freed, and blocks exist only
-     * below the populated boundary: unpoison that much, not the whole range. */
     struct zone *z = &a->zone;
-    ASAN_UNPOISON_MEMORY_REGION(z->base, (size_t)z->populated << PAGE_SHIFT);
-#else
-    (void)a;
-#endif
+    if (a->checker)
+        plat_mark(z->base, (size_t)z->populated << PAGE_SHIFT, PLAT_MARK_RELEASE);
 }
 
 static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, unsigned char got,
@@ -622,32 +584,26 @@ void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order)
 {
     size_t bytes = (size_t)LAB_PAGE_SIZE << order;
     if (a->protect_free)
-        plat_protect(addr, bytes, true);
-#ifdef LAB_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(addr, bytes);
-#endif
+        os_protect(addr, bytes, true);
+    if (a->checker && !a->valgrind)
+        plat_mark(addr, bytes, PLAT_MARK_ALLOC);   /* ASan: before the check reads it */
     if (a->poison)
         poison_check(a, addr, order);
-#ifdef LAB_HAVE_VALGRIND
     if (a->valgrind)
-        VALGRIND_MALLOCLIKE_BLOCK(addr, bytes, 0, 0);
-#endif
+        plat_mark(addr, bytes, PLAT_MARK_ALLOC);   /* memcheck: after the check */
 }
 
 void page_hook_free(struct lab_arena *a, void *addr, unsigned order)
 {
     size_t bytes = (size_t)LAB_PAGE_SIZE << order;
-#ifdef LAB_HAVE_VALGRIND
     if (a->valgrind)
-        VALGRIND_FREELIKE_BLOCK(addr, 0);
-#endif
+        plat_mark(addr, bytes, PLAT_MARK_FREE);
     if (a->poison)
         memset(addr, POISON_FREE, bytes);
-#ifdef LAB_ASAN
-    ASAN_POISON_MEMORY_REGION(addr, bytes);
-#endif
+    if (a->checker && !a->valgrind)
+        plat_mark(addr, bytes, PLAT_MARK_FREE);
     if (a->protect_free)
-        plat_protect(addr, bytes, false);
+        os_protect(addr, bytes, false);
 }
 
 /* A TAIL frame is inside a handed-out block (an interior pointer) or inside a
@@ -690,8 +646,8 @@ void guard_flush(struct lab_arena *a)
         uint32_t next = p->next;
         unsigned real = pg_order(p), order = p->aux & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
-        plat_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
-        plat_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
+        os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
+        os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
         p->aux = 0;
         atomic_fetch_sub_explicit(&z->deferred_pages, (size_t)1 << real, memory_order_relaxed);
         zone_free_block(a, f, real);

@@ -6,8 +6,6 @@
  */
 #include "internal.h"
 
-#include <stdlib.h>
-
 static uint64_t mix64(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ull;
@@ -67,28 +65,51 @@ bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
     return true;
 }
 
+/* A decimal number at s (a leading '-' allowed), as strtol would read it;
+ * the core has no libc. */
+static long parse_long(const char *s)
+{
+    bool neg = *s == '-';
+    long v = 0;
+    for (s += neg; *s >= '0' && *s <= '9'; s++)
+        v = v * 10 + (*s - '0');
+    return neg ? -v : v;
+}
+
+static bool key_is(const char *s, size_t len, const char *key)
+{
+    size_t i = 0;
+    while (i < len && key[i] && s[i] == key[i])
+        i++;
+    return i == len && key[i] == 0;
+}
+
 /* LAB_FAIL_PAGE_ALLOC="probability=P,interval=I,times=T,min_order=O,ignore_blocking=B" */
 void fault_init(struct lab_arena *a)
 {
     atomic_store(&a->fault.rng, (uint64_t)(uintptr_t)a);
-    const char *env = getenv("LAB_FAIL_PAGE_ALLOC");
+    const char *env = plat_getenv("LAB_FAIL_PAGE_ALLOC");
     if (!env || !*env)
         return;
     lab_fault_config fc = { .probability = 100, .interval = 1, .times = -1 };
     const char *s = env;
     while (*s) {
-        const char *eq = strchr(s, '=');
-        if (!eq)
+        const char *eq = s;
+        while (*eq && *eq != '=')
+            eq++;
+        if (!*eq)
             break;
-        long v = strtol(eq + 1, NULL, 10);
+        long v = parse_long(eq + 1);
         size_t klen = (size_t)(eq - s);
-        if (klen == 11 && !strncmp(s, "probability", klen)) fc.probability = (unsigned)v;
-        else if (klen == 8 && !strncmp(s, "interval", klen)) fc.interval = (unsigned)v;
-        else if (klen == 5 && !strncmp(s, "times", klen)) fc.times = v;
-        else if (klen == 9 && !strncmp(s, "min_order", klen)) fc.min_order = (unsigned)v;
-        else if (klen == 15 && !strncmp(s, "ignore_blocking", klen)) fc.ignore_blocking = (int)v;
-        const char *comma = strchr(eq, ',');
-        if (!comma)
+        if (key_is(s, klen, "probability")) fc.probability = (unsigned)v;
+        else if (key_is(s, klen, "interval")) fc.interval = (unsigned)v;
+        else if (key_is(s, klen, "times")) fc.times = v;
+        else if (key_is(s, klen, "min_order")) fc.min_order = (unsigned)v;
+        else if (key_is(s, klen, "ignore_blocking")) fc.ignore_blocking = (int)v;
+        const char *comma = eq;
+        while (*comma && *comma != ',')
+            comma++;
+        if (!*comma)
             break;
         s = comma + 1;
     }

@@ -4,10 +4,6 @@
  */
 #include "internal.h"
 
-#include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-
 void lab_arena_config_init(lab_arena_config *cfg)
 {
     if (!cfg)
@@ -51,25 +47,20 @@ static int validate(const lab_arena_config *cfg, size_t *pages_out)
     return 0;
 }
 
-static void report_mlock_refusal(size_t bytes, int err)
+static void report_mlock_refusal(size_t bytes, int err, const char *why)
 {
-    struct rlimit rl;
     struct fmtbuf b = { .len = 0 };
     fmt_str(&b, "labyrinth: mlock of ");
     fmt_u64(&b, bytes);
     fmt_str(&b, " bytes refused (errno ");
     fmt_u64(&b, (uint64_t)err);
     fmt_str(&b, ")");
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0) {
-        fmt_str(&b, "; RLIMIT_MEMLOCK is ");
-        if (rl.rlim_cur == RLIM_INFINITY)
-            fmt_str(&b, "unlimited");
-        else
-            fmt_u64(&b, rl.rlim_cur);
-        fmt_str(&b, " bytes");
+    if (why[0]) {
+        fmt_str(&b, "; ");
+        fmt_str(&b, why);
     }
     fmt_str(&b, "\n");
-    plat_write_stderr(b.buf, b.len);
+    plat_log(b.buf, b.len);
 }
 
 static void zone_init(struct zone *z, char *base, struct page *pages, uint32_t nr_pages, unsigned max_order)
@@ -105,7 +96,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         return err;
 
     /* cache-line aligned: the zone and counters are laid out by line */
-    struct lab_arena *a = plat_meta_alloc(sizeof(*a));
+    struct lab_arena *a = meta_alloc(sizeof(*a));
     if (!a)
         return LAB_ENOMEM;
     a->cfg = *cfg;
@@ -113,7 +104,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         a->cfg.wait_timeout_ms = 1000;
     if (a->cfg.kswapd_poll_ms == 0)
         a->cfg.kswapd_poll_ms = 2;
-    strncpy(a->name, cfg->name ? cfg->name : "arena", sizeof(a->name) - 1);
+    name_copy(a->name, sizeof(a->name), cfg->name ? cfg->name : "arena");
 
     unsigned max_order = cfg->max_order;
     while (max_order > 0 && ((size_t)1 << max_order) > pages)
@@ -122,13 +113,13 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     bool prefault = (cfg->flags & (LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK)) != 0;
     /* the descriptors, then room_of (2 bytes a frame), in one mapping */
     a->desc_bytes = (pages * (sizeof(struct page) + sizeof(uint16_t)) + LAB_PAGE_SIZE - 1) & ~(size_t)(LAB_PAGE_SIZE - 1);
-    struct page *descs = plat_map(a->desc_bytes, prefault);
+    struct page *descs = os_map(a->desc_bytes, prefault);
     char *base = cfg->memory;
     if (!base && (cfg->flags & LAB_ARENA_HUGEPAGES)) {
-        base = plat_map_huge(cfg->size, prefault, &a->huge_mode);
+        base = os_map_huge(cfg->size, prefault, &a->huge_mode);
         a->own_memory = true;
     } else if (!base) {
-        base = plat_map(cfg->size, prefault);
+        base = os_map(cfg->size, prefault);
         a->own_memory = true;
     } else if (prefault) {
         for (size_t off = 0; off < cfg->size; off += LAB_PAGE_SIZE)
@@ -139,13 +130,14 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         goto fail;
     }
     if ((cfg->flags & LAB_ARENA_HUGEPAGES) && cfg->memory)
-        a->huge_mode = madvise(base, cfg->size, MADV_HUGEPAGE) == 0 ? LAB_HUGE_TRANSPARENT : LAB_HUGE_REFUSED;
+        a->huge_mode = plat_advise_huge(base, cfg->size);
     if (cfg->flags & LAB_ARENA_MLOCK) {
-        int e = plat_mlock(base, cfg->size);
+        char why[160];
+        int e = os_mlock(base, cfg->size, why, sizeof(why));
         if (e == 0)
-            e = plat_mlock(descs, a->desc_bytes);
+            e = os_mlock(descs, a->desc_bytes, why, sizeof(why));
         if (e) {
-            report_mlock_refusal(cfg->size + a->desc_bytes, e);
+            report_mlock_refusal(cfg->size + a->desc_bytes, e, why);
             err = LAB_EMLOCK;
             goto fail;
         }
@@ -186,7 +178,7 @@ fail:
     plat_unmap(descs, a->desc_bytes);
     if (a->own_memory && base)
         plat_unmap(base, cfg->size);
-    free(a);
+    meta_free(a, sizeof(*a));
     return err;
 }
 
@@ -201,7 +193,7 @@ void lab_arena_destroy(lab_arena *a)
     plat_unmap(a->zone.pages, a->desc_bytes);
     if (a->own_memory)
         plat_unmap(a->zone.base, a->cfg.size);
-    free(a);
+    meta_free(a, sizeof(*a));
 }
 
 size_t lab_page_size(const lab_arena *a)
@@ -262,7 +254,7 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
     size_t pages = 0;
     for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
         size_t n = (size_t)1 << pg_order(&z->pages[f]);
-        bool done = plat_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
+        bool done = os_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
         z->pages[f].aux = done ? 0 : 1;
         if (done)
             pages += n;
@@ -332,7 +324,7 @@ size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
          * re-commit (and its touch fallback) cannot write; it faults in when
          * handed out and unprotected. */
         if (!a->protect_free)
-            plat_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
+            os_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
         zone_lock(z);
         z->void_inflight -= (size_t)1 << o;
         buddy_put(z, f, o);

@@ -210,8 +210,8 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         if (frame != NIL && real != order) {
             z->pages[frame].aux = GUARD_TAG | order;
             char *user = (char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order);
-            plat_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
-            plat_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+            os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
+            os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
             frame += 1u << order;
         }
     }
