@@ -2,18 +2,28 @@
  * internal.h - the shapes every layer shares: page descriptors, the zone,
  * rooms, the arena.  Nothing here is exported (hidden visibility).
  *
- * Layers, bottom up (docs/DESIGN.md section 1):
- *   platform.c  address space, futex, clocks, threads
- *   zone.c      the zone lock, its deferred-free list, watermarks
- *   buddy.c     split and merge inside the zone
+ * Layers, bottom up (docs/DESIGN.md section 1); a file calls only files
+ * below it:
+ *   ../platform/platform.h  the machine: memory, waiting, workers, clock
+ *   fault.c     fault points and failure injection
+ *   os.c        the platform as the core calls it, behind the fault points
+ *   buddy.c     free lists, split and merge inside the zone
+ *   zone.c      the zone lock, its deferred-free list, watermarks, waking
+ *               the waiters for frees
+ *   report.c    names of codes, misuse and failure reports, the deferred log
  *   reserve.c   the high-order atomic reserve
- *   room.c      exclusive per-context stocks
- *   path.c      the allocation path (read this one first)
+ *   void.c      decommitted free memory: trim and re-commit
+ *   hooks.c     debug page hooks: poison, protection, guards, checkers
+ *   handoff.c   a room's other side: the return ring, the owner's bracket,
+ *               reclaim taking a room's stock
+ *   check.c     lab_check
  *   reclaim.c   shrinkers, the background reclaimer, waiting for frees
- *   debug.c     misuse reports, lab_check
- *   stats.c     counters and their printing
- *   fault.c     failure injection
+ *   room.c      a room's life: creation, destruction, statistics
+ *   stats.c     lab_stats
+ *   path.c      the allocation path, arena and room (read this one first)
+ *   free.c      the way back: every free
  *   arena.c     configuration, creation, destruction
+ * owner.h and fault.h hold the inline halves of handoff.c and fault.c.
  */
 #ifndef LAB_INTERNAL_H
 #define LAB_INTERNAL_H
@@ -55,7 +65,24 @@
 /* Internal assertions: compiled in debug builds only; a failure names the
  * file and line and aborts (it means the allocator itself is wrong). */
 #define lab_assert(c) do { if (LAB_DEBUG_ON && unlikely(!(c))) lab_assert_fail(#c, __FILE__, __LINE__); } while (0)
-LAB_HIDDEN void lab_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
+#define lab_log_str(s) plat_log((s), __builtin_strlen(s))
+static inline __attribute__((noreturn, cold)) void lab_assert_fail(const char *what, const char *file, int line)
+{
+    char num[12];
+    int n = (int)sizeof(num);
+    num[--n] = '\n';
+    do {
+        num[--n] = (char)('0' + line % 10);
+        line /= 10;
+    } while (line && n > 0);
+    lab_log_str("labyrinth: internal assertion failed: ");
+    lab_log_str(what);
+    lab_log_str(" at ");
+    lab_log_str(file);
+    lab_log_str(":");
+    plat_log(num + n, sizeof(num) - (size_t)n);
+    plat_abort();
+}
 
 /* ---- page frames ------------------------------------------------------ */
 
@@ -88,7 +115,7 @@ struct page {
     uint16_t spare;
     uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
                                  order the caller asked; a trimmed block refused by the
-                                 OS (arena.c, transiently) */
+                                 OS (void.c, transiently) */
 };
 _Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
 
@@ -206,7 +233,7 @@ struct zone {
     bool      freed_in_hold;   /* a block came back while the lock was held */
     uint32_t  nonempty;        /* bit k: free list k is not empty */
     struct free_area area[LAB_MAX_ORDER_LIMIT + 1];
-    /* the void: free blocks decommitted by trim (buddy.c), merged among
+    /* the void: free blocks decommitted by trim (void.c), merged among
      * themselves, not counted in free_pages, re-committed by step 6 */
     struct free_area void_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    void_pages;
@@ -239,6 +266,18 @@ struct room_stock {
 #define RING_SEQ_MASK  ((1u << (64 - RING_SEQ_SHIFT)) - 1)
 #define RING_TOMBSTONE NIL     /* a reserved position given up (room dead) */
 #define RING_MAX       (1u << 24)
+static inline uint64_t ring_slot(uint32_t seq, unsigned order, uint32_t frame)
+{
+    return ((uint64_t)(seq & RING_SEQ_MASK) << RING_SEQ_SHIFT) | ((uint64_t)order << 32) | frame;
+}
+
+/* How far a slot's sequence is ahead of `want` (negative: behind), in the
+ * sequence's own width. */
+static inline int32_t ring_seq_diff(uint64_t slot, uint32_t want)
+{
+    uint32_t d = ((uint32_t)(slot >> RING_SEQ_SHIFT) - want) & RING_SEQ_MASK;
+    return (int32_t)(d << (32 - (64 - RING_SEQ_SHIFT))) >> (32 - (64 - RING_SEQ_SHIFT));
+}
 
 struct lab_room {
     /* the owner's: written only by the owning context (others read some of
@@ -298,8 +337,26 @@ struct lab_room {
     _Atomic uint64_t gone;     /* pages of the room freed to the zone (ring full, room
                                   dead, destroy) */
     _Atomic uint32_t flush_busy;  /* a dead room's ring is being emptied */
-    struct lab_room *graveyard;   /* destroyed rooms whose id was reused (arena.c frees them) */
+    struct lab_room *graveyard;   /* destroyed rooms whose id was reused (room.c frees them) */
 };
+
+static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+/* Release: the stocks' counts and nr_reserve are data of the owner's seqlock
+ * (room_enter below); a plain move on x86. */
+static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x, memory_order_release); }
+static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
+static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
+
+/* A block onto the owner's stock of its order. */
+static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame)
+{
+    struct room_stock *s = &r->stk[order];
+    size_t n = rd(&s->n);
+    lab_assert(n < s->high + s->batch);
+    pg_set_state(&r->pages[frame], PG_ROOM);
+    s->frames[n] = frame;
+    wr(&s->n, n + 1);
+}
 
 /* Pages the room handed out that have not come back to it: derived from the
  * counters each side keeps anyway, so the fast paths keep no extra count. */
@@ -314,47 +371,6 @@ static inline uint64_t room_frees_owner(struct lab_room *r)
 static inline size_t room_out(struct lab_room *r)
 {
     return (size_t)(room_allocs(r) - room_frees_owner(r) - ctr_get(&r->st.frees_remote) - ctr_get(&r->gone));
-}
-
-/* The owner's bracket around a call (room.c explains the sequence words):
- * `word` is &r->seq for allocations, &r->seq_free for frees.  Release
- * builds: one load of `dead`, two plain stores.
- *
- * lab_check reads the words as seqlocks (debug.c), and under C11 that needs
- * the writer to order its odd store before the data it changes.  A release
- * fence would do it, but on most machines that is a full barrier; instead
- * the stores the reader compares (the pages' state, the stocks' counts,
- * nr_reserve) are themselves release stores, which cost nothing on x86.
- * If the reader reads any of them from an operation in progress, its
- * acquire fence synchronizes with that store, so the odd store, sequenced
- * before it, happens before the reader's second look at the word: the
- * reader sees a changed word and skips the room.  The signal fence keeps
- * the compiler from sinking the odd store below the operation, which the
- * debug check for a handler interrupting its own room relies on. */
-LAB_HIDDEN bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
-static inline bool room_enter(struct lab_room *r, _Atomic uint64_t *word, const char *op)
-{
-    if (LAB_DEBUG_ON || unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed)))
-        return room_enter_checked(r, word, op);
-    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
-    return true;
-}
-static inline void room_leave(_Atomic uint64_t *word)
-{
-    atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + 1, memory_order_release);
-}
-LAB_HIDDEN void room_update_free_limit(struct lab_room *r);
-/* Inside a call, in the slow path: false while reclaim holds the owner's
- * side (then the call must not touch the stocks or the ring); otherwise
- * reopens the fast paths that a steal closed. */
-static inline bool room_owner_side_mine(struct lab_room *r)
-{
-    if (unlikely(atomic_load_explicit(&r->steal, memory_order_acquire)))
-        return false;
-    atomic_store_explicit(&r->alloc_slow_gfp, r->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO, memory_order_relaxed);
-    room_update_free_limit(r);
-    return true;
 }
 
 /* ---- the arena -------------------------------------------------------- */
@@ -392,11 +408,11 @@ struct lab_arena {
     _Atomic uint32_t log_in_window;
     _Atomic uint64_t misuse_reported;   /* release default: one report per code */
     /* Reports from contexts that may not make a system call wait here for
-     * one that may (debug.c). */
+     * one that may (report.c). */
     struct log_slot { _Atomic uint32_t state; uint32_t len; char text[496]; } log_slots[LOG_SLOTS];
     _Atomic uint32_t log_pending;
     _Atomic uint64_t log_dropped;
-    /* rooms (room.c) */
+    /* rooms (room.c, handoff.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
@@ -419,6 +435,7 @@ struct lab_arena {
                                      (last: the fields above keep their offsets) */
 };
 
+static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
 static inline void *addr_of(const struct zone *z, uint32_t frame) { return z->base + ((size_t)frame << PAGE_SHIFT); }
 static inline uint32_t *magazine_of_frame(const struct zone *z, uint32_t frame) { return (uint32_t *)addr_of(z, frame); }
@@ -458,7 +475,7 @@ LAB_HIDDEN uint32_t void_take(struct zone *z, unsigned min_order, unsigned *orde
 LAB_HIDDEN void     list_push(struct zone *z, struct free_area *fa, uint32_t frame);
 LAB_HIDDEN void     list_unlink(struct zone *z, struct free_area *fa, uint32_t frame);
 
-/* arena.c */
+/* void.c */
 LAB_HIDDEN size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order);
 LAB_HIDDEN size_t trim_above(struct lab_arena *a, size_t keep_pages);
 
@@ -467,7 +484,7 @@ LAB_HIDDEN uint32_t highatomic_take(struct zone *z, unsigned order);
 LAB_HIDDEN void     highatomic_top_up(struct zone *z, unsigned order);
 LAB_HIDDEN size_t   highatomic_release(struct zone *z);
 
-/* room.c */
+/* room.c, handoff.c, free.c */
 LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                  unsigned order);
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
@@ -481,6 +498,12 @@ LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);
 LAB_HIDDEN void   room_adopt(struct lab_room *r, uint32_t frame);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);
+LAB_HIDDEN void   ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait);
+LAB_HIDDEN bool   room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
+LAB_HIDDEN void   room_update_free_limit(struct lab_room *r);
+LAB_HIDDEN void   reserve_push(struct lab_room *r, uint32_t frame);
+LAB_HIDDEN void   room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
+                               unsigned order);
 LAB_HIDDEN void   rooms_destroy_all(struct lab_arena *a);
 LAB_HIDDEN size_t rooms_drain_surplus(struct lab_arena *a);
 static inline struct lab_room *room_by_id(struct lab_arena *a, unsigned id)
@@ -495,13 +518,15 @@ LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_sc
 LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
 LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t seen);
-LAB_HIDDEN void   reclaim_note_free_locked(struct zone *z);
-LAB_HIDDEN void   reclaim_note_free(struct zone *z, bool freed, bool may_syscall);
+LAB_HIDDEN void   zone_note_free_locked(struct zone *z);
+LAB_HIDDEN void   zone_note_free(struct zone *z, bool freed, bool may_syscall);
 LAB_HIDDEN uint32_t reclaim_free_seq(struct lab_arena *a);
-LAB_HIDDEN bool   reclaim_in_progress_here(void);
+/* The calling thread is reclaiming (kswapd, or a shrinker's scan): its
+ * PF_MEMALLOC, kept in the byte the platform gives each thread. */
+static inline bool in_reclaim(void) { return *plat_thread_self() != 0; }
 LAB_HIDDEN unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls);
 
-/* debug.c */
+/* report.c, check.c */
 LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what);
 LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report);
 LAB_HIDDEN void debug_check_every_op(struct lab_arena *a);
@@ -523,7 +548,7 @@ LAB_HIDDEN void fmt_str(struct fmtbuf *b, const char *s);
 LAB_HIDDEN void fmt_u64(struct fmtbuf *b, uint64_t v);
 LAB_HIDDEN void fmt_hex(struct fmtbuf *b, uint64_t v);
 
-/* debug.c: page hooks, called on every hand-out and every free when on */
+/* hooks.c: page hooks, called on every hand-out and every free when on */
 #define GUARD_TAG 0x47554100u
 LAB_HIDDEN void debug_hooks_init(struct lab_arena *a);
 LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
@@ -534,8 +559,16 @@ LAB_HIDDEN void guard_defer(struct lab_arena *a, uint32_t head);   /* any contex
 LAB_HIDDEN void guard_flush(struct lab_arena *a);                  /* may make system calls */
 LAB_HIDDEN bool frame_is_guarded_head(const struct zone *z, uint32_t frame);
 
-/* stats.c */
-LAB_HIDDEN int  gfp_class(lab_gfp_t gfp);
+static inline int gfp_class(lab_gfp_t gfp)
+{
+    if (gfp & LAB_GFP_DIRECT_RECLAIM)
+        return LAB_CLASS_KERNEL;
+    if (gfp & LAB_GFP_HIGH)
+        return LAB_CLASS_ATOMIC;
+    if (gfp & LAB_GFP_WAKE_RECLAIM)
+        return LAB_CLASS_NOWAIT;
+    return LAB_CLASS_OTHER;
+}
 
 /* fault.c: fault points.  Every place where the library can fail for a
  * reason other than the request itself -- a system call, a metadata
@@ -560,12 +593,6 @@ enum fault_site {
 };
 LAB_HIDDEN extern _Atomic bool fault_points_armed;
 LAB_HIDDEN bool fault_point_slow(enum fault_site site);
-static inline bool fault_point(enum fault_site site)
-{
-    if (likely(!atomic_load_explicit(&fault_points_armed, memory_order_relaxed)))
-        return false;
-    return fault_point_slow(site);
-}
 /* Test hooks: count the calls of every site from now on, and fail the
  * `nth` (1-based) call of `site` from now on (nth 0: fail none). */
 LAB_HIDDEN void fault_points_arm(enum fault_site site, uint64_t nth);
@@ -576,12 +603,4 @@ LAB_HIDDEN const char *fault_site_name(enum fault_site site);
 
 LAB_HIDDEN void fault_init(struct lab_arena *a);
 LAB_HIDDEN bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order);
-static inline bool fault_should_fail(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
-{
-    /* one predictable branch when injection is off */
-    if (likely(!atomic_load_explicit(&a->fault.enabled, memory_order_relaxed)))
-        return false;
-    return fault_should_fail_slow(a, gfp, order);
-}
-
 #endif

@@ -4,7 +4,7 @@
  * refuse at exactly that call; the rest of the core calls these, never the
  * failing primitives themselves.
  */
-#include "internal.h"
+#include "fault.h"
 
 #define ENOMEM_VALUE 12   /* what an injected mlock refusal reports (ENOMEM on Linux) */
 

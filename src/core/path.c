@@ -23,7 +23,8 @@
  * requests (lab_alloc_pages) start at step 3.  Everything a non-blocking
  * request can reach is bounded: no loop waits on another context.
  */
-#include "internal.h"
+#include "owner.h"
+#include "fault.h"
 
 static inline bool gfp_may_block(lab_gfp_t gfp) { return (gfp & LAB_GFP_DIRECT_RECLAIM) != 0; }
 static inline bool gfp_is_atomic(lab_gfp_t gfp) { return (gfp & (LAB_GFP_HIGH | LAB_GFP_DIRECT_RECLAIM)) == LAB_GFP_HIGH; }
@@ -36,7 +37,7 @@ static inline bool gfp_is_atomic(lab_gfp_t gfp) { return (gfp & (LAB_GFP_HIGH | 
  * entry of every allocation call, arena and room alike. */
 static inline lab_gfp_t gfp_in_context(lab_gfp_t gfp)
 {
-    if (gfp_may_block(gfp) && unlikely(reclaim_in_progress_here()))
+    if (gfp_may_block(gfp) && unlikely(in_reclaim()))
         gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)(LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NOFAIL);
     return gfp;
 }
@@ -238,207 +239,102 @@ void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
     return res.addr;
 }
 
-/* ---- free ---------------------------------------------------------------
- * Any context.  The descriptor says what the block is, so a free never
- * guesses: it claims the block with one CAS on its state (ALLOCATED ->
- * DEFERRED), which makes a racing double free lose cleanly, then returns it
- * to its room or to the zone without ever waiting for a lock. */
-static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order)
+/* ---- rooms, step 3: refill from the zone -----------------------------------------
+ * Up to a batch of blocks in one lock hold, within the quota, and never
+ * below min: the pages of the emergency reserve are for the request that
+ * dips into it, one at a time (room_take_emergency), not for a stock that
+ * NOWAIT requests would then drain.  Atomic contexts only try the lock. */
+size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step)
 {
-    struct zone *z = &a->zone;
-    char *p = addr;
-    if (p < z->base || p >= z->base + ((size_t)z->nr_pages << PAGE_SHIFT)) {
-        misuse(a, LAB_EFOREIGN, addr, NIL, "pointer outside the arena");
-        return;
+    struct lab_arena *a = r->arena;
+    struct zone *z = room_zone(r);
+    struct room_stock *s = &r->stk[order];
+    size_t want = s->batch, unit = (size_t)1 << order;
+    if (want > s->high + s->batch - rd(&s->n))
+        want = s->high + s->batch - rd(&s->n);
+    if (r->quota) {
+        size_t held = rd(&r->nr_reserve) + room_out(r);
+        for (unsigned o = 0; o <= r->max_order; o++)
+            held += rd(&r->stk[o].n) << o;
+        size_t left = held < r->quota ? (r->quota - held) / unit : 0;
+        if (left == 0) {
+            *reason = LAB_R_QUOTA;
+            return 0;
+        }
+        if (want > left)
+            want = left;
     }
-    uint32_t frame = frame_of(z, addr);
-    if (((uintptr_t)addr & (LAB_PAGE_SIZE - 1)) != 0) {
-        misuse(a, LAB_EUNALIGNED, addr, frame, "pointer not page aligned");
-        return;
+    if (unlikely(fault_should_fail(a, gfp, order))) {
+        *reason = LAB_R_INJECTED;
+        return 0;
     }
-    if (order > z->max_order) {
-        misuse(a, LAB_EBADORDER, addr, frame, "order above the arena's max_order");
-        return;
+    if (gfp & LAB_GFP_DIRECT_RECLAIM) {
+        zone_lock(z);
+    } else if (!zone_lock_atomic(z)) {
+        *reason = LAB_R_WOULD_BLOCK;
+        return 0;
     }
-    struct page *pg = &z->pages[frame];
-    unsigned st = pg_state(pg);
-    if (st == PG_ALLOCATED && a->guard && (pg->aux & ~0xffu) == GUARD_TAG) {
-        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a guarded block, not at the caller's first page");
-        return;
+    size_t floor = z->wmark[WMARK_MIN], got = 0;
+    if (zone_floor(z, gfp) > floor)   /* NOMEMALLOC, or a floor above min */
+        floor = zone_floor(z, gfp);
+    uint32_t f;
+    while (got < want && zone_watermark_ok(z, order, floor) && (got == 0 || !fault_point(FP_REFILL_CUT)) &&
+           (f = buddy_take(z, order)) != NIL) {
+        pg_set_room(z, f, r->id);
+        stock_push(r, order, f);
+        got++;
     }
-    if (st == PG_ALLOCATED) {
-        misuse(a, LAB_EWRONGORDER, addr, frame, pg_order(pg) > order ? "freed with a smaller order than allocated"
-                                                                     : "freed with a larger order than allocated");
-        return;
-    }
-    if (st != PG_TAIL) {
-        misuse(a, LAB_EDOUBLEFREE, addr, frame, "block is already free");
-        return;
-    }
-    if (a->guard && frame_is_guarded_head(z, frame)) {
-        misuse(a, LAB_EWRONGORDER, addr, frame, "guarded block freed with an order other than allocated");
-        return;
-    }
-    if (free_classify_tail(z, frame) == LAB_EINTERIOR)
-        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a block, not at its head");
+    if (got == 0)
+        *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
+    *step = LAB_STEP_ZONE;
+    bool below_low = z->free_pages < z->wmark[WMARK_LOW];
+    if (gfp & LAB_GFP_DIRECT_RECLAIM)
+        zone_unlock(z);
     else
-        misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
+        zone_unlock_nowake(z);
+    if (got)
+        ctr_inc(&r->st.refills);
+    if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
+        reclaim_wake(a, gfp);                                   /* step 5 */
+    return got;
 }
 
-/* Validate and claim a block for freeing (ALLOCATED -> DEFERRED), run the
- * debug hooks.  Returns the order to free with (a guarded block's real one),
- * or -1 after reporting misuse. */
-static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
+/* ---- rooms, step 4: reserves ------------------------------------------------------- */
+
+/* The zone's emergency share below min, one block for this request only,
+ * for requests allowed there (HIGH, ATOMIC, MEMALLOC). */
+uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *step)
 {
-    struct zone *z = &a->zone;
-    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
-    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) || order > z->max_order))
-        goto bad;
-    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
-    struct page *pg = &z->pages[frame];
-    unsigned real = order;
-    if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order &&
-        !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->aux == 0)) {
-        /* a guarded block (an unguarded one, served to a non-blocking
-         * request, is an ALLOCATED head of the caller's order): the caller's
-         * pages are the second quarter of a block of order + 2, whose head
-         * says so */
-        uint32_t head = frame - (1u << order);
-        if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].aux != (GUARD_TAG | order) ||
-            pg_order(&z->pages[head]) != order + 2)
-            goto bad;
-        frame = head;
-        pg = &z->pages[head];
-        real = order + 2;
-    } else if (unlikely(pg_order(pg) != order || (a->guard && pg->aux != 0))) {
-        goto bad;
+    struct zone *z = room_zone(r);
+    size_t floor = zone_floor(z, gfp);
+    if (floor >= z->wmark[WMARK_MIN] || !zone_lock_atomic(z))
+        return NIL;
+    uint32_t f = zone_watermark_ok(z, order, floor) ? buddy_take(z, order) : NIL;
+    if (f != NIL) {
+        pg_set_room(z, f, r->id);
+        /* above min when the refill found the lock busy: the zone served it */
+        *step = z->free_pages >= z->wmark[WMARK_MIN] ? LAB_STEP_ZONE : LAB_STEP_EMERGENCY;
     }
-    if (unlikely(!pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)))
-        goto bad;
-    if (unlikely(a->page_hooks)) {
-        page_hook_free(a, addr, order);
-        if (real != order) {
-            /* Lifting the guards takes system calls, which this context may
-             * not make: the block waits for one that may (guard_flush). */
-            guard_defer(a, frame);
-            return -1;
-        }
-    }
-    *framep = frame;
-    return (int)real;
-bad:
-    free_misuse(a, addr, order);
-    return -1;
+    zone_unlock_nowake(z);
+    return f;
 }
 
-static void free_claimed(struct lab_arena *a, uint32_t frame, unsigned order)
+uint32_t room_take_reserve(struct lab_room *r)
 {
-    unsigned id = pg_room(&a->zone, frame);
-    if (id != 0) {
-        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
-    } else {
-        ctr_add_shared(&a->st.frees, 1);
-        zone_free_block(a, frame, order);
-    }
+    uint32_t f = r->reserve_head;
+    if (f == NIL)
+        return NIL;
+    r->reserve_head = room_zone(r)->pages[f].next;
+    wr(&r->nr_reserve, rd(&r->nr_reserve) - 1);
+    room_update_free_limit(r);
+    ctr_inc(&r->st.reserve_allocs);
+    return f;
 }
 
-/* A block of a room, freed by a context that may not be its owner: the
- * hand-off (room.c).  In the default mode the freer writes no descriptor;
- * it checks what it can without one (in the arena, aligned, an order a room
- * serves) and the owner checks the rest when it takes the block back.
- * Returns the room's id, or 0 when the block is not a room's (or strict
- * mode wants the claim by CAS): the caller takes the zone's path. */
-static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
+/* A block the slow path got from the zone for this room: make it the room's. */
+void room_adopt(struct lab_room *r, uint32_t frame)
 {
-    struct zone *z = &a->zone;
-    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
-    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
-                 order >= ROOM_ORDERS || a->strict_free))
-        return 0;
-    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
-    unsigned id = pg_room(z, frame);
-    if (id == 0 || (frame & ((1u << order) - 1)))
-        return 0;
-    if (unlikely(a->page_hooks))
-        page_hook_free(a, addr, order);
-    *framep = frame;
-    return id;
-}
-
-static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
-{
-    uint32_t frame;
-    unsigned id = free_room_block(a, addr, order, &frame);
-    if (id != 0) {
-        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
-        return;
-    }
-    int real = free_claim(a, addr, order, &frame);
-    if (real < 0)
-        return;
-    free_claimed(a, frame, (unsigned)real);
-    debug_check_every_op(a);
-}
-
-/* The hand-off's common case inline: a room block, no hooks, not strict
- * (a->room_free_fast says the last two), goes to its room's ring in one
- * call; everything else takes free_pages_slow. */
-void lab_free_pages(lab_arena *a, void *addr, unsigned order)
-{
-    if (unlikely(a == NULL))
-        return;
-    struct zone *z = &a->zone;
-    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base, f = off >> PAGE_SHIFT;
-    unsigned id;
-    if (likely(off < z->bytes && order < ROOM_ORDERS && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
-               a->room_free_fast && (id = pg_room(z, (uint32_t)f)) != 0)) {
-        room_free_one(a, room_by_id(a, id), (uint32_t)f, order);
-        return;
-    }
-    if (unlikely(addr == NULL))   /* as Linux's free_pages(0) */
-        return;
-    free_pages_slow(a, addr, order);
-}
-
-/* Runs of blocks of one room go into its ring with one reservation each
- * (up to BULK_RUN at a time); everything else is freed one by one. */
-#define BULK_RUN 64
-
-void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
-{
-    if (unlikely(a == NULL || pages == NULL))
-        return;
-    struct zone *z = &a->zone;
-    uint32_t run[BULK_RUN];
-    uint32_t nrun = 0;
-    unsigned run_room = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t frame;
-        if (pages[i] == NULL)
-            continue;
-        if (i + 4 < n && pages[i + 4])   /* overlap the room_of lookups' cache misses */
-            __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
-        unsigned id = free_room_block(a, pages[i], order, &frame);
-        if (id == 0) {
-            int real = free_claim(a, pages[i], order, &frame);
-            if (real < 0)
-                continue;
-            id = pg_room(z, frame);
-            if (id == 0) {
-                free_claimed(a, frame, (unsigned)real);
-                continue;
-            }
-        }
-        if (nrun && (id != run_room || nrun == BULK_RUN)) {
-            room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
-            nrun = 0;
-        }
-        run_room = id;
-        run[nrun++] = frame;
-    }
-    if (nrun)
-        room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
-    debug_check_every_op(a);
+    pg_set_room(room_zone(r), frame, r->id);
 }
 
 /* ---- rooms: the whole walk, from step 1 ------------------------------------
@@ -585,7 +481,7 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
 {
     if (likely(r != NULL) && !LAB_DEBUG_ON && likely(order <= r->max_order)) {
         /* The sequence word first, the gates after it: the other half of
-         * room_steal's handshake (room.c). */
+         * room_steal's handshake (handoff.c). */
         struct room_stock *s = &r->stk[order];
         uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
         atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);

@@ -106,9 +106,6 @@ struct reclaim_state {
     _Atomic uint32_t wake_word;
 };
 
-/* The thread's PF_MEMALLOC: it is reclaiming, and what it allocates skips
- * reclaim and waiting (a byte the platform keeps for each thread). */
-static bool in_reclaim_get(void) { return *plat_thread_self() != 0; }
 static void in_reclaim_set(bool on) { *plat_thread_self() = on; }
 
 #define KSWAPD_IDLE_POLLS 64   /* quiet polls before the reclaimer backs off */
@@ -142,11 +139,6 @@ void reclaim_fini(struct lab_arena *a)
     rw_write_unlock(&s->thread_lock);
     meta_free(s, sizeof(*s));
     a->reclaim = NULL;
-}
-
-bool reclaim_in_progress_here(void)
-{
-    return in_reclaim_get();
 }
 
 /* One pass over the rooms' surplus and the shrinkers, asking for `want`
@@ -185,7 +177,7 @@ static size_t shrink_pass(struct lab_arena *a, size_t want, bool drain_rooms)
  * `min_scan` pages. */
 size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan)
 {
-    if (in_reclaim_get())
+    if (in_reclaim())
         return 0;
     in_reclaim_set(true);
     size_t free_now = atomic_load_explicit(&a->zone.free_pages_pub, memory_order_relaxed);
@@ -296,13 +288,25 @@ void kswapd_start(struct lab_arena *a)
     rw_write_unlock(&s->thread_lock);
 }
 
+/* lab_arena_trim: down to the min watermark.  The reclaimer is started
+ * first: it is what re-commits for the requests that may not. */
+size_t lab_arena_trim(lab_arena *a)
+{
+    if (!a)
+        return 0;
+    /* Non-blocking requests cannot re-commit; the background reclaimer does
+     * it for them when they find free pages below low. */
+    kswapd_start(a);
+    return trim_above(a, a->zone.wmark[WMARK_MIN]);
+}
+
 /* Step 5.  From a non-blocking request: a flag, no system call. */
 void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
 {
     struct reclaim_state *s = rs(a);
     if (!atomic_exchange_explicit(&s->wake_pending, true, memory_order_relaxed))
         ctr_add_shared(&a->st.kswapd_wakes, 1);
-    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim_get()) {
+    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim()) {
         kswapd_start(a);
         atomic_fetch_add(&s->wake_word, 1);
         plat_wake_all(&s->wake_word);
@@ -347,35 +351,6 @@ bool reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t 
         os_wait(&z->free_seq, seen, ms);
     atomic_fetch_sub_explicit(&z->nr_waiters, 1, memory_order_relaxed);
     return true;
-}
-
-/* Zone lock held, pages came back: only holders write free_seq, so a load and
- * a store (seq_cst: the store-buffering argument above) bump it. */
-void reclaim_note_free_locked(struct zone *z)
-{
-    atomic_store_explicit(&z->free_seq, atomic_load_explicit(&z->free_seq, memory_order_relaxed) + 1,
-                          memory_order_seq_cst);
-}
-
-/* After the lock is let go: wake the waiters, or leave the wake to a context
- * that may make the system call. */
-void reclaim_note_free(struct zone *z, bool freed, bool may_syscall)
-{
-    bool owed = atomic_load_explicit(&z->wake_owed, memory_order_relaxed);
-    if (!freed && (!owed || !may_syscall))
-        return;
-    if (atomic_load_explicit(&z->nr_waiters, memory_order_seq_cst) == 0) {
-        if (owed)
-            atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
-        return;
-    }
-    if (!may_syscall) {
-        atomic_store_explicit(&z->wake_owed, true, memory_order_relaxed);
-        return;
-    }
-    if (owed)
-        atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
-    plat_wake_all(&z->free_seq);
 }
 
 /* ---- shrinker registration ---------------------------------------------- */

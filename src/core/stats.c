@@ -3,17 +3,6 @@
  */
 #include "internal.h"
 
-int gfp_class(lab_gfp_t gfp)
-{
-    if (gfp & LAB_GFP_DIRECT_RECLAIM)
-        return LAB_CLASS_KERNEL;
-    if (gfp & LAB_GFP_HIGH)
-        return LAB_CLASS_ATOMIC;
-    if (gfp & LAB_GFP_WAKE_RECLAIM)
-        return LAB_CLASS_NOWAIT;
-    return LAB_CLASS_OTHER;
-}
-
 void lab_stats_get(lab_arena *a, lab_stats *out)
 {
     memset(out, 0, sizeof(*out));

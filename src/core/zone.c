@@ -36,7 +36,7 @@
  *
  * tests/model/deferred_unlock.pml checks the push-versus-unlock protocol.
  */
-#include "internal.h"
+#include "fault.h"
 
 #define ATOMIC_LOCK_SPINS 64   /* bounded: the worst case of an atomic request */
 #define BLOCKING_LOCK_SPINS 256
@@ -191,7 +191,7 @@ static void unlock_drain(struct zone *z, bool may_wake)
         bool budget_spent = z->deferred_taken != NIL || z->drain_budget == 0;
         unsigned budget = z->drain_budget;
         if (freed)
-            reclaim_note_free_locked(z);
+            zone_note_free_locked(z);
         atomic_store_explicit(&z->free_pages_pub, z->free_pages, memory_order_relaxed);
         lock_word_release(z, may_syscall);
         if (budget_spent || atomic_load_explicit(&z->deferred, memory_order_seq_cst) == NIL)
@@ -204,7 +204,7 @@ static void unlock_drain(struct zone *z, bool may_wake)
         z->held_may_block = may_syscall;
         z->drain_budget = budget;
     }
-    reclaim_note_free(z, freed, may_syscall && may_wake);
+    zone_note_free(z, freed, may_syscall && may_wake);
 }
 
 void zone_unlock(struct zone *z)
@@ -255,6 +255,36 @@ void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order)
      * seq_cst load, since the push is a seq_cst write to another location. */
     if (atomic_load_explicit(&z->lock.locked, memory_order_seq_cst) == ZLOCK_FREE && zone_trylock(z))
         zone_unlock_nowake(z);
+}
+
+/* ---- waking the waiters for frees (reclaim.c waits) ---------------------- */
+/* Zone lock held, pages came back: only holders write free_seq, so a load and
+ * a store (seq_cst: the store-buffering argument above) bump it. */
+void zone_note_free_locked(struct zone *z)
+{
+    atomic_store_explicit(&z->free_seq, atomic_load_explicit(&z->free_seq, memory_order_relaxed) + 1,
+                          memory_order_seq_cst);
+}
+
+/* After the lock is let go: wake the waiters, or leave the wake to a context
+ * that may make the system call. */
+void zone_note_free(struct zone *z, bool freed, bool may_syscall)
+{
+    bool owed = atomic_load_explicit(&z->wake_owed, memory_order_relaxed);
+    if (!freed && (!owed || !may_syscall))
+        return;
+    if (atomic_load_explicit(&z->nr_waiters, memory_order_seq_cst) == 0) {
+        if (owed)
+            atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
+        return;
+    }
+    if (!may_syscall) {
+        atomic_store_explicit(&z->wake_owed, true, memory_order_relaxed);
+        return;
+    }
+    if (owed)
+        atomic_store_explicit(&z->wake_owed, false, memory_order_relaxed);
+    plat_wake_all(&z->free_seq);
 }
 
 /* ---- watermarks -------------------------------------------------------- */

@@ -1,0 +1,381 @@
+/*
+ * free.c - the way back: every free, arena and room alike.  lab_free_pages
+ * finds the block's owner (the zone, or a room by zone.room_of) and claims
+ * the block; a room's own free is a push on its stock.  Bad input is
+ * reported here (docs/BAD_INPUT.md).
+ */
+#include "owner.h"
+#include "fault.h"
+
+/* ---- free ---------------------------------------------------------------
+ * Any context.  The descriptor says what the block is, so a free never
+ * guesses: it claims the block with one CAS on its state (ALLOCATED ->
+ * DEFERRED), which makes a racing double free lose cleanly, then returns it
+ * to its room or to the zone without ever waiting for a lock. */
+static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order)
+{
+    struct zone *z = &a->zone;
+    char *p = addr;
+    if (p < z->base || p >= z->base + ((size_t)z->nr_pages << PAGE_SHIFT)) {
+        misuse(a, LAB_EFOREIGN, addr, NIL, "pointer outside the arena");
+        return;
+    }
+    uint32_t frame = frame_of(z, addr);
+    if (((uintptr_t)addr & (LAB_PAGE_SIZE - 1)) != 0) {
+        misuse(a, LAB_EUNALIGNED, addr, frame, "pointer not page aligned");
+        return;
+    }
+    if (order > z->max_order) {
+        misuse(a, LAB_EBADORDER, addr, frame, "order above the arena's max_order");
+        return;
+    }
+    struct page *pg = &z->pages[frame];
+    unsigned st = pg_state(pg);
+    if (st == PG_ALLOCATED && a->guard && (pg->aux & ~0xffu) == GUARD_TAG) {
+        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a guarded block, not at the caller's first page");
+        return;
+    }
+    if (st == PG_ALLOCATED) {
+        misuse(a, LAB_EWRONGORDER, addr, frame, pg_order(pg) > order ? "freed with a smaller order than allocated"
+                                                                     : "freed with a larger order than allocated");
+        return;
+    }
+    if (st != PG_TAIL) {
+        misuse(a, LAB_EDOUBLEFREE, addr, frame, "block is already free");
+        return;
+    }
+    if (a->guard && frame_is_guarded_head(z, frame)) {
+        misuse(a, LAB_EWRONGORDER, addr, frame, "guarded block freed with an order other than allocated");
+        return;
+    }
+    if (free_classify_tail(z, frame) == LAB_EINTERIOR)
+        misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a block, not at its head");
+    else
+        misuse(a, LAB_EDOUBLEFREE, addr, frame, "page is already free (merged into a larger block)");
+}
+
+/* Validate and claim a block for freeing (ALLOCATED -> DEFERRED), run the
+ * debug hooks.  Returns the order to free with (a guarded block's real one),
+ * or -1 after reporting misuse. */
+static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
+{
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
+    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) || order > z->max_order))
+        goto bad;
+    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
+    struct page *pg = &z->pages[frame];
+    unsigned real = order;
+    if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order &&
+        !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->aux == 0)) {
+        /* a guarded block (an unguarded one, served to a non-blocking
+         * request, is an ALLOCATED head of the caller's order): the caller's
+         * pages are the second quarter of a block of order + 2, whose head
+         * says so */
+        uint32_t head = frame - (1u << order);
+        if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].aux != (GUARD_TAG | order) ||
+            pg_order(&z->pages[head]) != order + 2)
+            goto bad;
+        frame = head;
+        pg = &z->pages[head];
+        real = order + 2;
+    } else if (unlikely(pg_order(pg) != order || (a->guard && pg->aux != 0))) {
+        goto bad;
+    }
+    if (unlikely(!pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)))
+        goto bad;
+    if (unlikely(a->page_hooks)) {
+        page_hook_free(a, addr, order);
+        if (real != order) {
+            /* Lifting the guards takes system calls, which this context may
+             * not make: the block waits for one that may (guard_flush). */
+            guard_defer(a, frame);
+            return -1;
+        }
+    }
+    *framep = frame;
+    return (int)real;
+bad:
+    free_misuse(a, addr, order);
+    return -1;
+}
+
+static void free_claimed(struct lab_arena *a, uint32_t frame, unsigned order)
+{
+    unsigned id = pg_room(&a->zone, frame);
+    if (id != 0) {
+        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
+    } else {
+        ctr_add_shared(&a->st.frees, 1);
+        zone_free_block(a, frame, order);
+    }
+}
+
+/* A block of a room, freed by a context that may not be its owner: the
+ * hand-off (handoff.c).  In the default mode the freer writes no descriptor;
+ * it checks what it can without one (in the arena, aligned, an order a room
+ * serves) and the owner checks the rest when it takes the block back.
+ * Returns the room's id, or 0 when the block is not a room's (or strict
+ * mode wants the claim by CAS): the caller takes the zone's path. */
+static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned order, uint32_t *framep)
+{
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
+    if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
+                 order >= ROOM_ORDERS || a->strict_free))
+        return 0;
+    uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
+    unsigned id = pg_room(z, frame);
+    if (id == 0 || (frame & ((1u << order) - 1)))
+        return 0;
+    if (unlikely(a->page_hooks))
+        page_hook_free(a, addr, order);
+    *framep = frame;
+    return id;
+}
+
+static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
+{
+    uint32_t frame;
+    unsigned id = free_room_block(a, addr, order, &frame);
+    if (id != 0) {
+        room_free_remote(a, room_by_id(a, id), &frame, 1, order);
+        return;
+    }
+    int real = free_claim(a, addr, order, &frame);
+    if (real < 0)
+        return;
+    free_claimed(a, frame, (unsigned)real);
+    debug_check_every_op(a);
+}
+
+/* The hand-off's common case inline: a room block, no hooks, not strict
+ * (a->room_free_fast says the last two), goes to its room's ring in one
+ * call; everything else takes free_pages_slow. */
+void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+{
+    if (unlikely(a == NULL))
+        return;
+    struct zone *z = &a->zone;
+    uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base, f = off >> PAGE_SHIFT;
+    unsigned id;
+    if (likely(off < z->bytes && order < ROOM_ORDERS && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
+               a->room_free_fast && (id = pg_room(z, (uint32_t)f)) != 0)) {
+        room_free_one(a, room_by_id(a, id), (uint32_t)f, order);
+        return;
+    }
+    if (unlikely(addr == NULL))   /* as Linux's free_pages(0) */
+        return;
+    free_pages_slow(a, addr, order);
+}
+
+/* Runs of blocks of one room go into its ring with one reservation each
+ * (up to BULK_RUN at a time); everything else is freed one by one. */
+#define BULK_RUN 64
+
+void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
+{
+    if (unlikely(a == NULL || pages == NULL))
+        return;
+    struct zone *z = &a->zone;
+    uint32_t run[BULK_RUN];
+    uint32_t nrun = 0;
+    unsigned run_room = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t frame;
+        if (pages[i] == NULL)
+            continue;
+        if (i + 4 < n && pages[i + 4])   /* overlap the room_of lookups' cache misses */
+            __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
+        unsigned id = free_room_block(a, pages[i], order, &frame);
+        if (id == 0) {
+            int real = free_claim(a, pages[i], order, &frame);
+            if (real < 0)
+                continue;
+            id = pg_room(z, frame);
+            if (id == 0) {
+                free_claimed(a, frame, (unsigned)real);
+                continue;
+            }
+        }
+        if (nrun && (id != run_room || nrun == BULK_RUN)) {
+            room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
+            nrun = 0;
+        }
+        run_room = id;
+        run[nrun++] = frame;
+    }
+    if (nrun)
+        room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
+    debug_check_every_op(a);
+}
+
+/* ---- owner free -------------------------------------------------------------- */
+static NOINLINE void room_free_misuse(struct lab_room *r, void *page, unsigned order)
+{
+    struct zone *z = room_zone(r);
+    uintptr_t off = (uintptr_t)page - (uintptr_t)z->base;
+    if (page == NULL) {
+        misuse(r->arena, LAB_EFOREIGN, page, NIL, "lab_room_free(NULL)");
+        return;
+    }
+    if (off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT)) {
+        misuse(r->arena, LAB_EFOREIGN, page, NIL, "pointer outside the arena");
+        return;
+    }
+    uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+    struct page *p = &z->pages[f];
+    unsigned st = pg_state(p);
+    if (off & (LAB_PAGE_SIZE - 1))
+        misuse(r->arena, LAB_EUNALIGNED, page, f, "pointer not page aligned");
+    else if (order > r->max_order)
+        misuse(r->arena, LAB_EBADORDER, page, f, "order above the orders this room serves");
+    else if (st == PG_ALLOCATED && r->arena->guard && (p->aux & ~0xffu) == GUARD_TAG)
+        misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a guarded block, not at its first page");
+    else if (st == PG_ALLOCATED && pg_room(z, f) != r->id)
+        misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
+    else if (st == PG_ALLOCATED)
+        misuse(r->arena, LAB_EWRONGORDER, page, f, "room block freed with an order other than allocated");
+    else if (st == PG_TAIL && r->arena->guard && frame_is_guarded_head(z, f))
+        misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
+    else if (st == PG_TAIL && free_classify_tail(z, f) == LAB_EINTERIOR)
+        misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a block, not at its head");
+    else if (st == PG_TAIL)
+        misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free (merged into a larger block)");
+    else
+        misuse(r->arena, LAB_EDOUBLEFREE, page, f, "page is already free");
+}
+
+/* Everything that is not a plain push: checks that failed, strict mode,
+ * the reserve to refill, a drain to do, debug hooks, a dead room. */
+void room_free_slow(lab_room *r, void *page, unsigned order)
+{
+    if (unlikely(!r))
+        return;
+    uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
+    uint32_t f = (uint32_t)(off >> PAGE_SHIFT);
+    struct zone *z = room_zone(r);
+    if (unlikely(off >= ((uintptr_t)r->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
+                 order > r->max_order)) {
+        room_free_misuse(r, page, order);
+        return;
+    }
+    struct page *pg = &r->pages[f];
+    if (unlikely(pg_state(pg) != PG_ALLOCATED || pg_room(z, f) != r->id || pg_order(pg) != order)) {
+        room_free_misuse(r, page, order);
+        return;
+    }
+    if (unlikely(!room_enter(r, &r->seq_free, "lab_room_free on a destroyed room"))) {
+        /* Reported; the block itself was handed out in good faith, so it
+         * goes where a late lab_free_pages of it would: to the zone. */
+        if (atomic_load_explicit(&r->dead, memory_order_relaxed)) {
+            if (unlikely(r->page_hooks))
+                page_hook_free(r->arena, page, order);
+            room_give_up(r->arena, r, &f, 1, order);
+        }
+        return;
+    }
+    if (unlikely(!room_owner_side_mine(r))) {
+        /* Reclaim holds the stocks: the block goes the way of a remote
+         * free, counted there and not here. */
+        ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);
+        room_leave(&r->seq_free);
+        if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)) {
+            room_free_misuse(r, page, order);
+            return;
+        }
+        if (unlikely(r->page_hooks))
+            page_hook_free(r->arena, page, order);
+        room_free_remote(r->arena, r, &f, 1, order);
+        return;
+    }
+    if (r->strict) {
+        /* Arbitrate against a remote free of the same block. */
+        if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
+            ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
+            room_leave(&r->seq_free);
+            room_free_misuse(r, page, order);
+            return;
+        }
+    }
+    if (unlikely(r->page_hooks))
+        page_hook_free(r->arena, page, order);
+    struct room_stock *s = &r->stk[order];
+    if (order == 0 && unlikely(rd(&r->nr_reserve) < r->reserve_target))
+        reserve_push(r, f);
+    else
+        stock_push(r, order, f);
+    ctr_add_owner(&r->st.frees_extra, ((uint64_t)1 << order) - 1);
+    if (unlikely(atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
+        atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
+        for (unsigned o = 0; o <= r->max_order; o++)
+            room_drain(r, o, rd(&r->stk[o].n) > r->stk[o].batch ? rd(&r->stk[o].n) - r->stk[o].batch : 0);
+        room_update_free_limit(r);
+    } else if (rd(&s->n) > s->high) {
+        room_drain(r, order, s->batch);
+    }
+    room_leave(&r->seq_free);
+}
+
+/* The owner's free of a block: a push and a state store; `order` is a
+ * constant where it is inlined with 0. */
+static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
+{
+    if (likely(r != NULL) && !LAB_DEBUG_ON) {
+        /* The sequence word first, the gates after it: the other half of
+         * room_steal's handshake. */
+        uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
+        atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base, f = off >> PAGE_SHIFT;
+        struct page *pg = &r->pages[f];
+        struct room_stock *s = &r->stk[order];
+        size_t n = rd(&s->n);
+        /* pg_is also proves the order is one the room serves: the block was
+         * handed out with it.  free_limit is the order-0 high, or 0 when the
+         * gates are closed; higher orders have their own high. */
+        size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
+        if (order)
+            limit = limit ? s->high : 0;
+        if (likely(off < r->bytes && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
+                   pg_is(pg, PG_ALLOCATED, order) &&
+                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < limit)) {
+            pg_set(pg, PG_ROOM, order);
+            s->frames[n] = (uint32_t)f;
+            wr(&s->n, n + 1);
+            /* even again, and seq_free / 2 grows by the block's pages */
+            atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
+            return;
+        }
+        atomic_store_explicit(&r->seq_free, seq, memory_order_relaxed);   /* nothing was touched */
+    }
+    room_free_slow(r, page, order);
+}
+
+/* The owner's free: a push and a state store.  Any condition that needs
+ * more goes to room_free_slow (free_limit is 0 when one holds for the
+ * room), so this stays a leaf function that saves no registers. */
+void lab_room_free(lab_room *r, void *page)
+{
+    room_free_fast(r, page, 0);
+}
+
+/* One copy of the fast path per order, each with its order a constant. */
+void lab_room_free_pages(lab_room *r, void *page, unsigned order)
+{
+    _Static_assert(ROOM_ORDERS == 4, "one case per order a room serves");
+    switch (order) {
+    case 0: room_free_fast(r, page, 0); return;
+    case 1: room_free_fast(r, page, 1); return;
+    case 2: room_free_fast(r, page, 2); return;
+    case 3: room_free_fast(r, page, 3); return;
+    default: room_free_slow(r, page, order); return;
+    }
+}
+
+void lab_room_free_bulk(lab_room *r, void *const *pages, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (pages[i])
+            lab_room_free(r, pages[i]);
+}

@@ -1,0 +1,446 @@
+/*
+ * handoff.c - the other side of a room: the return ring that brings back the
+ * blocks other contexts free, the owner's bracket they synchronize with, the
+ * way back to the zone, and reclaim taking a room's stock.
+ *
+ * The hand-off.  Other contexts free room blocks with lab_free_pages.  They
+ * find the room in zone.room_of (written only when a block moves between the
+ * zone and a room, so the line is shared by every cache and never bounces),
+ * and put the frame index in the room's return ring: a bounded queue of
+ * 64-bit slots with many producers and one consumer, the owner.  A producer
+ * reserves positions with one CAS and publishes each slot with a release
+ * store; the owner takes every ready slot at once when its stock runs dry
+ * (step 2), checks each block's descriptor (its own line again) and marks it
+ * in stock.  Cache lines a handed-off page costs: the ring slot (8 per
+ * line), once to the freer and once back; nothing else is shared.  A bulk
+ * free reserves a whole run with one CAS.
+ *
+ * Why no descriptor write by the freer: the freer's CAS on the state byte
+ * (how the zone tells a double free) would pull the line the owner just
+ * wrote, and the owner would pull it back on its next allocation: two
+ * transfers and a locked instruction per page.  The owner checks the state
+ * instead when it takes the block back: a block freed twice is found in
+ * stock already (LAB_EDOUBLEFREE, the duplicate dropped).  What escapes that
+ * check is a second free of a block that the owner took back and handed out
+ * again before the duplicate reached it: indistinguishable from a free by
+ * the new holder.  LAB_ARENA_STRICT_FREE (and every debug build) restores the
+ * claim by CAS on both sides for programs that want every double free caught.
+ *
+ * Why this is async-signal-safe: the recommended pattern gives each signal
+ * handler its own room, so a handler never touches the stock of the code it
+ * interrupted.  Everything a room does outside its stock is lock-free (the
+ * ring, deferred zone frees) or bounded (a zone trylock that falls through,
+ * never waits).  A producer interrupted between reserving and publishing
+ * stops no one: the owner takes what is published before it and the rest
+ * next time.  A handler that interrupts the owner of the *same* room would
+ * corrupt it; debug builds catch that with the room's sequence word (odd
+ * while the owner is inside an operation) and report LAB_ENOTOWNER.
+ *
+ */
+#include "internal.h"
+
+/* ---- owner bracket -------------------------------------------------------
+ * The sequence words are odd while the owner is inside a call: seq for
+ * allocations, seq_free for frees.  They let lab_check skip a room in
+ * motion, let debug builds catch a context that is not the owner (another
+ * thread, or a handler that interrupted the owner), and count the calls, so
+ * the fast paths keep no counter of their own.  Plain stores on the owner's
+ * side. */
+bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op)
+{
+    uint64_t s = atomic_load_explicit(word, memory_order_relaxed);
+    if (unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed))) {
+        misuse(r->arena, LAB_EROOMDEAD, r, NIL, op);
+        return false;
+    }
+    if (LAB_DEBUG_ON) {
+        const void *me = (const void *)plat_thread_self(), *expect = NULL;
+        if (!atomic_compare_exchange_strong(&r->owner, &expect, me) && expect != me) {
+            misuse(r->arena, LAB_ENOTOWNER, r, NIL, "room used by a thread that does not own it");
+            return false;
+        }
+        if ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
+             atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1) {
+            misuse(r->arena, LAB_ENOTOWNER, r, NIL,
+                   "room re-entered: a signal handler interrupted its owner (give the handler its own room)");
+            return false;
+        }
+    }
+    atomic_store_explicit(word, s + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    return true;
+}
+
+void room_update_free_limit(struct lab_room *r)
+{
+    bool slow = r->page_hooks || r->strict || atomic_load_explicit(&r->dead, memory_order_relaxed) ||
+                atomic_load_explicit(&r->drain_wanted, memory_order_relaxed) ||
+                atomic_load_explicit(&r->steal, memory_order_relaxed) ||
+                atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) < r->reserve_target;
+    atomic_store_explicit(&r->free_limit, slow ? 0 : r->stk[0].high, memory_order_relaxed);
+}
+
+/* A block into the room's private reserve (order 0). */
+void reserve_push(struct lab_room *r, uint32_t frame)
+{
+    struct page *p = &room_zone(r)->pages[frame];
+    pg_set_state(p, PG_RESERVE);
+    p->next = r->reserve_head;
+    r->reserve_head = frame;
+    wr(&r->nr_reserve, rd(&r->nr_reserve) + 1);
+    room_update_free_limit(r);
+}
+
+/* ---- back to the zone ---------------------------------------------------
+ * Never waits for the zone lock: the owner may be a signal handler.  With
+ * the lock, the blocks go straight onto the free lists; without it, each
+ * goes on the zone's deferred list for the holder to drain. */
+static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n, unsigned order)
+{
+    struct lab_arena *a = r->arena;
+    struct zone *z = room_zone(r);
+    if (zone_lock_atomic(z)) {
+        for (size_t i = 0; i < n; i++)
+            buddy_put(z, frames[i], order);
+        zone_unlock_nowake(z);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pg_set_state(&z->pages[frames[i]], PG_DEFERRED);
+        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
+        zone_free_block(a, frames[i], order);
+    }
+}
+
+/* Send the `n` coldest blocks of a stock (its bottom) back to the zone. */
+void room_drain(struct lab_room *r, unsigned order, size_t n)
+{
+    struct room_stock *s = &r->stk[order];
+    size_t have = rd(&s->n);
+    if (n > have)
+        n = have;
+    if (n == 0)
+        return;
+    return_to_zone(r, s->frames, n, order);
+    memmove(s->frames, s->frames + n, (have - n) * sizeof(uint32_t));
+    wr(&s->n, have - n);
+    ctr_inc(&r->st.drains);
+}
+
+/* ---- the return ring ------------------------------------------------------ */
+
+
+/* Free `frames` (claimed or not, see below) of a room that cannot take them
+ * back: its ring is full or it is dead.  They go to the zone. */
+void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    bool strict = a->strict_free;
+    struct zone *z = &a->zone;
+    uint32_t gone = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct page *p = &z->pages[frames[i]];
+        /* In strict mode the freer claimed it already (DEFERRED); else the
+         * claim is made here, and a block that is not ALLOCATED any more
+         * was freed twice. */
+        if (!strict && !pg_claim(p, PG_ALLOCATED, PG_DEFERRED)) {
+            misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
+            continue;
+        }
+        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
+        zone_free_block(a, frames[i], order);
+        gone += 1u << order;
+    }
+    if (gone && r)
+        atomic_fetch_add_explicit(&r->gone, gone, memory_order_relaxed);
+}
+
+/* A dead room's ring is emptied by whoever finds it so (destroy, or a late
+ * producer): entries go to the zone, tombstones are skipped.  One at a time
+ * (flush_busy); the holder looks again after letting go, so an entry
+ * published meanwhile by a producer that found the flag taken is not left
+ * behind.  Waits for reserved positions to be published only in destroy
+ * (`wait`), a blocking context. */
+void ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait)
+{
+    for (;;) {
+        uint32_t expect = 0;
+        /* A producer that finds the flag taken leaves its published slot to
+         * the holder, which looks at the ring again after letting go: a
+         * store-buffering pair (our slot store, then the flag; the holder's
+         * flag store, then the slot).  The slot store is a release store,
+         * not seq_cst, so this fence puts it in the total order before our
+         * look at the flag, and the holder's seq_cst look at the slot, after
+         * its seq_cst release of the flag, sees it. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!atomic_compare_exchange_strong(&r->flush_busy, &expect, 1)) {
+            /* A late producer flushes without waiting for reserved slots:
+             * destroy, which must, cannot leave the ring to it
+             * (tests/model/remote_destroy.pml, -DDESTROY_GIVES_UP). */
+            if (!wait)
+                return;
+            plat_sleep_ms(1);
+            continue;
+        }
+        uint32_t head = atomic_load(&r->ring_head);
+        while (tail_get(r) != head) {
+            _Atomic uint64_t *slot = &r->ring[tail_get(r) & r->ring_mask];
+            uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
+            if (ring_seq_diff(v, tail_get(r) + 1) != 0) {
+                if (!wait)
+                    break;
+                /* reserved, not yet published; a sleep, not a yield, which
+                 * would never let a lower-priority SCHED_FIFO producer on
+                 * this CPU publish */
+                plat_sleep_ms(1);
+                continue;
+            }
+            uint32_t f = (uint32_t)v;
+            if (f != RING_TOMBSTONE)
+                room_give_up(a, r, &f, 1, (unsigned)(v >> 32) & 7);
+            atomic_store_explicit(slot, ring_slot(tail_get(r) + r->ring_mask + 1, 0, 0), memory_order_release);
+            tail_set(r, tail_get(r) + 1);
+        }
+        atomic_store(&r->flush_busy, 0);
+        uint32_t t = tail_get(r);
+        uint64_t v = atomic_load(&r->ring[t & r->ring_mask]);
+        if (ring_seq_diff(v, t + 1) != 0)
+            return;
+    }
+}
+
+/* Put n block heads of one order in the room's ring, from any context.
+ * False when the ring is full (the caller frees them to the zone).
+ *
+ * The dead check after the reservation and destroy's look at ring_head
+ * after setting dead form a store-buffering pair, both sequentially
+ * consistent: either this producer sees the room dead (and writes
+ * tombstones, freeing the blocks to the zone), or destroy sees the
+ * reservation and waits for it to be published before flushing.
+ * tests/model/remote_destroy.pml checks this protocol, and
+ * tests/model/return_ring.pml the ring itself. */
+bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    uint32_t size = r->ring_mask + 1;
+    if (unlikely(n == 0 || n > size))
+        return false;
+    uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    for (;;) {
+        uint64_t last = atomic_load_explicit(&r->ring[(pos + n - 1) & r->ring_mask], memory_order_acquire);
+        /* the common case first: the run's last slot is free for this lap */
+        if (likely((uint32_t)(last >> RING_SEQ_SHIFT) == ((pos + n - 1) & RING_SEQ_MASK))) {
+            if (atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + n, memory_order_seq_cst,
+                                                      memory_order_relaxed))
+                break;
+            continue;                             /* pos is the head now */
+        }
+        if (ring_seq_diff(last, pos + n - 1) < 0)
+            return false;                         /* full */
+        pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);   /* another producer moved on */
+    }
+    bool dead = atomic_load_explicit(&r->dead, memory_order_seq_cst);
+    for (uint32_t i = 0; i < n; i++)
+        atomic_store_explicit(&r->ring[(pos + i) & r->ring_mask],
+                              ring_slot(pos + i + 1, order, dead ? RING_TOMBSTONE : frames[i]), memory_order_release);
+    if (unlikely(dead)) {
+        room_give_up(a, r, frames, n, order);
+        ring_flush_dead(a, r, false);
+    }
+    return true;
+}
+
+/* One block from another context (lab_free_pages, the common case): the
+ * push of room_ring_push for a single slot, with nothing around it (a free
+ * costs a third of the general push's instructions); the two protocols
+ * must stay the same: change them together. */
+void room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
+{
+    uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    for (;;) {
+        _Atomic uint64_t *slot = &r->ring[pos & r->ring_mask];
+        uint64_t v = atomic_load_explicit(slot, memory_order_acquire);
+        if (likely((uint32_t)(v >> RING_SEQ_SHIFT) == (pos & RING_SEQ_MASK))) {
+            if (!atomic_compare_exchange_weak_explicit(&r->ring_head, &pos, pos + 1, memory_order_seq_cst,
+                                                       memory_order_relaxed))
+                continue;
+            if (likely(!atomic_load_explicit(&r->dead, memory_order_seq_cst))) {
+                atomic_store_explicit(slot, ring_slot(pos + 1, order, frame), memory_order_release);
+                return;
+            }
+            atomic_store_explicit(slot, ring_slot(pos + 1, order, RING_TOMBSTONE), memory_order_release);
+            room_give_up(a, r, &frame, 1, order);
+            ring_flush_dead(a, r, false);
+            return;
+        }
+        if (ring_seq_diff(v, pos) < 0)
+            break;                                 /* full */
+        pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    }
+    room_give_up(a, r, &frame, 1, order);
+}
+
+/* A free from another context: into the room's ring, or, when it is full
+ * or the room is dead, to the zone. */
+void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    /* a dead room's ring is checked by the push itself, after it reserves */
+    if (likely(r != NULL) && likely(room_ring_push(a, r, frames, n, order)))
+        return;
+    room_give_up(a, r, frames, n, order);
+}
+
+/* ---- step 2: take back remote frees ----------------------------------------
+ * The ready slots, in order, into the stocks, checking each block: it must
+ * be this room's, of the order its freer said, and handed out (claimed, in
+ * strict mode).  A block already in stock was freed twice: reported and
+ * dropped.  A stock that is full sends the block to the zone.  One pass
+ * takes at most high + batch blocks of the order-0 stock's size (the rest
+ * waits for the next), so an allocation's worst case stays bounded however
+ * full the ring; the owner's only shared reads are the slots.  Returns the
+ * pages taken back. */
+size_t room_take_remote(struct lab_room *r)
+{
+    struct zone *z = room_zone(r);
+    uint32_t t = tail_get(r), mask = r->ring_mask, stop = t + (uint32_t)(r->stk[0].high + r->stk[0].batch);
+    uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
+    if ((uint32_t)(v >> RING_SEQ_SHIFT) != ((t + 1) & RING_SEQ_MASK))
+        return 0;
+    unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
+    size_t pages = 0;
+    do {
+        uint32_t f = (uint32_t)v;
+        unsigned order = (unsigned)(v >> 32) & 7;
+        atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
+        t++;
+        struct page *p = &z->pages[f];
+        /* this room's, of the order its freer gave, and handed out: one
+         * compare each (f is checked first: a tombstone is NIL) */
+        if (likely(f < r->nr_pages && pg_room(z, f) == r->id && pg_is(p, want_state, order) && order <= r->max_order)) {
+            struct room_stock *s = &r->stk[order];
+            size_t n = rd(&s->n);
+            pages += (size_t)1 << order;
+            if (likely(n < s->high)) {
+                pg_set(p, PG_ROOM, order);
+                s->frames[n] = f;
+                wr(&s->n, n + 1);
+            } else {              /* back, then drained at once */
+                return_to_zone(r, &f, 1, order);
+                ctr_inc(&r->st.drains);
+            }
+        } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
+            misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
+                   "a remote free of a block this room does not hold");
+        } else if (pg_order(p) != order || order > r->max_order) {
+            misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
+        } else {
+            misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
+        }
+        v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
+    } while ((uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK) && t != stop);
+    tail_set(r, t);
+    ctr_add_owner(&r->st.frees_remote, pages);
+    /* The reserve is topped up from the stock, not before it: an allocation
+     * near empty is served at step 1 or 2, never walks on to the reserve
+     * while pages come back. */
+    struct room_stock *s0 = &r->stk[0];
+    while (rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
+        size_t n = rd(&s0->n);
+        uint32_t f = s0->frames[0];
+        memmove(s0->frames, s0->frames + 1, (n - 1) * sizeof(uint32_t));
+        wr(&s0->n, n - 1);
+        reserve_push(r, f);
+    }
+    return pages;
+}
+
+/* Pages published in the ring and not yet taken back: on their way home,
+ * counted with the deferred frees.  A reader's snapshot, from any thread. */
+size_t room_ring_pages(struct lab_room *r)
+{
+    uint32_t t = tail_get(r), h = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
+    size_t pages = 0;
+    for (; t != h && h - t <= r->ring_mask + 1; t++) {
+        uint64_t v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_relaxed);
+        if (ring_seq_diff(v, t + 1) == 0 && (uint32_t)v != RING_TOMBSTONE)
+            pages += (size_t)1 << ((v >> 32) & 7);
+    }
+    return pages;
+}
+
+/* ---- reclaim's view ----------------------------------------------------------------
+ * Linux's drain_all_pages: when an allocation is about to fail, reclaim
+ * takes the stocks and rings of rooms whose owners are not inside a call,
+ * an idle room's included.  The owner's fast paths take no lock, so the
+ * handshake is an asymmetric Dekker: reclaim closes the fast paths' gates
+ * (alloc_slow_gfp, free_limit) and sets `steal`, then makes every running
+ * thread execute a full barrier (membarrier); an owner stores its odd
+ * sequence word before it reads the gates, with only a compiler fence.
+ * After the barrier either reclaim sees the owner inside a call (and gives
+ * up), or the owner's next call sees the gates closed and, in its slow
+ * path, `steal`: it then serves itself from the zone and frees through its
+ * ring, never touching what reclaim holds.  Reclaim then re-reads the gates:
+ * an owner that reopened them (it does so only in a call that saw steal
+ * clear) was inside a call after all.  The reserve is never taken.
+ * Returns the pages given back to the zone. */
+static size_t room_steal(struct lab_room *r)
+{
+    size_t before = 0;
+    for (unsigned o = 0; o <= r->max_order; o++)
+        before += rd(&r->stk[o].n) << o;
+    if (before == 0 && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
+        return 0;
+    if (atomic_exchange(&r->steal, true))
+        return 0;
+    atomic_store(&r->alloc_slow_gfp, ~(lab_gfp_t)0);
+    atomic_store(&r->free_limit, 0);
+    size_t pages = 0;
+    if (plat_membarrier()) {
+        uint64_t s1 = atomic_load(&r->seq), s2 = atomic_load(&r->seq_free);
+        if (!((s1 | s2) & 1) && atomic_load(&r->alloc_slow_gfp) == ~(lab_gfp_t)0 && atomic_load(&r->free_limit) == 0 &&
+            !atomic_load(&r->dead)) {
+            /* In motion for lab_check, with a word of its own: the owner's
+             * sequence words are the owner's alone (its bypass calls run
+             * meanwhile). */
+            uint32_t g = atomic_load_explicit(&r->steal_seq, memory_order_relaxed);
+            atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
+            atomic_thread_fence(memory_order_seq_cst);
+            room_take_remote(r);
+            for (unsigned o = 0; o <= r->max_order; o++) {
+                pages += rd(&r->stk[o].n) << o;
+                room_drain(r, o, rd(&r->stk[o].n));
+            }
+            atomic_store_explicit(&r->steal_seq, g + 2, memory_order_release);
+        }
+    }
+    atomic_store_explicit(&r->steal, false, memory_order_release);
+    return pages;
+}
+
+size_t rooms_drain_surplus(struct lab_arena *a)
+{
+    uint32_t n = atomic_load(&a->nr_rooms_made);
+    size_t pages = 0;
+    for (uint32_t id = 1; id <= n; id++) {
+        struct lab_room *r = atomic_load(&a->rooms[id]);
+        if (!r || atomic_load(&r->dead))
+            continue;
+        size_t got = room_steal(r);
+        if (got) {
+            atomic_fetch_add_explicit(&a->st.rooms_drained, got, memory_order_relaxed);
+            pages += got;
+            continue;
+        }
+        /* Without the handshake (the owner was inside a call, or no
+         * membarrier here): ask the owner to give back its surplus itself
+         * at its next free.  Written only when clear: the flag sits on a
+         * line every freer reads. */
+        if (atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))
+            continue;
+        atomic_store_explicit(&r->drain_wanted, true, memory_order_relaxed);
+        /* Sends the owner's next free down the slow path.  The owner may
+         * overwrite it with a limit computed before it saw the flag: then
+         * the drain waits for its next slow call, which checks the flag. */
+        atomic_store_explicit(&r->free_limit, 0, memory_order_relaxed);
+    }
+    return pages;
+}
+

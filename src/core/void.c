@@ -1,0 +1,164 @@
+/*
+ * void.c - the void: free memory decommitted back to the machine, on lists
+ * of its own, and re-committed on demand (step 6) or by the background
+ * reclaimer.  Trim puts blocks there; nothing else does.
+ */
+#include "internal.h"
+
+/* ---- the void ---------------------------------------------------------------
+ * Decommitted free blocks live on their own lists in state VOID, merged with
+ * VOID buddies as free blocks are, so re-commit can take large blocks.  They
+ * never merge with FREE buddies: a FREE block is committed memory that
+ * atomic requests may touch without a page fault, a VOID block is not. */
+void void_put(struct zone *z, uint32_t frame, unsigned order)
+{
+    z->void_pages += (size_t)1 << order;
+    pg_set_state(&z->pages[frame], PG_TAIL);
+    while (order < z->max_order) {
+        uint32_t buddy = frame ^ (1u << order);
+        if (buddy >= z->populated)
+            break;
+        struct page *b = &z->pages[buddy];
+        if (pg_state(b) != PG_VOID || pg_order(b) != order)
+            break;
+        list_unlink(z, &z->void_area[order], buddy);
+        pg_set_state(b, PG_TAIL);
+        frame &= ~(1u << order);
+        order++;
+    }
+    struct page *p = &z->pages[frame];
+    pg_set_order(p, order);
+    pg_set_state(p, PG_VOID);
+    list_push(z, &z->void_area[order], frame);
+}
+
+/* Take the smallest VOID block of at least min_order (falling back to the
+ * largest there is); NIL when the void is empty. */
+uint32_t void_take(struct zone *z, unsigned min_order, unsigned *order)
+{
+    int o;
+    for (o = (int)min_order; o <= (int)z->max_order; o++)
+        if (z->void_area[o].head != NIL)
+            break;
+    if (o > (int)z->max_order)
+        for (o = (int)min_order - 1; o >= 0; o--)
+            if (z->void_area[o].head != NIL)
+                break;
+    if (o < 0)
+        return NIL;
+    uint32_t frame = z->void_area[o].head;
+    list_unlink(z, &z->void_area[o], frame);
+    z->void_pages -= (size_t)1 << o;
+    *order = (unsigned)o;
+    return frame;
+}
+
+/* ---- the void ---------------------------------------------------------------
+ * Trim decommits free blocks and moves them to the void lists; step 6 of the
+ * path (and the background reclaimer) re-commits them.  The system calls run
+ * without the zone lock: blocks are taken off their lists first (state
+ * ISOLATED, counted in void_inflight, so no merge can reach them), as Linux's free page reporting isolates the pages
+ * it reports.  Never below `keep_pages` of committed free memory, so the
+ * reserves atomic requests rely on stay committed and fault-free. */
+/* One batch: at most TRIM_BATCH blocks isolated in one lock hold, so an
+ * atomic request that finds the lock busy waits out a bounded hold (and a
+ * trim of a large arena makes many short ones).  Returns the pages
+ * decommitted; *refused says the OS refused some. */
+#define TRIM_BATCH 64u
+
+static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
+{
+    struct zone *z = &a->zone;
+    uint32_t isolated = NIL;
+    unsigned n_iso = 0;
+    zone_lock(z);
+    for (int o = (int)z->max_order; o >= (int)z->trim_min_order && n_iso < TRIM_BATCH; o--) {
+        uint32_t f;
+        while (n_iso < TRIM_BATCH && (f = z->area[o].head) != NIL &&
+               z->free_pages >= keep_pages + ((size_t)1 << o)) {
+            buddy_remove_free(z, f, (unsigned)o);
+            pg_set_state(&z->pages[f], PG_ISOLATED);
+            z->void_inflight += (size_t)1 << o;
+            z->pages[f].next = isolated;
+            isolated = f;
+            n_iso++;
+        }
+    }
+    zone_unlock(z);
+    /* A block the OS refused to decommit is still backed: it goes back to
+     * the free lists, not to the void, and is not counted as trimmed.
+     * page.aux marks the refused ones until the lock is taken again. */
+    size_t pages = 0;
+    for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
+        size_t n = (size_t)1 << pg_order(&z->pages[f]);
+        bool done = os_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
+        z->pages[f].aux = done ? 0 : 1;
+        if (done)
+            pages += n;
+        else
+            *refused = true;
+    }
+    zone_lock(z);
+    while (isolated != NIL) {
+        uint32_t next = z->pages[isolated].next;
+        unsigned o = pg_order(&z->pages[isolated]);
+        z->void_inflight -= (size_t)1 << o;
+        if (z->pages[isolated].aux) {
+            z->pages[isolated].aux = 0;
+            buddy_put(z, isolated, o);
+        } else {
+            void_put(z, isolated, o);
+        }
+        isolated = next;
+    }
+    zone_unlock(z);
+    return n_iso ? pages : (size_t)-1;
+}
+
+size_t trim_above(struct lab_arena *a, size_t keep_pages)
+{
+    if (a->trim_off) {   /* caller memory or locked memory: see lab_arena_create */
+        ctr_add_shared(&a->st.trim_refused, 1);
+        return 0;
+    }
+    size_t pages = 0, got;
+    bool refused = false;
+    while (!refused && (got = trim_batch(a, keep_pages, &refused)) != (size_t)-1)
+        pages += got;
+    ctr_add_shared(&a->st.trimmed_pages, pages);
+    return pages << PAGE_SHIFT;
+}
+
+/* Step 6: bring at least `want_pages` back from the void (blocks of at least
+ * min_order first), committing them before they reach the free lists so no
+ * later atomic request faults on them.  May block (system calls). */
+size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
+{
+    struct zone *z = &a->zone;
+    size_t got = 0;
+    while (got < want_pages) {
+        unsigned o;
+        zone_lock(z);
+        uint32_t f = z->void_pages ? void_take(z, min_order, &o) : NIL;
+        if (f != NIL) {
+            pg_set_state(&z->pages[f], PG_ISOLATED);
+            z->void_inflight += (size_t)1 << o;
+        }
+        zone_unlock(z);
+        if (f == NIL)
+            break;
+        /* LAB_ARENA_PROTECT_FREE: a freed page is PROT_NONE, which the
+         * re-commit (and its touch fallback) cannot write; it faults in when
+         * handed out and unprotected. */
+        if (!a->protect_free)
+            os_recommit(addr_of(z, f), (size_t)LAB_PAGE_SIZE << o);
+        zone_lock(z);
+        z->void_inflight -= (size_t)1 << o;
+        buddy_put(z, f, o);
+        zone_unlock(z);
+        got += (size_t)1 << o;
+    }
+    ctr_add_shared(&a->st.recommitted_pages, got);
+    return got;
+}
+
