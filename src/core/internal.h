@@ -460,7 +460,11 @@ LAB_HIDDEN void zone_service_owed_wakes(struct zone *z); /* blocking context: wh
                                                        holders left (wakes, deferred frees) */
 LAB_HIDDEN bool zone_lock_held_here(const struct zone *z);
 LAB_HIDDEN void zone_free_block(struct lab_arena *a, uint32_t frame, unsigned order);
-LAB_HIDDEN size_t zone_floor(const struct zone *z, lab_gfp_t gfp);
+/* How far below min a request may take (path.c reads it from the GFP
+ * mask): not at all, HIGH's half, an atomic HIGH's further quarter, or
+ * everything (MEMALLOC). */
+enum zone_floor_kind { FLOOR_MIN, FLOOR_HIGH, FLOOR_ATOMIC, FLOOR_ALL };
+LAB_HIDDEN size_t zone_floor(const struct zone *z, unsigned kind);
 LAB_HIDDEN bool zone_watermark_ok(const struct zone *z, unsigned order, size_t floor);
 LAB_HIDDEN void zone_init_watermarks(struct zone *z, const lab_arena_config *cfg);
 
@@ -492,10 +496,6 @@ LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, cons
 LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
-LAB_HIDDEN size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step);
-LAB_HIDDEN uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *step);
-LAB_HIDDEN uint32_t room_take_reserve(struct lab_room *r);
-LAB_HIDDEN void   room_adopt(struct lab_room *r, uint32_t frame);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);
 LAB_HIDDEN void   ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait);
@@ -515,7 +515,7 @@ static inline struct lab_room *room_by_id(struct lab_arena *a, unsigned id)
 LAB_HIDDEN int    reclaim_init(struct lab_arena *a);
 LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
 LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan);
-LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, lab_gfp_t gfp);
+LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, bool may_syscall);
 LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t seen);
 LAB_HIDDEN void   zone_note_free_locked(struct zone *z);

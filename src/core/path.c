@@ -26,20 +26,49 @@
 #include "owner.h"
 #include "fault.h"
 
-static inline bool gfp_may_block(lab_gfp_t gfp) { return (gfp & LAB_GFP_DIRECT_RECLAIM) != 0; }
-static inline bool gfp_is_atomic(lab_gfp_t gfp) { return (gfp & (LAB_GFP_HIGH | LAB_GFP_DIRECT_RECLAIM)) == LAB_GFP_HIGH; }
+/* ---- a request's rights ---------------------------------------------------
+ * The GFP mask is read once, at the entry of each call, into what the steps
+ * may do (as Linux's gfp_to_alloc_flags); past that point no step tests a
+ * GFP bit.  The mask itself goes on only to failure injection and to the
+ * failure report, which describe the request as the caller wrote it. */
+struct rights {
+    lab_gfp_t gfp;        /* as the caller wrote it, after the PF_MEMALLOC rule */
+    bool block;           /* may sleep: on the zone lock, in steps 6-8; may make system calls */
+    bool wake;            /* step 5: wake the background reclaimer */
+    bool emergency;       /* step 4: the zone's share below min */
+    bool room_reserve;    /* step 4: a room's private reserve (order 0) */
+    bool highatomic;      /* step 4: the high-order atomic reserve (order > 0) */
+    bool may_reserve;     /* not NOMEMALLOC: NOFAIL may raise the floor to the HIGH share */
+    bool noretry, retry_mayfail, nofail, zero;
+    uint8_t floor;        /* enum zone_floor_kind: how far below min */
+};
 
 /* A blocking request made from inside reclaim (a shrinker's scan) may use
  * every page and must neither recurse into reclaim nor wait, as PF_MEMALLOC:
  * it runs under the shrinker table's read lock, and an unregister queued
  * behind it would stall every reclaimer.  A non-blocking one (or a signal
- * handler that interrupted reclaim) keeps its own rules.  Applied at the
- * entry of every allocation call, arena and room alike. */
-static inline lab_gfp_t gfp_in_context(lab_gfp_t gfp)
+ * handler that interrupted reclaim) keeps its own rules. */
+static inline struct rights gfp_rights(lab_gfp_t gfp)
 {
-    if (gfp_may_block(gfp) && unlikely(in_reclaim()))
+    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && unlikely(in_reclaim()))
         gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)(LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NOFAIL);
-    return gfp;
+    bool block = gfp & LAB_GFP_DIRECT_RECLAIM, high = gfp & LAB_GFP_HIGH;
+    bool memalloc = gfp & LAB_GFP_MEMALLOC, reserves = !(gfp & LAB_GFP_NOMEMALLOC);
+    struct rights rt = {
+        .gfp = gfp,
+        .block = block,
+        .wake = gfp & LAB_GFP_WAKE_RECLAIM,
+        .emergency = reserves && (high || memalloc),
+        .room_reserve = reserves && high,
+        .highatomic = reserves && high && !block,
+        .may_reserve = reserves,
+        .noretry = gfp & LAB_GFP_NORETRY,
+        .retry_mayfail = gfp & LAB_GFP_RETRY_MAYFAIL,
+        .nofail = block && (gfp & LAB_GFP_NOFAIL) && !(gfp & LAB_GFP_NORETRY),
+        .zero = gfp & LAB_GFP_ZERO,
+        .floor = !reserves ? FLOOR_MIN : memalloc ? FLOOR_ALL : high ? (block ? FLOOR_HIGH : FLOOR_ATOMIC) : FLOOR_MIN,
+    };
+    return rt;
 }
 
 /* ---- step 3 and the zone part of step 4 ---------------------------------
@@ -47,11 +76,12 @@ static inline lab_gfp_t gfp_in_context(lab_gfp_t gfp)
  * min is the emergency reserve (HIGH, ATOMIC, MEMALLOC).  High-order atomic
  * requests fall back to the blocks kept for them, and top that reserve up
  * when they succeed.  No system call, no waiting. */
-static uint32_t zone_alloc_locked(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+static uint32_t zone_alloc_locked(struct lab_arena *a, const struct rights *rt, unsigned order, int *reason,
+                                  int *step)
 {
     struct zone *z = &a->zone;
-    size_t floor = zone_floor(z, gfp);
-    bool highatomic = gfp_is_atomic(gfp) && order > 0 && !(gfp & LAB_GFP_NOMEMALLOC);
+    size_t floor = zone_floor(z, rt->floor);
+    bool highatomic = rt->highatomic && order > 0;
     uint32_t frame;
 
     if (zone_watermark_ok(z, order, floor)) {
@@ -76,23 +106,23 @@ static uint32_t zone_alloc_locked(struct lab_arena *a, lab_gfp_t gfp, unsigned o
 /* Steps 3-4 under the zone lock, and step 5 after it.  Non-blocking
  * requests only try the lock (bounded), so a signal handler that interrupted
  * the holder falls through with LAB_R_WOULD_BLOCK instead of deadlocking. */
-static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+static uint32_t zone_alloc(struct lab_arena *a, const struct rights *rt, unsigned order, int *reason, int *step)
 {
     struct zone *z = &a->zone;
-    if (gfp_may_block(gfp)) {
+    if (rt->block) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
         return NIL;
     }
-    uint32_t frame = zone_alloc_locked(a, gfp, order, reason, step);
+    uint32_t frame = zone_alloc_locked(a, rt, order, reason, step);
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    if (gfp_may_block(gfp))
+    if (rt->block)
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
-    if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
-        reclaim_wake(a, gfp);                                   /* step 5 */
+    if (below_low && rt->wake)
+        reclaim_wake(a, rt->block);                             /* step 5 */
     return frame;
 }
 
@@ -108,7 +138,7 @@ static uint32_t zone_alloc(struct lab_arena *a, lab_gfp_t gfp, unsigned order, i
 #define RETRY_MAYFAIL_PASSES 4
 #define FRAGMENTED_PASSES 4     /* reclaim passes in a row before a fragmented request waits */
 
-static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned order, int *reason, int *step)
 {
     struct zone *z = &a->zone;
     uint64_t deadline = plat_now_ns() + (uint64_t)a->cfg.wait_timeout_ms * 1000000ull;
@@ -116,9 +146,9 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
     bool released_highatomic = false;
 
     for (unsigned pass = 1;; pass++) {
-        size_t want = ((size_t)1 << order) + zone_floor(z, gfp);
+        size_t want = ((size_t)1 << order) + zone_floor(z, rt.floor);
         if (void_recommit(a, want, order) &&                     /* step 6 */
-            (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+            (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECOMMIT;
             return frame;
         }
@@ -126,7 +156,7 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
          * pages rarely frees a whole block of a high order. */
         size_t reclaimed = reclaim_direct(a, want, (size_t)2 << order);   /* step 7 */
         uint32_t seen = reclaim_free_seq(a);   /* step 8 sleeps only if no free since */
-        if ((frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+        if ((frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;
             return frame;
         }
@@ -134,18 +164,18 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
             zone_lock(z);
             released_highatomic = highatomic_release(z) > 0;
             zone_unlock(z);
-            if (released_highatomic && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+            if (released_highatomic && (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
                 *step = LAB_STEP_RECLAIM;
                 return frame;
             }
         }
-        if (gfp & LAB_GFP_NORETRY)
+        if (rt.noretry)
             return NIL;
-        if (gfp & LAB_GFP_NOFAIL)
-            gfp |= LAB_GFP_HIGH;
-        else if ((gfp & LAB_GFP_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
+        if (rt.nofail && rt.may_reserve && rt.floor == FLOOR_MIN)
+            rt.floor = FLOOR_HIGH;
+        else if (!rt.nofail && rt.retry_mayfail && pass >= RETRY_MAYFAIL_PASSES)
             return NIL;
-        if (!(gfp & LAB_GFP_NOFAIL) && plat_now_ns() >= deadline) {
+        if (!rt.nofail && plat_now_ns() >= deadline) {
             *reason = LAB_R_TIMEOUT;
             return NIL;
         }
@@ -156,8 +186,8 @@ static uint32_t alloc_slowpath(struct lab_arena *a, lab_gfp_t gfp, unsigned orde
         if (reclaimed && *reason == LAB_R_FRAGMENTED && pass % FRAGMENTED_PASSES != 0)
             continue;
         /* step 8 */
-        bool freed = reclaim_wait_for_frees(a, (gfp & LAB_GFP_NOFAIL) ? 0 : deadline, seen);
-        if (freed && (frame = zone_alloc(a, gfp, order, reason, step)) != NIL) {
+        bool freed = reclaim_wait_for_frees(a, rt.nofail ? 0 : deadline, seen);
+        if (freed && (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_WAIT;
             return frame;
         }
@@ -184,14 +214,14 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
     }
     struct zone *z = &a->zone;
     uint32_t frame = NIL;
-    gfp = gfp_in_context(gfp);
+    struct rights rt = gfp_rights(gfp);
+    gfp = rt.gfp;
     if (unlikely(order > z->max_order)) {
         reason = LAB_R_ORDER;
         /* NOFAIL promises a block: one that can never exist is a bug of the
-         * caller, not a failure to report and carry on from. */
-        /* (NOFAIL means nothing without DIRECT_RECLAIM, and NORETRY overrides it) */
-        if ((gfp & (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NORETRY)) ==
-            (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM))
+         * caller, not a failure to report and carry on from.  (NOFAIL means
+         * nothing without DIRECT_RECLAIM, and NORETRY overrides it.) */
+        if (rt.nofail)
             misuse(a, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with an order above the arena's max_order");
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
@@ -201,13 +231,13 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
          * the first quarter, the first of the third). */
         /* Guarding takes two mprotect calls: requests that may not make a
          * system call get an unguarded block (their frees need none). */
-        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && gfp_may_block(gfp)
+        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && rt.block
                             ? order + 2 : order;
-        if (gfp_may_block(gfp) && unlikely(arena_flush_wanted(a)))
+        if (rt.block && unlikely(arena_flush_wanted(a)))
             lab_arena_flush(a);    /* work deferred by atomic contexts */
-        frame = zone_alloc(a, gfp, real, &reason, &step);
-        if (frame == NIL && gfp_may_block(gfp))
-            frame = alloc_slowpath(a, gfp, real, &reason, &step);
+        frame = zone_alloc(a, &rt, real, &reason, &step);
+        if (frame == NIL && rt.block)
+            frame = alloc_slowpath(a, rt, real, &reason, &step);
         if (frame != NIL && real != order) {
             z->pages[frame].aux = GUARD_TAG | order;
             char *user = (char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order);
@@ -227,7 +257,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
     res->step = step;
     if (unlikely(a->page_hooks))
         page_hook_alloc(a, res->addr, order);
-    if (gfp & LAB_GFP_ZERO)
+    if (rt.zero)
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
     debug_check_every_op(a);
 }
@@ -244,7 +274,7 @@ void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
  * below min: the pages of the emergency reserve are for the request that
  * dips into it, one at a time (room_take_emergency), not for a stock that
  * NOWAIT requests would then drain.  Atomic contexts only try the lock. */
-size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+static size_t room_refill_from_zone(struct lab_room *r, const struct rights *rt, unsigned order, int *reason, int *step)
 {
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
@@ -264,19 +294,19 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
         if (want > left)
             want = left;
     }
-    if (unlikely(fault_should_fail(a, gfp, order))) {
+    if (unlikely(fault_should_fail(a, rt->gfp, order))) {
         *reason = LAB_R_INJECTED;
         return 0;
     }
-    if (gfp & LAB_GFP_DIRECT_RECLAIM) {
+    if (rt->block) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
         return 0;
     }
     size_t floor = z->wmark[WMARK_MIN], got = 0;
-    if (zone_floor(z, gfp) > floor)   /* NOMEMALLOC, or a floor above min */
-        floor = zone_floor(z, gfp);
+    if (zone_floor(z, rt->floor) > floor)   /* a floor above min */
+        floor = zone_floor(z, rt->floor);
     uint32_t f;
     while (got < want && zone_watermark_ok(z, order, floor) && (got == 0 || !fault_point(FP_REFILL_CUT)) &&
            (f = buddy_take(z, order)) != NIL) {
@@ -288,14 +318,14 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
         *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
     *step = LAB_STEP_ZONE;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    if (gfp & LAB_GFP_DIRECT_RECLAIM)
+    if (rt->block)
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
     if (got)
         ctr_inc(&r->st.refills);
-    if (below_low && (gfp & LAB_GFP_WAKE_RECLAIM))
-        reclaim_wake(a, gfp);                                   /* step 5 */
+    if (below_low && rt->wake)
+        reclaim_wake(a, rt->block);                             /* step 5 */
     return got;
 }
 
@@ -303,10 +333,10 @@ size_t room_refill_from_zone(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
 
 /* The zone's emergency share below min, one block for this request only,
  * for requests allowed there (HIGH, ATOMIC, MEMALLOC). */
-uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *step)
+static uint32_t room_take_emergency(struct lab_room *r, const struct rights *rt, unsigned order, int *step)
 {
     struct zone *z = room_zone(r);
-    size_t floor = zone_floor(z, gfp);
+    size_t floor = zone_floor(z, rt->floor);
     if (floor >= z->wmark[WMARK_MIN] || !zone_lock_atomic(z))
         return NIL;
     uint32_t f = zone_watermark_ok(z, order, floor) ? buddy_take(z, order) : NIL;
@@ -319,7 +349,7 @@ uint32_t room_take_emergency(struct lab_room *r, lab_gfp_t gfp, unsigned order, 
     return f;
 }
 
-uint32_t room_take_reserve(struct lab_room *r)
+static uint32_t room_take_reserve(struct lab_room *r)
 {
     uint32_t f = r->reserve_head;
     if (f == NIL)
@@ -332,7 +362,7 @@ uint32_t room_take_reserve(struct lab_room *r)
 }
 
 /* A block the slow path got from the zone for this room: make it the room's. */
-void room_adopt(struct lab_room *r, uint32_t frame)
+static void room_adopt(struct lab_room *r, uint32_t frame)
 {
     pg_set_room(room_zone(r), frame, r->id);
 }
@@ -342,7 +372,8 @@ void room_adopt(struct lab_room *r, uint32_t frame)
  * of its order and mark its descriptor ALLOCATED.  No lock, no atomic RMW,
  * no branch on the flags.  Everything else is room_alloc_slow, which leaves
  * the block it found on top of the stock (steps 2, 3) or returns it (4, 6-8). */
-static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsigned order, int *reason, int *step)
+static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, const struct rights *rt, unsigned order, int *reason,
+                                         int *step)
 {
     struct room_stock *s = &r->stk[order];
     uint32_t f;
@@ -351,29 +382,27 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, lab_gfp_t gfp, unsi
             *step = LAB_STEP_ROOM_REMOTE;
             goto pop;
         }
-        if (room_refill_from_zone(r, gfp, order, reason, step))       /* steps 3, 5 */
+        if (room_refill_from_zone(r, rt, order, reason, step))        /* steps 3, 5 */
             goto pop;
         if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
             return NIL;
-        if (!(gfp & LAB_GFP_NOMEMALLOC)) {                          /* step 4 */
-            if (order == 0 && (gfp & LAB_GFP_HIGH) && (f = room_take_reserve(r)) != NIL) {
-                *step = LAB_STEP_ROOM_RESERVE;
-                return f;
-            }
-            if (*reason != LAB_R_QUOTA && (gfp & (LAB_GFP_HIGH | LAB_GFP_MEMALLOC))) {
-                if ((f = room_take_emergency(r, gfp, order, step)) != NIL)
-                    return f;
-                if (*reason != LAB_R_WOULD_BLOCK)   /* a busy lock says more */
-                    *reason = LAB_R_RESERVE_EMPTY;
-            }
+        if (order == 0 && rt->room_reserve && (f = room_take_reserve(r)) != NIL) {   /* step 4 */
+            *step = LAB_STEP_ROOM_RESERVE;
+            return f;
         }
-        if (gfp_may_block(gfp) && *reason != LAB_R_QUOTA) {
-            f = alloc_slowpath(r->arena, gfp, order, reason, step); /* steps 6-8 */
+        if (*reason != LAB_R_QUOTA && rt->emergency) {
+            if ((f = room_take_emergency(r, rt, order, step)) != NIL)
+                return f;
+            if (*reason != LAB_R_WOULD_BLOCK)   /* a busy lock says more */
+                *reason = LAB_R_RESERVE_EMPTY;
+        }
+        if (rt->block && *reason != LAB_R_QUOTA) {
+            f = alloc_slowpath(r->arena, *rt, order, reason, step); /* steps 6-8 */
             if (f != NIL)
                 room_adopt(r, f);
             return f;
         }
-        if (!(gfp_may_block(gfp) && (gfp & LAB_GFP_NOFAIL)))
+        if (!rt->nofail)
             return NIL;
         /* Step 8 for a room at its quota: only its own pages coming back
          * can satisfy it, through its remote frees, or, when direct reclaim
@@ -401,7 +430,8 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     int reason = LAB_R_NONE, step = LAB_STEP_ROOM;
     uint32_t f;
     res->addr = NULL;
-    gfp = gfp_in_context(gfp);
+    struct rights rt = gfp_rights(gfp);
+    gfp = rt.gfp;
     if (unlikely(r == NULL || !room_enter(r, &r->seq, "lab_room_alloc on a destroyed room"))) {
         res->reason = LAB_R_BADARG;
         res->step = LAB_STEP_NONE;
@@ -419,9 +449,11 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     struct room_stock *s = &r->stk[order];
     size_t n;
     if (unlikely(!room_owner_side_mine(r))) {
-        /* Reclaim holds the stocks for a moment: straight from the zone. */
+        /* Reclaim holds the stocks for a moment: straight from the zone,
+         * without sleeping there (a different request: its rights anew). */
         step = LAB_STEP_ZONE;
-        f = zone_alloc(r->arena, gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM, order, &reason, &step);
+        struct rights now = gfp_rights(gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM);
+        f = zone_alloc(r->arena, &now, order, &reason, &step);
         if (f != NIL) {
             room_adopt(r, f);
             ctr_inc(&r->st.slow_allocs);
@@ -431,7 +463,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         f = s->frames[n - 1];
         atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     } else {
-        f = room_alloc_slow(r, gfp, order, &reason, &step);
+        f = room_alloc_slow(r, &rt, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
@@ -456,7 +488,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     res->step = step;
     if (unlikely(r->page_hooks))
         page_hook_alloc(r->arena, res->addr, order);
-    if (gfp & LAB_GFP_ZERO)
+    if (rt.zero)
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
 }
 
@@ -529,7 +561,8 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
 {
     if (unlikely(r == NULL || pages == NULL || n == 0))
         return 0;
-    gfp = gfp_in_context(gfp);
+    struct rights rt = gfp_rights(gfp);
+    gfp = rt.gfp;
     if (unlikely(!room_enter(r, &r->seq, "lab_room_alloc_bulk on a destroyed room")))
         return 0;
     struct room_stock *s = &r->stk[0];
@@ -542,7 +575,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
             int step = LAB_STEP_ROOM;
-            uint32_t f = room_alloc_slow(r, gfp, 0, &reason, &step);
+            uint32_t f = room_alloc_slow(r, &rt, 0, &reason, &step);
             if (f == NIL)
                 break;
             ctr_inc(&r->st.slow_allocs);
@@ -567,7 +600,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     for (size_t i = 0; i < got; i++) {
         if (unlikely(r->page_hooks))
             page_hook_alloc(r->arena, pages[i], 0);
-        if (gfp & LAB_GFP_ZERO)
+        if (rt.zero)
             memset(pages[i], 0, LAB_PAGE_SIZE);
     }
     return got;

@@ -301,12 +301,12 @@ size_t lab_arena_trim(lab_arena *a)
 }
 
 /* Step 5.  From a non-blocking request: a flag, no system call. */
-void reclaim_wake(struct lab_arena *a, lab_gfp_t gfp)
+void reclaim_wake(struct lab_arena *a, bool may_syscall)
 {
     struct reclaim_state *s = rs(a);
     if (!atomic_exchange_explicit(&s->wake_pending, true, memory_order_relaxed))
         ctr_add_shared(&a->st.kswapd_wakes, 1);
-    if ((gfp & LAB_GFP_DIRECT_RECLAIM) && !in_reclaim()) {
+    if (may_syscall && !in_reclaim()) {
         kswapd_start(a);
         atomic_fetch_add(&s->wake_word, 1);
         plat_wake_all(&s->wake_word);

@@ -290,19 +290,15 @@ void zone_note_free(struct zone *z, bool freed, bool may_syscall)
 /* ---- watermarks -------------------------------------------------------- */
 
 /* The floor a request may take free pages down to (the watermark rule of labyrinth.h, exactly). */
-size_t zone_floor(const struct zone *z, lab_gfp_t gfp)
+size_t zone_floor(const struct zone *z, unsigned kind)
 {
     size_t m = z->wmark[WMARK_MIN];
-    if (gfp & LAB_GFP_NOMEMALLOC)
-        return m;
-    if (gfp & LAB_GFP_HIGH) {
-        m -= m / 2;
-        if (!(gfp & LAB_GFP_DIRECT_RECLAIM))
-            m -= m / 4;
+    switch (kind) {
+    case FLOOR_HIGH:   return m - m / 2;
+    case FLOOR_ATOMIC: return (m - m / 2) - (m - m / 2) / 4;
+    case FLOOR_ALL:    return 0;
+    default:           return m;
     }
-    if (gfp & LAB_GFP_MEMALLOC)
-        m = 0;
-    return m;
 }
 
 bool zone_watermark_ok(const struct zone *z, unsigned order, size_t floor)
