@@ -31,16 +31,45 @@
  * may do (as Linux's gfp_to_alloc_flags); past that point no step tests a
  * GFP bit.  The mask itself goes on only to failure injection and to the
  * failure report, which describe the request as the caller wrote it. */
+enum {
+    /* copies of the mask's own bits, at the same places */
+    R_BLOCK         = LAB_GFP_DIRECT_RECLAIM,  /* may sleep: zone lock, steps 6-8; system calls */
+    R_WAKE          = LAB_GFP_WAKE_RECLAIM,    /* step 5: wake the background reclaimer */
+    R_ZERO          = LAB_GFP_ZERO,
+    R_NORETRY       = LAB_GFP_NORETRY,
+    R_RETRY_MAYFAIL = LAB_GFP_RETRY_MAYFAIL,
+    R_COPIED        = R_BLOCK | R_WAKE | R_ZERO | R_NORETRY | R_RETRY_MAYFAIL,
+    /* derived */
+    R_EMERGENCY     = 1u << 16,   /* step 4: the zone's share below min */
+    R_ROOM_RESERVE  = 1u << 17,   /* step 4: a room's private reserve (order 0) */
+    R_HIGHATOMIC    = 1u << 18,   /* step 4: the high-order atomic reserve (order > 0) */
+    R_MAY_RESERVE   = 1u << 19,   /* not NOMEMALLOC: NOFAIL may raise the floor to HIGH's share */
+    R_NOFAIL        = 1u << 20,   /* blocking, NOFAIL, not NORETRY */
+    R_FLOOR_SHIFT   = 24,         /* enum zone_floor_kind: how far below min */
+};
+/* Eight bytes, passed in one register. */
 struct rights {
     lab_gfp_t gfp;        /* as the caller wrote it, after the PF_MEMALLOC rule */
-    bool block;           /* may sleep: on the zone lock, in steps 6-8; may make system calls */
-    bool wake;            /* step 5: wake the background reclaimer */
-    bool emergency;       /* step 4: the zone's share below min */
-    bool room_reserve;    /* step 4: a room's private reserve (order 0) */
-    bool highatomic;      /* step 4: the high-order atomic reserve (order > 0) */
-    bool may_reserve;     /* not NOMEMALLOC: NOFAIL may raise the floor to the HIGH share */
-    bool noretry, retry_mayfail, nofail, zero;
-    uint8_t floor;        /* enum zone_floor_kind: how far below min */
+    uint32_t  r;          /* R_* */
+};
+static inline bool may(struct rights rt, uint32_t right) { return (rt.r & right) != 0; }
+static inline unsigned floor_of(struct rights rt) { return rt.r >> R_FLOOR_SHIFT; }
+
+/* The rights that depend on HIGH, DIRECT_RECLAIM, MEMALLOC and NOMEMALLOC
+ * together, for each of their 16 combinations: a table, so that reading a
+ * mask costs a few instructions and no branch. */
+#define RIGHTS_OF(high, block, memalloc, nomem)                                                        \
+    ((!(nomem) && ((high) || (memalloc)) ? R_EMERGENCY : 0u) | (!(nomem) && (high) ? R_ROOM_RESERVE : 0u) | \
+     (!(nomem) && (high) && !(block) ? R_HIGHATOMIC : 0u) | (!(nomem) ? R_MAY_RESERVE : 0u) |              \
+     (uint32_t)((nomem) ? FLOOR_MIN : (memalloc) ? FLOOR_ALL : (high) ? ((block) ? FLOOR_HIGH : FLOOR_ATOMIC) \
+                                                                      : FLOOR_MIN) << R_FLOOR_SHIFT)
+#define RIGHTS_AT(i) RIGHTS_OF((i) & 1, ((i) >> 1) & 1, ((i) >> 2) & 1, ((i) >> 3) & 1)
+_Static_assert(LAB_GFP_HIGH == 1 && LAB_GFP_DIRECT_RECLAIM == 2 && LAB_GFP_MEMALLOC == 1u << 8 &&
+               LAB_GFP_NOMEMALLOC == 1u << 9, "the table's index is built from these bits");
+static const uint32_t rights_table[16] = {
+    RIGHTS_AT(0), RIGHTS_AT(1), RIGHTS_AT(2), RIGHTS_AT(3), RIGHTS_AT(4), RIGHTS_AT(5), RIGHTS_AT(6),
+    RIGHTS_AT(7), RIGHTS_AT(8), RIGHTS_AT(9), RIGHTS_AT(10), RIGHTS_AT(11), RIGHTS_AT(12), RIGHTS_AT(13),
+    RIGHTS_AT(14), RIGHTS_AT(15),
 };
 
 /* A blocking request made from inside reclaim (a shrinker's scan) may use
@@ -52,23 +81,10 @@ static inline struct rights gfp_rights(lab_gfp_t gfp)
 {
     if ((gfp & LAB_GFP_DIRECT_RECLAIM) && unlikely(in_reclaim()))
         gfp = (gfp | LAB_GFP_MEMALLOC) & ~(lab_gfp_t)(LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NOFAIL);
-    bool block = gfp & LAB_GFP_DIRECT_RECLAIM, high = gfp & LAB_GFP_HIGH;
-    bool memalloc = gfp & LAB_GFP_MEMALLOC, reserves = !(gfp & LAB_GFP_NOMEMALLOC);
-    struct rights rt = {
-        .gfp = gfp,
-        .block = block,
-        .wake = gfp & LAB_GFP_WAKE_RECLAIM,
-        .emergency = reserves && (high || memalloc),
-        .room_reserve = reserves && high,
-        .highatomic = reserves && high && !block,
-        .may_reserve = reserves,
-        .noretry = gfp & LAB_GFP_NORETRY,
-        .retry_mayfail = gfp & LAB_GFP_RETRY_MAYFAIL,
-        .nofail = block && (gfp & LAB_GFP_NOFAIL) && !(gfp & LAB_GFP_NORETRY),
-        .zero = gfp & LAB_GFP_ZERO,
-        .floor = !reserves ? FLOOR_MIN : memalloc ? FLOOR_ALL : high ? (block ? FLOOR_HIGH : FLOOR_ATOMIC) : FLOOR_MIN,
-    };
-    return rt;
+    uint32_t r = (gfp & R_COPIED) | rights_table[(gfp & 3) | ((gfp >> 6) & 12)];
+    if ((gfp & (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NORETRY)) == (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM))
+        r |= R_NOFAIL;
+    return (struct rights){ .gfp = gfp, .r = r };
 }
 
 /* ---- step 3 and the zone part of step 4 ---------------------------------
@@ -76,12 +92,12 @@ static inline struct rights gfp_rights(lab_gfp_t gfp)
  * min is the emergency reserve (HIGH, ATOMIC, MEMALLOC).  High-order atomic
  * requests fall back to the blocks kept for them, and top that reserve up
  * when they succeed.  No system call, no waiting. */
-static uint32_t zone_alloc_locked(struct lab_arena *a, const struct rights *rt, unsigned order, int *reason,
+static uint32_t zone_alloc_locked(struct lab_arena *a, struct rights rt, unsigned order, int *reason,
                                   int *step)
 {
     struct zone *z = &a->zone;
-    size_t floor = zone_floor(z, rt->floor);
-    bool highatomic = rt->highatomic && order > 0;
+    size_t floor = zone_floor(z, floor_of(rt));
+    bool highatomic = may(rt, R_HIGHATOMIC) && order > 0;
     uint32_t frame;
 
     if (zone_watermark_ok(z, order, floor)) {
@@ -106,10 +122,10 @@ static uint32_t zone_alloc_locked(struct lab_arena *a, const struct rights *rt, 
 /* Steps 3-4 under the zone lock, and step 5 after it.  Non-blocking
  * requests only try the lock (bounded), so a signal handler that interrupted
  * the holder falls through with LAB_R_WOULD_BLOCK instead of deadlocking. */
-static uint32_t zone_alloc(struct lab_arena *a, const struct rights *rt, unsigned order, int *reason, int *step)
+static uint32_t zone_alloc(struct lab_arena *a, struct rights rt, unsigned order, int *reason, int *step)
 {
     struct zone *z = &a->zone;
-    if (rt->block) {
+    if (may(rt, R_BLOCK)) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
@@ -117,12 +133,12 @@ static uint32_t zone_alloc(struct lab_arena *a, const struct rights *rt, unsigne
     }
     uint32_t frame = zone_alloc_locked(a, rt, order, reason, step);
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    if (rt->block)
+    if (may(rt, R_BLOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
-    if (below_low && rt->wake)
-        reclaim_wake(a, rt->block);                             /* step 5 */
+    if (below_low && may(rt, R_WAKE))
+        reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
     return frame;
 }
 
@@ -146,9 +162,9 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
     bool released_highatomic = false;
 
     for (unsigned pass = 1;; pass++) {
-        size_t want = ((size_t)1 << order) + zone_floor(z, rt.floor);
+        size_t want = ((size_t)1 << order) + zone_floor(z, floor_of(rt));
         if (void_recommit(a, want, order) &&                     /* step 6 */
-            (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
+            (frame = zone_alloc(a, rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECOMMIT;
             return frame;
         }
@@ -156,7 +172,7 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
          * pages rarely frees a whole block of a high order. */
         size_t reclaimed = reclaim_direct(a, want, (size_t)2 << order);   /* step 7 */
         uint32_t seen = reclaim_free_seq(a);   /* step 8 sleeps only if no free since */
-        if ((frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
+        if ((frame = zone_alloc(a, rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECLAIM;
             return frame;
         }
@@ -164,18 +180,18 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
             zone_lock(z);
             released_highatomic = highatomic_release(z) > 0;
             zone_unlock(z);
-            if (released_highatomic && (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
+            if (released_highatomic && (frame = zone_alloc(a, rt, order, reason, step)) != NIL) {
                 *step = LAB_STEP_RECLAIM;
                 return frame;
             }
         }
-        if (rt.noretry)
+        if (may(rt, R_NORETRY))
             return NIL;
-        if (rt.nofail && rt.may_reserve && rt.floor == FLOOR_MIN)
-            rt.floor = FLOOR_HIGH;
-        else if (!rt.nofail && rt.retry_mayfail && pass >= RETRY_MAYFAIL_PASSES)
+        if (may(rt, R_NOFAIL) && may(rt, R_MAY_RESERVE) && floor_of(rt) == FLOOR_MIN)
+            rt.r |= FLOOR_HIGH << R_FLOOR_SHIFT;
+        else if (!may(rt, R_NOFAIL) && may(rt, R_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
             return NIL;
-        if (!rt.nofail && plat_now_ns() >= deadline) {
+        if (!may(rt, R_NOFAIL) && plat_now_ns() >= deadline) {
             *reason = LAB_R_TIMEOUT;
             return NIL;
         }
@@ -186,8 +202,8 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
         if (reclaimed && *reason == LAB_R_FRAGMENTED && pass % FRAGMENTED_PASSES != 0)
             continue;
         /* step 8 */
-        bool freed = reclaim_wait_for_frees(a, rt.nofail ? 0 : deadline, seen);
-        if (freed && (frame = zone_alloc(a, &rt, order, reason, step)) != NIL) {
+        bool freed = reclaim_wait_for_frees(a, may(rt, R_NOFAIL) ? 0 : deadline, seen);
+        if (freed && (frame = zone_alloc(a, rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_WAIT;
             return frame;
         }
@@ -221,7 +237,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         /* NOFAIL promises a block: one that can never exist is a bug of the
          * caller, not a failure to report and carry on from.  (NOFAIL means
          * nothing without DIRECT_RECLAIM, and NORETRY overrides it.) */
-        if (rt.nofail)
+        if (may(rt, R_NOFAIL))
             misuse(a, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with an order above the arena's max_order");
     } else if (unlikely(fault_should_fail(a, gfp, order))) {
         reason = LAB_R_INJECTED;
@@ -231,12 +247,12 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
          * the first quarter, the first of the third). */
         /* Guarding takes two mprotect calls: requests that may not make a
          * system call get an unguarded block (their frees need none). */
-        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && rt.block
+        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && may(rt, R_BLOCK)
                             ? order + 2 : order;
-        if (rt.block && unlikely(arena_flush_wanted(a)))
+        if (may(rt, R_BLOCK) && unlikely(arena_flush_wanted(a)))
             lab_arena_flush(a);    /* work deferred by atomic contexts */
-        frame = zone_alloc(a, &rt, real, &reason, &step);
-        if (frame == NIL && rt.block)
+        frame = zone_alloc(a, rt, real, &reason, &step);
+        if (frame == NIL && may(rt, R_BLOCK))
             frame = alloc_slowpath(a, rt, real, &reason, &step);
         if (frame != NIL && real != order) {
             z->pages[frame].aux = GUARD_TAG | order;
@@ -257,7 +273,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
     res->step = step;
     if (unlikely(a->page_hooks))
         page_hook_alloc(a, res->addr, order);
-    if (rt.zero)
+    if (may(rt, R_ZERO))
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
     debug_check_every_op(a);
 }
@@ -274,7 +290,7 @@ void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
  * below min: the pages of the emergency reserve are for the request that
  * dips into it, one at a time (room_take_emergency), not for a stock that
  * NOWAIT requests would then drain.  Atomic contexts only try the lock. */
-static size_t room_refill_from_zone(struct lab_room *r, const struct rights *rt, unsigned order, int *reason, int *step)
+static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsigned order, int *reason, int *step)
 {
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
@@ -294,19 +310,19 @@ static size_t room_refill_from_zone(struct lab_room *r, const struct rights *rt,
         if (want > left)
             want = left;
     }
-    if (unlikely(fault_should_fail(a, rt->gfp, order))) {
+    if (unlikely(fault_should_fail(a, rt.gfp, order))) {
         *reason = LAB_R_INJECTED;
         return 0;
     }
-    if (rt->block) {
+    if (may(rt, R_BLOCK)) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
         return 0;
     }
     size_t floor = z->wmark[WMARK_MIN], got = 0;
-    if (zone_floor(z, rt->floor) > floor)   /* a floor above min */
-        floor = zone_floor(z, rt->floor);
+    if (zone_floor(z, floor_of(rt)) > floor)   /* a floor above min */
+        floor = zone_floor(z, floor_of(rt));
     uint32_t f;
     while (got < want && zone_watermark_ok(z, order, floor) && (got == 0 || !fault_point(FP_REFILL_CUT)) &&
            (f = buddy_take(z, order)) != NIL) {
@@ -318,14 +334,14 @@ static size_t room_refill_from_zone(struct lab_room *r, const struct rights *rt,
         *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
     *step = LAB_STEP_ZONE;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
-    if (rt->block)
+    if (may(rt, R_BLOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
     if (got)
         ctr_inc(&r->st.refills);
-    if (below_low && rt->wake)
-        reclaim_wake(a, rt->block);                             /* step 5 */
+    if (below_low && may(rt, R_WAKE))
+        reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
     return got;
 }
 
@@ -333,10 +349,10 @@ static size_t room_refill_from_zone(struct lab_room *r, const struct rights *rt,
 
 /* The zone's emergency share below min, one block for this request only,
  * for requests allowed there (HIGH, ATOMIC, MEMALLOC). */
-static uint32_t room_take_emergency(struct lab_room *r, const struct rights *rt, unsigned order, int *step)
+static uint32_t room_take_emergency(struct lab_room *r, struct rights rt, unsigned order, int *step)
 {
     struct zone *z = room_zone(r);
-    size_t floor = zone_floor(z, rt->floor);
+    size_t floor = zone_floor(z, floor_of(rt));
     if (floor >= z->wmark[WMARK_MIN] || !zone_lock_atomic(z))
         return NIL;
     uint32_t f = zone_watermark_ok(z, order, floor) ? buddy_take(z, order) : NIL;
@@ -372,7 +388,7 @@ static void room_adopt(struct lab_room *r, uint32_t frame)
  * of its order and mark its descriptor ALLOCATED.  No lock, no atomic RMW,
  * no branch on the flags.  Everything else is room_alloc_slow, which leaves
  * the block it found on top of the stock (steps 2, 3) or returns it (4, 6-8). */
-static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, const struct rights *rt, unsigned order, int *reason,
+static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, unsigned order, int *reason,
                                          int *step)
 {
     struct room_stock *s = &r->stk[order];
@@ -386,23 +402,23 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, const struct rights
             goto pop;
         if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
             return NIL;
-        if (order == 0 && rt->room_reserve && (f = room_take_reserve(r)) != NIL) {   /* step 4 */
+        if (order == 0 && may(rt, R_ROOM_RESERVE) && (f = room_take_reserve(r)) != NIL) {   /* step 4 */
             *step = LAB_STEP_ROOM_RESERVE;
             return f;
         }
-        if (*reason != LAB_R_QUOTA && rt->emergency) {
+        if (*reason != LAB_R_QUOTA && may(rt, R_EMERGENCY)) {
             if ((f = room_take_emergency(r, rt, order, step)) != NIL)
                 return f;
             if (*reason != LAB_R_WOULD_BLOCK)   /* a busy lock says more */
                 *reason = LAB_R_RESERVE_EMPTY;
         }
-        if (rt->block && *reason != LAB_R_QUOTA) {
-            f = alloc_slowpath(r->arena, *rt, order, reason, step); /* steps 6-8 */
+        if (may(rt, R_BLOCK) && *reason != LAB_R_QUOTA) {
+            f = alloc_slowpath(r->arena, rt, order, reason, step); /* steps 6-8 */
             if (f != NIL)
                 room_adopt(r, f);
             return f;
         }
-        if (!rt->nofail)
+        if (!may(rt, R_NOFAIL))
             return NIL;
         /* Step 8 for a room at its quota: only its own pages coming back
          * can satisfy it, through its remote frees, or, when direct reclaim
@@ -453,7 +469,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
          * without sleeping there (a different request: its rights anew). */
         step = LAB_STEP_ZONE;
         struct rights now = gfp_rights(gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM);
-        f = zone_alloc(r->arena, &now, order, &reason, &step);
+        f = zone_alloc(r->arena, now, order, &reason, &step);
         if (f != NIL) {
             room_adopt(r, f);
             ctr_inc(&r->st.slow_allocs);
@@ -463,7 +479,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         f = s->frames[n - 1];
         atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     } else {
-        f = room_alloc_slow(r, &rt, order, &reason, &step);
+        f = room_alloc_slow(r, rt, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
@@ -488,7 +504,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     res->step = step;
     if (unlikely(r->page_hooks))
         page_hook_alloc(r->arena, res->addr, order);
-    if (rt.zero)
+    if (may(rt, R_ZERO))
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
 }
 
@@ -575,7 +591,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
             int step = LAB_STEP_ROOM;
-            uint32_t f = room_alloc_slow(r, &rt, 0, &reason, &step);
+            uint32_t f = room_alloc_slow(r, rt, 0, &reason, &step);
             if (f == NIL)
                 break;
             ctr_inc(&r->st.slow_allocs);
@@ -600,7 +616,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     for (size_t i = 0; i < got; i++) {
         if (unlikely(r->page_hooks))
             page_hook_alloc(r->arena, pages[i], 0);
-        if (rt.zero)
+        if (may(rt, R_ZERO))
             memset(pages[i], 0, LAB_PAGE_SIZE);
     }
     return got;

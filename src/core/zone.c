@@ -56,7 +56,7 @@ static bool lock_word_take(struct zone *z, uint32_t as)
 /* What every hold starts with: the owner's token, its right to make system
  * calls, its budget, and the deferred frees it finds (so that a request
  * sees them before it looks at the free lists). */
-static void hold_begin(struct zone *z, bool may_block)
+static ALWAYS_INLINE void hold_begin(struct zone *z, bool may_block)
 {
     atomic_store_explicit(&z->lock_owner, (const void *)plat_thread_self(), memory_order_relaxed);
     z->held_may_block = may_block;
