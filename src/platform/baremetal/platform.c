@@ -1,0 +1,204 @@
+/*
+ * platform.c - the core's contract (platform.h) on a bare x86-64 machine:
+ * one processor, no OS, no threads, interrupts.
+ *
+ * What each primitive becomes here:
+ *   memory      plat_map and plat_meta_alloc carve the RAM of the boot
+ *               loader's memory map (memory.c); every byte goes back on
+ *               unmap and meta_free.  RAM is always there: nothing is
+ *               committed lazily, mlock has nothing to do, decommit is
+ *               refused (the pages stay, and the core keeps them), and
+ *               there is no memory checker to tell.
+ *   waiting     plat_wait halts the processor (`sti; hlt`) until an
+ *               interrupt has changed the word or the timeout, counted in
+ *               timer ticks, has passed.  Only an interrupt can change
+ *               anything while the one context that may block is halted,
+ *               so the wakes have nothing to do.
+ *   threads     none: the worker cannot start, and reclaim runs in the
+ *               requests that may block.  The "thread" byte is one for the
+ *               main context and one for interrupt handlers: as Linux
+ *               ignores PF_MEMALLOC in interrupt context, a timer interrupt
+ *               that lands inside a shrinker does not inherit its rights.
+ *   time        the TSC, calibrated at boot.
+ *   the rest    the log is the serial console, there is no environment,
+ *               and abort leaves qemu with the failure status.
+ */
+#include "../../../include/labyrinth.h"
+#include "../platform.h"
+#include "machine.h"
+
+/* ---- memory ---------------------------------------------------------------- */
+
+#define HUGE_PAGE (2u << 20)
+
+void *plat_map(size_t bytes, bool prefault)
+{
+    (void)prefault;   /* RAM: there is nothing to fault in */
+    return phys_alloc(bytes, 4096);
+}
+
+/* boot.S maps all memory with 2 MiB pages, so any 2 MiB-aligned range is
+ * on huge pages: an explicit mapping in Linux's terms. */
+void *plat_map_huge(size_t bytes, bool prefault, int *mode)
+{
+    (void)prefault;
+    void *p = phys_alloc(bytes, HUGE_PAGE);
+    *mode = LAB_HUGE_EXPLICIT;
+    if (!p) {
+        p = phys_alloc(bytes, 4096);
+        *mode = LAB_HUGE_REFUSED;
+    }
+    return p;
+}
+
+int plat_advise_huge(void *p, size_t bytes)
+{
+    (void)bytes;
+    return ((uintptr_t)p & (HUGE_PAGE - 1)) ? LAB_HUGE_REFUSED : LAB_HUGE_EXPLICIT;
+}
+
+void plat_unmap(void *p, size_t bytes) { phys_free(p, bytes); }
+
+int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
+{
+    (void)p, (void)bytes, (void)why, (void)why_len;
+    return 0;   /* nothing is ever paged out */
+}
+
+bool plat_decommit(void *p, size_t bytes, bool lazy)
+{
+    (void)p, (void)bytes, (void)lazy;
+    return false;
+}
+
+bool plat_recommit(void *p, size_t bytes)
+{
+    (void)p, (void)bytes;
+    return true;
+}
+
+bool plat_protect(void *p, size_t bytes, bool accessible)
+{
+    (void)p, (void)bytes, (void)accessible;
+    return false;
+}
+
+size_t plat_resident(const void *p, size_t bytes)
+{
+    (void)p;
+    return bytes;
+}
+
+bool plat_mark(const void *p, size_t bytes, int how)
+{
+    (void)p, (void)bytes, (void)how;
+    return false;
+}
+
+void *plat_meta_alloc(size_t bytes) { return phys_alloc(bytes, 64); }
+void  plat_meta_free(void *p, size_t bytes) { phys_free(p, bytes); }
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+static uint64_t ticks_for_ms(unsigned ms)
+{
+    uint64_t t = ((uint64_t)ms * timer_mhz() + 999999) / 1000000;
+    return t ? t : 1;
+}
+
+static void refuse_interrupt_context(const char *call)
+{
+    if (irq_depth) {
+        /* A halt with interrupts off never wakes: say so instead. */
+        kprintf("FATAL: %s called in an interrupt handler\n", call);
+        machine_exit(MACHINE_EXIT_FAIL);
+    }
+}
+
+static uint64_t rflags(void)
+{
+    uint64_t f;
+    __asm__ __volatile__("pushfq; popq %0" : "=r"(f));
+    return f;
+}
+
+/* The word is checked with interrupts off and the halt entered with `sti;
+ * hlt`, so an interrupt that changes the word between the check and the
+ * halt wakes it rather than being missed.  With no timer running (before
+ * the demo starts it, after it stops it) a halt could last forever, so the
+ * wait polls the clock instead. */
+void plat_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
+{
+    refuse_interrupt_context("plat_wait");
+    bool was_enabled = rflags() & 0x200;
+    if (!timer_mhz()) {
+        uint64_t until = clock_ns() + (uint64_t)timeout_ms * 1000000;
+        while (atomic_load_explicit(word, memory_order_acquire) == expected && clock_ns() < until)
+            plat_cpu_relax();
+        return;
+    }
+    uint64_t until = timer_ticks() + ticks_for_ms(timeout_ms);
+    for (;;) {
+        irq_disable();
+        if (atomic_load_explicit(word, memory_order_acquire) != expected || timer_ticks() >= until)
+            break;
+        irq_enable_and_halt();
+    }
+    if (was_enabled)
+        irq_enable();
+}
+
+/* The one context that waits is the one running; an interrupt that changes
+ * a word has woken it by interrupting its halt. */
+void plat_wake_one(_Atomic uint32_t *word) { (void)word; }
+void plat_wake_all(_Atomic uint32_t *word) { (void)word; }
+
+void plat_sleep_ms(unsigned ms)
+{
+    _Atomic uint32_t never_changes = 0;
+    plat_wait(&never_changes, 0, ms);
+}
+
+void plat_yield(void) { plat_cpu_relax(); }
+
+/* One processor: it sees its own stores in order, whichever context (main
+ * or interrupt) made them. */
+bool plat_membarrier(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    return true;
+}
+
+/* ---- threads ----------------------------------------------------------------- */
+
+unsigned char *plat_thread_self(void)
+{
+    static unsigned char main_context, interrupt_context;
+    return irq_depth ? &interrupt_context : &main_context;
+}
+
+struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
+{
+    (void)fn, (void)arg;
+    return NULL;
+}
+
+void plat_worker_join(struct plat_worker *w) { (void)w; }
+
+/* ---- time, log, environment, abort ---------------------------------------------- */
+
+uint64_t plat_now_ns(void) { return clock_ns(); }
+
+void plat_log(const char *s, size_t n) { serial_write(s, n); }
+
+const char *plat_getenv(const char *name)
+{
+    (void)name;
+    return NULL;
+}
+
+void plat_abort(void)
+{
+    kprintf("FATAL: the allocator stopped the machine (plat_abort)\n");
+    machine_exit(MACHINE_EXIT_FAIL);
+}
