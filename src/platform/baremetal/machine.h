@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../platform.h"   /* memset, memcpy */
+#include "../platform.h"   /* memset, memcpy, memmove */
 
 /* ---- port I/O ------------------------------------------------------------ */
 static inline void outb(uint16_t port, uint8_t v)
@@ -102,6 +102,11 @@ size_t phys_total(void);
 /* The largest free extent, in bytes. */
 size_t phys_largest_free(void);
 
+/* ---- boot -------------------------------------------------------------------
+ * boot.S calls boot_main, which the program defines, with the loader's
+ * magic and information block; boot_main calls machine_init first (console,
+ * IDT, PIC, RAM, clock) and ends with machine_exit. */
+void boot_main(uint32_t magic, uint32_t info);
 void machine_init(uint32_t magic, uint32_t info);
 void phys_init(uint32_t info);
 void idt_init(void);

@@ -89,10 +89,12 @@ size_t plat_resident(const void *p, size_t bytes)
     return bytes;
 }
 
-bool plat_mark(const void *p, size_t bytes, int how)
+/* No memory checker runs on bare metal. */
+int plat_checker(void) { return PLAT_CHECKER_NONE; }
+
+void plat_mark(void *p, size_t bytes, int how)
 {
     (void)p, (void)bytes, (void)how;
-    return false;
 }
 
 void *plat_meta_alloc(size_t bytes) { return phys_alloc(bytes, 64); }
