@@ -186,29 +186,52 @@ void irq_dispatch(struct irq_frame *f)
 static uint64_t tsc_rate, tsc_boot;
 static uint64_t ns_per_tsc_q32;   /* nanoseconds per TSC tick, 32.32 fixed point */
 
-/* PIT channel 2 in mode 0 counts `count` periods down, then raises its
- * output, which port 0x61 bit 5 shows; the TSC delta over it gives the
- * rate.  Interrupts are off, and the speaker stays disconnected (bit 1). */
-static uint64_t tsc_measure(uint16_t count)
+/* PIT channel 2 counts down from 0xffff at 1193182 Hz, on its own (gate
+ * high, speaker disconnected, interrupts off).  A sample latches the count
+ * between two TSC reads; under TCG a port access may wait for qemu's
+ * global lock for milliseconds on a busy host, so each sample is taken a
+ * few times and the one whose two TSC reads are closest kept.  The rate is
+ * the TSC delta over the count delta of two samples some 50 ms apart;
+ * an interval in which the counter reached zero is measured again. */
+struct pit_sample { uint64_t tsc, bracket; uint16_t count; };
+
+static struct pit_sample pit2_sample(void)
 {
-    outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01));
-    outb(0x43, 0xb0);          /* channel 2, low then high byte, mode 0 */
-    outb(0x42, (uint8_t)count);
-    uint64_t t0 = rdtsc();
-    outb(0x42, (uint8_t)(count >> 8));   /* counting starts here */
-    while (!(inb(0x61) & 0x20))
-        ;
-    uint64_t t1 = rdtsc();
-    return (t1 - t0) * PIT_HZ / count;
+    struct pit_sample best = { 0, UINT64_MAX, 0 };
+    for (int i = 0; i < 5; i++) {
+        uint64_t a = rdtsc();
+        outb(0x43, 0x80);                    /* latch channel 2 */
+        uint64_t b = rdtsc();
+        uint16_t count = inb(0x42);
+        count |= (uint16_t)(inb(0x42) << 8);
+        if (b - a < best.bracket)
+            best = (struct pit_sample){ a + (b - a) / 2, b - a, count };
+    }
+    return best;
+}
+
+static uint64_t tsc_measure(void)
+{
+    for (;;) {
+        outb(0x61, (uint8_t)((inb(0x61) & ~0x02) | 0x01));
+        outb(0x43, 0xb0);                    /* channel 2, low then high byte, mode 0 */
+        outb(0x42, 0xff);
+        outb(0x42, 0xff);
+        struct pit_sample start = pit2_sample(), end;
+        do
+            end = pit2_sample();
+        while (end.count > 6000 && !(inb(0x61) & 0x20));
+        if (!(inb(0x61) & 0x20) && start.count > end.count)
+            return (end.tsc - start.tsc) * PIT_HZ / (uint64_t)(start.count - end.count);
+    }
 }
 
 static void clock_init(void)
 {
-    /* Three 50 ms intervals; the median resists one that a busy host
-     * stretched. */
+    /* The median of three resists one interval a busy host distorted. */
     uint64_t r[3];
     for (int i = 0; i < 3; i++)
-        r[i] = tsc_measure(59659);
+        r[i] = tsc_measure();
     uint64_t lo = r[0] < r[1] ? r[0] : r[1], hi = r[0] < r[1] ? r[1] : r[0];
     tsc_rate = r[2] < lo ? lo : r[2] > hi ? hi : r[2];
     ns_per_tsc_q32 = (1000000000ull << 32) / tsc_rate;
