@@ -81,10 +81,12 @@ static void report_exception(const struct irq_frame *f)
     kprintf("\nFATAL: exception %lu (%s), error code 0x%lx, at RIP 0x%lx%s\n",
             f->vector, name ? name : "reserved", f->error, f->rip,
             irq_depth > 1 ? " in an interrupt handler" : "");
-    if (f->vector == 14)
-        kprintf("  page fault address (CR2) 0x%lx: %s of a %s page\n", cr2,
+    if (f->vector == 14) {
+        const char *why = paging_why_absent((uintptr_t)cr2);
+        kprintf("  page fault address (CR2) 0x%lx: %s of a %s page%s%s\n", cr2,
                 f->error & 2 ? "write" : "read",
-                f->error & 1 ? "protected" : "not-present");
+                f->error & 1 ? "protected" : "not-present", why ? ", " : "", why ? why : "");
+    }
     kprintf("  rax %016lx rbx %016lx rcx %016lx rdx %016lx\n", f->rax, f->rbx, f->rcx, f->rdx);
     kprintf("  rsi %016lx rdi %016lx rbp %016lx rsp %016lx\n", f->rsi, f->rdi, f->rbp, f->rsp);
     kprintf("  r8  %016lx r9  %016lx r10 %016lx r11 %016lx\n", f->r8, f->r9, f->r10, f->r11);

@@ -102,6 +102,25 @@ size_t phys_total(void);
 /* The largest free extent, in bytes. */
 size_t phys_largest_free(void);
 
+/* ---- paging (paging.c) ------------------------------------------------------
+ * Ranges plat_map hands out are on 4 KiB pages, whose present bit follows
+ * two reasons for absence kept in bits the processor leaves to software. */
+#define PAGING_DECOMMITTED (1ull << 9)
+#define PAGING_PROTECTED   (1ull << 10)
+/* Map the range with 4 KiB pages (blocking context: it takes page tables
+ * from a fixed pool).  False when the pool is empty or the range is above
+ * 4 GiB; the range then stays on 2 MiB pages. */
+bool paging_split(uintptr_t start, size_t bytes);
+/* Bytes of the range that are on 4 KiB pages (the rest is on 2 MiB pages). */
+size_t paging_small_bytes(uintptr_t start, size_t bytes);
+/* Set or clear one reason for absence (PAGING_*) on every 4 KiB page of
+ * the range; pages on 2 MiB pages are skipped.  Any context. */
+void paging_set_absent(uintptr_t start, size_t bytes, uint64_t why, bool absent);
+/* Bytes of the range that are mapped present. */
+size_t paging_present_bytes(uintptr_t start, size_t bytes);
+/* Why the page at `at` is absent, or NULL when it is present. */
+const char *paging_why_absent(uintptr_t at);
+
 /* ---- boot -------------------------------------------------------------------
  * boot.S calls boot_main, which the program defines, with the loader's
  * magic and information block; boot_main calls machine_init first (console,

@@ -6,9 +6,11 @@
  *   memory      plat_map and plat_meta_alloc carve the RAM of the boot
  *               loader's memory map (memory.c); every byte goes back on
  *               unmap and meta_free.  RAM is always there: nothing is
- *               committed lazily, mlock has nothing to do, decommit is
- *               refused (the pages stay, and the core keeps them), and
- *               there is no memory checker to tell.
+ *               committed lazily and mlock has nothing to do.  Decommit
+ *               and protect unmap the pages in the page tables (paging.c),
+ *               so a touch of a page the core gave back faults at the
+ *               instruction; recommit maps them back.  There is no memory
+ *               checker to tell.
  *   waiting     plat_wait halts the processor (`sti; hlt`) until an
  *               interrupt has changed the word or the timeout, counted in
  *               timer ticks, has passed.  Only an interrupt can change
@@ -31,21 +33,28 @@
 
 #define HUGE_PAGE (2u << 20)
 
+static size_t page_round(size_t bytes) { return (bytes + 4095) & ~(size_t)4095; }
+
+/* Split into 4 KiB pages so that decommit and protect can unmap single
+ * pages; when the page-table pool is exhausted the range stays on 2 MiB
+ * pages and they refuse. */
 void *plat_map(size_t bytes, bool prefault)
 {
     (void)prefault;   /* RAM: there is nothing to fault in */
-    return phys_alloc(bytes, 4096);
+    void *p = phys_alloc(bytes, 4096);
+    if (p)
+        paging_split((uintptr_t)p, page_round(bytes));
+    return p;
 }
 
-/* boot.S maps all memory with 2 MiB pages, so any 2 MiB-aligned range is
- * on huge pages: an explicit mapping in Linux's terms. */
+/* Left on the 2 MiB pages boot.S made (an explicit mapping in Linux's
+ * terms); decommit and protect then refuse, as they must not split it. */
 void *plat_map_huge(size_t bytes, bool prefault, int *mode)
 {
-    (void)prefault;
     void *p = phys_alloc(bytes, HUGE_PAGE);
     *mode = LAB_HUGE_EXPLICIT;
     if (!p) {
-        p = phys_alloc(bytes, 4096);
+        p = plat_map(bytes, prefault);
         *mode = LAB_HUGE_REFUSED;
     }
     return p;
@@ -53,11 +62,19 @@ void *plat_map_huge(size_t bytes, bool prefault, int *mode)
 
 int plat_advise_huge(void *p, size_t bytes)
 {
-    (void)bytes;
-    return ((uintptr_t)p & (HUGE_PAGE - 1)) ? LAB_HUGE_REFUSED : LAB_HUGE_EXPLICIT;
+    return paging_small_bytes((uintptr_t)p, page_round(bytes)) ? LAB_HUGE_REFUSED : LAB_HUGE_EXPLICIT;
 }
 
-void plat_unmap(void *p, size_t bytes) { phys_free(p, bytes); }
+/* Whatever the core left decommitted or protected is mapped again first:
+ * the next owner of the RAM (phys_alloc zeroes it) must be able to touch
+ * it. */
+void plat_unmap(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    paging_set_absent((uintptr_t)p, page_round(bytes), PAGING_DECOMMITTED | PAGING_PROTECTED, false);
+    phys_free(p, bytes);
+}
 
 int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
 {
@@ -65,28 +82,34 @@ int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
     return 0;   /* nothing is ever paged out */
 }
 
+/* Unmapped, not given to anyone: there is no one else on this machine.
+ * What it buys is the check, since a touch of a decommitted page faults. */
 bool plat_decommit(void *p, size_t bytes, bool lazy)
 {
-    (void)p, (void)bytes, (void)lazy;
-    return false;
+    (void)lazy;
+    if (paging_small_bytes((uintptr_t)p, bytes) != bytes)
+        return false;
+    paging_set_absent((uintptr_t)p, bytes, PAGING_DECOMMITTED, true);
+    return true;
 }
 
 bool plat_recommit(void *p, size_t bytes)
 {
-    (void)p, (void)bytes;
+    paging_set_absent((uintptr_t)p, bytes, PAGING_DECOMMITTED, false);
     return true;
 }
 
 bool plat_protect(void *p, size_t bytes, bool accessible)
 {
-    (void)p, (void)bytes, (void)accessible;
-    return false;
+    if (paging_small_bytes((uintptr_t)p, bytes) != bytes)
+        return false;
+    paging_set_absent((uintptr_t)p, bytes, PAGING_PROTECTED, !accessible);
+    return true;
 }
 
 size_t plat_resident(const void *p, size_t bytes)
 {
-    (void)p;
-    return bytes;
+    return paging_present_bytes((uintptr_t)p, page_round(bytes));
 }
 
 /* No memory checker runs on bare metal. */
