@@ -148,6 +148,7 @@ void timer_stop(void)
     irq_disable();
     outb(PIC1_DATA, 0xff);
     timer_fn = NULL;
+    timer_divisor = 0;   /* timer_mhz() 0: waits stop relying on ticks */
     irq_enable();
 }
 

@@ -80,7 +80,8 @@ void timer_start(unsigned hz, void (*fn)(void));
 void timer_stop(void);
 /* Timer interrupts taken since timer_start. */
 uint64_t timer_ticks(void);
-/* The rate programmed, in millihertz (1193182 Hz / divisor). */
+/* The rate programmed, in millihertz (1193182 Hz / divisor); 0 when no
+ * timer runs. */
 uint64_t timer_mhz(void);
 /* TSC ticks per second, measured against PIT channel 2 at boot. */
 uint64_t tsc_hz(void);
