@@ -47,22 +47,24 @@ void *plat_map(size_t bytes, bool prefault)
     return p;
 }
 
-/* Left on the 2 MiB pages boot.S made (an explicit mapping in Linux's
- * terms); decommit and protect then refuse, as they must not split it. */
-void *plat_map_huge(size_t bytes, bool prefault, int *mode)
-{
-    void *p = phys_alloc(bytes, HUGE_PAGE);
-    *mode = LAB_HUGE_EXPLICIT;
-    if (!p) {
-        p = plat_map(bytes, prefault);
-        *mode = LAB_HUGE_REFUSED;
-    }
-    return p;
-}
-
+/* Memory on 2 MiB pages only, as boot.S mapped it: an explicit mapping in
+ * Linux's terms. */
 int plat_advise_huge(void *p, size_t bytes)
 {
     return paging_small_bytes((uintptr_t)p, page_round(bytes)) ? LAB_HUGE_REFUSED : LAB_HUGE_EXPLICIT;
+}
+
+/* Left on the 2 MiB pages boot.S made, unless an earlier plat_map split
+ * them; decommit and protect then refuse, as they must not split it. */
+void *plat_map_huge(size_t bytes, bool prefault, int *mode)
+{
+    void *p = phys_alloc(bytes, HUGE_PAGE);
+    if (!p) {
+        *mode = LAB_HUGE_REFUSED;
+        return plat_map(bytes, prefault);
+    }
+    *mode = plat_advise_huge(p, bytes);
+    return p;
 }
 
 /* Whatever the core left decommitted or protected is mapped again first:
