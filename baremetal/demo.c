@@ -415,7 +415,8 @@ static void teardown(void)
         s.deferred_pages)
         fail("not every page came home to the zone");
     else
-        kprintf("every page came home: %zu free of %zu\n", s.free_pages, s.total_pages);
+        kprintf("every page came home: %zu free and %zu in the void (free, decommitted) of %zu\n",
+                s.free_pages, s.void_pages, s.total_pages);
     if (s.misuse)
         fail("misuse reported");
     int check = lab_check(arena);
