@@ -31,6 +31,7 @@
 #define CACHE_SLOTS    8192u       /* cache blocks, a power of two */
 #define CACHE_ORDER_MAX 5
 #define KERNEL_ALLOCS_PER_TICK 2   /* the main loop's pace when it has nothing to receive */
+#define TX_RING        8192u       /* transmit ring slots, a power of two */
 #define METADATA_MARGIN (2u << 20) /* RAM left to the allocator's own bookkeeping */
 
 static lab_arena *arena;
@@ -78,7 +79,69 @@ static bool page_has_stamp(const void *p, uint64_t v)
     return w[0] == v && w[LAB_PAGE_SIZE / 8 - 1] == ~v;
 }
 
-/* The timer interrupt: interrupt context, owner of rx_room. */
+/* A block the main loop allocated, stamped at both ends. */
+struct block { void *addr; unsigned order; uint64_t serial; };
+
+static void stamp_block(const struct block *b)
+{
+    stamp_page(b->addr, b->serial);
+    stamp_page((char *)b->addr + (LAB_PAGE_SIZE << b->order) - LAB_PAGE_SIZE, b->serial);
+}
+
+static bool block_has_stamp(const struct block *b)
+{
+    return page_has_stamp(b->addr, b->serial) &&
+           page_has_stamp((char *)b->addr + (LAB_PAGE_SIZE << b->order) - LAB_PAGE_SIZE, b->serial);
+}
+
+/* ---- the transmit ring: the main loop produces, the interrupt completes ----
+ * The main loop queues at most one block a tick.  The link's speed changes
+ * each second (link_quarters: blocks per 4 ticks): in the first it keeps
+ * up; in the second it is congested, the blocks in flight grow until they
+ * hold most of the arena, and the main loop's blocking requests, with
+ * nothing left to reclaim, wait halted for the interrupt's completions to
+ * free some; in the third it sends twice as fast and the backlog drains. */
+static const unsigned link_quarters[RUN_SECONDS] = { 4, 1, 8 };
+static _Atomic unsigned link_speed = 4;     /* set by the main loop each second */
+static struct block tx_slots[TX_RING];
+static _Atomic uint32_t tx_head, tx_tail;   /* head: main loop; tail: interrupt */
+static struct { uint64_t queued, completed, drained, pages_completed; } tx;
+static unsigned link_credit;                /* interrupt: quarters of a block */
+
+/* Interrupt context: free the blocks the link finished sending this tick. */
+static void tx_complete(void)
+{
+    link_credit += atomic_load_explicit(&link_speed, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&tx_tail, memory_order_relaxed);
+    uint32_t head = atomic_load_explicit(&tx_head, memory_order_acquire);
+    for (; link_credit >= 4 && tail != head; link_credit -= 4, tail++) {
+        struct block *b = &tx_slots[tail % TX_RING];
+        if (!block_has_stamp(b))
+            fail("a block in flight lost its stamp: another owner wrote it");
+        lab_free_pages(arena, b->addr, b->order);
+        tx.completed++;
+        tx.pages_completed += (size_t)1 << b->order;
+    }
+    if (tail == head && link_credit > 8)
+        link_credit = 8;   /* an idle link saves up no more than two blocks */
+    atomic_store_explicit(&tx_tail, tail, memory_order_release);
+}
+
+/* Main loop: queue a block for sending; false when the ring is full. */
+static bool tx_queue(const struct block *b)
+{
+    uint32_t head = atomic_load_explicit(&tx_head, memory_order_relaxed);
+    if (head - atomic_load_explicit(&tx_tail, memory_order_acquire) == TX_RING)
+        return false;
+    tx_slots[head % TX_RING] = *b;
+    atomic_store_explicit(&tx_head, head + 1, memory_order_release);
+    tx.queued++;
+    return true;
+}
+
+
+/* The timer interrupt: interrupt context, owner of rx_room.  Receives a
+ * burst, then completes a transmission. */
 static void nic_interrupt(void)
 {
     if (!atomic_load_explicit(&rx_running, memory_order_acquire))
@@ -101,6 +164,7 @@ static void nic_interrupt(void)
         rx_slots[head++ % RX_RING] = pages[i];
     }
     atomic_store_explicit(&rx_head, head, memory_order_release);
+    tx_complete();
     nic.cycles += rdtsc() - t0;
 }
 
@@ -123,25 +187,12 @@ static void rx_drain(void)
 }
 
 /* ---- the cache: blocks the main loop holds, given back on demand -------- */
-struct block { void *addr; unsigned order; uint64_t serial; };
 static struct block cache[CACHE_SLOTS];
 static uint64_t cache_head, cache_tail;     /* FIFO: the oldest block is at tail */
 static size_t cache_pages;
 static struct {
     uint64_t allocs[CACHE_ORDER_MAX + 1], failed, evicted, shrunk_pages, scans, serial;
 } kernel;
-
-static void stamp_block(const struct block *b)
-{
-    stamp_page(b->addr, b->serial);
-    stamp_page((char *)b->addr + (LAB_PAGE_SIZE << b->order) - LAB_PAGE_SIZE, b->serial);
-}
-
-static bool block_has_stamp(const struct block *b)
-{
-    return page_has_stamp(b->addr, b->serial) &&
-           page_has_stamp((char *)b->addr + (LAB_PAGE_SIZE << b->order) - LAB_PAGE_SIZE, b->serial);
-}
 
 /* Give the oldest block back; its number of pages. */
 static size_t cache_free_oldest(void)
@@ -154,16 +205,14 @@ static size_t cache_free_oldest(void)
     return (size_t)1 << b->order;
 }
 
-static void cache_insert(void *addr, unsigned order)
+static void cache_insert(const struct block *b)
 {
     if (cache_head - cache_tail == CACHE_SLOTS) {
         cache_free_oldest();
         kernel.evicted++;
     }
-    struct block *b = &cache[cache_head++ % CACHE_SLOTS];
-    *b = (struct block){ addr, order, kernel.serial++ };
-    stamp_block(b);
-    cache_pages += (size_t)1 << order;
+    cache[cache_head++ % CACHE_SLOTS] = *b;
+    cache_pages += (size_t)1 << b->order;
 }
 
 /* The shrinker runs inside the main loop's own blocking requests, never
@@ -189,7 +238,8 @@ static const lab_shrinker cache_shrinker = { cache_count, cache_scan, NULL };
 
 static uint32_t main_rng = 0x2545f491u;
 
-/* Orders 0..5, each half as likely as the one below (order 5 as 4). */
+/* A block of order 0..5, each half as likely as the one below (order 5 as
+ * 4), with LAB_GFP_KERNEL: it may reclaim from the cache and wait. */
 static void kernel_alloc_one(void)
 {
     uint32_t r = xorshift(&main_rng);
@@ -200,7 +250,12 @@ static void kernel_alloc_one(void)
         return;
     }
     kernel.allocs[order]++;
-    cache_insert(p, order);
+    struct block b = { p, order, kernel.serial++ };
+    stamp_block(&b);
+    /* Every other block is sent; the rest, and what a full ring refuses,
+     * is cached. */
+    if (!(b.serial & 1) || !tx_queue(&b))
+        cache_insert(&b);
 }
 
 /* ---- reports ------------------------------------------------------------- */
@@ -360,11 +415,15 @@ static void run(void)
         }
         if (now >= next_report) {
             next_report += 1000000000ull;
-            kprintf("t=%lus: %lu interrupts, rx %lu pages (%lu failed, %lu dropped), cache %zu pages, "
-                    "kernel allocations %lu (%lu failed)\n", (now - t0) / 1000000000,
-                    timer_ticks() - start, nic.pages, nic.failed, nic.dropped, cache_pages,
-                    kernel.serial, kernel.failed);
+            kprintf("t=%lus: %lu interrupts, rx %lu pages (%lu failed, %lu dropped), "
+                    "kernel allocations %lu (%lu failed), cache %zu pages, %u blocks in flight\n",
+                    (now - t0) / 1000000000, timer_ticks() - start, nic.pages, nic.failed,
+                    nic.dropped, kernel.serial, kernel.failed, cache_pages,
+                    atomic_load(&tx_head) - atomic_load(&tx_tail));
             drop_cache_and_trim();
+            unsigned second = (unsigned)((now - t0) / 1000000000);
+            if (second < RUN_SECONDS)
+                atomic_store(&link_speed, link_quarters[second]);
         }
     }
     atomic_store_explicit(&rx_running, false, memory_order_release);
@@ -389,6 +448,9 @@ static void run(void)
     kprintf(", failed %lu\n  cache: %zu pages held, shrinker scans %lu gave back %lu pages, "
             "%lu blocks evicted for want of slots\n", kernel.failed, cache_pages, kernel.scans,
             kernel.shrunk_pages, kernel.evicted);
+    kprintf("  transmitted: %lu blocks queued, %lu completed and freed in interrupt context "
+            "(%lu pages), %u still in flight\n", tx.queued, tx.completed, tx.pages_completed,
+            atomic_load(&tx_head) - atomic_load(&tx_tail));
 }
 
 /* Give everything back and check that it all came home. */
@@ -397,6 +459,17 @@ static void teardown(void)
     lab_shrinker_unregister(arena, &cache_shrinker);
     while (cache_tail != cache_head)
         cache_free_oldest();
+    /* The link is down (the interrupt stopped with rx_running): what it had
+     * not sent is freed here. */
+    for (uint32_t t = atomic_load(&tx_tail); t != atomic_load(&tx_head); t++) {
+        const struct block *b = &tx_slots[t % TX_RING];
+        if (!block_has_stamp(b))
+            fail("a block in flight lost its stamp: another owner wrote it");
+        lab_free_pages(arena, b->addr, b->order);
+        tx.drained++;
+    }
+    if (tx.queued != tx.completed + tx.drained)
+        fail("blocks queued for sending != blocks completed and drained");
     if (nic.pages != rx.freed + nic.dropped)
         fail("pages allocated in the interrupt != pages freed");
 
