@@ -501,6 +501,11 @@ static void teardown(void)
         fail("the allocator kept RAM after lab_arena_destroy");
     else
         kprintf("lab_arena_destroy gave back all the RAM it took\n");
+    /* The contract lets the core map memory in blocking contexts only; the
+     * port copes with more, and says when it had to. */
+    if (phys_calls_in_interrupt())
+        kprintf("note: the core mapped or unmapped memory %lu times in interrupt context\n",
+                phys_calls_in_interrupt());
 }
 
 void boot_main(uint32_t magic, uint32_t info)

@@ -91,16 +91,22 @@ static void report_exception(const struct irq_frame *f)
     kprintf("  rsi %016lx rdi %016lx rbp %016lx rsp %016lx\n", f->rsi, f->rdi, f->rbp, f->rsp);
     kprintf("  r8  %016lx r9  %016lx r10 %016lx r11 %016lx\n", f->r8, f->r9, f->r10, f->r11);
     kprintf("  r12 %016lx r13 %016lx r14 %016lx r15 %016lx\n", f->r12, f->r13, f->r14, f->r15);
-    /* Everything is built with frame pointers: walk them while they stay
-     * inside the kernel image (the stack is in .bss), for `addr2line`. */
-    kprintf("  backtrace:");
-    uint64_t *fp = (uint64_t *)(uintptr_t)f->rbp;
+    kprintf("  RIP 0x%lx, called from", f->rip);
+    backtrace_print((uintptr_t)f->rbp);
+}
+
+/* Everything is built with frame pointers: walk them while they stay
+ * inside the kernel image (the stack is in .bss), for `addr2line -e
+ * labyrinth-baremetal64.elf`. */
+void backtrace_print(uintptr_t rbp)
+{
+    const uint64_t *fp = (const uint64_t *)rbp;
     for (int depth = 0; depth < 16; depth++) {
         uintptr_t at = (uintptr_t)fp;
         if (at < 0x100000 || at + 16 > kernel_end() || (at & 7))
             break;
         kprintf(" 0x%lx", fp[1]);
-        fp = (uint64_t *)(uintptr_t)fp[0];
+        fp = (const uint64_t *)(uintptr_t)fp[0];
     }
     kprintf("\n");
 }

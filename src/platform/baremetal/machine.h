@@ -37,6 +37,20 @@ static inline uint64_t rdtsc(void)
 }
 static inline void irq_enable(void)  { __asm__ __volatile__("sti" ::: "memory"); }
 static inline void irq_disable(void) { __asm__ __volatile__("cli" ::: "memory"); }
+/* Disable interrupts and return the flags to give irq_restore, which
+ * enables them again only if they were enabled: a section that must not be
+ * interrupted, callable with interrupts either way. */
+static inline uint64_t irq_save(void)
+{
+    uint64_t flags;
+    __asm__ __volatile__("pushfq; popq %0; cli" : "=r"(flags) : : "memory");
+    return flags;
+}
+static inline void irq_restore(uint64_t flags)
+{
+    if (flags & 0x200)   /* IF */
+        irq_enable();
+}
 /* Enable interrupts and halt as one step: `sti` takes effect after the next
  * instruction, so an interrupt that became pending before it wakes the
  * `hlt` instead of being taken in between and leaving us asleep. */
@@ -68,6 +82,9 @@ struct irq_frame {
     uint64_t rip, cs, rflags, rsp, ss;
 };
 #define IRQ_TIMER_VECTOR 32
+/* Print the return addresses of the frame-pointer chain that starts at
+ * rbp (__builtin_frame_address(0) for the caller's own). */
+void backtrace_print(uintptr_t rbp);
 /* Nonzero while an interrupt handler runs (handlers do not nest: the gates
  * clear IF). */
 extern volatile unsigned irq_depth;
@@ -89,9 +106,9 @@ uint64_t tsc_hz(void);
 uint64_t clock_ns(void);
 
 /* ---- physical memory ------------------------------------------------------
- * The RAM the boot loader's memory map reports, less the kernel image and
- * the loader's data, managed as a list of free extents.  Blocking context
- * only (it takes no lock: an interrupt handler must never call it). */
+ * The RAM the boot loader's memory map reports, less the kernel image,
+ * managed as a list of free extents.  Any context (the table changes with
+ * interrupts off). */
 /* Zeroed memory of `bytes` (rounded up to 64) aligned to `align` (a power
  * of two, at least 64); NULL when no extent fits. */
 void *phys_alloc(size_t bytes, size_t align);
@@ -102,15 +119,17 @@ size_t phys_outstanding(void);
 size_t phys_total(void);
 /* The largest free extent, in bytes. */
 size_t phys_largest_free(void);
+/* phys_alloc and phys_free calls made in an interrupt handler. */
+uint64_t phys_calls_in_interrupt(void);
 
 /* ---- paging (paging.c) ------------------------------------------------------
  * Ranges plat_map hands out are on 4 KiB pages, whose present bit follows
  * two reasons for absence kept in bits the processor leaves to software. */
 #define PAGING_DECOMMITTED (1ull << 9)
 #define PAGING_PROTECTED   (1ull << 10)
-/* Map the range with 4 KiB pages (blocking context: it takes page tables
- * from a fixed pool).  False when the pool is empty or the range is above
- * 4 GiB; the range then stays on 2 MiB pages. */
+/* Map the range with 4 KiB pages, taking page tables from a fixed pool.
+ * False when the pool ran out or the range is above 4 GiB; the rest of the
+ * range then stays on 2 MiB pages. */
 bool paging_split(uintptr_t start, size_t bytes);
 /* Bytes of the range that are on 4 KiB pages (the rest is on 2 MiB pages). */
 size_t paging_small_bytes(uintptr_t start, size_t bytes);

@@ -14,9 +14,10 @@
  * with its address (machine.c) and fatal: the allocator touching memory it
  * gave back is caught at the instruction.
  *
- * Splitting allocates, so it happens in plat_map (blocking context); the
- * bit flips take no lock and allocate nothing, so they are safe in any
- * context on one processor (each changes whole 8-byte entries).
+ * Splitting happens in plat_map, with interrupts off while it takes a
+ * table from the pool; the bit flips take no lock and allocate nothing, so
+ * they are safe in any context on one processor (each changes whole 8-byte
+ * entries).
  */
 #include "machine.h"
 
@@ -62,13 +63,17 @@ bool paging_split(uintptr_t start, size_t bytes)
 {
     if (start + bytes > MAPPED_TOP)
         return false;
-    bool changed = false;
+    /* Interrupts off: the pool and the directory change together. */
+    uint64_t flags = irq_save();
+    bool changed = false, split = true;
     for (uintptr_t at = start & ~(LARGE_PAGE - 1); at < start + bytes; at += LARGE_PAGE) {
         uint64_t *pde = &boot_pd[at / LARGE_PAGE];
         if (!(*pde & PDE_LARGE))
             continue;
-        if (pt_used == PT_POOL)
-            return false;
+        if (pt_used == PT_POOL) {
+            split = false;
+            break;
+        }
         uint64_t *pt = pt_pool[pt_used++];
         for (unsigned i = 0; i < 512; i++)
             pt[i] = (at + 4096 * (uint64_t)i) | PTE_PRESENT | PTE_WRITABLE;
@@ -77,7 +82,8 @@ bool paging_split(uintptr_t start, size_t bytes)
     }
     if (changed)
         tlb_flush_all();
-    return true;
+    irq_restore(flags);
+    return split;
 }
 
 size_t paging_small_bytes(uintptr_t start, size_t bytes)

@@ -137,16 +137,10 @@ static void refuse_interrupt_context(const char *call)
 {
     if (irq_depth) {
         /* A halt with interrupts off never wakes: say so instead. */
-        kprintf("FATAL: %s called in an interrupt handler\n", call);
+        kprintf("FATAL: %s called in an interrupt handler, from", call);
+        backtrace_print((uintptr_t)__builtin_frame_address(0));
         machine_exit(MACHINE_EXIT_FAIL);
     }
-}
-
-static uint64_t rflags(void)
-{
-    uint64_t f;
-    __asm__ __volatile__("pushfq; popq %0" : "=r"(f));
-    return f;
 }
 
 /* The word is checked with interrupts off and the halt entered with `sti;
@@ -157,7 +151,6 @@ static uint64_t rflags(void)
 void plat_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
 {
     refuse_interrupt_context("plat_wait");
-    bool was_enabled = rflags() & 0x200;
     if (!timer_mhz()) {
         uint64_t until = clock_ns() + (uint64_t)timeout_ms * 1000000;
         while (atomic_load_explicit(word, memory_order_acquire) == expected && clock_ns() < until)
@@ -165,14 +158,12 @@ void plat_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms)
         return;
     }
     uint64_t until = timer_ticks() + ticks_for_ms(timeout_ms);
-    for (;;) {
-        irq_disable();
-        if (atomic_load_explicit(word, memory_order_acquire) != expected || timer_ticks() >= until)
-            break;
+    uint64_t flags = irq_save();
+    while (atomic_load_explicit(word, memory_order_acquire) == expected && timer_ticks() < until) {
         irq_enable_and_halt();
+        irq_disable();
     }
-    if (was_enabled)
-        irq_enable();
+    irq_restore(flags);
 }
 
 /* The one context that waits is the one running; an interrupt that changes
@@ -226,6 +217,7 @@ const char *plat_getenv(const char *name)
 
 void plat_abort(void)
 {
-    kprintf("FATAL: the allocator stopped the machine (plat_abort)\n");
+    kprintf("FATAL: the allocator stopped the machine (plat_abort), from");
+    backtrace_print((uintptr_t)__builtin_frame_address(0));
     machine_exit(MACHINE_EXIT_FAIL);
 }
