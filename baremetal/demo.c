@@ -415,7 +415,7 @@ static void run(void)
         }
         if (now >= next_report) {
             next_report += 1000000000ull;
-            kprintf("t=%lus: %lu interrupts, rx %lu pages (%lu failed, %lu dropped), "
+            kprintf("t=%lus: %lu interrupts, rx %lu pages (%lu not given, %lu dropped), "
                     "kernel allocations %lu (%lu failed), cache %zu pages, %u blocks in flight\n",
                     (now - t0) / 1000000000, timer_ticks() - start, nic.pages, nic.failed,
                     nic.dropped, kernel.serial, kernel.failed, cache_pages,
@@ -433,8 +433,8 @@ static void run(void)
     kprintf("\nrun: %lu.%03lu s, %lu timer interrupts, ", ns / 1000000000, ns / 1000000 % 1000, ticks);
     print_rate("", ticks, ns);
     kprintf("interrupt context: %lu bursts, %lu pages allocated with LAB_GFP_ATOMIC, "
-            "%lu requests failed, %lu dropped (ring full)\n", nic.bursts, nic.pages, nic.failed,
-            nic.dropped);
+            "%lu more asked for and not given, %lu dropped (ring full)\n", nic.bursts, nic.pages,
+            nic.failed, nic.dropped);
     print_rate("  pages per second allocated in interrupt context: ", nic.pages, ns);
     uint64_t basis_points = nic.cycles * 10000 / cycles;
     kprintf("  handler time: %lu ns per burst on average, %lu.%02lu%% of the processor\n",
