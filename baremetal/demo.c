@@ -7,19 +7,23 @@
  * driver refills its receive descriptors.  The main loop is the network
  * stack and the rest of the kernel at once: it frees the received pages
  * with lab_free_pages (they travel back to the room through its return
- * ring), and meanwhile fills a cache with blocks of orders 0 to 5 taken
- * with LAB_GFP_KERNEL.  The cache is a shrinker: once the arena runs low,
- * blocking requests reclaim from it, and a request that still finds
- * nothing waits, halting the processor until an interrupt has come.
+ * ring), and meanwhile takes blocks of orders 0 to 5 with LAB_GFP_KERNEL:
+ * every other one goes into a cache, the others are sent on a transmit
+ * ring, and the interrupt frees them with lab_free_pages once the link has
+ * sent them.  The cache is a shrinker: once the arena runs low, blocking
+ * requests reclaim from it, and a request that still finds nothing (the
+ * link is congested and the blocks in flight hold the arena) waits,
+ * halting the processor until an interrupt has freed some.
  *
  * Every page carries a stamp while it is out (the receive sequence number,
- * or the cache block's serial number at both ends of the block), checked
- * when it is freed: two owners of one page would overwrite each other's.
+ * or the block's serial number at both ends of the block), checked when it
+ * is freed: two owners of one page would overwrite each other's.
  *
  * At the end everything is given back, and the machine exits through
  * isa-debug-exit with success only if every page came home (the zone's
- * free pages equal its total, the room handed out nothing more, the RAM
- * the platform lent the allocator is all returned) and lab_check passed.
+ * free pages and its void make its total, the room has nothing out, the
+ * RAM the platform lent the allocator is all returned) and lab_check
+ * passed.
  */
 #include "labyrinth.h"
 #include "machine.h"
@@ -54,7 +58,7 @@ static _Atomic uint32_t rx_head, rx_tail;   /* head: interrupt; tail: main loop 
 static lab_room *rx_room;
 static _Atomic bool rx_running;
 static struct {
-    uint64_t bursts, pages, failed, dropped, seq, cycles;
+    uint64_t bursts, pages, not_given, dropped, seq, cycles;
 } nic;                                      /* written by the interrupt only */
 static uint32_t nic_rng = 0x9e3779b9u;
 
@@ -139,7 +143,6 @@ static bool tx_queue(const struct block *b)
     return true;
 }
 
-
 /* The timer interrupt: interrupt context, owner of rx_room.  Receives a
  * burst, then completes a transmission. */
 static void nic_interrupt(void)
@@ -152,7 +155,7 @@ static void nic_interrupt(void)
     size_t got = lab_room_alloc_bulk(rx_room, LAB_GFP_ATOMIC, pages, want);
     nic.bursts++;
     nic.pages += got;
-    nic.failed += want - got;
+    nic.not_given += want - got;
     uint32_t head = atomic_load_explicit(&rx_head, memory_order_relaxed);
     for (size_t i = 0; i < got; i++) {
         if (head - atomic_load_explicit(&rx_tail, memory_order_acquire) == RX_RING) {
@@ -409,15 +412,22 @@ static void run(void)
         if (allocs_this_tick < KERNEL_ALLOCS_PER_TICK) {
             kernel_alloc_one();
             allocs_this_tick++;
-        } else if (atomic_load(&rx_head) == atomic_load(&rx_tail)) {
-            irq_enable_and_halt();   /* idle until the next interrupt */
-            halts++;
+        } else {
+            /* Idle until the next interrupt, unless one came since the
+             * checks (interrupts off between them and the halt). */
+            irq_disable();
+            if (atomic_load(&rx_head) == atomic_load(&rx_tail) && timer_ticks() == tick_seen) {
+                irq_enable_and_halt();
+                halts++;
+            } else {
+                irq_enable();
+            }
         }
         if (now >= next_report) {
             next_report += 1000000000ull;
             kprintf("t=%lus: %lu interrupts, rx %lu pages (%lu not given, %lu dropped), "
                     "kernel allocations %lu (%lu failed), cache %zu pages, %u blocks in flight\n",
-                    (now - t0) / 1000000000, timer_ticks() - start, nic.pages, nic.failed,
+                    (now - t0) / 1000000000, timer_ticks() - start, nic.pages, nic.not_given,
                     nic.dropped, kernel.serial, kernel.failed, cache_pages,
                     atomic_load(&tx_head) - atomic_load(&tx_tail));
             drop_cache_and_trim();
@@ -434,7 +444,7 @@ static void run(void)
     print_rate("", ticks, ns);
     kprintf("interrupt context: %lu bursts, %lu pages allocated with LAB_GFP_ATOMIC, "
             "%lu more asked for and not given, %lu dropped (ring full)\n", nic.bursts, nic.pages,
-            nic.failed, nic.dropped);
+            nic.not_given, nic.dropped);
     print_rate("  pages per second allocated in interrupt context: ", nic.pages, ns);
     uint64_t basis_points = nic.cycles * 10000 / cycles;
     kprintf("  handler time: %lu ns per burst on average, %lu.%02lu%% of the processor\n",
