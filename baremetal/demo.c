@@ -47,6 +47,27 @@ static void fail(const char *what)
         kprintf("FAIL: %s\n", what);
 }
 
+/* ---- deliberate faults ----------------------------------------------------
+ * The kernel's command line (qemu -append) may ask for one, to show that
+ * the checks catch it (scripts/demo-baremetal.sh, LAB_BAREMETAL_FAULT):
+ *   lose-page   the main loop forgets to free one received page
+ *   touch-void  after the first trim, the main loop reads a page the core
+ *               decommitted
+ */
+static bool lose_page, touch_void;
+
+static bool cmdline_has(const char *word)
+{
+    for (const char *c = boot_cmdline(); *c; c++) {
+        size_t i = 0;
+        while (word[i] && c[i] == word[i])
+            i++;
+        if (!word[i])
+            return true;
+    }
+    return false;
+}
+
 /* ---- the receive ring: the interrupt produces, the main loop consumes ----
  * One processor: the interrupt cannot run while the main loop is between
  * its load and its store, and vice versa only in the order the code says;
@@ -182,8 +203,9 @@ static void rx_drain(void)
         void *p = rx_slots[tail % RX_RING];
         if (!page_has_stamp(p, rx.seq))
             fail("a received page lost its stamp: another owner wrote it");
+        if (!(lose_page && rx.seq == 1000))
+            lab_free_pages(arena, p, 0);
         rx.seq++;
-        lab_free_pages(arena, p, 0);
         rx.freed++;
         atomic_store_explicit(&rx_tail, tail + 1, memory_order_release);
     }
@@ -393,6 +415,15 @@ static void drop_cache_and_trim(void)
     size_t trimmed = lab_arena_trim(arena);
     kprintf("  dropped the cache (%zu pages), lab_arena_trim decommitted %zu pages\n", pages,
             trimmed / LAB_PAGE_SIZE);
+    if (touch_void) {
+        char *base = lab_arena_base(arena);
+        for (size_t off = 0; off < lab_arena_size(arena); off += LAB_PAGE_SIZE)
+            if (paging_why_absent((uintptr_t)(base + off))) {
+                kprintf("  touching the decommitted page at %p\n", base + off);
+                (void)*(volatile char *)(base + off);
+            }
+        fail("no page was decommitted to touch");
+    }
 }
 
 /* The run lasts RUN_SECONDS of TSC time, whatever number of ticks the
@@ -521,6 +552,8 @@ static void teardown(void)
 void boot_main(uint32_t magic, uint32_t info)
 {
     machine_init(magic, info);
+    lose_page = cmdline_has("lose-page");
+    touch_void = cmdline_has("touch-void");
     kprintf("labyrinth bare-metal demo: x86-64 long mode, TSC at %lu.%03lu MHz\n",
             tsc_hz() / 1000000, tsc_hz() / 1000 % 1000);
     if (setup()) {

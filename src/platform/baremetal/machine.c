@@ -259,6 +259,22 @@ uint64_t clock_ns(void)
 
 /* ---- boot ------------------------------------------------------------------- */
 
+static char cmdline[256];
+
+const char *boot_cmdline(void) { return cmdline; }
+
+/* Multiboot's information block: flags bit 2 says there is a command line
+ * (qemu's -append, after the kernel's file name). */
+static void cmdline_save(uint32_t info)
+{
+    const uint32_t *mbi = (const uint32_t *)(uintptr_t)info;
+    if (!(mbi[0] & (1u << 2)) || !mbi[4])
+        return;
+    const char *from = (const char *)(uintptr_t)mbi[4];
+    for (size_t i = 0; i + 1 < sizeof cmdline && from[i]; i++)
+        cmdline[i] = from[i];
+}
+
 void machine_init(uint32_t magic, uint32_t info)
 {
     serial_init();
@@ -266,6 +282,7 @@ void machine_init(uint32_t magic, uint32_t info)
         kprintf("boot: not started by a multiboot loader (magic 0x%x)\n", magic);
         machine_exit(MACHINE_EXIT_FAIL);
     }
+    cmdline_save(info);   /* before phys_init: the RAM it lies in is handed out */
     idt_init();
     pic_init();
     phys_init(info);

@@ -147,6 +147,8 @@ const char *paging_why_absent(uintptr_t at);
  * IDT, PIC, RAM, clock) and ends with machine_exit. */
 void boot_main(uint32_t magic, uint32_t info);
 void machine_init(uint32_t magic, uint32_t info);
+/* The boot loader's command line, "" when it gave none. */
+const char *boot_cmdline(void);
 void phys_init(uint32_t info);
 void idt_init(void);
 
