@@ -361,6 +361,11 @@ static int setup(void)
     size_t ram = phys_largest_free();
     cfg.size = ram > 2 * METADATA_MARGIN ? (ram - METADATA_MARGIN) & ~(size_t)((2u << 20) - 1) : 0;
     cfg.name = "baremetal";
+#ifdef LAB_DEBUG
+    /* Freed pages unmapped until handed out again: a use after free faults
+     * at the instruction (page-table bits here, no system call). */
+    cfg.flags |= LAB_ARENA_PROTECT_FREE;
+#endif
     int err = lab_arena_create(&cfg, &arena);
     if (err) {
         kprintf("lab_arena_create (%zu bytes): %s\n", cfg.size, lab_strerror(err));

@@ -9,7 +9,8 @@
 # when qemu or the compiler cannot be installed here.
 #   LAB_BAREMETAL_DEBUG=1       the core's debug build (assertions, room
 #                               ownership checks, poisoning, periodic
-#                               lab_check), in build-baremetal-debug/
+#                               lab_check) and an arena with
+#                               LAB_ARENA_PROTECT_FREE, in build-baremetal-debug/
 #   LAB_BAREMETAL_FAULT=NAME    make the kernel commit a fault and succeed
 #                               only if it is caught: lose-page (a received
 #                               page never freed: the end-of-run checks

@@ -85,7 +85,12 @@ int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
 }
 
 /* Unmapped, not given to anyone: there is no one else on this machine.
- * What it buys is the check, since a touch of a decommitted page faults. */
+ * What it buys is a check.  The contract is looser: it keeps a decommitted
+ * range mapped (a touch commits it again, as on Linux).  Here a touch
+ * faults until plat_recommit or plat_protect(true), the two ways the core
+ * brings memory back from the void; any other touch is the core touching
+ * memory it means to be idle, which is what the void exists to avoid for
+ * atomic requests. */
 bool plat_decommit(void *p, size_t bytes, bool lazy)
 {
     (void)lazy;
@@ -101,11 +106,19 @@ bool plat_recommit(void *p, size_t bytes)
     return true;
 }
 
+/* Making a range accessible also re-commits it: the contract keeps a
+ * decommitted range mapped, so on Linux the first touch after mprotect
+ * commits the page, and the core relies on that (with
+ * LAB_ARENA_PROTECT_FREE it unprotects blocks it took back from the void
+ * without re-committing them). */
 bool plat_protect(void *p, size_t bytes, bool accessible)
 {
     if (paging_small_bytes((uintptr_t)p, bytes) != bytes)
         return false;
-    paging_set_absent((uintptr_t)p, bytes, PAGING_PROTECTED, !accessible);
+    if (accessible)
+        paging_set_absent((uintptr_t)p, bytes, PAGING_PROTECTED | PAGING_DECOMMITTED, false);
+    else
+        paging_set_absent((uintptr_t)p, bytes, PAGING_PROTECTED, true);
     return true;
 }
 
