@@ -295,8 +295,7 @@ static void on_misuse(void *ctx, int err, const void *addr, const char *msg)
 static void on_log(void *ctx, const char *msg, size_t len)
 {
     (void)ctx;
-    serial_write("labyrinth: ", 11);
-    serial_write(msg, len);
+    serial_write(msg, len);   /* the core's reports name the library and the arena */
 }
 
 static void print_rate(const char *label, uint64_t count, uint64_t ns)
