@@ -8,6 +8,7 @@
 #   make test JOBS=2                         # parallel jobs; default: nproc
 # `make test-aarch64` cross-builds for aarch64 and runs the release tests
 # under qemu-user (scripts/test-aarch64.sh says what it leaves out).
+# `make demo-baremetal` boots the core on a bare x86-64 machine under qemu.
 SHELL := /bin/bash
 
 JOBS            ?= $(shell nproc 2>/dev/null || echo 2)
@@ -17,7 +18,7 @@ LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 
-.PHONY: all debug test test-aarch64 demo demo-xdp bench install clean coverage mutate mutate-quick
+.PHONY: all debug test test-aarch64 demo demo-xdp demo-baremetal bench install clean coverage mutate mutate-quick
 
 all:
 	@scripts/need.sh build
@@ -44,6 +45,12 @@ demo: all
 # receive with two workers and a background job pressing on the arena.
 demo-xdp: all
 	scripts/xdp_scenario.sh demo build/tools/labyrinth
+
+# A bare-metal x86-64 kernel under qemu-system-x86_64 (TCG): a 10 kHz timer
+# interrupt allocates from its own room, the main loop frees and reclaims;
+# exits 0 only if every page came home (baremetal/README.md).
+demo-baremetal:
+	@scripts/demo-baremetal.sh
 
 # The XDP scenario (Labyrinth against the array stack, 1 and 2 workers)
 # follows the allocator benchmarks; it says why when it cannot run here.

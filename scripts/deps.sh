@@ -12,6 +12,7 @@ LAB_DEPS=(
     libxdp-dev libbpf-dev xdp-tools iproute2
     git ca-certificates
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+    qemu-system-x86
 )
 
 APT_CMD="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${LAB_DEPS[*]}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# need.sh build|test|aarch64: make sure the tools a make target needs are here, so
+# need.sh build|test|aarch64|baremetal: make sure the tools a make target needs are here, so
 # that `make demo` and `make test` work on a fresh Debian machine.
 #   build  cmake and a C compiler
 #   test   the same, plus clang with its sanitizer runtimes (the ASan and
@@ -7,6 +7,8 @@
 #          man page lint and rendering)
 #   aarch64 cmake, the aarch64 cross compiler and qemu-user's qemu-aarch64
 #          (make test-aarch64)
+#   baremetal the C compiler, ld and objcopy, and qemu-system-x86_64
+#          (make demo-baremetal)
 # When something is missing it runs scripts/deps.sh, as root or through
 # sudo; when it can do neither, it prints the one command that installs
 # everything and fails.  LAB_NO_DEPS=1 only reports what is missing.
@@ -43,6 +45,10 @@ check() {
         have pkg-config || missing+=(pkg-config)
         have mandoc || missing+=(mandoc)
         have man || missing+=(man-db)
+    fi
+    if [[ $what == baremetal ]]; then
+        have ld && have objcopy || missing+=(binutils)
+        have qemu-system-x86_64 || missing+=(qemu-system-x86)
     fi
     if [[ $what == aarch64 ]]; then
         have aarch64-linux-gnu-gcc || missing+=(gcc-aarch64-linux-gnu)

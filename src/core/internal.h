@@ -65,7 +65,7 @@
 /* Internal assertions: compiled in debug builds only; a failure names the
  * file and line and aborts (it means the allocator itself is wrong). */
 #define lab_assert(c) do { if (LAB_DEBUG_ON && unlikely(!(c))) lab_assert_fail(#c, __FILE__, __LINE__); } while (0)
-#define lab_log_str(s) plat_log((s), __builtin_strlen(s))
+#define lab_log_str(s) do { const char *s_ = (s); size_t n_ = 0; while (s_[n_]) n_++; plat_log(s_, n_); } while (0)
 static inline __attribute__((noreturn, cold)) void lab_assert_fail(const char *what, const char *file, int line)
 {
     char num[12];
