@@ -48,7 +48,7 @@ static int check_list(struct zone *z, struct free_area *fa, unsigned order, unsi
 }
 
 /* Zone lock held. */
-int zone_check_locked(struct lab_arena *a, bool report)
+int zone_check_locked(struct lab_arena *a, bool report, bool may_map)
 {
     struct zone *z = &a->zone;
     size_t by_state[PG_NR_STATES] = { 0 };
@@ -62,9 +62,13 @@ int zone_check_locked(struct lab_arena *a, bool report)
     if (z->ha_pages > z->ha_cap)
         FAIL(LAB_ECHECK_WMARK, "high-order atomic reserve above its cap", NIL);
 
-    /* mmap, not calloc: debug builds run this check from any context,
-     * including a signal handler that interrupted malloc on this thread. */
+    /* The rooms' sums need scratch memory, mapped (not the heap: a signal
+     * handler may have interrupted malloc on this thread).  Mapping is for
+     * blocking contexts only, so the checks debug builds make after an
+     * operation in any other context leave the rooms' sums out. */
     size_t map_bytes = 0;
+    if (!may_map)
+        nroom = 0;
     if (nroom) {
         map_bytes = 2 * (size_t)(nroom + 1) * sizeof(size_t) + 3 * ((size_t)nroom + 1) * sizeof(uint64_t);
         room_pages = os_map(map_bytes, false);
@@ -192,7 +196,7 @@ int lab_check(lab_arena *a)
         return LAB_EINVAL;
     lab_arena_flush(a);
     zone_lock(&a->zone);
-    int err = zone_check_locked(a, true);
+    int err = zone_check_locked(a, true, true);
     zone_unlock(&a->zone);
     return err;
 }
@@ -200,7 +204,7 @@ int lab_check(lab_arena *a)
 /* Debug builds: a full check every so often (more often on small arenas), so
  * that a broken invariant is caught near the operation that broke it.  Never
  * waits for the lock: this may run in a signal handler. */
-void debug_check_every_op(struct lab_arena *a)
+void debug_check_every_op(struct lab_arena *a, bool may_block)
 {
     if (!LAB_DEBUG_ON)
         return;
@@ -209,7 +213,7 @@ void debug_check_every_op(struct lab_arena *a)
     uint64_t n = __atomic_add_fetch(&z->ops_since_check, 1, __ATOMIC_RELAXED);
     if (n % every != 0 || !zone_trylock(z))
         return;
-    int err = zone_check_locked(a, true);
+    int err = zone_check_locked(a, true, may_block);
     zone_unlock_nowake(z);
     if (err)
         lab_assert_fail("lab_check() == 0 after an operation", __FILE__, __LINE__);

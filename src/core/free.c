@@ -146,7 +146,7 @@ static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
     if (real < 0)
         return;
     free_claimed(a, frame, (unsigned)real);
-    debug_check_every_op(a);
+    debug_check_every_op(a, false);
 }
 
 /* The hand-off's common case inline: a room block, no hooks, not strict
@@ -207,7 +207,7 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
     }
     if (nrun)
         room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
-    debug_check_every_op(a);
+    debug_check_every_op(a, false);
 }
 
 /* ---- owner free -------------------------------------------------------------- */

@@ -529,8 +529,8 @@ LAB_HIDDEN unsigned kswapd_sleep_ms(unsigned poll_ms, unsigned quiet_polls);
 
 /* report.c, check.c */
 LAB_HIDDEN void misuse(struct lab_arena *a, int err, const void *addr, uint32_t frame, const char *what);
-LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report);
-LAB_HIDDEN void debug_check_every_op(struct lab_arena *a);
+LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report, bool may_map);
+LAB_HIDDEN void debug_check_every_op(struct lab_arena *a, bool may_block);
 LAB_HIDDEN void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason);
 LAB_HIDDEN void log_flush(struct lab_arena *a);     /* may write: blocking contexts only */
 static inline bool log_flush_wanted(struct lab_arena *a)

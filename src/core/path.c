@@ -275,7 +275,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         page_hook_alloc(a, res->addr, order);
     if (may(rt, R_ZERO))
         memset(res->addr, 0, (size_t)LAB_PAGE_SIZE << order);
-    debug_check_every_op(a);
+    debug_check_every_op(a, may(rt, R_BLOCK));
 }
 
 void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)

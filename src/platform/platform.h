@@ -65,8 +65,9 @@ PLAT_HIDDEN void plat_unmap(void *p, size_t bytes);
 PLAT_HIDDEN int plat_mlock(void *p, size_t bytes, char *why, size_t why_len);
 
 /* Decommit: the contents may be lost and the memory returned to the
- * machine; the range stays mapped, and reads as zero or as the old contents
- * after plat_recommit.  `lazy` lets the port reclaim the memory only when
+ * machine; the range stays reserved, and reads as zero or as the old
+ * contents after plat_recommit.  The core touches a decommitted range only
+ * after plat_recommit, so a port may make any other touch fault.  `lazy` lets the port reclaim the memory only when
  * it is short of it.  False when the port refused (the pages stay
  * committed and the core keeps them).  Blocking. */
 PLAT_HIDDEN bool plat_decommit(void *p, size_t bytes, bool lazy);
