@@ -151,7 +151,9 @@ static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
 
 /* The hand-off's common case inline: a room block, no hooks, not strict
  * (a->room_free_fast says the last two), goes to its room's ring in one
- * call; everything else takes free_pages_slow. */
+ * call; everything else takes free_pages_slow.  Debug builds take this path
+ * too, with strict mode's claim and the page hooks (free_claim) before the
+ * push. */
 void lab_free_pages(lab_arena *a, void *addr, unsigned order)
 {
     if (unlikely(a == NULL))
@@ -161,7 +163,12 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     unsigned id;
     if (likely(off < z->bytes && order < ROOM_ORDERS && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
                a->room_free_fast && (id = pg_room(z, (uint32_t)f)) != 0)) {
-        room_free_one(a, room_by_id(a, id), (uint32_t)f, order);
+        uint32_t frame = (uint32_t)f;
+        if (LAB_DEBUG_ON && free_claim(a, addr, order, &frame) < 0)
+            return;   /* reported */
+        room_free_one(a, room_by_id(a, id), frame, order);
+        if (LAB_DEBUG_ON)
+            debug_check_every_op(a, false);
         return;
     }
     if (unlikely(addr == NULL))   /* as Linux's free_pages(0) */
@@ -317,11 +324,26 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
     room_leave(&r->seq_free);
 }
 
+/* Debug builds, the owner's free fast path: what room_free_slow adds in
+ * strict mode and with page hooks.  The claim by CAS arbitrates against a
+ * remote free of the same block (which claims it too in strict mode);
+ * false when that free won, and the slow path reports it. */
+static NOINLINE bool room_free_fast_claim(struct lab_room *r, struct page *pg, void *page, unsigned order)
+{
+    lab_assert(r->strict);   /* every debug build is strict (arena.c) */
+    if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM))
+        return false;
+    if (r->page_hooks)
+        page_hook_free(r->arena, page, order);
+    return true;
+}
+
 /* The owner's free of a block: a push and a state store; `order` is a
- * constant where it is inlined with 0. */
+ * constant where it is inlined with 0.  Debug builds compile their owner
+ * check, claim and page hooks in around it. */
 static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
 {
-    if (likely(r != NULL) && !LAB_DEBUG_ON) {
+    if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL)) {
         /* The sequence word first, the gates after it: the other half of
          * room_steal's handshake. */
         uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
@@ -339,8 +361,10 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
             limit = limit ? s->high : 0;
         if (likely(off < r->bytes && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
                    pg_is(pg, PG_ALLOCATED, order) &&
-                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < limit)) {
-            pg_set(pg, PG_ROOM, order);
+                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < limit) &&
+            (!LAB_DEBUG_ON || room_free_fast_claim(r, pg, page, order))) {
+            if (!LAB_DEBUG_ON)
+                pg_set(pg, PG_ROOM, order);
             s->frames[n] = (uint32_t)f;
             wr(&s->n, n + 1);
             /* even again, and seq_free / 2 grows by the block's pages */

@@ -53,27 +53,35 @@ bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *
         misuse(r->arena, LAB_EROOMDEAD, r, NIL, op);
         return false;
     }
-    if (LAB_DEBUG_ON) {
-        const void *me = (const void *)plat_thread_self(), *expect = NULL;
-        if (!atomic_compare_exchange_strong(&r->owner, &expect, me) && expect != me) {
-            misuse(r->arena, LAB_ENOTOWNER, r, NIL, "room used by a thread that does not own it");
-            return false;
-        }
-        if ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
-             atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1) {
-            misuse(r->arena, LAB_ENOTOWNER, r, NIL,
-                   "room re-entered: a signal handler interrupted its owner (give the handler its own room)");
-            return false;
-        }
+    const char *why;
+    if (LAB_DEBUG_ON && (why = room_owner_fault(r)) != NULL) {
+        misuse(r->arena, LAB_ENOTOWNER, r, NIL, why);
+        return false;
     }
     atomic_store_explicit(word, s + 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     return true;
 }
 
+/* Debug builds: NULL when the caller may use the room (the first caller
+ * becomes its owner), else why not.  Reports nothing: the fast paths call
+ * it first and leave a refusal to the slow paths, which report it. */
+const char *room_owner_fault(struct lab_room *r)
+{
+    const void *me = (const void *)plat_thread_self(), *expect = NULL;
+    if (!atomic_compare_exchange_strong(&r->owner, &expect, me) && expect != me)
+        return "room used by a thread that does not own it";
+    if ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
+         atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1)
+        return "room re-entered: a signal handler interrupted its owner (give the handler its own room)";
+    return NULL;
+}
+
 void room_update_free_limit(struct lab_room *r)
 {
-    bool slow = r->page_hooks || r->strict || atomic_load_explicit(&r->dead, memory_order_relaxed) ||
+    /* debug builds claim and run the hooks inside the fast path (room_free_fast) */
+    bool slow = (!LAB_DEBUG_ON && (r->page_hooks || r->strict)) ||
+                atomic_load_explicit(&r->dead, memory_order_relaxed) ||
                 atomic_load_explicit(&r->drain_wanted, memory_order_relaxed) ||
                 atomic_load_explicit(&r->steal, memory_order_relaxed) ||
                 atomic_load_explicit(&r->nr_reserve, memory_order_relaxed) < r->reserve_target;

@@ -301,13 +301,16 @@ struct lab_room {
      * keep no other counter (see room_allocs). */
     _Atomic uint64_t seq, seq_free;
     /* The owner's free takes the fast path while the stock is below this:
-     * high, or 0 when anything needs the slow path (page hooks, strict mode,
-     * a reserve to refill, a drain asked for, a destroyed room).  Reclaim
+     * high, or 0 when anything needs the slow path (page hooks or strict
+     * mode in a release build, a reserve to refill, a drain asked for, a
+     * destroyed room).  Debug builds run the hooks and the claim inside the
+     * fast paths, so theirs are the paths release builds run.  Reclaim
      * may zero it (relaxed) when it asks for a drain. */
     _Atomic size_t free_limit;
     _Atomic lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow
                                   path: ZERO, or every bit (GFP_GATE included) when
-                                  page hooks are on or reclaim is taking the stock */
+                                  page hooks are on (release builds) or reclaim is
+                                  taking the stock */
     uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
@@ -418,8 +421,10 @@ struct lab_arena {
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
     bool      strict_free;            /* LAB_ARENA_STRICT_FREE or a debug build */
-    bool      room_free_fast;         /* neither strict_free nor page_hooks: lab_free_pages
-                                         hands room blocks to their ring at once */
+    bool      room_free_fast;         /* neither strict_free nor page_hooks, or a debug
+                                         build (it claims and runs the hooks first):
+                                         lab_free_pages hands room blocks to their ring
+                                         at once */
     /* reclaim (reclaim.c) */
     void     *reclaim;                  /* struct reclaim_state, opaque here */
     struct fault_attr fault;
@@ -501,6 +506,7 @@ LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);
 LAB_HIDDEN void   ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool wait);
 LAB_HIDDEN bool   room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
+LAB_HIDDEN NOINLINE const char *room_owner_fault(struct lab_room *r);
 LAB_HIDDEN void   room_update_free_limit(struct lab_room *r);
 LAB_HIDDEN void   reserve_push(struct lab_room *r, uint32_t frame);
 LAB_HIDDEN void   room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,

@@ -527,7 +527,9 @@ static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp, unsigned o
  * `order` is a constant where it is inlined with 0. */
 static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned order)
 {
-    if (likely(r != NULL) && !LAB_DEBUG_ON && likely(order <= r->max_order)) {
+    /* Debug builds: the owner check first (a refusal is reported by the
+     * fallback), and the page hooks after the pop. */
+    if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL) && likely(order <= r->max_order)) {
         /* The sequence word first, the gates after it: the other half of
          * room_steal's handshake (handoff.c). */
         struct room_stock *s = &r->stk[order];
@@ -540,10 +542,13 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
         if (likely(n != 0) &&
             likely(!((gfp | GFP_GATE) & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
             uint32_t f = s->frames[n - 1];
+            lab_assert(pg_room(&r->arena->zone, f) == r->id && pg_is(&r->pages[f], PG_ROOM, order));
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             pg_set(&r->pages[f], PG_ALLOCATED, order);
             /* even again, and seq / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
+            if (LAB_DEBUG_ON && r->page_hooks)
+                page_hook_alloc(r->arena, r->base + ((size_t)f << PAGE_SHIFT), order);
             return r->base + ((size_t)f << PAGE_SHIFT);
         }
         atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */

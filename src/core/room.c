@@ -93,7 +93,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->nr_pages = a->zone.nr_pages;
     r->bytes = (uintptr_t)a->zone.nr_pages << PAGE_SHIFT;
     r->page_hooks = a->page_hooks;
-    atomic_init(&r->alloc_slow_gfp, a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO);
+    atomic_init(&r->alloc_slow_gfp, !LAB_DEBUG_ON && a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO);
     r->strict = a->strict_free;
     r->gfp_or = (cfg->flags & LAB_ROOM_NOWARN) ? LAB_GFP_NOWARN : 0;
     r->max_order = (uint8_t)cfg->max_order;
