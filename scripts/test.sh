@@ -2,7 +2,8 @@
 # Configure (if needed), build and ctest each tree in $LAB_TEST_BUILDS, in
 # order; run them all, then fail if any failed.  Called by `make test`.
 #   build        RelWithDebInfo
-#   build-debug  Debug, LAB_DEBUG=ON
+#   build-debug  Debug, LAB_DEBUG=ON: the release fast paths with the debug
+#                checks compiled in around them (tests/README.md)
 #   build-asan   LAB_SANITIZE=address (ASan+UBSan), LAB_DEBUG=ON, clang if present
 #   build-asan-fast  ASan+UBSan on the release fast paths: no LAB_DEBUG, no
 #                page hooks (freed pages not poisoned), so the owner's step 1,
