@@ -132,7 +132,9 @@ static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_expli
 static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
 static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_release); }
 /* from -> to with a CAS, whatever the order; false when the state was not
- * `from` (another context claimed it first, or it was never handed out). */
+ * `from` (another context claimed it first, or it was never handed out).
+ * Acquire for what the previous holder wrote; release because a claim is
+ * also a state change lab_check's seqlock reader compares (room_enter). */
 static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
 {
     uint16_t cur = atomic_load_explicit(&p->so, memory_order_relaxed);
@@ -140,7 +142,7 @@ static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
         if ((cur & 0xffu) != from)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(&p->so, &cur, (uint16_t)((cur & 0xff00u) | to),
-                                                    memory_order_acquire, memory_order_relaxed));
+                                                    memory_order_acq_rel, memory_order_relaxed));
     return true;
 }
 
