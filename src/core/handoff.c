@@ -305,24 +305,13 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
  * waits for the next), so an allocation's worst case stays bounded however
  * full the ring; the owner's only shared reads are the slots.  Returns the
  * pages taken back. */
-size_t room_take_remote(struct lab_room *r, bool whole_lines)
+size_t room_take_remote(struct lab_room *r)
 {
     struct zone *z = room_zone(r);
     uint32_t t = tail_get(r), mask = r->ring_mask, stop = t + (uint32_t)(r->stk[0].high + r->stk[0].batch);
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     if ((uint32_t)(v >> RING_SEQ_SHIFT) != ((t + 1) & RING_SEQ_MASK))
         return 0;
-    /* Whole cache lines of slots, when there is more than one line ready
-     * (and the caller is the owner, not reclaim emptying the ring):
-     * the line the freers are still filling is left to them, or it would
-     * move between their cache and the owner's once for every slot they
-     * add to it.  What is ready is found first, reading only. */
-    uint32_t end = t + 1;
-    while (end != stop && (uint32_t)(atomic_load_explicit(&r->ring[end & mask], memory_order_relaxed) >>
-                                     RING_SEQ_SHIFT) == ((end + 1) & RING_SEQ_MASK))
-        end++;
-    if (whole_lines && end - t > RING_LINE_SLOTS)
-        end -= end & (RING_LINE_SLOTS - 1);
     unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
     size_t pages = 0;
     do {
@@ -353,10 +342,8 @@ size_t room_take_remote(struct lab_room *r, bool whole_lines)
         } else {
             misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
         }
-        if (t == end)
-            break;
         v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
-    } while (1);
+    } while ((uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK) && t != stop);
     tail_set(r, t);
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation
@@ -424,7 +411,7 @@ static size_t room_steal(struct lab_room *r)
             uint32_t g = atomic_load_explicit(&r->steal_seq, memory_order_relaxed);
             atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
-            room_take_remote(r, false);
+            room_take_remote(r);
             for (unsigned o = 0; o <= r->max_order; o++) {
                 pages += rd(&r->stk[o].n) << o;
                 room_drain(r, o, rd(&r->stk[o].n));

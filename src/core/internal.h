@@ -268,7 +268,6 @@ struct room_stock {
 #define RING_SEQ_MASK  ((1u << (64 - RING_SEQ_SHIFT)) - 1)
 #define RING_TOMBSTONE NIL     /* a reserved position given up (room dead) */
 #define RING_MAX       (1u << 24)
-#define RING_LINE_SLOTS (CACHELINE / 8)   /* slots in one cache line (the ring is line-aligned) */
 static inline uint64_t ring_slot(uint32_t seq, unsigned order, uint32_t frame)
 {
     return ((uint64_t)(seq & RING_SEQ_MASK) << RING_SEQ_SHIFT) | ((uint64_t)order << 32) | frame;
@@ -502,7 +501,7 @@ LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const 
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                    unsigned order);
 LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
-LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool whole_lines);
+LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);

@@ -394,7 +394,7 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
     struct room_stock *s = &r->stk[order];
     uint32_t f;
     for (;;) {
-        if (room_take_remote(r, true) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
+        if (room_take_remote(r) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
             *step = LAB_STEP_ROOM_REMOTE;
             goto pop;
         }
