@@ -3,6 +3,7 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 
 static int misuse_calls, misuse_code;
 static void on_misuse(void *ctx, int err, const void *addr, const char *msg)
@@ -114,11 +115,82 @@ static void test_bulk_free_to_a_destroyed_room_goes_to_the_zone(void)
     lab_arena_destroy(a);
 }
 
+/* The array is read up to its last entry and no further: a heap array of
+ * exactly n entries, so that ASan reports any read past it (the lookahead
+ * that overlaps the room_of cache misses must stop at the end). */
+static void test_bulk_free_reads_no_entry_past_the_array(void)
+{
+    lab_arena *a = test_arena(256, 8, 0, 0, 0);
+    lab_room *r = make_room(a, 16);
+    for (size_t n = 1; n <= 12; n++) {
+        void **pages = malloc(n * sizeof(void *));
+        REQUIRE(pages);
+        for (size_t i = 0; i < n; i++) {
+            pages[i] = i % 2 ? lab_room_alloc(r, LAB_GFP_KERNEL) : lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+            REQUIRE(pages[i]);
+        }
+        lab_free_pages_bulk(a, pages, n, 0);
+        free(pages);
+    }
+    lab_room_destroy(r);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, 256);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* A POISON arena checks each page a bulk room allocation hands out, and
+ * only that page: its neighbour, handed out and written by the program, is
+ * not a use after free.  Of the pages the room hands out, each one whose next
+ * frame is also out (and written) goes back to the room, and they all come
+ * out again in one lab_room_alloc_bulk. */
+static void test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only(void)
+{
+    enum { PAGES = 128, OUT = 64 };
+    lab_arena_config cfg;
+    test_arena_config(&cfg, PAGES, 7, 1, 1, 1);
+    cfg.flags = LAB_ARENA_POISON;
+    lab_arena *a = test_arena_create(&cfg);
+    lab_set_misuse_handler(a, on_misuse, NULL);
+    lab_room *r = test_room(a, 0, OUT, OUT);
+    char *base = lab_arena_base(a);
+    void *all[OUT], *again[OUT];
+    bool out[PAGES + 1] = { false };
+    REQUIRE(lab_room_alloc_bulk(r, LAB_GFP_KERNEL, all, OUT) == OUT);
+    for (int i = 0; i < OUT; i++) {
+        memset(all[i], 0x11, LAB_PAGE_SIZE);
+        out[((char *)all[i] - base) / LAB_PAGE_SIZE] = true;
+    }
+    misuse_calls = 0;
+    size_t back = 0;
+    for (int i = 0; i < OUT; i++) {
+        size_t f = (size_t)((char *)all[i] - base) / LAB_PAGE_SIZE;
+        if (f % 2 == 0 && out[f + 1]) {
+            lab_room_free(r, all[i]);
+            back++;
+        }
+    }
+    REQUIRE(back >= OUT / 4);   /* the refill hands out runs of neighbours */
+    CHECK_EQ(misuse_calls, 0);
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, again, back), back);
+    CHECK_EQ(misuse_calls, 0);
+    for (size_t i = 0; i < back; i++)
+        memset(again[i], 0x22, LAB_PAGE_SIZE);
+    lab_room_free_bulk(r, all, OUT);
+    CHECK_EQ(misuse_calls, 0);
+    lab_room_destroy(r);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
     RUN(test_bulk_free_of_room_pages_returns_them_to_their_rooms);
     RUN(test_bulk_free_reports_misuse_and_frees_the_rest);
     RUN(test_bulk_free_to_a_destroyed_room_goes_to_the_zone);
+    RUN(test_bulk_free_reads_no_entry_past_the_array);
+    RUN(test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only);
     return test_finish();
 }

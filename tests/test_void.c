@@ -341,6 +341,51 @@ static void test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_
     lab_arena_destroy(a);
 }
 
+/* The reclaimer re-commits the void's smallest blocks first, and stops at
+ * high: with a shortfall of one page and a void of one order-0 block and
+ * one order-3 block, it brings back the order-0 block and leaves the
+ * order-3 block trimmed (a larger block first would commit 8 pages where 1
+ * was wanted). */
+static void test_reclaimer_recommits_the_smallest_void_blocks_first(void)
+{
+    enum { PAGES = 64 };
+    lab_arena_config cfg;
+    test_arena_config(&cfg, PAGES, 6, 0, 1, 1);
+    cfg.kswapd_poll_ms = 1;
+    lab_arena *a = test_arena_create(&cfg);
+    void *p[PAGES];
+    for (int i = 0; i < PAGES; i++)
+        REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)));
+    /* free: frame 1 alone (its buddy stays out) and frames 8..15 (order 3) */
+    char *base = lab_arena_base(a);
+    for (int i = 0; i < PAGES; i++) {
+        size_t f = (size_t)((char *)p[i] - base) / LAB_PAGE_SIZE;
+        if (f == 1 || (f >= 8 && f < 16)) {
+            lab_free_pages(a, p[i], 0);
+            p[i] = NULL;
+        }
+    }
+    lab_stats s = stats(a);
+    REQUIRE(s.free_pages == 9 && s.free_blocks[0] == 1 && s.free_blocks[3] == 1);
+    CHECK_EQ(lab_arena_trim(a), 9 * LAB_PAGE_SIZE);   /* min is 0: all of it */
+    s = stats(a);
+    REQUIRE(s.void_pages == 9 && s.free_pages == 0);
+    /* a non-blocking request finds nothing and wakes the reclaimer */
+    CHECK(lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0) == NULL);
+    double t0 = now_ms();
+    while ((s = stats(a)).recommitted_pages == 0 && now_ms() - t0 < 2000)
+        sleep_ms(1);
+    CHECK_EQ(s.recommitted_pages, 1);
+    CHECK_EQ(s.free_pages, 1);
+    CHECK_EQ(s.void_pages, 8);
+    CHECK_EQ(s.free_blocks[0], 1);
+    for (int i = 0; i < PAGES; i++)
+        if (p[i])
+            lab_free_pages(a, p[i], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static size_t free_a_lot_and_wait_for_the_void(unsigned trim_delay_ms, unsigned wait_ms, double *elapsed,
                                               size_t *resident_before, size_t *resident_after)
 {
@@ -506,6 +551,7 @@ int main(void)
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);
     RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
+    RUN(test_reclaimer_recommits_the_smallest_void_blocks_first);
     RUN(test_idle_memory_falls_into_the_void_after_trim_delay);
     RUN(test_madv_free_arena_trims_too);
     RUN(test_stats_show_committed_memory_and_the_void);
