@@ -595,6 +595,71 @@ static void test_a_nowarn_room_counts_its_failures_without_reporting_them(void)
     end_arena(a);
 }
 
+/* A destroy racing remote frees: every page comes home and the dead room's
+ * ring ends empty.  Late freers (they find the room dead) each put a
+ * tombstone in the ring and empty it; one that finds another emptying it
+ * leaves its slot to that one, which looks at the ring again after letting
+ * go.  Rounds with the destroy at different points of the frees. */
+#define RACERS 3
+#define RACE_PAGES 96
+struct race { lab_arena *a; void *pages[RACERS][RACE_PAGES]; atomic_int go; atomic_int freed; };
+struct racer { struct race *race; int id; };
+static void *race_freer(void *arg)
+{
+    struct racer *me = arg;
+    struct race *rc = me->race;
+    while (!atomic_load(&rc->go))
+        ;
+    for (int i = 0; i < RACE_PAGES; i++) {
+        lab_free_pages(rc->a, rc->pages[me->id][i], 0);
+        atomic_fetch_add(&rc->freed, 1);
+    }
+    return NULL;
+}
+
+static void test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring(void)
+{
+    static struct race rc;
+    rc.a = arena(2048, 0);
+#ifdef LAB_TEST_SLOW
+    const int rounds = 200;
+#else
+    const int rounds = 1000;
+#endif
+    int round;
+    for (round = 0; round < rounds; round++) {
+        lab_room *r = room(rc.a, 32, 128, 0, 0);
+        for (int t = 0; t < RACERS; t++)
+            for (int i = 0; i < RACE_PAGES; i++)
+                REQUIRE((rc.pages[t][i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        atomic_store(&rc.go, 0);
+        atomic_store(&rc.freed, 0);
+        pthread_t th[RACERS];
+        struct racer who[RACERS];
+        for (int t = 0; t < RACERS; t++) {
+            who[t] = (struct racer){ &rc, t };
+            REQUIRE(pthread_create(&th[t], NULL, race_freer, &who[t]) == 0);
+        }
+        int at = (round % 8) * RACERS * RACE_PAGES / 8;   /* destroy after this many frees */
+        atomic_store(&rc.go, 1);
+        while (atomic_load(&rc.freed) < at)
+            ;
+        lab_room_destroy(r);
+        for (int t = 0; t < RACERS; t++)
+            pthread_join(th[t], NULL);
+        lab_room_stats rs = room_stats(r);
+        lab_stats s = arena_stats(rc.a);
+        if (rs.in_ring != 0 || s.free_pages != s.total_pages || s.deferred_pages != 0) {
+            fprintf(stderr, "  round %d (destroy after %d frees): %zu slots left in the dead room's ring, "
+                            "free %zu of %zu, deferred %zu\n", round, at, rs.in_ring, s.free_pages, s.total_pages,
+                    s.deferred_pages);
+            break;
+        }
+    }
+    CHECK_EQ(round, rounds);
+    end_arena(rc.a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -603,6 +668,7 @@ int main(void)
     RUN(test_strict_mode_reports_a_double_free_at_the_second_free);
     RUN(test_frees_beyond_a_full_ring_go_to_the_zone);
     RUN(test_destroy_empties_the_ring_and_later_frees_reach_the_zone);
+    RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_room_serves_orders_up_to_its_max_order);
