@@ -251,6 +251,7 @@ static struct {
     unsigned   op_index;
     int        op;
     bool       default_free;     /* the arena runs the default (not strict) hand-off */
+    bool       counting;         /* requests of the input, not of the teardown */
 } M;
 
 /* In the default mode a bad free of a room block is found when the owner
@@ -266,6 +267,40 @@ static bool misuse_seen_later(const void *addr)
 
 static FILE *devnull;
 static pthread_t fuzz_thread;
+
+/* How often the model knew the outcome of a request before making it, over
+ * every input this process ran: printed at exit (fuzz_report). */
+static struct {
+    unsigned long long arena, arena_known, room, room_known, succeed, fail;
+} PRED;
+
+static void count_prediction(bool room, int outcome)
+{
+    if (!M.counting)
+        return;
+    if (room)
+        PRED.room++;
+    else
+        PRED.arena++;
+    if (outcome < 0)
+        return;
+    if (room)
+        PRED.room_known++;
+    else
+        PRED.arena_known++;
+    if (outcome)
+        PRED.succeed++;
+    else
+        PRED.fail++;
+}
+
+static void fuzz_report(void)
+{
+    unsigned long long ops = PRED.arena + PRED.room, known = PRED.arena_known + PRED.room_known;
+    fprintf(stderr, "fuzz_api: predicted %llu of %llu ops (%.1f%%): %llu must succeed, %llu must fail; "
+                    "arena %llu of %llu, rooms %llu of %llu\n", known, ops, ops ? 100.0 * (double)known / (double)ops : 0.0,
+            PRED.succeed, PRED.fail, PRED.arena_known, PRED.arena, PRED.room_known, PRED.room);
+}
 /* ctx of the shrinkers: bit 0 says "allocate one page from inside reclaim" */
 static const int shrinker_ctx[2] = { 0, 1 };
 static char foreign_buf[3 * 4096] __attribute__((aligned(4096)));
@@ -668,6 +703,7 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
         pred = predict(gfp, order, real, &st);
     }
     gfp = tame_blocking(gfp, (ctl & 0x0e) == 0x0e, pred == 1);
+    count_prediction(false, order > M.max_order ? 0 : pred);
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM, waited = blocking && !(gfp & LAB_GFP_NORETRY);
     bool plain = ctl & 1;
     if (blocking)
@@ -768,6 +804,7 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     unsigned mis0 = M.mis_calls;
     lab_result res = { (void *)1, -1, -1 };
     if (!fr->alive) {
+        count_prediction(true, 0);
         if (plain)
             res.addr = lab_room_alloc(fr->r, gfp);
         else
@@ -779,6 +816,8 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     }
     lab_room_stats rs;
     lab_room_stats_get(fr->r, &rs);
+    /* what the model knew: a stock, or a reserve for HIGH (unless injected) */
+    count_prediction(true, rs.stock || (rs.reserve && (gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) ? 1 : -1);
     uint64_t inj0 = lab_fault_injected(M.a);
     M.nested_injected = 0;
     if (plain)
@@ -1482,6 +1521,7 @@ static bool setup(void)
 static void teardown(void)
 {
     M.op = -1;
+    M.counting = false;
     REQUIRE(lab_fault_set(M.a, NULL) == 0, "lab_fault_set(NULL)");
     while (M.nshrinkers)   /* else the highatomic drain below could reclaim its own blocks forever */
         op_shrinker(8);
@@ -1549,6 +1589,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     unsetenv("LAB_FAIL_PAGE_ALLOC");
     fuzz_thread = pthread_self();
     devnull = fopen("/dev/null", "w");
+    atexit(fuzz_report);
     return 0;
 }
 
@@ -1561,6 +1602,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reset_model();
     if (!setup())
         return 0;
+    M.counting = true;
     while (more() && M.budget) {
         M.op = (int)(rd8() % OP_COUNT);
         M.op_index++;

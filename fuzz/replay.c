@@ -4,7 +4,8 @@
  *   fuzz_replay DIR_OR_FILE...
  * Each input is run once, in name order; a violation in the model traps
  * (the harness's own check), which fails the test.  Prints how many inputs
- * ran.
+ * ran, and at exit (the harness's report) for how many of their requests
+ * the model knew the outcome beforehand.
  */
 #include <dirent.h>
 #include <stdint.h>

@@ -65,6 +65,8 @@ for b in $BUILDS; do
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     line="fuzz: $b: ${execs:-?} executions (${speed:-?}/s) in ${share}s, cov: ${cov:-?} ft: ${ft:-?}"
+    pred=$(grep '^fuzz_api: predicted' "$LOG" | tail -1 || true)
+    [ -z "$pred" ] || line+=$'\n'"  ${pred#fuzz_api: }"
     echo "$line"
     summary+="$line"$'\n'
     total_execs=$(( total_execs + ${execs:-0} ))
