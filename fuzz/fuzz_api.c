@@ -14,6 +14,13 @@
  *             test: kind = (mode & 0x1F) % 11 breaks exactly one field of an
  *             otherwise valid config, lab_arena_create must return that
  *             field's code and leave *out NULL, and the input ends there.
+ *             Otherwise bit0 LAB_ARENA_MLOCK (if the OS refuses, LAB_EMLOCK
+ *             is counted and the arena is made without it), bit1
+ *             LAB_ARENA_HUGEPAGES (huge_mode counted: explicit, transparent or
+ *             refused), bit2 LAB_FAIL_PAGE_ALLOC set for lab_arena_create from
+ *             five bytes after the header: probability (mod 128: above 100 is
+ *             refused), interval (mod 8), times (int8), min_order (mod 8),
+ *             ignore_blocking (bit 0).  The counts are printed at exit.
  *     [1..2]  pages - 1 (mod 4096): the arena has 1..4096 pages
  *     [3]     max_order (mod 13)
  *     [4]     flags: bit0 POISON, bit1 GUARD, bit2 PREFAULT (<= 1024 pages),
@@ -26,6 +33,7 @@
  *             high < pages, 3 low = high = min (nothing between min and low);
  *             bit 2: the default (not strict) free mode
  *     [6..11] three u16 used for the watermarks
+ *   [12..16]  with mode bit 2 only: LAB_FAIL_PAGE_ALLOC (above)
  *   then operations until the input ends, each an opcode byte (mod 16) and
  *   its argument bytes (see the OP_* list below and the main loop).
  *
@@ -57,64 +65,45 @@
  *     reserve_pages equal the sums of lab_room_stats_get, and every live
  *     room holds + hands out at most its quota and has handed out at least
  *     what the model says, and its stock never exceeds high + batch;
+ *   - highatomic_pages equals the model's reserved blocks;
  *   - the misuse handler was called exactly as often as expected, with the
  *     expected code, and lab_stats.misuse counts the same calls.
+ * At creation huge_mode and trim_off say what was asked (HUGEPAGES, MLOCK,
+ * caller memory); lab_arena_trim on an arena that may not trim gives back
+ * nothing and counts trim_refused.
  * Every allocation returns a block aligned to its (real) order whose pages
  * are all not handed out in the model, zero-filled with LAB_GFP_ZERO; never
  * takes the zone below the request's floor (the watermark rule of labyrinth.h); reports
  * a step its flags allow (HIGHATOMIC only for high-order atomic requests,
  * EMERGENCY only for floors below min, ROOM_RESERVE only for HIGH,
  * RECOMMIT/RECLAIM/WAIT only for DIRECT_RECLAIM) and a failure reason from
- * the documented set.  A room allocation must succeed when its stock is not
- * empty, and when its private reserve is not empty and the request is HIGH
- * without NOMEMALLOC ("a room with reserve R serves R atomic allocations"),
- * unless a failure was injected (an injected failure fails the request).
+ * the documented set; and agrees with the prediction made before it.
  *
- * ---- When "succeeds iff an aligned free range exists" holds ---------------
- * For an arena allocation of order k (real order r: k + 1 for a guarded
- * block) with floor f (labyrinth.h: m = min; HIGH halves it; HIGH without
- * DIRECT_RECLAIM takes a further quarter; MEMALLOC makes it 0; NOMEMALLOC
- * keeps min), the request succeeds iff
- *     free - 2^r >= f  and  some aligned 2^r range is entirely free in the model
- * where free = total - handed-out pages of the model, PROVIDED that every
- * page the model calls free is on the zone's free lists.  From the code that
- * is so exactly when, in lab_stats taken just before the call:
- *   - no room is alive (a live room's stock, private reserve and remote-free
- *     lists are free in model terms but not reachable by arena requests;
- *     a destroyed room returns all of them to the zone, and later frees of
- *     its pages go straight to the zone);
- *   - reserve_pages == 0 (so highatomic_pages == 0: the high-order atomic
- *     reserve is outside free_pages and is only reachable by high-order
- *     atomic requests);
- *   - void_pages == 0 (trimmed memory is not in free_pages and is only
- *     re-committed by blocking requests or kswapd, and never merges with
- *     free buddies) and deferred_pages == 0;
- *   - the background reclaimer cannot trim behind our back (trim_delay_ms 0);
- *   - order <= max_order (else the reason is LAB_R_ORDER);
- *   - no failure was injected (lab_fault_injected() did not move; if it
- *     did, the request must have failed with LAB_R_INJECTED);
- *   - a non-blocking request may also fail with LAB_R_WOULD_BLOCK when the
- *     background reclaimer may be running (it holds the zone lock briefly;
- *     atomic requests only try the lock).  Without a reclaimer thread the
- *     harness is single threaded and WOULD_BLOCK is a violation.
- * Under these conditions the buddy lists are maximally merged (invariant 3),
- * so an entirely free aligned 2^r range is always inside one free block of
- * order >= r, which buddy_take() finds; the slow path of a blocking request
- * (re-commit, reclaim, highatomic release) has nothing to add, so a blocking
- * request obeys the same rule (with LAB_R_TIMEOUT as a further failure
- * reason when it was allowed to wait).  The failure reason is exact for
- * non-waiting requests: WATERMARK (or RESERVE_EMPTY when f < min) if the
- * count fails, FRAGMENTED if only the range is missing.
+ * ---- Predictions ------------------------------------------------------------
+ * Before each allocation request the model says whether it must succeed or
+ * must fail (with the exact reason where the arena's state fixes it), or
+ * that it cannot know; the result must agree (see "predictions" below for
+ * the rules and what a prediction allows for).  A process prints at exit
+ * how many requests had a prediction: "predicted N of M ops".  The model
+ * follows by itself the highatomic reserve block by block, the fault
+ * injection decisions (lab_fault_set and LAB_FAIL_PAGE_ALLOC), and each
+ * room's quota, batch and high: a refill must move exactly
+ * min(batch, quota left, free - max(min, floor)) pages when the reclaimer
+ * is not about.  Where the free pages are (free lists per order, void,
+ * rooms' stocks, reserves, rings) it reads from lab_stats and
+ * lab_room_stats, whose sum check_all holds to its own count.
  *
  * Shrinkers (registered by OP_MISC) act only on the fuzzer's thread, inside
  * the direct reclaim of a blocking request: they free model blocks and may
  * allocate a page, which must be served without blocking or reclaim (as
- * MEMALLOC).  While one is registered, blocking requests get no prediction.
+ * MEMALLOC).  While one is registered, a blocking request is predicted only
+ * when its first zone step must serve it.
  *
  * ---- Concurrency -------------------------------------------------------------
  * lab_arena_trim, blocking requests and trim_delay_ms start the background
- * reclaimer, which re-commits the void and moves rooms' remote frees to the
- * zone concurrently.  lab_stats is then a snapshot of pieces read at
+ * reclaimer, which re-commits the void, puts deferred frees back and (with
+ * trim_delay_ms) trims idle memory concurrently; rooms' stocks and rings are
+ * taken only by direct reclaim, on the fuzzer's thread.  lab_stats is then a snapshot of pieces read at
  * different times, so the counting identities are retried for a while
  * before they count as violations; everything else is exact.
  *
@@ -204,6 +193,7 @@ struct froom {
     lab_room *r;
     bool      alive;
     size_t    quota, reserve;
+    size_t    batch, high;  /* as lab_room_create settles them (high 0 = 4 * batch, at least batch) */
     size_t    stock_max;  /* high + batch: what the stock may hold (the owner's
                              next free pushes one page, then drains) */
     unsigned  out;     /* the model's pages of this room handed out */
@@ -252,6 +242,15 @@ static struct {
     int        op;
     bool       default_free;     /* the arena runs the default (not strict) hand-off */
     bool       counting;         /* requests of the input, not of the teardown */
+
+    unsigned   ha[32];           /* highatomic reserve: blocks per order */
+    int        trim_off;         /* enum lab_trim_off the arena must report */
+
+    bool       f_on;             /* fault injection as configured (fault_model_set) */
+    unsigned   f_prob, f_interval, f_min_order;
+    bool       f_ignore_blocking;
+    long       f_times;
+    uint64_t   f_calls;          /* decisions made since it was configured */
 } M;
 
 /* In the default mode a bad free of a room block is found when the owner
@@ -294,8 +293,20 @@ static void count_prediction(bool room, int outcome)
         PRED.fail++;
 }
 
+/* What the OS gave the arenas that asked for MLOCK or HUGEPAGES. */
+static struct {
+    unsigned long long mlock, mlocked, huge[4];
+} OS_REFUSED;
+
 static void fuzz_report(void)
 {
+    if (OS_REFUSED.mlock + OS_REFUSED.mlocked)
+        fprintf(stderr, "fuzz_api: LAB_ARENA_MLOCK: %llu arenas locked, %llu refused by the OS (LAB_EMLOCK)\n",
+                OS_REFUSED.mlocked, OS_REFUSED.mlock);
+    if (OS_REFUSED.huge[LAB_HUGE_EXPLICIT] + OS_REFUSED.huge[LAB_HUGE_TRANSPARENT] + OS_REFUSED.huge[LAB_HUGE_REFUSED])
+        fprintf(stderr, "fuzz_api: LAB_ARENA_HUGEPAGES: %llu explicit, %llu transparent, %llu refused by the OS\n",
+                OS_REFUSED.huge[LAB_HUGE_EXPLICIT], OS_REFUSED.huge[LAB_HUGE_TRANSPARENT],
+                OS_REFUSED.huge[LAB_HUGE_REFUSED]);
     unsigned long long ops = PRED.arena + PRED.room, known = PRED.arena_known + PRED.room_known;
     fprintf(stderr, "fuzz_api: predicted %llu of %llu ops (%.1f%%): %llu must succeed, %llu must fail; "
                     "arena %llu of %llu, rooms %llu of %llu\n", known, ops, ops ? 100.0 * (double)known / (double)ops : 0.0,
@@ -478,6 +489,8 @@ static unsigned real_order(unsigned order, unsigned gfp)
                                                                                                 : order;
 }
 
+static size_t ha_pages(void);
+
 /* ---- the state checks ------------------------------------------------------------ */
 static void stats(lab_stats *st)
 {
@@ -529,6 +542,10 @@ static void check_all(void)
             (unsigned long long)st.misuse, M.mis_calls);
     REQUIRE(st.nr_rooms == live_rooms(), "stats: %zu rooms, model %u", st.nr_rooms, live_rooms());
     REQUIRE(st.reserve_pages >= st.highatomic_pages, "reserve_pages < highatomic_pages");
+    if (st.highatomic_pages == 0)   /* a blocking request's slow path released it */
+        memset(M.ha, 0, sizeof(M.ha));
+    REQUIRE(st.highatomic_pages == ha_pages(), "highatomic_pages %zu, the model's blocks add up to %zu",
+            st.highatomic_pages, ha_pages());
 
     size_t stock = 0, reserve = 0;
     for (unsigned i = 0; i < M.nrooms; i++) {
@@ -652,29 +669,351 @@ static void check_zeroed(uint32_t head, unsigned order)
     }
 }
 
-/* ---- the iff property --------------------------------------------------------------- */
-/* 1: must succeed, 0: must fail, -1: no prediction (see the header). */
-static int predict(unsigned gfp, unsigned order, unsigned real, const lab_stats *st)
+/* ---- fault injection, as the model knows it -----------------------------------
+ * lab_fault_set (and LAB_FAIL_PAGE_ALLOC at creation) configure one decision
+ * per eligible call of fault.c's fault_should_fail: the arena entry of a
+ * request of order <= max_order, and a room refill.  The count of decisions
+ * is deterministic, so with probability 100 the model knows which call
+ * fails; with 1..99 it knows which calls may fail, and follows `times` from
+ * lab_fault_injected. */
+static int fault_decides(unsigned gfp, unsigned order, bool advance)
 {
-    if (order > M.max_order || live_rooms() || M.async_trim)
-        return -1;
-    if (st->reserve_pages || st->highatomic_pages || st->void_pages || st->deferred_pages)
-        return -1;
-    size_t free_model = M.npages - M.model_pages;
-    if (st->free_pages != free_model)
-        return -1;   /* a stale snapshot; check_all() catches real mismatches */
-    size_t need = (size_t)1 << real, floor = doc_floor(gfp);
-    bool wm = free_model >= need && free_model - need >= floor;
-    return wm && aligned_free_range_exists(real);
+    if (!M.f_on || (gfp & LAB_GFP_NOFAIL) || order < M.f_min_order ||
+        (M.f_ignore_blocking && (gfp & LAB_GFP_DIRECT_RECLAIM)))
+        return 0;
+    uint64_t n = M.f_calls + 1;
+    if (advance)
+        M.f_calls = n;
+    if (n % M.f_interval != 0 || M.f_times == 0)
+        return 0;
+    return M.f_prob >= 100 ? 1 : -1;
 }
 
-static int predict_reason(unsigned gfp, unsigned real)
+/* After a call with a decision: `times` moves only when one was injected. */
+static void fault_observe(bool injected)
 {
-    size_t free_model = M.npages - M.model_pages;
-    size_t need = (size_t)1 << real, floor = doc_floor(gfp);
-    if (!(free_model >= need && free_model - need >= floor))
+    if (injected && M.f_times > 0)
+        M.f_times--;
+}
+
+static void fault_model_set(unsigned prob, unsigned interval, long times, unsigned min_order, bool ignore_blocking)
+{
+    M.f_on = prob > 0 && times != 0;
+    M.f_prob = prob;
+    M.f_interval = interval ? interval : 1;
+    M.f_times = times;
+    M.f_min_order = min_order;
+    M.f_ignore_blocking = ignore_blocking;
+    M.f_calls = 0;
+}
+
+/* ---- the high-order atomic reserve, block by block (reserve.c) ---------------
+ * A high-order atomic success from the free lists may set one block of its
+ * order aside (the model sees highatomic_pages grow by it); a take splits the
+ * smallest block of at least the order, keeping the rest; a blocking
+ * request's slow path releases all of it (highatomic_pages drops to 0).  No
+ * other thread touches it, so check_all compares the totals exactly. */
+static size_t ha_pages(void)
+{
+    size_t n = 0;
+    for (unsigned o = 0; o <= M.max_order; o++)
+        n += (size_t)M.ha[o] << o;
+    return n;
+}
+
+static bool ha_has(unsigned order)
+{
+    for (unsigned o = order; o <= M.max_order; o++)
+        if (M.ha[o])
+            return true;
+    return false;
+}
+
+static void ha_take(unsigned order)
+{
+    unsigned o = order;
+    while (o <= M.max_order && !M.ha[o])
+        o++;
+    REQUIRE(o <= M.max_order, "a HIGHATOMIC success with no reserved block of order >= %u in the model", order);
+    M.ha[o]--;
+    while (o > order)
+        M.ha[--o]++;
+}
+
+/* ---- predictions -----------------------------------------------------------------
+ * Before each request the model says: it must succeed, it must fail (with
+ * the reason when that is exact), or it cannot know (P_OPEN).  It takes the
+ * location of the pages that are not handed out from lab_stats and
+ * lab_room_stats (free lists per order, void, rooms' stocks, reserves and
+ * rings: check_all holds their sum to the model's own count), its own
+ * highatomic blocks and fault decisions, and the rules of labyrinth.h for
+ * which of them a request's flags reach.
+ *
+ * "Must succeed" allows two failures that do not depend on the arena's
+ * state: LAB_R_INJECTED where a decision with probability below 100 was
+ * reached, and LAB_R_WOULD_BLOCK for a request that only tries the zone lock
+ * while the background reclaimer may hold it.
+ *
+ * The reclaimer thread (once started) only ever moves pages from the void,
+ * and deferred frees, to the free lists, and with trim_delay_ms trims free
+ * pages above high into the void: it never takes rooms' pages (only direct
+ * reclaim does) or the highatomic reserve.  So with it about, a prediction
+ * holds if it holds whatever it does: the zone's free pages lie between
+ * min(free, high) (trim) and free + void (re-commit), blocks can only merge
+ * (never split) unless the void is empty, and rooms are exact. */
+enum { P_OPEN = -1, P_FAIL = 0, P_SUCCEED = 1 };
+
+struct expect {
+    int  outcome;     /* P_* */
+    int  reason;      /* P_FAIL: the exact reason, or -1 for any failure */
+    bool busy_ok;     /* LAB_R_WOULD_BLOCK is allowed */
+    bool inject_ok;   /* LAB_R_INJECTED is allowed (probability below 100) */
+    int  decision;    /* the fault decision the call reaches: 1, 0, -1 unknown */
+};
+
+static bool wm_ok(size_t free, unsigned order, size_t floor)
+{
+    size_t need = (size_t)1 << order;
+    return free >= need && free - need >= floor;
+}
+
+static bool block_at_least(const lab_stats *st, unsigned order)
+{
+    for (unsigned o = order; o <= M.max_order && o < 32; o++)
+        if (st->free_blocks[o])
+            return true;
+    return false;
+}
+
+/* The zone's free pages at the call are at least this (trim keeps high). */
+static size_t zone_free_at_least(const lab_stats *st)
+{
+    return M.async_trim && st->free_pages > M.whigh ? M.whigh : st->free_pages;
+}
+
+/* Can the zone step (3) serve order `r` above `floor`, whatever the
+ * reclaimer does meanwhile?  1 yes, 0 no, -1 it depends on the reclaimer. */
+static int zone_step(const lab_stats *st, unsigned r, size_t floor)
+{
+    if (!M.kswapd_maybe)
+        return wm_ok(st->free_pages, r, floor) && block_at_least(st, r);
+    bool now = wm_ok(st->free_pages, r, floor) && block_at_least(st, r);
+    if (now && (!M.async_trim || (r == 0 && wm_ok(zone_free_at_least(st), 0, floor))))
+        return 1;
+    /* nothing to re-commit: the free pages can only shrink (trim) or stay */
+    if (!now && st->void_pages == 0 && st->deferred_pages == 0)
+        return 0;
+    if (!wm_ok(st->free_pages + st->void_pages + st->deferred_pages, r, floor))
+        return 0;
+    return -1;
+}
+
+static int zone_reason(const lab_stats *st, unsigned r, size_t floor)
+{
+    if (!wm_ok(st->free_pages, r, floor))
         return floor < M.wmin ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
     return LAB_R_FRAGMENTED;
+}
+
+/* Pages no arena request can ever reach: handed out, or in a live room's
+ * private reserve. */
+static size_t pages_out_of_reach(void)
+{
+    size_t n = M.model_pages;
+    for (unsigned i = 0; i < M.nrooms; i++)
+        if (M.rooms[i].alive) {
+            lab_room_stats rs;
+            lab_room_stats_get(M.rooms[i].r, &rs);
+            n += rs.reserve;
+        }
+    return n;
+}
+
+/* What the slow path of a blocking order-0 request surely finds: the
+ * highatomic reserve, released when reclaim did not help.  Not the void:
+ * the reclaimer, woken by this very request below low, may hold void blocks
+ * in flight (re-committing them, counted in void_pages but on no list) when
+ * step 6 looks; and rooms' stocks are taken only where membarrier works. */
+static bool slowpath_surely_serves_order0(const lab_stats *st, size_t floor)
+{
+    return !M.async_trim && wm_ok(st->free_pages + ha_pages(), 0, floor);
+}
+
+/* Nothing the slow path does can add a page: no void, no deferred frees, no
+ * highatomic block, no room stock or ring to take, no shrinker. */
+static bool slowpath_adds_nothing(const lab_stats *st)
+{
+    if (st->void_pages || st->deferred_pages || ha_pages() || st->room_pages || M.nshrinkers)
+        return false;
+    for (unsigned i = 0; i < M.nrooms; i++)
+        if (M.rooms[i].alive) {
+            lab_room_stats rs;
+            lab_room_stats_get(M.rooms[i].r, &rs);
+            if (rs.in_ring)
+                return false;
+        }
+    return true;
+}
+
+static struct expect predict_arena(unsigned gfp, unsigned order, unsigned real, const lab_stats *st, bool advance)
+{
+    struct expect e = { P_OPEN, -1, false, false, 0 };
+    bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM;
+    if (order > M.max_order) {
+        e.outcome = P_FAIL;
+        e.reason = LAB_R_ORDER;
+        return e;
+    }
+    e.decision = fault_decides(gfp, order, advance);
+    if (e.decision == 1) {
+        e.outcome = P_FAIL;
+        e.reason = LAB_R_INJECTED;
+        return e;
+    }
+    e.inject_ok = e.decision < 0;
+    e.busy_ok = !blocking && M.kswapd_maybe;
+    size_t floor = doc_floor(gfp);
+    bool ha_eligible = (gfp & (LAB_GFP_HIGH | LAB_GFP_DIRECT_RECLAIM)) == LAB_GFP_HIGH && real > 0 &&
+                       !(gfp & LAB_GFP_NOMEMALLOC);
+    int zone = zone_step(st, real, floor);
+    if (zone == 1 || (ha_eligible && ha_has(real))) {
+        e.outcome = P_SUCCEED;
+        return e;
+    }
+    /* a shrinker frees the model's own blocks inside direct reclaim */
+    if (blocking && M.nshrinkers)
+        return e;
+    /* more than the model leaves free, or no aligned range of the model
+     * free: nothing can serve it */
+    size_t out = pages_out_of_reach();
+    if (M.npages - out < ((size_t)1 << real) + floor || !aligned_free_range_exists(real)) {
+        e.outcome = P_FAIL;
+        return e;
+    }
+    if (!blocking) {
+        if (zone == 0) {
+            e.outcome = P_FAIL;
+            /* exact when the snapshot is: no reclaimer, or nothing it could change */
+            if (!M.kswapd_maybe || (st->void_pages == 0 && st->deferred_pages == 0 && !M.async_trim))
+                e.reason = zone_reason(st, real, floor);
+        }
+        return e;
+    }
+    if (real == 0 && slowpath_surely_serves_order0(st, floor)) {
+        e.outcome = P_SUCCEED;
+        return e;
+    }
+    if (zone == 0 && slowpath_adds_nothing(st) && !M.async_trim) {
+        e.outcome = P_FAIL;
+        e.reason = zone_reason(st, real, floor);
+    }
+    return e;
+}
+
+/* The room's walk (path.c, room_alloc_slow) for an order-0 request: stock,
+ * remote frees, refill up to the quota, the private reserve (HIGH, not
+ * NOMEMALLOC, even at the quota), the zone's emergency share (HIGH or
+ * MEMALLOC, below the quota), and for blocking requests below the quota the
+ * arena's slow path. */
+static struct expect predict_room(const struct froom *fr, const lab_room_stats *rs, unsigned gfp, const lab_stats *st,
+                                  bool advance)
+{
+    struct expect e = { P_OPEN, -1, false, false, 0 };
+    bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM;
+    if (rs->stock || rs->in_ring) {
+        e.outcome = P_SUCCEED;
+        return e;
+    }
+    bool below_quota = !fr->quota || rs->reserve + rs->out < fr->quota;
+    if (below_quota) {
+        e.decision = fault_decides(gfp, 0, advance);
+        if (e.decision == 1) {
+            e.outcome = P_FAIL;
+            e.reason = LAB_R_INJECTED;
+            return e;
+        }
+    }
+    e.inject_ok = e.decision < 0;
+    e.busy_ok = M.kswapd_maybe && !blocking;
+    size_t floor = doc_floor(gfp), refill_floor = floor > M.wmin ? floor : M.wmin;
+    bool reserve = !(gfp & LAB_GFP_NOMEMALLOC) && (gfp & LAB_GFP_HIGH) && rs->reserve > 0;
+    bool emergency = below_quota && !(gfp & LAB_GFP_NOMEMALLOC) && (gfp & (LAB_GFP_HIGH | LAB_GFP_MEMALLOC)) &&
+                     floor < M.wmin;
+    int refill = below_quota ? zone_step(st, 0, refill_floor) : 0;
+    int emerg = emergency ? zone_step(st, 0, floor) : 0;
+    if (reserve) {
+        /* no lock on the way: a busy zone lock only sends it there sooner */
+        e.outcome = P_SUCCEED;
+        e.busy_ok = false;
+        return e;
+    }
+    if (refill == 1) {
+        e.outcome = P_SUCCEED;
+        return e;
+    }
+    if (emerg == 1) {
+        /* the emergency share only tries the lock; a blocking request that
+         * finds it busy goes on to the slow path, which takes it */
+        e.outcome = P_SUCCEED;
+        e.busy_ok = !blocking && M.kswapd_maybe;
+        return e;
+    }
+    if (!below_quota) {
+        e.outcome = P_FAIL;
+        e.reason = LAB_R_QUOTA;
+        return e;
+    }
+    if (blocking && M.nshrinkers)
+        return e;
+    if (M.npages - pages_out_of_reach() < 1 + floor) {
+        e.outcome = P_FAIL;
+        return e;
+    }
+    if (!blocking) {
+        if (refill == 0 && emerg == 0) {
+            e.outcome = P_FAIL;
+            if (!M.kswapd_maybe || (st->void_pages == 0 && st->deferred_pages == 0 && !M.async_trim))
+                /* the emergency step is tried (and says so) whenever the flags ask for it */
+                e.reason = (gfp & (LAB_GFP_HIGH | LAB_GFP_MEMALLOC)) && !(gfp & LAB_GFP_NOMEMALLOC)
+                               ? LAB_R_RESERVE_EMPTY : LAB_R_WATERMARK;
+        }
+        return e;
+    }
+    if (slowpath_surely_serves_order0(st, floor)) {
+        e.outcome = P_SUCCEED;
+        return e;
+    }
+    if (refill == 0 && emerg == 0 && slowpath_adds_nothing(st) && !M.async_trim) {
+        e.outcome = P_FAIL;
+        e.reason = zone_reason(st, 0, floor);
+    }
+    return e;
+}
+
+/* The result against the prediction. */
+static void check_expect(const struct expect *e, bool ok, bool plain, int reason, bool injected, bool waited,
+                         const char *what)
+{
+    if (e->decision == 1)
+        REQUIRE(injected, "%s: the model's fault decision %llu fails, nothing was injected", what,
+                (unsigned long long)M.f_calls);
+    if (e->decision == 0)
+        REQUIRE(!injected, "%s: a failure was injected where the model has no decision to fail", what);
+    if (e->outcome == P_SUCCEED && !ok) {
+        if (injected && e->inject_ok)
+            return;
+        if (e->busy_ok && (plain || reason == LAB_R_WOULD_BLOCK))
+            return;
+        FAIL("%s must succeed (the model's reach), yet failed with reason %d", what, plain ? -1 : reason);
+    }
+    if (e->outcome == P_FAIL) {
+        REQUIRE(!ok, "%s must fail (the model: nothing within its reach), yet succeeded", what);
+        if (!plain && e->reason >= 0)
+            REQUIRE(reason == e->reason || (reason == LAB_R_TIMEOUT && waited) ||
+                        (reason == LAB_R_WOULD_BLOCK && e->busy_ok) ||
+                        (reason == LAB_R_INJECTED && injected && e->inject_ok),
+                    "%s failed with reason %d, the model expected %d", what, reason, e->reason);
+    }
 }
 
 static unsigned pick_gfp(void)
@@ -690,20 +1029,43 @@ static unsigned pick_order(unsigned b)
 }
 
 /* ---- operations ---------------------------------------------------------------------- */
+/* After an arena request: the highatomic reserve moved by a top-up (+2^real),
+ * a take (-2^real, split from the smallest block) or a release (to 0). */
+static void ha_follow(size_t before, size_t after, unsigned real, bool ok, int step, bool plain)
+{
+    size_t unit = (size_t)1 << real;
+    if (after == before) {
+        REQUIRE(plain || !ok || step != LAB_STEP_HIGHATOMIC, "a HIGHATOMIC success left the reserve at %zu pages", after);
+        return;
+    }
+    if (after == 0) {
+        memset(M.ha, 0, sizeof(M.ha));
+        return;
+    }
+    REQUIRE(ok, "a failed request moved the highatomic reserve from %zu to %zu pages", before, after);
+    if (after == before + unit) {
+        REQUIRE(plain || step == LAB_STEP_ZONE || step == LAB_STEP_EMERGENCY, "a top-up after step %d", step);
+        M.ha[real]++;
+    } else if (after + unit == before) {
+        REQUIRE(plain || step == LAB_STEP_HIGHATOMIC, "the reserve gave %zu pages to step %d", unit, step);
+        ha_take(real);
+    } else {
+        FAIL("the highatomic reserve went from %zu to %zu pages for an order-%u block", before, after, real);
+    }
+}
+
 static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
 {
     unsigned real = order <= M.max_order ? real_order(order, gfp) : order;
-    int pred = -1;
-    /* predict() says -1 anyway with rooms; a shrinker may free during a
-     * blocking request */
-    if (order <= M.max_order && !live_rooms() && !M.async_trim &&
-        !(M.nshrinkers && (gfp & LAB_GFP_DIRECT_RECLAIM))) {
-        lab_stats st;
-        stats(&st);
-        pred = predict(gfp, order, real, &st);
-    }
-    gfp = tame_blocking(gfp, (ctl & 0x0e) == 0x0e, pred == 1);
-    count_prediction(false, order > M.max_order ? 0 : pred);
+    lab_stats st;
+    stats(&st);
+    /* NOFAIL with DIRECT_RECLAIM only where success is certain (NOFAIL is
+     * exempt from injection, and a blocking request never finds the lock
+     * busy); NORETRY does not change the prediction */
+    struct expect e = predict_arena(gfp, order, real, &st, false);
+    gfp = tame_blocking(gfp, (ctl & 0x0e) == 0x0e, e.outcome == P_SUCCEED && !e.busy_ok && !e.inject_ok);
+    e = predict_arena(gfp, order, real, &st, true);
+    count_prediction(false, e.outcome);
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM, waited = blocking && !(gfp & LAB_GFP_NORETRY);
     bool plain = ctl & 1;
     if (blocking)
@@ -719,15 +1081,20 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
     else
         lab_alloc_pages_result(M.a, gfp, order, &res);
     bool injected = lab_fault_injected(M.a) - inj0 - M.nested_injected != 0;
+    fault_observe(injected);
     expect_misuse(mis0, EXP_NONE, "allocation");
+    char what[96];
+    snprintf(what, sizeof(what), "an order-%u request (gfp %#x, real order %u)", order, gfp, real);
+    check_expect(&e, res.addr != NULL, plain, res.reason, injected, waited, what);
+    lab_stats after;
+    stats(&after);
+    if (order <= M.max_order)
+        ha_follow(st.highatomic_pages, after.highatomic_pages, real, res.addr != NULL, res.step, plain);
 
     if (res.addr) {
         REQUIRE(order <= M.max_order, "order %u above max_order %u succeeded", order, M.max_order);
         uint32_t head = check_new_block(res.addr, order, real, "lab_alloc_pages");
         REQUIRE(!injected, "a request with an injected failure succeeded");
-        REQUIRE(pred != 0, "order-%u request (gfp %#x) succeeded but the model has %s (free %zu, floor %zu)", order,
-                gfp, aligned_free_range_exists(real) ? "too few free pages" : "no free aligned range",
-                M.npages - M.model_pages, doc_floor(gfp));
         if (!plain) {
             REQUIRE(res.reason == LAB_R_NONE, "success with reason %d", res.reason);
             REQUIRE(arena_step_ok(res.step, gfp, real), "step %d for gfp %#x order %u", res.step, gfp, order);
@@ -737,8 +1104,6 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
         block_add(head, order, real, -1);
         /* (a shrinker's own allocation inside reclaim may go below it) */
         if (!plain && res.step != LAB_STEP_HIGHATOMIC && !M.async_trim && !M.shrinker_ran) {
-            lab_stats after;
-            stats(&after);
             size_t floor = doc_floor(blocking && (gfp & LAB_GFP_NOFAIL) ? gfp | LAB_GFP_HIGH : gfp);
             REQUIRE(after.free_pages >= floor, "the request (gfp %#x, step %d) took the zone to %zu free pages, below its floor %zu",
                     gfp, res.step, after.free_pages, floor);
@@ -749,10 +1114,8 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
         REQUIRE(reason_valid_arena(res.reason), "failure reason %d", res.reason);
         REQUIRE(res.step == LAB_STEP_NONE, "failure with step %d", res.step);
     }
-    if (order > M.max_order) {
-        REQUIRE(plain || res.reason == LAB_R_ORDER, "order %u > max: reason %d", order, res.reason);
+    if (order > M.max_order)
         return false;
-    }
     if (injected) {
         REQUIRE(plain || res.reason == LAB_R_INJECTED, "injected failure with reason %d", res.reason);
         return false;
@@ -761,19 +1124,6 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
     REQUIRE(plain || res.reason != LAB_R_WOULD_BLOCK || (M.kswapd_maybe && !blocking),
             "WOULD_BLOCK with no other thread about (gfp %#x)", gfp);
     REQUIRE(plain || res.reason != LAB_R_TIMEOUT || waited, "TIMEOUT for a request that may not wait");
-    if (pred == 1) {
-        if (plain ? M.kswapd_maybe && !blocking : res.reason == LAB_R_WOULD_BLOCK)
-            return false;   /* the plain form cannot tell WOULD_BLOCK apart */
-        FAIL("order-%u request (gfp %#x, real order %u) failed (reason %d) though the model has %zu free pages "
-             "(floor %zu) and a free aligned range", order, gfp, real, plain ? -1 : res.reason,
-             M.npages - M.model_pages, doc_floor(gfp));
-    }
-    if (pred == 0 && !plain) {
-        int want = predict_reason(gfp, real);
-        REQUIRE(res.reason == want || (res.reason == LAB_R_TIMEOUT && waited) ||
-                    (res.reason == LAB_R_WOULD_BLOCK && M.kswapd_maybe && !blocking),
-                "order-%u request (gfp %#x) failed with reason %d, expected %d", order, gfp, res.reason, want);
-    }
     return false;
 }
 
@@ -804,7 +1154,7 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     unsigned mis0 = M.mis_calls;
     lab_result res = { (void *)1, -1, -1 };
     if (!fr->alive) {
-        count_prediction(true, 0);
+        count_prediction(true, P_FAIL);
         if (plain)
             res.addr = lab_room_alloc(fr->r, gfp);
         else
@@ -816,8 +1166,10 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     }
     lab_room_stats rs;
     lab_room_stats_get(fr->r, &rs);
-    /* what the model knew: a stock, or a reserve for HIGH (unless injected) */
-    count_prediction(true, rs.stock || (rs.reserve && (gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) ? 1 : -1);
+    lab_stats st;
+    stats(&st);
+    struct expect e = predict_room(fr, &rs, gfp, &st, true);
+    count_prediction(true, e.outcome);
     uint64_t inj0 = lab_fault_injected(M.a);
     M.nested_injected = 0;
     if (plain)
@@ -825,7 +1177,12 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     else
         lab_room_alloc_result(fr->r, gfp, &res);
     bool injected = lab_fault_injected(M.a) - inj0 - M.nested_injected != 0;
+    fault_observe(injected);
     expect_misuse(mis0, EXP_NONE, "lab_room_alloc");
+    char what[96];
+    snprintf(what, sizeof(what), "room %u's request (gfp %#x; stock %zu, ring %zu, reserve %zu, out %zu)", ri, gfp,
+             rs.stock, rs.in_ring, rs.reserve, rs.out);
+    check_expect(&e, res.addr != NULL, plain, res.reason, injected, waited, what);
     if (res.addr) {
         uint32_t head = check_new_block(res.addr, 0, 0, "lab_room_alloc");
         if (!plain) {
@@ -836,24 +1193,34 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
             check_zeroed(head, 0);
         block_add(head, 0, 0, (int)ri);
         REQUIRE(!fr->quota || fr->out <= fr->quota, "room %u hands out %u pages, quota %zu", ri, fr->out, fr->quota);
-        if (!plain && (res.step == LAB_STEP_ZONE || res.step == LAB_STEP_EMERGENCY) && !M.async_trim) {
-            lab_stats after;
-            stats(&after);
+        lab_stats after;
+        stats(&after);
+        if (!plain && (res.step == LAB_STEP_ZONE || res.step == LAB_STEP_EMERGENCY) && !M.async_trim)
             REQUIRE(after.free_pages >= doc_floor(gfp), "a room refill (gfp %#x) took the zone to %zu free pages, below its floor %zu",
                     gfp, after.free_pages, doc_floor(gfp));
+        /* A refill (step 3 with nothing in stock or ring) moves one batch,
+         * cut to the room's capacity high + batch, to its quota, and to the
+         * zone's pages above max(min, the request's floor); the stock keeps
+         * all but the page handed out.  Exact without the reclaimer. */
+        if (!plain && res.step == LAB_STEP_ZONE && !M.kswapd_maybe && !rs.stock && !rs.in_ring) {
+            size_t want = fr->batch, floor = doc_floor(gfp) > M.wmin ? doc_floor(gfp) : M.wmin;
+            if (fr->quota && want > fr->quota - rs.reserve - rs.out)
+                want = fr->quota - rs.reserve - rs.out;
+            size_t got = st.free_pages - floor < want ? st.free_pages - floor : want;
+            lab_room_stats ra;
+            lab_room_stats_get(fr->r, &ra);
+            REQUIRE(ra.stock == got - 1 && after.free_pages == st.free_pages - got,
+                    "room %u's refill (batch %zu, high %zu, quota %zu, reserve %zu, out %zu; zone free %zu, floor %zu): "
+                    "stock %zu and zone free %zu after, the model expects %zu and %zu", ri, fr->batch, fr->high,
+                    fr->quota, rs.reserve, rs.out, st.free_pages, floor, ra.stock, after.free_pages, got - 1,
+                    st.free_pages - got);
         }
         return true;
     }
-    REQUIRE(rs.stock == 0, "room %u has %zu pages in stock, yet its allocation failed (reason %d)", ri, rs.stock,
-            plain ? -1 : res.reason);
-    /* an injected failure fails the request even with a reserve (path.c) */
-    REQUIRE(!(rs.reserve > 0 && (gfp & LAB_GFP_HIGH) && !(gfp & LAB_GFP_NOMEMALLOC)) || injected,
-            "room %u has %zu reserve pages, yet a HIGH allocation (gfp %#x) failed (reason %d)", ri, rs.reserve, gfp,
-            plain ? -1 : res.reason);
     if (!plain) {
         REQUIRE(res.step == LAB_STEP_NONE, "room failure with step %d", res.step);
         switch (res.reason) {
-        case LAB_R_WATERMARK: case LAB_R_RESERVE_EMPTY: case LAB_R_QUOTA:
+        case LAB_R_WATERMARK: case LAB_R_RESERVE_EMPTY: case LAB_R_QUOTA: case LAB_R_FRAGMENTED:
             break;
         case LAB_R_WOULD_BLOCK:
             REQUIRE(M.kswapd_maybe && !blocking, "room WOULD_BLOCK with no other thread about");
@@ -867,14 +1234,6 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
         default:
             FAIL("room failure reason %d", res.reason);
         }
-        /* at its quota a room fails with LAB_R_QUOTA (its reserve and remote
-         * frees aside), so any other reason means it was below the quota
-         * (not checked with kswapd about: its stolen remote frees make rs.out
-         * an over-estimate until the owner looks) */
-        if (fr->quota && res.reason != LAB_R_QUOTA && res.reason != LAB_R_INJECTED &&
-            res.reason != LAB_R_WOULD_BLOCK && !M.kswapd_maybe)
-            REQUIRE(rs.stock + rs.reserve + rs.out < fr->quota, "room below its quota failed with reason %d",
-                    res.reason);
     }
     return false;
 }
@@ -1173,7 +1532,9 @@ static void op_room_create(void)
     fr->quota = rc.quota;
     fr->reserve = rc.reserve;
     size_t high = rc.high ? rc.high : 4 * rc.batch;   /* lab_room_config: 0 = 4 * batch, at least batch */
-    fr->stock_max = (high < rc.batch ? rc.batch : high) + rc.batch;
+    fr->batch = rc.batch;
+    fr->high = high < rc.batch ? rc.batch : high;
+    fr->stock_max = fr->high + fr->batch;
     fr->out = 0;
     lab_room_stats rs;
     lab_room_stats_get(r, &rs);
@@ -1196,8 +1557,19 @@ static void op_room_destroy(void)
 static void op_trim(void)
 {
     M.kswapd_maybe = true;
+    lab_stats before;
+    stats(&before);
     size_t bytes = lab_arena_trim(M.a);
     REQUIRE(bytes % 4096 == 0 && bytes <= M.size, "lab_arena_trim returned %zu", bytes);
+    if (M.trim_off != LAB_TRIM_ON) {
+        /* locked memory, or the caller's: nothing is decommitted, and it says why */
+        lab_stats st;
+        stats(&st);
+        /* (the idle trimmer, with trim_delay_ms, counts its own refusals) */
+        REQUIRE(bytes == 0 && st.trim_refused >= before.trim_refused + 1 && st.void_pages == 0,
+                "lab_arena_trim on an arena that may not trim (trim_off %d): %zu bytes, void %zu", M.trim_off, bytes,
+                st.void_pages);
+    }
 }
 
 static void op_fault(void)
@@ -1207,6 +1579,7 @@ static void op_fault(void)
     if (fl & 0x80) {
         err = lab_fault_set(M.a, NULL);
         REQUIRE(err == 0, "lab_fault_set(NULL) = %d", err);
+        M.f_on = false;
         return;
     }
     lab_fault_config fc = {
@@ -1220,6 +1593,10 @@ static void op_fault(void)
     int want = fc.probability > 100 || fc.times < -1 ? LAB_EINVAL : 0;
     REQUIRE(err == want, "lab_fault_set(probability %u, times %ld) = %d, expected %d", fc.probability, fc.times,
             err, want);
+    if (err == 0)
+        fault_model_set(fc.probability, fc.interval, fc.times, fc.min_order, fc.ignore_blocking);
+    else
+        M.f_on = false;   /* a refused configuration turns injection off */
 }
 
 /* ---- shrinkers ----------------------------------------------------------------------
@@ -1258,8 +1635,15 @@ static size_t shrinker_scan(void *ctx, size_t nr)
         lab_result res;
         unsigned mis0 = M.mis_calls;
         uint64_t inj0 = lab_fault_injected(M.a);
+        /* the fault decision sees the flags as reclaim makes them (path.c, gfp_in_context) */
+        int decision = fault_decides((LAB_GFP_KERNEL | LAB_GFP_NOWARN | LAB_GFP_MEMALLOC) & ~(unsigned)LAB_GFP_DIRECT_RECLAIM,
+                                     0, true);
         lab_alloc_pages_result(M.a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0, &res);
-        M.nested_injected += lab_fault_injected(M.a) - inj0;
+        uint64_t nested = lab_fault_injected(M.a) - inj0;
+        M.nested_injected += nested;
+        fault_observe(nested != 0);
+        REQUIRE(decision != 1 || nested, "an allocation inside reclaim: the model's fault decision fails, nothing was injected");
+        REQUIRE(decision != 0 || !nested, "an allocation inside reclaim: a failure was injected where the model has none");
         expect_misuse(mis0, EXP_NONE, "an allocation inside reclaim");
         M.shrinker_ran = true;
         if (res.addr) {
@@ -1426,6 +1810,11 @@ static bool setup(void)
     unsigned wb = rd8(), wk = wb % 4;
     M.default_free = (wb & 4) != 0;
     unsigned w0 = rd16(), w1 = rd16(), w2 = rd16();
+    /* LAB_FAIL_PAGE_ALLOC: five bytes after the header when mode bit 2 is set */
+    unsigned env_fault[5] = { 0 };
+    bool env = (mode & 0xE0) != 0xE0 && (mode & 4);
+    for (unsigned i = 0; env && i < 5; i++)
+        env_fault[i] = rd8();
     if ((mode & 0xE0) == 0xE0) {
         config_error_test(mode & 0x1f, pages);
         return false;
@@ -1475,19 +1864,48 @@ static bool setup(void)
         REQUIRE(M.memory != MAP_FAILED, "mmap of %zu bytes", cfg.size);
         cfg.memory = M.memory;
     }
+    if (mode & 1)
+        cfg.flags |= LAB_ARENA_MLOCK;
+    if (mode & 2)
+        cfg.flags |= LAB_ARENA_HUGEPAGES;
+    /* The variable is read by lab_arena_create only: set for this call, with
+     * the model configured as fault.c parses it (a refused configuration
+     * leaves injection off). */
+    if (env) {
+        char val[128];
+        long times = (long)(int8_t)env_fault[2];
+        snprintf(val, sizeof(val), "probability=%u,interval=%u,times=%ld,min_order=%u,ignore_blocking=%u",
+                 env_fault[0] % 128, env_fault[1] % 8, times, env_fault[3] % 8, env_fault[4] & 1);
+        setenv("LAB_FAIL_PAGE_ALLOC", val, 1);
+        if (env_fault[0] % 128 <= 100 && times >= -1)
+            fault_model_set(env_fault[0] % 128, env_fault[1] % 8, times, env_fault[3] % 8, env_fault[4] & 1);
+    }
 
     lab_arena *a = NULL;
     int err = lab_arena_create(&cfg, &a);
+    if (err == LAB_EMLOCK) {
+        /* the OS refused to lock this much (RLIMIT_MEMLOCK without
+         * CAP_IPC_LOCK): counted, and the input goes on without the lock */
+        REQUIRE(a == NULL, "a refused lab_arena_create left *out set");
+        OS_REFUSED.mlock++;
+        cfg.flags &= ~(unsigned)LAB_ARENA_MLOCK;
+        err = lab_arena_create(&cfg, &a);
+    }
+    unsetenv("LAB_FAIL_PAGE_ALLOC");
     REQUIRE(err == 0 && a, "lab_arena_create(%zu pages, max_order %u, flags %#x, wmarks %zu/%zu/%zu) = %d (%s)",
             pages, max_order, cfg.flags, cfg.wmark_min, cfg.wmark_low, cfg.wmark_high, err, lab_strerror(err));
+    if (cfg.flags & LAB_ARENA_MLOCK)
+        OS_REFUSED.mlocked++;
     M.a = a;
     M.base = lab_arena_base(a);
     M.size = cfg.size;
     M.npages = (unsigned)pages;
     M.flags = cfg.flags;
     M.guard = cfg.flags & LAB_ARENA_GUARD;
-    M.async_trim = cfg.trim_delay_ms != 0;
-    M.kswapd_maybe = M.async_trim;
+    /* the reclaimer runs from the start with trim_delay_ms, and trims idle
+     * memory unless the arena may not trim (trim_off, checked below) */
+    M.kswapd_maybe = cfg.trim_delay_ms != 0;
+    M.async_trim = M.kswapd_maybe && !(cfg.flags & LAB_ARENA_MLOCK) && !cfg.memory;
     M.waits_left = 1;
     M.budget = OP_BUDGET;
     unsigned mo = max_order;
@@ -1512,6 +1930,15 @@ static bool setup(void)
     REQUIRE(st.wmark_min == M.wmin && st.wmark_low == M.wlow && st.wmark_high == M.whigh,
             "watermarks %zu/%zu/%zu, expected %zu/%zu/%zu (cfg %zu/%zu/%zu)", st.wmark_min, st.wmark_low,
             st.wmark_high, M.wmin, M.wlow, M.whigh, cfg.wmark_min, cfg.wmark_low, cfg.wmark_high);
+    if (cfg.flags & LAB_ARENA_HUGEPAGES) {
+        REQUIRE(st.huge_mode == LAB_HUGE_EXPLICIT || st.huge_mode == LAB_HUGE_TRANSPARENT ||
+                    st.huge_mode == LAB_HUGE_REFUSED, "LAB_ARENA_HUGEPAGES: huge_mode %d", st.huge_mode);
+        OS_REFUSED.huge[st.huge_mode]++;
+    } else {
+        REQUIRE(st.huge_mode == LAB_HUGE_NONE, "huge_mode %d without LAB_ARENA_HUGEPAGES", st.huge_mode);
+    }
+    M.trim_off = (cfg.flags & LAB_ARENA_MLOCK) ? LAB_TRIM_MLOCKED : cfg.memory ? LAB_TRIM_CALLER_MEMORY : LAB_TRIM_ON;
+    REQUIRE(st.trim_off == M.trim_off, "trim_off %d, expected %d", st.trim_off, M.trim_off);
     check_all();
     return true;
 }
