@@ -17,6 +17,9 @@ HIGH, DIRECT_RECLAIM, WAKE_RECLAIM, ZERO, NOWARN = 1, 2, 4, 8, 16
 NORETRY, RETRY_MAYFAIL, NOFAIL, MEMALLOC, NOMEMALLOC = 32, 64, 128, 256, 512
 ATOMIC, NOWAIT, KERNEL = HIGH | WAKE_RECLAIM, WAKE_RECLAIM, DIRECT_RECLAIM | WAKE_RECLAIM
 
+# mode bits of header byte 0 (when not a configuration-error test)
+MLOCK_MODE, HUGEPAGES_MODE, FAIL_ENV_MODE = 1, 2, 4
+
 # arena flag bits of header byte 4
 POISON, GUARD, PREFAULT, MADV_FREE, PROTECT_FREE, SUPPLIED, TRIM_DELAY, FAST_KSWAPD = (1 << i for i in range(8))
 
@@ -26,8 +29,14 @@ POISON, GUARD, PREFAULT, MADV_FREE, PROTECT_FREE, SUPPLIED, TRIM_DELAY, FAST_KSW
  OP_FREE_ROOM_REMOTE, OP_BULK_FREE) = range(16)
 
 
-def header(pages, max_order, flags=0, wk=0, w=(0, 0, 0), mode=0):
-    return struct.pack("<BHBBBHHH", mode, pages - 1, max_order, flags, wk, *w)
+def header(pages, max_order, flags=0, wk=0, w=(0, 0, 0), mode=0, fail_env=None):
+    """fail_env: (probability, interval, times, min_order, ignore_blocking) for
+    LAB_FAIL_PAGE_ALLOC at creation (sets mode bit 2)."""
+    h = struct.pack("<BHBBBHHH", mode | (FAIL_ENV_MODE if fail_env else 0), pages - 1, max_order, flags, wk, *w)
+    if fail_env:
+        p, i, t, o, ib = fail_env
+        h += struct.pack("<BBbBB", p, i, t, o, ib)
+    return h
 
 
 def alloc(gfp, order, ctl=0):
@@ -153,9 +162,27 @@ SEEDS = {
         + room_alloc(0, NOWAIT) + room_burst(0, NOWAIT, 12) + free_room_remote(5)
         + bulk_free(0x80, [(0x80, i) for i in range(7)]) + room_alloc(0, NOWAIT)
         + room_burst(0, NOWAIT, 9) + burst_free(9, 1) + room_burst(0, ATOMIC, 2) + room_destroy(0),
+    # LAB_ARENA_MLOCK (trim refused: trim_off) and LAB_ARENA_HUGEPAGES (whole
+    # 2 MiB blocks trimmed; lab_stats.huge_mode says what the OS gave)
+    "mlock": header(256, 8, mode=MLOCK_MODE) + burst_alloc(NOWAIT, 0, 40) + burst_free(20) + trim()
+        + room_create(2, 8, 16) + room_burst(0, ATOMIC, 12) + alloc(KERNEL | NORETRY, 3) + trim(),
+    "hugepages": header(1024, 10, mode=HUGEPAGES_MODE) + burst_alloc(NOWAIT, 6, 8) + burst_free(8) + trim()
+        + alloc(NOWAIT, 0) + alloc(KERNEL | NORETRY, 9) + burst_alloc(ATOMIC, 2, 10) + trim(),
+    # LAB_FAIL_PAGE_ALLOC at creation: every third decision fails, five times;
+    # then half of them at random, as long as it lasts
+    "fail_page_alloc_env": header(128, 5, fail_env=(100, 3, 5, 0, 0)) + burst_alloc(NOWAIT, 0, 12)
+        + room_create(0, 4, 8) + room_burst(0, NOWAIT, 10) + alloc(KERNEL | NORETRY, 2) + burst_free(6)
+        + room_burst(0, ATOMIC, 6),
+    "fail_page_alloc_env_random": header(128, 5, fail_env=(50, 1, -1, 1, 1)) + burst_alloc(NOWAIT, 1, 12)
+        + alloc(KERNEL | NORETRY, 2) + room_create(0, 4, 8) + room_burst(0, NOWAIT, 10) + burst_free(12),
     "huge_room_batch": header(64, 4) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 2, 0, 0, 0x0c)
         + room_alloc(0, NOWAIT) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 5, 2, 0, 0x3c),
 }
+
+# The room seeds again in the default (not strict) free mode: header byte 5 bit 2.
+for name in ("bulk_free", "bulk_remote_batch1", "misuse_free", "misuse_room_free", "room_quota_reserve", "rooms"):
+    data = SEEDS[name]
+    SEEDS[name + "_default_free"] = data[:5] + bytes([data[5] | 4]) + data[6:]
 
 # One seed per configuration error kind (fuzz_api.c config_error_test).
 for kind in range(11):
