@@ -89,7 +89,8 @@
  * injection decisions (lab_fault_set and LAB_FAIL_PAGE_ALLOC), and each
  * room's quota, batch and high: a refill must move exactly
  * min(batch, quota left, free - max(min, floor)) pages when the reclaimer
- * is not about.  Where the free pages are (free lists per order, void,
+ * is not about, and an owner's free must refill the private reserve first,
+ * then the stock, draining a batch above high (owner_free).  Where the free pages are (free lists per order, void,
  * rooms' stocks, reserves, rings) it reads from lab_stats and
  * lab_room_stats, whose sum check_all holds to its own count.
  *
@@ -197,6 +198,7 @@ struct froom {
     size_t    stock_max;  /* high + batch: what the stock may hold (the owner's
                              next free pushes one page, then drains) */
     unsigned  out;     /* the model's pages of this room handed out */
+    bool      drain_maybe;  /* direct reclaim may have asked the owner to drain */
 };
 
 static struct {
@@ -1054,6 +1056,15 @@ static void ha_follow(size_t before, size_t after, unsigned real, bool ok, int s
     }
 }
 
+/* A blocking request: it starts the reclaimer (below low), and its direct
+ * reclaim may ask rooms' owners to drain. */
+static void reclaim_may_run(void)
+{
+    M.kswapd_maybe = true;
+    for (unsigned i = 0; i < M.nrooms; i++)
+        M.rooms[i].drain_maybe = true;
+}
+
 static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
 {
     unsigned real = order <= M.max_order ? real_order(order, gfp) : order;
@@ -1069,7 +1080,7 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM, waited = blocking && !(gfp & LAB_GFP_NORETRY);
     bool plain = ctl & 1;
     if (blocking)
-        M.kswapd_maybe = true;   /* a blocking request below low starts the reclaimer */
+        reclaim_may_run();
 
     uint64_t inj0 = lab_fault_injected(M.a);
     unsigned mis0 = M.mis_calls;
@@ -1127,6 +1138,32 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
     return false;
 }
 
+/* The owner's free (lab_room_free): the page refills the private reserve
+ * up to its size, else goes on the stock; a stock above high gives a batch
+ * back to the zone.  After direct reclaim found a room it could not take
+ * from, the owner's next free instead drains the stock down to one batch
+ * (drain_wanted): the model allows that until the next owner free.  Exact
+ * with the reclaimer about too (it never touches rooms). */
+static void owner_free(struct froom *fr, void *p)
+{
+    lab_room_stats before, after;
+    lab_room_stats_get(fr->r, &before);
+    lab_room_free(fr->r, p);
+    lab_room_stats_get(fr->r, &after);
+    size_t stock = before.stock, reserve = before.reserve;
+    if (reserve < fr->reserve)
+        reserve++;
+    else
+        stock++;
+    size_t normal = stock > fr->high ? stock - (stock < fr->batch ? stock : fr->batch) : stock;
+    size_t drained = stock > fr->batch ? fr->batch : stock;
+    REQUIRE(after.reserve == reserve && (after.stock == normal || (fr->drain_maybe && after.stock == drained)),
+            "an owner's free (room batch %zu, high %zu, reserve %zu): stock %zu -> %zu, reserve %zu -> %zu; the model "
+            "expects stock %zu%s and reserve %zu", fr->batch, fr->high, fr->reserve, before.stock, after.stock,
+            before.reserve, after.reserve, normal, fr->drain_maybe ? " (or the drain to one batch)" : "", reserve);
+    fr->drain_maybe = false;
+}
+
 static void do_free_slot(unsigned s, unsigned method)
 {
     struct block *b = &M.blk[s];
@@ -1134,7 +1171,7 @@ static void do_free_slot(unsigned s, unsigned method)
     void *p = M.base + ((size_t)b->head << 12);
     unsigned mis0 = M.mis_calls;
     if (b->room >= 0 && M.rooms[b->room].alive && (method & 1))
-        lab_room_free(M.rooms[b->room].r, p);
+        owner_free(&M.rooms[b->room], p);
     else
         lab_free_pages(M.a, p, b->order);
     expect_misuse(mis0, EXP_NONE, "a correct free");
@@ -1146,7 +1183,7 @@ static bool do_room_alloc(unsigned ri, unsigned gfp, unsigned ctl)
     struct froom *fr = &M.rooms[ri];
     if (gfp & LAB_GFP_DIRECT_RECLAIM) {
         gfp &= ~(unsigned)LAB_GFP_NOFAIL;
-        M.kswapd_maybe = true;
+        reclaim_may_run();
     }
     gfp = tame_blocking(gfp, (ctl & 0x0e) == 0x0e, false);
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM, waited = blocking && !(gfp & LAB_GFP_NORETRY);
@@ -1536,6 +1573,7 @@ static void op_room_create(void)
     fr->high = high < rc.batch ? rc.batch : high;
     fr->stock_max = fr->high + fr->batch;
     fr->out = 0;
+    fr->drain_maybe = false;
     lab_room_stats rs;
     lab_room_stats_get(r, &rs);
     REQUIRE(rs.reserve == rc.reserve && rs.stock == 0 && rs.out == 0, "a new room: reserve %zu stock %zu out %zu",
