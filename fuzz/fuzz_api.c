@@ -1988,6 +1988,7 @@ static void teardown(void)
     M.op = -1;
     M.counting = false;
     REQUIRE(lab_fault_set(M.a, NULL) == 0, "lab_fault_set(NULL)");
+    M.f_on = false;
     while (M.nshrinkers)   /* else the highatomic drain below could reclaim its own blocks forever */
         op_shrinker(8);
     unsigned k = 0;

@@ -175,6 +175,9 @@ SEEDS = {
         + room_burst(0, ATOMIC, 6),
     "fail_page_alloc_env_random": header(128, 5, fail_env=(50, 1, -1, 1, 1)) + burst_alloc(NOWAIT, 1, 12)
         + alloc(KERNEL | NORETRY, 2) + room_create(0, 4, 8) + room_burst(0, NOWAIT, 10) + burst_free(12),
+    # injection still on at the end: the teardown turns it off before the
+    # blocking requests that release the highatomic reserve
+    "fault_on_at_teardown": header(1024, 10) + burst_alloc(ATOMIC, 2, 30) + fault(100, -1, fl=0x40),
     "huge_room_batch": header(64, 4) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 2, 0, 0, 0x0c)
         + room_alloc(0, NOWAIT) + struct.pack("<BBBBBB", OP_ROOM_CREATE, 0, 5, 2, 0, 0x3c),
 }
