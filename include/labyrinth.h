@@ -479,8 +479,11 @@ LAB_API int  lab_check(lab_arena *a);
  * lab_free_pages_bulk (async-signal-safe): they travel through the room's
  * return ring, a bounded lock-free queue whose one reader is the owner.  A
  * freer writes only a ring slot; the owner takes every returned block at
- * once when its stock runs dry.  When the ring is full, or the room is dead,
- * blocks go to the zone instead.
+ * once when its stock runs dry.  The first four threads that free a room's
+ * blocks one at a time each get a lane of the ring of their own (256
+ * slots), where a free is plain stores, no locked instruction; others, and
+ * a full lane, use the shared part.  When the ring is full, or the room is
+ * dead, blocks go to the zone instead.
  *
  * Async-signal-safe: lab_room_alloc, lab_room_alloc_result,
  * lab_room_alloc_pages and lab_room_alloc_bulk with a non-blocking gfp, lab_room_free,
@@ -665,7 +668,8 @@ typedef struct lab_room_stats {
     uint64_t fail_by_reason[LAB_R_COUNT];
     size_t stock, reserve, out;  /* pages in stock, in the private reserve, handed out
                                     (including those on their way back in the ring) */
-    size_t in_ring;              /* blocks freed by other contexts, not yet taken back */
+    size_t in_ring;              /* blocks freed by other contexts, not yet taken back
+                                    (the shared ring and the freers' lanes) */
 } lab_room_stats;
 /* Fill *out with the room's counters (zeros for a NULL room).  Any thread
  * may call it; the figures are relaxed reads, exact when the room is quiet.

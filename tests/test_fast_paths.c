@@ -36,6 +36,17 @@ void __wrap_room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t fram
     atomic_fetch_add(&pushes_one, 1);
     __real_room_free_one(a, r, frame, order);
 }
+/* A single free publishes in the freer's lane of the ring when it has one
+ * (handoff.c), else in the shared ring: either is one push. */
+bool __real_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
+bool __wrap_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
+bool __wrap_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+{
+    bool done = __real_room_lane_push(r, frame, order);
+    if (done)
+        atomic_fetch_add(&pushes_one, 1);
+    return done;
+}
 void __real_room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                              unsigned order);
 void __wrap_room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,

@@ -6,6 +6,7 @@
 #include "check.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 
 static lab_stats arena_stats(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s; }
@@ -170,7 +171,9 @@ static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
 }
 
 /* A ring holds what it holds; the frees beyond it go to the zone, and every
- * page is still accounted for. */
+ * page is still accounted for.  Freed in runs of one with
+ * lab_free_pages_bulk, which uses the shared ring (a single lab_free_pages
+ * would use this thread's lane first). */
 static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
 {
     lab_arena *a = arena(4096, 0);
@@ -181,7 +184,7 @@ static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
         REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
     size_t free_before = arena_stats(a).free_pages;
     for (int i = 0; i < N; i++)
-        lab_free_pages(a, p[i], 0);
+        lab_free_pages_bulk(a, &p[i], 1, 0);
     lab_room_stats st = room_stats(r);
     CHECK_EQ(st.in_ring, 16);
     CHECK_EQ(arena_stats(a).free_pages, free_before + N - 16);
@@ -660,6 +663,96 @@ static void test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring(void)
     end_arena(rc.a);
 }
 
+/* Single frees go through the freer's own lane of the ring (no locked
+ * instruction): a room has ROOM_LANES (4) of them, claimed for good by the
+ * first threads that free its blocks.  Eight freers: the first four get
+ * lanes, the others use the shared ring, and every page comes home either
+ * way, none twice. */
+static int cmp_ptr(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)*(void *const *)x, b = (uintptr_t)*(void *const *)y;
+    return a < b ? -1 : a > b;
+}
+
+#define LANE_FREERS 8
+#define LANE_PAGES 64
+struct lane_job { lab_arena *a; void **pages; atomic_int *go; };
+static void *lane_freer(void *arg)
+{
+    struct lane_job *j = arg;
+    while (!atomic_load(j->go))
+        ;
+    for (int i = 0; i < LANE_PAGES; i++)
+        lab_free_pages(j->a, j->pages[i], 0);
+    return NULL;
+}
+
+static void test_more_freers_than_lanes_all_come_home(void)
+{
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 32, 1024, 0, 1024);
+    static void *p[LANE_FREERS][LANE_PAGES];
+    for (int t = 0; t < LANE_FREERS; t++)
+        for (int i = 0; i < LANE_PAGES; i++)
+            REQUIRE((p[t][i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    atomic_int go = 0;
+    pthread_t th[LANE_FREERS];
+    struct lane_job job[LANE_FREERS];
+    for (int t = 0; t < LANE_FREERS; t++) {
+        job[t] = (struct lane_job){ a, p[t], &go };
+        REQUIRE(pthread_create(&th[t], NULL, lane_freer, &job[t]) == 0);
+    }
+    atomic_store(&go, 1);
+    for (int t = 0; t < LANE_FREERS; t++)
+        pthread_join(th[t], NULL);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.in_ring, LANE_FREERS * LANE_PAGES);
+    CHECK_EQ(st.out, LANE_FREERS * LANE_PAGES);
+    /* the owner takes them all back, each once: allocate them all again */
+    static void *q[LANE_FREERS * LANE_PAGES];
+    for (int i = 0; i < LANE_FREERS * LANE_PAGES; i++)
+        REQUIRE((q[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    st = room_stats(r);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.frees_remote, LANE_FREERS * LANE_PAGES);
+    qsort(q, LANE_FREERS * LANE_PAGES, sizeof(void *), cmp_ptr);
+    for (int i = 1; i < LANE_FREERS * LANE_PAGES; i++)
+        CHECK(q[i] != q[i - 1]);
+    for (int i = 0; i < LANE_FREERS * LANE_PAGES; i++)
+        lab_room_free(r, q[i]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A lane holds 256 entries; a freer whose lane is full while the owner
+ * takes nothing back goes on through the shared ring, and the owner finds
+ * both. */
+static void test_a_full_lane_spills_into_the_ring(void)
+{
+    enum { N = 256 + 40 };
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 32, 1024, 0, 1024);
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < N; i++)
+        lab_free_pages(a, p[i], 0);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.in_ring, N);
+    CHECK_EQ(arena_stats(a).deferred_pages, N);
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    st = room_stats(r);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.frees_remote, N);
+    for (int i = 0; i < N; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -669,6 +762,8 @@ int main(void)
     RUN(test_frees_beyond_a_full_ring_go_to_the_zone);
     RUN(test_destroy_empties_the_ring_and_later_frees_reach_the_zone);
     RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
+    RUN(test_more_freers_than_lanes_all_come_home);
+    RUN(test_a_full_lane_spills_into_the_ring);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_room_serves_orders_up_to_its_max_order);

@@ -161,6 +161,8 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         goto fail;
     fault_init(a);
     debug_hooks_init(a);
+    /* Rooms' lanes need destroy's asymmetric fence (handoff.c). */
+    a->lanes_ok = plat_membarrier();
     a->room_free_fast = LAB_DEBUG_ON || (!a->strict_free && !a->page_hooks);
     /* Caller memory may be seen by others (a registered UMEM, a shared
      * mapping): decommitting it would part our pages from theirs. */

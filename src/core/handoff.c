@@ -305,46 +305,74 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
  * waits for the next), so an allocation's worst case stays bounded however
  * full the ring; the owner's only shared reads are the slots.  Returns the
  * pages taken back. */
+/* One block taken back, from the ring or a lane: this room's, of the order
+ * its freer gave, and handed out (one compare each; f is checked first: a
+ * tombstone is NIL).  Into the stock, or back to the zone when the stock
+ * is full. */
+static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsigned order, unsigned want_state,
+                            size_t *pages)
+{
+    struct page *p = &z->pages[f];
+    if (likely(f < r->nr_pages && pg_room(z, f) == r->id && pg_is(p, want_state, order) && order <= r->max_order)) {
+        struct room_stock *s = &r->stk[order];
+        size_t n = rd(&s->n);
+        *pages += (size_t)1 << order;
+        if (likely(n < s->high)) {
+            pg_set(p, PG_ROOM, order);
+            s->frames[n] = f;
+            wr(&s->n, n + 1);
+        } else {              /* back, then drained at once */
+            return_to_zone(r, &f, 1, order);
+            ctr_inc(&r->st.drains);
+        }
+    } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
+        misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
+               "a remote free of a block this room does not hold");
+    } else if (pg_order(p) != order || order > r->max_order) {
+        misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
+    } else {
+        misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
+    }
+}
+
+static inline bool lane_ready(struct room_lane *l)
+{
+    return atomic_load_explicit(&l->head, memory_order_relaxed) != atomic_load_explicit(&l->tail, memory_order_relaxed);
+}
+
 size_t room_take_remote(struct lab_room *r)
 {
     struct zone *z = room_zone(r);
-    uint32_t t = tail_get(r), mask = r->ring_mask, stop = t + (uint32_t)(r->stk[0].high + r->stk[0].batch);
+    uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)(r->stk[0].high + r->stk[0].batch), took = 0;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
-    if ((uint32_t)(v >> RING_SEQ_SHIFT) != ((t + 1) & RING_SEQ_MASK))
+    bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
+    for (unsigned k = 0; r->lanes && k < ROOM_LANES && !lanes; k++)
+        lanes = lane_ready(&r->lanes[k]);
+    if (!ring && !lanes)
         return 0;
     unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
     size_t pages = 0;
-    do {
-        uint32_t f = (uint32_t)v;
-        unsigned order = (unsigned)(v >> 32) & 7;
+    while (ring && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
-        struct page *p = &z->pages[f];
-        /* this room's, of the order its freer gave, and handed out: one
-         * compare each (f is checked first: a tombstone is NIL) */
-        if (likely(f < r->nr_pages && pg_room(z, f) == r->id && pg_is(p, want_state, order) && order <= r->max_order)) {
-            struct room_stock *s = &r->stk[order];
-            size_t n = rd(&s->n);
-            pages += (size_t)1 << order;
-            if (likely(n < s->high)) {
-                pg_set(p, PG_ROOM, order);
-                s->frames[n] = f;
-                wr(&s->n, n + 1);
-            } else {              /* back, then drained at once */
-                return_to_zone(r, &f, 1, order);
-                ctr_inc(&r->st.drains);
-            }
-        } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
-            misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
-                   "a remote free of a block this room does not hold");
-        } else if (pg_order(p) != order || order > r->max_order) {
-            misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
-        } else {
-            misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
-        }
+        took++;
+        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, want_state, &pages);
         v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
-    } while ((uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK) && t != stop);
+        ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
+    }
     tail_set(r, t);
+    for (unsigned k = 0; lanes && k < ROOM_LANES && took < budget; k++) {
+        struct room_lane *l = &r->lanes[k];
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
+        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        if (lt == h)
+            continue;
+        for (; lt != h && took < budget; lt++, took++) {
+            uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
+            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, want_state, &pages);
+        }
+        atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
+    }
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation
      * near empty is served at step 1 or 2, never walks on to the reserve
@@ -360,6 +388,122 @@ size_t room_take_remote(struct lab_room *r)
     return pages;
 }
 
+/* ---- lanes -----------------------------------------------------------------
+ * The shared ring costs each single free a compare-and-swap, and a locked
+ * instruction first waits for the freer's pending stores: the page it has
+ * just touched, a line the owner's core holds.  So a thread that frees a
+ * room's blocks claims one of the room's lanes, once (one CAS), and from
+ * then on publishes there with plain stores, as a single producer.
+ *
+ * Lanes are never given back: a room has ROOM_LANES of them, and threads
+ * beyond those (or a thread's frees to more rooms than its area remembers
+ * at once, which it finds again by a scan) use the ring.  A thread that
+ * exits leaves its lane to the next thread given the same area, which
+ * finds its own address there.  A signal handler that interrupts a push
+ * (lane_busy) uses the ring.
+ *
+ * Destroy closes the lanes with an asymmetric fence, as room_steal closes
+ * the owner's side: the freer marks its lane `pushing` and then reads
+ * `dead`, with a compiler fence only; destroy writes `dead`, runs
+ * plat_membarrier, waits out every lane still marked and empties them
+ * (lanes_flush_dead).  A freer that read `dead` before the barrier is seen
+ * pushing or has published; one after it sees the room dead and uses the
+ * ring, which handles dead rooms. */
+static struct room_lane *lane_of_thread(struct lab_room *r, struct thread_area *ta)
+{
+    for (unsigned i = 0; i < THREAD_LANES; i++) {
+        if (ta->lanes[i].room == r) {
+            struct room_lane *l = &r->lanes[ta->lanes[i].lane];
+            if (atomic_load_explicit(&l->owner, memory_order_relaxed) == ta)
+                return l;
+        }
+    }
+    for (unsigned k = 0; k < ROOM_LANES; k++) {
+        struct room_lane *l = &r->lanes[k];
+        const void *o = atomic_load_explicit(&l->owner, memory_order_acquire);
+        if (o == NULL &&
+            atomic_compare_exchange_strong_explicit(&l->owner, &o, (const void *)ta, memory_order_acquire,
+                                                    memory_order_relaxed))
+            o = ta;
+        if (o == ta) {
+            unsigned e = ta->next_evict++ % THREAD_LANES;
+            ta->lanes[e].room = r;
+            ta->lanes[e].lane = k;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+/* A single free through this thread's lane of the room: false when there
+ * is none to be had, it is full, or the room is dead (the caller uses the
+ * ring).  No locked instruction once the lane is claimed. */
+bool room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+{
+    struct thread_area *ta = (struct thread_area *)plat_thread_self();
+    if (unlikely(r->lanes == NULL || ta->lane_busy))
+        return false;
+    ta->lane_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    bool done = false;
+    struct room_lane *l = lane_of_thread(r, ta);
+    if (likely(l != NULL)) {
+        uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
+        if (h - l->tail_seen >= LANE_SLOTS)
+            l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
+        if (likely(h - l->tail_seen < LANE_SLOTS)) {
+            atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
+            if (likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
+                atomic_store_explicit(&l->slots[h % LANE_SLOTS], (uint64_t)order << 32 | frame, memory_order_relaxed);
+                atomic_store_explicit(&l->head, h + 1, memory_order_release);
+                done = true;
+            }
+            atomic_store_explicit(&l->pushing, 0, memory_order_release);
+        }
+    }
+    atomic_signal_fence(memory_order_seq_cst);
+    ta->lane_busy = 0;
+    return done;
+}
+
+/* Destroy, after `dead` is set: every lane's entries go to the zone.  A
+ * blocking context. */
+void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
+{
+    if (!r->lanes)
+        return;
+    plat_membarrier();
+    for (unsigned k = 0; k < ROOM_LANES; k++) {
+        struct room_lane *l = &r->lanes[k];
+        while (atomic_load_explicit(&l->pushing, memory_order_acquire))
+            plat_sleep_ms(1);   /* a freer between its look at `dead` and its publish */
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
+        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        for (; lt != h; lt++) {
+            uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
+            uint32_t f = (uint32_t)e;
+            room_give_up(a, r, &f, 1, (unsigned)(e >> 32) & 7);
+        }
+        atomic_store_explicit(&l->tail, lt, memory_order_release);
+    }
+}
+
+/* Entries published in the lanes and not yet taken back, and their pages. */
+size_t room_lane_entries(struct lab_room *r, size_t *pages)
+{
+    size_t n = 0;
+    for (unsigned k = 0; r->lanes && k < ROOM_LANES; k++) {
+        struct room_lane *l = &r->lanes[k];
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_acquire);
+        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        for (; lt != h && h - lt <= LANE_SLOTS; lt++, n++)
+            if (pages)
+                *pages += (size_t)1 << ((atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed) >> 32) & 7);
+    }
+    return n;
+}
+
 /* Pages published in the ring and not yet taken back: on their way home,
  * counted with the deferred frees.  A reader's snapshot, from any thread. */
 size_t room_ring_pages(struct lab_room *r)
@@ -371,6 +515,7 @@ size_t room_ring_pages(struct lab_room *r)
         if (ring_seq_diff(v, t + 1) == 0 && (uint32_t)v != RING_TOMBSTONE)
             pages += (size_t)1 << ((v >> 32) & 7);
     }
+    room_lane_entries(r, &pages);
     return pages;
 }
 

@@ -268,6 +268,36 @@ struct room_stock {
 #define RING_SEQ_MASK  ((1u << (64 - RING_SEQ_SHIFT)) - 1)
 #define RING_TOMBSTONE NIL     /* a reserved position given up (room dead) */
 #define RING_MAX       (1u << 24)
+
+/* A lane of the return ring: a single-producer queue that one freeing
+ * thread claims for good (handoff.c), so that its frees need no locked
+ * instruction.  The freer's line, the owner's line, then the slots
+ * (frame | order << 32). */
+#define ROOM_LANES 4
+#define LANE_SLOTS 256
+struct room_lane {
+    _Alignas(CACHELINE) _Atomic(const void *) owner;   /* the freer's thread area, or NULL */
+    _Atomic uint32_t head;     /* entries published (release) */
+    _Atomic uint32_t pushing;  /* 1 while the freer is between its look at `dead` and
+                                  publishing (destroy waits it out) */
+    uint32_t  tail_seen;       /* the freer's last look at tail */
+    _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
+    _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by head and tail */
+};
+
+/* What the core keeps in the platform's per-thread area: the PF_MEMALLOC
+ * flag first (in_reclaim), then the lanes this thread has claimed, by room.
+ * A room's address is only compared here, never followed: the room may be
+ * gone; its lane's owner field says whether the claim still holds. */
+#define THREAD_LANES 3
+struct thread_area {
+    unsigned char memalloc;
+    unsigned char lane_busy;   /* inside a lane push: a handler that interrupts it
+                                  uses the shared ring */
+    unsigned char next_evict;
+    struct { const struct lab_room *room; uint32_t lane; } lanes[THREAD_LANES];
+};
+_Static_assert(sizeof(struct thread_area) <= PLAT_THREAD_AREA, "the platform's per-thread area holds it");
 static inline uint64_t ring_slot(uint32_t seq, unsigned order, uint32_t frame)
 {
     return ((uint64_t)(seq & RING_SEQ_MASK) << RING_SEQ_SHIFT) | ((uint64_t)order << 32) | frame;
@@ -330,6 +360,7 @@ struct lab_room {
     /* read by every context that frees the room's pages; written once or
      * rarely */
     _Alignas(CACHELINE) _Atomic uint64_t *ring;
+    struct room_lane *lanes;   /* ROOM_LANES, or NULL (the platform has no membarrier) */
     uint32_t  ring_mask;
     _Atomic bool dead;         /* written once, by destroy */
     _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
@@ -422,6 +453,7 @@ struct lab_arena {
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
     bool      strict_free;            /* LAB_ARENA_STRICT_FREE or a debug build */
+    bool      lanes_ok;               /* plat_membarrier works: rooms get lanes (handoff.c) */
     bool      room_free_fast;         /* neither strict_free nor page_hooks, or a debug
                                          build (it claims and runs the hooks first):
                                          lab_free_pages hands room blocks to their ring
@@ -502,6 +534,9 @@ LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, cons
                                    unsigned order);
 LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
+LAB_HIDDEN bool   room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
+LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);
+LAB_HIDDEN size_t room_lane_entries(struct lab_room *r, size_t *pages);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);

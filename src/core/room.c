@@ -38,6 +38,7 @@ static void room_release(struct lab_room *r)
     for (unsigned o = 0; o < ROOM_ORDERS; o++)
         meta_free(r->stk[o].frames, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(uint32_t));
     meta_free((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+    meta_free(r->lanes, ROOM_LANES * sizeof(struct room_lane));
     meta_free(r, sizeof(*r));
 }
 
@@ -52,7 +53,7 @@ static uint32_t room_id_take(struct lab_arena *a)
     for (uint32_t id = 1; id <= made; id++) {
         struct lab_room *old = atomic_load(&a->rooms[id]);
         if (old && atomic_load(&old->dead) && room_out(old) == 0 &&
-            atomic_load(&old->ring_head) == tail_get(old)) {
+            atomic_load(&old->ring_head) == tail_get(old) && room_lane_entries(old, NULL) == 0) {
             old->graveyard = a->graveyard;   /* late handles still find it dead */
             a->graveyard = old;
             return id;
@@ -124,6 +125,10 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (r->ring)
         for (uint32_t i = 0; i < size; i++)
             atomic_init(&r->ring[i], ring_slot(i, 0, 0));
+    if (a->lanes_ok) {
+        r->lanes = meta_alloc(ROOM_LANES * sizeof(struct room_lane));
+        ok &= r->lanes != NULL;
+    }
     name_copy(r->name, sizeof(r->name), cfg->name ? cfg->name : "room");
     if (!ok || !r->ring) {
         room_release(r);
@@ -218,6 +223,7 @@ void lab_room_destroy(lab_room *r)
                             call: its fast paths now find an empty stock and no room to free into */
     zone_unlock(z);
     ring_flush_dead(a, r, true);
+    lanes_flush_dead(a, r);
 }
 
 void rooms_destroy_all(struct lab_arena *a)
@@ -253,5 +259,6 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
         out->stock += rd(&r->stk[o].n) << o;
     out->reserve = rd(&r->nr_reserve);
     out->out = room_out(r);
-    out->in_ring = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - tail_get(r);
+    out->in_ring = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - tail_get(r) +
+                   room_lane_entries(r, NULL);
 }

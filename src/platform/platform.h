@@ -131,9 +131,13 @@ PLAT_HIDDEN bool plat_membarrier(void);
 
 /* ---- threads ------------------------------------------------------------- */
 
-/* A byte that belongs to the calling thread.  Its address tells threads
- * apart (a signal handler gets its thread's byte); the core keeps in it the
- * thread's PF_MEMALLOC flag.  Any context: no allocation on first use. */
+/* PLAT_THREAD_AREA bytes that belong to the calling thread, 8-byte
+ * aligned, zero when the thread starts.  Its address tells threads apart (a
+ * signal handler gets its thread's area); the core keeps in it the thread's
+ * PF_MEMALLOC flag and the lanes of rooms' return rings it has claimed.  A
+ * port where interrupt handlers run on their own stack gives them an area
+ * of their own.  Any context: no allocation on first use. */
+#define PLAT_THREAD_AREA 64
 PLAT_HIDDEN unsigned char *plat_thread_self(void);
 
 /* Background worker: run fn(arg) on a context of its own that may block.

@@ -204,8 +204,9 @@ bool plat_membarrier(void)
 
 unsigned char *plat_thread_self(void)
 {
-    static unsigned char main_context, interrupt_context;
-    return irq_depth ? &interrupt_context : &main_context;
+    static unsigned char main_context[PLAT_THREAD_AREA] __attribute__((aligned(64)));
+    static unsigned char interrupt_context[PLAT_THREAD_AREA] __attribute__((aligned(64)));
+    return irq_depth ? interrupt_context : main_context;
 }
 
 struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)

@@ -238,11 +238,11 @@ void plat_abort(void)
 
 /* Initial-exec TLS: no allocation on first use, so a signal handler may
  * ask first. */
-static __thread unsigned char thread_byte;
+static __thread unsigned char thread_area[PLAT_THREAD_AREA] __attribute__((aligned(64)));
 
 unsigned char *plat_thread_self(void)
 {
-    return &thread_byte;
+    return thread_area;
 }
 
 struct plat_worker {
