@@ -62,6 +62,11 @@ verify remote_destroy.pml fail -DNO_DEAD_CHECK
 verify remote_destroy.pml fail -DREORDER
 verify remote_destroy.pml fail -DDESTROY_GIVES_UP
 
+verify lane_destroy.pml pass
+verify lane_destroy.pml fail -DNO_WAIT
+verify lane_destroy.pml fail -DNO_DEAD_CHECK
+verify lane_destroy.pml fail -DREORDER
+
 verify return_ring.pml pass
 verify return_ring.pml fail -DNO_SEQ_CHECK
 verify return_ring.pml fail -DBULK_FIRST_ONLY
