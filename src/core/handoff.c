@@ -346,8 +346,10 @@ size_t room_take_remote(struct lab_room *r)
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)(r->stk[0].high + r->stk[0].batch), took = 0;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
-    for (unsigned k = 0; r->lanes && k < ROOM_LANES && !lanes; k++)
-        lanes = lane_ready(&r->lanes[k]);
+    /* Only the lanes a freer has claimed: an idle lane's lines stay cold. */
+    uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire);
+    for (unsigned k = 0; claimed >> k && !lanes; k++)
+        lanes = ((claimed >> k) & 1) && lane_ready(&r->lanes[k]);
     if (!ring && !lanes)
         return 0;
     unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
@@ -361,7 +363,9 @@ size_t room_take_remote(struct lab_room *r)
         ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
     }
     tail_set(r, t);
-    for (unsigned k = 0; lanes && k < ROOM_LANES && took < budget; k++) {
+    for (unsigned k = 0; lanes && claimed >> k && took < budget; k++) {
+        if (!((claimed >> k) & 1))
+            continue;
         struct room_lane *l = &r->lanes[k];
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
         uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
@@ -423,8 +427,11 @@ static struct room_lane *lane_of_thread(struct lab_room *r, struct thread_area *
         const void *o = atomic_load_explicit(&l->owner, memory_order_acquire);
         if (o == NULL &&
             atomic_compare_exchange_strong_explicit(&l->owner, &o, (const void *)ta, memory_order_acquire,
-                                                    memory_order_relaxed))
+                                                    memory_order_relaxed)) {
+            /* before the first push: the owner looks only at claimed lanes */
+            atomic_fetch_or_explicit(&r->lanes_claimed, 1u << k, memory_order_release);
             o = ta;
+        }
         if (o == ta) {
             unsigned e = ta->next_evict++ % THREAD_LANES;
             ta->lanes[e].room = r;

@@ -361,6 +361,7 @@ struct lab_room {
      * rarely */
     _Alignas(CACHELINE) _Atomic uint64_t *ring;
     struct room_lane *lanes;   /* ROOM_LANES, or NULL (the platform has no membarrier) */
+    _Atomic uint32_t lanes_claimed; /* bit k: lane k has a freer (set once per lane) */
     uint32_t  ring_mask;
     _Atomic bool dead;         /* written once, by destroy */
     _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
