@@ -210,6 +210,24 @@ static void test_stats_print_text_and_json(void)
     CHECK(strstr(buf, "\"free_pages\":254") != NULL);
     CHECK(strstr(buf, "\"free_blocks\":[0,1,1,1,1,7]") != NULL);
     free(buf);
+    /* the JSON alone: one object, every bracket closed, each table of
+     * counters a named object of its own */
+    f = open_memstream(&buf, &len);
+    CHECK_EQ(lab_stats_print(a, f, LAB_STATS_JSON), 0);
+    fclose(f);
+    int depth = 0, objects = 0;
+    for (const char *c = buf; *c; c++) {
+        depth += (*c == '{' || *c == '[') - (*c == '}' || *c == ']');
+        CHECK(depth >= 0);
+        objects += *c == '{';
+    }
+    CHECK_EQ(depth, 0);
+    CHECK_EQ(objects, 5);   /* the stats, watermarks, alloc_by_step, fail_by_reason, fail_by_class */
+    CHECK(strstr(buf, "\"alloc_by_step\":{\"none\":0,\"room\":0,") != NULL);
+    CHECK(strstr(buf, "\"fail_by_reason\":{") != NULL);
+    CHECK(strstr(buf, "\"fail_by_class\":{\"atomic\":0,") != NULL);
+    CHECK(buf[0] == '{' && buf[len - 2] == '}' && buf[len - 1] == '\n');
+    free(buf);
     lab_free_pages(a, p, 1);
     lab_arena_destroy(a);
 }
