@@ -26,7 +26,7 @@
  * passed.
  */
 #include "labyrinth.h"
-#include "machine.h"
+#include "port.h"
 
 #define TIMER_HZ       10000
 #define RUN_SECONDS    3

@@ -157,7 +157,7 @@ long_mode:
  * Interrupt stubs, one per vector 0..47, each 16 bytes apart so the IDT
  * is filled by arithmetic (isr_stubs + 16 * vector).  The processor pushes
  * an error code for some exceptions only; the others push a zero, so every
- * frame has the same shape (struct irq_frame in machine.h).  The 7 words
+ * frame has the same shape (struct irq_frame in port.h).  The 7 words
  * pushed by the processor and the stub plus the 15 registers keep RSP
  * 16-byte aligned at the call (the processor aligns it on entry).
  * Registers are saved whole, callee-saved ones included, so the exception

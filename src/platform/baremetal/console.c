@@ -1,5 +1,7 @@
 /*
- * console.c - COM1 and a small printf, the only output the machine has.
+ * console.c - COM1 and a small printf, the only output the machine has;
+ * backtraces for the fatal reports; the interrupt depth every layer of the
+ * port reads (machine.c's interrupt entry counts it).
  *
  * The formatter writes into a caller's buffer and keeps no state, so an
  * interrupt handler (the exception report) may use it while the code it
@@ -7,9 +9,11 @@
  * transmit-empty bit: under qemu the bit is always set, so a line costs
  * one port write per byte.
  */
-#include "machine.h"
+#include "port.h"
 
 #define COM1 0x3f8
+
+volatile unsigned irq_depth;
 
 void serial_init(void)
 {
@@ -171,4 +175,26 @@ void kprintf(const char *fmt, ...)
     size_t n = kvsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     serial_write(line, n < sizeof line ? n : sizeof line - 1);
+}
+
+static uintptr_t kernel_end(void)
+{
+    extern char __kernel_end[];
+    return (uintptr_t)__kernel_end;
+}
+
+/* Everything is built with frame pointers: walk them while they stay
+ * inside the kernel image (the stack is in .bss), for `addr2line -e
+ * labyrinth-baremetal64.elf`. */
+void backtrace_print(uintptr_t rbp)
+{
+    const uint64_t *fp = (const uint64_t *)rbp;
+    for (int depth = 0; depth < 16; depth++) {
+        uintptr_t at = (uintptr_t)fp;
+        if (at < 0x100000 || at + 16 > kernel_end() || (at & 7))
+            break;
+        kprintf(" 0x%lx", fp[1]);
+        fp = (const uint64_t *)(uintptr_t)fp[0];
+    }
+    kprintf("\n");
 }

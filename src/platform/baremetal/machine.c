@@ -14,7 +14,7 @@
  * down a known interval: under qemu's TCG the TSC runs at the host's rate,
  * which the guest cannot otherwise know.
  */
-#include "machine.h"
+#include "port.h"
 
 #define PIT_HZ       1193182u
 #define PIC1_CMD     0x20
@@ -22,8 +22,6 @@
 #define PIC2_CMD     0xa0
 #define PIC2_DATA    0xa1
 #define PIC_EOI      0x20
-
-volatile unsigned irq_depth;
 
 /* ---- IDT ------------------------------------------------------------------ */
 
@@ -67,11 +65,6 @@ static const char *const exception_names[32] = {
     "machine check", "SIMD floating point", "virtualization", "control protection",
 };
 
-static uintptr_t kernel_end(void)
-{
-    extern char __kernel_end[];
-    return (uintptr_t)__kernel_end;
-}
 
 static void report_exception(const struct irq_frame *f)
 {
@@ -93,22 +86,6 @@ static void report_exception(const struct irq_frame *f)
     kprintf("  r12 %016lx r13 %016lx r14 %016lx r15 %016lx\n", f->r12, f->r13, f->r14, f->r15);
     kprintf("  RIP 0x%lx, called from", f->rip);
     backtrace_print((uintptr_t)f->rbp);
-}
-
-/* Everything is built with frame pointers: walk them while they stay
- * inside the kernel image (the stack is in .bss), for `addr2line -e
- * labyrinth-baremetal64.elf`. */
-void backtrace_print(uintptr_t rbp)
-{
-    const uint64_t *fp = (const uint64_t *)rbp;
-    for (int depth = 0; depth < 16; depth++) {
-        uintptr_t at = (uintptr_t)fp;
-        if (at < 0x100000 || at + 16 > kernel_end() || (at & 7))
-            break;
-        kprintf(" 0x%lx", fp[1]);
-        fp = (const uint64_t *)(uintptr_t)fp[0];
-    }
-    kprintf("\n");
 }
 
 /* ---- PIC and PIT ------------------------------------------------------------ */

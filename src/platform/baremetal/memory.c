@@ -16,7 +16,7 @@
  * an interrupt handler included; those calls are counted
  * (phys_calls_in_interrupt) so that a program can say so.
  */
-#include "machine.h"
+#include "port.h"
 
 #define MEMORY_TOP   0x100000000ull   /* boot.S maps the first 4 GiB */
 #define MAX_EXTENTS  128

@@ -19,7 +19,7 @@
  * they are safe in any context on one processor (each changes whole 8-byte
  * entries).
  */
-#include "machine.h"
+#include "port.h"
 
 #define PTE_PRESENT     (1ull << 0)
 #define PTE_WRITABLE    (1ull << 1)

@@ -27,7 +27,7 @@
  */
 #include "../../../include/labyrinth.h"
 #include "../platform.h"
-#include "machine.h"
+#include "port.h"
 
 /* ---- memory ---------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * machine.h - the bare x86-64 machine under the bare-metal port: ports,
+ * port.h - the bare x86-64 machine under the bare-metal port: ports,
  * the serial console, interrupts and the timer, the clock, physical memory
  * and the way out of qemu.  platform.c builds the core's contract on these;
  * the demo uses them directly.

@@ -1,0 +1,43 @@
+/*
+ * fault_sites.h - the places where the library can fail for a reason other
+ * than the request, and the calls of fault.c (included by internal.h; the
+ * inline checks that call into fault.c are fault.h).
+ */
+#ifndef LAB_FAULT_SITES_H
+#define LAB_FAULT_SITES_H
+
+/* fault.c: fault points.  Every place where the library can fail for a
+ * reason other than the request itself -- a system call, a metadata
+ * allocation, a thread start, a refill cut short, a zone lock found busy --
+ * asks fault_point(site) first and, when it says so, behaves as if the OS
+ * had refused.  Process-wide and off unless a test arms it (tests link the
+ * static library and call the fault_points_* hooks below); when off it is
+ * one relaxed load of a global.  Sites, and what an injected failure does: */
+enum fault_site {
+    FP_MMAP,         /* plat_map, plat_map_huge: the mapping fails (NULL) */
+    FP_MLOCK,        /* plat_mlock: refused with ENOMEM */
+    FP_DECOMMIT,     /* plat_decommit: madvise fails, the pages stay committed */
+    FP_RECOMMIT,     /* plat_recommit: MADV_POPULATE_WRITE fails, pages are touched instead */
+    FP_MPROTECT,     /* plat_protect: mprotect fails, protection unchanged */
+    FP_FUTEX_WAIT,   /* plat_futex_wait: returns at once, as a spurious wake-up */
+    FP_META_ALLOC,   /* plat_meta_alloc: arena, room, stock, ring or reclaimer metadata: NULL */
+    FP_THREAD_START, /* the background reclaimer's pthread_create fails */
+    FP_REFILL_CUT,   /* a room refill stops after its first page (a partial refill) */
+    FP_LOCK_BUSY,    /* zone_lock_atomic finds the lock busy: atomic requests fall
+                        through, frees take the deferred list */
+    FP_NR_SITES
+};
+LAB_HIDDEN extern _Atomic bool fault_points_armed;
+LAB_HIDDEN bool fault_point_slow(enum fault_site site);
+/* Test hooks: count the calls of every site from now on, and fail the
+ * `nth` (1-based) call of `site` from now on (nth 0: fail none). */
+LAB_HIDDEN void fault_points_arm(enum fault_site site, uint64_t nth);
+LAB_HIDDEN void fault_points_disarm(void);
+LAB_HIDDEN uint64_t fault_points_calls(enum fault_site site);
+LAB_HIDDEN uint64_t fault_points_injected(void);
+LAB_HIDDEN const char *fault_site_name(enum fault_site site);
+
+LAB_HIDDEN void fault_init(struct lab_arena *a);
+LAB_HIDDEN bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order);
+
+#endif
