@@ -3,6 +3,8 @@
  * memory falls into the void by itself; non-blocking requests never touch it. */
 #include "check.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -543,6 +545,70 @@ static void test_trim_never_merges_with_a_block_it_has_not_put_back_yet(void)
     lab_arena_destroy(a);
 }
 
+/* A trim racing the reclaimer: a trim down to min leaves free pages below
+ * low, and a reclaimer already woken re-commits towards high meanwhile.
+ * One call of lab_arena_trim makes one pass over the arena: it never
+ * decommits (and reports) more than the arena holds, however the two
+ * interleave. */
+static size_t no_pages(void *ctx) { (void)ctx; return 0; }
+static size_t scan_none(void *ctx, size_t n) { (void)ctx; (void)n; return 0; }
+
+/* Keeps waking the reclaimer: each request that finds free pages below low
+ * asks it to bring them up to high, re-committing from the void. */
+struct waker { lab_arena *a; atomic_int stop; };
+static void *keep_waking(void *arg)
+{
+    struct waker *w = arg;
+    while (!atomic_load(&w->stop)) {
+        void *q = lab_alloc_pages(w->a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0);
+        if (q)
+            lab_free_pages(w->a, q, 0);
+    }
+    return NULL;
+}
+
+static void test_a_trim_racing_the_reclaimer_reports_at_most_the_arena(void)
+{
+    enum { PAGES = 2048 };
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = PAGES * LAB_PAGE_SIZE;
+    cfg.max_order = 0;              /* one-page blocks: many trim batches, each a system call */
+    cfg.flags = LAB_ARENA_EXACT_WMARKS;
+    cfg.wmark_min = 0;
+    cfg.wmark_low = 64;
+    cfg.wmark_high = PAGES - 64;
+    cfg.kswapd_poll_ms = 1;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_shrinker sh = { .count = no_pages, .scan = scan_none };
+    REQUIRE(lab_shrinker_register(a, &sh) == 0);   /* the reclaimer runs */
+    /* pages are listed on first use: use each once, so trim finds them */
+    static void *p[PAGES];
+    size_t n = 0;
+    while (n < PAGES && (p[n] = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        lab_free_pages(a, p[i], 0);
+    struct waker w = { .a = a };
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, keep_waking, &w) == 0);
+    size_t worst = 0;
+    for (int round = 0; round < 200; round++) {
+        size_t got = lab_arena_trim(a);
+        if (got > worst)
+            worst = got;
+        CHECK(got <= (size_t)PAGES * LAB_PAGE_SIZE);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    fprintf(stderr, "  largest trim of a %d-page arena racing the reclaimer: %zu pages\n", PAGES,
+            worst / LAB_PAGE_SIZE);
+    lab_shrinker_unregister(a, &sh);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -556,5 +622,6 @@ int main(void)
     RUN(test_madv_free_arena_trims_too);
     RUN(test_stats_show_committed_memory_and_the_void);
     RUN(test_trim_never_merges_with_a_block_it_has_not_put_back_yet);
+    RUN(test_a_trim_racing_the_reclaimer_reports_at_most_the_arena);
     return test_finish();
 }

@@ -66,7 +66,7 @@ uint32_t void_take(struct zone *z, unsigned min_order, unsigned *order)
  * decommitted; *refused says the OS refused some. */
 #define TRIM_BATCH 64u
 
-static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
+static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, bool *refused)
 {
     struct zone *z = &a->zone;
     uint32_t isolated = NIL;
@@ -75,7 +75,8 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool *refused)
     for (int o = (int)z->max_order; o >= (int)z->trim_min_order && n_iso < TRIM_BATCH; o--) {
         uint32_t f;
         while (n_iso < TRIM_BATCH && (f = z->area[o].head) != NIL &&
-               z->free_pages >= keep_pages + ((size_t)1 << o)) {
+               z->free_pages >= keep_pages + ((size_t)1 << o) && ((size_t)1 << o) <= budget) {
+            budget -= (size_t)1 << o;
             buddy_remove_free(z, f, (unsigned)o);
             pg_set_state(&z->pages[f], PG_ISOLATED);
             z->void_inflight += (size_t)1 << o;
@@ -121,10 +122,15 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
         ctr_add_shared(&a->st.trim_refused, 1);
         return 0;
     }
-    size_t pages = 0, got;
+    /* One pass over the arena at most: a block that the reclaimer re-commits
+     * while the trim runs (free pages fell below low) is not trimmed again
+     * by the same call, and the call never reports more than the arena. */
+    size_t pages = 0, got, budget = a->zone.nr_pages;
     bool refused = false;
-    while (!refused && (got = trim_batch(a, keep_pages, &refused)) != (size_t)-1)
+    while (!refused && budget && (got = trim_batch(a, keep_pages, budget, &refused)) != (size_t)-1) {
         pages += got;
+        budget = got < budget ? budget - got : 0;
+    }
     ctr_add_shared(&a->st.trimmed_pages, pages);
     return pages << PAGE_SHIFT;
 }
