@@ -177,7 +177,7 @@ void plat_sleep_ms(unsigned ms)
 
 /* A full memory barrier on every running thread of the process, so that a
  * context that only orders its own stores with a compiler fence is still
- * ordered against the caller (the asymmetric fence of room.c's steal).
+ * ordered against the caller (the asymmetric fences of handoff.c: reclaim's steal, a destroy closing the lanes).
  * False where the kernel cannot (then the caller does without). */
 bool plat_membarrier(void)
 {
