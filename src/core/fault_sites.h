@@ -14,14 +14,14 @@
  * static library and call the fault_points_* hooks below); when off it is
  * one relaxed load of a global.  Sites, and what an injected failure does: */
 enum fault_site {
-    FP_MMAP,         /* plat_map, plat_map_huge: the mapping fails (NULL) */
-    FP_MLOCK,        /* plat_mlock: refused with ENOMEM */
-    FP_DECOMMIT,     /* plat_decommit: madvise fails, the pages stay committed */
-    FP_RECOMMIT,     /* plat_recommit: MADV_POPULATE_WRITE fails, pages are touched instead */
-    FP_MPROTECT,     /* plat_protect: mprotect fails, protection unchanged */
-    FP_FUTEX_WAIT,   /* plat_futex_wait: returns at once, as a spurious wake-up */
-    FP_META_ALLOC,   /* plat_meta_alloc: arena, room, stock, ring or reclaimer metadata: NULL */
-    FP_THREAD_START, /* the background reclaimer's pthread_create fails */
+    FP_MMAP,         /* os_map, os_map_huge: the mapping fails (NULL) */
+    FP_MLOCK,        /* os_mlock: refused with ENOMEM */
+    FP_DECOMMIT,     /* os_decommit: the port refuses, the pages stay committed */
+    FP_RECOMMIT,     /* os_recommit: the port cannot pre-commit, the pages are touched instead */
+    FP_MPROTECT,     /* os_protect: the port refuses, protection unchanged */
+    FP_FUTEX_WAIT,   /* os_wait: returns at once, as a spurious wake-up */
+    FP_META_ALLOC,   /* meta_alloc: arena, room, stock, ring, lanes or reclaimer metadata: NULL */
+    FP_THREAD_START, /* os_worker_start: the background reclaimer does not start */
     FP_REFILL_CUT,   /* a room refill stops after its first page (a partial refill) */
     FP_LOCK_BUSY,    /* zone_lock_atomic finds the lock busy: atomic requests fall
                         through, frees take the deferred list */

@@ -119,9 +119,8 @@ PLAT_HIDDEN void plat_wait(_Atomic uint32_t *word, uint32_t expected, unsigned t
 PLAT_HIDDEN void plat_wake_one(_Atomic uint32_t *word);
 PLAT_HIDDEN void plat_wake_all(_Atomic uint32_t *word);
 
-/* Sleep about `ms`; give the processor to others.  Blocking context. */
+/* Sleep about `ms`, giving the processor to others.  Blocking context. */
 PLAT_HIDDEN void plat_sleep_ms(unsigned ms);
-PLAT_HIDDEN void plat_yield(void);
 
 /* A full memory barrier on every processor that runs a thread of this
  * program, so that a context which ordered its stores with a compiler fence

@@ -190,7 +190,6 @@ void plat_sleep_ms(unsigned ms)
     plat_wait(&never_changes, 0, ms);
 }
 
-void plat_yield(void) { plat_cpu_relax(); }
 
 /* One processor: it sees its own stores in order, whichever context (main
  * or interrupt) made them. */

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,11 +187,6 @@ bool plat_membarrier(void)
         atomic_store(&registered, r);
     }
     return r > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
-}
-
-void plat_yield(void)
-{
-    sched_yield();
 }
 
 void *plat_meta_alloc(size_t bytes)
