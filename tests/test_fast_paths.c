@@ -51,6 +51,17 @@ bool __wrap_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
         atomic_fetch_add(&pushes_one, 1);
     return done;
 }
+/* A bulk free's run goes to the freer's lane when it has one and room
+ * for the run, else to the shared ring: either is one push of a run. */
+bool __real_room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
+bool __wrap_room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
+bool __wrap_room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    bool done = __real_room_lane_push_n(r, frames, n, order);
+    if (done)
+        atomic_fetch_add(&pushes_run, 1);
+    return done;
+}
 void __real_room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                              unsigned order);
 void __wrap_room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,

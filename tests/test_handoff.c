@@ -172,13 +172,13 @@ static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
 
 /* A ring holds what it holds; the frees beyond it go to the zone, and every
  * page is still accounted for.  Freed in runs of one with
- * lab_free_pages_bulk, which uses the shared ring (a single lab_free_pages
- * would use this thread's lane first). */
+ * lab_free_pages_bulk: they fill this thread's lane first (256 slots, where
+ * the platform gives lanes), then the shared ring, then go to the zone. */
 static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
 {
     lab_arena *a = arena(4096, 0);
     lab_room *r = room(a, 4, 4, 0, 16);     /* ring of 16 slots */
-    enum { N = 200 };
+    enum { N = 400, LANE = 256 };
     static void *p[N];
     for (int i = 0; i < N; i++)
         REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
@@ -186,22 +186,25 @@ static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
     for (int i = 0; i < N; i++)
         lab_free_pages_bulk(a, &p[i], 1, 0);
     lab_room_stats st = room_stats(r);
-    CHECK_EQ(st.in_ring, 16);
-    CHECK_EQ(arena_stats(a).free_pages, free_before + N - 16);
-    CHECK_EQ(arena_stats(a).deferred_pages, 16);
-    CHECK_EQ(st.out, 16);
+    size_t held = st.in_ring;
+    CHECK(held == 16 || held == 16 + LANE);
+    CHECK_EQ(arena_stats(a).free_pages, free_before + N - held);
+    CHECK_EQ(arena_stats(a).deferred_pages, held);
+    CHECK_EQ(st.out, held);
     /* one take-back is bounded to high + batch blocks (8): the rest waits */
     void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);
     REQUIRE(q);
     st = room_stats(r);
-    CHECK_EQ(st.in_ring, 8);
-    CHECK_EQ(st.out, 16 - 8 + 1);    /* 8 back (4 to the stock, 4 on to the zone past high), 1 handed out */
+    CHECK_EQ(st.in_ring, held - 8);
+    CHECK_EQ(st.out, held - 8 + 1);    /* 8 back (4 to the stock, 4 on to the zone past high), 1 handed out */
     lab_room_free(r, q);
     void *more[8];
-    for (int i = 0; i < 8; i++)       /* the stock runs dry: the second take-back */
-        REQUIRE((more[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-    for (int i = 0; i < 8; i++)
-        lab_room_free(r, more[i]);
+    for (size_t round = 0; round < N && room_stats(r).in_ring; round++) {
+        for (int i = 0; i < 8; i++)   /* the stock runs dry: the next take-back */
+            REQUIRE((more[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        for (int i = 0; i < 8; i++)
+            lab_room_free(r, more[i]);
+    }
     st = room_stats(r);
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.out, 0);

@@ -178,9 +178,17 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     free_pages_slow(a, addr, order);
 }
 
-/* Runs of blocks of one room go into its ring with one reservation each
- * (up to BULK_RUN at a time); everything else is freed one by one. */
+/* Runs of blocks of one room go into this thread's lane of it with one
+ * publication, or its ring with one reservation (up to BULK_RUN at a
+ * time); everything else is freed one by one. */
 #define BULK_RUN 64
+
+static void free_run(struct lab_arena *a, unsigned id, const uint32_t *run, uint32_t n, unsigned order)
+{
+    struct lab_room *r = room_by_id(a, id);
+    if (r == NULL || !room_lane_push_n(r, run, n, order))
+        room_free_remote(a, r, run, n, order);
+}
 
 void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
 {
@@ -208,14 +216,14 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
             }
         }
         if (nrun && (id != run_room || nrun == BULK_RUN)) {
-            room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
+            free_run(a, run_room, run, nrun, order);
             nrun = 0;
         }
         run_room = id;
         run[nrun++] = frame;
     }
     if (nrun)
-        room_free_remote(a, room_by_id(a, run_room), run, nrun, order);
+        free_run(a, run_room, run, nrun, order);
     debug_check_every_op(a, false);
 }
 

@@ -403,8 +403,13 @@ size_t room_take_remote(struct lab_room *r)
  * beyond those (or a thread's frees to more rooms than its area remembers
  * at once, which it finds again by a scan) use the ring.  A thread that
  * exits leaves its lane to the next thread given the same area, which
- * finds its own address there.  A signal handler that interrupts a push
- * (lane_busy) uses the ring.
+ * finds its own address there.  The area lists the rooms most recently
+ * freed to first, so a thread feeding one room finds its lane with one
+ * compare.  A signal handler that interrupts a push sees the lane marked
+ * `pushing` and uses the ring; one that rewrites the area while the code it
+ * interrupted reads it leaves at worst an entry naming a lane that is not
+ * this thread's, which the owner field refuses (a scan then finds the
+ * right one).
  *
  * Destroy closes the lanes with an asymmetric fence, as room_steal closes
  * the owner's side: the freer marks its lane `pushing` and then reads
@@ -413,13 +418,28 @@ size_t room_take_remote(struct lab_room *r)
  * (lanes_flush_dead).  A freer that read `dead` before the barrier is seen
  * pushing or has published; one after it sees the room dead and uses the
  * ring, which handles dead rooms. */
-static struct room_lane *lane_of_thread(struct lab_room *r, struct thread_area *ta)
+/* Entry i becomes the first (the one the push looks at), the ones before
+ * it move down: the least recently used room is forgotten first. */
+static void lane_remember(struct thread_area *ta, unsigned i, const struct lab_room *r, uint32_t k)
 {
+    for (; i > 0; i--)
+        ta->lanes[i] = ta->lanes[i - 1];
+    ta->lanes[0].room = r;
+    ta->lanes[0].lane = k;
+}
+
+static NOINLINE struct room_lane *lane_of_thread(struct lab_room *r, struct thread_area *ta)
+{
+    if (r->lanes == NULL)
+        return NULL;
     for (unsigned i = 0; i < THREAD_LANES; i++) {
         if (ta->lanes[i].room == r) {
-            struct room_lane *l = &r->lanes[ta->lanes[i].lane];
-            if (atomic_load_explicit(&l->owner, memory_order_relaxed) == ta)
+            uint32_t k = ta->lanes[i].lane;
+            struct room_lane *l = &r->lanes[k];
+            if (atomic_load_explicit(&l->owner, memory_order_relaxed) == ta) {
+                lane_remember(ta, i, r, k);
                 return l;
+            }
         }
     }
     for (unsigned k = 0; k < ROOM_LANES; k++) {
@@ -433,45 +453,56 @@ static struct room_lane *lane_of_thread(struct lab_room *r, struct thread_area *
             o = ta;
         }
         if (o == ta) {
-            unsigned e = ta->next_evict++ % THREAD_LANES;
-            ta->lanes[e].room = r;
-            ta->lanes[e].lane = k;
+            lane_remember(ta, THREAD_LANES - 1, r, k);
             return l;
         }
     }
     return NULL;
 }
 
-/* A single free through this thread's lane of the room: false when there
- * is none to be had, it is full, or the room is dead (the caller uses the
- * ring).  No locked instruction once the lane is claimed. */
-bool room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+/* Frees through this thread's lane of the room, all of them or none:
+ * false when there is no lane to be had, it has no room for them, or the
+ * room is dead (the caller uses the ring).  No locked instruction once the
+ * lane is claimed, and one publication for the whole run.  The lane's own
+ * `pushing` flag also tells a signal handler that it interrupted its
+ * thread's push on this lane: the handler then uses the ring.  A handler
+ * that runs between our look at the flag and our store of it completes its
+ * push before we read head, so we append after it. */
+static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
     struct thread_area *ta = (struct thread_area *)plat_thread_self();
-    if (unlikely(r->lanes == NULL || ta->lane_busy))
+    struct room_lane *l;
+    if (unlikely(ta->lanes[0].room != r) || unlikely(r->lanes == NULL) ||
+        unlikely(atomic_load_explicit(&(l = &r->lanes[ta->lanes[0].lane])->owner, memory_order_relaxed) != ta))
+        if ((l = lane_of_thread(r, ta)) == NULL)
+            return false;
+    if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
         return false;
-    ta->lane_busy = 1;
-    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
     bool done = false;
-    struct room_lane *l = lane_of_thread(r, ta);
-    if (likely(l != NULL)) {
-        uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
-        if (h - l->tail_seen >= LANE_SLOTS)
-            l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
-        if (likely(h - l->tail_seen < LANE_SLOTS)) {
-            atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
-            atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
-            if (likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
-                atomic_store_explicit(&l->slots[h % LANE_SLOTS], (uint64_t)order << 32 | frame, memory_order_relaxed);
-                atomic_store_explicit(&l->head, h + 1, memory_order_release);
-                done = true;
-            }
-            atomic_store_explicit(&l->pushing, 0, memory_order_release);
-        }
+    uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
+    if (unlikely(h + n - l->tail_seen > LANE_SLOTS))
+        l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
+    if (likely(h + n - l->tail_seen <= LANE_SLOTS) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
+        for (uint32_t i = 0; i < n; i++)
+            atomic_store_explicit(&l->slots[(h + i) % LANE_SLOTS], (uint64_t)order << 32 | frames[i],
+                                  memory_order_relaxed);
+        atomic_store_explicit(&l->head, h + n, memory_order_release);
+        done = true;
     }
-    atomic_signal_fence(memory_order_seq_cst);
-    ta->lane_busy = 0;
+    atomic_store_explicit(&l->pushing, 0, memory_order_release);
     return done;
+}
+
+bool room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+{
+    return lane_push(r, &frame, 1, order);
+}
+
+bool room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+{
+    return lane_push(r, frames, n, order);
 }
 
 /* Destroy, after `dead` is set: every lane's entries go to the zone.  A

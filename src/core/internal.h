@@ -292,9 +292,6 @@ struct room_lane {
 #define THREAD_LANES 3
 struct thread_area {
     unsigned char memalloc;
-    unsigned char lane_busy;   /* inside a lane push: a handler that interrupts it
-                                  uses the shared ring */
-    unsigned char next_evict;
     struct { const struct lab_room *room; uint32_t lane; } lanes[THREAD_LANES];
 };
 _Static_assert(sizeof(struct thread_area) <= PLAT_THREAD_AREA, "the platform's per-thread area holds it");
@@ -536,6 +533,7 @@ LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, cons
 LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
 LAB_HIDDEN bool   room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
+LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);
 LAB_HIDDEN size_t room_lane_entries(struct lab_room *r, size_t *pages);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
