@@ -196,11 +196,13 @@ static inline lab_arena *test_arena(size_t pages, unsigned max_order, size_t wmi
     return test_arena_create(&cfg);
 }
 
-/* A room the test expects to be created (high 0: the default, 4 * batch). */
+/* A room the test expects to be created (high 0: the default, 4 * batch),
+ * taking back every remote free as soon as its stock runs dry. */
 static inline lab_room *test_room(lab_arena *a, size_t reserve, size_t batch, size_t high)
 {
     lab_room_config rc;
     lab_room_config_init(&rc);
+    rc.flags = LAB_ROOM_TAKE_ALL;
     rc.reserve = reserve;
     rc.batch = batch;
     rc.high = high ? high : 4 * batch;

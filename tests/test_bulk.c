@@ -25,6 +25,7 @@ static lab_room *make_room(lab_arena *a, size_t batch)
 {
     lab_room_config rc;
     lab_room_config_init(&rc);
+    rc.flags = LAB_ROOM_TAKE_ALL;   /* the counts below: every remote free back at once */
     rc.batch = batch;
     rc.high = 4 * batch;
     lab_room *r;

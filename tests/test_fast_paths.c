@@ -122,6 +122,7 @@ static lab_room *room(lab_arena *a, unsigned max_order)
 {
     lab_room_config rc;
     lab_room_config_init(&rc);
+    rc.flags = LAB_ROOM_TAKE_ALL;   /* every remote free back when the stock runs dry */
     rc.batch = 8;
     rc.high = 32;
     rc.max_order = max_order;

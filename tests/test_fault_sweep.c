@@ -251,6 +251,7 @@ static void workload(struct wl *w)
     w->phase = PH_ROOMS;
     lab_room_config rc;
     lab_room_config_init(&rc);
+    rc.flags = LAB_ROOM_TAKE_ALL;   /* step 2 before the refill, whatever the zone holds */
     rc.reserve = 8;
     rc.batch = 8;
     rc.high = 32;

@@ -44,6 +44,7 @@ static lab_room *room(lab_arena *a, size_t batch, size_t high, unsigned max_orde
 {
     lab_room_config rc;
     lab_room_config_init(&rc);
+    rc.flags = LAB_ROOM_TAKE_ALL;   /* every remote free back when the stock runs dry */
     rc.batch = batch;
     rc.high = high;
     rc.max_order = max_order;
@@ -172,13 +173,13 @@ static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
 
 /* A ring holds what it holds; the frees beyond it go to the zone, and every
  * page is still accounted for.  Freed in runs of one with
- * lab_free_pages_bulk: they fill this thread's lane first (256 slots, where
+ * lab_free_pages_bulk: they fill this thread's lane first (1024 slots, where
  * the platform gives lanes), then the shared ring, then go to the zone. */
 static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
 {
     lab_arena *a = arena(4096, 0);
     lab_room *r = room(a, 4, 4, 0, 16);     /* ring of 16 slots */
-    enum { N = 400, LANE = 256 };
+    enum { N = 1100, LANE = 1024 };
     static void *p[N];
     for (int i = 0; i < N; i++)
         REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
@@ -728,12 +729,12 @@ static void test_more_freers_than_lanes_all_come_home(void)
     end_arena(a);
 }
 
-/* A lane holds 256 entries; a freer whose lane is full while the owner
+/* A lane holds 1024 entries; a freer whose lane is full while the owner
  * takes nothing back goes on through the shared ring, and the owner finds
  * both. */
 static void test_a_full_lane_spills_into_the_ring(void)
 {
-    enum { N = 256 + 40 };
+    enum { N = 1024 + 40 };
     lab_arena *a = arena(4096, 0);
     lab_room *r = room(a, 32, 1024, 0, 1024);
     static void *p[N];
@@ -756,6 +757,148 @@ static void test_a_full_lane_spills_into_the_ring(void)
     end_arena(a);
 }
 
+/* ---- lanes keep their freer's recent frees (the default) -------------- */
+
+struct freer_job { lab_arena *a; void **pages; size_t n; };
+static void *freer(void *arg)
+{
+    struct freer_job *j = arg;
+    for (size_t i = 0; i < j->n; i++)
+        lab_free_pages(j->a, j->pages[i], 0);
+    return NULL;
+}
+/* Free pages[0..n) one at a time from a thread of their own (its lane). */
+static void free_from_a_thread(lab_arena *a, void **pages, size_t n)
+{
+    pthread_t t;
+    struct freer_job j = { a, pages, n };
+    REQUIRE(pthread_create(&t, NULL, freer, &j) == 0);
+    pthread_join(t, NULL);
+}
+
+static lab_room *default_room(lab_arena *a)
+{
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    return r;
+}
+
+/* While the zone has plenty, the owner refills from it and leaves a lane
+ * its most recent frees; once the lane holds more than it keeps, a
+ * take-back brings home the oldest, at least a line's worth of work (64),
+ * and the lane is never emptied below what it keeps. */
+static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
+{
+    enum { N = 100, M = 900 };
+    lab_arena *a = arena(16384, 0);
+    lab_room *r = default_room(a);
+    static void *p[M], *q[M];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p, N);
+    CHECK_EQ(room_stats(r).in_ring, N);
+    /* the stock runs dry several times: served from the zone, not the lane */
+    for (int i = 0; i < N; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
+        REQUIRE((q[i] = res.addr) != NULL);
+        CHECK(res.step == LAB_STEP_ROOM || res.step == LAB_STEP_ZONE);
+    }
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.in_ring, N);
+    CHECK_EQ(st.frees_remote, 0);
+    /* many more frees: now the lane holds more than it keeps */
+    for (int i = N; i < M; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p + N, M - N);
+    CHECK_EQ(room_stats(r).in_ring, M);
+    int taken_from_lane = 0;
+    for (int i = N; i < M; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
+        REQUIRE((q[i] = res.addr) != NULL);
+        taken_from_lane += res.step == LAB_STEP_ROOM_REMOTE;
+        /* the first take-back brings home old frees, none of the newest
+         * 400 (the lane keeps about 470 here) */
+        if (taken_from_lane == 1 && res.step == LAB_STEP_ROOM_REMOTE) {
+            int k = 0;
+            while (k < M && p[k] != q[i])
+                k++;
+            CHECK(k < M - 400);
+        }
+    }
+    st = room_stats(r);
+    CHECK(taken_from_lane > 0);
+    CHECK(st.frees_remote >= 64);
+    CHECK(st.in_ring > 0 && st.in_ring <= 512);   /* what the lane keeps */
+    CHECK_EQ(st.in_ring + st.frees_remote, M);
+    for (int i = 0; i < M; i++)
+        lab_room_free(r, q[i]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* When the zone cannot serve the room, the owner takes back everything on
+ * its way home, the line the freer has not yet published included: no
+ * allocation fails while pages wait in a lane. */
+static void test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve(void)
+{
+    enum { N = 293 };   /* not whole lines: the last 5 entries are unpublished */
+    lab_arena *a = arena(1024, 0);
+    lab_room *r = default_room(a);
+    static void *p[N], *zone[1024], *q[1024];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p, N);
+    CHECK_EQ(room_stats(r).in_ring, N);
+    size_t nz = 0;
+    while (nz < 1024 && (zone[nz] = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+        nz++;
+    size_t stock = room_stats(r).stock, nq = 0, remote = 0;
+    for (;;) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        if (!res.addr)
+            break;
+        REQUIRE(nq < 1024);
+        q[nq++] = res.addr;
+        remote += res.step == LAB_STEP_ROOM_REMOTE;
+    }
+    CHECK(remote > 0);
+    CHECK_EQ(nq, stock + N);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.frees_remote, N);
+    for (size_t i = 0; i < nq; i++)
+        lab_room_free(r, q[i]);
+    for (size_t i = 0; i < nz; i++)
+        lab_free_pages(a, zone[i], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* Destroy gives the zone every entry of a lane, the unpublished ones too. */
+static void test_destroy_takes_a_lanes_unpublished_entries(void)
+{
+    enum { N = 13 };
+    lab_arena *a = arena(1024, 0);
+    size_t before = arena_stats(a).free_pages;
+    lab_room *r = default_room(a);
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p, N);
+    CHECK_EQ(room_stats(r).in_ring, N);
+    lab_room_destroy(r);
+    CHECK_EQ(lab_check(a), 0);
+    CHECK_EQ(arena_stats(a).free_pages, before);
+    end_arena(a);
+}
+
 int main(void)
 {
     test_watchdog(240);
@@ -767,6 +910,9 @@ int main(void)
     RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
     RUN(test_more_freers_than_lanes_all_come_home);
     RUN(test_a_full_lane_spills_into_the_ring);
+    RUN(test_a_lane_keeps_recent_frees_while_the_zone_has_plenty);
+    RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
+    RUN(test_destroy_takes_a_lanes_unpublished_entries);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_room_serves_orders_up_to_its_max_order);

@@ -16,6 +16,7 @@ static lab_room *make_room(lab_arena *a, size_t reserve, size_t batch, size_t hi
 {
     lab_room_config cfg;
     lab_room_config_init(&cfg);
+    cfg.flags = LAB_ROOM_TAKE_ALL;   /* the step counts below: every remote free back at once */
     cfg.reserve = reserve;
     if (batch)
         cfg.batch = batch;

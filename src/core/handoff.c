@@ -335,21 +335,49 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
     }
 }
 
-static inline bool lane_ready(struct room_lane *l)
+/* How many entries each lane keeps: LANE_KEEP, but never more than a 32nd
+ * of the zone's free pages above its high watermark (so the rooms' lanes
+ * together cannot hold back what the zone has), and none below it.  The
+ * count is the one published at the last unlock: a hint, read without the
+ * lock. */
+static inline uint32_t lane_keep(const struct zone *z)
 {
-    return atomic_load_explicit(&l->head, memory_order_relaxed) != atomic_load_explicit(&l->tail, memory_order_relaxed);
+    size_t free = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed), high = z->wmark[WMARK_HIGH];
+    size_t k = free > high ? (free - high) / 32 : 0;
+    return k < LANE_KEEP ? (uint32_t)k : LANE_KEEP;
 }
 
-size_t room_take_remote(struct lab_room *r)
+/* What the owner may take from lane `l` now: the oldest entries, leaving
+ * `keep`.  A normal take-back reads the published head; `all` reads the
+ * freer's pen, the line it is still filling included (a take-back then
+ * runs ahead of head until the freer publishes past it: hence signed). */
+static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all)
+{
+    uint32_t h = atomic_load_explicit(all ? &l->pen : &l->head, memory_order_acquire);
+    int32_t ready = (int32_t)(h - atomic_load_explicit(&l->tail, memory_order_relaxed));
+    if (ready <= (int32_t)keep)
+        return 0;
+    /* at least LANE_TAKE: a take-back of a few comes back at once for more */
+    return (uint32_t)ready - keep > LANE_TAKE ? (uint32_t)ready - keep : LANE_TAKE < (uint32_t)ready ? LANE_TAKE : (uint32_t)ready;
+}
+
+/* Step 2.  `all`: every entry of every lane, the line a freer is still
+ * filling included (reclaim, and an owner that the zone could not serve).
+ * Otherwise, while the zone has plenty, each lane keeps LANE_KEEP entries:
+ * the owner takes back pages freed long ago, on lines the freer finished
+ * with long ago, and leaves the freer's recent ones where they are. */
+size_t room_take_remote(struct lab_room *r, bool all)
 {
     struct zone *z = room_zone(r);
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)(r->stk[0].high + r->stk[0].batch), took = 0;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
+    all |= r->take_all;
+    uint32_t keep = all ? 0 : lane_keep(z);
     /* Only the lanes a freer has claimed: an idle lane's lines stay cold. */
     uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire);
     for (unsigned k = 0; claimed >> k && !lanes; k++)
-        lanes = ((claimed >> k) & 1) && lane_ready(&r->lanes[k]);
+        lanes = ((claimed >> k) & 1) && lane_takable(&r->lanes[k], keep, all);
     if (!ring && !lanes)
         return 0;
     unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
@@ -367,14 +395,17 @@ size_t room_take_remote(struct lab_room *r)
         if (!((claimed >> k) & 1))
             continue;
         struct room_lane *l = &r->lanes[k];
-        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
-        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
-        if (lt == h)
+        uint32_t n = lane_takable(l, keep, all);
+        if (n == 0)
             continue;
-        for (; lt != h && took < budget; lt++, took++) {
+        if (n > budget - took)
+            n = budget - took;
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), end = lt + n;
+        for (; lt != end; lt++) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
             take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, want_state, &pages);
         }
+        took += n;
         atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
     }
     ctr_add_owner(&r->st.frees_remote, pages);
@@ -410,6 +441,17 @@ size_t room_take_remote(struct lab_room *r)
  * interrupted reads it leaves at worst an entry naming a lane that is not
  * this thread's, which the owner field refuses (a scan then finds the
  * right one).
+ *
+ * A freer writes each entry and its `pen`, and publishes `head` only when
+ * a line of slots is full, so the owner never reads a line the freer is
+ * still writing.  While the zone has plenty, the owner leaves each lane its
+ * most recent entries (lane_keep) and takes back the oldest: pages whose
+ * lines left the freer's caches long ago, from slot lines the freer
+ * finished with long ago.  Taking back what a freer has just freed makes
+ * both cores pass the same lines to and fro, and measured, that halved the
+ * hand-off's throughput.  What the lanes keep is still the room's: every
+ * count reads `pen`, and reclaim, destroy and an owner the zone could not
+ * serve take it all.
  *
  * Destroy closes the lanes with an asymmetric fence, as room_steal closes
  * the owner's side: the freer marks its lane `pushing` and then reads
@@ -481,14 +523,17 @@ static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_
     atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
     bool done = false;
-    uint32_t h = atomic_load_explicit(&l->head, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&l->pen, memory_order_relaxed);
     if (unlikely(h + n - l->tail_seen > LANE_SLOTS))
         l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
     if (likely(h + n - l->tail_seen <= LANE_SLOTS) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
         for (uint32_t i = 0; i < n; i++)
             atomic_store_explicit(&l->slots[(h + i) % LANE_SLOTS], (uint64_t)order << 32 | frames[i],
                                   memory_order_relaxed);
-        atomic_store_explicit(&l->head, h + n, memory_order_release);
+        atomic_store_explicit(&l->pen, h + n, memory_order_release);
+        /* a line filled: publish it (the owner reads only whole lines) */
+        if ((h ^ (h + n)) & ~(uint32_t)(LANE_LINE - 1))
+            atomic_store_explicit(&l->head, (h + n) & ~(uint32_t)(LANE_LINE - 1), memory_order_release);
         done = true;
     }
     atomic_store_explicit(&l->pushing, 0, memory_order_release);
@@ -517,7 +562,7 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
         while (atomic_load_explicit(&l->pushing, memory_order_acquire))
             plat_sleep_ms(1);   /* a freer between its look at `dead` and its publish */
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
-        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        uint32_t h = atomic_load_explicit(&l->pen, memory_order_acquire);   /* the unpublished line too */
         for (; lt != h; lt++) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
             uint32_t f = (uint32_t)e;
@@ -527,14 +572,15 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
     }
 }
 
-/* Entries published in the lanes and not yet taken back, and their pages. */
+/* Entries written in the lanes (published or not) and not yet taken back,
+ * and their pages. */
 size_t room_lane_entries(struct lab_room *r, size_t *pages)
 {
     size_t n = 0;
     for (unsigned k = 0; r->lanes && k < ROOM_LANES; k++) {
         struct room_lane *l = &r->lanes[k];
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_acquire);
-        uint32_t h = atomic_load_explicit(&l->head, memory_order_acquire);
+        uint32_t h = atomic_load_explicit(&l->pen, memory_order_acquire);
         for (; lt != h && h - lt <= LANE_SLOTS; lt++, n++)
             if (pages)
                 *pages += (size_t)1 << ((atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed) >> 32) & 7);
@@ -594,7 +640,7 @@ static size_t room_steal(struct lab_room *r)
             uint32_t g = atomic_load_explicit(&r->steal_seq, memory_order_relaxed);
             atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
-            room_take_remote(r);
+            room_take_remote(r, true);
             for (unsigned o = 0; o <= r->max_order; o++) {
                 pages += rd(&r->stk[o].n) << o;
                 room_drain(r, o, rd(&r->stk[o].n));

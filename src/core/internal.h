@@ -271,18 +271,22 @@ struct room_stock {
 
 /* A lane of the return ring: a single-producer queue that one freeing
  * thread claims for good (handoff.c), so that its frees need no locked
- * instruction.  The freer's line, the owner's line, then the slots
- * (frame | order << 32). */
+ * instruction.  The freer's line, the line it publishes on, the owner's
+ * line, then the slots (frame | order << 32). */
 #define ROOM_LANES 4
-#define LANE_SLOTS 256
+#define LANE_SLOTS 1024
+#define LANE_LINE  8      /* slots to a cache line: the freer publishes whole lines */
+#define LANE_KEEP  512    /* entries left in a lane while the zone has plenty */
+#define LANE_TAKE  64     /* the least a take-back from a lane above LANE_KEEP takes */
 struct room_lane {
     _Alignas(CACHELINE) _Atomic(const void *) owner;   /* the freer's thread area, or NULL */
-    _Atomic uint32_t head;     /* entries published (release) */
+    _Atomic uint32_t pen;      /* entries written (release): the freer's own position */
     _Atomic uint32_t pushing;  /* 1 while the freer is between its look at `dead` and
                                   publishing (destroy waits it out) */
     uint32_t  tail_seen;       /* the freer's last look at tail */
+    _Alignas(CACHELINE) _Atomic uint32_t head;   /* entries published, whole lines (release) */
     _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
-    _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by head and tail */
+    _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by pen, head and tail */
 };
 
 /* What the core keeps in the platform's per-thread area: the PF_MEMALLOC
@@ -321,6 +325,7 @@ struct lab_room {
     uint8_t   max_order;       /* orders 0..max_order are served */
     bool      page_hooks;      /* the arena's, copied */
     bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
+    bool      take_all;        /* LAB_ROOM_TAKE_ALL: step 2 leaves nothing in the lanes */
     lab_gfp_t gfp_or;          /* added to every request: LAB_GFP_NOWARN with LAB_ROOM_NOWARN */
     /* Odd while the owner is inside an allocation call (seq) or a free call
      * (seq_free).  A fast-path call of order k adds 2^(k+1), a slow-path
@@ -531,7 +536,7 @@ LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const 
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                    unsigned order);
 LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
-LAB_HIDDEN size_t room_take_remote(struct lab_room *r);
+LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool all);
 LAB_HIDDEN bool   room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);

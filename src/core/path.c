@@ -394,12 +394,18 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
     struct room_stock *s = &r->stk[order];
     uint32_t f;
     for (;;) {
-        if (room_take_remote(r) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
+        if (room_take_remote(r, false) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
             *step = LAB_STEP_ROOM_REMOTE;
             goto pop;
         }
         if (room_refill_from_zone(r, rt, order, reason, step))        /* steps 3, 5 */
             goto pop;
+        /* The zone did not serve: step 2 again, for every page on its way
+         * back, those the lanes keep while the zone has plenty included. */
+        if (room_take_remote(r, true) && atomic_load_explicit(&s->n, memory_order_relaxed)) {
+            *step = LAB_STEP_ROOM_REMOTE;
+            goto pop;
+        }
         if (*reason == LAB_R_INJECTED)   /* an injected failure fails the request, as for the arena */
             return NIL;
         if (order == 0 && may(rt, R_ROOM_RESERVE) && (f = room_take_reserve(r)) != NIL) {   /* step 4 */

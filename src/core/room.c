@@ -80,7 +80,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_ERESERVE;
     if (cfg->max_order >= ROOM_ORDERS || cfg->max_order > a->zone.max_order)
         return LAB_EORDER;
-    if (cfg->flags & ~LAB_ROOM_NOWARN)
+    if (cfg->flags & ~(LAB_ROOM_NOWARN | LAB_ROOM_TAKE_ALL))
         return LAB_EFLAGS;
     if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
         return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
@@ -97,6 +97,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     atomic_init(&r->alloc_slow_gfp, !LAB_DEBUG_ON && a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO);
     r->strict = a->strict_free;
     r->gfp_or = (cfg->flags & LAB_ROOM_NOWARN) ? LAB_GFP_NOWARN : 0;
+    r->take_all = (cfg->flags & LAB_ROOM_TAKE_ALL) != 0;
     r->max_order = (uint8_t)cfg->max_order;
     r->quota = cfg->quota;
     r->reserve_head = NIL;
