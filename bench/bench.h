@@ -101,13 +101,18 @@ void sleep_ms(double ms);
 void pick_cpus(int *a, int *b);   /* the first two CPUs we may run on (the same one if only one) */
 int  thread_start_on(pthread_t *t, int cpu, void *(*fn)(void *), void *arg);
 static inline void cpu_pause(void) { _mm_pause(); }
-/* The byte a workload touches: the block's first, or, with
- * LAB_BENCH_TOUCH_SPREAD=1 in the environment (every process of a run
- * inherits it), the first of a line that the block's address bits 12-17
- * choose.  Page-aligned blocks put every first line in the same few cache
- * sets; the spread shows what that costs (bench/README.md, W3). */
-extern uintptr_t bench_touch_mask;
-static inline void touch(void *p, unsigned v) { ((volatile char *)p)[((uintptr_t)p >> 6) & bench_touch_mask] = (char)v; }
+/* The byte a workload touches: the block's first, or, in a tree configured
+ * with -DLAB_BENCH_TOUCH_SPREAD=ON, the first of a line that the block's
+ * address bits 12-17 choose.  Page-aligned blocks put every first line in
+ * the same few cache sets; the spread shows what that costs (docs/DESIGN.md,
+ * the hand-off).  A build option, not a run-time one: a load in every touch
+ * would cost every peer's W1. */
+#ifdef LAB_BENCH_TOUCH_SPREAD
+#define BENCH_TOUCH_OFFSET(p) (((uintptr_t)(p) >> 6) & 0xfc0)
+#else
+#define BENCH_TOUCH_OFFSET(p) 0
+#endif
+static inline void touch(void *p, unsigned v) { ((volatile char *)p)[BENCH_TOUCH_OFFSET(p)] = (char)v; }
 
 /* A spin barrier: no system call (workload 5 counts them). */
 struct spin_barrier { _Atomic unsigned arrived; unsigned n; };

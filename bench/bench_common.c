@@ -20,14 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uintptr_t bench_touch_mask;
-
-__attribute__((constructor)) static void touch_mask_init(void)
-{
-    const char *e = getenv("LAB_BENCH_TOUCH_SPREAD");
-    bench_touch_mask = e && e[0] == '1' ? 0xfc0 : 0;
-}
-
 /* ---- parameters ------------------------------------------------------------ */
 void bench_params_default(struct bench_params *bp)
 {

@@ -1380,8 +1380,9 @@ int main(int argc, char **argv)
     source_revision(rev, sizeof(rev));
     out("machine: %s\n", machine);
     out("Labyrinth revision: %s\n", rev);
-    if (bench_touch_mask)
-        out("touch: the first byte of a line chosen by address bits 12-17 (LAB_BENCH_TOUCH_SPREAD=1), not the block's first byte\n");
+#ifdef LAB_BENCH_TOUCH_SPREAD
+    out("touch: the first byte of a line chosen by address bits 12-17 (LAB_BENCH_TOUCH_SPREAD), not the block's first byte\n");
+#endif
     out("TSC %.3f GHz (calibrated), timer overhead %.0f ns (included in W5 numbers); CPU A = %d, CPU B = %d\n",
         bp.tsc_per_ns, (double)tmin / bp.tsc_per_ns, bp.cpu_a, bp.cpu_b);
 
