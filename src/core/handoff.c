@@ -372,8 +372,11 @@ size_t room_take_remote(struct lab_room *r, bool all)
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)(r->stk[0].high + r->stk[0].batch), took = 0;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
-    all |= r->take_all;
-    uint32_t keep = all ? 0 : lane_keep(z);
+    uint32_t keep = all || r->take_all ? 0 : lane_keep(z);
+    /* Keeping nothing (the zone is short, or the room asked): every entry,
+     * the line a freer is still filling included, rather than send the
+     * owner to the zone's lock while its own pages wait there. */
+    all |= keep == 0;
     /* Only the lanes a freer has claimed: an idle lane's lines stay cold. */
     uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire);
     for (unsigned k = 0; claimed >> k && !lanes; k++)
