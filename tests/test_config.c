@@ -283,6 +283,7 @@ static void test_watermarks_of_other_sizes_follow_the_formula(void)
     check_derived(4096);                /* 512 KiB: 128 pages, d = 32 */
     check_derived(64);                  /* 128 KiB floor, then a quarter of the arena */
     check_derived(100);
+    check_derived(150);                 /* the 128 KiB floor (32 pages) stays: under a quarter (37) */
     check_derived(300000 + 77);         /* 1.1 GiB and a bit: 1095 pages, pages / 1000 = 300 wins */
 }
 
