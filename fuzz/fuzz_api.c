@@ -1528,6 +1528,10 @@ static void op_room_create(void)
     rc.high = pick_size(sel >> 4, h8, 256);
     rc.quota = (sel & 0x40) ? pick_size(sel >> 6, q8, 64) : 0;
     rc.name = (sel & 0x80) ? "fuzz-room-with-a-rather-long-name-that-is-truncated" : NULL;
+    /* about half the rooms take back every remote free at once; the others
+     * keep recent ones in their lanes while the zone has plenty (no byte of
+     * its own, so the corpus keeps its meaning) */
+    rc.flags = ((r8 ^ b8 ^ h8) & 0x80) ? LAB_ROOM_TAKE_ALL : 0;
     if (M.nrooms >= MAX_FROOMS)
         return;
 

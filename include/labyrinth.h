@@ -611,7 +611,8 @@ LAB_API void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *s);
  *   LAB_FAIL_PAGE_ALLOC="probability=10,interval=1,times=-1,min_order=0,ignore_blocking=0"
  * so any program's failure paths can be exercised without recompiling.
  * Injected failures have reason LAB_R_INJECTED.  Room fast paths (stock and
- * remote frees) are not decision points; their refills are.
+ * remote frees) are not decision points; their refills are, while none of
+ * the room's blocks is on its way back to it.
  * ---------------------------------------------------------------------- */
 typedef struct lab_fault_config {
     unsigned probability;     /* percent of eligible requests that fail, 0..100 */

@@ -881,6 +881,47 @@ static void test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve(void)
     end_arena(a);
 }
 
+/* Fault injection fails a room's refill only when none of its blocks is on
+ * its way back: with frees waiting in a lane, even ones the lane keeps, a
+ * request is served and no failure is injected. */
+static void test_injection_spares_a_room_whose_frees_wait_in_a_lane(void)
+{
+    enum { N = 5 };
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = default_room(a);
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    void *rest[64];
+    size_t nrest = 0;
+    while (room_stats(r).stock)   /* empty the stock: the next request walks on */
+        REQUIRE((rest[nrest++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p, N);
+    lab_fault_config fc = { .probability = 100, .interval = 1, .times = -1 };
+    REQUIRE(lab_fault_set(a, &fc) == 0);
+    for (int i = 0; i < N; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        REQUIRE((p[i] = res.addr) != NULL);   /* from the zone (the lane keeps its frees) */
+    }
+    CHECK_EQ(lab_fault_injected(a), 0);
+    /* a room with nothing on its way back: its refill is a decision point */
+    lab_room *r2 = default_room(a);
+    lab_result res;
+    lab_room_alloc_result(r2, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+    CHECK(res.addr == NULL && res.reason == LAB_R_INJECTED);
+    CHECK_EQ(lab_fault_injected(a), 1);
+    REQUIRE(lab_fault_set(a, NULL) == 0);
+    lab_room_destroy(r2);
+    for (int i = 0; i < N; i++)
+        lab_room_free(r, p[i]);
+    while (nrest)
+        lab_room_free(r, rest[--nrest]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* Destroy gives the zone every entry of a lane, the unpublished ones too. */
 static void test_destroy_takes_a_lanes_unpublished_entries(void)
 {
@@ -913,6 +954,7 @@ int main(void)
     RUN(test_a_lane_keeps_recent_frees_while_the_zone_has_plenty);
     RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
     RUN(test_destroy_takes_a_lanes_unpublished_entries);
+    RUN(test_injection_spares_a_room_whose_frees_wait_in_a_lane);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_room_serves_orders_up_to_its_max_order);

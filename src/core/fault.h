@@ -15,6 +15,11 @@ static inline bool fault_point(enum fault_site site)
     return fault_point_slow(site);
 }
 
+static inline bool fault_enabled(const struct lab_arena *a)
+{
+    return atomic_load_explicit(&((struct lab_arena *)a)->fault.enabled, memory_order_relaxed);
+}
+
 static inline bool fault_should_fail(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
 {
     /* one predictable branch when injection is off */

@@ -310,7 +310,11 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
         if (want > left)
             want = left;
     }
-    if (unlikely(fault_should_fail(a, rt.gfp, order))) {
+    /* A decision point only when none of the room's blocks is on its way
+     * back: a request that the lanes could serve is never failed by
+     * injection (the refill runs before the lanes' kept entries, step 2
+     * again, are taken). */
+    if (unlikely(fault_enabled(a)) && room_ring_pages(r) == 0 && fault_should_fail(a, rt.gfp, order)) {
         *reason = LAB_R_INJECTED;
         return 0;
     }
