@@ -524,7 +524,7 @@ typedef struct lab_room_config {
  * more than a 32nd of the zone's free pages above its high watermark) and
  * the owner takes back only the older ones, and only whole cache lines of
  * the lane: the pages and lines it reads then left the freer's caches long
- * ago, which in the project's hand-off benchmark moves about 1.7 times
+ * ago, which in the project's hand-off benchmark moves 1.4 to 1.7 times
  * the pages per second between two cores.  The room meanwhile holds that many more pages; below the high
  * watermark, or when the zone cannot serve it, the owner takes everything
  * back, so no allocation fails while pages wait in a lane.  This flag
