@@ -680,13 +680,15 @@ static int cmp_ptr(const void *x, const void *y)
 
 #define LANE_FREERS 8
 #define LANE_PAGES 64
-struct lane_job { lab_arena *a; void **pages; atomic_int *go; };
+/* Frees pages[0..n) one at a time, with lab_free_pages (through this
+ * thread's lane), once *go is set. */
+struct lane_job { lab_arena *a; void **pages; size_t n; atomic_int *go; };
 static void *lane_freer(void *arg)
 {
     struct lane_job *j = arg;
     while (!atomic_load(j->go))
         ;
-    for (int i = 0; i < LANE_PAGES; i++)
+    for (size_t i = 0; i < j->n; i++)
         lab_free_pages(j->a, j->pages[i], 0);
     return NULL;
 }
@@ -703,7 +705,7 @@ static void test_more_freers_than_lanes_all_come_home(void)
     pthread_t th[LANE_FREERS];
     struct lane_job job[LANE_FREERS];
     for (int t = 0; t < LANE_FREERS; t++) {
-        job[t] = (struct lane_job){ a, p[t], &go };
+        job[t] = (struct lane_job){ a, p[t], LANE_PAGES, &go };
         REQUIRE(pthread_create(&th[t], NULL, lane_freer, &job[t]) == 0);
     }
     atomic_store(&go, 1);
@@ -759,21 +761,25 @@ static void test_a_full_lane_spills_into_the_ring(void)
 
 /* ---- lanes keep their freer's recent frees (the default) -------------- */
 
-struct freer_job { lab_arena *a; void **pages; size_t n; };
-static void *freer(void *arg)
-{
-    struct freer_job *j = arg;
-    for (size_t i = 0; i < j->n; i++)
-        lab_free_pages(j->a, j->pages[i], 0);
-    return NULL;
-}
 /* Free pages[0..n) one at a time from a thread of their own (its lane). */
 static void free_from_a_thread(lab_arena *a, void **pages, size_t n)
 {
     pthread_t t;
-    struct freer_job j = { a, pages, n };
-    REQUIRE(pthread_create(&t, NULL, freer, &j) == 0);
+    atomic_int go = 1;
+    struct lane_job j = { a, pages, n, &go };
+    REQUIRE(pthread_create(&t, NULL, lane_freer, &j) == 0);
     pthread_join(t, NULL);
+}
+
+/* n pages of room r handed to another thread, which frees them: they wait
+ * in its lane. */
+static void hand_off(lab_arena *a, lab_room *r, void **p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t before = room_stats(r).in_ring;
+    free_from_a_thread(a, p, n);
+    CHECK_EQ(room_stats(r).in_ring, before + n);
 }
 
 static lab_room *default_room(lab_arena *a)
@@ -795,10 +801,7 @@ static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
     lab_arena *a = arena(16384, 0);
     lab_room *r = default_room(a);
     static void *p[M], *q[M];
-    for (int i = 0; i < N; i++)
-        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-    free_from_a_thread(a, p, N);
-    CHECK_EQ(room_stats(r).in_ring, N);
+    hand_off(a, r, p, N);
     /* the stock runs dry several times: served from the zone, not the lane */
     for (int i = 0; i < N; i++) {
         lab_result res;
@@ -810,10 +813,7 @@ static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
     CHECK_EQ(st.in_ring, N);
     CHECK_EQ(st.frees_remote, 0);
     /* many more frees: now the lane holds more than it keeps */
-    for (int i = N; i < M; i++)
-        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-    free_from_a_thread(a, p + N, M - N);
-    CHECK_EQ(room_stats(r).in_ring, M);
+    hand_off(a, r, p + N, M - N);
     int taken_from_lane = 0;
     for (int i = N; i < M; i++) {
         lab_result res;
@@ -850,10 +850,7 @@ static void test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve(void)
     lab_arena *a = arena(1024, 0);
     lab_room *r = default_room(a);
     static void *p[N], *zone[1024], *q[1024];
-    for (int i = 0; i < N; i++)
-        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-    free_from_a_thread(a, p, N);
-    CHECK_EQ(room_stats(r).in_ring, N);
+    hand_off(a, r, p, N);
     size_t nz = 0;
     while (nz < 1024 && (zone[nz] = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
         nz++;
@@ -876,6 +873,35 @@ static void test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve(void)
         lab_room_free(r, q[i]);
     for (size_t i = 0; i < nz; i++)
         lab_free_pages(a, zone[i], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A room at its quota cannot refill: with the zone still plenty, the lane
+ * keeps its freer's entries from step 2, and only the take-back after the
+ * refill's refusal brings them home. */
+static void test_a_room_at_its_quota_takes_back_what_its_lane_keeps(void)
+{
+    enum { Q = 64 };
+    lab_arena *a = arena(16384, 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.quota = Q;
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    void *p[Q];
+    hand_off(a, r, p, Q);
+    CHECK_EQ(room_stats(r).stock, 0);
+    for (int i = 0; i < Q; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
+        REQUIRE((p[i] = res.addr) != NULL);
+        CHECK(res.step == LAB_STEP_ROOM_REMOTE || res.step == LAB_STEP_ROOM);
+    }
+    CHECK_EQ(room_stats(r).in_ring, 0);
+    for (int i = 0; i < Q; i++)
+        lab_room_free(r, p[i]);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
     end_arena(a);
@@ -930,10 +956,7 @@ static void test_destroy_takes_a_lanes_unpublished_entries(void)
     size_t before = arena_stats(a).free_pages;
     lab_room *r = default_room(a);
     void *p[N];
-    for (int i = 0; i < N; i++)
-        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-    free_from_a_thread(a, p, N);
-    CHECK_EQ(room_stats(r).in_ring, N);
+    hand_off(a, r, p, N);
     lab_room_destroy(r);
     CHECK_EQ(lab_check(a), 0);
     CHECK_EQ(arena_stats(a).free_pages, before);
@@ -955,6 +978,7 @@ int main(void)
     RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
     RUN(test_destroy_takes_a_lanes_unpublished_entries);
     RUN(test_injection_spares_a_room_whose_frees_wait_in_a_lane);
+    RUN(test_a_room_at_its_quota_takes_back_what_its_lane_keeps);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_room_serves_orders_up_to_its_max_order);
