@@ -357,8 +357,12 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
     int32_t ready = (int32_t)(h - atomic_load_explicit(&l->tail, memory_order_relaxed));
     if (ready <= (int32_t)keep)
         return 0;
-    /* at least LANE_TAKE: a take-back of a few comes back at once for more */
-    return (uint32_t)ready - keep > LANE_TAKE ? (uint32_t)ready - keep : LANE_TAKE < (uint32_t)ready ? LANE_TAKE : (uint32_t)ready;
+    /* What is beyond `keep`, but at least LANE_TAKE (dipping into what is
+     * kept): a take-back of a few would come back at once for more. */
+    uint32_t n = (uint32_t)ready - keep;
+    if (n < LANE_TAKE)
+        n = (uint32_t)ready < LANE_TAKE ? (uint32_t)ready : LANE_TAKE;
+    return n;
 }
 
 /* Step 2.  `all`: every entry of every lane, the line a freer is still
@@ -453,8 +457,8 @@ size_t room_take_remote(struct lab_room *r, bool all)
  * finished with long ago.  Taking back what a freer has just freed makes
  * both cores pass the same lines to and fro, and measured, that halved the
  * hand-off's throughput.  What the lanes keep is still the room's: every
- * count reads `pen`, and reclaim, destroy and an owner the zone could not
- * serve take it all.
+ * count reads `pen`, and reclaim, destroy, an owner the zone could not
+ * serve, and any take-back while the lanes keep nothing take it all.
  *
  * Destroy closes the lanes with an asymmetric fence, as room_steal closes
  * the owner's side: the freer marks its lane `pushing` and then reads
