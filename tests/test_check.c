@@ -245,7 +245,7 @@ static void test_room_counters_that_disagree_are_reported(void)
     atomic_store(&s0->n, stock);
 
     /* a stock page whose descriptor names no room */
-    uint32_t f = s0->frames[0];
+    uint32_t f = frame_of(zone_of(a), s0->addr[0]);
     pg_set_room(zone_of(a), f, 0);
     EXPECT_FAULT(a, LAB_ECHECK_STATE);
     pg_set_room(zone_of(a), f, r->id);

@@ -242,7 +242,7 @@ static const struct phase phases[] = {
     { "arena create", NULL, run_create, 0, true, P(2, 0, 0, 0, 0, 0, 2, 0, 0, 0) },
     { "arena create MLOCK", NULL, run_create_mlock, 0, true, P(2, 2, 0, 0, 0, 0, 2, 0, 0, 0) },
     { "arena create HUGEPAGES", NULL, run_create_huge, 0, true, P(2, 0, 0, 0, 0, 0, 2, 0, 0, 0) },
-    { "room create", setup_arena, run_room_create, 0, false, P(0, 0, 0, 0, 0, 0, 4, 0, 0, 0) },   /* the room, its ring, its stock, its lanes */
+    { "room create", setup_arena, run_room_create, 0, false, P(0, 0, 0, 0, 0, 0, 3, 0, 0, 0) },   /* the room (its order-0 stock inside), its ring, its lanes */
     { "room refill", setup_room, run_room_refill, 0, false, P(0, 0, 0, 0, 0, 0, 0, 0, 7, 1) },
     { "room drain", setup_room_full, run_room_drain, 0, false, P(0, 0, 0, 0, 0, 0, 0, 0, 0, 1) },
     { "lab_check with a room", setup_room, run_check, 0, false, P(1, 0, 0, 0, 0, 0, 0, 0, 0, 0) },

@@ -74,6 +74,37 @@ static double now_s(void)
 
 /* ---- owner path ----------------------------------------------------------- */
 
+/* A zeroed page from the stock: the page the owner just dirtied and freed
+ * is the one handed out again (the stock is a stack), and it comes back
+ * all zero, for a page and for a block of a higher order. */
+static void test_zeroed_allocation_from_the_stock_is_zero(void)
+{
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    cfg.max_order = 2;
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &cfg, &r) == 0);
+    for (unsigned order = 0; order <= 2; order++) {
+        size_t bytes = (size_t)LAB_PAGE_SIZE << order;
+        unsigned char *p = lab_room_alloc_pages(r, LAB_GFP_ATOMIC, order);
+        REQUIRE(p);
+        memset(p, 0xa5, bytes);
+        lab_room_free_pages(r, p, order);
+        unsigned char *q = order ? lab_room_alloc_pages(r, LAB_GFP_ATOMIC | LAB_GFP_ZERO, order)
+                                 : lab_room_alloc(r, LAB_GFP_ATOMIC | LAB_GFP_ZERO);
+        CHECK(q == p);
+        size_t dirty = 0;
+        for (size_t i = 0; q && i < bytes; i++)
+            dirty += q[i] != 0;
+        CHECK_EQ(dirty, 0);
+        lab_room_free_pages(r, q, order);
+    }
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+
 static void test_owner_alloc_free_round_trip(void)
 {
     lab_arena *a = test_arena(1024, 10, 16, 24, 32);
@@ -913,6 +944,7 @@ int main(void)
 {
     test_watchdog(120);
     RUN(test_owner_alloc_free_round_trip);
+    RUN(test_zeroed_allocation_from_the_stock_is_zero);
     RUN(test_refill_moves_one_batch_from_the_zone);
     RUN(test_frees_above_high_drain_to_the_zone);
     RUN(test_remote_frees_come_back_to_the_room);

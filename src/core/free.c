@@ -359,8 +359,12 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
         atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base, f = off >> PAGE_SHIFT;
-        struct page *pg = &r->pages[f];
+        /* Rotated, the offset's low bits land on top: a block in the arena
+         * and aligned to its order is below `span`, anything else (out of
+         * bounds, misaligned, below the base) far above. */
+        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
+        const unsigned sh = PAGE_SHIFT + order;
+        uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh), f = b << order;
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
         /* pg_is also proves the order is one the room serves: the block was
@@ -369,13 +373,12 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
         if (order)
             limit = limit ? s->high : 0;
-        if (likely(off < r->bytes && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
-                   pg_is(pg, PG_ALLOCATED, order) &&
-                   atomic_load_explicit(&r->room_of[f], memory_order_relaxed) == r->id && n < limit) &&
-            (!LAB_DEBUG_ON || room_free_fast_claim(r, pg, page, order))) {
+        if (likely(b < s->span && pg_is(&r->pages[f], PG_ALLOCATED, order) &&
+                   atomic_load_explicit(&r->pages[f].room, memory_order_relaxed) == r->id && n < limit) &&
+            (!LAB_DEBUG_ON || room_free_fast_claim(r, &r->pages[f], page, order))) {
             if (!LAB_DEBUG_ON)
-                pg_set(pg, PG_ROOM, order);
-            s->frames[n] = (uint32_t)f;
+                pg_set(&r->pages[f], PG_ROOM, order);
+            stock_addr(r, order)[n] = page;
             wr(&s->n, n + 1);
             /* even again, and seq_free / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);

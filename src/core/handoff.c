@@ -103,20 +103,21 @@ void reserve_push(struct lab_room *r, uint32_t frame)
  * Never waits for the zone lock: the owner may be a signal handler.  With
  * the lock, the blocks go straight onto the free lists; without it, each
  * goes on the zone's deferred list for the holder to drain. */
-static void return_to_zone(struct lab_room *r, const uint32_t *frames, size_t n, unsigned order)
+static void return_to_zone(struct lab_room *r, char *const *blocks, size_t n, unsigned order)
 {
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
     if (zone_lock_atomic(z)) {
         for (size_t i = 0; i < n; i++)
-            buddy_put(z, frames[i], order);
+            buddy_put(z, frame_of(z, blocks[i]), order);
         zone_unlock_nowake(z);
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        pg_set_state(&z->pages[frames[i]], PG_DEFERRED);
-        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
-        zone_free_block(a, frames[i], order);
+        uint32_t f = frame_of(z, blocks[i]);
+        pg_set_state(&z->pages[f], PG_DEFERRED);
+        pg_leave_room(z, f);   /* after the state: lab_check */
+        zone_free_block(a, f, order);
     }
 }
 
@@ -129,8 +130,8 @@ void room_drain(struct lab_room *r, unsigned order, size_t n)
         n = have;
     if (n == 0)
         return;
-    return_to_zone(r, s->frames, n, order);
-    memmove(s->frames, s->frames + n, (have - n) * sizeof(uint32_t));
+    return_to_zone(r, s->addr, n, order);
+    memmove(s->addr, s->addr + n, (have - n) * sizeof(char *));
     wr(&s->n, have - n);
     ctr_inc(&r->st.drains);
 }
@@ -154,7 +155,7 @@ void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frame
             misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
             continue;
         }
-        atomic_store_explicit(&z->room_of[frames[i]], 0, memory_order_release);   /* after the state: lab_check */
+        pg_leave_room(z, frames[i]);   /* after the state: lab_check */
         zone_free_block(a, frames[i], order);
         gone += 1u << order;
     }
@@ -319,10 +320,11 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
         *pages += (size_t)1 << order;
         if (likely(n < s->high)) {
             pg_set(p, PG_ROOM, order);
-            s->frames[n] = f;
+            s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);
         } else {              /* back, then drained at once */
-            return_to_zone(r, &f, 1, order);
+            char *block = addr_of(z, f);
+            return_to_zone(r, &block, 1, order);
             ctr_inc(&r->st.drains);
         }
     } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
@@ -422,8 +424,8 @@ size_t room_take_remote(struct lab_room *r, bool all)
     struct room_stock *s0 = &r->stk[0];
     while (rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
         size_t n = rd(&s0->n);
-        uint32_t f = s0->frames[0];
-        memmove(s0->frames, s0->frames + 1, (n - 1) * sizeof(uint32_t));
+        uint32_t f = frame_of(z, s0->addr[0]);
+        memmove(s0->addr, s0->addr + 1, (n - 1) * sizeof(char *));
         wr(&s0->n, n - 1);
         reserve_push(r, f);
     }
@@ -615,7 +617,7 @@ size_t room_ring_pages(struct lab_room *r)
  * takes the stocks and rings of rooms whose owners are not inside a call,
  * an idle room's included.  The owner's fast paths take no lock, so the
  * handshake is an asymmetric Dekker: reclaim closes the fast paths' gates
- * (alloc_slow_gfp, free_limit) and sets `steal`, then makes every running
+ * (alloc_floor, free_limit) and sets `steal`, then makes every running
  * thread execute a full barrier (membarrier); an owner stores its odd
  * sequence word before it reads the gates, with only a compiler fence.
  * After the barrier either reclaim sees the owner inside a call (and gives
@@ -634,12 +636,12 @@ static size_t room_steal(struct lab_room *r)
         return 0;
     if (atomic_exchange(&r->steal, true))
         return 0;
-    atomic_store(&r->alloc_slow_gfp, ~(lab_gfp_t)0);
+    atomic_store(&r->alloc_floor, SIZE_MAX);
     atomic_store(&r->free_limit, 0);
     size_t pages = 0;
     if (plat_membarrier()) {
         uint64_t s1 = atomic_load(&r->seq), s2 = atomic_load(&r->seq_free);
-        if (!((s1 | s2) & 1) && atomic_load(&r->alloc_slow_gfp) == ~(lab_gfp_t)0 && atomic_load(&r->free_limit) == 0 &&
+        if (!((s1 | s2) & 1) && atomic_load(&r->alloc_floor) == SIZE_MAX && atomic_load(&r->free_limit) == 0 &&
             !atomic_load(&r->dead)) {
             /* In motion for lab_check, with a word of its own: the owner's
              * sequence words are the owner's alone (its bypass calls run

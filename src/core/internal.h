@@ -51,8 +51,6 @@
 #define NIL        UINT32_MAX          /* the end of every frame list */
 #define MAX_ROOMS  4096u
 #define MAX_SHRINKERS 32u
-#define GFP_GATE   (1u << 31)  /* no LAB_GFP_* flag: set on every request at the
-                                  room allocation gate (alloc_slow_gfp) */
 #define HOOK_SLOTS 8u          /* a hook may change this often while one call reads it */
 #define LOG_SLOTS  8u          /* deferred reports held at once; more are counted */
 
@@ -112,7 +110,10 @@ struct page {
     /* state | order << 8, one atomic word so that a check of both is one
      * compare, and a claim (a CAS on the state) also proves the order */
     _Atomic uint16_t so;
-    uint16_t spare;
+    /* a room block's head: its room's id, as zone.room_of has it.  The
+     * owner's free reads this copy, on the line it reads anyway; a freer in
+     * another context reads room_of, away from the lines owners write. */
+    _Atomic uint16_t room;
     uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
                                  order the caller asked; a trimmed block refused by the
                                  OS (void.c, transiently) */
@@ -256,9 +257,13 @@ struct zone {
 
 /* One stack of block heads per order, the owner's alone. */
 struct room_stock {
-    uint32_t *frames;
+    char    **addr;            /* the blocks, by address: what the fast paths hand
+                                  out and take back, with no arithmetic */
     _Atomic size_t n;          /* relaxed load/store by the owner only */
     size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
+    uintptr_t span;            /* the arena's pages in blocks of this order, rounded
+                                  up: the owner's free checks bounds and alignment
+                                  with one compare (room_free_fast) */
 };
 
 /* The return ring's 64-bit slot: the frame, the order the freer gave, and a
@@ -320,6 +325,7 @@ struct lab_room {
     struct page *pages;        /* the zone's, copied */
     _Atomic uint16_t *room_of; /* the zone's, copied */
     char     *base;            /* the zone's, copied */
+    uintptr_t desc_bias;       /* pages - base / 256: see room_desc */
     uint32_t  nr_pages;
     uint16_t  id;
     uint8_t   max_order;       /* orders 0..max_order are served */
@@ -340,10 +346,11 @@ struct lab_room {
      * fast paths, so theirs are the paths release builds run.  Reclaim
      * may zero it (relaxed) when it asks for a drain. */
     _Atomic size_t free_limit;
-    _Atomic lab_gfp_t alloc_slow_gfp;  /* flags that send an allocation to the slow
-                                  path: ZERO, or every bit (GFP_GATE included) when
-                                  page hooks are on (release builds) or reclaim is
-                                  taking the stock */
+    /* The owner's allocation takes the fast path while its stock holds
+     * more than this: 0, or SIZE_MAX when page hooks are on (release
+     * builds) or reclaim is taking the stock.  One compare with the count
+     * the pop reads anyway is the whole gate. */
+    _Atomic size_t alloc_floor;
     uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
@@ -377,6 +384,9 @@ struct lab_room {
                                   dead, destroy) */
     _Atomic uint32_t flush_busy;  /* a dead room's ring is being emptied */
     struct lab_room *graveyard;   /* destroyed rooms whose id was reused (room.c frees them) */
+    /* The order-0 stock's array (stk[0].addr), the owner's again: at a
+     * fixed offset, the fast paths reach it without loading a pointer. */
+    _Alignas(CACHELINE) char *addr0[];
 };
 
 static inline size_t rd(_Atomic size_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
@@ -386,6 +396,21 @@ static inline void wr(_Atomic size_t *v, size_t x) { atomic_store_explicit(v, x,
 static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explicit(&r->ring_tail, memory_order_relaxed); }
 static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
 
+/* A stock's array; `order` a constant, order 0's is at a fixed offset. */
+static inline char **stock_addr(struct lab_room *r, unsigned order)
+{
+    return order == 0 ? r->addr0 : r->stk[order].addr;
+}
+
+/* A block's descriptor from its address: one shift and one add, since the
+ * descriptor is 1/256 of the page (desc_bias folds in pages and base). */
+#define DESC_SHIFT 8
+_Static_assert(sizeof(struct page) << DESC_SHIFT == LAB_PAGE_SIZE, "a descriptor is 1/256 of its page");
+static inline struct page *room_desc(const struct lab_room *r, const void *addr)
+{
+    return (struct page *)(r->desc_bias + ((uintptr_t)addr >> DESC_SHIFT));
+}
+
 /* A block onto the owner's stock of its order. */
 static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame)
 {
@@ -393,7 +418,7 @@ static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame
     size_t n = rd(&s->n);
     lab_assert(n < s->high + s->batch);
     pg_set_state(&r->pages[frame], PG_ROOM);
-    s->frames[n] = frame;
+    s->addr[n] = r->base + ((size_t)frame << PAGE_SHIFT);
     wr(&s->n, n + 1);
 }
 
@@ -488,7 +513,15 @@ static inline unsigned pg_room(const struct zone *z, uint32_t frame)
 }
 static inline void pg_set_room(struct zone *z, uint32_t frame, unsigned id)
 {
+    atomic_store_explicit(&z->pages[frame].room, (uint16_t)id, memory_order_relaxed);
     atomic_store_explicit(&z->room_of[frame], (uint16_t)id, memory_order_relaxed);
+}
+/* A block leaving its room outside the zone lock, after its state changed:
+ * lab_check reads room_of with acquire and then the state. */
+static inline void pg_leave_room(struct zone *z, uint32_t frame)
+{
+    atomic_store_explicit(&z->pages[frame].room, 0, memory_order_relaxed);
+    atomic_store_explicit(&z->room_of[frame], 0, memory_order_release);
 }
 
 /* zone.c */

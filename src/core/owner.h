@@ -43,8 +43,7 @@ static inline bool room_owner_side_mine(struct lab_room *r)
 {
     if (unlikely(atomic_load_explicit(&r->steal, memory_order_acquire)))
         return false;
-    atomic_store_explicit(&r->alloc_slow_gfp, !LAB_DEBUG_ON && r->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO,
-                          memory_order_relaxed);
+    atomic_store_explicit(&r->alloc_floor, !LAB_DEBUG_ON && r->page_hooks ? SIZE_MAX : 0, memory_order_relaxed);
     room_update_free_limit(r);
     return true;
 }

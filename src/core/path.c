@@ -440,7 +440,7 @@ pop:;
     size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     lab_assert(n > 0);
     atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
-    return s->frames[n - 1];
+    return frame_of(room_zone(r), s->addr[n - 1]);
 }
 
 /* The owner's side of handing a block out, counted in pages. */
@@ -486,7 +486,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
             ctr_inc(&r->st.by_step[step]);
         }
     } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
-        f = s->frames[n - 1];
+        f = frame_of(room_zone(r), s->addr[n - 1]);
         atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
     } else {
         f = room_alloc_slow(r, rt, order, &reason, &step);
@@ -547,19 +547,20 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
         atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
-        /* GFP_GATE is never a flag a caller passes: a closed gate (all bits)
-         * stops even a request with no flag at all */
-        if (likely(n != 0) &&
-            likely(!((gfp | GFP_GATE) & atomic_load_explicit(&r->alloc_slow_gfp, memory_order_relaxed)))) {
-            uint32_t f = s->frames[n - 1];
-            lab_assert(pg_room(&r->arena->zone, f) == r->id && pg_is(&r->pages[f], PG_ROOM, order));
+        /* an empty stock and a closed gate fail the same compare; a request
+         * to zero its page is the fallback's (the memset is not inlined) */
+        if (likely(n > atomic_load_explicit(&r->alloc_floor, memory_order_relaxed)) && likely(!(gfp & LAB_GFP_ZERO))) {
+            char *p = stock_addr(r, order)[n - 1];
+            lab_assert(pg_room(&r->arena->zone, frame_of(&r->arena->zone, p)) == r->id &&
+                       room_desc(r, p) == &r->pages[frame_of(&r->arena->zone, p)] &&
+                       pg_is(room_desc(r, p), PG_ROOM, order));
+            pg_set(room_desc(r, p), PG_ALLOCATED, order);
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
-            pg_set(&r->pages[f], PG_ALLOCATED, order);
             /* even again, and seq / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
             if (LAB_DEBUG_ON && r->page_hooks)
-                page_hook_alloc(r->arena, r->base + ((size_t)f << PAGE_SHIFT), order);
-            return r->base + ((size_t)f << PAGE_SHIFT);
+                page_hook_alloc(r->arena, p, order);
+            return p;
         }
         atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
     }
@@ -617,7 +618,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         }
         size_t k = have < n - got ? have : n - got;
         for (size_t i = 0; i < k; i++)
-            pages[got + i] = room_hand_out(r, s->frames[have - 1 - i], 0);
+            pages[got + i] = room_hand_out(r, frame_of(room_zone(r), s->addr[have - 1 - i]), 0);
         atomic_store_explicit(&s->n, have - k, memory_order_release);   /* seqlock data */
         ctr_add_owner(&r->st.allocs_extra, k);
         got += k;

@@ -33,13 +33,18 @@ void lab_room_config_init(lab_room_config *cfg)
 /* ---- create and destroy ----------------------------------------------------------- */
 
 /* The room's metadata back to the platform: its stocks, its ring, itself. */
+static size_t room_bytes(size_t high, size_t batch)
+{
+    return sizeof(struct lab_room) + (high + batch + 1) * sizeof(char *);
+}
+
 static void room_release(struct lab_room *r)
 {
-    for (unsigned o = 0; o < ROOM_ORDERS; o++)
-        meta_free(r->stk[o].frames, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(uint32_t));
+    for (unsigned o = 1; o < ROOM_ORDERS; o++)
+        meta_free(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
     meta_free((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
     meta_free(r->lanes, ROOM_LANES * sizeof(struct room_lane));
-    meta_free(r, sizeof(*r));
+    meta_free(r, room_bytes(r->stk[0].high, r->stk[0].batch));
 }
 
 /* An id to use: a fresh one, or that of a destroyed room none of whose
@@ -84,17 +89,21 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EFLAGS;
     if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
         return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
-    struct lab_room *r = meta_alloc(sizeof(*r));
+    size_t high = cfg->high ? cfg->high : 4 * cfg->batch;
+    if (high < cfg->batch)
+        high = cfg->batch;
+    struct lab_room *r = meta_alloc(room_bytes(high, cfg->batch));
     if (!r)
         return LAB_ENOMEM;
     r->arena = a;
     r->pages = a->zone.pages;
     r->room_of = a->zone.room_of;
     r->base = a->zone.base;
+    r->desc_bias = (uintptr_t)a->zone.pages - ((uintptr_t)a->zone.base >> DESC_SHIFT);
     r->nr_pages = a->zone.nr_pages;
     r->bytes = (uintptr_t)a->zone.nr_pages << PAGE_SHIFT;
     r->page_hooks = a->page_hooks;
-    atomic_init(&r->alloc_slow_gfp, !LAB_DEBUG_ON && a->page_hooks ? ~(lab_gfp_t)0 : LAB_GFP_ZERO);
+    atomic_init(&r->alloc_floor, !LAB_DEBUG_ON && a->page_hooks ? SIZE_MAX : 0);
     r->strict = a->strict_free;
     r->gfp_or = (cfg->flags & LAB_ROOM_NOWARN) ? LAB_GFP_NOWARN : 0;
     r->take_all = (cfg->flags & LAB_ROOM_TAKE_ALL) != 0;
@@ -103,17 +112,15 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->reserve_head = NIL;
     r->reserve_target = cfg->reserve;
     bool ok = true;
-    size_t high = cfg->high ? cfg->high : 4 * cfg->batch;
-    if (high < cfg->batch)
-        high = cfg->batch;
     /* Higher orders keep as many pages, in fewer blocks, as Linux scales its
      * pcp batch by order. */
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];
         s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
         s->high = high >> o > s->batch ? high >> o : s->batch;
-        s->frames = meta_alloc((s->high + s->batch + 1) * sizeof(uint32_t));
-        ok &= s->frames != NULL;
+        s->span = ((uintptr_t)r->nr_pages + (1u << o) - 1) >> o;
+        s->addr = o == 0 ? r->addr0 : meta_alloc((s->high + s->batch + 1) * sizeof(char *));
+        ok &= s->addr != NULL;
     }
     uint32_t ring = cfg->ring ? (uint32_t)cfg->ring : RING_DEFAULT;
     uint32_t size = 1;
@@ -211,7 +218,7 @@ void lab_room_destroy(lab_room *r)
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];
         for (size_t i = 0; i < rd(&s->n); i++)
-            buddy_put(z, s->frames[i], o);
+            buddy_put(z, frame_of(z, s->addr[i]), o);
         wr(&s->n, 0);
     }
     while (r->reserve_head != NIL) {
