@@ -680,7 +680,10 @@ LAB_API int  lab_stats_print(lab_arena *a, FILE *f, int format);
 #endif
 
 typedef struct lab_room_stats {
-    uint64_t allocs, frees_owner, frees_remote, refills, drains, reserve_allocs;  /* pages */
+    uint64_t allocs, frees_owner, frees_remote, reserve_allocs;  /* pages */
+    uint64_t refills, drains;    /* batches between the stock and the zone: a refill,
+                                    a drain above high, a run of blocks taken back
+                                    into a full stock */
     uint64_t fail_by_reason[LAB_R_COUNT];
     size_t stock, reserve, out;  /* pages in stock, in the private reserve, handed out
                                     (including those on their way back in the ring) */

@@ -249,6 +249,11 @@ static void test_room_counters_that_disagree_are_reported(void)
     pg_set_room(zone_of(a), f, 0);
     EXPECT_FAULT(a, LAB_ECHECK_STATE);
     pg_set_room(zone_of(a), f, r->id);
+    /* the descriptor's copy of the room id disagrees with room_of */
+    atomic_store(&zone_of(a)->pages[f].room, (uint16_t)(r->id + 1));
+    EXPECT_FAULT(a, LAB_ECHECK_STATE);
+    atomic_store(&zone_of(a)->pages[f].room, (uint16_t)r->id);
+    EXPECT_HEALTHY(a);
 
     atomic_store(&r->nr_reserve, reserve - 1);
     EXPECT_FAULT(a, LAB_ECHECK_COUNT);

@@ -192,12 +192,13 @@ static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
     CHECK_EQ(arena_stats(a).free_pages, free_before + N - held);
     CHECK_EQ(arena_stats(a).deferred_pages, held);
     CHECK_EQ(st.out, held);
-    /* one take-back is bounded to high + batch blocks (8): the rest waits */
+    /* one take-back is bounded to the stock's high (4): the rest waits */
     void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);
     REQUIRE(q);
     st = room_stats(r);
-    CHECK_EQ(st.in_ring, held - 8);
-    CHECK_EQ(st.out, held - 8 + 1);    /* 8 back (4 to the stock, 4 on to the zone past high), 1 handed out */
+    CHECK_EQ(st.in_ring, held - 4);
+    CHECK_EQ(st.out, held - 4 + 1);    /* 4 back to the stock, 1 of them handed out */
+    CHECK_EQ(st.stock, 3);
     lab_room_free(r, q);
     void *more[8];
     for (size_t round = 0; round < N && room_stats(r).in_ring; round++) {
@@ -782,6 +783,42 @@ static void hand_off(lab_arena *a, lab_room *r, void **p, size_t n)
     CHECK_EQ(room_stats(r).in_ring, before + n);
 }
 
+/* Blocks taken back while their stock is full go on to the zone, in runs
+ * of up to 32 blocks (one zone lock each), and every page stays counted.
+ * An order-1 request finds its own stock empty and takes back the order-0
+ * pages another thread freed, while the order-0 stock is at its high. */
+static void test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs(void)
+{
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 8, 64, 1, 0);
+    enum { FAR = 40 };
+    void *far[FAR], *mine[128];
+    for (size_t i = 0; i < FAR; i++)
+        REQUIRE((far[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t n = 0;
+    while (room_stats(r).stock + n < 64)
+        REQUIRE((mine[n++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    while (n)
+        lab_room_free(r, mine[--n]);
+    free_from_a_thread(a, far, FAR);
+    lab_room_stats st = room_stats(r);
+    REQUIRE(st.stock == 64 && st.in_ring == FAR);
+    size_t free_before = arena_stats(a).free_pages;
+    void *b = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
+    REQUIRE(b);
+    lab_room_stats now = room_stats(r);
+    CHECK_EQ(now.in_ring, 0);
+    CHECK_EQ(now.frees_remote, st.frees_remote + FAR);
+    CHECK_EQ(now.drains, st.drains + 2);              /* 40 blocks: a run of 32 and one of 8 */
+    /* the 40 went to the zone; the order-1 stock was refilled from it, and
+     * b (2 pages) handed out */
+    CHECK_EQ(arena_stats(a).free_pages + (now.stock - 64) + 2, free_before + FAR);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_free_pages(r, b, 1);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 static lab_room *default_room(lab_arena *a)
 {
     lab_room_config rc;
@@ -970,6 +1007,7 @@ int main(void)
     RUN(test_strict_mode_arbitrates_owner_and_remote_free_of_one_block);
     RUN(test_strict_mode_reports_a_double_free_at_the_second_free);
     RUN(test_frees_beyond_a_full_ring_go_to_the_zone);
+    RUN(test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs);
     RUN(test_destroy_empties_the_ring_and_later_frees_reach_the_zone);
     RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
     RUN(test_more_freers_than_lanes_all_come_home);

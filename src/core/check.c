@@ -113,6 +113,11 @@ int zone_check_locked(struct lab_arena *a, bool report, bool may_map)
         }
         if (st == PG_ROOM && rid == 0)
             FAIL(LAB_ECHECK_STATE, "a block in a room's state that names no room", i);
+        /* The descriptor's copy of the room id is cleared first when a block
+         * leaves its room (pg_leave_room): it is room_of's, or 0 in passing. */
+        unsigned copy = atomic_load_explicit(&p->room, memory_order_relaxed);
+        if (copy != 0 && copy != rid)
+            FAIL(LAB_ECHECK_STATE, "a descriptor names a room other than room_of's", i);
         if (rid != 0 && st != PG_ROOM && st != PG_RESERVE && st != PG_ALLOCATED && st != PG_DEFERRED)
             FAIL(LAB_ECHECK_STATE, "a zone block that still names a room", i);
         if ((st == PG_ROOM || st == PG_RESERVE) && rid != 0 && rid <= nroom)

@@ -301,31 +301,56 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
  * The ready slots, in order, into the stocks, checking each block: it must
  * be this room's, of the order its freer said, and handed out (claimed, in
  * strict mode).  A block already in stock was freed twice: reported and
- * dropped.  A stock that is full sends the block to the zone.  One pass
- * takes at most high + batch blocks of the order-0 stock's size (the rest
- * waits for the next), so an allocation's worst case stays bounded however
- * full the ring; the owner's only shared reads are the slots.  Returns the
- * pages taken back. */
+ * dropped.  A stock that is full sends the block to the zone, in runs (one
+ * zone lock per run, not per block).  One pass takes at most the order-0
+ * stock's high (the rest waits for the next), so an allocation's worst case
+ * stays bounded however full the ring, and a take-back into an empty stock
+ * sends nothing to the zone; the owner's only shared reads are the slots.
+ * Returns the pages taken back. */
+#define SPILL_RUN 32
+struct take {
+    size_t   pages;                 /* taken back, in pages */
+    uint32_t spilled;               /* blocks in `spill`, all of `spill_order` */
+    unsigned spill_order;
+    char    *spill[SPILL_RUN];      /* blocks for the zone: their stock was full */
+};
+
+static void spill_flush(struct lab_room *r, struct take *t)
+{
+    if (t->spilled == 0)
+        return;
+    return_to_zone(r, t->spill, t->spilled, t->spill_order);
+    t->spilled = 0;
+    ctr_inc(&r->st.drains);
+}
+
+static NOINLINE void spill(struct lab_room *r, struct take *t, char *block, unsigned order)
+{
+    if (t->spilled == SPILL_RUN || (t->spilled && t->spill_order != order))
+        spill_flush(r, t);
+    t->spill_order = order;
+    t->spill[t->spilled++] = block;
+}
+
 /* One block taken back, from the ring or a lane: this room's, of the order
  * its freer gave, and handed out (one compare each; f is checked first: a
- * tombstone is NIL).  Into the stock, or back to the zone when the stock
- * is full. */
+ * tombstone is NIL).  Into the stock, or to the zone when the stock is
+ * full. */
 static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsigned order, unsigned want_state,
-                            size_t *pages)
+                            struct take *t)
 {
     struct page *p = &z->pages[f];
-    if (likely(f < r->nr_pages && pg_room(z, f) == r->id && pg_is(p, want_state, order) && order <= r->max_order)) {
+    if (likely(f < r->nr_pages && atomic_load_explicit(&p->room, memory_order_relaxed) == r->id &&
+               pg_is(p, want_state, order) && order <= r->max_order)) {
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
-        *pages += (size_t)1 << order;
+        t->pages += (size_t)1 << order;
         if (likely(n < s->high)) {
             pg_set(p, PG_ROOM, order);
             s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);
-        } else {              /* back, then drained at once */
-            char *block = addr_of(z, f);
-            return_to_zone(r, &block, 1, order);
-            ctr_inc(&r->st.drains);
+        } else {
+            spill(r, t, addr_of(z, f), order);
         }
     } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
         misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
@@ -375,7 +400,7 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
 size_t room_take_remote(struct lab_room *r, bool all)
 {
     struct zone *z = room_zone(r);
-    uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)(r->stk[0].high + r->stk[0].batch), took = 0;
+    uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)r->stk[0].high, took = 0;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(z);
@@ -390,12 +415,14 @@ size_t room_take_remote(struct lab_room *r, bool all)
     if (!ring && !lanes)
         return 0;
     unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
-    size_t pages = 0;
+    struct take tk;
+    tk.pages = 0;
+    tk.spilled = 0;
     while (ring && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
         took++;
-        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, want_state, &pages);
+        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, want_state, &tk);
         v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
         ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
     }
@@ -412,11 +439,13 @@ size_t room_take_remote(struct lab_room *r, bool all)
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), end = lt + n;
         for (; lt != end; lt++) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
-            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, want_state, &pages);
+            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, want_state, &tk);
         }
         took += n;
         atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
     }
+    spill_flush(r, &tk);
+    size_t pages = tk.pages;
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation
      * near empty is served at step 1 or 2, never walks on to the reserve
