@@ -367,14 +367,14 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh), f = b << order;
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
-        /* pg_is also proves the order is one the room serves: the block was
-         * handed out with it.  free_limit is the order-0 high, or 0 when the
+        /* The tag proves state, order and room at once, and that the order
+         * is one the room serves: the block was handed out with it.  free_limit is the order-0 high, or 0 when the
          * gates are closed; higher orders have their own high. */
         size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
         if (order)
             limit = limit ? s->high : 0;
-        if (likely(b < s->span && pg_is(&r->pages[f], PG_ALLOCATED, order) &&
-                   atomic_load_explicit(&r->pages[f].room, memory_order_relaxed) == r->id && n < limit) &&
+        if (likely(b < s->span && atomic_load_explicit(&r->pages[f].tag, memory_order_relaxed) == s->tag_out &&
+                   n < limit) &&
             (!LAB_DEBUG_ON || room_free_fast_claim(r, &r->pages[f], page, order))) {
             if (!LAB_DEBUG_ON)
                 pg_set(&r->pages[f], PG_ROOM, order);

@@ -107,18 +107,43 @@ enum page_state {
 struct page {
     uint32_t next;            /* free list, room stock/reserve, deferred list */
     uint32_t prev;            /* free list back link */
-    /* state | order << 8, one atomic word so that a check of both is one
-     * compare, and a claim (a CAS on the state) also proves the order */
-    _Atomic uint16_t so;
-    /* a room block's head: its room's id, as zone.room_of has it.  The
-     * owner's free reads this copy, on the line it reads anyway; a freer in
-     * another context reads room_of, away from the lines owners write. */
-    _Atomic uint16_t room;
+    union {
+        struct {
+            /* state | order << 8, one atomic word so that a check of both
+             * is one compare, and a claim (a CAS on the state) also proves
+             * the order */
+            _Atomic uint16_t so;
+            /* a room block's head: its room's id, as zone.room_of has it.
+             * The owner's free reads this copy, on the line it reads
+             * anyway; a freer in another context reads room_of, away from
+             * the lines owners write. */
+            _Atomic uint16_t room;
+        };
+        /* Both halves at once, only ever loaded: the owner's free checks
+         * state, order and room with one compare (against page_tag).  Each
+         * half is written by its own atomic store; an aligned 32-bit load
+         * reads them in one access on every machine the core builds for,
+         * and a load that meets a write to either half sees one value or
+         * the other, so the compare fails exactly when the two would. */
+        _Atomic uint32_t tag;
+    };
     uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
                                  order the caller asked; a trimmed block refused by the
                                  OS (void.c, transiently) */
 };
 _Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
+_Static_assert(sizeof(_Atomic uint16_t) == 2 && offsetof(struct page, room) == offsetof(struct page, so) + 2 &&
+               offsetof(struct page, tag) == offsetof(struct page, so), "tag covers so and room");
+
+/* What `tag` reads for a block in `state` of `order` held by room `id`:
+ * built through the same layout, so it holds on either byte order. */
+static inline uint32_t page_tag(unsigned state, unsigned order, unsigned id)
+{
+    union { uint32_t word; struct { uint16_t so, room; } half; } t;
+    t.half.so = (uint16_t)(order << 8 | state);
+    t.half.room = (uint16_t)id;
+    return t.word;
+}
 
 static inline unsigned pg_so(const struct page *p) { return atomic_load_explicit(&((struct page *)p)->so, memory_order_relaxed); }
 static inline unsigned pg_state(const struct page *p) { return pg_so(p) & 0xffu; }
@@ -261,6 +286,8 @@ struct room_stock {
                                   out and take back, with no arithmetic */
     _Atomic size_t n;          /* relaxed load/store by the owner only */
     size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
+    uint32_t  tag_out;         /* page_tag of a block of this order the room handed
+                                  out: the owner's free compares it */
     uintptr_t span;            /* the arena's pages in blocks of this order, rounded
                                   up: the owner's free checks bounds and alignment
                                   with one compare (room_free_fast) */
