@@ -12,7 +12,7 @@
  * 2^k - 1 to allocs_extra or frees_extra, while the fast paths count in
  * the sequence words alone (so order 0 cannot tell; its fast path is the
  * same function with the order a constant).  The ring pushes are counted by wrapping
- * room_free_one and room_free_remote at link time (tests/CMakeLists.txt):
+ * room_hand_off, room_lane_push_n and room_free_remote at link time (tests/CMakeLists.txt):
  * the wrappers count and call the real functions.
  */
 #include "check.h"
@@ -33,23 +33,14 @@ static NO_SANITIZE void raw_write(volatile char *p, char v) { *p = v; }
 
 static _Atomic uint64_t pushes_one, pushes_run;
 
-void __real_room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
-void __wrap_room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
-void __wrap_room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
-{
-    atomic_fetch_add(&pushes_one, 1);
-    __real_room_free_one(a, r, frame, order);
-}
 /* A single free publishes in the freer's lane of the ring when it has one
  * (handoff.c), else in the shared ring: either is one push. */
-bool __real_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
-bool __wrap_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
-bool __wrap_room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+void __real_room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
+void __wrap_room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
+void __wrap_room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
 {
-    bool done = __real_room_lane_push(r, frame, order);
-    if (done)
-        atomic_fetch_add(&pushes_one, 1);
-    return done;
+    atomic_fetch_add(&pushes_one, 1);
+    __real_room_hand_off(a, r, frame, order);
 }
 /* A bulk free's run goes to the freer's lane when it has one and room
  * for the run, else to the shared ring: either is one push of a run. */

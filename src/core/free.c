@@ -166,9 +166,7 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
         uint32_t frame = (uint32_t)f;
         if (LAB_DEBUG_ON && free_claim(a, addr, order, &frame) < 0)
             return;   /* reported */
-        struct lab_room *r = room_by_id(a, id);
-        if (!room_lane_push(r, frame, order))
-            room_free_one(a, r, frame, order);
+        room_hand_off(a, room_by_id(a, id), frame, order);
         if (LAB_DEBUG_ON)
             debug_check_every_op(a, false);
         return;

@@ -261,7 +261,7 @@ bool room_ring_push(struct lab_arena *a, struct lab_room *r, const uint32_t *fra
  * push of room_ring_push for a single slot, with nothing around it (a free
  * costs a third of the general push's instructions); the two protocols
  * must stay the same: change them together. */
-void room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
+static NOINLINE void room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
 {
     uint32_t pos = atomic_load_explicit(&r->ring_head, memory_order_relaxed);
     for (;;) {
@@ -540,22 +540,28 @@ static NOINLINE struct room_lane *lane_of_thread(struct lab_room *r, struct thre
     return NULL;
 }
 
-/* Frees through this thread's lane of the room, all of them or none:
- * false when there is no lane to be had, it has no room for them, or the
- * room is dead (the caller uses the ring).  No locked instruction once the
- * lane is claimed, and one publication for the whole run.  The lane's own
+/* This thread's lane of room r when it is the one it used last: two
+ * compares and the claim's check; NULL otherwise. */
+static inline struct room_lane *lane_cached(struct lab_room *r, struct thread_area *ta)
+{
+    struct room_lane *l;
+    if (unlikely(ta->lanes[0].room != r) || unlikely(r->lanes == NULL) ||
+        unlikely(atomic_load_explicit(&(l = &r->lanes[ta->lanes[0].lane])->owner, memory_order_relaxed) != ta))
+        return NULL;
+    return l;
+}
+
+/* Frees appended to lane l of the room, all of them or none: false when
+ * the lane has no room for them or the room is dead (the caller uses the
+ * ring).  No locked instruction once the lane is claimed, and one
+ * publication for the whole run.  The lane's own
  * `pushing` flag also tells a signal handler that it interrupted its
  * thread's push on this lane: the handler then uses the ring.  A handler
  * that runs between our look at the flag and our store of it completes its
  * push before we read head, so we append after it. */
-static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
+static inline bool lane_append(struct lab_room *r, struct room_lane *l, const uint32_t *frames, uint32_t n,
+                               unsigned order)
 {
-    struct thread_area *ta = (struct thread_area *)plat_thread_self();
-    struct room_lane *l;
-    if (unlikely(ta->lanes[0].room != r) || unlikely(r->lanes == NULL) ||
-        unlikely(atomic_load_explicit(&(l = &r->lanes[ta->lanes[0].lane])->owner, memory_order_relaxed) != ta))
-        if ((l = lane_of_thread(r, ta)) == NULL)
-            return false;
     if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
         return false;
     atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
@@ -578,9 +584,36 @@ static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_
     return done;
 }
 
-bool room_lane_push(struct lab_room *r, uint32_t frame, unsigned order)
+static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
-    return lane_push(r, &frame, 1, order);
+    struct thread_area *ta = (struct thread_area *)plat_thread_self();
+    struct room_lane *l = lane_cached(r, ta);
+    if (l == NULL && (l = lane_of_thread(r, ta)) == NULL)
+        return false;
+    return lane_append(r, l, frames, n, order);
+}
+
+/* room_hand_off when this thread's lane is not the one it used last. */
+static NOINLINE void hand_off_slow(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
+{
+    if (!lane_push(r, &frame, 1, order))
+        room_free_one(a, r, frame, order);
+}
+
+/* One block from another context (lab_free_pages, the common case): into
+ * this thread's lane of its room, else the shared ring.  Everything but
+ * the append to the lane this thread used last is a tail call, so the
+ * common case needs no stack frame. */
+void room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
+{
+    struct room_lane *l = lane_cached(r, (struct thread_area *)plat_thread_self());
+    if (unlikely(l == NULL)) {
+        hand_off_slow(a, r, frame, order);
+        return;
+    }
+    if (likely(lane_append(r, l, &frame, 1, order)))
+        return;
+    room_free_one(a, r, frame, order);
 }
 
 bool room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)

@@ -595,9 +595,8 @@ LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const 
                                  unsigned order);
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                    unsigned order);
-LAB_HIDDEN void   room_free_one(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool all);
-LAB_HIDDEN bool   room_lane_push(struct lab_room *r, uint32_t frame, unsigned order);
+LAB_HIDDEN void   room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);
 LAB_HIDDEN size_t room_lane_entries(struct lab_room *r, size_t *pages);

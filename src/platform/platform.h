@@ -138,6 +138,14 @@ PLAT_HIDDEN bool plat_membarrier(void);
  * of their own.  Any context: no allocation on first use. */
 #define PLAT_THREAD_AREA 64
 PLAT_HIDDEN unsigned char *plat_thread_self(void);
+/* A port with initial-exec thread-local storage (Linux) names the area
+ * itself, and the library's own objects (built with PLAT_TLS_AREA) read it
+ * inline: the lane push on every remote free then needs no call, and no
+ * stack frame.  The function stays, for every other caller. */
+#ifdef PLAT_TLS_AREA
+extern _Thread_local unsigned char plat_thread_area[PLAT_THREAD_AREA] PLAT_HIDDEN;
+#define plat_thread_self() ((unsigned char *)plat_thread_area)
+#endif
 
 /* Background worker: run fn(arg) on a context of its own that may block.
  * Returns a handle, or NULL when the port has no such context or could not

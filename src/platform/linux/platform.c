@@ -230,13 +230,13 @@ void plat_abort(void)
     abort();
 }
 
-/* Initial-exec TLS: no allocation on first use, so a signal handler may
- * ask first. */
-static __thread unsigned char thread_area[PLAT_THREAD_AREA] __attribute__((aligned(64)));
+/* Initial-exec TLS (the library is built with -ftls-model=initial-exec):
+ * no allocation on first use, so a signal handler may ask first. */
+_Thread_local unsigned char plat_thread_area[PLAT_THREAD_AREA] __attribute__((aligned(64)));
 
-unsigned char *plat_thread_self(void)
+unsigned char *(plat_thread_self)(void)
 {
-    return thread_area;
+    return plat_thread_area;
 }
 
 struct plat_worker {
