@@ -1,5 +1,5 @@
 /*
- * Misuse codes of the owner's free and of frees in GUARD arenas: each wrong
+ * Misuse codes of the owner's free, of bulk frees and of frees in GUARD arenas: each wrong
  * pointer or order given to lab_room_free / lab_room_free_pages, and each
  * wrong free of a guarded block, is reported once, with its own code, and
  * changes nothing: the arena passes lab_check and every page comes back.
@@ -148,11 +148,54 @@ static void test_poison_report_of_a_half_zeroed_page_names_its_first_byte(void)
     lab_arena_destroy(a);
 }
 
+/* A bulk free whose array mixes room pages, zone blocks, NULL and bad
+ * pointers: each bad entry is reported once with its own code (in the
+ * order given), the NULL is skipped, and every good entry is freed, room
+ * pages to their room and zone pages to the zone.  Each array starts with
+ * what a release build's run of plain room blocks must stop at. */
+static void test_bulk_free_reports_each_bad_entry_with_its_code(void)
+{
+    struct seen s = { .n = 0 };
+    lab_arena_config cfg;
+    test_arena_config(&cfg, PAGES, 6, 0, 0, 0);
+    lab_arena *a = test_arena_create(&cfg);
+    lab_set_misuse_handler(a, record, &s);
+    lab_room *r = test_room(a, 0, 4, 0);
+    char *mine[2], *zone_page = lab_alloc_pages(a, LAB_GFP_KERNEL, 0), *blk = lab_alloc_pages(a, LAB_GFP_KERNEL, 2);
+    REQUIRE(zone_page && blk);
+    for (int i = 0; i < 2; i++)
+        REQUIRE((mine[i] = lab_room_alloc(r, LAB_GFP_KERNEL)) != NULL);
+    void *pages[] = {
+        mine[0], zone_page,
+        blk,               /* an order-2 block freed as order 0 */
+        NULL,
+        mine[1] + 8,       /* misaligned */
+        mine[1],
+    };
+    lab_free_pages_bulk(a, pages, sizeof(pages) / sizeof(pages[0]), 0);
+    CHECK_EQ(s.n, 2);
+    CHECK_EQ(s.codes[0], LAB_EWRONGORDER);
+    CHECK_EQ(s.codes[1], LAB_EUNALIGNED);
+    s.n = 0;
+    void *far[] = { (char *)lab_arena_base(a) + lab_arena_size(a) + ((size_t)1 << 30) };
+    lab_free_pages_bulk(a, far, 1, 0);
+    EXPECT_ONE(&s, LAB_EFOREIGN);
+    lab_room_stats st;
+    lab_room_stats_get(r, &st);
+    CHECK_EQ(st.in_ring, 2);   /* both room pages, on their way back to the room */
+    lab_free_pages(a, blk, 2);
+    CHECK_EQ(s.n, 0);
+    lab_room_destroy(r);
+    expect_every_page_back(a);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
     RUN(test_owner_free_of_a_bad_pointer_names_the_fault);
     RUN(test_wrong_frees_of_a_guarded_block_name_the_fault);
+    RUN(test_bulk_free_reports_each_bad_entry_with_its_code);
     RUN_ALONE(test_poison_report_of_a_half_zeroed_page_names_its_first_byte);
     return test_finish();
 }
