@@ -181,11 +181,26 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
  * time); everything else is freed one by one. */
 #define BULK_RUN 64
 
-static void free_run(struct lab_arena *a, unsigned id, const uint32_t *run, uint32_t n, unsigned order)
+struct bulk_run {
+    uint32_t frames[BULK_RUN];
+    uint32_t n;
+    unsigned room, order;
+};
+
+static void run_push(struct lab_arena *a, struct bulk_run *run)
 {
-    struct lab_room *r = room_by_id(a, id);
-    if (r == NULL || !room_lane_push_n(r, run, n, order))
-        room_free_remote(a, r, run, n, order);
+    struct lab_room *r = room_by_id(a, run->room);
+    if (r == NULL || !room_lane_push_n(r, run->frames, run->n, run->order))
+        room_free_remote(a, r, run->frames, run->n, run->order);
+    run->n = 0;
+}
+
+static inline void run_add(struct lab_arena *a, struct bulk_run *run, unsigned id, uint32_t frame)
+{
+    if (run->n && (id != run->room || run->n == BULK_RUN))
+        run_push(a, run);
+    run->room = id;
+    run->frames[run->n++] = frame;
 }
 
 /* The common case, plain room blocks in a release build that is neither
@@ -193,15 +208,12 @@ static void free_run(struct lab_arena *a, unsigned id, const uint32_t *run, uint
  * and alignment (the offset rotated, as the owner's free does; a NULL
  * lands far above too) and the room_of lookup, with the checks the arena
  * decides once made once.  Stops at the first page that is anything else
- * and returns its index, its runs pushed; the caller goes on from there. */
-static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, unsigned order)
+ * and returns its index; the caller goes on from there with the run. */
+static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, struct bulk_run *run)
 {
     struct zone *z = &a->zone;
-    const unsigned sh = PAGE_SHIFT + order;
-    const uintptr_t span = ((uintptr_t)z->nr_pages + (1u << order) - 1) >> order;
-    uint32_t run[BULK_RUN];
-    uint32_t nrun = 0;
-    unsigned run_room = 0;
+    const unsigned sh = PAGE_SHIFT + run->order;
+    const uintptr_t span = ((uintptr_t)z->nr_pages + (1u << run->order) - 1) >> run->order;
     size_t i;
     for (i = 0; i < n; i++) {
         if (i + 4 < n)   /* overlap the room_of lookups' cache misses */
@@ -210,19 +222,12 @@ static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n,
         uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh);
         if (unlikely(b >= span))
             break;
-        uint32_t frame = (uint32_t)(b << order);
+        uint32_t frame = (uint32_t)(b << run->order);
         unsigned id = pg_room(z, frame);
         if (unlikely(id == 0))
             break;
-        if (nrun && (id != run_room || nrun == BULK_RUN)) {
-            free_run(a, run_room, run, nrun, order);
-            nrun = 0;
-        }
-        run_room = id;
-        run[nrun++] = frame;
+        run_add(a, run, id, frame);
     }
-    if (nrun)
-        free_run(a, run_room, run, nrun, order);
     return i;
 }
 
@@ -230,18 +235,18 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
 {
     if (unlikely(a == NULL || pages == NULL))
         return;
+    struct zone *z = &a->zone;
+    struct bulk_run run;
+    run.n = 0;
+    run.order = order;
     size_t i = 0;
     if (!LAB_DEBUG_ON && likely(a->room_free_fast && order < ROOM_ORDERS))
-        i = free_bulk_rooms(a, pages, n, order);
-    struct zone *z = &a->zone;
-    uint32_t run[BULK_RUN];
-    uint32_t nrun = 0;
-    unsigned run_room = 0;
+        i = free_bulk_rooms(a, pages, n, &run);
     for (; i < n; i++) {
         uint32_t frame;
         if (pages[i] == NULL)
             continue;
-        if (i + 4 < n && pages[i + 4])   /* overlap the room_of lookups' cache misses */
+        if (i + 4 < n && pages[i + 4])
             __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
         unsigned id = free_room_block(a, pages[i], order, &frame);
         if (id == 0) {
@@ -254,15 +259,10 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
                 continue;
             }
         }
-        if (nrun && (id != run_room || nrun == BULK_RUN)) {
-            free_run(a, run_room, run, nrun, order);
-            nrun = 0;
-        }
-        run_room = id;
-        run[nrun++] = frame;
+        run_add(a, &run, id, frame);
     }
-    if (nrun)
-        free_run(a, run_room, run, nrun, order);
+    if (run.n)
+        run_push(a, &run);
     debug_check_every_op(a, false);
 }
 
