@@ -1,8 +1,8 @@
 /*
  * callgrind-room.c - N owner alloc + free pairs, for counting instructions.
  *
- *   valgrind --tool=callgrind ./callgrind-room room 20000
- *   valgrind --tool=callgrind ./callgrind-room room 220000
+ *   valgrind --tool=callgrind ./callgrind-room room 100000
+ *   valgrind --tool=callgrind ./callgrind-room room 300000
  *
  * The difference of the two runs' total instructions divided by the
  * difference of N is the cost of one pair, with setup and teardown
