@@ -378,7 +378,6 @@ struct lab_room {
      * builds) or reclaim is taking the stock.  One compare with the count
      * the pop reads anyway is the whole gate. */
     _Atomic size_t alloc_floor;
-    uintptr_t bytes;           /* nr_pages << PAGE_SHIFT */
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
     size_t    quota, reserve_target;

@@ -32,12 +32,13 @@ void lab_room_config_init(lab_room_config *cfg)
 
 /* ---- create and destroy ----------------------------------------------------------- */
 
-/* The room's metadata back to the platform: its stocks, its ring, itself. */
+/* A room with its order-0 stock's array at its end. */
 static size_t room_bytes(size_t high, size_t batch)
 {
     return sizeof(struct lab_room) + (high + batch + 1) * sizeof(char *);
 }
 
+/* The room's metadata back to the platform: its stocks, its ring, itself. */
 static void room_release(struct lab_room *r)
 {
     for (unsigned o = 1; o < ROOM_ORDERS; o++)
@@ -101,7 +102,6 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->base = a->zone.base;
     r->desc_bias = (uintptr_t)a->zone.pages - ((uintptr_t)a->zone.base >> DESC_SHIFT);
     r->nr_pages = a->zone.nr_pages;
-    r->bytes = (uintptr_t)a->zone.nr_pages << PAGE_SHIFT;
     r->page_hooks = a->page_hooks;
     atomic_init(&r->alloc_floor, !LAB_DEBUG_ON && a->page_hooks ? SIZE_MAX : 0);
     r->strict = a->strict_free;
