@@ -172,8 +172,9 @@ static void test_owner_pairs_of_every_order_take_the_fast_paths(void)
     end(a, r);
 }
 
-/* lab_free_pages of a room block pushes it into the room's ring, one call
- * of room_free_one a block.  A debug build claims it first (ALLOCATED ->
+/* lab_free_pages of a room block pushes it into the room's ring (this
+ * thread's lane of it, or the shared ring), one call of room_hand_off a
+ * block.  A debug build claims it first (ALLOCATED ->
  * DEFERRED, strict mode) and poisons it; a release build writes no
  * descriptor. */
 static void test_a_remote_free_is_one_ring_push(void)

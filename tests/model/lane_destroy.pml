@@ -1,6 +1,6 @@
 /*
  * lane_destroy.pml - a freer's lane of a room's return ring against the
- * room's destruction (src/core/handoff.c: room_lane_push, lanes_flush_dead,
+ * room's destruction (src/core/handoff.c: lane_append, lanes_flush_dead,
  * room_take_remote).
  *
  * A lane has one producer, the thread that claimed it.  For each single
