@@ -205,23 +205,24 @@ static inline void run_add(struct lab_arena *a, struct bulk_run *run, unsigned i
 
 /* The common case, plain room blocks in a release build that is neither
  * strict nor hooked (a->room_free_fast): per page one compare for bounds
- * and alignment (block_index, as the owner's free) and the room_of
- * lookup, with the checks the arena
+ * and alignment (the offset rotated, as the owner's free does; a NULL
+ * lands far above too) and the room_of lookup, with the checks the arena
  * decides once made once.  Stops at the first page that is anything else
  * and returns its index; the caller goes on from there with the run. */
 static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, struct bulk_run *run)
 {
     struct zone *z = &a->zone;
-    const unsigned order = run->order;   /* a local: run_add writes *run */
-    const uintptr_t span = blocks_in(z->nr_pages, order);
+    const unsigned sh = PAGE_SHIFT + run->order;
+    const uintptr_t span = ((uintptr_t)z->nr_pages + (1u << run->order) - 1) >> run->order;
     size_t i;
     for (i = 0; i < n; i++) {
         if (i + 4 < n)   /* overlap the room_of lookups' cache misses */
             __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
-        uintptr_t b = block_index(z->base, pages[i], order);
+        uintptr_t off = (uintptr_t)pages[i] - (uintptr_t)z->base;
+        uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh);
         if (unlikely(b >= span))
             break;
-        uint32_t frame = (uint32_t)(b << order);
+        uint32_t frame = (uint32_t)(b << run->order);
         unsigned id = pg_room(z, frame);
         if (unlikely(id == 0))
             break;
@@ -397,14 +398,17 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
         atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-        uintptr_t b = block_index(r->base, page, order), f = b << order;
+        /* Rotated, the offset's low bits land on top: a block in the arena
+         * and aligned to its order is below `span`, anything else (out of
+         * bounds, misaligned, below the base) far above. */
+        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
+        const unsigned sh = PAGE_SHIFT + order;
+        uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh), f = b << order;
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
-        /* b below span: in the arena and aligned.  The tag proves state,
-         * order and room at once, and that the order is one the room
-         * serves: the block was handed out with it.  free_limit is the
-         * order-0 high, or 0 when the gates are closed; higher orders have
-         * their own high. */
+        /* The tag proves state, order and room at once, and that the order
+         * is one the room serves: the block was handed out with it.  free_limit is the order-0 high, or 0 when the
+         * gates are closed; higher orders have their own high. */
         size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
         if (order)
             limit = limit ? s->high : 0;

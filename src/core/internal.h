@@ -288,8 +288,9 @@ struct room_stock {
     size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
     uint32_t  tag_out;         /* page_tag of a block of this order the room handed
                                   out: the owner's free compares it */
-    uintptr_t span;            /* blocks_in(the arena's pages, this order): the owner's
-                                  free checks bounds and alignment with one compare */
+    uintptr_t span;            /* the arena's pages in blocks of this order, rounded
+                                  up: the owner's free checks bounds and alignment
+                                  with one compare (room_free_fast) */
 };
 
 /* The return ring's 64-bit slot: the frame, the order the freer gave, and a
@@ -425,22 +426,6 @@ static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_expli
 static inline char **stock_addr(struct lab_room *r, unsigned order)
 {
     return order == 0 ? r->addr0 : r->stk[order].addr;
-}
-
-/* Where `addr` is in blocks of `order` from `base`, rotated: the offset's
- * low bits land on top, so a block head inside the arena is below
- * blocks_in(nr_pages, order) and anything else (past the end, misaligned,
- * below the base, NULL) far above: one compare checks bounds and
- * alignment. */
-static inline uintptr_t block_index(const void *base, const void *addr, unsigned order)
-{
-    uintptr_t off = (uintptr_t)addr - (uintptr_t)base;
-    const unsigned sh = PAGE_SHIFT + order;
-    return off >> sh | off << (sizeof(off) * 8 - sh);
-}
-static inline uintptr_t blocks_in(uint32_t nr_pages, unsigned order)
-{
-    return ((uintptr_t)nr_pages + (1u << order) - 1) >> order;
 }
 
 /* A block's descriptor from its address: one shift and one add, since the
