@@ -80,7 +80,7 @@ MUTATE_SEED   ?= 1
 mutate:
 	scripts/mutate.py --sample $(MUTATE_SAMPLE) --seed $(MUTATE_SEED) --jobs $(JOBS)
 mutate-quick:
-	scripts/mutate.py --sample 8 --seed 17 --jobs $(JOBS) --min-score 60
+	scripts/mutate.py --sample 12 --seed 17 --jobs $(JOBS) --min-score 60
 
 # The libFuzzer harness fuzz/fuzz_api.c (clang): builds build-fuzz/fuzz_api and
 # fuzzes for FUZZ_SECONDS on a copy of the seed corpus fuzz/corpus.

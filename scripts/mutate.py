@@ -12,10 +12,13 @@ For each mutant the release tree (RelWithDebInfo, no LAB_DEBUG: the code
 users run) is rebuilt from a private copy of the sources and the unit tests
 (all but test_signals, unless --with-signals) run under a time limit.  The mutant is killed when a test fails or the run
 times out (a hang is a failure), survives when every test passes, and is
-stillborn when it does not compile (not counted).
+stillborn when it does not compile, or reads a variable it never set (GCC's
+uninitialized warnings are errors here): not counted.
 
   scripts/mutate.py --list                   every mutant, numbered
-  scripts/mutate.py --sample 12 --seed 1     a seeded random sample
+  scripts/mutate.py --sample 12 --seed 1     a seeded sample, stable across edits
+                                             of other lines (scripts/mutants-equivalent.txt
+                                             lists mutants it never draws)
   scripts/mutate.py --all                    every mutant (hours)
   scripts/mutate.py --only src/core/path.c:77     the mutants of some lines
   scripts/mutate.py --mutant N               one mutant by number of --list
@@ -34,8 +37,8 @@ text-based (it mutates lines, not a syntax tree), so a few mutants do not
 compile and are reported as stillborn.
 """
 import argparse
+import hashlib
 import os
-import random
 import re
 import shutil
 import signal
@@ -52,6 +55,12 @@ BUILD = os.path.join(WORK, "build")
 # on a quiet machine and minutes on a loaded one, and test_signal_storm runs
 # the same handler paths in 3 s.  --with-signals puts it back.
 TESTS = ["-L", "unit", "-E", "^test_signals"]
+
+# Mutants known to be equivalent (no program can tell them from the original),
+# each with the reason: a sample leaves them out, so that drawing one cannot
+# fail the score.  Named by file, the line's text and the change, not by line
+# number, so that the list survives edits elsewhere.
+EQUIVALENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mutants-equivalent.txt")
 
 ROR = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
 AOR = {"+": "-", "-": "+", "+=": "-=", "-=": "+="}
@@ -151,6 +160,53 @@ def mutants_of_file(rel):
     return out
 
 
+def identity(m, text):
+    """What names a mutant across edits of other lines: its file, its line's
+    text, which of the equal lines of that file it is on, and the change."""
+    rel, no, col, old, new, op = m
+    return (rel, text.strip(), col, old, new, op)
+
+
+def load_equivalent():
+    """(file, stripped line, old, new) of each listed equivalent mutant."""
+    out = set()
+    if not os.path.exists(EQUIVALENT):
+        return out
+    with open(EQUIVALENT) as f:
+        for raw in f:
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            parts = [x.strip() for x in raw.rstrip("\n").split(" | ", 3)]
+            if len(parts) != 4 or " -> " not in parts[1]:
+                sys.exit(f"mutate: {os.path.basename(EQUIVALENT)}: expected 'file | old -> new | why | line': {raw!r}")
+            old, new = (x.strip().strip("'") for x in parts[1].split(" -> ", 1))
+            out.add((parts[0], parts[3], old, new))
+    return out
+
+
+def stable_sample(mutants, n, seed):
+    """The n mutants whose hash of (seed, identity) is smallest.  A mutant's
+    rank does not depend on the rest of the tree, so an edit elsewhere in
+    src/ leaves the sample of untouched code as it was (a plain random draw
+    by index changed completely whenever the number of mutants changed),
+    and listed equivalent mutants are never drawn."""
+    equivalent = load_equivalent()
+    texts, seen, keyed = {}, {}, []
+    for i, m in enumerate(mutants):
+        if m[0] not in texts:
+            with open(os.path.join(ROOT, m[0])) as f:
+                texts[m[0]] = f.readlines()
+        text = texts[m[0]][m[1] - 1]
+        if (m[0], text.strip(), m[3], m[4]) in equivalent:
+            continue
+        ident = identity(m, text)
+        k = seen.get(ident, 0)   # the k-th line of its file with this text and change
+        seen[ident] = k + 1
+        h = hashlib.sha256(repr((seed, ident, k)).encode()).hexdigest()
+        keyed.append((h, i))
+    return sorted(i for _, i in sorted(keyed)[:n])
+
+
 def all_mutants():
     # every source the release tree builds: not the bare-metal port
     files = sorted(os.path.relpath(os.path.join(d, f), ROOT)
@@ -206,11 +262,13 @@ def prepare(jobs):
     os.makedirs(BUILD, exist_ok=True)
     with open(os.path.join(WORK, "baseline.log"), "w") as log:
         # A removed statement often leaves a variable unused: that is not
-        # a compile error worth losing the mutant for.
+        # a compile error worth losing the mutant for.  One that leaves a
+        # variable read before it is set is: what such a program does is
+        # the compiler's choice, not the tests' to catch.
         ok = run(["cmake", "-S", TREE, "-B", BUILD, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DLAB_BUILD_BENCH=OFF",
                   "-DLAB_BUILD_TOOLS=OFF", "-DLAB_BUILD_EXAMPLES=OFF", "-DLAB_BUILD_MAN=OFF",
                   "-DCMAKE_C_FLAGS=-Wno-unused-variable -Wno-unused-but-set-variable -Wno-unused-parameter "
-                  "-Wno-unused-function"], 300, WORK, log)
+                  "-Wno-unused-function -Werror=uninitialized -Werror=maybe-uninitialized"], 300, WORK, log)
         ok = ok and run(["cmake", "--build", BUILD, f"-j{jobs}"], 900, WORK, log)
         if not ok:
             sys.exit("mutate: the unmutated tree does not build (see build-mutate/baseline.log)")
@@ -262,7 +320,7 @@ def main():
             chosen.append(len(mutants))
             mutants.append((rel, int(no), line.index(old), old, new, "custom"))
     else:
-        chosen = sorted(random.Random(a.seed).sample(range(len(mutants)), min(a.sample or 12, len(mutants))))
+        chosen = stable_sample(mutants, a.sample or 12, a.seed)
 
     baseline = prepare(a.jobs)
     limit = 3 * baseline + 30

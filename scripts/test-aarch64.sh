@@ -19,6 +19,9 @@
 #       test_void.test_64gib_lazy_arena_is_created_fast_and_costs_little:
 #         qemu-user keeps per-page flags for a 64 GiB reservation (seconds,
 #         hundreds of MiB of RSS).
+#       test_config.test_the_largest_order_there_is_is_served and
+#       test_config.test_min_is_capped_at_256_mib_in_huge_arenas: the same,
+#         for 64 GiB and 8 TiB arenas.
 #   - Trimmed for CI time: test_signals' storms deliver 25000 signals instead
 #     of 100000 (LAB_SIGNAL_STORM, tests/CMakeLists.txt).
 # Everything else runs as in the native release tree.

@@ -256,17 +256,23 @@ static void check_derived(size_t pages)
     lab_arena_destroy(a);
 }
 
-/* The watermarks an arena of this configuration ends up with. */
-static void check_watermarks(const lab_arena_config *cfg, size_t min, size_t low, size_t high)
+/* The watermarks arena a ended up with, and then it is destroyed. */
+static void check_arena_watermarks(lab_arena *a, size_t min, size_t low, size_t high)
 {
-    lab_arena *a = NULL;
-    REQUIRE(lab_arena_create(cfg, &a) == 0);
     lab_stats s;
     lab_stats_get(a, &s);
     CHECK_EQ(s.wmark_min, min);
     CHECK_EQ(s.wmark_low, low);
     CHECK_EQ(s.wmark_high, high);
     lab_arena_destroy(a);
+}
+
+/* The watermarks an arena of this configuration ends up with. */
+static void check_watermarks(const lab_arena_config *cfg, size_t min, size_t low, size_t high)
+{
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(cfg, &a) == 0);
+    check_arena_watermarks(a, min, low, high);
 }
 
 static void test_watermarks_of_a_1gib_arena_are_derived_as_linux_does(void)
@@ -324,6 +330,69 @@ static void test_max_order_is_clamped_to_what_fits(void)
         CHECK_EQ(lab_check(a), 0);
         lab_arena_destroy(a);
     }
+}
+
+/* An arena far larger than the machine, only reserved; NULL (and a word
+ * saying so) where the address space cannot hold it. */
+static lab_arena *create_reserved(const lab_arena_config *cfg, const char *size)
+{
+    lab_arena *a = NULL;
+    int err = lab_arena_create(cfg, &a);
+    if (err == LAB_EMAP || err == LAB_ENOMEM) {   /* a sanitizer's address space, say */
+        fprintf(stderr, "  (%s: no room for an arena of %s here: not checked)\n", lab_strerror(err), size);
+        return NULL;
+    }
+    REQUIRE(err == 0);
+    return a;
+}
+
+/* An arena of 2^24 pages (64 GiB, reserved and never touched but for the
+ * descriptors used) is the smallest whose max_order may be the limit itself:
+ * the largest free list there is must work like the others.  Where the
+ * address space cannot hold it, it says so and checks nothing. */
+static void test_the_largest_order_there_is_is_served(void)
+{
+    test_skip_under_emulator("qemu-user keeps flags for every page of a guest mapping: a 64 GiB "
+                             "reservation costs the emulator seconds and hundreds of MiB of RSS");
+    lab_arena_config cfg = good_config((size_t)1 << LAB_MAX_ORDER_LIMIT);
+    cfg.max_order = LAB_MAX_ORDER_LIMIT;
+    lab_arena *a = create_reserved(&cfg, "64 GiB");
+    if (!a)
+        return;
+    CHECK_EQ(lab_arena_max_order(a), LAB_MAX_ORDER_LIMIT);
+    /* One page split off the whole arena and merged back: the block of the
+     * largest order goes off its list and on again.  (Not the whole block
+     * handed out: a debug build checks the poison of every page freed.) */
+    for (int round = 0; round < 2; round++) {
+        void *p = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0);
+        CHECK(p != NULL);
+        lab_stats s;
+        lab_stats_get(a, &s);
+        CHECK_EQ(s.free_blocks[LAB_MAX_ORDER_LIMIT], 0);
+        CHECK_EQ(s.free_blocks[LAB_MAX_ORDER_LIMIT - 1], 1);
+        lab_free_pages(a, p, 0);
+        lab_stats_get(a, &s);
+        CHECK_EQ(s.free_pages, (size_t)1 << LAB_MAX_ORDER_LIMIT);
+        CHECK_EQ(s.free_blocks[LAB_MAX_ORDER_LIMIT], 1);
+    }
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* Above 4 TiB, sqrt(16 * KiB) passes Linux's cap on min_free_kbytes (256
+ * MiB), and min stays there.  An 8 TiB arena is only reserved, never
+ * touched; where the address space cannot hold it, it says so. */
+static void test_min_is_capped_at_256_mib_in_huge_arenas(void)
+{
+    test_skip_under_emulator("qemu-user keeps flags for every page of a guest mapping: an 8 TiB "
+                             "reservation is more than the emulator can hold");
+    size_t pages = (size_t)1 << 31, min, low, high;
+    derived_watermarks(pages, &min, &low, &high);
+    CHECK_EQ(min, (size_t)256 * 1024 * 1024 / LAB_PAGE_SIZE);
+    lab_arena_config cfg = good_config(pages);
+    lab_arena *a = create_reserved(&cfg, "8 TiB");
+    if (a)
+        check_arena_watermarks(a, min, low, high);
 }
 
 /* ---- lab_room_create errors ---------------------------------------------------- */
@@ -403,6 +472,8 @@ int main(void)
     RUN(test_watermarks_of_other_sizes_follow_the_formula);
     RUN(test_explicit_watermarks_are_kept);
     RUN(test_max_order_is_clamped_to_what_fits);
+    RUN(test_the_largest_order_there_is_is_served);
+    RUN(test_min_is_capped_at_256_mib_in_huge_arenas);
     RUN(test_room_config_errors);
     return test_finish();
 }

@@ -124,7 +124,6 @@ int plat_mlock(void *p, size_t bytes, char *why, size_t why_len)
     struct rlimit rl;
     if (why_len == 0)
         return err;
-    why[0] = 0;
     if (err == ENOMEM || err == EPERM) {
         if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
             snprintf(why, why_len, "RLIMIT_MEMLOCK is %llu bytes; raise it (ulimit -l) or grant CAP_IPC_LOCK",
