@@ -325,6 +325,13 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         /* Reported; the block itself was handed out in good faith, so it
          * goes where a late lab_free_pages of it would: to the zone. */
         if (atomic_load_explicit(&r->dead, memory_order_relaxed)) {
+            /* room_give_up takes a strict-mode block as claimed by its
+             * freer, as a remote free claims it: so claim it here too, or
+             * it would reach the zone's deferred list still ALLOCATED. */
+            if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)) {
+                room_free_misuse(r, page, order);
+                return;
+            }
             if (unlikely(r->page_hooks))
                 page_hook_free(r->arena, page, order);
             room_give_up(r->arena, r, &f, 1, order);
