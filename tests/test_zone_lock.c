@@ -149,6 +149,17 @@ static void test_fifo_waiter_gets_the_lock_from_an_atomic_holder_within_its_slee
 /* ---- the drain bound ------------------------------------------------------ */
 #define NFREE 1000
 
+/* Nothing deferred, every page free, the invariants hold: then destroy. */
+static void end_all_home(lab_arena *a, size_t pages)
+{
+    CHECK_EQ(atomic_load(&a->zone.deferred_pages), 0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, pages);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static void test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees(void)
 {
     lab_arena *a = test_arena(4096, 10, 0, 0, 0);
@@ -173,12 +184,7 @@ static void test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees(vo
     /* A holder that may block puts back the rest. */
     zone_lock(z);
     zone_unlock(z);
-    CHECK_EQ(atomic_load(&z->deferred_pages), 0);
-    lab_stats s;
-    lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 4096);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    end_all_home(a, 4096);
 }
 
 /* A destroyed room's block that its owner frees still goes to the zone
@@ -216,12 +222,7 @@ static void test_a_dead_rooms_block_freed_by_its_owner_is_claimed_before_it_is_d
     CHECK_EQ(atomic_load(&z->deferred_pages), 1);
     CHECK_EQ(pg_state(&z->pages[f]), PG_DEFERRED);
     zone_unlock(z);
-    CHECK_EQ(atomic_load(&z->deferred_pages), 0);
-    lab_stats s;
-    lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 256);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    end_all_home(a, 256);
 }
 
 /* Every test here shares one CPU; SCHED_FIFO is asked for on this thread
