@@ -121,7 +121,20 @@ void spin_barrier_wait(struct spin_barrier *b);
 /* ---- single-producer single-consumer ring ----------------------------------
  * Lamport's ring with cached copies of the other side's index, so a push or
  * pop touches the shared line only when its cached view runs out.  Capacity
- * is a power of two; the same ring is used for every peer. */
+ * is a power of two; the same ring is used for every peer.
+ *
+ * A side that finds the ring full (or empty) waits SPSC_LOOK_PAUSES pauses
+ * between its looks at the other side's index (spsc_wait).  Each look takes
+ * that index's line from the other core, whose next store must take it
+ * back: looking after every pause made the waiting side slow down the side
+ * it waited for, so that an allocator whose producer got faster moved fewer
+ * pages (bench/README.md, the hand-off). */
+#define SPSC_LOOK_PAUSES 8
+static inline void spsc_wait(void)
+{
+    for (int i = 0; i < SPSC_LOOK_PAUSES; i++)
+        cpu_pause();
+}
 #define SPSC_CAP_MAX 8192
 struct spsc {
     _Alignas(64) _Atomic size_t tail;  /* producer writes */

@@ -218,7 +218,7 @@ static void wl_produce_bulk(struct wl_ho *h, uint64_t *allocs, uint64_t *fails)
         for (unsigned i = 0; i < got; i++)
             touch(b[i], v++);
         while (!spsc_push_n(h->ring, b, got))
-            cpu_pause();
+            spsc_wait();
         atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + got,
                               memory_order_relaxed);
     }
@@ -263,7 +263,7 @@ static void *wl_producer(void *arg)
         }
         touch(p, v++);
         while (!spsc_push(h->ring, p))
-            cpu_pause();
+            spsc_wait();
         atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
@@ -294,7 +294,7 @@ static void *wl_consumer(void *arg)
     for (;;) {
         void *p;
         if (!spsc_pop(h->ring, &p)) {
-            cpu_pause();
+            spsc_wait();
             continue;
         }
         if (!p)
