@@ -109,6 +109,36 @@ static void test_a_block_freed_twice_through_the_ring_is_found_when_taken_back(v
     end_arena(a);
 }
 
+/* A room block freed with an order other than the one it was handed out
+ * with is reported as such, not as a double free or a foreign page: by
+ * default when the owner takes it back (the freer reads no descriptor),
+ * in strict mode at the free.  Either way the block stays the caller's, and
+ * a free with the right order brings it home. */
+static void test_a_remote_free_with_the_wrong_order_is_reported_as_such(void)
+{
+    for (int strict = 0; strict <= 1; strict++) {
+        static struct misuse_log log;
+        memset(&log, 0, sizeof(log));
+        lab_arena *a = arena(512, strict ? LAB_ARENA_STRICT_FREE : 0);
+        lab_set_misuse_handler(a, record_misuse, &log);
+        lab_room *r = room(a, 8, 32, 1, 0);
+        void *p = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
+        REQUIRE(p);
+        lab_free_pages(a, p, 0);   /* handed out as order 1 */
+        /* the order-0 stock is empty: its first allocation takes back */
+        void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(q);
+        CHECK_EQ(room_stats(r).in_ring, 0);
+        lab_room_free(r, q);
+        CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 1);
+        CHECK_EQ(atomic_load(&log.total), 1);
+        lab_free_pages(a, p, 1);
+        CHECK_EQ(atomic_load(&log.total), 1);
+        lab_room_destroy(r);
+        end_arena(a);
+    }
+}
+
 /* The owner frees a block with lab_room_free and another context frees the
  * same block with lab_free_pages: with LAB_ARENA_STRICT_FREE one of the two
  * is reported, and the block is in stock once, whichever comes first.  (By
@@ -1004,6 +1034,7 @@ int main(void)
 {
     test_watchdog(240);
     RUN(test_a_block_freed_twice_through_the_ring_is_found_when_taken_back);
+    RUN(test_a_remote_free_with_the_wrong_order_is_reported_as_such);
     RUN(test_strict_mode_arbitrates_owner_and_remote_free_of_one_block);
     RUN(test_strict_mode_reports_a_double_free_at_the_second_free);
     RUN(test_frees_beyond_a_full_ring_go_to_the_zone);

@@ -310,6 +310,8 @@ void room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *f
 #define SPILL_RUN 32
 struct take {
     size_t   pages;                 /* taken back, in pages */
+    uint32_t want[8];               /* the tag a good block of each order has; for an
+                                       order the room does not serve, one no block has */
     uint32_t spilled;               /* blocks in `spill`, all of `spill_order` */
     unsigned spill_order;
     char    *spill[SPILL_RUN];      /* blocks for the zone: their stock was full */
@@ -332,33 +334,40 @@ static NOINLINE void spill(struct lab_room *r, struct take *t, char *block, unsi
     t->spill[t->spilled++] = block;
 }
 
-/* One block taken back, from the ring or a lane: this room's, of the order
- * its freer gave, and handed out (one compare each; f is checked first: a
- * tombstone is NIL).  Into the stock, or to the zone when the stock is
- * full. */
-static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsigned order, unsigned want_state,
-                            struct take *t)
+/* Why a block failed take_one's check: reported, and the block dropped. */
+static NOINLINE void take_misuse(struct lab_room *r, struct zone *z, uint32_t f, unsigned order)
 {
-    struct page *p = &z->pages[f];
-    if (likely(f < r->nr_pages && atomic_load_explicit(&p->room, memory_order_relaxed) == r->id &&
-               pg_is(p, want_state, order) && order <= r->max_order)) {
+    if (f >= r->nr_pages || pg_room(z, f) != r->id)
+        misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
+               "a remote free of a block this room does not hold");
+    else if (pg_order(&z->pages[f]) != order || order > r->max_order)
+        misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
+    else
+        misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
+}
+
+/* One block taken back, from the ring or a lane: this room's, of the order
+ * its freer gave, and handed out, in one compare of the descriptor's tag
+ * with t->want (f is checked first: a tombstone is NIL).  Into the stock,
+ * or to the zone when the stock is full.  The reasons for a refusal are
+ * sorted out off the loop, in take_misuse: a take-back of a stock's high
+ * runs this once a block, and its worst case is an allocation's. */
+static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsigned order, struct take *t)
+{
+    if (likely(f < r->nr_pages) &&
+        likely(atomic_load_explicit(&z->pages[f].tag, memory_order_relaxed) == t->want[order & 7])) {
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
         t->pages += (size_t)1 << order;
         if (likely(n < s->high)) {
-            pg_set(p, PG_ROOM, order);
+            pg_set(&z->pages[f], PG_ROOM, order);
             s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);
         } else {
             spill(r, t, addr_of(z, f), order);
         }
-    } else if (f >= r->nr_pages || pg_room(z, f) != r->id) {
-        misuse(r->arena, LAB_ENOTROOMPAGE, f < r->nr_pages ? addr_of(z, f) : NULL, f,
-               "a remote free of a block this room does not hold");
-    } else if (pg_order(p) != order || order > r->max_order) {
-        misuse(r->arena, LAB_EWRONGORDER, addr_of(z, f), f, "room block freed with an order other than allocated");
     } else {
-        misuse(r->arena, LAB_EDOUBLEFREE, addr_of(z, f), f, "room block is already free (freed twice)");
+        take_misuse(r, z, f, order);
     }
 }
 
@@ -418,11 +427,15 @@ size_t room_take_remote(struct lab_room *r, bool all)
     struct take tk;
     tk.pages = 0;
     tk.spilled = 0;
+    /* State 0xff is no state: no descriptor has that tag. */
+    _Static_assert(PG_NR_STATES < 0xff, "0xff is not a page state");
+    for (unsigned o = 0; o < 8; o++)
+        tk.want[o] = page_tag(o <= r->max_order ? want_state : 0xffu, o, r->id);
     while (ring && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
         took++;
-        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, want_state, &tk);
+        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, &tk);
         v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
         ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
     }
@@ -439,7 +452,7 @@ size_t room_take_remote(struct lab_room *r, bool all)
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), end = lt + n;
         for (; lt != end; lt++) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
-            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, want_state, &tk);
+            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, &tk);
         }
         took += n;
         atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
