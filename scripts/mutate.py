@@ -162,7 +162,8 @@ def mutants_of_file(rel):
 
 def identity(m, text):
     """What names a mutant across edits of other lines: its file, its line's
-    text, which of the equal lines of that file it is on, and the change."""
+    text, the column and the change (stable_sample adds which of the equal
+    lines of that file it is on)."""
     rel, no, col, old, new, op = m
     return (rel, text.strip(), col, old, new, op)
 
