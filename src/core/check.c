@@ -91,7 +91,8 @@ int zone_check_locked(struct lab_arena *a, bool report, bool may_map)
         /* The room first, with acquire: a block leaves a room outside the
          * lock by changing its state and then clearing room_of with a
          * release store, so a cleared room_of read here shows the new
-         * state below (the other way, into a room, happens under the lock). */
+         * state below (the other way, into a room, happens under the lock,
+         * but for room_adopt's, below). */
         unsigned rid = atomic_load_explicit(&z->room_of[i], memory_order_acquire);
         unsigned st = pg_state(p), o = pg_order(p);
         if (st == PG_TAIL)
@@ -114,9 +115,12 @@ int zone_check_locked(struct lab_arena *a, bool report, bool may_map)
         if (st == PG_ROOM && rid == 0)
             FAIL(LAB_ECHECK_STATE, "a block in a room's state that names no room", i);
         /* The descriptor's copy of the room id is cleared first when a block
-         * leaves its room (pg_leave_room): it is room_of's, or 0 in passing. */
+         * leaves its room (pg_leave_room): it is room_of's, or 0 in passing.
+         * A block a room's slow path took from the zone is adopted after
+         * the lock is let go (room_adopt: the copy first, then room_of), so
+         * an ALLOCATED block may show the copy while room_of is still 0. */
         unsigned copy = atomic_load_explicit(&p->room, memory_order_relaxed);
-        if (copy != 0 && copy != rid)
+        if (copy != 0 && copy != rid && !(rid == 0 && st == PG_ALLOCATED))
             FAIL(LAB_ECHECK_STATE, "a descriptor names a room other than room_of's", i);
         if (rid != 0 && st != PG_ROOM && st != PG_RESERVE && st != PG_ALLOCATED && st != PG_DEFERRED)
             FAIL(LAB_ECHECK_STATE, "a zone block that still names a room", i);
