@@ -151,6 +151,7 @@ void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frame
         /* In strict mode the freer claimed it already (DEFERRED); else the
          * claim is made here, and a block that is not ALLOCATED any more
          * was freed twice. */
+        lab_assert(!strict || pg_state(p) == PG_DEFERRED);
         if (!strict && !pg_claim(p, PG_ALLOCATED, PG_DEFERRED)) {
             misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
             continue;
