@@ -212,17 +212,16 @@ static inline void run_add(struct lab_arena *a, struct bulk_run *run, unsigned i
 static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, struct bulk_run *run)
 {
     struct zone *z = &a->zone;
-    const unsigned sh = PAGE_SHIFT + run->order;
-    const uintptr_t span = ((uintptr_t)z->nr_pages + (1u << run->order) - 1) >> run->order;
+    const unsigned order = run->order;   /* run_add writes *run: a local stays in a register */
+    const uintptr_t span = blocks_in(z->nr_pages, order);
     size_t i;
     for (i = 0; i < n; i++) {
         if (i + 4 < n)   /* overlap the room_of lookups' cache misses */
-            __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
-        uintptr_t off = (uintptr_t)pages[i] - (uintptr_t)z->base;
-        uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh);
+            room_of_prefetch(z, pages[i + 4]);
+        uintptr_t b = block_index((uintptr_t)pages[i] - (uintptr_t)z->base, order);
         if (unlikely(b >= span))
             break;
-        uint32_t frame = (uint32_t)(b << run->order);
+        uint32_t frame = (uint32_t)(b << order);
         unsigned id = pg_room(z, frame);
         if (unlikely(id == 0))
             break;
@@ -247,7 +246,7 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
         if (pages[i] == NULL)
             continue;
         if (i + 4 < n && pages[i + 4])
-            __builtin_prefetch(&z->room_of[((uintptr_t)pages[i + 4] - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
+            room_of_prefetch(z, pages[i + 4]);
         unsigned id = free_room_block(a, pages[i], order, &frame);
         if (id == 0) {
             int real = free_claim(a, pages[i], order, &frame);
@@ -405,12 +404,8 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
         atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);
-        /* Rotated, the offset's low bits land on top: a block in the arena
-         * and aligned to its order is below `span`, anything else (out of
-         * bounds, misaligned, below the base) far above. */
-        uintptr_t off = (uintptr_t)page - (uintptr_t)r->base;
-        const unsigned sh = PAGE_SHIFT + order;
-        uintptr_t b = off >> sh | off << (sizeof(off) * 8 - sh), f = b << order;
+        /* in the arena and aligned to its order: below span (block_index) */
+        uintptr_t b = block_index((uintptr_t)page - (uintptr_t)r->base, order), f = b << order;
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
         /* The tag proves state, order and room at once, and that the order

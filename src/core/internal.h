@@ -531,6 +531,25 @@ struct lab_arena {
 static inline struct zone *room_zone(struct lab_room *r) { return &r->arena->zone; }
 static inline uint32_t frame_of(const struct zone *z, const void *addr) { return (uint32_t)(((const char *)addr - z->base) >> PAGE_SHIFT); }
 static inline void *addr_of(const struct zone *z, uint32_t frame) { return z->base + ((size_t)frame << PAGE_SHIFT); }
+/* An offset from the arena's base as an index in blocks of 2^order pages,
+ * rotated: the offset's low bits land on top, so a block inside the arena
+ * and aligned to its order has an index below blocks_in(), and anything
+ * else (out of bounds, misaligned, below the base) lands far above.  One
+ * compare then checks bounds and alignment (the owner's free, bulk frees). */
+static inline uintptr_t block_index(uintptr_t off, unsigned order)
+{
+    const unsigned sh = PAGE_SHIFT + order;
+    return off >> sh | off << (sizeof(off) * 8 - sh);
+}
+static inline uintptr_t blocks_in(uint32_t nr_pages, unsigned order)
+{
+    return ((uintptr_t)nr_pages + (1u << order) - 1) >> order;
+}
+/* Ask for the room_of entry of a page a bulk free will look up soon. */
+static inline void room_of_prefetch(const struct zone *z, const void *page)
+{
+    __builtin_prefetch(&z->room_of[((uintptr_t)page - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
+}
 static inline uint32_t *magazine_of_frame(const struct zone *z, uint32_t frame) { return (uint32_t *)addr_of(z, frame); }
 
 static inline unsigned pg_room(const struct zone *z, uint32_t frame)

@@ -118,7 +118,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         struct room_stock *s = &r->stk[o];
         s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
         s->high = high >> o > s->batch ? high >> o : s->batch;
-        s->span = ((uintptr_t)r->nr_pages + (1u << o) - 1) >> o;
+        s->span = blocks_in(r->nr_pages, o);
         s->addr = o == 0 ? r->addr0 : meta_alloc((s->high + s->batch + 1) * sizeof(char *));
         ok &= s->addr != NULL;
     }
