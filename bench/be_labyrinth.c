@@ -83,6 +83,11 @@ static struct be_ctx *be_open(int kind, const struct bench_params *bp)
         lab_room_config rc;
         lab_room_config_init(&rc);
         rc.name = "bench";
+        /* LAB_BENCH_ROOM_TAKE_ALL=1: rooms that keep nothing in their
+         * lanes, to measure what the lanes' keeping is worth */
+        const char *all = getenv("LAB_BENCH_ROOM_TAKE_ALL");
+        if (all && *all == '1')
+            rc.flags |= LAB_ROOM_TAKE_ALL;
         if (kind == BE_PRESSURE)
             rc.reserve = LAB_PRESSURE_RESERVE;
         /* workload 5: a timed and a counted producer per consumer style */

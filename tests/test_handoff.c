@@ -203,13 +203,13 @@ static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
 
 /* A ring holds what it holds; the frees beyond it go to the zone, and every
  * page is still accounted for.  Freed in runs of one with
- * lab_free_pages_bulk: they fill this thread's lane first (1024 slots, where
+ * lab_free_pages_bulk: they fill this thread's lane first (8192 slots, where
  * the platform gives lanes), then the shared ring, then go to the zone. */
 static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
 {
-    lab_arena *a = arena(4096, 0);
+    lab_arena *a = arena(16384, 0);
     lab_room *r = room(a, 4, 4, 0, 16);     /* ring of 16 slots */
-    enum { N = 1100, LANE = 1024 };
+    enum { N = 8192 + 76, LANE = 8192 };
     static void *p[N];
     for (int i = 0; i < N; i++)
         REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
@@ -762,13 +762,13 @@ static void test_more_freers_than_lanes_all_come_home(void)
     end_arena(a);
 }
 
-/* A lane holds 1024 entries; a freer whose lane is full while the owner
+/* A lane holds 8192 entries; a freer whose lane is full while the owner
  * takes nothing back goes on through the shared ring, and the owner finds
  * both. */
 static void test_a_full_lane_spills_into_the_ring(void)
 {
-    enum { N = 1024 + 40 };
-    lab_arena *a = arena(4096, 0);
+    enum { N = 8192 + 40 };
+    lab_arena *a = arena(16384, 0);
     lab_room *r = room(a, 32, 1024, 0, 1024);
     static void *p[N];
     for (int i = 0; i < N; i++)
@@ -858,54 +858,85 @@ static lab_room *default_room(lab_arena *a)
     return r;
 }
 
-/* While the zone has plenty, the owner refills from it and leaves a lane
- * its most recent frees; once the lane holds more than it keeps, a
- * take-back brings home the oldest, at least a line's worth of work (64),
- * and the lane is never emptied below what it keeps. */
-static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
+/* While the zone has plenty, the lanes keep their freers' most recent
+ * frees: the arena's claimed lanes share half of the zone's free pages
+ * above its high watermark (32 here).  The owner refills from the zone
+ * while its lane holds no more than its share, and takes back, the oldest
+ * first, once it holds more.  `others` rooms get a lane claimed first (the
+ * share is divided among more lanes), and `destroyed` of them are destroyed
+ * again (their lanes stop counting). */
+static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed)
 {
-    enum { N = 100, M = 900 };
-    lab_arena *a = arena(16384, 0);
-    lab_room *r = default_room(a);
-    static void *p[M], *q[M];
-    hand_off(a, r, p, N);
-    /* the stock runs dry several times: served from the zone, not the lane */
-    for (int i = 0; i < N; i++) {
-        lab_result res;
-        lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
-        REQUIRE((q[i] = res.addr) != NULL);
-        CHECK(res.step == LAB_STEP_ROOM || res.step == LAB_STEP_ZONE);
+    enum { K = 1600, MAXQ = 4096 };
+    lab_arena *a = arena(4096, 0);
+    lab_room *o[2] = { NULL, NULL };
+    void *op[2], *late[2];
+    REQUIRE(others <= 2 && destroyed <= others);
+    for (unsigned i = 0; i < others; i++) {
+        o[i] = default_room(a);
+        REQUIRE((op[i] = lab_room_alloc(o[i], LAB_GFP_NOWAIT)) != NULL);
+        REQUIRE((late[i] = lab_room_alloc(o[i], LAB_GFP_NOWAIT)) != NULL);
+        free_from_a_thread(a, &op[i], 1);   /* claims a lane of o[i] */
     }
-    lab_room_stats st = room_stats(r);
-    CHECK_EQ(st.in_ring, N);
-    CHECK_EQ(st.frees_remote, 0);
-    /* many more frees: now the lane holds more than it keeps */
-    hand_off(a, r, p + N, M - N);
-    int taken_from_lane = 0;
-    for (int i = N; i < M; i++) {
+    for (unsigned i = 0; i < destroyed; i++) {
+        lab_room_destroy(o[i]);
+        lab_free_pages(a, late[i], 0);      /* this thread's lane of o[i]: to the zone */
+    }
+    size_t lanes = 1 + others - destroyed;
+    lab_room *r = default_room(a);
+    static void *p[K], *q[MAXQ];
+    hand_off(a, r, p, K);   /* one thread: one lane of r, whole lines */
+    size_t nq = 0;
+    int zone = 0, remote = 0;
+    while (room_stats(r).in_ring > 0 && nq < MAXQ) {
+        size_t f = arena_stats(a).free_pages, held = room_stats(r).in_ring;
+        size_t share = f > 32 ? (f - 32) / 2 / lanes : 0;
         lab_result res;
         lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
-        REQUIRE((q[i] = res.addr) != NULL);
-        taken_from_lane += res.step == LAB_STEP_ROOM_REMOTE;
-        /* the first take-back brings home old frees, none of the newest
-         * 400 (the lane keeps about 470 here) */
-        if (taken_from_lane == 1 && res.step == LAB_STEP_ROOM_REMOTE) {
-            int k = 0;
-            while (k < M && p[k] != q[i])
-                k++;
-            CHECK(k < M - 400);
+        REQUIRE((q[nq++] = res.addr) != NULL);
+        if (res.step == LAB_STEP_ZONE) {
+            zone++;
+            CHECK(held <= share);
+        } else if (res.step == LAB_STEP_ROOM_REMOTE) {
+            CHECK(held > share);
+            /* the first take-back brings home old frees, none of the
+             * newest `share` (the stock hands out the last it took) */
+            if (remote++ == 0) {
+                size_t k = 0;
+                while (k < K && p[k] != res.addr)
+                    k++;
+                CHECK(k < K - share);
+            }
         }
     }
-    st = room_stats(r);
-    CHECK(taken_from_lane > 0);
-    CHECK(st.frees_remote >= 64);
-    CHECK(st.in_ring > 0 && st.in_ring <= 512);   /* what the lane keeps */
-    CHECK_EQ(st.in_ring + st.frees_remote, M);
-    for (int i = 0; i < M; i++)
+    CHECK(zone > 0);
+    CHECK(remote > 0);
+    CHECK_EQ(room_stats(r).in_ring, 0);
+    CHECK_EQ(room_stats(r).frees_remote, K);
+    for (size_t i = 0; i < nq; i++)
         lab_room_free(r, q[i]);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
+    for (unsigned i = destroyed; i < others; i++) {
+        lab_room_free(o[i], late[i]);
+        lab_room_destroy(o[i]);
+    }
     end_arena(a);
+}
+
+static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
+{
+    lanes_share_the_zones_surplus(0, 0);
+}
+
+static void test_lanes_of_several_rooms_share_the_zones_surplus(void)
+{
+    lanes_share_the_zones_surplus(2, 0);
+}
+
+static void test_a_destroyed_rooms_lanes_stop_sharing_the_surplus(void)
+{
+    lanes_share_the_zones_surplus(2, 1);
 }
 
 /* When the zone cannot serve the room, the owner takes back everything on
@@ -1044,6 +1075,8 @@ int main(void)
     RUN(test_more_freers_than_lanes_all_come_home);
     RUN(test_a_full_lane_spills_into_the_ring);
     RUN(test_a_lane_keeps_recent_frees_while_the_zone_has_plenty);
+    RUN(test_lanes_of_several_rooms_share_the_zones_surplus);
+    RUN(test_a_destroyed_rooms_lanes_stop_sharing_the_surplus);
     RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
     RUN(test_destroy_takes_a_lanes_unpublished_entries);
     RUN(test_injection_spares_a_room_whose_frees_wait_in_a_lane);

@@ -306,10 +306,12 @@ struct room_stock {
  * instruction.  The freer's line, the line it publishes on, the owner's
  * line, then the slots (frame | order << 32). */
 #define ROOM_LANES 4
-#define LANE_SLOTS 1024
+#define LANE_SLOTS 8192
 #define LANE_LINE  8      /* slots to a cache line: the freer publishes whole lines */
-#define LANE_KEEP  512    /* entries left in a lane while the zone has plenty */
+#define LANE_KEEP  4096   /* at most, entries left in a lane while the zone has plenty */
 #define LANE_TAKE  64     /* the least a take-back from a lane above LANE_KEEP takes */
+#define LANES_GONE (1u << 31)
+_Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
 struct room_lane {
     _Alignas(CACHELINE) _Atomic(const void *) owner;   /* the freer's thread area, or NULL */
     _Atomic uint32_t pen;      /* entries written (release): the freer's own position */
@@ -396,7 +398,8 @@ struct lab_room {
      * rarely */
     _Alignas(CACHELINE) _Atomic uint64_t *ring;
     struct room_lane *lanes;   /* ROOM_LANES, or NULL (the platform has no membarrier) */
-    _Atomic uint32_t lanes_claimed; /* bit k: lane k has a freer (set once per lane) */
+    _Atomic uint32_t lanes_claimed; /* bit k: lane k has a freer (set once per lane);
+                                       LANES_GONE: destroyed, its lanes no longer counted */
     uint32_t  ring_mask;
     _Atomic bool dead;         /* written once, by destroy */
     _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
@@ -505,6 +508,8 @@ struct lab_arena {
     /* rooms (room.c, handoff.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
+    _Atomic uint32_t lanes_claimed;   /* lanes with a freer, in rooms not destroyed: they
+                                         share what the zone lets lanes keep (lane_keep) */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */
     bool      strict_free;            /* LAB_ARENA_STRICT_FREE or a debug build */
     bool      lanes_ok;               /* plat_membarrier works: rooms get lanes (handoff.c) */
