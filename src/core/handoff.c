@@ -372,6 +372,39 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
     }
 }
 
+/* The common run of a lane: order-0 blocks that pass take_one's check,
+ * into the order-0 stock while it has space, with what the check compares
+ * against held in registers.  Stops at the first entry that is anything
+ * else (another order, a refusal, a full stock) and returns its position;
+ * take_one deals with it. */
+static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room_lane *l, uint32_t lt, uint32_t end,
+                                 struct take *t)
+{
+    struct room_stock *s = &r->stk[0];
+    size_t n = rd(&s->n);
+    uint32_t len = end - lt;
+    if (s->high <= n)
+        return lt;
+    if (len > s->high - n)
+        len = (uint32_t)(s->high - n);
+    char **dst = s->addr + n, *base = z->base;
+    struct page *pg = z->pages;
+    const uint32_t nr = r->nr_pages, want = t->want[0];
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        uint64_t e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
+        uint32_t f = (uint32_t)e;
+        if (unlikely((e >> 32) != 0) || unlikely(f >= nr) ||
+            unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
+            break;
+        pg_set(&pg[f], PG_ROOM, 0);
+        dst[i] = base + ((size_t)f << PAGE_SHIFT);
+    }
+    wr(&s->n, n + i);
+    t->pages += i;
+    return lt + i;
+}
+
 /* How many entries each lane keeps while the zone has plenty.  Kept
  * entries are how far back the owner reuses pages: a page freed k pages
  * ago comes back to the owner's core from the freer's caches while k is
@@ -460,9 +493,10 @@ size_t room_take_remote(struct lab_room *r, bool all)
         if (n > budget - took)
             n = budget - took;
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), end = lt + n;
-        for (; lt != end; lt++) {
+        while ((lt = take_run0(r, z, l, lt, end, &tk)) != end) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
             take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, &tk);
+            lt++;
         }
         took += n;
         atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
