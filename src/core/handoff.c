@@ -407,11 +407,14 @@ static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room
 
 /* Ask for every line of the n entries a take-back is about to read, at
  * once: they are the freer's, and read one after another each waits for
- * its transfer.  Under pressure (W5) that halves the longest take-backs
- * (p99.9 about 730 -> 460 ns); a freer that is the slower side pays for
- * the burst of requests for its lines (W3 single about 13% fewer pages a
- * second): docs/DESIGN.md.  Not inlined: in the take-back's body even the
- * untaken loop cost W3 as much, through the code around it. */
+ * its transfer.  Only while the zone's share holds the lanes below
+ * LANE_KEEP, as under pressure, where it takes a third off the longest
+ * take-backs (W5 p99.9 about 730 -> 470 ns); with the zone plentiful and
+ * the lanes at LANE_KEEP, the burst of requests lands on a freer that is
+ * the slower side and cost the hand-off 13% of its pages a second (W3
+ * single), for nothing measurable: docs/DESIGN.md.  Not inlined: in the
+ * take-back's body even an untaken copy cost W3 as much, through the
+ * code around it. */
 static NOINLINE void lane_prefetch(struct room_lane *l, uint32_t lt, uint32_t n)
 {
     for (uint32_t q = 0; q < n; q += LANE_LINE)
@@ -507,7 +510,8 @@ size_t room_take_remote(struct lab_room *r, bool all)
         if (n > budget - took)
             n = budget - took;
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), end = lt + n;
-        lane_prefetch(l, lt, n);
+        if (keep < LANE_KEEP)
+            lane_prefetch(l, lt, n);
         while ((lt = take_run0(r, z, l, lt, end, &tk)) != end) {
             uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
             take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, &tk);
