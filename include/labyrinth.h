@@ -520,9 +520,9 @@ typedef struct lab_room_config {
 #define LAB_ROOM_NOWARN (1u << 0)
 /* Take back every block other contexts freed as soon as the stock runs dry.
  * By default, while the zone has plenty of free pages, each freeing
- * thread's lane keeps its most recent frees (up to 4096 blocks; all the
- * arena's lanes share half of the zone's free pages above its high
- * watermark) and the owner takes back only the older ones, and only whole
+ * thread's lane keeps its most recent frees (a take-back leaves up to 4096
+ * blocks; all the arena's lanes share half of the zone's free pages above
+ * its high watermark) and the owner takes back only the older ones, and only whole
  * cache lines of the lane: the pages and lines it reads then left the
  * freer's caches long ago, which in the project's hand-off benchmark moves
  * 1.2 to 1.8 times the pages per second between two cores.  The room

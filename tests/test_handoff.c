@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 static lab_stats arena_stats(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s; }
 static lab_room_stats room_stats(lab_room *r) { lab_room_stats s; lab_room_stats_get(r, &s); return s; }
@@ -132,8 +133,31 @@ static void test_a_remote_free_with_the_wrong_order_is_reported_as_such(void)
         lab_room_free(r, q);
         CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 1);
         CHECK_EQ(atomic_load(&log.total), 1);
+        /* and the other way: an order-0 block freed as order 1 (a frame
+         * aligned for it), taken back from a lane among good ones */
+        enum { N = 16 };
+        void *b[N], *odd = NULL;
+        int nb = N;
+        for (int i = 0; i < nb; i++)
+            REQUIRE((b[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        for (int i = 0; i < nb && !odd; i++)
+            if (!(((uintptr_t)b[i] / LAB_PAGE_SIZE) & 1))
+                odd = b[i];
+        REQUIRE(odd);
+        for (int i = 0; i < nb; i++)
+            lab_free_pages(a, b[i], b[i] == odd ? 1 : 0);
+        for (int i = 0; i < nb; i++)   /* the stock runs dry: takes back the others */
+            REQUIRE((b[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 2);
+        CHECK_EQ(atomic_load(&log.total), 2);
+        for (int i = 0; i < nb; i++)
+            CHECK(b[i] != odd);          /* dropped, still the caller's */
+        for (int i = 0; i < nb; i++)
+            lab_room_free(r, b[i]);
+        lab_free_pages(a, odd, 0);
         lab_free_pages(a, p, 1);
-        CHECK_EQ(atomic_load(&log.total), 1);
+        CHECK_EQ(atomic_load(&log.total), 2);
+        CHECK_EQ(lab_check(a), 0);
         lab_room_destroy(r);
         end_arena(a);
     }
@@ -865,7 +889,7 @@ static lab_room *default_room(lab_arena *a)
  * first, once it holds more.  `others` rooms get a lane claimed first (the
  * share is divided among more lanes), and `destroyed` of them are destroyed
  * again (their lanes stop counting). */
-static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed)
+static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed, bool others_take_all)
 {
     enum { K = 1600, MAXQ = 4096 };
     lab_arena *a = arena(4096, 0);
@@ -873,7 +897,7 @@ static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed)
     void *op[2], *late[2];
     REQUIRE(others <= 2 && destroyed <= others);
     for (unsigned i = 0; i < others; i++) {
-        o[i] = default_room(a);
+        o[i] = others_take_all ? room(a, 32, 128, 0, 0) : default_room(a);
         REQUIRE((op[i] = lab_room_alloc(o[i], LAB_GFP_NOWAIT)) != NULL);
         REQUIRE((late[i] = lab_room_alloc(o[i], LAB_GFP_NOWAIT)) != NULL);
         free_from_a_thread(a, &op[i], 1);   /* claims a lane of o[i] */
@@ -882,7 +906,7 @@ static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed)
         lab_room_destroy(o[i]);
         lab_free_pages(a, late[i], 0);      /* this thread's lane of o[i]: to the zone */
     }
-    size_t lanes = 1 + others - destroyed;
+    size_t lanes = 1 + (others_take_all ? 0 : others - destroyed);   /* lanes that keep nothing take no share */
     lab_room *r = default_room(a);
     static void *p[K], *q[MAXQ];
     hand_off(a, r, p, K);   /* one thread: one lane of r, whole lines */
@@ -926,17 +950,22 @@ static void lanes_share_the_zones_surplus(unsigned others, unsigned destroyed)
 
 static void test_a_lane_keeps_recent_frees_while_the_zone_has_plenty(void)
 {
-    lanes_share_the_zones_surplus(0, 0);
+    lanes_share_the_zones_surplus(0, 0, false);
 }
 
 static void test_lanes_of_several_rooms_share_the_zones_surplus(void)
 {
-    lanes_share_the_zones_surplus(2, 0);
+    lanes_share_the_zones_surplus(2, 0, false);
 }
 
 static void test_a_destroyed_rooms_lanes_stop_sharing_the_surplus(void)
 {
-    lanes_share_the_zones_surplus(2, 1);
+    lanes_share_the_zones_surplus(2, 1, false);
+}
+
+static void test_lanes_of_take_all_rooms_take_no_share(void)
+{
+    lanes_share_the_zones_surplus(2, 1, true);
 }
 
 /* When the zone cannot serve the room, the owner takes back everything on
@@ -1077,6 +1106,7 @@ int main(void)
     RUN(test_a_lane_keeps_recent_frees_while_the_zone_has_plenty);
     RUN(test_lanes_of_several_rooms_share_the_zones_surplus);
     RUN(test_a_destroyed_rooms_lanes_stop_sharing_the_surplus);
+    RUN(test_lanes_of_take_all_rooms_take_no_share);
     RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
     RUN(test_destroy_takes_a_lanes_unpublished_entries);
     RUN(test_injection_spares_a_room_whose_frees_wait_in_a_lane);

@@ -438,8 +438,9 @@ static inline uint32_t lane_keep(struct lab_room *r)
 {
     const struct zone *z = room_zone(r);
     size_t free = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed), high = z->wmark[WMARK_HIGH];
-    size_t lanes = atomic_load_explicit(&r->arena->lanes_claimed, memory_order_relaxed);
-    size_t k = free > high ? (free - high) / 2 / (lanes ? lanes : 1) : 0;
+    /* signed: a claim's add may land just after a destroy's subtraction */
+    int32_t lanes = (int32_t)atomic_load_explicit(&r->arena->lanes_claimed, memory_order_relaxed);
+    size_t k = free > high ? (free - high) / 2 / (size_t)(lanes > 0 ? lanes : 1) : 0;
     return k < LANE_KEEP ? (uint32_t)k : LANE_KEEP;
 }
 
@@ -463,7 +464,8 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
 
 /* Step 2.  `all`: every entry of every lane, the line a freer is still
  * filling included (reclaim, and an owner that the zone could not serve).
- * Otherwise, while the zone has plenty, each lane keeps LANE_KEEP entries:
+ * Otherwise, while the zone has plenty, each lane keeps lane_keep()
+ * entries (up to LANE_KEEP):
  * the owner takes back pages freed long ago, on lines the freer finished
  * with long ago, and leaves the freer's recent ones where they are. */
 size_t room_take_remote(struct lab_room *r, bool all)
@@ -605,7 +607,8 @@ static NOINLINE struct room_lane *lane_of_thread(struct lab_room *r, struct thre
             atomic_compare_exchange_strong_explicit(&l->owner, &o, (const void *)ta, memory_order_acquire,
                                                     memory_order_relaxed)) {
             /* before the first push: the owner looks only at claimed lanes */
-            if (!(atomic_fetch_or_explicit(&r->lanes_claimed, 1u << k, memory_order_release) & LANES_GONE))
+            if (!(atomic_fetch_or_explicit(&r->lanes_claimed, 1u << k, memory_order_release) & LANES_GONE) &&
+                !r->take_all)   /* its lanes keep nothing: no share */
                 atomic_fetch_add_explicit(&r->arena->lanes_claimed, 1, memory_order_relaxed);
             o = ta;
         }
@@ -698,18 +701,24 @@ bool room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, un
     return lane_push(r, frames, n, order);
 }
 
+/* A room that is dead: its lanes stop sharing the zone's surplus, and one
+ * claimed after this is not counted (lane_of_thread).  Once per room: the
+ * caller set `dead`. */
+void lanes_close(struct lab_room *r)
+{
+    uint32_t gone = atomic_fetch_or(&r->lanes_claimed, LANES_GONE), counted = 0;
+    for (unsigned k = 0; k < ROOM_LANES && !r->take_all; k++)
+        counted += (gone >> k) & 1;
+    atomic_fetch_sub_explicit(&r->arena->lanes_claimed, counted, memory_order_relaxed);
+}
+
 /* Destroy, after `dead` is set: every lane's entries go to the zone.  A
  * blocking context. */
 void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
 {
     if (!r->lanes)
         return;
-    /* its lanes stop sharing the zone's surplus; one claimed after this is
-     * not counted (see lane_of_thread) */
-    uint32_t gone = atomic_fetch_or(&r->lanes_claimed, LANES_GONE), counted = 0;
-    for (unsigned k = 0; k < ROOM_LANES; k++)
-        counted += (gone >> k) & 1;
-    atomic_fetch_sub_explicit(&r->arena->lanes_claimed, counted, memory_order_relaxed);
+    lanes_close(r);
     plat_membarrier();
     for (unsigned k = 0; k < ROOM_LANES; k++) {
         struct room_lane *l = &r->lanes[k];

@@ -309,7 +309,7 @@ struct room_stock {
 #define LANE_SLOTS 8192
 #define LANE_LINE  8      /* slots to a cache line: the freer publishes whole lines */
 #define LANE_KEEP  4096   /* at most, entries left in a lane while the zone has plenty */
-#define LANE_TAKE  64     /* the least a take-back from a lane above LANE_KEEP takes */
+#define LANE_TAKE  64     /* the least a take-back from a lane above its keep takes */
 #define LANES_GONE (1u << 31)
 _Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
 struct room_lane {
@@ -622,6 +622,7 @@ LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool all);
 LAB_HIDDEN void   room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);
+LAB_HIDDEN void   lanes_close(struct lab_room *r);
 LAB_HIDDEN size_t room_lane_entries(struct lab_room *r, size_t *pages);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);

@@ -195,6 +195,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         wr(&r->nr_reserve, 0);
         atomic_store(&r->dead, true);
         zone_unlock(z);
+        if (r->lanes)
+            lanes_close(r);   /* a misused free may have claimed one meanwhile */
         return LAB_ERESERVE;
     }
     room_update_free_limit(r);
