@@ -707,8 +707,9 @@ bool room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, un
 void lanes_close(struct lab_room *r)
 {
     uint32_t gone = atomic_fetch_or(&r->lanes_claimed, LANES_GONE), counted = 0;
-    for (unsigned k = 0; k < ROOM_LANES && !r->take_all; k++)
-        counted += (gone >> k) & 1;
+    if (!r->take_all)   /* a TAKE_ALL room's lanes were never counted */
+        for (unsigned k = 0; k < ROOM_LANES; k++)
+            counted += (gone >> k) & 1;
     atomic_fetch_sub_explicit(&r->arena->lanes_claimed, counted, memory_order_relaxed);
 }
 
