@@ -73,4 +73,13 @@ verify return_ring.pml fail -DBULK_FIRST_ONLY
 verify return_ring.pml fail -DFREE_BEFORE_READ
 verify return_ring.pml fail -DHANDLER_WAITS
 
+verify room_steal.pml pass
+verify room_steal.pml fail -DTAKE_TOP
+verify room_steal.pml fail -DWRITE_N
+verify room_steal.pml fail -DNO_COMPACT
+verify room_steal.pml fail -DCOMPACT_WHILE_STEAL
+verify room_steal.pml fail -DNO_SEQ_CHECK
+verify room_steal.pml fail -DNO_GATE_RECHECK
+verify room_steal.pml fail -DUNSIGNED_TOP
+
 exit $failed
