@@ -393,17 +393,20 @@ static NOINLINE bool room_free_fast_claim(struct lab_room *r, struct page *pg, v
     return true;
 }
 
-/* The owner's free of a block: a push and a state store; `order` is a
- * constant where it is inlined with 0.  Debug builds compile their owner
- * check, claim and page hooks in around it. */
+/* The owner's free of a block: a push, a state store and the sequence
+ * word's store that counts the call; `order` is a constant where it is
+ * inlined with 0.  As the allocation's fast path, release builds do not
+ * mark the entry: a push writes above the stock's top, which room_steal
+ * never takes.  Debug builds mark it, and compile their owner check, claim
+ * and page hooks in around it. */
 static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
 {
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL)) {
-        /* The sequence word first, the gates after it: the other half of
-         * room_steal's handshake. */
         uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
-        atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst);
+        if (LAB_DEBUG_ON) {
+            atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+        }
         /* in the arena and aligned to its order: below span (block_index) */
         uintptr_t b = block_index((uintptr_t)page - (uintptr_t)r->base, order), f = b << order;
         struct room_stock *s = &r->stk[order];
@@ -425,7 +428,8 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
             atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
             return;
         }
-        atomic_store_explicit(&r->seq_free, seq, memory_order_relaxed);   /* nothing was touched */
+        if (LAB_DEBUG_ON)
+            atomic_store_explicit(&r->seq_free, seq, memory_order_relaxed);   /* nothing was touched */
     }
     room_free_slow(r, page, order);
 }

@@ -316,6 +316,8 @@ struct take {
     uint32_t spilled;               /* blocks in `spill`, all of `spill_order` */
     unsigned spill_order;
     char    *spill[SPILL_RUN];      /* blocks for the zone: their stock was full */
+    bool     to_zone;               /* every block to the zone, none to a stock
+                                       (reclaim, which never writes a stock's count) */
 };
 
 static void spill_flush(struct lab_room *r, struct take *t)
@@ -360,7 +362,7 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
         struct room_stock *s = &r->stk[order];
         size_t n = rd(&s->n);
         t->pages += (size_t)1 << order;
-        if (likely(n < s->high)) {
+        if (likely(n < s->high) && likely(!t->to_zone)) {
             pg_set(&z->pages[f], PG_ROOM, order);
             s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);
@@ -383,7 +385,7 @@ static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room
     struct room_stock *s = &r->stk[0];
     size_t n = rd(&s->n);
     uint32_t len = end - lt;
-    if (s->high <= n)
+    if (s->high <= n || t->to_zone)
         return lt;
     if (len > s->high - n)
         len = (uint32_t)(s->high - n);
@@ -468,7 +470,7 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
  * entries (up to LANE_KEEP):
  * the owner takes back pages freed long ago, on lines the freer finished
  * with long ago, and leaves the freer's recent ones where they are. */
-size_t room_take_remote(struct lab_room *r, bool all)
+static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {
     struct zone *z = room_zone(r);
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)r->stk[0].high, took = 0;
@@ -489,6 +491,7 @@ size_t room_take_remote(struct lab_room *r, bool all)
     struct take tk;
     tk.pages = 0;
     tk.spilled = 0;
+    tk.to_zone = to_zone;
     /* State 0xff is no state: no descriptor has that tag. */
     _Static_assert(PG_NR_STATES < 0xff, "0xff is not a page state");
     for (unsigned o = 0; o < 8; o++)
@@ -529,7 +532,7 @@ size_t room_take_remote(struct lab_room *r, bool all)
      * near empty is served at step 1 or 2, never walks on to the reserve
      * while pages come back. */
     struct room_stock *s0 = &r->stk[0];
-    while (rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
+    while (!to_zone && rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
         size_t n = rd(&s0->n);
         uint32_t f = frame_of(z, s0->addr[0]);
         memmove(s0->addr, s0->addr + 1, (n - 1) * sizeof(char *));
@@ -537,6 +540,11 @@ size_t room_take_remote(struct lab_room *r, bool all)
         reserve_push(r, f);
     }
     return pages;
+}
+
+size_t room_take_remote(struct lab_room *r, bool all)
+{
+    return take_remote(r, all, false);
 }
 
 /* ---- lanes -----------------------------------------------------------------
@@ -769,25 +777,37 @@ size_t room_ring_pages(struct lab_room *r)
 
 /* ---- reclaim's view ----------------------------------------------------------------
  * Linux's drain_all_pages: when an allocation is about to fail, reclaim
- * takes the stocks and rings of rooms whose owners are not inside a call,
- * an idle room's included.  The owner's fast paths take no lock, so the
- * handshake is an asymmetric Dekker: reclaim closes the fast paths' gates
- * (alloc_floor, free_limit) and sets `steal`, then makes every running
- * thread execute a full barrier (membarrier); an owner stores its odd
- * sequence word before it reads the gates, with only a compiler fence.
- * After the barrier either reclaim sees the owner inside a call (and gives
- * up), or the owner's next call sees the gates closed and, in its slow
- * path, `steal`: it then serves itself from the zone and frees through its
- * ring, never touching what reclaim holds.  Reclaim then re-reads the gates:
- * an owner that reopened them (it does so only in a call that saw steal
- * clear) was inside a call after all.  The reserve is never taken.
- * Returns the pages given back to the zone. */
+ * takes the stocks and rings of rooms whose owners are not inside a
+ * slow-path call, an idle room's included.  The owner's fast paths take no
+ * lock, so the handshake is an asymmetric Dekker: reclaim closes the fast
+ * paths' gates (alloc_floor, free_limit) and sets `steal`, then makes every
+ * running thread execute a full barrier (membarrier); an owner's slow path
+ * stores its odd sequence word before it reads `steal`, with only a
+ * compiler fence.  After the barrier either reclaim sees the owner inside a
+ * slow call (and gives up), or the owner's next call finds the gates closed
+ * and, in its slow path, `steal`: it then serves itself from the zone and
+ * frees through its ring, never touching what reclaim holds.  Reclaim then
+ * re-reads the gates: an owner that reopened them (it does so only in a
+ * call that saw steal clear) was inside a call after all.
+ *
+ * A fast-path call marks nothing (release builds), so one may be in
+ * flight: one that read an open gate before the barrier.  It pops the top
+ * block of one stock, or pushes above the top; so reclaim never writes a
+ * stock's count nor an entry, and never takes a stock's top entry: it takes
+ * [base, n - 1) to the zone and moves base up, and the owner's next slow
+ * path moves what is left back down (room_compact).  The remote frees go
+ * straight to the zone (take_remote's to_zone).  The reserve is never
+ * taken.  tests/model/room_steal.pml checks the protocol.  Returns the
+ * pages given back to the zone. */
 static size_t room_steal(struct lab_room *r)
 {
     size_t before = 0;
-    for (unsigned o = 0; o <= r->max_order; o++)
-        before += rd(&r->stk[o].n) << o;
-    if (before == 0 && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
+    for (unsigned o = 0; o <= r->max_order; o++) {
+        size_t n = rd(&r->stk[o].n), b = rd(&r->stk[o].base);
+        before += n > b + 1 ? (n - b - 1) << o : 0;
+    }
+    if (before == 0 && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r) &&
+        room_lane_entries(r, NULL) == 0)
         return 0;
     if (atomic_exchange(&r->steal, true))
         return 0;
@@ -804,16 +824,41 @@ static size_t room_steal(struct lab_room *r)
             uint32_t g = atomic_load_explicit(&r->steal_seq, memory_order_relaxed);
             atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
-            room_take_remote(r, true);
+            pages += take_remote(r, true, true);
             for (unsigned o = 0; o <= r->max_order; o++) {
-                pages += rd(&r->stk[o].n) << o;
-                room_drain(r, o, rd(&r->stk[o].n));
+                struct room_stock *s = &r->stk[o];
+                size_t n = rd(&s->n), b = rd(&s->base);
+                if (n <= b + 1)
+                    continue;
+                return_to_zone(r, s->addr + b, n - 1 - b, o);
+                pages += (n - 1 - b) << o;
+                wr(&s->base, n - 1);
+                atomic_store_explicit(&r->stock_moved, true, memory_order_relaxed);
+                ctr_inc(&r->st.drains);
             }
             atomic_store_explicit(&r->steal_seq, g + 2, memory_order_release);
         }
     }
     atomic_store_explicit(&r->steal, false, memory_order_release);
     return pages;
+}
+
+/* The owner, in a slow path that saw no steal: the stocks a steal took the
+ * bottom of start at 0 again (each kept its top entry, and a pop in flight
+ * may have taken that since). */
+void room_compact(struct lab_room *r)
+{
+    for (unsigned o = 0; o <= r->max_order; o++) {
+        struct room_stock *s = &r->stk[o];
+        size_t n = rd(&s->n), b = rd(&s->base);
+        if (b == 0)
+            continue;
+        lab_assert(b <= n);
+        memmove(s->addr, s->addr + b, (n - b) * sizeof(char *));
+        wr(&s->base, 0);
+        wr(&s->n, n - b);
+    }
+    atomic_store_explicit(&r->stock_moved, false, memory_order_relaxed);
 }
 
 size_t rooms_drain_surplus(struct lab_arena *a)

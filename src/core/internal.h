@@ -285,6 +285,9 @@ struct room_stock {
     char    **addr;            /* the blocks, by address: what the fast paths hand
                                   out and take back, with no arithmetic */
     _Atomic size_t n;          /* relaxed load/store by the owner only */
+    _Atomic size_t base;       /* the stock is [base, n): reclaim takes from the
+                                  bottom by moving base (room_steal), the owner
+                                  puts it back to 0 (room_compact) */
     size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
     uint32_t  tag_out;         /* page_tag of a block of this order the room handed
                                   out: the owner's free compares it */
@@ -362,11 +365,14 @@ struct lab_room {
     bool      strict;          /* frees claim the page with a CAS (debug, LAB_ARENA_STRICT_FREE) */
     bool      take_all;        /* LAB_ROOM_TAKE_ALL: step 2 leaves nothing in the lanes */
     lab_gfp_t gfp_or;          /* added to every request: LAB_GFP_NOWARN with LAB_ROOM_NOWARN */
-    /* Odd while the owner is inside an allocation call (seq) or a free call
-     * (seq_free).  A fast-path call of order k adds 2^(k+1), a slow-path
-     * call 2, so half of each counts pages (with allocs_extra/frees_extra
-     * for what the slow paths hand out beyond one page), and the fast paths
-     * keep no other counter (see room_allocs). */
+    /* Odd while the owner is inside a slow-path allocation call (seq) or
+     * free call (seq_free); the fast paths of release builds do not mark
+     * their entry (room_steal needs only the slow paths' mark, lab_check
+     * allows for one block in motion), debug builds mark every call.  A
+     * fast-path call of order k adds 2^(k+1), a slow-path call 2, so half
+     * of each counts pages (with allocs_extra/frees_extra for what the
+     * slow paths hand out beyond one page), and the fast paths keep no
+     * other counter (see room_allocs). */
     _Atomic uint64_t seq, seq_free;
     /* The owner's free takes the fast path while the stock is below this:
      * high, or 0 when anything needs the slow path (page hooks or strict
@@ -404,6 +410,8 @@ struct lab_room {
     _Atomic bool dead;         /* written once, by destroy */
     _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
     _Atomic uint32_t steal_seq; /* odd while it does: lab_check's view */
+    _Atomic bool stock_moved;  /* reclaim moved a stock's base; the owner's next
+                                  slow path moves the stock back down */
     _Atomic bool drain_wanted; /* reclaim asks the owner to give back surplus;
                                   written only when it is false */
     char      name[32];
@@ -438,6 +446,15 @@ _Static_assert(sizeof(struct page) << DESC_SHIFT == LAB_PAGE_SIZE, "a descriptor
 static inline struct page *room_desc(const struct lab_room *r, const void *addr)
 {
     return (struct page *)(r->desc_bias + ((uintptr_t)addr >> DESC_SHIFT));
+}
+
+/* The blocks in a stock, as another context sees it: base and n are read
+ * one after the other while they may move (a report can be off by a
+ * moment's motion, never wrap). */
+static inline size_t stock_len(struct room_stock *s)
+{
+    size_t b = rd(&s->base), n = rd(&s->n);
+    return n > b ? n - b : 0;
 }
 
 /* A block onto the owner's stock of its order. */
@@ -631,6 +648,7 @@ LAB_HIDDEN void   ring_flush_dead(struct lab_arena *a, struct lab_room *r, bool 
 LAB_HIDDEN bool   room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op);
 LAB_HIDDEN NOINLINE const char *room_owner_fault(struct lab_room *r);
 LAB_HIDDEN void   room_update_free_limit(struct lab_room *r);
+LAB_HIDDEN void   room_compact(struct lab_room *r);
 LAB_HIDDEN void   reserve_push(struct lab_room *r, uint32_t frame);
 LAB_HIDDEN void   room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                unsigned order);

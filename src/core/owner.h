@@ -38,11 +38,14 @@ static inline void room_leave(_Atomic uint64_t *word)
 }
 /* Inside a call, in the slow path: false while reclaim holds the owner's
  * side (then the call must not touch the stocks or the ring); otherwise
- * reopens the fast paths that a steal closed. */
+ * moves back down the stocks a steal took from the bottom of, and reopens
+ * the fast paths that it closed. */
 static inline bool room_owner_side_mine(struct lab_room *r)
 {
     if (unlikely(atomic_load_explicit(&r->steal, memory_order_acquire)))
         return false;
+    if (unlikely(atomic_load_explicit(&r->stock_moved, memory_order_relaxed)))
+        room_compact(r);
     atomic_store_explicit(&r->alloc_floor, !LAB_DEBUG_ON && r->page_hooks ? SIZE_MAX : 0, memory_order_relaxed);
     room_update_free_limit(r);
     return true;

@@ -531,21 +531,26 @@ static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp, unsigned o
     return res.addr;
 }
 
-/* Step 1 on its own, with nothing else in the way: a pop and a state store,
- * bracketed by the sequence word (which also counts the call).  A destroyed
- * room has an empty stock, so it takes the fallback and is reported there.
- * `order` is a constant where it is inlined with 0. */
+/* Step 1 on its own, with nothing else in the way: a pop, a state store,
+ * and the sequence word's store that counts the call.  Release builds do
+ * not mark the entry: a pop takes at most the top block of one stock, and
+ * room_steal never takes a top block, so it need not know whether a pop is
+ * in flight; each store an allocation makes holds back the stores after
+ * it while a touch of the page misses (docs/DESIGN.md).  Debug builds mark
+ * it (odd), for their check of a handler that re-entered the room.  A
+ * destroyed room has an empty stock, so it takes the fallback and is
+ * reported there.  `order` is a constant where it is inlined with 0. */
 static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned order)
 {
     /* Debug builds: the owner check first (a refusal is reported by the
      * fallback), and the page hooks after the pop. */
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL) && likely(order <= r->max_order)) {
-        /* The sequence word first, the gates after it: the other half of
-         * room_steal's handshake (handoff.c). */
         struct room_stock *s = &r->stk[order];
         uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
-        atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst);
+        if (LAB_DEBUG_ON) {
+            atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+        }
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
         /* an empty stock and a closed gate fail the same compare; a request
          * to zero its page is the fallback's (the memset is not inlined) */
@@ -562,7 +567,8 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
                 page_hook_alloc(r->arena, p, order);
             return p;
         }
-        atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
+        if (LAB_DEBUG_ON)
+            atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
     }
     return room_alloc_fallback(r, gfp, order);
 }

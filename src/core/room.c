@@ -218,13 +218,22 @@ void lab_room_destroy(lab_room *r)
         return;
     struct lab_arena *a = r->arena;
     struct zone *z = &a->zone;
+    /* A steal that looked at `dead` before it was set may still be taking
+     * the stocks and the ring: seq_cst on both sides (the exchanges of
+     * `dead` and `steal`, the loads after them), so either it saw `dead`
+     * or this sees it.  It makes no system call from here on and never
+     * waits: a short spin. */
+    while (atomic_load_explicit(&r->steal, memory_order_seq_cst))
+        plat_cpu_relax();
     zone_lock(z);
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];
-        for (size_t i = 0; i < rd(&s->n); i++)
+        for (size_t i = rd(&s->base); i < rd(&s->n); i++)
             buddy_put(z, frame_of(z, s->addr[i]), o);
         wr(&s->n, 0);
+        wr(&s->base, 0);
     }
+    atomic_store_explicit(&r->stock_moved, false, memory_order_relaxed);
     while (r->reserve_head != NIL) {
         uint32_t f = r->reserve_head;
         r->reserve_head = z->pages[f].next;
@@ -268,7 +277,7 @@ void lab_room_stats_get(lab_room *r, lab_room_stats *out)
     for (int i = 0; i < LAB_R_COUNT; i++)
         out->fail_by_reason[i] = ctr_get(&r->st.fail_by_reason[i]);
     for (unsigned o = 0; o <= r->max_order; o++)
-        out->stock += rd(&r->stk[o].n) << o;
+        out->stock += stock_len(&r->stk[o]) << o;
     out->reserve = rd(&r->nr_reserve);
     out->out = room_out(r);
     out->in_ring = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - tail_get(r) +

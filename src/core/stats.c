@@ -44,7 +44,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
             continue;
         out->nr_rooms++;
         for (unsigned o = 0; o <= r->max_order; o++)
-            out->room_pages += atomic_load_explicit(&r->stk[o].n, memory_order_relaxed) << o;
+            out->room_pages += stock_len(&r->stk[o]) << o;
         out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
         out->deferred_pages += room_ring_pages(r);
     }
