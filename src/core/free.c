@@ -320,7 +320,9 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         room_free_misuse(r, page, order);
         return;
     }
-    if (unlikely(!room_enter(r, &r->seq_free, "lab_room_free on a destroyed room"))) {
+    if (likely(room_enter(r, &r->seq_free, "lab_room_free on a destroyed room"))) {
+        ctr_inc(&r->st.slow_frees);   /* room_allocs tells the fast frees from these */
+    } else {
         /* Reported; the block itself was handed out in good faith, so it
          * goes where a late lab_free_pages of it would: to the zone. */
         if (atomic_load_explicit(&r->dead, memory_order_relaxed)) {

@@ -132,7 +132,7 @@ void room_drain(struct lab_room *r, unsigned order, size_t n)
         return;
     return_to_zone(r, s->addr, n, order);
     memmove(s->addr, s->addr + n, (have - n) * sizeof(char *));
-    wr(&s->n, have - n);
+    stock_n_set(r, order, have - n);
     ctr_inc(&r->st.drains);
 }
 
@@ -365,7 +365,7 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
         if (likely(n < s->high) && likely(!t->to_zone)) {
             pg_set(&z->pages[f], PG_ROOM, order);
             s->addr[n] = addr_of(z, f);
-            wr(&s->n, n + 1);
+            stock_n_set(r, order, n + 1);
         } else {
             spill(r, t, addr_of(z, f), order);
         }
@@ -402,7 +402,7 @@ static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room
         pg_set(&pg[f], PG_ROOM, 0);
         dst[i] = base + ((size_t)f << PAGE_SHIFT);
     }
-    wr(&s->n, n + i);
+    stock_n_set(r, 0, n + i);
     t->pages += i;
     return lt + i;
 }
@@ -536,7 +536,7 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         size_t n = rd(&s0->n);
         uint32_t f = frame_of(z, s0->addr[0]);
         memmove(s0->addr, s0->addr + 1, (n - 1) * sizeof(char *));
-        wr(&s0->n, n - 1);
+        stock_n_set(r, 0, n - 1);
         reserve_push(r, f);
     }
     return pages;
@@ -856,7 +856,7 @@ void room_compact(struct lab_room *r)
         lab_assert(b <= n);
         memmove(s->addr, s->addr + b, (n - b) * sizeof(char *));
         wr(&s->base, 0);
-        wr(&s->n, n - b);
+        stock_n_set(r, o, n - b);
     }
     atomic_store_explicit(&r->stock_moved, false, memory_order_relaxed);
 }

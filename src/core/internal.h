@@ -369,10 +369,10 @@ struct lab_room {
      * free call (seq_free); the fast paths of release builds do not mark
      * their entry (room_steal needs only the slow paths' mark, lab_check
      * allows for one block in motion), debug builds mark every call.  A
-     * fast-path call of order k adds 2^(k+1), a slow-path call 2, so half
-     * of each counts pages (with allocs_extra/frees_extra for what the
-     * slow paths hand out beyond one page), and the fast paths keep no
-     * other counter (see room_allocs). */
+     * slow-path call adds 2 and a fast free of order k 2^(k+1), so half of
+     * each counts pages (with allocs_extra/frees_extra for what the slow
+     * paths hand out beyond one page); the allocation fast path adds
+     * nothing, and its pages are derived (see room_allocs). */
     _Atomic uint64_t seq, seq_free;
     /* The owner's free takes the fast path while the stock is below this:
      * high, or 0 when anything needs the slow path (page hooks or strict
@@ -396,6 +396,10 @@ struct lab_room {
         /* pages beyond one per call (orders above 0, bulk calls) or minus
          * one (a call that handed out or took back nothing): see room_allocs */
         _Atomic uint64_t allocs_extra, frees_extra;
+        /* pages by which calls other than the fast paths changed the
+         * stocks' counts (wrapping), and the slow-path free calls: what
+         * room_allocs derives the fast paths' allocations from */
+        _Atomic uint64_t n_moved, slow_frees;
         _Atomic uint64_t slow_allocs, frees_remote, refills, drains, reserve_allocs;   /* pages */
         _Atomic uint64_t by_step[LAB_STEP_COUNT];   /* slow-path successes; summed by stats */
         _Atomic uint64_t fail_by_reason[LAB_R_COUNT];
@@ -457,6 +461,15 @@ static inline size_t stock_len(struct room_stock *s)
     return n > b ? n - b : 0;
 }
 
+/* A stock's count set by anything but the fast paths (whose changes are
+ * what room_allocs derives), counted in n_moved. */
+static inline void stock_n_set(struct lab_room *r, unsigned order, size_t n)
+{
+    struct room_stock *s = &r->stk[order];
+    ctr_add_owner(&r->st.n_moved, ((uint64_t)n - rd(&s->n)) << order);
+    wr(&s->n, n);
+}
+
 /* A block onto the owner's stock of its order. */
 static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame)
 {
@@ -465,14 +478,23 @@ static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame
     lab_assert(n < s->high + s->batch);
     pg_set_state(&r->pages[frame], PG_ROOM);
     s->addr[n] = r->base + ((size_t)frame << PAGE_SHIFT);
-    wr(&s->n, n + 1);
+    stock_n_set(r, order, n + 1);
 }
 
-/* Pages the room handed out that have not come back to it: derived from the
- * counters each side keeps anyway, so the fast paths keep no extra count. */
+/* Pages the room handed out: the slow paths count theirs (seq / 2 and
+ * allocs_extra); the allocation fast path counts nothing (one store fewer
+ * on the path a producer runs), so its pages are derived.  The stocks'
+ * counts are what the fast frees pushed (seq_free / 2, less the slow
+ * free calls), less what the fast allocations popped, plus n_moved.
+ * Exact for the owner; another context may read it a moment off. */
 static inline uint64_t room_allocs(struct lab_room *r)
 {
-    return atomic_load_explicit(&r->seq, memory_order_relaxed) / 2 + ctr_get(&r->st.allocs_extra);
+    uint64_t pushed = atomic_load_explicit(&r->seq_free, memory_order_relaxed) / 2 - ctr_get(&r->st.slow_frees);
+    uint64_t held = 0;
+    for (unsigned o = 0; o <= r->max_order; o++)
+        held += (uint64_t)atomic_load_explicit(&r->stk[o].n, memory_order_relaxed) << o;
+    return atomic_load_explicit(&r->seq, memory_order_relaxed) / 2 + ctr_get(&r->st.allocs_extra) +
+           (pushed + ctr_get(&r->st.n_moved) - held);
 }
 static inline uint64_t room_frees_owner(struct lab_room *r)
 {

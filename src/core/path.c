@@ -439,7 +439,7 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
 pop:;
     size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     lab_assert(n > 0);
-    atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
+    stock_n_set(r, order, n - 1);
     return frame_of(room_zone(r), s->addr[n - 1]);
 }
 
@@ -487,7 +487,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         }
     } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
         f = frame_of(room_zone(r), s->addr[n - 1]);
-        atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
+        stock_n_set(r, order, n - 1);
     } else {
         f = room_alloc_slow(r, rt, order, &reason, &step);
         if (f != NIL) {   /* owner counters: no shared line on the atomic path */
@@ -531,22 +531,23 @@ static NOINLINE void *room_alloc_fallback(lab_room *r, lab_gfp_t gfp, unsigned o
     return res.addr;
 }
 
-/* Step 1 on its own, with nothing else in the way: a pop, a state store,
- * and the sequence word's store that counts the call.  Release builds do
- * not mark the entry: a pop takes at most the top block of one stock, and
- * room_steal never takes a top block, so it need not know whether a pop is
- * in flight; each store an allocation makes holds back the stores after
- * it while a touch of the page misses (docs/DESIGN.md).  Debug builds mark
- * it (odd), for their check of a handler that re-entered the room.  A
- * destroyed room has an empty stock, so it takes the fallback and is
- * reported there.  `order` is a constant where it is inlined with 0. */
+/* Step 1 on its own, with nothing else in the way: a state store and the
+ * stock's count, two stores.  Release builds mark nothing: a pop takes at
+ * most the top block of one stock, and room_steal never takes a top
+ * block, so it need not know whether a pop is in flight; nor do they count
+ * the call (room_allocs derives it from the stocks' counts).  Each store
+ * an allocation makes holds back the stores after it while a touch of the
+ * page misses (docs/DESIGN.md).  Debug builds mark the call (odd), for
+ * their check of a handler that re-entered the room.  A destroyed room has
+ * an empty stock, so it takes the fallback and is reported there.
+ * `order` is a constant where it is inlined with 0. */
 static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned order)
 {
     /* Debug builds: the owner check first (a refusal is reported by the
      * fallback), and the page hooks after the pop. */
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL) && likely(order <= r->max_order)) {
         struct room_stock *s = &r->stk[order];
-        uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+        uint64_t seq = LAB_DEBUG_ON ? atomic_load_explicit(&r->seq, memory_order_relaxed) : 0;
         if (LAB_DEBUG_ON) {
             atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
             atomic_signal_fence(memory_order_seq_cst);
@@ -561,8 +562,8 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
                        pg_is(room_desc(r, p), PG_ROOM, order));
             pg_set(room_desc(r, p), PG_ALLOCATED, order);
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
-            /* even again, and seq / 2 grows by the block's pages */
-            atomic_store_explicit(&r->seq, seq + ((uint64_t)2 << order), memory_order_release);
+            if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
+                atomic_store_explicit(&r->seq, seq, memory_order_release);
             if (LAB_DEBUG_ON && r->page_hooks)
                 page_hook_alloc(r->arena, p, order);
             return p;
@@ -625,7 +626,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         size_t k = have < n - got ? have : n - got;
         for (size_t i = 0; i < k; i++)
             pages[got + i] = room_hand_out(r, frame_of(room_zone(r), s->addr[have - 1 - i]), 0);
-        atomic_store_explicit(&s->n, have - k, memory_order_release);   /* seqlock data */
+        stock_n_set(r, 0, have - k);
         ctr_add_owner(&r->st.allocs_extra, k);
         got += k;
     }

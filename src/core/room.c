@@ -230,7 +230,7 @@ void lab_room_destroy(lab_room *r)
         struct room_stock *s = &r->stk[o];
         for (size_t i = rd(&s->base); i < rd(&s->n); i++)
             buddy_put(z, frame_of(z, s->addr[i]), o);
-        wr(&s->n, 0);
+        stock_n_set(r, o, 0);
         wr(&s->base, 0);
     }
     atomic_store_explicit(&r->stock_moved, false, memory_order_relaxed);
