@@ -4,6 +4,7 @@
  * calls, rooms of orders 1..3, reused room ids, and the emergency reserve
  * that a refill may not stock. */
 #include "check.h"
+#include "internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -610,6 +611,55 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     end_arena(a);
 }
 
+/* Destroy against a steal of the same room: a steal that looked at `dead`
+ * before destroy set it goes on taking the stocks and the ring, so destroy
+ * waits until `steal` is clear before it takes them itself (else a block
+ * would reach the zone twice).  Here the steal in flight is this thread
+ * holding `steal` set, as room_steal does between its look at `dead` and
+ * its end. */
+struct destroyer { lab_room *r; _Atomic bool done; };
+
+static void *destroy_thread(void *arg)
+{
+    struct destroyer *d = arg;
+    lab_room_destroy(d->r);
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+static void test_destroy_waits_out_a_steal_in_flight(void)
+{
+    lab_arena *a = NULL;
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 256 * LAB_PAGE_SIZE;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    void *p[16];
+    for (int i = 0; i < 16; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < 16; i++)
+        lab_room_free(r, p[i]);
+    size_t stock = room_stats(r).stock;
+    CHECK(stock >= 16);
+    atomic_store(&r->steal, true);
+    struct destroyer d = { .r = r };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, destroy_thread, &d) == 0);
+    struct timespec nap = { 0, 50 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+    CHECK(!atomic_load(&d.done));            /* waiting for the steal */
+    CHECK_EQ(room_stats(r).stock, stock);    /* and the stock untouched meanwhile */
+    atomic_store(&r->steal, false);
+    pthread_join(t, NULL);
+    CHECK(atomic_load(&d.done));
+    CHECK_EQ(room_stats(r).stock, 0);
+    end_arena(a);
+}
+
 /* Page hooks take every room allocation off the fast path, a request with
  * no flag at all included: with LAB_ARENA_PROTECT_FREE a page from the
  * stock must come back writable. */
@@ -1133,6 +1183,7 @@ int main(void)
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
+    RUN(test_destroy_waits_out_a_steal_in_flight);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
     return test_finish();
 }
