@@ -653,7 +653,7 @@ typedef struct lab_stats {
                                  (memory the OS backs once touched): all but the
                                  never-used tail of a lazy arena and the void */
     size_t resident_bytes;    /* of the page frames, by mincore */
-    size_t metadata_bytes;    /* page descriptors mapped (18 bytes per page) */
+    size_t metadata_bytes;    /* page descriptors mapped (14 bytes per page) */
     size_t metadata_resident_bytes;
     int    huge_mode;         /* enum lab_huge_mode */
     size_t nr_rooms;

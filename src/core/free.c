@@ -31,7 +31,7 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
     }
     struct page *pg = &z->pages[frame];
     unsigned st = pg_state(pg);
-    if (st == PG_ALLOCATED && a->guard && (pg->aux & ~0xffu) == GUARD_TAG) {
+    if (st == PG_ALLOCATED && a->guard && (pg->prev & ~0xffu) == GUARD_TAG) {
         misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a guarded block, not at the caller's first page");
         return;
     }
@@ -67,19 +67,19 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     struct page *pg = &z->pages[frame];
     unsigned real = order;
     if (unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order &&
-        !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->aux == 0)) {
+        !(pg_state(pg) == PG_ALLOCATED && pg_order(pg) == order && pg->prev == NIL)) {
         /* a guarded block (an unguarded one, served to a non-blocking
          * request, is an ALLOCATED head of the caller's order): the caller's
          * pages are the second quarter of a block of order + 2, whose head
          * says so */
         uint32_t head = frame - (1u << order);
-        if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].aux != (GUARD_TAG | order) ||
+        if (frame < (1u << order) || (head & ((4u << order) - 1)) || z->pages[head].prev != (GUARD_TAG | order) ||
             pg_order(&z->pages[head]) != order + 2)
             goto bad;
         frame = head;
         pg = &z->pages[head];
         real = order + 2;
-    } else if (unlikely(pg_order(pg) != order || (a->guard && pg->aux != 0))) {
+    } else if (unlikely(pg_order(pg) != order || (a->guard && pg->prev != NIL))) {
         goto bad;
     }
     if (unlikely(!pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)))
@@ -285,7 +285,7 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page, unsigned o
         misuse(r->arena, LAB_EUNALIGNED, page, f, "pointer not page aligned");
     else if (order > r->max_order)
         misuse(r->arena, LAB_EBADORDER, page, f, "order above the orders this room serves");
-    else if (st == PG_ALLOCATED && r->arena->guard && (p->aux & ~0xffu) == GUARD_TAG)
+    else if (st == PG_ALLOCATED && r->arena->guard && (p->prev & ~0xffu) == GUARD_TAG)
         misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a guarded block, not at its first page");
     else if (st == PG_ALLOCATED && pg_room(z, f) != r->id)
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");

@@ -149,11 +149,11 @@ void guard_flush(struct lab_arena *a)
     while (f != NIL) {
         struct page *p = &z->pages[f];
         uint32_t next = p->next;
-        unsigned real = pg_order(p), order = p->aux & 0xffu;
+        unsigned real = pg_order(p), order = p->prev & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
         os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
         os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
-        p->aux = 0;
+        p->prev = NIL;
         atomic_fetch_sub_explicit(&z->deferred_pages, (size_t)1 << real, memory_order_relaxed);
         zone_free_block(a, f, real);
         f = next;
@@ -166,7 +166,7 @@ bool frame_is_guarded_head(const struct zone *z, uint32_t frame)
         uint32_t head = frame - (1u << o);
         if (frame < (1u << o) || (head & ((4u << o) - 1)))
             continue;
-        if (pg_state(&z->pages[head]) == PG_ALLOCATED && z->pages[head].aux == (GUARD_TAG | o) &&
+        if (pg_state(&z->pages[head]) == PG_ALLOCATED && z->pages[head].prev == (GUARD_TAG | o) &&
             pg_order(&z->pages[head]) == o + 2)
             return true;
     }

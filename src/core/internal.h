@@ -101,12 +101,17 @@ enum page_state {
     PG_NR_STATES
 };
 
-/* 16 bytes a frame, plus 2 in zone.room_of; Linux spends 64.  state and order are atomics because a
+/* 12 bytes a frame, plus 2 in zone.room_of; Linux spends 64.  state and order are atomics because a
  * free from any context reads them before it owns the block (to tell a double
  * free from a wrong order), and claims the block with a CAS on state. */
 struct page {
-    uint32_t next;            /* free list, room stock/reserve, deferred list */
-    uint32_t prev;            /* free list back link */
+    uint32_t next;            /* free list, room reserve, deferred list */
+    /* A free list's back link.  Off the doubly linked lists it is NIL
+     * (list_del leaves it so), but for two marks that need no list: a
+     * guarded block's head (LAB_ARENA_GUARD) holds GUARD_TAG | the order
+     * the caller asked, and an ISOLATED block the OS refused to trim holds
+     * VOID_REFUSED until the lock is taken again (void.c). */
+    uint32_t prev;
     union {
         struct {
             /* state | order << 8, one atomic word so that a check of both
@@ -127,11 +132,8 @@ struct page {
          * the other, so the compare fails exactly when the two would. */
         _Atomic uint32_t tag;
     };
-    uint32_t aux;             /* a guarded block's head (LAB_ARENA_GUARD): GUARD_TAG | the
-                                 order the caller asked; a trimmed block refused by the
-                                 OS (void.c, transiently) */
 };
-_Static_assert(sizeof(struct page) == 16, "page descriptors must stay 16 bytes");
+_Static_assert(sizeof(struct page) == 12, "page descriptors must stay 12 bytes");
 _Static_assert(sizeof(_Atomic uint16_t) == 2 && offsetof(struct page, room) == offsetof(struct page, so) + 2 &&
                offsetof(struct page, tag) == offsetof(struct page, so), "tag covers so and room");
 
@@ -357,7 +359,7 @@ struct lab_room {
     struct page *pages;        /* the zone's, copied */
     _Atomic uint16_t *room_of; /* the zone's, copied */
     char     *base;            /* the zone's, copied */
-    uintptr_t desc_bias;       /* pages - base / 256: see room_desc */
+    uintptr_t desc_bias;       /* pages - base / page size * 12: see room_desc */
     uint32_t  nr_pages;
     uint16_t  id;
     uint8_t   max_order;       /* orders 0..max_order are served */
@@ -443,13 +445,11 @@ static inline char **stock_addr(struct lab_room *r, unsigned order)
     return order == 0 ? r->addr0 : r->stk[order].addr;
 }
 
-/* A block's descriptor from its address: one shift and one add, since the
- * descriptor is 1/256 of the page (desc_bias folds in pages and base). */
-#define DESC_SHIFT 8
-_Static_assert(sizeof(struct page) << DESC_SHIFT == LAB_PAGE_SIZE, "a descriptor is 1/256 of its page");
+/* A block's descriptor from its address: a shift, a multiply by 12 (an
+ * address computation) and an add; desc_bias folds in pages and base. */
 static inline struct page *room_desc(const struct lab_room *r, const void *addr)
 {
-    return (struct page *)(r->desc_bias + ((uintptr_t)addr >> DESC_SHIFT));
+    return (struct page *)(r->desc_bias + ((uintptr_t)addr >> PAGE_SHIFT) * sizeof(struct page));
 }
 
 /* The blocks in a stock, as another context sees it: base and n are read
@@ -719,7 +719,9 @@ LAB_HIDDEN void fmt_u64(struct fmtbuf *b, uint64_t v);
 LAB_HIDDEN void fmt_hex(struct fmtbuf *b, uint64_t v);
 
 /* hooks.c: page hooks, called on every hand-out and every free when on */
-#define GUARD_TAG 0x47554100u
+#define GUARD_TAG 0x47554100u   /* | order, in a guarded head's prev: an ALLOCATED block's
+                                   prev is NIL otherwise (it left its list by list_del) */
+#define VOID_REFUSED 0u         /* in an ISOLATED block's prev: the OS refused the trim */
 LAB_HIDDEN void debug_hooks_init(struct lab_arena *a);
 LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
 LAB_HIDDEN void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order);

@@ -255,7 +255,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         if (frame == NIL && may(rt, R_BLOCK))
             frame = alloc_slowpath(a, rt, real, &reason, &step);
         if (frame != NIL && real != order) {
-            z->pages[frame].aux = GUARD_TAG | order;
+            z->pages[frame].prev = GUARD_TAG | order;
             char *user = (char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order);
             os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
             os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);

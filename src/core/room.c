@@ -100,7 +100,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->pages = a->zone.pages;
     r->room_of = a->zone.room_of;
     r->base = a->zone.base;
-    r->desc_bias = (uintptr_t)a->zone.pages - ((uintptr_t)a->zone.base >> DESC_SHIFT);
+    r->desc_bias = (uintptr_t)a->zone.pages - ((uintptr_t)a->zone.base >> PAGE_SHIFT) * sizeof(struct page);
     r->nr_pages = a->zone.nr_pages;
     r->page_hooks = a->page_hooks;
     atomic_init(&r->alloc_floor, !LAB_DEBUG_ON && a->page_hooks ? SIZE_MAX : 0);

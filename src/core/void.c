@@ -88,12 +88,13 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
     zone_unlock(z);
     /* A block the OS refused to decommit is still backed: it goes back to
      * the free lists, not to the void, and is not counted as trimmed.
-     * page.aux marks the refused ones until the lock is taken again. */
+     * VOID_REFUSED in page.prev marks the refused ones until the lock is
+     * taken again (isolated blocks are on no doubly linked list). */
     size_t pages = 0;
     for (uint32_t f = isolated; f != NIL; f = z->pages[f].next) {
         size_t n = (size_t)1 << pg_order(&z->pages[f]);
         bool done = os_decommit(addr_of(z, f), n << PAGE_SHIFT, (a->cfg.flags & LAB_ARENA_MADV_FREE) != 0);
-        z->pages[f].aux = done ? 0 : 1;
+        z->pages[f].prev = done ? NIL : VOID_REFUSED;
         if (done)
             pages += n;
         else
@@ -104,8 +105,8 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
         uint32_t next = z->pages[isolated].next;
         unsigned o = pg_order(&z->pages[isolated]);
         z->void_inflight -= (size_t)1 << o;
-        if (z->pages[isolated].aux) {
-            z->pages[isolated].aux = 0;
+        if (z->pages[isolated].prev == VOID_REFUSED) {
+            z->pages[isolated].prev = NIL;
             buddy_put(z, isolated, o);
         } else {
             void_put(z, isolated, o);
