@@ -449,8 +449,9 @@ LAB_API void lab_arena_flush(lab_arena *a);
  * LAB_ECHECK_* codes are above).  0 when they hold, else the code of the
  * first that broke (and a line on stderr naming the frame); LAB_EINVAL for a
  * NULL arena.  Thread-safe: it takes the zone lock and skips a room whose
- * owner is inside an operation, so it is exact when no room is in use
- * concurrently.  Not async-signal-safe (it waits for the zone lock).  O(pages). */
+ * owner is inside an operation (release builds: allows the one block an
+ * owner's allocation or free in flight may leave half moved), so it is
+ * exact when no room is in use concurrently.  Not async-signal-safe (it waits for the zone lock).  O(pages). */
 LAB_API int  lab_check(lab_arena *a);
 
 /* ------------------------------------------------------------------------
@@ -664,7 +665,8 @@ typedef struct lab_stats {
     uint64_t trimmed_pages, recommitted_pages;
     uint64_t rooms_drained_pages;   /* taken by direct reclaim from the stocks and rings
                                        of rooms not inside a call (idle ones too), as
-                                       Linux's drain_all_pages */
+                                       Linux's drain_all_pages; each stock keeps its
+                                       most recent block */
     int      trim_off;        /* enum lab_trim_off: LAB_TRIM_ON, or why trim gives nothing back */
     uint64_t trim_refused;    /* lab_arena_trim calls and idle trims refused for trim_off */
 } lab_stats;
