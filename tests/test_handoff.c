@@ -611,6 +611,64 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     end_arena(a);
 }
 
+/* An idle room whose stock is empty but whose lanes hold its pages, freed
+ * by another thread: reclaim takes the lanes too, straight to the zone. */
+struct lane_freer { lab_arena *a; void **p; size_t n; };
+
+static void *lane_free_thread(void *arg)
+{
+    struct lane_freer *x = arg;
+    for (size_t i = 0; i < x->n; i++)
+        lab_free_pages(x->a, x->p[i], 0);
+    return NULL;
+}
+
+static void test_reclaim_takes_an_idle_rooms_lanes(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 512 * LAB_PAGE_SIZE;
+    cfg.wmark_min = 16;
+    cfg.wmark_low = 24;
+    cfg.wmark_high = 32;
+    cfg.wait_timeout_ms = 300;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = 0;
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    static void *p[512];
+    size_t n = 0;
+    while (n < 64 || room_stats(r).stock > 0)
+        REQUIRE((p[n++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK_EQ(room_stats(r).stock, 0);
+    struct lane_freer x = { a, p, n };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, lane_free_thread, &x) == 0);
+    pthread_join(t, NULL);
+    CHECK_EQ(room_stats(r).in_ring, n);
+    static void *held[512];
+    size_t nheld = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = q;
+    struct kernel_job j = { .a = a };
+    REQUIRE(pthread_create(&t, NULL, kernel_alloc_thread, &j) == 0);
+    pthread_join(t, NULL);
+    CHECK(j.res.addr != NULL);
+    CHECK_EQ(j.res.step, LAB_STEP_RECLAIM);
+    CHECK_EQ(room_stats(r).in_ring, 0);
+    CHECK(arena_stats(a).rooms_drained_pages >= n);
+    if (j.res.addr)
+        lab_free_pages(a, j.res.addr, 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* Destroy against a steal of the same room: a steal that looked at `dead`
  * before destroy set it goes on taking the stocks and the ring, so destroy
  * waits until `steal` is clear before it takes them itself (else a block
@@ -1184,6 +1242,7 @@ int main(void)
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
     RUN(test_destroy_waits_out_a_steal_in_flight);
+    RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
     return test_finish();
 }

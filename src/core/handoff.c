@@ -806,8 +806,11 @@ static size_t room_steal(struct lab_room *r)
         size_t n = rd(&r->stk[o].n), b = rd(&r->stk[o].base);
         before += n > b + 1 ? (n - b - 1) << o : 0;
     }
-    if (before == 0 && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r) &&
-        room_lane_entries(r, NULL) == 0)
+    bool lanes = false;   /* any entry written, without counting them */
+    for (unsigned k = 0; r->lanes && k < ROOM_LANES && !lanes; k++)
+        lanes = atomic_load_explicit(&r->lanes[k].pen, memory_order_relaxed) !=
+                atomic_load_explicit(&r->lanes[k].tail, memory_order_relaxed);
+    if (before == 0 && !lanes && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
         return 0;
     if (atomic_exchange(&r->steal, true))
         return 0;
