@@ -542,7 +542,9 @@ static void *kernel_alloc_thread(void *arg)
     return NULL;
 }
 
-static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
+/* A 512-page arena with one room of `reserve` pages, for the reclaim
+ * tests: blocking requests wait at most 300 ms. */
+static lab_room *reclaim_arena(lab_arena **ap, size_t reserve)
 {
     lab_arena_config cfg;
     lab_arena_config_init(&cfg);
@@ -551,13 +553,19 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     cfg.wmark_low = 24;
     cfg.wmark_high = 32;
     cfg.wait_timeout_ms = 300;
-    lab_arena *a = NULL;
-    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    REQUIRE(lab_arena_create(&cfg, ap) == 0);
     lab_room_config rc;
     lab_room_config_init(&rc);
-    rc.reserve = 4;
+    rc.reserve = reserve;
     lab_room *r = NULL;
-    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    REQUIRE(lab_room_create(*ap, &rc, &r) == 0);
+    return r;
+}
+
+static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
+{
+    lab_arena *a = NULL;
+    lab_room *r = reclaim_arena(&a, 4);
     static void *p[512];
     size_t n = 0;
     for (; n < 100; n++)
@@ -625,20 +633,8 @@ static void *lane_free_thread(void *arg)
 
 static void test_reclaim_takes_an_idle_rooms_lanes(void)
 {
-    lab_arena_config cfg;
-    lab_arena_config_init(&cfg);
-    cfg.size = 512 * LAB_PAGE_SIZE;
-    cfg.wmark_min = 16;
-    cfg.wmark_low = 24;
-    cfg.wmark_high = 32;
-    cfg.wait_timeout_ms = 300;
     lab_arena *a = NULL;
-    REQUIRE(lab_arena_create(&cfg, &a) == 0);
-    lab_room_config rc;
-    lab_room_config_init(&rc);
-    rc.reserve = 0;
-    lab_room *r = NULL;
-    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    lab_room *r = reclaim_arena(&a, 0);
     static void *p[512];
     size_t n = 0;
     while (n < 64 || room_stats(r).stock > 0)
