@@ -449,9 +449,10 @@ LAB_API void lab_arena_flush(lab_arena *a);
  * LAB_ECHECK_* codes are above).  0 when they hold, else the code of the
  * first that broke (and a line on stderr naming the frame); LAB_EINVAL for a
  * NULL arena.  Thread-safe: it takes the zone lock and skips a room whose
- * owner is inside an operation (release builds: allows the one block an
- * owner's allocation or free in flight may leave half moved), so it is
- * exact when no room is in use concurrently.  Not async-signal-safe (it waits for the zone lock).  O(pages). */
+ * owner is inside an operation (release builds: also one whose stock is
+ * off by exactly one block, what an owner's allocation or free in flight
+ * leaves half moved), so it is exact when no room is in use concurrently
+ * (but for that one block in release builds).  Not async-signal-safe (it waits for the zone lock).  O(pages). */
 LAB_API int  lab_check(lab_arena *a);
 
 /* ------------------------------------------------------------------------

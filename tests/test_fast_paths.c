@@ -9,8 +9,8 @@
  *
  * Which path served a call is read from what only the other path counts
  * (the test includes src/core/internal.h): a slow owner call of order k adds
- * 2^k - 1 to allocs_extra or frees_extra, while the fast paths count in
- * the sequence words alone (so order 0 cannot tell; its fast path is the
+ * 2^k - 1 to allocs_extra or frees_extra, while the fast paths add nothing
+ * there (so order 0 cannot tell; its fast path is the
  * same function with the order a constant).  The ring pushes are counted by wrapping
  * room_hand_off, room_lane_push_n and room_free_remote at link time (tests/CMakeLists.txt):
  * the wrappers count and call the real functions.

@@ -562,7 +562,7 @@ static lab_room *reclaim_arena(lab_arena **ap, size_t reserve)
     return r;
 }
 
-static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
+static void reclaim_takes_an_idle_rooms_stock(bool destroy_at_once)
 {
     lab_arena *a = NULL;
     lab_room *r = reclaim_arena(&a, 4);
@@ -595,19 +595,33 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     CHECK_EQ(st.stock, 1);
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.reserve, 4);
+    CHECK_EQ(st.out, 0);
     CHECK(arena_stats(a).rooms_drained_pages >= stock - 1 + 10);
     CHECK_EQ(lab_check(a), 0);
+    if (destroy_at_once) {
+        /* destroyed with its stock moved up: only what is left goes back */
+        lab_room_destroy(r);
+        lab_free_pages(a, j.res.addr, 0);
+        while (nheld)
+            lab_free_pages(a, held[--nheld], 0);
+        end_arena(a);
+        return;
+    }
     /* and the owner goes on: its next call moves the stock back down,
-     * reopens its fast paths and hands out the kept block, the newest one */
+     * reopens its fast paths and hands out the kept block, the newest one;
+     * the pages it has out are counted through all of it */
     void *o = lab_room_alloc(r, LAB_GFP_ATOMIC);
     CHECK(o == top);
     CHECK_EQ(room_stats(r).stock, 0);
+    CHECK_EQ(room_stats(r).out, 1);
     CHECK_EQ(lab_check(a), 0);
     lab_room_free(r, o);
     CHECK_EQ(room_stats(r).stock, 1);
+    CHECK_EQ(room_stats(r).out, 0);
     CHECK(lab_room_alloc(r, LAB_GFP_ATOMIC) == o);   /* the fast path, from index 0 */
     void *o2 = lab_room_alloc(r, LAB_GFP_ATOMIC);      /* and the stock was empty below it */
     CHECK(o2 != NULL && o2 != o);
+    CHECK_EQ(room_stats(r).out, 2);
     CHECK_EQ(lab_check(a), 0);
     lab_room_free(r, o2);
     lab_room_free(r, o);
@@ -617,6 +631,19 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
         lab_free_pages(a, held[--nheld], 0);
     lab_room_destroy(r);
     end_arena(a);
+}
+
+static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
+{
+    reclaim_takes_an_idle_rooms_stock(false);
+}
+
+/* The same room destroyed right after the steal, its stock still moved up
+ * (no owner call in between): the blocks below base went to the zone
+ * already and must not go twice. */
+static void test_a_room_destroyed_after_a_steal(void)
+{
+    reclaim_takes_an_idle_rooms_stock(true);
 }
 
 /* An idle room whose stock is empty but whose lanes hold its pages, freed
@@ -663,6 +690,103 @@ static void test_reclaim_takes_an_idle_rooms_lanes(void)
         lab_free_pages(a, held[--nheld], 0);
     lab_room_destroy(r);
     end_arena(a);
+}
+
+/* Steals against an owner that never stops: the owner allocates and frees
+ * blocks of orders 0..3 on its fast paths (which mark nothing), one thread
+ * steals the room's stocks over and over and writes every page it then
+ * gets from the zone, another runs lab_check.  A block the steal took from
+ * under a pop in flight would be the owner's and the zone's at once: its
+ * pattern breaks, or lab_check or the room's count of pages out says so. */
+struct steal_race { lab_arena *a; _Atomic bool stop; _Atomic unsigned long steals, checks, bad_checks, clobbered; };
+
+static void *steal_race_stealer(void *arg)
+{
+    struct steal_race *x = arg;
+    static void *q[256];
+    while (!atomic_load(&x->stop)) {
+        rooms_drain_surplus(x->a);
+        atomic_fetch_add(&x->steals, 1);
+        size_t n = 0;
+        while (n < 256 && (q[n] = lab_alloc_pages(x->a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+            memset(q[n++], 0xee, LAB_PAGE_SIZE);
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *c = q[i];
+            for (size_t j = 0; j < LAB_PAGE_SIZE; j += 512)
+                if (c[j] != 0xee)
+                    atomic_fetch_add(&x->clobbered, 1);
+            lab_free_pages(x->a, q[i], 0);
+        }
+    }
+    return NULL;
+}
+
+static void *steal_race_checker(void *arg)
+{
+    struct steal_race *x = arg;
+    while (!atomic_load(&x->stop)) {
+        atomic_fetch_add(&x->checks, 1);
+        if (lab_check(x->a) != 0)
+            atomic_fetch_add(&x->bad_checks, 1);
+    }
+    return NULL;
+}
+
+static void test_steals_against_a_running_owner(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 8192 * LAB_PAGE_SIZE;
+    struct steal_race x = { 0 };
+    REQUIRE(lab_arena_create(&cfg, &x.a) == 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.max_order = 3;
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(x.a, &rc, &r) == 0);
+    pthread_t ts, tc;
+    REQUIRE(pthread_create(&ts, NULL, steal_race_stealer, &x) == 0);
+    REQUIRE(pthread_create(&tc, NULL, steal_race_checker, &x) == 0);
+    enum { K = 64 };
+    static void *held[4][K];
+    unsigned nh[4] = { 0 }, seed = test_seed();
+    unsigned long corrupt = 0;
+    double end = now_ms() + 1500;
+    while (now_ms() < end) {
+        for (int it = 0; it < 10000; it++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned o = (seed >> 16) & 3;
+            size_t bytes = (size_t)LAB_PAGE_SIZE << o;
+            if (((seed >> 20) & 1) && nh[o] < K) {
+                unsigned char *p = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, o);
+                if (p) {
+                    memset(p, (int)o + 1, bytes);
+                    held[o][nh[o]++] = p;
+                }
+            } else if (nh[o]) {
+                unsigned char *p = held[o][--nh[o]];
+                for (size_t j = 0; j < bytes; j += 256)
+                    corrupt += p[j] != o + 1;
+                lab_room_free_pages(r, p, o);
+            }
+        }
+    }
+    atomic_store(&x.stop, true);
+    pthread_join(ts, NULL);
+    pthread_join(tc, NULL);
+    size_t out = 0;
+    for (unsigned o = 0; o < 4; o++)
+        out += (size_t)nh[o] << o;
+    CHECK_EQ(corrupt, 0);
+    CHECK_EQ(atomic_load(&x.clobbered), 0);
+    CHECK_EQ(atomic_load(&x.bad_checks), 0);
+    CHECK_EQ(room_stats(r).out, out);
+    CHECK(atomic_load(&x.steals) > 0 && atomic_load(&x.checks) > 0);
+    for (unsigned o = 0; o < 4; o++)
+        while (nh[o])
+            lab_room_free_pages(r, held[o][--nh[o]], o);
+    lab_room_destroy(r);
+    end_arena(x.a);
 }
 
 /* Destroy against a steal of the same room: a steal that looked at `dead`
@@ -1237,8 +1361,10 @@ int main(void)
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
+    RUN(test_a_room_destroyed_after_a_steal);
     RUN(test_destroy_waits_out_a_steal_in_flight);
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
+    RUN(test_steals_against_a_running_owner);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
     return test_finish();
 }

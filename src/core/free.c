@@ -422,9 +422,9 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         if (likely(b < s->span && atomic_load_explicit(&r->pages[f].tag, memory_order_relaxed) == s->tag_out &&
                    n < limit) &&
             (!LAB_DEBUG_ON || room_free_fast_claim(r, &r->pages[f], page, order))) {
+            stock_addr(r, order)[n] = page;
             if (!LAB_DEBUG_ON)
                 pg_set(&r->pages[f], PG_ROOM, order);
-            stock_addr(r, order)[n] = page;
             wr(&s->n, n + 1);
             /* even again, and seq_free / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);

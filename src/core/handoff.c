@@ -40,12 +40,13 @@
 #include "internal.h"
 
 /* ---- owner bracket -------------------------------------------------------
- * The sequence words are odd while the owner is inside a call: seq for
- * allocations, seq_free for frees.  They let lab_check skip a room in
- * motion, let debug builds catch a context that is not the owner (another
- * thread, or a handler that interrupted the owner), and count the calls, so
- * the fast paths keep no counter of their own.  Plain stores on the owner's
- * side. */
+ * The sequence words are odd while the owner is inside a slow-path call
+ * (debug builds: any call): seq for allocations, seq_free for frees.  They
+ * let lab_check skip a room in motion and reclaim leave a room alone, let
+ * debug builds catch a context that is not the owner (another thread, or a
+ * handler that interrupted the owner), and count the slow calls and the
+ * fast frees; the fast allocations are derived (room_allocs).  Plain
+ * stores on the owner's side. */
 bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {
     uint64_t s = atomic_load_explicit(word, memory_order_relaxed);

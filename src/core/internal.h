@@ -502,7 +502,10 @@ static inline uint64_t room_frees_owner(struct lab_room *r)
 }
 static inline size_t room_out(struct lab_room *r)
 {
-    return (size_t)(room_allocs(r) - room_frees_owner(r) - ctr_get(&r->st.frees_remote) - ctr_get(&r->gone));
+    /* Another context's reads may catch a count and n_moved a moment
+     * apart: never below 0. */
+    uint64_t in = room_allocs(r), back = room_frees_owner(r) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
+    return in > back ? (size_t)(in - back) : 0;
 }
 
 /* ---- the arena -------------------------------------------------------- */

@@ -221,10 +221,15 @@ void lab_room_destroy(lab_room *r)
     /* A steal that looked at `dead` before it was set may still be taking
      * the stocks and the ring: seq_cst on both sides (the exchanges of
      * `dead` and `steal`, the loads after them), so either it saw `dead`
-     * or this sees it.  It makes no system call from here on and never
-     * waits: a short spin. */
-    while (atomic_load_explicit(&r->steal, memory_order_seq_cst))
-        plat_cpu_relax();
+     * or this sees it.  The steal may be inside its membarrier call, or
+     * preempted by this very thread (a SCHED_FIFO owner on its CPU): a few
+     * spins, then naps, as lanes_flush_dead waits out a freer. */
+    for (unsigned spins = 0; atomic_load_explicit(&r->steal, memory_order_seq_cst); spins++) {
+        if (spins < 64)
+            plat_cpu_relax();
+        else
+            plat_sleep_ms(1);
+    }
     zone_lock(z);
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];

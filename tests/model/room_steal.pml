@@ -9,8 +9,8 @@
  * free_limit (HIGH open, 0 closed).  A fast pop reads n, then alloc_floor,
  * and with n above it takes addr[n-1] and writes n-1; a fast push reads n,
  * then free_limit, and below it writes addr[n] and n+1.  Neither marks its
- * sequence word (seq for allocations, seq_free for frees) odd: each only
- * adds 2 at its end.  A slow call marks its word odd, then reads `steal`:
+ * sequence word (seq for allocations, seq_free for frees) odd: a push
+ * adds 2 at its end, a pop nothing (its pages are derived).  A slow call marks its word odd, then reads `steal`:
  * set, the call leaves the stock alone (it allocates from the zone, frees
  * to the zone); clear, it reopens the gates and, if base is above 0,
  * moves [base, n) down to [0, n-base) and writes n and base = 0, then pops
