@@ -316,6 +316,7 @@ struct take {
                                        order the room does not serve, one no block has */
     uint32_t spilled;               /* blocks in `spill`, all of `spill_order` */
     unsigned spill_order;
+    size_t   spilled_pages;         /* of `pages`, those that went to the zone */
     char    *spill[SPILL_RUN];      /* blocks for the zone: their stock was full */
     bool     to_zone;               /* every block to the zone, none to a stock
                                        (reclaim, which never writes a stock's count) */
@@ -336,6 +337,7 @@ static NOINLINE void spill(struct lab_room *r, struct take *t, char *block, unsi
         spill_flush(r, t);
     t->spill_order = order;
     t->spill[t->spilled++] = block;
+    t->spilled_pages += (size_t)1 << order;
 }
 
 /* Why a block failed take_one's check: reported, and the block dropped. */
@@ -366,7 +368,7 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
         if (likely(n < s->high) && likely(!t->to_zone)) {
             pg_set(&z->pages[f], PG_ROOM, order);
             s->addr[n] = addr_of(z, f);
-            stock_n_set(r, order, n + 1);
+            wr(&s->n, n + 1);   /* n_moved: once, at the end of the take-back */
         } else {
             spill(r, t, addr_of(z, f), order);
         }
@@ -403,7 +405,7 @@ static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room
         pg_set(&pg[f], PG_ROOM, 0);
         dst[i] = base + ((size_t)f << PAGE_SHIFT);
     }
-    stock_n_set(r, 0, n + i);
+    wr(&s->n, n + i);   /* n_moved: once, at the end of the take-back */
     t->pages += i;
     return lt + i;
 }
@@ -492,6 +494,7 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     struct take tk;
     tk.pages = 0;
     tk.spilled = 0;
+    tk.spilled_pages = 0;
     tk.to_zone = to_zone;
     /* State 0xff is no state: no descriptor has that tag. */
     _Static_assert(PG_NR_STATES < 0xff, "0xff is not a page state");
@@ -528,6 +531,9 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     }
     spill_flush(r, &tk);
     size_t pages = tk.pages;
+    /* what went into the stocks, for room_allocs: once a take-back, not
+     * once a block in its loops */
+    ctr_add_owner(&r->st.n_moved, pages - tk.spilled_pages);
     ctr_add_owner(&r->st.frees_remote, pages);
     /* The reserve is topped up from the stock, not before it: an allocation
      * near empty is served at step 1 or 2, never walks on to the reserve
