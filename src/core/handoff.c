@@ -815,8 +815,7 @@ static size_t room_steal(struct lab_room *r)
     }
     bool lanes = false;   /* any entry written, without counting them */
     for (unsigned k = 0; r->lanes && k < ROOM_LANES && !lanes; k++)
-        lanes = atomic_load_explicit(&r->lanes[k].pen, memory_order_relaxed) !=
-                atomic_load_explicit(&r->lanes[k].tail, memory_order_relaxed);
+        lanes = lane_takable(&r->lanes[k], 0, true) != 0;
     if (before == 0 && !lanes && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
         return 0;
     if (atomic_exchange(&r->steal, true))
