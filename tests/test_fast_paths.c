@@ -234,6 +234,60 @@ static void test_a_bulk_remote_free_is_one_run_push(void)
     end(a, r);
 }
 
+/* lab_room_free_bulk is n calls of lab_room_free: release builds push the
+ * pages as one run, which hands on to lab_room_free at the first page it
+ * cannot take (NULL, a page freed twice in the same array, another room's
+ * page, a page beyond the stock's high).  Each is skipped or reported
+ * once, every other page is pushed once, and none is lost. */
+static void test_an_owner_bulk_free_is_n_frees(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(0, &log);
+    lab_room *r = room(a, 0), *other = room(a, 0);   /* high 32, batch 8 */
+    void *p[24], *q = lab_room_alloc(other, LAB_GFP_NOWAIT);
+    REQUIRE(q);
+    REQUIRE(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, p, 24) == 24);
+    lab_room_stats st0 = room_stats(r);
+    struct slow_counts before = slow_counts(r);
+    /* each odd one out after a run of good ones, which the run pushes */
+    void *dup[] = { p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[3], p[8], p[9] };
+    void *foreign[] = { p[10], p[11], q, p[12], p[13] };
+    void *null[] = { p[14], p[15], p[16], NULL, p[17], p[18], p[19], p[20], p[21], p[22], p[23] };
+    lab_room_free_bulk(r, dup, 11);
+    lab_room_free_bulk(r, foreign, 5);
+    lab_room_free_bulk(r, null, 11);
+    CHECK_EQ(log.count[LAB_EDOUBLEFREE], 1);
+    CHECK_EQ(log.count[LAB_ENOTROOMPAGE], 1);
+    CHECK_EQ(log.total, 2);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.frees_owner - st0.frees_owner, 24);
+    CHECK_EQ(st.stock, st0.stock + 24);
+    CHECK_NO_SLOW_CALL(r, before);
+    /* every page once in the stock: 24 + what it held come back, distinct */
+    void *back[64];
+    size_t n = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, back, st.stock);
+    CHECK_EQ(n, st.stock);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            CHECK(back[i] != back[j]);
+    /* beyond the stock's high: the run stops at it, lab_room_free drains */
+    void *more[40];
+    size_t m = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, more, 40);
+    CHECK_EQ(m, 40);
+    lab_room_free_bulk(r, back, n);
+    st0 = room_stats(r);
+    lab_room_free_bulk(r, more, m);
+    st = room_stats(r);
+    CHECK_EQ(st.frees_owner - st0.frees_owner, 40);
+    CHECK(st.stock <= 32);
+    CHECK(st.drains > st0.drains);
+    CHECK_EQ(log.total, 2);
+    lab_room_free(other, q);
+    CHECK_EQ(room_stats(other).out, 0);
+    lab_room_destroy(other);
+    end(a, r);
+}
+
 /* The owner's second free of a block is reported, the first having been
  * the fast path's. */
 static void test_an_owner_double_free_after_a_fast_free_is_reported(void)
@@ -358,6 +412,7 @@ int main(void)
     RUN(test_owner_pairs_of_every_order_take_the_fast_paths);
     RUN(test_a_remote_free_is_one_ring_push);
     RUN(test_a_bulk_remote_free_is_one_run_push);
+    RUN(test_an_owner_bulk_free_is_n_frees);
     RUN(test_an_owner_double_free_after_a_fast_free_is_reported);
     RUN(test_a_double_free_through_the_hand_off_is_reported);
     RUN(test_poison_finds_a_write_after_an_owner_free);

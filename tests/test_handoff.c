@@ -693,7 +693,8 @@ static void test_reclaim_takes_an_idle_rooms_lanes(void)
 }
 
 /* Steals against an owner that never stops: the owner allocates and frees
- * blocks of orders 0..3 on its fast paths (which mark nothing), one thread
+ * blocks of orders 0..3 on its fast paths (which mark nothing), order 0
+ * also in runs of up to 32 (the bulk calls, which do), one thread
  * steals the room's stocks over and over and writes every page it then
  * gets from the zone, another runs lab_check.  A block the steal took from
  * under a pop in flight would be the owner's and the zone's at once: its
@@ -757,6 +758,25 @@ static void test_steals_against_a_running_owner(void)
             seed = seed * 1103515245u + 12345u;
             unsigned o = (seed >> 16) & 3;
             size_t bytes = (size_t)LAB_PAGE_SIZE << o;
+            if (o == 0 && ((seed >> 22) & 3) == 0) {   /* order 0 in runs: the bulk calls */
+                size_t k = (seed >> 24) % 33;
+                if ((seed >> 20) & 1) {
+                    if (k > K - nh[0])
+                        k = K - nh[0];
+                    size_t got = lab_room_alloc_bulk(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, held[0] + nh[0], k);
+                    for (size_t i = 0; i < got; i++)
+                        memset(held[0][nh[0]++], 1, LAB_PAGE_SIZE);
+                } else {
+                    if (k > nh[0])
+                        k = nh[0];
+                    nh[0] -= (unsigned)k;
+                    for (size_t i = 0; i < k; i++)
+                        for (size_t j = 0; j < LAB_PAGE_SIZE; j += 256)
+                            corrupt += ((unsigned char *)held[0][nh[0] + i])[j] != 1;
+                    lab_room_free_bulk(r, held[0] + nh[0], k);
+                }
+                continue;
+            }
             if (((seed >> 20) & 1) && nh[o] < K) {
                 unsigned char *p = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, o);
                 if (p) {

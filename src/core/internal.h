@@ -447,9 +447,13 @@ static inline char **stock_addr(struct lab_room *r, unsigned order)
 
 /* A block's descriptor from its address: a shift, a multiply by 12 (an
  * address computation) and an add; desc_bias folds in pages and base. */
+static inline struct page *desc_at(uintptr_t desc_bias, const void *addr)
+{
+    return (struct page *)(desc_bias + ((uintptr_t)addr >> PAGE_SHIFT) * sizeof(struct page));
+}
 static inline struct page *room_desc(const struct lab_room *r, const void *addr)
 {
-    return (struct page *)(r->desc_bias + ((uintptr_t)addr >> PAGE_SHIFT) * sizeof(struct page));
+    return desc_at(r->desc_bias, addr);
 }
 
 /* The blocks in a stock, as another context sees it: base and n are read

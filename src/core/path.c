@@ -624,8 +624,20 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
             continue;
         }
         size_t k = have < n - got ? have : n - got;
-        for (size_t i = 0; i < k; i++)
-            pages[got + i] = room_hand_out(r, frame_of(room_zone(r), s->addr[have - 1 - i]), 0);
+        /* As k fast pops, top first.  In locals: each state store is an
+         * atomic store, after which the compiler would read the room's
+         * fields again. */
+        char *const *top = r->addr0 + have - 1;
+        void **out = pages + got;
+        const uintptr_t bias = r->desc_bias;
+        for (size_t i = 0; i < k; i++) {
+            char *p = top[-(ptrdiff_t)i];
+            struct page *d = desc_at(bias, p);
+            lab_assert(pg_is(d, PG_ROOM, 0) &&
+                       pg_room(room_zone(r), frame_of(room_zone(r), p)) == r->id);
+            pg_set(d, PG_ALLOCATED, 0);
+            out[i] = p;
+        }
         stock_n_set(r, 0, have - k);
         ctr_add_owner(&r->st.allocs_extra, k);
         got += k;
@@ -636,11 +648,12 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     room_leave(&r->seq);
     if (got == 0)
         alloc_failed(r->arena, gfp | r->gfp_or, 0, reason);
-    for (size_t i = 0; i < got; i++) {
-        if (unlikely(r->page_hooks))
-            page_hook_alloc(r->arena, pages[i], 0);
-        if (may(rt, R_ZERO))
-            memset(pages[i], 0, LAB_PAGE_SIZE);
-    }
+    if (unlikely(r->page_hooks) || may(rt, R_ZERO))
+        for (size_t i = 0; i < got; i++) {
+            if (r->page_hooks)
+                page_hook_alloc(r->arena, pages[i], 0);
+            if (may(rt, R_ZERO))
+                memset(pages[i], 0, LAB_PAGE_SIZE);
+        }
     return got;
 }
