@@ -1082,6 +1082,70 @@ static void test_a_full_lane_spills_into_the_ring(void)
     end_arena(a);
 }
 
+/* A freer's lane wraps around its slots, and a bulk free's run may
+ * straddle the wrap.  One thread frees what the owner hands it, runs of 1
+ * to 33 pages (so that runs start anywhere), the owner taking them back as
+ * it goes; after three laps of the lane every page is back once. */
+struct lap_job { lab_arena *a; void *pages[64]; _Atomic size_t n; _Atomic bool stop; };
+
+static void *lap_freer(void *arg)
+{
+    struct lap_job *j = arg;
+    for (;;) {
+        size_t n;
+        while ((n = atomic_load(&j->n)) == 0)
+            if (atomic_load(&j->stop))
+                return NULL;
+        if (n == 1)
+            lab_free_pages(j->a, j->pages[0], 0);
+        else
+            lab_free_pages_bulk(j->a, j->pages, n, 0);
+        atomic_store(&j->n, 0);
+    }
+}
+
+static void test_bulk_frees_straddle_the_end_of_a_lane(void)
+{
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 32, 256, 0, 1024);
+    static struct lap_job j;
+    memset(&j, 0, sizeof(j));
+    j.a = a;
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, lap_freer, &j) == 0);
+    unsigned seed = test_seed();
+    size_t freed = 0;
+    while (freed < 3 * 8192) {
+        seed = seed * 1103515245u + 12345u;
+        size_t k = 1 + (seed >> 16) % 33;
+        for (size_t i = 0; i < k; i++)
+            REQUIRE((j.pages[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        atomic_store(&j.n, k);
+        while (atomic_load(&j.n))
+            ;
+        freed += k;
+    }
+    atomic_store(&j.stop, true);
+    pthread_join(t, NULL);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.frees_remote + st.in_ring, freed);   /* pages, each order 0 */
+    CHECK_EQ(st.out, st.in_ring);
+    /* everything back, each page once */
+    size_t n = st.in_ring + st.stock;
+    static void *back[4096];
+    REQUIRE(n <= 4096);
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, back, n), n);
+    qsort(back, n, sizeof(back[0]), cmp_ptr);
+    for (size_t i = 1; i < n; i++)
+        CHECK(back[i] != back[i - 1]);
+    CHECK_EQ(room_stats(r).in_ring, 0);
+    lab_room_free_bulk(r, back, n);
+    CHECK_EQ(room_stats(r).out, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* ---- lanes keep their freer's recent frees (the default) -------------- */
 
 /* Free pages[0..n) one at a time from a thread of their own (its lane). */
@@ -1371,6 +1435,7 @@ int main(void)
     RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
     RUN(test_more_freers_than_lanes_all_come_home);
     RUN(test_a_full_lane_spills_into_the_ring);
+    RUN(test_bulk_frees_straddle_the_end_of_a_lane);
     RUN(test_a_lane_keeps_recent_frees_while_the_zone_has_plenty);
     RUN(test_lanes_of_several_rooms_share_the_zones_surplus);
     RUN(test_a_destroyed_rooms_lanes_stop_sharing_the_surplus);

@@ -207,27 +207,53 @@ static inline void run_add(struct lab_arena *a, struct bulk_run *run, unsigned i
  * strict nor hooked (a->room_free_fast): per page one compare for bounds
  * and alignment (the offset rotated, as the owner's free does; a NULL
  * lands far above too) and the room_of lookup, with the checks the arena
- * decides once made once.  Stops at the first page that is anything else
- * and returns its index; the caller goes on from there with the run. */
-static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, struct bulk_run *run)
+ * decides once made once, and the run's fields in registers.  Stops at
+ * the first page that is anything else and returns its index; the caller
+ * goes on from there with the run.  `order` is a constant where inlined. */
+static ALWAYS_INLINE size_t free_bulk_rooms_order(struct lab_arena *a, void *const *pages, size_t n,
+                                                  struct bulk_run *run, unsigned order)
 {
     struct zone *z = &a->zone;
-    const unsigned order = run->order;   /* run_add writes *run: a local stays in a register */
-    const uintptr_t span = blocks_in(z->nr_pages, order);
+    const uintptr_t span = blocks_in(z->nr_pages, order), base = (uintptr_t)z->base;
+    const _Atomic uint16_t *const room_of = z->room_of;
+    uint32_t k = run->n;
+    unsigned room = run->room;
     size_t i;
     for (i = 0; i < n; i++) {
         if (i + 4 < n)   /* overlap the room_of lookups' cache misses */
-            room_of_prefetch(z, pages[i + 4]);
-        uintptr_t b = block_index((uintptr_t)pages[i] - (uintptr_t)z->base, order);
+            __builtin_prefetch(&room_of[((uintptr_t)pages[i + 4] - base) >> PAGE_SHIFT & 0xffffffffu]);
+        uintptr_t b = block_index((uintptr_t)pages[i] - base, order);
         if (unlikely(b >= span))
             break;
         uint32_t frame = (uint32_t)(b << order);
-        unsigned id = pg_room(z, frame);
+        unsigned id = atomic_load_explicit(&room_of[frame], memory_order_relaxed);
         if (unlikely(id == 0))
             break;
-        run_add(a, run, id, frame);
+        if (unlikely(id != room || k == BULK_RUN)) {   /* a new run */
+            if (k != 0) {
+                run->n = k;
+                run->room = room;
+                run_push(a, run);
+                k = 0;
+            }
+            room = id;
+        }
+        run->frames[k++] = frame;
     }
+    run->n = k;
+    run->room = room;
     return i;
+}
+
+static size_t free_bulk_rooms(struct lab_arena *a, void *const *pages, size_t n, struct bulk_run *run)
+{
+    _Static_assert(ROOM_ORDERS == 4, "one case per order a room serves");
+    switch (run->order) {
+    case 0: return free_bulk_rooms_order(a, pages, n, run, 0);
+    case 1: return free_bulk_rooms_order(a, pages, n, run, 1);
+    case 2: return free_bulk_rooms_order(a, pages, n, run, 2);
+    default: return free_bulk_rooms_order(a, pages, n, run, 3);
+    }
 }
 
 void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order)
@@ -237,6 +263,7 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
     struct zone *z = &a->zone;
     struct bulk_run run;
     run.n = 0;
+    run.room = 0;
     run.order = order;
     size_t i = 0;
     if (!LAB_DEBUG_ON && likely(a->room_free_fast && order < ROOM_ORDERS))

@@ -377,6 +377,23 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
     }
 }
 
+/* take_run0's loop over slots that do not wrap: one compare proves an
+ * order-0 entry in the room's range (an order in the high half makes it
+ * 2^32 or more). */
+static inline uint32_t take_span0(const _Atomic uint64_t *src, char **dst, uint32_t len, struct page *pg,
+                                  char *base, uint32_t nr, uint32_t want)
+{
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        uint64_t e = atomic_load_explicit(&src[i], memory_order_relaxed);
+        if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))
+            break;
+        pg_set(&pg[e], PG_ROOM, 0);
+        dst[i] = base + ((size_t)e << PAGE_SHIFT);
+    }
+    return i;
+}
+
 /* The common run of a lane: order-0 blocks that pass take_one's check,
  * into the order-0 stock while it has space, with what the check compares
  * against held in registers.  Stops at the first entry that is anything
@@ -394,17 +411,12 @@ static inline uint32_t take_run0(struct lab_room *r, struct zone *z, struct room
         len = (uint32_t)(s->high - n);
     char **dst = s->addr + n, *base = z->base;
     struct page *pg = z->pages;
-    const uint32_t nr = r->nr_pages, want = t->want[0];
-    uint32_t i;
-    for (i = 0; i < len; i++) {
-        uint64_t e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
-        uint32_t f = (uint32_t)e;
-        if (unlikely((e >> 32) != 0) || unlikely(f >= nr) ||
-            unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
-            break;
-        pg_set(&pg[f], PG_ROOM, 0);
-        dst[i] = base + ((size_t)f << PAGE_SHIFT);
-    }
+    const uint32_t nr = r->nr_pages, want = t->want[0], at = lt % LANE_SLOTS;
+    /* the slots up to the end of the array, then from its start */
+    uint32_t first = len < LANE_SLOTS - at ? len : LANE_SLOTS - at;
+    uint32_t i = take_span0(&l->slots[at], dst, first, pg, base, nr, want);
+    if (i == first && len > first)
+        i += take_span0(&l->slots[0], dst + first, len - first, pg, base, nr, want);
     wr(&s->n, n + i);   /* n_moved: once, at the end of the take-back */
     t->pages += i;
     return lt + i;
@@ -654,8 +666,8 @@ static inline struct room_lane *lane_cached(struct lab_room *r, struct thread_ar
  * thread's push on this lane: the handler then uses the ring.  A handler
  * that runs between our look at the flag and our store of it completes its
  * push before we read head, so we append after it. */
-static inline bool lane_append(struct lab_room *r, struct room_lane *l, const uint32_t *frames, uint32_t n,
-                               unsigned order)
+static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, const uint32_t *frames, uint32_t n,
+                                      unsigned order)
 {
     if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
         return false;
@@ -666,9 +678,13 @@ static inline bool lane_append(struct lab_room *r, struct room_lane *l, const ui
     if (unlikely(h + n - l->tail_seen > LANE_SLOTS))
         l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
     if (likely(h + n - l->tail_seen <= LANE_SLOTS) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
-        for (uint32_t i = 0; i < n; i++)
-            atomic_store_explicit(&l->slots[(h + i) % LANE_SLOTS], (uint64_t)order << 32 | frames[i],
-                                  memory_order_relaxed);
+        /* up to the end of the slots, then from their start */
+        const uint64_t o = (uint64_t)order << 32;
+        uint32_t at = h % LANE_SLOTS, first = n < LANE_SLOTS - at ? n : LANE_SLOTS - at;
+        for (uint32_t i = 0; i < first; i++)
+            atomic_store_explicit(&l->slots[at + i], o | frames[i], memory_order_relaxed);
+        for (uint32_t i = first; i < n; i++)
+            atomic_store_explicit(&l->slots[i - first], o | frames[i], memory_order_relaxed);
         atomic_store_explicit(&l->pen, h + n, memory_order_release);
         /* a line filled: publish it (the owner reads only whole lines) */
         if ((h ^ (h + n)) & ~(uint32_t)(LANE_LINE - 1))
