@@ -169,11 +169,15 @@ const char *__asan_default_options(void)
  *   15    bulk free        count - 1 (mod 16), order byte, per entry: kind
  *                          (mod 4: live block x2, bad address, NULL/repeat)
  *                          and a u16
+ *   16    room bulk        room, gfp, count (mod 41) for lab_room_alloc_bulk,
+ *                          count - 1 (mod 40) for lab_room_free_bulk, per
+ *                          entry: kind (mod 8: the room's block x4, a repeat,
+ *                          another room's block, bad address, NULL) and a u16
  */
 enum {
     OP_ALLOC, OP_ALLOC2, OP_FREE, OP_ROOM_CREATE, OP_ROOM_ALLOC, OP_ROOM_DESTROY,
     OP_MISUSE_FREE, OP_MISUSE_ROOM_FREE, OP_TRIM, OP_FAULT, OP_BURST_ALLOC,
-    OP_BURST_FREE, OP_MISC, OP_ROOM_BURST, OP_FREE_ROOM_REMOTE, OP_BULK_FREE, OP_COUNT
+    OP_BURST_FREE, OP_MISC, OP_ROOM_BURST, OP_FREE_ROOM_REMOTE, OP_BULK_FREE, OP_ROOM_BULK, OP_COUNT
 };
 
 /* expectation of a free: a LAB_E* misuse code, or one of these */
@@ -1506,6 +1510,107 @@ static void op_bulk_free(void)
                 M.mis_seq[i], lab_strerror(M.mis_seq[i]), want[i], lab_strerror(want[i]));
 }
 
+/* A live block of room `ri` (want_room) or of any other room, found from
+ * the live list's position x on; -1 when there is none. */
+static int live_room_block(unsigned x, unsigned ri, bool want_room)
+{
+    for (unsigned j = 0; j < M.nlive; j++) {
+        unsigned s = M.live[(x + j) % M.nlive];
+        if (M.blk[s].room >= 0 && ((unsigned)M.blk[s].room == ri) == want_room)
+            return (int)s;
+    }
+    return -1;
+}
+
+/* lab_room_alloc_bulk, then lab_room_free_bulk of up to 40 entries: the
+ * room's blocks (those just placed among them), repeats of earlier entries
+ * (double frees), other rooms' blocks, bad addresses and NULL, mixed.  The
+ * bulk free is n calls of lab_room_free (NULL skipped), whose release
+ * build pushes runs: the model frees the entries one by one and expects
+ * the misuse codes of the bad ones in that order. */
+static void op_room_bulk(void)
+{
+    unsigned ri = rd8(), g = rd8(), na = rd8() % 41, nf = 1 + rd8() % 40;
+    if (!M.nrooms)
+        return;
+    ri %= M.nrooms;
+    struct froom *fr = &M.rooms[ri];
+    unsigned gfp = ((g & 1) ? LAB_GFP_ATOMIC : LAB_GFP_NOWAIT) | ((g & 2) ? LAB_GFP_ZERO : 0) | LAB_GFP_NOWARN;
+    lab_room_stats rs;
+    lab_room_stats_get(fr->r, &rs);
+    /* each refill is a decision of fault injection, which the model counts
+     * one call at a time: with it on, no more than the stock holds */
+    if (M.f_on && na > rs.stock)
+        na = (unsigned)rs.stock;
+    if (na > M.budget)
+        na = M.budget;
+    M.budget -= na;
+    void *got[40];
+    unsigned mis0 = M.mis_calls;
+    size_t k = lab_room_alloc_bulk(fr->r, gfp, got, na);
+    expect_misuse(mis0, !fr->alive && na ? LAB_EROOMDEAD : EXP_NONE, "lab_room_alloc_bulk");
+    REQUIRE(k <= na && (fr->alive || k == 0), "lab_room_alloc_bulk of %u placed %zu (room %s)", na, k,
+            fr->alive ? "alive" : "destroyed");
+    for (size_t i = 0; i < k; i++) {
+        uint32_t head = check_new_block(got[i], 0, 0, "lab_room_alloc_bulk");
+        if (gfp & LAB_GFP_ZERO)
+            check_zeroed(head, 0);
+        block_add(head, 0, 0, (int)ri);
+    }
+    REQUIRE(!fr->quota || fr->out <= fr->quota, "room %u hands out %u pages, quota %zu", ri, fr->out, fr->quota);
+
+    void *pages[40];
+    int want[40];
+    unsigned nwant = 0;
+    for (unsigned i = 0; i < nf; i++) {
+        unsigned e = rd8(), x = rd16(), ignored;
+        void *addr = NULL;
+        bool repeat = false;
+        int s = -1;
+        switch (e % 8) {
+        case 0: case 1: case 2: case 3:
+            s = live_room_block(x, ri, true);
+            break;
+        case 4:
+            repeat = i > 0;
+            addr = repeat ? pages[x % i] : NULL;
+            break;
+        case 5:
+            s = live_room_block(x, ri, false);
+            break;
+        case 6:
+            addr = pick_bad_address(e >> 3, &ignored);
+            break;
+        default:
+            break;
+        }
+        if (s >= 0)
+            addr = M.base + ((size_t)M.blk[s].head << 12);
+        int slot, w = addr ? expect_room_free(ri, addr, &slot) : EXP_NONE;
+        /* the default mode's blind spot (op_misuse_room_free): a page freed
+         * before this call may wait in a ring; one freed earlier in it may not */
+        if (w == LAB_EDOUBLEFREE && M.default_free && !repeat) {
+            addr = NULL;
+            w = EXP_NONE;
+        }
+        pages[i] = addr;
+        if (w == EXP_VALID || w == LAB_EROOMDEAD) {   /* either way the page leaves the caller */
+            unsigned b = M.owner[((uintptr_t)addr - (uintptr_t)M.base) >> 12] - 1u;
+            verify_stamp(&M.blk[b]);
+            block_remove(b);
+        }
+        if (w >= 0)
+            want[nwant++] = w;
+    }
+    M.mis_seq_start = M.mis_calls;
+    lab_room_free_bulk(fr->r, pages, nf);
+    REQUIRE(M.mis_calls - M.mis_seq_start == nwant, "lab_room_free_bulk of %u pages: %u misuse reports, expected %u", nf,
+            M.mis_calls - M.mis_seq_start, nwant);
+    for (unsigned i = 0; i < nwant; i++)
+        REQUIRE(M.mis_seq[i] == want[i], "lab_room_free_bulk: misuse report %u is %d (%s), expected %d (%s)", i,
+                M.mis_seq[i], lab_strerror(M.mis_seq[i]), want[i], lab_strerror(want[i]));
+}
+
 static size_t pick_size(unsigned sel, unsigned v, size_t small_mod)
 {
     static const size_t huge[] = { SIZE_MAX, SIZE_MAX / 2, (size_t)1 << 62, ((size_t)1 << 62) + 1,
@@ -2141,6 +2246,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case OP_BULK_FREE:
             op_bulk_free();
+            break;
+        case OP_ROOM_BULK:
+            op_room_bulk();
             break;
         case OP_ROOM_BURST: {
             unsigned ri = rd8(), gfp = pick_gfp(), n = 1 + rd8() % 64;

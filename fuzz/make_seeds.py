@@ -26,7 +26,7 @@ POISON, GUARD, PREFAULT, MADV_FREE, PROTECT_FREE, SUPPLIED, TRIM_DELAY, FAST_KSW
 # opcodes
 (OP_ALLOC, OP_ALLOC2, OP_FREE, OP_ROOM_CREATE, OP_ROOM_ALLOC, OP_ROOM_DESTROY, OP_MISUSE_FREE,
  OP_MISUSE_ROOM_FREE, OP_TRIM, OP_FAULT, OP_BURST_ALLOC, OP_BURST_FREE, OP_MISC, OP_ROOM_BURST,
- OP_FREE_ROOM_REMOTE, OP_BULK_FREE) = range(16)
+ OP_FREE_ROOM_REMOTE, OP_BULK_FREE, OP_ROOM_BULK) = range(17)
 
 
 def header(pages, max_order, flags=0, wk=0, w=(0, 0, 0), mode=0, fail_env=None):
@@ -103,6 +103,13 @@ def bulk_free(order_sel, entries):
         struct.pack("<BH", e, x) for e, x in entries)
 
 
+def room_bulk(room, g, n_alloc, entries):
+    """lab_room_alloc_bulk of n_alloc, then lab_room_free_bulk of entries
+    (kind, u16): kind mod 8 as op_room_bulk reads it."""
+    return struct.pack("<BBBBB", OP_ROOM_BULK, room, g, n_alloc, len(entries) - 1) + b"".join(
+        struct.pack("<BH", e, x) for e, x in entries)
+
+
 SEEDS = {
     "basic_alloc_free": header(64, 4) + b"".join(alloc(NOWAIT, o) for o in range(5))
         + free(0) + free(1, 1) + alloc(ZERO | NOWAIT, 2) + alloc(NOWAIT, 0, ctl=1) + free(2),
@@ -149,6 +156,10 @@ SEEDS = {
         + alloc(NOWAIT | 0, 0x80 | 13) + free(0) + alloc(MEMALLOC | ZERO, 10),
     "odd_size": header(1000, 12, wk=1, w=(10, 0, 0)) + burst_alloc(MEMALLOC, 9, 4) + burst_alloc(MEMALLOC, 3, 64)
         + burst_free(64) + alloc(MEMALLOC, 9),
+    "room_bulk": header(128, 5) + room_create(0, 8, 128) + room_create(0, 8, 16) + room_burst(1, NOWAIT, 4)
+        + room_bulk(0, 0, 24, [(0, i) for i in range(10)] + [(4, 3), (5, 0), (0, 10), (7, 0), (0, 11), (6 | (5 << 3), 2)])
+        + room_bulk(0, 2, 40, [(0, i) for i in range(30)]) + room_burst(0, NOWAIT, 6) + room_destroy(0)
+        + room_bulk(0, 1, 3, [(0, 0), (4, 0), (0, 1)]),
     "bulk_free": header(128, 5) + room_create(0, 8, 16) + room_burst(0, NOWAIT, 12) + burst_alloc(NOWAIT, 0, 6)
         + alloc(NOWAIT, 2) + bulk_free(0x80, [(0x80, i) for i in range(8)] + [(7, 0), (3, 0), (2 | (3 << 2), 1)])
         + room_create(0, 4, 8) + room_burst(1, NOWAIT, 6)
@@ -183,7 +194,8 @@ SEEDS = {
 }
 
 # The room seeds again in the default (not strict) free mode: header byte 5 bit 2.
-for name in ("bulk_free", "bulk_remote_batch1", "misuse_free", "misuse_room_free", "room_quota_reserve", "rooms"):
+for name in ("bulk_free", "bulk_remote_batch1", "misuse_free", "misuse_room_free", "room_bulk", "room_quota_reserve",
+             "rooms"):
     data = SEEDS[name]
     SEEDS[name + "_default_free"] = data[:5] + bytes([data[5] | 4]) + data[6:]
 
@@ -193,9 +205,9 @@ for kind in range(11):
 
 
 def main():
+    # (over)writes the seeds; other inputs there, ones the fuzzer found
+    # and that joined the corpus, stay
     os.makedirs(OUT, exist_ok=True)
-    for name in os.listdir(OUT):
-        os.unlink(os.path.join(OUT, name))
     for name, data in sorted(SEEDS.items()):
         assert len(data) <= 4096, name
         with open(os.path.join(OUT, name), "wb") as f:
