@@ -221,7 +221,7 @@ static ALWAYS_INLINE size_t free_bulk_rooms_order(struct lab_arena *a, void *con
     size_t i;
     for (i = 0; i < n; i++) {
         if (i + 4 < n)   /* overlap the room_of lookups' cache misses */
-            __builtin_prefetch(&room_of[((uintptr_t)pages[i + 4] - base) >> PAGE_SHIFT & 0xffffffffu]);
+            room_of_prefetch_at(room_of, base, pages[i + 4]);
         uintptr_t b = block_index((uintptr_t)pages[i] - base, order);
         if (unlikely(b >= span))
             break;

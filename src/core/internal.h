@@ -597,9 +597,14 @@ static inline uintptr_t blocks_in(uint32_t nr_pages, unsigned order)
     return ((uintptr_t)nr_pages + (1u << order) - 1) >> order;
 }
 /* Ask for the room_of entry of a page a bulk free will look up soon. */
+/* room_of and base as the caller holds them (in registers, in a loop) */
+static inline void room_of_prefetch_at(const _Atomic uint16_t *room_of, uintptr_t base, const void *page)
+{
+    __builtin_prefetch(&room_of[((uintptr_t)page - base) >> PAGE_SHIFT & 0xffffffffu]);
+}
 static inline void room_of_prefetch(const struct zone *z, const void *page)
 {
-    __builtin_prefetch(&z->room_of[((uintptr_t)page - (uintptr_t)z->base) >> PAGE_SHIFT & 0xffffffffu]);
+    room_of_prefetch_at(z->room_of, (uintptr_t)z->base, page);
 }
 static inline uint32_t *magazine_of_frame(const struct zone *z, uint32_t frame) { return (uint32_t *)addr_of(z, frame); }
 
