@@ -124,12 +124,16 @@ struct page {
              * the lines owners write. */
             _Atomic uint16_t room;
         };
-        /* Both halves at once, only ever loaded: the owner's free checks
-         * state, order and room with one compare (against page_tag).  Each
-         * half is written by its own atomic store; an aligned 32-bit load
-         * reads them in one access on every machine the core builds for,
-         * and a load that meets a write to either half sees one value or
-         * the other, so the compare fails exactly when the two would. */
+        /* Both halves at once: the owner's free checks state, order and
+         * room with one compare (against page_tag).  An aligned 32-bit
+         * load reads them in one access on every machine the core builds
+         * for, and a load that meets a write to either half sees one value
+         * or the other, so the compare fails exactly when the two would.
+         * The owner's allocation stores the whole word (pg_set_tag), not
+         * `so` alone: a 32-bit load cannot take its value from a pending
+         * 16-bit store, and a free soon after the allocation waited for
+         * that store to reach the cache (an owner pair on Zen 4: 6.5 ->
+         * 3.8 ns). */
         _Atomic uint32_t tag;
     };
 };
@@ -159,6 +163,9 @@ static inline bool pg_is(const struct page *p, unsigned state, unsigned order) {
 static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_release); }
 static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
 static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_release); }
+/* Both halves in one store: only where the room half already holds what
+ * `tag` has (a block in its room's stock). */
+static inline void pg_set_tag(struct page *p, uint32_t tag) { atomic_store_explicit(&p->tag, tag, memory_order_release); }
 /* from -> to with a CAS, whatever the order; false when the state was not
  * `from` (another context claimed it first, or it was never handed out).
  * Acquire for what the previous holder wrote; release because a claim is

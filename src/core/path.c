@@ -560,7 +560,7 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
             lab_assert(pg_room(&r->arena->zone, frame_of(&r->arena->zone, p)) == r->id &&
                        room_desc(r, p) == &r->pages[frame_of(&r->arena->zone, p)] &&
                        pg_is(room_desc(r, p), PG_ROOM, order));
-            pg_set(room_desc(r, p), PG_ALLOCATED, order);
+            pg_set_tag(room_desc(r, p), s->tag_out);
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
                 atomic_store_explicit(&r->seq, seq, memory_order_release);
@@ -630,12 +630,13 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         char *const *top = r->addr0 + have - 1;
         void **out = pages + got;
         const uintptr_t bias = r->desc_bias;
+        const uint32_t tag = s->tag_out;
         for (size_t i = 0; i < k; i++) {
             char *p = top[-(ptrdiff_t)i];
             struct page *d = desc_at(bias, p);
             lab_assert(pg_is(d, PG_ROOM, 0) &&
                        pg_room(room_zone(r), frame_of(room_zone(r), p)) == r->id);
-            pg_set(d, PG_ALLOCATED, 0);
+            pg_set_tag(d, tag);
             out[i] = p;
         }
         stock_n_set(r, 0, have - k);
