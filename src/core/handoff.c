@@ -384,6 +384,10 @@ static inline uint32_t take_span0(const _Atomic uint64_t *src, char **dst, uint3
                                   char *base, uint32_t nr, uint32_t want)
 {
     uint32_t i;
+    /* Unrolled: the loop's own count, compare and pointer steps were 5 of
+     * an entry's 17 instructions (callgrind-room remote: 131.6 -> 129.8 a
+     * page). */
+#pragma GCC unroll 4
     for (i = 0; i < len; i++) {
         uint64_t e = atomic_load_explicit(&src[i], memory_order_relaxed);
         if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))

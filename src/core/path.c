@@ -559,7 +559,8 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
             char *p = stock_addr(r, order)[n - 1];
             lab_assert(pg_room(&r->arena->zone, frame_of(&r->arena->zone, p)) == r->id &&
                        room_desc(r, p) == &r->pages[frame_of(&r->arena->zone, p)] &&
-                       pg_is(room_desc(r, p), PG_ROOM, order));
+                       atomic_load_explicit(&room_desc(r, p)->tag, memory_order_relaxed) ==
+                           page_tag(PG_ROOM, order, r->id));   /* the store below keeps the room half */
             pg_set_tag(room_desc(r, p), s->tag_out);
             atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
             if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
@@ -634,7 +635,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         for (size_t i = 0; i < k; i++) {
             char *p = top[-(ptrdiff_t)i];
             struct page *d = desc_at(bias, p);
-            lab_assert(pg_is(d, PG_ROOM, 0) &&
+            lab_assert(atomic_load_explicit(&d->tag, memory_order_relaxed) == page_tag(PG_ROOM, 0, r->id) &&
                        pg_room(room_zone(r), frame_of(room_zone(r), p)) == r->id);
             pg_set_tag(d, tag);
             out[i] = p;
