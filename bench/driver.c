@@ -308,12 +308,19 @@ static void machine_line(char *buf, size_t len)
     char cpu[96] = "cpu unknown";
     f = fopen("/proc/cpuinfo", "r");
     if (f) {
-        char line[256], name[64] = "";
+        /* x86: model name, cpu family, model; arm64 names none of them,
+         * only the designer (CPU implementer) and the core (CPU part) */
+        char line[256], name[64] = "", impl[16] = "", part[16] = "";
         int family = -1, model = -1;
-        while (fgets(line, sizeof(line), f) && (name[0] == 0 || family < 0 || model < 0)) {
+        while (fgets(line, sizeof(line), f) && (name[0] == 0 || family < 0 || model < 0) &&
+               (impl[0] == 0 || part[0] == 0)) {
             if (name[0] == 0 && sscanf(line, "model name : %63[^\n]", name) == 1)
                 continue;
             if (family < 0 && sscanf(line, "cpu family : %d", &family) == 1)
+                continue;
+            if (impl[0] == 0 && sscanf(line, "CPU implementer : %15s", impl) == 1)
+                continue;
+            if (part[0] == 0 && sscanf(line, "CPU part : %15s", part) == 1)
                 continue;
             if (model < 0)
                 (void)sscanf(line, "model : %d", &model);
@@ -321,6 +328,8 @@ static void machine_line(char *buf, size_t len)
         fclose(f);
         if (name[0])
             snprintf(cpu, sizeof(cpu), "%s (family %d, model %d)", name, family, model);
+        else if (impl[0] && part[0])
+            snprintf(cpu, sizeof(cpu), "CPU implementer %s, part %s", impl, part);
     }
     struct utsname u;
     uname(&u);
