@@ -385,7 +385,7 @@ static inline uint32_t take_span0(const _Atomic uint64_t *src, char **dst, uint3
 {
     uint32_t i;
     /* Unrolled: the loop's own count, compare and pointer steps were 5 of
-     * an entry's 17 instructions (callgrind-room remote: 131.6 -> 129.8 a
+     * an entry's 17 instructions (callgrind-room remote: 131.6 -> 129.9 a
      * page). */
 #pragma GCC unroll 4
     for (i = 0; i < len; i++) {
