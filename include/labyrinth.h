@@ -512,7 +512,10 @@ typedef struct lab_room_config {
                            LAB_ROOM_MAX_ORDER, and the arena's); default 0 */
     size_t ring;        /* return ring slots (rounded up to a power of two, at least
                            2 * (high + batch)); 0 = 1024.  Blocks freed by other
-                           contexts beyond what it holds go to the zone */
+                           contexts beyond what it holds go to the zone.  An
+                           allocation that finds its stock dry takes back at most
+                           128 of the blocks waiting (and at most high); the
+                           allocations after it take the rest */
     unsigned flags;     /* LAB_ROOM_*; 0 = none */
     const char *name;   /* for stats; may be NULL */
 } lab_room_config;
@@ -520,8 +523,8 @@ typedef struct lab_room_config {
  * failed requests are counted in lab_room_stats but never reported, as if
  * every request carried LAB_GFP_NOWARN. */
 #define LAB_ROOM_NOWARN (1u << 0)
-/* Take back every block other contexts freed as soon as the stock runs dry.
- * By default, while the zone has plenty of free pages, each freeing
+/* Take back every block other contexts freed as soon as the stock runs dry
+ * (at most 128 an allocation).  By default, while the zone has plenty of free pages, each freeing
  * thread's lane keeps its most recent frees (a take-back leaves up to 4096
  * blocks; all the arena's lanes share half of the zone's free pages above
  * its high watermark) and the owner takes back only the older ones, and only whole

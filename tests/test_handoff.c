@@ -1337,6 +1337,44 @@ static void test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve(void)
     end_arena(a);
 }
 
+/* An allocation's own take-back moves at most TAKE_MAX blocks, however
+ * high the room's stock and however many wait: its time is one
+ * allocation's latency.  The rest come home with the allocations after it. */
+static void test_an_allocations_take_back_moves_at_most_take_max(void)
+{
+    enum { N = 600 };
+    _Static_assert(N > TAKE_MAX, "more waiting than one take-back moves");
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 32, 1024, 0, 0);   /* keeps nothing in its lanes */
+    static void *p[N], *q[1024];
+    hand_off(a, r, p, N);
+    size_t nq = 0, stock = room_stats(r).stock;
+    while (nq < stock)   /* the stock's own pages, to leave it empty */
+        REQUIRE((q[nq++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    lab_room_stats st = room_stats(r);
+    REQUIRE(st.stock == 0 && st.in_ring == N);
+    lab_result res;
+    lab_room_alloc_result(r, LAB_GFP_NOWAIT, &res);
+    REQUIRE(res.addr != NULL);
+    q[nq++] = res.addr;
+    CHECK(res.step == LAB_STEP_ROOM_REMOTE);
+    lab_room_stats now = room_stats(r);
+    CHECK_EQ(now.frees_remote, st.frees_remote + TAKE_MAX);
+    CHECK_EQ(now.in_ring, N - TAKE_MAX);
+    CHECK_EQ(now.stock, TAKE_MAX - 1);
+    /* and the rest come home, TAKE_MAX at a time */
+    while (room_stats(r).in_ring > 0) {
+        REQUIRE(nq < 1024);
+        REQUIRE((q[nq++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    }
+    CHECK_EQ(room_stats(r).frees_remote, st.frees_remote + N);
+    CHECK_EQ(lab_check(a), 0);
+    while (nq)
+        lab_room_free(r, q[--nq]);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A room at its quota cannot refill: with the zone still plenty, the lane
  * keeps its freer's entries from step 2, and only the take-back after the
  * refill's refusal brings them home. */
@@ -1441,6 +1479,7 @@ int main(void)
     RUN(test_a_destroyed_rooms_lanes_stop_sharing_the_surplus);
     RUN(test_lanes_of_take_all_rooms_take_no_share);
     RUN(test_a_room_takes_its_lanes_back_when_the_zone_cannot_serve);
+    RUN(test_an_allocations_take_back_moves_at_most_take_max);
     RUN(test_destroy_takes_a_lanes_unpublished_entries);
     RUN(test_injection_spares_a_room_whose_frees_wait_in_a_lane);
     RUN(test_a_room_at_its_quota_takes_back_what_its_lane_keeps);

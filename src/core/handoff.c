@@ -488,11 +488,18 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
  * Otherwise, while the zone has plenty, each lane keeps lane_keep()
  * entries (up to LANE_KEEP):
  * the owner takes back pages freed long ago, on lines the freer finished
- * with long ago, and leaves the freer's recent ones where they are. */
+ * with long ago, and leaves the freer's recent ones where they are.
+ * Either way at most the stock's high; and an allocation's own take-back
+ * (not `all`) at most TAKE_MAX, so that the time one allocation spends
+ * here does not grow with the room's high: a take-back costs a few ns a
+ * block, and a room with a high of 512 had bursts of allocations that took
+ * back 500 blocks at once (docs/DESIGN.md section 8). */
 static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {
     struct zone *z = room_zone(r);
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)r->stk[0].high, took = 0;
+    if (!all && budget > TAKE_MAX)
+        budget = TAKE_MAX;
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(r);

@@ -322,6 +322,7 @@ struct room_stock {
 #define LANE_LINE  8      /* slots to a cache line: the freer publishes whole lines */
 #define LANE_KEEP  4096   /* at most, entries left in a lane while the zone has plenty */
 #define LANE_TAKE  64     /* the least a take-back from a lane above its keep takes */
+#define TAKE_MAX   128    /* the most an allocation's own take-back (step 2) moves */
 #define LANES_GONE (1u << 31)
 _Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
 struct room_lane {
