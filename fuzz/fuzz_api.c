@@ -926,6 +926,10 @@ static struct expect predict_room(const struct froom *fr, const lab_room_stats *
 {
     struct expect e = { P_OPEN, -1, false, false, 0 };
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM;
+    /* A room's blocking request walks the arena's slow path, which may have
+     * released the highatomic reserve; ha_follow sees only arena requests. */
+    if (st->highatomic_pages == 0)
+        memset(M.ha, 0, sizeof(M.ha));
     if (rs->stock || rs->in_ring) {
         e.outcome = P_SUCCEED;
         return e;
