@@ -524,18 +524,18 @@ typedef struct lab_room_config {
  * every request carried LAB_GFP_NOWARN. */
 #define LAB_ROOM_NOWARN (1u << 0)
 /* Take back every block other contexts freed as soon as the stock runs dry
- * (at most 128 an allocation).  By default, while the zone has plenty of free pages, each freeing
- * thread's lane keeps its most recent frees (a take-back leaves up to 4096
- * blocks; all the arena's lanes share half of the zone's free pages above
- * its high watermark) and the owner takes back only the older ones, and only whole
- * cache lines of the lane: the pages and lines it reads then left the
- * freer's caches long ago, which in the project's hand-off benchmark moves
- * 1.2 to 1.8 times the pages per second between two cores.  The room
- * meanwhile holds that many more pages; below the high watermark, or when
- * the zone cannot serve it, the owner takes everything back, so no
- * allocation fails while pages wait in a lane.  This flag trades that
- * throughput for the smallest footprint and a take-back that sees every
- * free at once. */
+ * (at most 128 an allocation).  By default, while the zone has plenty of
+ * free pages, each freeing thread's lane keeps its most recent frees (a
+ * take-back leaves up to 4096 blocks; all the arena's lanes share half of
+ * the zone's free pages above its high watermark) and the owner takes back
+ * only the older ones, and only whole cache lines of the lane: the pages
+ * and lines it reads then left the freer's caches long ago, which in the
+ * project's hand-off benchmark moves 1.2 to 1.8 times the pages per second
+ * between two cores.  The room meanwhile holds that many more pages; below
+ * the high watermark, or when the zone cannot serve it, the owner takes
+ * everything back, so no allocation fails while pages wait in a lane.
+ * This flag trades that throughput for the smallest footprint and a
+ * take-back that sees every free at once. */
 #define LAB_ROOM_TAKE_ALL (1u << 1)
 /* Fill *cfg with the defaults (no reserve, batch 32, high 128, no quota,
  * order 0). */

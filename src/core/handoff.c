@@ -494,6 +494,7 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
  * here does not grow with the room's high: a take-back costs a few ns a
  * block, and a room with a high of 512 had bursts of allocations that took
  * back 500 blocks at once (docs/DESIGN.md section 8). */
+_Static_assert(TAKE_MAX == 128, "labyrinth.h and lab_room_create(3) give the bound as 128");
 static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {
     struct zone *z = room_zone(r);
