@@ -496,6 +496,7 @@ static unsigned real_order(unsigned order, unsigned gfp)
 }
 
 static size_t ha_pages(void);
+static void ha_sync(const lab_stats *st);
 
 /* ---- the state checks ------------------------------------------------------------ */
 static void stats(lab_stats *st)
@@ -548,8 +549,7 @@ static void check_all(void)
             (unsigned long long)st.misuse, M.mis_calls);
     REQUIRE(st.nr_rooms == live_rooms(), "stats: %zu rooms, model %u", st.nr_rooms, live_rooms());
     REQUIRE(st.reserve_pages >= st.highatomic_pages, "reserve_pages < highatomic_pages");
-    if (st.highatomic_pages == 0)   /* a blocking request's slow path released it */
-        memset(M.ha, 0, sizeof(M.ha));
+    ha_sync(&st);
     REQUIRE(st.highatomic_pages == ha_pages(), "highatomic_pages %zu, the model's blocks add up to %zu",
             st.highatomic_pages, ha_pages());
 
@@ -719,6 +719,15 @@ static void fault_model_set(unsigned prob, unsigned interval, long times, unsign
  * smallest block of at least the order, keeping the rest; a blocking
  * request's slow path releases all of it (highatomic_pages drops to 0).  No
  * other thread touches it, so check_all compares the totals exactly. */
+/* A blocking request's slow path releases the whole reserve, and a room's
+ * blocking request walks the same path: when the library says it holds
+ * none, neither does the model. */
+static void ha_sync(const lab_stats *st)
+{
+    if (st->highatomic_pages == 0)
+        memset(M.ha, 0, sizeof(M.ha));
+}
+
 static size_t ha_pages(void)
 {
     size_t n = 0;
@@ -926,10 +935,7 @@ static struct expect predict_room(const struct froom *fr, const lab_room_stats *
 {
     struct expect e = { P_OPEN, -1, false, false, 0 };
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM;
-    /* A room's blocking request walks the arena's slow path, which may have
-     * released the highatomic reserve; ha_follow sees only arena requests. */
-    if (st->highatomic_pages == 0)
-        memset(M.ha, 0, sizeof(M.ha));
+    ha_sync(st);   /* ha_follow sees only arena requests */
     if (rs->stock || rs->in_ring) {
         e.outcome = P_SUCCEED;
         return e;

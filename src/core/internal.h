@@ -604,8 +604,9 @@ static inline uintptr_t blocks_in(uint32_t nr_pages, unsigned order)
 {
     return ((uintptr_t)nr_pages + (1u << order) - 1) >> order;
 }
-/* Ask for the room_of entry of a page a bulk free will look up soon. */
-/* room_of and base as the caller holds them (in registers, in a loop) */
+/* Ask for the room_of entry of a page a bulk free will look up soon; the
+ * _at form takes room_of and base as the caller holds them (in registers,
+ * in a loop). */
 static inline void room_of_prefetch_at(const _Atomic uint16_t *room_of, uintptr_t base, const void *page)
 {
     __builtin_prefetch(&room_of[((uintptr_t)page - base) >> PAGE_SHIFT & 0xffffffffu]);
