@@ -186,13 +186,17 @@ static void test_a_remote_free_is_one_ring_push(void)
     struct pushes before = pushes();
     for (int i = 0; i < 8; i++)
         lab_free_pages(a, p[i], 0);
-    CHECK_PUSHES_SINCE(before, 8, 0);
-    CHECK_EQ(room_stats(r).in_ring, 8);
     /* Where the kernel has private expedited membarrier (asked directly,
      * not through the library), rooms have lanes and a single free from
-     * this thread went into this thread's lane, not the shared ring. */
+     * this thread went into this thread's lane, not the shared ring.  In a
+     * release build the first free found the lane (room_hand_off) and the
+     * thread remembered it: the other seven appended to it inline, in
+     * lab_free_pages, where no wrapper sees them. */
     long mb = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-    if (mb >= 0 && (mb & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) {
+    bool lanes = mb >= 0 && (mb & MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    CHECK_PUSHES_SINCE(before, !LAB_DEBUG_ON && lanes ? 1 : 8, 0);
+    CHECK_EQ(room_stats(r).in_ring, 8);
+    if (lanes) {
         CHECK(a->lanes_ok);
         CHECK(atomic_load(&r->lanes_claimed) != 0);
         CHECK_EQ(room_lane_entries(r, NULL), 8);
@@ -327,7 +331,9 @@ static void test_a_double_free_through_the_hand_off_is_reported(void)
     CHECK_EQ(log.count[LAB_EDOUBLEFREE], 1);
     CHECK_EQ(room_stats(r).in_ring, 1);
 #else
-    CHECK_PUSHES_SINCE(before, 2, 0);
+    /* the second inline, when the first found a lane to remember */
+    long mb = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    CHECK_PUSHES_SINCE(before, mb >= 0 && (mb & MEMBARRIER_CMD_PRIVATE_EXPEDITED) ? 1 : 2, 0);
     CHECK_EQ(log.total, 0);
     CHECK_EQ(room_stats(r).in_ring, 2);
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/time.h>
 
 static lab_stats arena_stats(lab_arena *a) { lab_stats s; lab_stats_get(a, &s); return s; }
 static lab_room_stats room_stats(lab_room *r) { lab_room_stats s; lab_room_stats_get(r, &s); return s; }
@@ -1445,6 +1446,154 @@ static void test_injection_spares_a_room_whose_frees_wait_in_a_lane(void)
     end_arena(a);
 }
 
+/* A thread remembers the lane its last single free went to, by the room's
+ * serial.  A room that takes a destroyed room's id later is another room:
+ * a free of its page goes to its own lane, not to the dead room's one the
+ * thread remembers, and comes home. */
+static lab_arena *logged_arena(size_t pages, struct misuse_log *log)
+{
+    memset(log, 0, sizeof(*log));
+    lab_arena *a = arena(pages, 0);
+    lab_set_misuse_handler(a, record_misuse, log);
+    return a;
+}
+
+static void test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, &log);
+    lab_room *first = room(a, 8, 32, 0, 0);
+    void *p = lab_room_alloc(first, LAB_GFP_NOWAIT);
+    REQUIRE(p);
+    lab_free_pages(a, p, 0);   /* this thread now remembers first's lane */
+    lab_room_destroy(first);
+    /* every other id once, so the next room takes first's (the lowest
+     * free id, once no fresh one is left) */
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.batch = 1;
+    for (int i = 0; i < 4094; i++) {
+        lab_room *r = NULL;
+        REQUIRE(lab_room_create(a, &rc, &r) == 0);
+        lab_room_destroy(r);
+    }
+    lab_room *again = room(a, 8, 32, 0, 0);
+    void *q = lab_room_alloc(again, LAB_GFP_NOWAIT);
+    REQUIRE(q);
+    lab_free_pages(a, q, 0);
+    CHECK_EQ(in_stock_times(again, q, 40), 1);   /* taken back from its own lane */
+    CHECK_EQ(atomic_load(&log.total), 0);
+    lab_room_destroy(again);
+    end_arena(a);
+}
+
+/* The same across arenas: a room of a new arena (at the old one's address,
+ * as often as not, and with the same id) is not the room a thread
+ * remembers from the arena before, whose lanes are unmapped. */
+static void test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena(void)
+{
+    void *seen = NULL;
+    int same_address = 0;
+    for (int round = 0; round < 8; round++) {
+        static struct misuse_log log;
+        lab_arena *a = logged_arena(512, &log);
+        same_address += (void *)a == seen;
+        seen = a;
+        lab_room *r = room(a, 8, 32, 0, 0);
+        void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
+        REQUIRE(p);
+        lab_free_pages(a, p, 0);
+        CHECK_EQ(in_stock_times(r, p, 40), 1);
+        CHECK_EQ(atomic_load(&log.total), 0);
+        lab_room_destroy(r);
+        end_arena(a);
+    }
+    if (same_address == 0)
+        fprintf(stderr, "  note: no arena took the address of the one before\n");
+}
+
+/* Signal handlers that free pages of one room, landing on a thread whose
+ * own frees alternate between two others, so that the thread refills its
+ * remembered lane on every free and the handlers refill it under it:
+ * every page still reaches its own room (a page in another room's lane
+ * would be reported as not that room's, and lost). */
+#define SIG_POOL 4096
+static lab_arena *g_sig_arena;
+static void *g_sig_pages[SIG_POOL];
+static _Atomic int g_sig_n;
+static _Atomic unsigned g_sig_frees;
+static void free_in_handler(int sig)
+{
+    (void)sig;
+    int n = atomic_load_explicit(&g_sig_n, memory_order_relaxed);
+    if (n == 0)
+        return;
+    atomic_store_explicit(&g_sig_n, n - 1, memory_order_relaxed);
+    lab_free_pages(g_sig_arena, g_sig_pages[n - 1], 0);
+    atomic_fetch_add_explicit(&g_sig_frees, 1, memory_order_relaxed);
+}
+
+static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(8192, &log);
+    lab_room *ra = room(a, 8, 64, 0, 0), *rc = room(a, 8, 64, 0, 0), *rb = room(a, 32, 128, 0, 0);
+    g_sig_arena = a;
+    atomic_store(&g_sig_n, 0);
+    atomic_store(&g_sig_frees, 0);
+    sigset_t alrm, old;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = free_in_handler;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = { { 0, 20 }, { 0, 20 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    double until = now_ms() + 1500;
+    unsigned long frees = 0;
+    while (now_ms() < until) {
+        if (atomic_load(&g_sig_n) < SIG_POOL / 2) {
+            /* the handlers' pages, from rb's owner (this thread), with
+             * the handler kept out while the pool grows */
+            pthread_sigmask(SIG_BLOCK, &alrm, &old);
+            int n = atomic_load(&g_sig_n);
+            while (n < SIG_POOL) {
+                void *q = lab_room_alloc(rb, LAB_GFP_NOWAIT | LAB_GFP_NOWARN);
+                if (!q)
+                    break;
+                g_sig_pages[n++] = q;
+            }
+            atomic_store(&g_sig_n, n);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+        for (int i = 0; i < 256; i++) {
+            void *p = lab_room_alloc(ra, LAB_GFP_NOWAIT);
+            void *q = lab_room_alloc(rc, LAB_GFP_NOWAIT);
+            REQUIRE(p && q);
+            lab_free_pages(a, p, 0);
+            lab_free_pages(a, q, 0);
+            frees += 2;
+        }
+    }
+    struct itimerval off = { { 0, 0 }, { 0, 0 } };
+    setitimer(ITIMER_REAL, &off, NULL);
+    signal(SIGALRM, SIG_DFL);
+    CHECK(atomic_load(&g_sig_frees) > 1000);
+    CHECK(frees > 1000);
+    fprintf(stderr, "  %lu frees, %u in handlers\n", frees, atomic_load(&g_sig_frees));
+    CHECK_EQ(atomic_load(&log.total), 0);
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 0);
+    for (int n = atomic_load(&g_sig_n); n > 0; n--)
+        lab_room_free(rb, g_sig_pages[n - 1]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(ra);
+    lab_room_destroy(rb);
+    lab_room_destroy(rc);
+    end_arena(a);
+}
+
 /* Destroy gives the zone every entry of a lane, the unpublished ones too. */
 static void test_destroy_takes_a_lanes_unpublished_entries(void)
 {
@@ -1496,5 +1645,8 @@ int main(void)
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_steals_against_a_running_owner);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
+    RUN(test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id);
+    RUN(test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena);
+    RUN(test_handlers_refilling_the_remembered_lane_misroute_nothing);
     return test_finish();
 }

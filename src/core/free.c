@@ -6,6 +6,7 @@
  */
 #include "owner.h"
 #include "fault.h"
+#include "lane.h"
 
 /* ---- free ---------------------------------------------------------------
  * Any context.  The descriptor says what the block is, so a free never
@@ -149,12 +150,12 @@ static NOINLINE void free_pages_slow(lab_arena *a, void *addr, unsigned order)
     debug_check_every_op(a, false);
 }
 
-/* The hand-off's common case inline: a room block, no hooks, not strict
- * (a->room_free_fast says the last two), goes to its room's ring in one
- * call; everything else takes free_pages_slow.  Debug builds take this path
- * too, with strict mode's claim and the page hooks (free_claim) before the
+/* A room block, no hooks, not strict (a->room_free_fast says the last
+ * two), goes to its room in one call (room_hand_off); everything else
+ * takes free_pages_slow.  Debug builds take this path for every free,
+ * with strict mode's claim and the page hooks (free_claim) before the
  * push. */
-void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+static NOINLINE void free_pages(lab_arena *a, void *addr, unsigned order)
 {
     if (unlikely(a == NULL))
         return;
@@ -174,6 +175,31 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
     if (unlikely(addr == NULL))   /* as Linux's free_pages(0) */
         return;
     free_pages_slow(a, addr, order);
+}
+
+/* The hand-off's common case, whole: an order-0 block of the room that
+ * this thread's last single free went to, appended to the lane it used
+ * (lane.h), with no call and no stack frame.  A lane is remembered only
+ * by room_hand_off, which only arenas with a->room_free_fast reach, so a
+ * match says that too.  Everything else, and an append that fails (the
+ * lane full, or the room dead), goes the whole way (free_pages). */
+void lab_free_pages(lab_arena *a, void *addr, unsigned order)
+{
+    if (!LAB_DEBUG_ON && likely(a != NULL) && likely(order == 0)) {
+        struct zone *z = &a->zone;
+        /* a pointer inside a page lands far above nr_pages */
+        uintptr_t f = block_index((uintptr_t)addr - (uintptr_t)z->base, 0);
+        unsigned id;
+        struct lab_room *r;
+        struct room_lane *l;
+        if (likely(f < z->nr_pages) && likely((id = atomic_load_explicit(&z->room_of[f], memory_order_relaxed)) != 0) &&
+            lane_hit(r = room_by_id(a, id), (struct thread_area *)plat_thread_self(), &l)) {
+            const uint32_t frame = (uint32_t)f;
+            if (likely(lane_append(r, l, &frame, 1, 0)))
+                return;
+        }
+    }
+    free_pages(a, addr, order);
 }
 
 /* Runs of blocks of one room go into this thread's lane of it with one

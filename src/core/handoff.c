@@ -37,7 +37,7 @@
  * while the owner is inside an operation) and report LAB_ENOTOWNER.
  *
  */
-#include "internal.h"
+#include "lane.h"
 
 /* ---- owner bracket -------------------------------------------------------
  * The sequence words are odd while the owner is inside a slow-path call
@@ -670,43 +670,6 @@ static inline struct room_lane *lane_cached(struct lab_room *r, struct thread_ar
     return l;
 }
 
-/* Frees appended to lane l of the room, all of them or none: false when
- * the lane has no room for them or the room is dead (the caller uses the
- * ring).  No locked instruction once the lane is claimed, and one
- * publication for the whole run.  The lane's own
- * `pushing` flag also tells a signal handler that it interrupted its
- * thread's push on this lane: the handler then uses the ring.  A handler
- * that runs between our look at the flag and our store of it completes its
- * push before we read head, so we append after it. */
-static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, const uint32_t *frames, uint32_t n,
-                                      unsigned order)
-{
-    if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
-        return false;
-    atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
-    bool done = false;
-    uint32_t h = atomic_load_explicit(&l->pen, memory_order_relaxed);
-    if (unlikely(h + n - l->tail_seen > LANE_SLOTS))
-        l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
-    if (likely(h + n - l->tail_seen <= LANE_SLOTS) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
-        /* up to the end of the slots, then from their start */
-        const uint64_t o = (uint64_t)order << 32;
-        uint32_t at = h % LANE_SLOTS, first = n < LANE_SLOTS - at ? n : LANE_SLOTS - at;
-        for (uint32_t i = 0; i < first; i++)
-            atomic_store_explicit(&l->slots[at + i], o | frames[i], memory_order_relaxed);
-        for (uint32_t i = first; i < n; i++)
-            atomic_store_explicit(&l->slots[i - first], o | frames[i], memory_order_relaxed);
-        atomic_store_explicit(&l->pen, h + n, memory_order_release);
-        /* a line filled: publish it (the owner reads only whole lines) */
-        if ((h ^ (h + n)) & ~(uint32_t)(LANE_LINE - 1))
-            atomic_store_explicit(&l->head, (h + n) & ~(uint32_t)(LANE_LINE - 1), memory_order_release);
-        done = true;
-    }
-    atomic_store_explicit(&l->pushing, 0, memory_order_release);
-    return done;
-}
-
 static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
     struct thread_area *ta = (struct thread_area *)plat_thread_self();
@@ -716,21 +679,49 @@ static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_
     return lane_append(r, l, frames, n, order);
 }
 
-/* room_hand_off when this thread's lane is not the one it used last. */
+/* Remember lane l of room r for this thread's next single free.  The
+ * serial is 0 while the lane is written, so no read takes a half-written
+ * entry; a handler that interrupts a fill leaves the entry alone. */
+static void lane_hit_fill(const struct lab_room *r, struct thread_area *ta, struct room_lane *l)
+{
+    if (ta->hit_busy)
+        return;
+    ta->hit_busy = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&ta->hit.serial, 0, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&ta->hit.lane, l, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(&ta->hit.serial, r->serial, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    ta->hit_busy = 0;
+}
+
+/* room_hand_off when this thread's last lane is not one of this room's. */
 static NOINLINE void hand_off_slow(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
 {
-    if (!lane_push(r, &frame, 1, order))
+    struct thread_area *ta = (struct thread_area *)plat_thread_self();
+    struct room_lane *l = lane_cached(r, ta);
+    if (l == NULL)
+        l = lane_of_thread(r, ta);
+    if (l == NULL) {
+        room_free_one(a, r, frame, order);
+        return;
+    }
+    lane_hit_fill(r, ta, l);
+    if (!lane_append(r, l, &frame, 1, order))
         room_free_one(a, r, frame, order);
 }
 
 /* One block from another context (lab_free_pages, the common case): into
- * this thread's lane of its room, else the shared ring.  Everything but
- * the append to the lane this thread used last is a tail call, so the
+ * the lane this thread used last, when it is one of this room's, else
+ * the thread's lane of the room (hand_off_slow), else the shared ring.
+ * Everything but the append to the remembered lane is a tail call, so the
  * common case needs no stack frame. */
 void room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
 {
-    struct room_lane *l = lane_cached(r, (struct thread_area *)plat_thread_self());
-    if (unlikely(l == NULL)) {
+    struct room_lane *l;
+    if (unlikely(!lane_hit(r, (struct thread_area *)plat_thread_self(), &l))) {
         hand_off_slow(a, r, frame, order);
         return;
     }

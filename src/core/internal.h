@@ -339,10 +339,21 @@ struct room_lane {
 /* What the core keeps in the platform's per-thread area: the PF_MEMALLOC
  * flag first (in_reclaim), then the lanes this thread has claimed, by room.
  * A room's address is only compared here, never followed: the room may be
- * gone; its lane's owner field says whether the claim still holds. */
+ * gone; its lane's owner field says whether the claim still holds.
+ *
+ * `hit` is the lane a single remote free used last, found without a look
+ * at the room's lanes: the room's serial (unique to the room, across
+ * arenas: a room at a reused address has another), then the lane.  The
+ * lane is followed only once the serial matches the live room the free
+ * found.  A signal handler may interrupt a fill or a read of it:
+ * hit_busy keeps a handler from filling in the middle of the thread's
+ * fill, and a read takes the serial before and after the lane
+ * (lane.h). */
 #define THREAD_LANES 3
 struct thread_area {
     unsigned char memalloc;
+    unsigned char hit_busy;
+    struct { _Atomic uint64_t serial; _Atomic(struct room_lane *) lane; } hit;
     struct { const struct lab_room *room; uint32_t lane; } lanes[THREAD_LANES];
 };
 _Static_assert(sizeof(struct thread_area) <= PLAT_THREAD_AREA, "the platform's per-thread area holds it");
@@ -422,6 +433,7 @@ struct lab_room {
                                        LANES_GONE: destroyed, its lanes no longer counted */
     uint32_t  ring_mask;
     _Atomic bool dead;         /* written once, by destroy */
+    uint64_t  serial;          /* unique to this room, never 0 (thread_area.hit) */
     _Atomic bool steal;        /* reclaim holds the owner's side (room_steal) */
     _Atomic uint32_t steal_seq; /* odd while it does: lab_check's view */
     _Atomic bool stock_moved;  /* reclaim moved a stock's base; the owner's next

@@ -68,6 +68,15 @@ static uint32_t room_id_take(struct lab_arena *a)
     return 0;
 }
 
+/* A room's serial: every room of every arena of the process gets its own,
+ * so a thread's remembered lane (thread_area.hit) is never taken for one
+ * of a room that took the same address or the same id later. */
+static uint64_t room_serial_next(void)
+{
+    static _Atomic uint64_t last;
+    return atomic_fetch_add_explicit(&last, 1, memory_order_relaxed) + 1;
+}
+
 #define RING_DEFAULT 1024u
 #define RESERVE_BATCH 256u   /* reserve pages taken per zone lock hold */
 
@@ -158,6 +167,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (id > atomic_load(&a->nr_rooms_made))
         atomic_store(&a->nr_rooms_made, id);
     r->id = (uint16_t)id;
+    r->serial = room_serial_next();
     for (unsigned o = 0; o <= r->max_order; o++)
         r->stk[o].tag_out = page_tag(PG_ALLOCATED, o, id);
     /* Published at once, holding its id: the lock is let go between batches

@@ -136,7 +136,7 @@ PLAT_HIDDEN bool plat_membarrier(void);
  * PF_MEMALLOC flag and the lanes of rooms' return rings it has claimed.  A
  * port where interrupt handlers run on their own stack gives them an area
  * of their own.  Any context: no allocation on first use. */
-#define PLAT_THREAD_AREA 64
+#define PLAT_THREAD_AREA 128
 PLAT_HIDDEN unsigned char *plat_thread_self(void);
 /* A port with initial-exec thread-local storage (Linux) names the area
  * itself, and the library's own objects (built with PLAT_TLS_AREA) read it
