@@ -1462,7 +1462,10 @@ static void test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id(v
 {
     static struct misuse_log log;
     lab_arena *a = logged_arena(512, &log);
+    if (!a->lanes_ok)
+        fprintf(stderr, "  (no lanes here: nothing is remembered)\n");
     lab_room *first = room(a, 8, 32, 0, 0);
+    unsigned first_id = first->id;
     void *p = lab_room_alloc(first, LAB_GFP_NOWAIT);
     REQUIRE(p);
     lab_free_pages(a, p, 0);   /* this thread now remembers first's lane */
@@ -1478,6 +1481,7 @@ static void test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id(v
         lab_room_destroy(r);
     }
     lab_room *again = room(a, 8, 32, 0, 0);
+    CHECK_EQ(again->id, first_id);
     void *q = lab_room_alloc(again, LAB_GFP_NOWAIT);
     REQUIRE(q);
     lab_free_pages(a, q, 0);
@@ -1512,85 +1516,120 @@ static void test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena(void)
         fprintf(stderr, "  note: no arena took the address of the one before\n");
 }
 
-/* Signal handlers that free pages of one room, landing on a thread whose
- * own frees alternate between two others, so that the thread refills its
- * remembered lane on every free and the handlers refill it under it:
- * every page still reaches its own room (a page in another room's lane
- * would be reported as not that room's, and lost). */
+/* Signal handlers that free pages of rooms of their own, landing on a
+ * thread whose frees go in short runs to two others: the thread's first
+ * free of a run refills its remembered lane, the others read it, and a
+ * handler refills it under either.  SIGPROF's handler may land inside
+ * SIGALRM's.  Every page still reaches its own room: a page in another
+ * room's lane would be reported as not that room's, and lost. */
 #define SIG_POOL 4096
+struct sig_pool {
+    void *pages[SIG_POOL];
+    _Atomic int n;
+    _Atomic unsigned frees;
+};
 static lab_arena *g_sig_arena;
-static void *g_sig_pages[SIG_POOL];
-static _Atomic int g_sig_n;
-static _Atomic unsigned g_sig_frees;
-static void free_in_handler(int sig)
+static struct sig_pool g_pool_alrm, g_pool_prof;
+static void pool_free_one(struct sig_pool *pool)
 {
-    (void)sig;
-    int n = atomic_load_explicit(&g_sig_n, memory_order_relaxed);
+    int n = atomic_load_explicit(&pool->n, memory_order_relaxed);
     if (n == 0)
         return;
-    atomic_store_explicit(&g_sig_n, n - 1, memory_order_relaxed);
-    lab_free_pages(g_sig_arena, g_sig_pages[n - 1], 0);
-    atomic_fetch_add_explicit(&g_sig_frees, 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->n, n - 1, memory_order_relaxed);
+    lab_free_pages(g_sig_arena, pool->pages[n - 1], 0);
+    atomic_fetch_add_explicit(&pool->frees, 1, memory_order_relaxed);
+}
+static void free_in_alrm(int sig) { (void)sig; pool_free_one(&g_pool_alrm); }
+static void free_in_prof(int sig) { (void)sig; pool_free_one(&g_pool_prof); }
+
+/* Pages of room r for a handler's pool, with the signals kept out while
+ * the pool grows (this thread owns r). */
+static void pool_fill(struct sig_pool *pool, lab_room *r, const sigset_t *both)
+{
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, both, &old);
+    int n = atomic_load(&pool->n);
+    while (n < SIG_POOL) {
+        void *q = lab_room_alloc(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN);
+        if (!q)
+            break;
+        pool->pages[n++] = q;
+    }
+    atomic_store(&pool->n, n);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void pool_drain(struct sig_pool *pool, lab_room *r)
+{
+    for (int n = atomic_load(&pool->n); n > 0; n--)
+        lab_room_free(r, pool->pages[n - 1]);
+    atomic_store(&pool->n, 0);
 }
 
 static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
 {
     static struct misuse_log log;
-    lab_arena *a = logged_arena(8192, &log);
-    lab_room *ra = room(a, 8, 64, 0, 0), *rc = room(a, 8, 64, 0, 0), *rb = room(a, 32, 128, 0, 0);
+    lab_arena *a = logged_arena(16384, &log);
+    if (!a->lanes_ok)
+        fprintf(stderr, "  (no lanes here: nothing is remembered)\n");
+    lab_room *ra = room(a, 8, 64, 0, 0), *rc = room(a, 8, 64, 0, 0);
+    lab_room *rb = room(a, 32, 128, 0, 0), *rd = room(a, 32, 128, 0, 0);
     g_sig_arena = a;
-    atomic_store(&g_sig_n, 0);
-    atomic_store(&g_sig_frees, 0);
-    sigset_t alrm, old;
-    sigemptyset(&alrm);
-    sigaddset(&alrm, SIGALRM);
+    memset(&g_pool_alrm, 0, sizeof(g_pool_alrm));
+    memset(&g_pool_prof, 0, sizeof(g_pool_prof));
+    sigset_t both;
+    sigemptyset(&both);
+    sigaddset(&both, SIGALRM);
+    sigaddset(&both, SIGPROF);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = free_in_handler;
     sa.sa_flags = SA_RESTART;
+    sa.sa_handler = free_in_alrm;
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = { { 0, 20 }, { 0, 20 } };
+    sa.sa_handler = free_in_prof;
+    sigaction(SIGPROF, &sa, NULL);
+    struct itimerval it = { { 0, 20 }, { 0, 20 } }, prof = { { 0, 30 }, { 0, 30 } };
     setitimer(ITIMER_REAL, &it, NULL);
+    setitimer(ITIMER_PROF, &prof, NULL);
     double until = now_ms() + 1500;
     unsigned long frees = 0;
     while (now_ms() < until) {
-        if (atomic_load(&g_sig_n) < SIG_POOL / 2) {
-            /* the handlers' pages, from rb's owner (this thread), with
-             * the handler kept out while the pool grows */
-            pthread_sigmask(SIG_BLOCK, &alrm, &old);
-            int n = atomic_load(&g_sig_n);
-            while (n < SIG_POOL) {
-                void *q = lab_room_alloc(rb, LAB_GFP_NOWAIT | LAB_GFP_NOWARN);
-                if (!q)
-                    break;
-                g_sig_pages[n++] = q;
+        if (atomic_load(&g_pool_alrm.n) < SIG_POOL / 2)
+            pool_fill(&g_pool_alrm, rb, &both);
+        if (atomic_load(&g_pool_prof.n) < SIG_POOL / 2)
+            pool_fill(&g_pool_prof, rd, &both);
+        for (int i = 0; i < 64; i++) {
+            void *p[4], *q[4];
+            for (int k = 0; k < 4; k++) {
+                p[k] = lab_room_alloc(ra, LAB_GFP_NOWAIT);
+                q[k] = lab_room_alloc(rc, LAB_GFP_NOWAIT);
+                REQUIRE(p[k] && q[k]);
             }
-            atomic_store(&g_sig_n, n);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-        }
-        for (int i = 0; i < 256; i++) {
-            void *p = lab_room_alloc(ra, LAB_GFP_NOWAIT);
-            void *q = lab_room_alloc(rc, LAB_GFP_NOWAIT);
-            REQUIRE(p && q);
-            lab_free_pages(a, p, 0);
-            lab_free_pages(a, q, 0);
-            frees += 2;
+            for (int k = 0; k < 4; k++)
+                lab_free_pages(a, p[k], 0);
+            for (int k = 0; k < 4; k++)
+                lab_free_pages(a, q[k], 0);
+            frees += 8;
         }
     }
     struct itimerval off = { { 0, 0 }, { 0, 0 } };
     setitimer(ITIMER_REAL, &off, NULL);
+    setitimer(ITIMER_PROF, &off, NULL);
     signal(SIGALRM, SIG_DFL);
-    CHECK(atomic_load(&g_sig_frees) > 1000);
+    signal(SIGPROF, SIG_DFL);
+    unsigned in_handlers = atomic_load(&g_pool_alrm.frees) + atomic_load(&g_pool_prof.frees);
+    fprintf(stderr, "  %lu frees, %u in handlers\n", frees, in_handlers);
     CHECK(frees > 1000);
-    fprintf(stderr, "  %lu frees, %u in handlers\n", frees, atomic_load(&g_sig_frees));
+    CHECK(in_handlers > 1000);
     CHECK_EQ(atomic_load(&log.total), 0);
     CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 0);
-    for (int n = atomic_load(&g_sig_n); n > 0; n--)
-        lab_room_free(rb, g_sig_pages[n - 1]);
+    pool_drain(&g_pool_alrm, rb);
+    pool_drain(&g_pool_prof, rd);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(ra);
     lab_room_destroy(rb);
     lab_room_destroy(rc);
+    lab_room_destroy(rd);
     end_arena(a);
 }
 

@@ -181,8 +181,10 @@ static NOINLINE void free_pages(lab_arena *a, void *addr, unsigned order)
  * this thread's last single free went to, appended to the lane it used
  * (lane.h), with no call and no stack frame.  A lane is remembered only
  * by room_hand_off, which only arenas with a->room_free_fast reach, so a
- * match says that too.  Everything else, and an append that fails (the
- * lane full, or the room dead), goes the whole way (free_pages). */
+ * match says that too (debug builds, where every arena takes it, compile
+ * this path out).  Everything else, and an append that fails (the lane
+ * full, the room dead, or a push of this thread's on the lane that a
+ * signal handler interrupted), goes the whole way (free_pages). */
 void lab_free_pages(lab_arena *a, void *addr, unsigned order)
 {
     if (!LAB_DEBUG_ON && likely(a != NULL) && likely(order == 0)) {

@@ -684,9 +684,9 @@ static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_
  * entry; a handler that interrupts a fill leaves the entry alone. */
 static void lane_hit_fill(const struct lab_room *r, struct thread_area *ta, struct room_lane *l)
 {
-    if (ta->hit_busy)
+    if (atomic_load_explicit(&ta->hit_busy, memory_order_relaxed))
         return;
-    ta->hit_busy = 1;
+    atomic_store_explicit(&ta->hit_busy, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&ta->hit.serial, 0, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
@@ -694,7 +694,7 @@ static void lane_hit_fill(const struct lab_room *r, struct thread_area *ta, stru
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&ta->hit.serial, r->serial, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
-    ta->hit_busy = 0;
+    atomic_store_explicit(&ta->hit_busy, 0, memory_order_relaxed);
 }
 
 /* room_hand_off when this thread's last lane is not one of this room's. */

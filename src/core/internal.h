@@ -330,14 +330,16 @@ struct room_lane {
     _Atomic uint32_t pen;      /* entries written (release): the freer's own position */
     _Atomic uint32_t pushing;  /* 1 while the freer is between its look at `dead` and
                                   publishing (destroy waits it out) */
-    uint32_t  tail_seen;       /* the freer's last look at tail */
+    uint32_t  limit;           /* pen at which the lane is full, by the freer's last
+                                  look at tail (tail + LANE_SLOTS; 0 before the first) */
     _Alignas(CACHELINE) _Atomic uint32_t head;   /* entries published, whole lines (release) */
     _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
     _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by pen, head and tail */
 };
 
 /* What the core keeps in the platform's per-thread area: the PF_MEMALLOC
- * flag first (in_reclaim), then the lanes this thread has claimed, by room.
+ * flag first (in_reclaim), the lane its last single free used (`hit`),
+ * then the lanes this thread has claimed, by room.
  * A room's address is only compared here, never followed: the room may be
  * gone; its lane's owner field says whether the claim still holds.
  *
@@ -348,11 +350,13 @@ struct room_lane {
  * found.  A signal handler may interrupt a fill or a read of it:
  * hit_busy keeps a handler from filling in the middle of the thread's
  * fill, and a read takes the serial before and after the lane
- * (lane.h). */
+ * (lane.h).  A handler that leaves by siglongjmp in the middle of the
+ * thread's fill leaves hit_busy set: the thread then never fills again
+ * and its single frees take the whole way, slower but right. */
 #define THREAD_LANES 3
 struct thread_area {
     unsigned char memalloc;
-    unsigned char hit_busy;
+    _Atomic unsigned char hit_busy;
     struct { _Atomic uint64_t serial; _Atomic(struct room_lane *) lane; } hit;
     struct { const struct lab_room *room; uint32_t lane; } lanes[THREAD_LANES];
 };

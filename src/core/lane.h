@@ -11,8 +11,12 @@
 
 /* Whether lane *l, the one a single free from this thread used last
  * (thread_area.hit), is one of room r: the serial is read before and
- * after the lane, so a signal handler that refilled the entry between the
- * two reads is seen. */
+ * after the lane, so a signal handler that refilled the entry with another
+ * room's between the two reads is seen.  A refill with the same serial is
+ * not, and need not be: every lane ever stored under a serial is one of
+ * that room's lanes this thread claimed, and a claim is never given back
+ * (lane_of_thread), so unlike lane_cached this does not look at the
+ * lane's owner.  A change that let lanes go would have to. */
 static ALWAYS_INLINE bool lane_hit(const struct lab_room *r, struct thread_area *ta, struct room_lane **l)
 {
     uint64_t s = atomic_load_explicit(&ta->hit.serial, memory_order_relaxed);
@@ -39,9 +43,11 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
     atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
     bool done = false;
     uint32_t h = atomic_load_explicit(&l->pen, memory_order_relaxed);
-    if (unlikely(h + n - l->tail_seen > LANE_SLOTS))
-        l->tail_seen = atomic_load_explicit(&l->tail, memory_order_acquire);
-    if (likely(h + n - l->tail_seen <= LANE_SLOTS) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
+    /* the room left by the last look at tail (for one entry, a compare);
+     * short, look again: the owner may have taken entries back since */
+    if (unlikely(l->limit - h < n))
+        l->limit = atomic_load_explicit(&l->tail, memory_order_acquire) + LANE_SLOTS;
+    if (likely(l->limit - h >= n) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
         /* up to the end of the slots, then from their start */
         const uint64_t o = (uint64_t)order << 32;
         uint32_t at = h % LANE_SLOTS, first = n < LANE_SLOTS - at ? n : LANE_SLOTS - at;
@@ -50,8 +56,9 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
         for (uint32_t i = first; i < n; i++)
             atomic_store_explicit(&l->slots[i - first], o | frames[i], memory_order_relaxed);
         atomic_store_explicit(&l->pen, h + n, memory_order_release);
-        /* a line filled: publish it (the owner reads only whole lines) */
-        if ((h ^ (h + n)) & ~(uint32_t)(LANE_LINE - 1))
+        /* a line filled: publish it (the owner reads only whole lines); for
+         * one entry, whether h + 1 starts a line */
+        if (n == 1 ? ((h + 1) & (LANE_LINE - 1)) == 0 : ((h ^ (h + n)) & ~(uint32_t)(LANE_LINE - 1)) != 0)
             atomic_store_explicit(&l->head, (h + n) & ~(uint32_t)(LANE_LINE - 1), memory_order_release);
         done = true;
     }

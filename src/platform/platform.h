@@ -133,9 +133,10 @@ PLAT_HIDDEN bool plat_membarrier(void);
 /* PLAT_THREAD_AREA bytes that belong to the calling thread, 8-byte
  * aligned, zero when the thread starts.  Its address tells threads apart (a
  * signal handler gets its thread's area); the core keeps in it the thread's
- * PF_MEMALLOC flag and the lanes of rooms' return rings it has claimed.  A
- * port where interrupt handlers run on their own stack gives them an area
- * of their own.  Any context: no allocation on first use. */
+ * PF_MEMALLOC flag, the lane its last single free used, and the lanes of
+ * rooms' return rings it has claimed.  A port where interrupt handlers run
+ * on their own stack gives them an area of their own.  Any context: no
+ * allocation on first use. */
 #define PLAT_THREAD_AREA 128
 PLAT_HIDDEN unsigned char *plat_thread_self(void);
 /* A port with initial-exec thread-local storage (Linux) names the area
