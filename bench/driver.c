@@ -1029,21 +1029,39 @@ static double best_peer(const char *metric, bool lowest, const char **who)
 }
 
 /* " (not settled)" when the rounds' range of a's metric, times scale, and
- * that of b's overlap; "" when they do not, or when either is missing. */
+ * that of b's overlap; "" when they do not, or when either is missing.
+ * Not settled, it adds the ratio a * scale / b of each round, paired: the
+ * sides of one round ran within seconds of each other, so a slow phase of
+ * the machine, which can spread one side's rounds over 3x, moves both
+ * sides of a round alike (the verdict still goes by the ranges). */
 static const char *settled(const char *a, const char *ma, double scale, const char *b, const char *mb)
 {
+    static char buf[96];
     double alo, ahi, blo, bhi;
     med3(a, ma, &alo, &ahi);
     med3(b, mb, &blo, &bhi);
     if (isnan(alo) || isnan(blo))
         return "";
-    return alo * scale <= bhi && blo <= ahi * scale ? " (not settled)" : "";
+    if (!(alo * scale <= bhi && blo <= ahi * scale))
+        return "";
+    const struct series *sa = series_get(a, ma, false), *sb = series_get(b, mb, false);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; sa->n == sb->n && i < sa->n; i++) {
+        double r = sa->v[i] * scale / sb->v[i];
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
+    }
+    if (sa->n != sb->n || !isfinite(lo) || !isfinite(hi))
+        return " (not settled)";
+    snprintf(buf, sizeof(buf), " (not settled; by round %.2f..%.2fx)", lo, hi);
+    return buf;
 }
 
 static void print_targets(void)
 {
     out("\nTargets (from the project's issues), judged on the medians above.  'not settled': the\n"
-        "rounds' ranges of the two sides overlap, so the run does not decide the comparison.\n");
+        "rounds' ranges of the two sides overlap, so the run does not decide the comparison;\n"
+        "'by round': the ratio of the two sides within each round, lowest..highest.\n");
     out(" The hand-off, both consumer styles:\n");
     const char *who;
     double l1 = med("labyrinth", "w1.ns"), b1 = best_peer("w1.ns", true, &who);
