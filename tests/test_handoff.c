@@ -1633,6 +1633,87 @@ static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
     end_arena(a);
 }
 
+/* The lane this thread claimed in room r (the only one claimed). */
+static struct room_lane *my_lane(lab_room *r)
+{
+    uint32_t claimed = atomic_load(&r->lanes_claimed) & ~LANES_GONE;
+    CHECK_EQ(__builtin_popcount(claimed), 1);
+    return claimed ? &r->lanes[__builtin_ctz(claimed)] : NULL;
+}
+
+/* A freer publishes its lane's head a whole line at a time, after single
+ * frees and bulk runs alike; and once its lane is full, it looks at tail
+ * again when it next frees, so that a lane the owner took entries back
+ * from takes frees again instead of sending them to the shared ring. */
+static void test_a_lane_publishes_whole_lines_and_takes_frees_again_once_taken_back(void)
+{
+    enum { N = LANE_SLOTS + 256 };
+    lab_arena *a = arena(N + 2048, 0);
+    if (!a->lanes_ok) {
+        fprintf(stderr, "  (no lanes here)\n");
+        lab_arena_destroy(a);
+        return;
+    }
+    lab_room *r = room(a, 64, 128, 0, 0);
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    int next = 0;
+    for (; next < 29; next++)
+        lab_free_pages(a, p[next], 0);
+    struct room_lane *l = my_lane(r);
+    REQUIRE(l);
+    CHECK_EQ(atomic_load(&l->pen), 29);
+    CHECK_EQ(atomic_load(&l->head), 24);
+    static const struct { int n; uint32_t pen, head; } runs[] = {
+        { 10, 39, 32 }, { 1, 40, 40 }, { 7, 47, 40 }, { 9, 56, 56 }, { 3, 59, 56 },
+    };
+    for (size_t k = 0; k < sizeof(runs) / sizeof(runs[0]); k++) {
+        lab_free_pages_bulk(a, p + next, (size_t)runs[k].n, 0);
+        next += runs[k].n;
+        CHECK_EQ(atomic_load(&l->pen), runs[k].pen);
+        CHECK_EQ(atomic_load(&l->head), runs[k].head);
+    }
+    lab_free_pages(a, p[next++], 0);   /* 60 */
+    CHECK_EQ(atomic_load(&l->head), 56);
+    /* runs that end a line having started inside it, or cross one with
+     * only the line's bit changing */
+    static const struct { int n; uint32_t pen, head; } more[] = {
+        { 2, 62, 56 }, { 2, 64, 64 }, { 6, 70, 64 }, { 8, 78, 72 },
+    };
+    for (size_t k = 0; k < sizeof(more) / sizeof(more[0]); k++) {
+        lab_free_pages_bulk(a, p + next, (size_t)more[k].n, 0);
+        next += more[k].n;
+        CHECK_EQ(atomic_load(&l->pen), more[k].pen);
+        CHECK_EQ(atomic_load(&l->head), more[k].head);
+    }
+    /* fill the lane: the free after that goes to the ring */
+    while (next < LANE_SLOTS)
+        lab_free_pages(a, p[next++], 0);
+    CHECK_EQ(atomic_load(&l->pen) - atomic_load(&l->tail), LANE_SLOTS);
+    uint32_t ring_before = atomic_load(&r->ring_head);
+    lab_free_pages(a, p[next++], 0);
+    CHECK_EQ(atomic_load(&r->ring_head), ring_before + 1);
+    /* the owner takes back: its allocations run the stock dry */
+    uint32_t tail = atomic_load(&l->tail);
+    void *q[512];
+    int nq = 0;
+    while (atomic_load(&l->tail) == tail && nq < 512)
+        REQUIRE((q[nq++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK(atomic_load(&l->tail) != tail);
+    /* a free now finds space in the lane, not the ring */
+    ring_before = atomic_load(&r->ring_head);
+    uint32_t pen = atomic_load(&l->pen);
+    lab_free_pages(a, p[next++], 0);
+    CHECK_EQ(atomic_load(&l->pen), pen + 1);
+    CHECK_EQ(atomic_load(&r->ring_head), ring_before);
+    for (; next < N; next++)
+        lab_free_pages(a, p[next], 0);
+    lab_free_pages_bulk(a, q, (size_t)nq, 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* Destroy gives the zone every entry of a lane, the unpublished ones too. */
 static void test_destroy_takes_a_lanes_unpublished_entries(void)
 {
@@ -1687,5 +1768,6 @@ int main(void)
     RUN(test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id);
     RUN(test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena);
     RUN(test_handlers_refilling_the_remembered_lane_misroute_nothing);
+    RUN(test_a_lane_publishes_whole_lines_and_takes_frees_again_once_taken_back);
     return test_finish();
 }
