@@ -895,6 +895,16 @@ static void table_pair(const char *title, const char *unit, const struct variant
                 snprintf(notes + l, sizeof(notes) - l, "%s%s: a take-back per %.0f pages", l ? "; " : "",
                          k ? "right" : "left", (st + re + (zo > 0 ? zo : 0)) / re);
             }
+            /* W3: which side waited on the ring (the slower side waits less) */
+            char wf[64], we[64];
+            snprintf(wf, sizeof(wf), "%.*s.waits_full", wl_len, v->metric);
+            snprintf(we, sizeof(we), "%.*s.waits_empty", wl_len, v->metric);
+            double nf = med(p->name, wf), ne = med(p->name, we);
+            if (!isnan(nf) && !isnan(ne)) {
+                size_t l = strlen(notes);
+                snprintf(notes + l, sizeof(notes) - l, "%s%s: ring full/empty %.0f/%.0f a 1k pages", l ? "; " : "",
+                         k ? "right" : "left", nf, ne);
+            }
         }
         if (!p->available && p->why[0]) {
             size_t l = strlen(notes);

@@ -197,12 +197,15 @@ struct wl_ho {
     uint64_t fails, allocs;
     long preempted;              /* the producer's involuntary context switches */
     int sc_failed;
+    /* Looks that found the ring full (the producer's) or empty (the
+     * consumer's, from its first page on): the slower side waits less. */
+    uint64_t waits_full, waits_empty;
 };
 
 #if BE_BULK
 /* The bulk producer's loop: WL_BULK_N pages a call, pushed to the ring in
  * one publication.  Counts pages asked for and pages not placed. */
-static void wl_produce_bulk(struct wl_ho *h, uint64_t *allocs, uint64_t *fails)
+static void wl_produce_bulk(struct wl_ho *h, uint64_t *allocs, uint64_t *fails, uint64_t *waits)
 {
     struct be_ctx *c = h->c;
     void *b[WL_BULK_N];
@@ -217,8 +220,10 @@ static void wl_produce_bulk(struct wl_ho *h, uint64_t *allocs, uint64_t *fails)
         }
         for (unsigned i = 0; i < got; i++)
             touch(b[i], v++);
-        while (!spsc_push_n(h->ring, b, got))
+        while (!spsc_push_n(h->ring, b, got)) {
+            ++*waits;
             spsc_wait();
+        }
         atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + got,
                               memory_order_relaxed);
     }
@@ -230,7 +235,7 @@ static void *wl_producer(void *arg)
     struct wl_ho *h = arg;
     struct be_ctx *c = h->c;
     struct hist *hist = h->hist;
-    uint64_t fails = 0, allocs = 0;
+    uint64_t fails = 0, allocs = 0, waits = 0;
     unsigned v = 0;
     be_thread_enter(c, ROLE_OWNER);
     struct rusage ru0, ru1;
@@ -239,7 +244,7 @@ static void *wl_producer(void *arg)
         h->sc_failed = 1;
 #if BE_BULK
     if (h->alloc_bulk) {
-        wl_produce_bulk(h, &allocs, &fails);
+        wl_produce_bulk(h, &allocs, &fails, &waits);
         goto done;
     }
 #endif
@@ -262,8 +267,10 @@ static void *wl_producer(void *arg)
             continue;
         }
         touch(p, v++);
-        while (!spsc_push(h->ring, p))
+        while (!spsc_push(h->ring, p)) {
+            waits++;
             spsc_wait();
+        }
         atomic_store_explicit(&h->produced, atomic_load_explicit(&h->produced, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
@@ -276,6 +283,7 @@ done:
     h->preempted = ru1.ru_nivcsw - ru0.ru_nivcsw;
     h->fails = fails;
     h->allocs = allocs;
+    h->waits_full += waits;
     be_thread_leave(c, ROLE_OWNER);
     return NULL;
 }
@@ -284,7 +292,7 @@ static void *wl_consumer(void *arg)
 {
     struct wl_ho *h = arg;
     struct be_ctx *c = h->c;
-    uint64_t n = 0;
+    uint64_t n = 0, waits = 0;
     unsigned v = 0;
 #if BE_BULK
     void *batch[WL_BULK_N];
@@ -294,6 +302,7 @@ static void *wl_consumer(void *arg)
     for (;;) {
         void *p;
         if (!spsc_pop(h->ring, &p)) {
+            waits += n != 0;
             spsc_wait();
             continue;
         }
@@ -318,6 +327,7 @@ static void *wl_consumer(void *arg)
     if (nb)
         be_page_free_remote_bulk(c, batch, nb);
 #endif
+    h->waits_empty = waits;   /* read after the join */
     be_thread_leave(c, ROLE_CONSUMER);
     return NULL;
 }
@@ -389,6 +399,14 @@ static void wl_handoff(const struct bench_params *bp, struct sink *s, const char
     emit(s, m, (double)(b - a) / secs);
     snprintf(m, sizeof(m), "%s.fails", name);
     emit(s, m, (double)h.fails);
+    /* per 1000 pages handed over in the whole run */
+    uint64_t moved = atomic_load(&h.consumed);
+    if (moved) {
+        snprintf(m, sizeof(m), "%s.waits_full", name);
+        emit(s, m, 1000.0 * (double)h.waits_full / (double)moved);
+        snprintf(m, sizeof(m), "%s.waits_empty", name);
+        emit(s, m, 1000.0 * (double)h.waits_empty / (double)moved);
+    }
 }
 
 /* ---- workload 5: timed allocation under pressure ------------------------------------- */
