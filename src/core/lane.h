@@ -56,9 +56,9 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
         for (uint32_t i = first; i < n; i++)
             atomic_store_explicit(&l->slots[i - first], o | frames[i], memory_order_relaxed);
         atomic_store_explicit(&l->pen, h + n, memory_order_release);
-        /* a line filled: publish it (the owner reads only whole lines);
-         * the run crossed a line's end iff what it left in the last line
-         * is less than its length (for one entry: h + 1 starts a line) */
+        /* a line filled: publish it (the owner reads only whole lines).
+         * The run filled one iff fewer than all its entries sit in the
+         * line it ends in (for one entry: h + 1 starts a line). */
         if (((h + n) & (LANE_LINE - 1)) < n)
             atomic_store_explicit(&l->head, (h + n) & ~(uint32_t)(LANE_LINE - 1), memory_order_release);
         done = true;
