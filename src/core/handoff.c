@@ -670,13 +670,18 @@ static inline struct room_lane *lane_cached(struct lab_room *r, struct thread_ar
     return l;
 }
 
+/* This thread's lane of room r: the one it used last, else found or
+ * claimed; NULL when the room has none for it. */
+static inline struct room_lane *lane_find(struct lab_room *r, struct thread_area *ta)
+{
+    struct room_lane *l = lane_cached(r, ta);
+    return l != NULL ? l : lane_of_thread(r, ta);
+}
+
 static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
-    struct thread_area *ta = (struct thread_area *)plat_thread_self();
-    struct room_lane *l = lane_cached(r, ta);
-    if (l == NULL && (l = lane_of_thread(r, ta)) == NULL)
-        return false;
-    return lane_append(r, l, frames, n, order);
+    struct room_lane *l = lane_find(r, (struct thread_area *)plat_thread_self());
+    return l != NULL && lane_append(r, l, frames, n, order);
 }
 
 /* Remember lane l of room r for this thread's next single free.  The
@@ -701,9 +706,7 @@ static void lane_hit_fill(const struct lab_room *r, struct thread_area *ta, stru
 static NOINLINE void hand_off_slow(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order)
 {
     struct thread_area *ta = (struct thread_area *)plat_thread_self();
-    struct room_lane *l = lane_cached(r, ta);
-    if (l == NULL)
-        l = lane_of_thread(r, ta);
+    struct room_lane *l = lane_find(r, ta);
     if (l == NULL) {
         room_free_one(a, r, frame, order);
         return;
