@@ -1206,6 +1206,164 @@ static void test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs(void)
     end_arena(a);
 }
 
+/* A bulk allocation whose stock is empty hands out what another thread
+ * freed straight from its lane, oldest first: nothing passes through the
+ * stock, every count moves as for a take-back, and the pages are the
+ * caller's (it frees them as the owner, with no complaint). */
+static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = arena(4096, 0);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = room(a, 8, 64, 0, 0);
+    enum { N = 40 };
+    void *far[N], *mine[128], *got[N];
+    for (size_t i = 0; i < N; i++)
+        REQUIRE((far[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t n = 0;
+    while (room_stats(r).stock)
+        REQUIRE((mine[n++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, far, N);   /* five whole lines */
+    lab_room_stats st = room_stats(r);
+    REQUIRE(st.stock == 0 && st.in_ring == N);
+    uint64_t by_remote = arena_stats(a).alloc_by_step[LAB_STEP_ROOM_REMOTE],
+             by_room = arena_stats(a).alloc_by_step[LAB_STEP_ROOM];
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, got, N), N);
+    for (size_t i = 0; i < N; i++)
+        CHECK(got[i] == far[i]);
+    lab_room_stats now = room_stats(r);
+    CHECK_EQ(now.in_ring, 0);
+    CHECK_EQ(now.stock, 0);
+    CHECK_EQ(now.refills, st.refills);
+    CHECK_EQ(now.frees_remote, st.frees_remote + N);
+    CHECK_EQ(now.allocs, st.allocs + N);
+    CHECK_EQ(now.out, st.out);   /* the lane's pages were out already */
+    CHECK_EQ(arena_stats(a).alloc_by_step[LAB_STEP_ROOM_REMOTE], by_remote + N);
+    CHECK_EQ(arena_stats(a).alloc_by_step[LAB_STEP_ROOM], by_room);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_free_bulk(r, got, N);
+    while (n)
+        lab_room_free(r, mine[--n]);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    CHECK_EQ(room_stats(r).out, 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* Frees a line of eight blocks, each with the order given for it. */
+struct line_job { lab_arena *a; void *p[8]; unsigned order[8]; };
+static void *line_freer(void *arg)
+{
+    struct line_job *j = arg;
+    for (int i = 0; i < 8; i++)
+        lab_free_pages(j->a, j->p[i], j->order[i]);
+    return NULL;
+}
+
+/* Lane entries that fail the owner's check (blocks freed with the wrong
+ * order, both ways) are not handed out by a bulk allocation: it stops at
+ * the first, and the take-back through the stock reports both and hands
+ * out the good entries after them.  (Strict mode reports them at the free,
+ * and they never reach the lane.) */
+static void test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = arena(4096, 0);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = room(a, 8, 64, 1, 0);
+    void *g[6], *h[8], *mine[128], *got[8], *odd = NULL, *b = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
+    REQUIRE(b);
+    for (int i = 0; i < 6; i++)
+        REQUIRE((g[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < 8; i++)
+        REQUIRE((h[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t n = 0;
+    while (!odd || rd(&r->stk[0].n) > 0) {   /* empty the order-0 stock; keep a page aligned for order 1 */
+        REQUIRE(n < 128 && (mine[n] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        if (!odd && !(((uintptr_t)mine[n] / LAB_PAGE_SIZE) & 1))
+            odd = mine[n];
+        else
+            n++;
+    }
+    /* one published line: g0..g3, b as order 0, odd as order 1, g4, g5 */
+    struct line_job lj = { a, { g[0], g[1], g[2], g[3], b, odd, g[4], g[5] }, { 0, 0, 0, 0, 0, 1, 0, 0 } };
+    /* and then a line of good ones in a second lane (a thread alive
+     * meanwhile: an exited thread's lane goes to the next one), which must
+     * not stand in for the take-back that reports the first lane's */
+    pthread_t t, th;
+    atomic_int go = 0;
+    struct lane_job hj = { a, h, 8, &go };
+    REQUIRE(pthread_create(&th, NULL, lane_freer, &hj) == 0);
+    REQUIRE(pthread_create(&t, NULL, line_freer, &lj) == 0);
+    pthread_join(t, NULL);
+    atomic_store(&go, 1);
+    pthread_join(th, NULL);
+    /* strict mode (debug builds) refuses both at the free */
+    const bool strict = a->strict_free;
+    CHECK_EQ(room_lane_entries(r, NULL), strict ? 6 + 8 : 8 + 8);
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, got, 8), 8);
+    for (int i = 0; i < 4 && !strict; i++)
+        CHECK(got[i] == g[i]);
+    for (int i = 0; i < 8; i++)
+        CHECK(got[i] != b && got[i] != odd);
+    CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 2);
+    CHECK_EQ(atomic_load(&log.total), 2);
+    CHECK_EQ(room_stats(r).in_ring, strict ? 6 : 0);   /* strict: a line not yet published */
+    lab_room_free_bulk(r, got, 8);
+    while (n)
+        lab_room_free(r, mine[--n]);
+    lab_free_pages(a, odd, 0);   /* the right orders bring them home */
+    lab_free_pages(a, b, 1);
+    CHECK_EQ(atomic_load(&log.total), 2);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* While the ring holds frees (from a freer beyond the room's lanes), a
+ * bulk allocation takes back through the stock, the ring first: one that
+ * handed out lane entries alone would leave the ring's pages there for as
+ * long as the lanes had entries. */
+static void test_a_bulk_allocation_leaves_no_frees_behind_in_the_ring(void)
+{
+    enum { FREERS = ROOM_LANES + 1, EACH = 8 };
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = room(a, 8, 256, 0, 256);
+    static void *p[FREERS][EACH], *mine[512];
+    for (int t = 0; t < FREERS; t++)
+        for (int i = 0; i < EACH; i++)
+            REQUIRE((p[t][i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    size_t n = 0;
+    while (room_stats(r).stock)
+        REQUIRE((mine[n++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    atomic_int go = 0;
+    pthread_t th[FREERS];
+    struct lane_job job[FREERS];
+    for (int t = 0; t < FREERS; t++) {
+        job[t] = (struct lane_job){ a, p[t], EACH, &go };
+        REQUIRE(pthread_create(&th[t], NULL, lane_freer, &job[t]) == 0);
+    }
+    atomic_store(&go, 1);
+    for (int t = 0; t < FREERS; t++)
+        pthread_join(th[t], NULL);
+    lab_room_stats st = room_stats(r);
+    REQUIRE(st.in_ring == FREERS * EACH && st.stock == 0);
+    REQUIRE(room_lane_entries(r, NULL) == ROOM_LANES * EACH);   /* one freer's pages are in the ring */
+    void *got[EACH];
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, got, EACH), EACH);
+    st = room_stats(r);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.stock, (FREERS - 1) * EACH);
+    lab_room_free_bulk(r, got, EACH);
+    while (n)
+        lab_room_free(r, mine[--n]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 static lab_room *default_room(lab_arena *a)
 {
     lab_room_config rc;
@@ -1294,6 +1452,48 @@ static void test_lanes_of_several_rooms_share_the_zones_surplus(void)
 static void test_a_destroyed_rooms_lanes_stop_sharing_the_surplus(void)
 {
     lanes_share_the_zones_surplus(2, 1, false);
+}
+
+/* The same with bulk allocations, 16 pages a call: what an empty stock
+ * hands out straight from the lane also leaves the lane its share, and
+ * takes the oldest first. */
+static void test_a_bulk_allocation_leaves_a_lane_its_share(void)
+{
+    enum { K = 1600, MAXQ = 4096, BURST = 16 };
+    lab_arena *a = arena(4096, 0);
+    lab_room *r = default_room(a);
+    static void *p[K], *q[MAXQ];
+    hand_off(a, r, p, K);
+    size_t nq = 0;
+    int zone = 0, remote = 0;
+    while (room_stats(r).in_ring > 0 && nq + BURST <= MAXQ) {
+        size_t f = arena_stats(a).free_pages;
+        size_t share = f > 32 ? (f - 32) / 2 : 0;
+        lab_room_stats st = room_stats(r);
+        REQUIRE(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, q + nq, BURST) == BURST);
+        lab_room_stats now = room_stats(r);
+        if (now.frees_remote > st.frees_remote) {
+            CHECK(st.in_ring > share);
+            if (remote++ == 0) {   /* old frees: none of the newest `share` */
+                size_t k = 0;
+                while (k < K && p[k] != q[nq])
+                    k++;
+                CHECK(k < K - share);
+            }
+        } else if (now.refills > st.refills) {
+            zone++;
+            CHECK(st.in_ring <= share);
+        }
+        nq += BURST;
+    }
+    CHECK(zone > 0);
+    CHECK(remote > 0);
+    CHECK_EQ(room_stats(r).in_ring, 0);
+    CHECK_EQ(room_stats(r).frees_remote, K);
+    lab_room_free_bulk(r, q, nq);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
 }
 
 static void test_lanes_of_take_all_rooms_take_no_share(void)
@@ -1591,9 +1791,13 @@ static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
     struct itimerval it = { { 0, 20 }, { 0, 20 } }, prof = { { 0, 30 }, { 0, 30 } };
     setitimer(ITIMER_REAL, &it, NULL);
     setitimer(ITIMER_PROF, &prof, NULL);
-    double until = now_ms() + 1500;
+    /* 1.5 s, and longer (up to 20 s) until the handlers have freed enough:
+     * a loaded machine, or TSan, which delivers a signal only at its next
+     * interception point, runs few of them */
+    double start = now_ms(), until = start + 1500;
     unsigned long frees = 0;
-    while (now_ms() < until) {
+    while (now_ms() < until ||
+           (atomic_load(&g_pool_alrm.frees) + atomic_load(&g_pool_prof.frees) <= 2000 && now_ms() < start + 20000)) {
         if (atomic_load(&g_pool_alrm.n) < SIG_POOL / 2)
             pool_fill(&g_pool_alrm, rb, &both);
         if (atomic_load(&g_pool_prof.n) < SIG_POOL / 2)
@@ -1754,6 +1958,10 @@ int main(void)
     RUN(test_a_room_at_its_quota_takes_back_what_its_lane_keeps);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
+    RUN(test_a_bulk_allocation_hands_out_lane_frees_without_the_stock);
+    RUN(test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check);
+    RUN(test_a_bulk_allocation_leaves_no_frees_behind_in_the_ring);
+    RUN(test_a_bulk_allocation_leaves_a_lane_its_share);
     RUN(test_a_room_serves_orders_up_to_its_max_order);
     RUN(test_room_orders_above_the_limit_are_refused);
     RUN(test_room_ids_are_reused_once_no_block_is_out);

@@ -485,6 +485,34 @@ static void test_reserve_serves_atomic_after_everyone_else_took_every_page(void)
     end_arena(a);
 }
 
+/* The same for a bulk allocation: while the reserve is below its target,
+ * pages on their way back go through the stock, which tops the reserve up,
+ * rather than straight from the lanes to the caller. */
+static void test_a_bulk_allocation_tops_up_the_reserve_from_remote_frees(void)
+{
+    const size_t R = 3, batch = 2, quota = R + 8;
+    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
+    lab_room *r = make_room(a, R, batch, 16, quota);
+    void *p[16];
+    size_t n = 0;
+    for (size_t i = 0; i < quota; i++)
+        REQUIRE((p[n++] = lab_room_alloc(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN)) != NULL);
+    lab_room_stats st = room_stats(r);
+    REQUIRE(st.reserve == 0 && st.stock == 0 && st.reserve_allocs == R);
+    for (int k = 0; k < 8; k++)   /* one whole line of this thread's lane */
+        lab_free_pages(a, p[--n], 0);
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, p + n, 4), 4);
+    n += 4;
+    st = room_stats(r);
+    CHECK_EQ(st.frees_remote, 8);
+    CHECK_EQ(st.reserve, R);
+    CHECK_EQ(st.stock, 8 - R - 4);
+    while (n)
+        lab_room_free(r, p[--n]);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* The owner's frees refill the reserve first (its free is off the
  * allocation's way); remote frees fill the stock first, so a room running
  * near empty is served at step 2, never walks on to the reserve while pages
@@ -951,6 +979,7 @@ int main(void)
     RUN(test_remote_frees_race_with_the_owner);
     RUN(test_reserve_serves_atomic_after_everyone_else_took_every_page);
     RUN(test_owner_frees_refill_the_reserve_and_remote_frees_the_stock);
+    RUN(test_a_bulk_allocation_tops_up_the_reserve_from_remote_frees);
     RUN(test_reserve_larger_than_the_free_pages_is_refused);
     RUN(test_quota_caps_held_plus_handed_out);
     RUN(test_destroy_returns_everything_the_room_holds);

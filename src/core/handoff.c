@@ -504,6 +504,8 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
     bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(r);
+    if (!all)
+        r->out_keep = keep;   /* room_take_out's, fresh */
     /* Keeping nothing (the zone is short, or the room asked): every entry,
      * the line a freer is still filling included, rather than send the
      * owner to the zone's lock while its own pages wait there. */
@@ -576,6 +578,85 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 size_t room_take_remote(struct lab_room *r, bool all)
 {
     return take_remote(r, all, false);
+}
+
+/* Step 2 straight to the caller, for a bulk allocation whose stock is
+ * empty: up to n order-0 blocks off the lanes' published lines, beyond
+ * what they keep, placed in out.  A take-back into the stock writes each
+ * block's descriptor twice (in stock, then allocated) and its address
+ * into the stock, and the call that runs into it pays for up to TAKE_MAX
+ * blocks while it asked for a burst.  Here a block that went out
+ * allocated comes back allocated, and its descriptor is only read: the
+ * block is the caller's before and after, and no write happens where
+ * ownership does not change (strict mode's blocks come back deferred and
+ * are marked allocated).  The price: a block freed twice by other
+ * contexts is caught only when it comes through the stock; handed out
+ * from here, its second entry is a free of the new holder's
+ * (docs/BAD_INPUT.md).  The slots of the next call's blocks are asked
+ * for on the way out: they are on the freer's core, and the next call
+ * finds them here.  Leaves everything else to take_remote (returns what
+ * it placed so far, or 0): the ring (it would never be drained while the
+ * lanes had entries), a reserve to top up, a block that is not plainly
+ * this room's order-0 block handed out, lines the freer has not
+ * published. */
+size_t room_take_out(struct lab_room *r, void **out, size_t n)
+{
+    struct room_lane *lanes = r->lanes;
+    uint32_t t = tail_get(r);
+    if (lanes == NULL || rd(&r->nr_reserve) < r->reserve_target ||
+        (uint32_t)(atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire) >> RING_SEQ_SHIFT) ==
+            ((t + 1) & RING_SEQ_MASK))
+        return 0;
+    /* A keep that has gone stale only moves where the take-back dips: too
+     * high and this takes nothing, and the slow path's take_remote looks
+     * again (and stores what it found); too low and it takes recent
+     * entries, whose lines the freer may still hold.  Read afresh, it
+     * cost the demo's bursts served here a transfer each: their p50 was
+     * 2.5..3x a burst's off the stock. */
+    if (r->out_calls++ % OUT_KEEP_CALLS == 0)
+        r->out_keep = r->take_all ? 0 : lane_keep(r);
+    uint32_t keep = r->out_keep;
+    uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire) & ~LANES_GONE;
+    struct zone *z = room_zone(r);
+    struct page *pg = z->pages;
+    char *base = z->base;
+    const uint32_t nr = r->nr_pages, want = page_tag(r->strict ? PG_DEFERRED : PG_ALLOCATED, 0, r->id),
+                   tag = r->stk[0].tag_out;
+    size_t got = 0;
+    for (unsigned k = 0; claimed >> k && got < n; k++) {
+        if (!((claimed >> k) & 1))
+            continue;
+        struct room_lane *l = &lanes[k];
+        uint32_t m = lane_takable(l, keep, false);
+        if (m == 0)
+            continue;
+        if (m > n - got)
+            m = (uint32_t)(n - got);
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), i;
+        for (i = 0; i < m; i++) {
+            uint64_t e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
+            if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))
+                break;
+            if (want != tag)   /* strict mode: deferred -> allocated */
+                pg_set_tag(&pg[e], tag);
+            out[got + i] = base + ((size_t)e << PAGE_SHIFT);
+        }
+        atomic_store_explicit(&l->tail, lt + i, memory_order_release);   /* the slots are the freer's again */
+        got += i;
+        if (i < m)
+            break;
+        /* as many again, where published: the next call's */
+        int32_t ahead = (int32_t)(atomic_load_explicit(&l->head, memory_order_relaxed) - (lt + i));
+        for (uint32_t q = 0; (int32_t)q < ahead && q < m + LANE_LINE; q += LANE_LINE)
+            __builtin_prefetch(&l->slots[(lt + i + q) % LANE_SLOTS]);
+    }
+    if (got) {
+        ctr_add_owner(&r->st.frees_remote, got);
+        ctr_add_owner(&r->st.allocs_extra, got);
+        ctr_add_owner(&r->st.slow_allocs, got);
+        ctr_add_owner(&r->st.by_step[LAB_STEP_ROOM_REMOTE], got);
+    }
+    return got;
 }
 
 /* ---- lanes -----------------------------------------------------------------

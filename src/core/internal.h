@@ -323,6 +323,7 @@ struct room_stock {
 #define LANE_KEEP  4096   /* at most, entries left in a lane while the zone has plenty */
 #define LANE_TAKE  64     /* the least a take-back from a lane above its keep takes */
 #define TAKE_MAX   128    /* the most an allocation's own take-back (step 2) moves */
+#define OUT_KEEP_CALLS 64 /* room_take_out calls on one look at the zone's count */
 #define LANES_GONE (1u << 31)
 _Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
 struct room_lane {
@@ -412,6 +413,10 @@ struct lab_room {
      * the pop reads anyway is the whole gate. */
     _Atomic size_t alloc_floor;
     _Atomic uint32_t ring_tail; /* the consumer's position (relaxed: the owner's alone) */
+    /* room_take_out's lane_keep, read again every OUT_KEEP_CALLS calls
+     * (out_calls counts them): the zone's count it reads is on a line
+     * every zone allocation writes */
+    uint32_t  out_keep, out_calls;
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
     size_t    quota, reserve_target;
     _Atomic size_t nr_reserve;
@@ -695,6 +700,7 @@ LAB_HIDDEN bool   room_ring_push(struct lab_arena *a, struct lab_room *r, const 
 LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, const uint32_t *frames, uint32_t n,
                                    unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool all);
+LAB_HIDDEN size_t room_take_out(struct lab_room *r, void **out, size_t n);
 LAB_HIDDEN void   room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);

@@ -7,7 +7,8 @@
  * decide which steps it may enter (docs/DESIGN.md section 3):
  *
  *   1  room: local stock                 owner only, no lock, no atomic RMW
- *   2  room: take back remote frees      one atomic exchange
+ *   2  room: take back remote frees      owner only, no lock, no atomic RMW;
+ *                                        a bulk call's straight to the caller
  *   3  zone: above the request's floor   zone lock (atomic context: try only)
  *   4  reserves below min                room reserve; zone emergency share;
  *                                        high-order atomic blocks
@@ -594,9 +595,11 @@ void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
     }
 }
 
-/* Up to n order-0 pages: whole runs off the stock, the slow path only when
- * it is empty (which refills it by a batch).  Stops at the first failure
- * and returns how many it placed, as Linux's alloc_pages_bulk. */
+/* Up to n order-0 pages: whole runs off the stock; with the stock empty,
+ * remote frees straight from the lanes (room_take_out), and the slow path
+ * only when they have none to give (which refills the stock by a batch).
+ * Stops at the first failure and returns how many it placed, as Linux's
+ * alloc_pages_bulk. */
 size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
 {
     if (unlikely(r == NULL || pages == NULL || n == 0))
@@ -614,6 +617,12 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     while (!stolen && got < n) {
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
+            /* step 2 without the stock, else the whole walk */
+            size_t took = room_take_out(r, pages + got, n - got);
+            if (took) {
+                got += took;
+                continue;
+            }
             int step = LAB_STEP_ROOM;
             uint32_t f = room_alloc_slow(r, rt, 0, &reason, &step);
             if (f == NIL)
