@@ -21,6 +21,9 @@
  *           per page, in one thread, so without the cache-line transfers
  *           that two cores add
  *   remote_bulk  the same, freed with one lab_free_pages_bulk of 32
+ *   remote_abulk  32 pages from one lab_room_alloc_bulk, freed with one
+ *           lab_free_pages_bulk: W3a's shape (an empty stock hands remote
+ *           frees straight out)
  *   zone    lab_alloc_pages(arena, LAB_GFP_NOWAIT, 0) + lab_free_pages: an
  *           order-0 block from the zone (step 3), for reference
  */
@@ -32,7 +35,7 @@
 
 #define BULK 32
 
-enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, REMOTE, REMOTE_BULK, ZONE };
+enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, REMOTE, REMOTE_BULK, REMOTE_ABULK, ZONE };
 
 /* Returns how many allocations failed. */
 static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n)
@@ -46,6 +49,18 @@ static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n
             for (size_t k = 0; k < got; k++)
                 *(volatile char *)p[k] = (char)k;
             lab_room_free_bulk(r, p, got);
+        }
+        return fails;
+    }
+    if (m == REMOTE_ABULK) {   /* W3a's shape: both sides 32 pages a call */
+        void *p[BULK];
+        for (long i = 0; i < n / BULK; i++) {
+            size_t got = lab_room_alloc_bulk(r, LAB_GFP_ATOMIC, p, BULK);
+            if (got < BULK)
+                return fails + BULK - (long)got;
+            for (int k = 0; k < BULK; k++)
+                *(volatile char *)p[k] = (char)k;
+            lab_free_pages_bulk(a, p, BULK, 0);
         }
         return fails;
     }
@@ -102,14 +117,16 @@ int main(int argc, char **argv)
         m = REMOTE;
     else if (!strcmp(what, "remote_bulk"))
         m = REMOTE_BULK;
+    else if (!strcmp(what, "remote_abulk"))
+        m = REMOTE_ABULK;
     else if (!strcmp(what, "zone"))
         m = ZONE;
     else {
-        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|remote|remote_bulk|zone N\n", argv[0]);
+        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|remote|remote_bulk|remote_abulk|zone N\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
-    if ((m == BULK_PAIRS || m == REMOTE || m == REMOTE_BULK) && n % BULK) {
+    if ((m == BULK_PAIRS || m == REMOTE || m == REMOTE_BULK || m == REMOTE_ABULK) && n % BULK) {
         fprintf(stderr, "%s: N must be a multiple of %d\n", what, BULK);
         return 2;
     }

@@ -1455,8 +1455,9 @@ static void test_a_destroyed_rooms_lanes_stop_sharing_the_surplus(void)
 }
 
 /* The same with bulk allocations, 16 pages a call: what an empty stock
- * hands out straight from the lane also leaves the lane its share, and
- * takes the oldest first. */
+ * hands out straight from the lane also leaves the lane its share, but for
+ * OUT_SLACK (it takes that far below the share on one look at the lane's
+ * head), and takes the oldest first. */
 static void test_a_bulk_allocation_leaves_a_lane_its_share(void)
 {
     enum { K = 1600, MAXQ = 4096, BURST = 16 };
@@ -1473,7 +1474,7 @@ static void test_a_bulk_allocation_leaves_a_lane_its_share(void)
         REQUIRE(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, q + nq, BURST) == BURST);
         lab_room_stats now = room_stats(r);
         if (now.frees_remote > st.frees_remote) {
-            CHECK(st.in_ring > share);
+            CHECK(st.in_ring + OUT_SLACK > share);
             if (remote++ == 0) {   /* old frees: none of the newest `share` */
                 size_t k = 0;
                 while (k < K && p[k] != q[nq])
@@ -1792,12 +1793,19 @@ static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
     setitimer(ITIMER_REAL, &it, NULL);
     setitimer(ITIMER_PROF, &prof, NULL);
     /* 1.5 s, and longer (up to 20 s) until the handlers have freed enough:
-     * a loaded machine, or TSan, which delivers a signal only at its next
-     * interception point, runs few of them */
+     * a loaded machine runs few of them.  TSan delivers a signal only at
+     * its next interception point, never inside the library's code, so
+     * there the test can only look for races, with fewer handler runs. */
+#if defined(__SANITIZE_THREAD__)
+    const unsigned enough = 100;
+#else
+    const unsigned enough = 1000;
+#endif
     double start = now_ms(), until = start + 1500;
     unsigned long frees = 0;
     while (now_ms() < until ||
-           (atomic_load(&g_pool_alrm.frees) + atomic_load(&g_pool_prof.frees) <= 2000 && now_ms() < start + 20000)) {
+           (atomic_load(&g_pool_alrm.frees) + atomic_load(&g_pool_prof.frees) <= 2 * enough &&
+            now_ms() < start + 20000)) {
         if (atomic_load(&g_pool_alrm.n) < SIG_POOL / 2)
             pool_fill(&g_pool_alrm, rb, &both);
         if (atomic_load(&g_pool_prof.n) < SIG_POOL / 2)
@@ -1824,7 +1832,7 @@ static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
     unsigned in_handlers = atomic_load(&g_pool_alrm.frees) + atomic_load(&g_pool_prof.frees);
     fprintf(stderr, "  %lu frees, %u in handlers\n", frees, in_handlers);
     CHECK(frees > 1000);
-    CHECK(in_handlers > 1000);
+    CHECK(in_handlers > enough);
     CHECK_EQ(atomic_load(&log.total), 0);
     CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 0);
     pool_drain(&g_pool_alrm, rb);

@@ -627,12 +627,23 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
         if (!((claimed >> k) & 1))
             continue;
         struct room_lane *l = &lanes[k];
-        uint32_t m = lane_takable(l, keep, false);
-        if (m == 0)
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), i, m;
+        /* From what head said last time, down to OUT_SLACK below the keep;
+         * when that runs short, a look at head (the freer writes its line
+         * once every 8 frees, so a look is a transfer), and entries only
+         * above the keep.  Taking below it on the old look is what spares
+         * the next looks: what the freer publishes meanwhile is what the
+         * following look finds above the keep. */
+        int32_t need = n - got < LANE_SLOTS ? (int32_t)(n - got) : LANE_SLOTS;
+        int32_t low = keep > OUT_SLACK ? (int32_t)(keep - OUT_SLACK) : 0, have = (int32_t)(l->seen - lt) - low;
+        if (have < need) {
+            l->seen = atomic_load_explicit(&l->head, memory_order_acquire);
+            int32_t ready = (int32_t)(l->seen - lt);
+            have = ready > (int32_t)keep ? ready - low : 0;
+        }
+        if (have <= 0)
             continue;
-        if (m > n - got)
-            m = (uint32_t)(n - got);
-        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), i;
+        m = (uint32_t)(have < need ? have : need);
         for (i = 0; i < m; i++) {
             uint64_t e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
             if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))
@@ -646,7 +657,7 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
         if (i < m)
             break;
         /* as many again, where published: the next call's */
-        int32_t ahead = (int32_t)(atomic_load_explicit(&l->head, memory_order_relaxed) - (lt + i));
+        int32_t ahead = (int32_t)(l->seen - (lt + i));
         for (uint32_t q = 0; (int32_t)q < ahead && q < m + LANE_LINE; q += LANE_LINE)
             __builtin_prefetch(&l->slots[(lt + i + q) % LANE_SLOTS]);
     }

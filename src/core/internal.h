@@ -324,6 +324,7 @@ struct room_stock {
 #define LANE_TAKE  64     /* the least a take-back from a lane above its keep takes */
 #define TAKE_MAX   128    /* the most an allocation's own take-back (step 2) moves */
 #define OUT_KEEP_CALLS 64 /* room_take_out calls on one look at the zone's count */
+#define OUT_SLACK  256    /* how far below its keep room_take_out takes a lane, on one look at head */
 #define LANES_GONE (1u << 31)
 _Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
 struct room_lane {
@@ -335,6 +336,7 @@ struct room_lane {
                                   look at tail (tail + LANE_SLOTS; 0 before the first) */
     _Alignas(CACHELINE) _Atomic uint32_t head;   /* entries published, whole lines (release) */
     _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
+    uint32_t  seen;            /* the owner's: head at its last look (room_take_out) */
     _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by pen, head and tail */
 };
 
