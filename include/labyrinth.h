@@ -569,12 +569,14 @@ LAB_API void  lab_room_alloc_result(lab_room *r, lab_gfp_t gfp, lab_result *res)
  * it: NULL, reason LAB_R_ORDER), owner only. */
 LAB_API void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order);
 /* Place up to n order-0 pages in pages[] and return how many, owner only:
- * whole runs off the stock, the rest of the walk only when it runs dry
- * (then pages other threads freed come first, handed out as they come
- * back, without passing through the stock: a block they freed twice is
- * caught only by LAB_ARENA_STRICT_FREE there).  It stops at the first step
- * that fails and returns what it placed (0 when none, with the reason
- * counted in lab_room_stats), as Linux's alloc_pages_bulk. */
+ * whole runs off the stock, the rest of the walk only when it runs dry.
+ * Then pages other threads freed, beyond what their lanes keep, come first,
+ * handed out as they come back without passing through the stock: a page
+ * they freed twice is caught there only by LAB_ARENA_STRICT_FREE (and in
+ * debug builds, which are strict), and is otherwise handed out twice.  It
+ * stops at the first step that fails and returns what it placed (0 when
+ * none, with the reason counted in lab_room_stats), as Linux's
+ * alloc_pages_bulk. */
 LAB_API size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n);
 /* Give an order-0 page back to the room, owner only.  The page must come
  * from this room (else LAB_ENOTROOMPAGE: other pages go back with

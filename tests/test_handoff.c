@@ -1218,7 +1218,8 @@ static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
     lab_set_misuse_handler(a, record_misuse, &log);
     lab_room *r = room(a, 8, 64, 0, 0);
     enum { N = 40 };
-    void *far[N], *mine[128], *got[N];
+    void *far[N], *mine[128], *got[N], *held = lab_room_alloc(r, LAB_GFP_NOWAIT);
+    REQUIRE(held);
     for (size_t i = 0; i < N; i++)
         REQUIRE((far[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
     size_t n = 0;
@@ -1227,11 +1228,22 @@ static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
     free_from_a_thread(a, far, N);   /* five whole lines */
     lab_room_stats st = room_stats(r);
     REQUIRE(st.stock == 0 && st.in_ring == N);
+    /* A remembered head from 2^31 entries ago, and beyond pen a slot that
+     * names a page handed out (as an old lap's would): the bulk call must
+     * look at head, not take the old value for one ahead of tail. */
+    struct room_lane *l = NULL;
+    for (unsigned k = 0; k < ROOM_LANES && !l; k++)
+        if (atomic_load(&r->lanes[k].pen) == N)
+            l = &r->lanes[k];
+    REQUIRE(l);
+    l->seen = atomic_load(&l->tail) - 0x80000000u - 512;
+    atomic_store(&l->slots[N], (uint64_t)(((char *)held - (char *)lab_arena_base(a)) / LAB_PAGE_SIZE));
     uint64_t by_remote = arena_stats(a).alloc_by_step[LAB_STEP_ROOM_REMOTE],
              by_room = arena_stats(a).alloc_by_step[LAB_STEP_ROOM];
     CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, got, N), N);
     for (size_t i = 0; i < N; i++)
         CHECK(got[i] == far[i]);
+    CHECK_EQ(atomic_load(&l->tail), N);
     lab_room_stats now = room_stats(r);
     CHECK_EQ(now.in_ring, 0);
     CHECK_EQ(now.stock, 0);
@@ -1242,6 +1254,15 @@ static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
     CHECK_EQ(arena_stats(a).alloc_by_step[LAB_STEP_ROOM_REMOTE], by_remote + N);
     CHECK_EQ(arena_stats(a).alloc_by_step[LAB_STEP_ROOM], by_room);
     CHECK_EQ(lab_check(a), 0);
+    /* the lane is empty: more comes from the zone, never from beyond pen */
+    void *more[8];
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, more, 8), 8);
+    CHECK_EQ(atomic_load(&l->tail), N);
+    for (size_t i = 0; i < 8; i++)
+        CHECK(more[i] != held);
+    CHECK_EQ(room_stats(r).refills, st.refills + 1);
+    lab_room_free_bulk(r, more, 8);
+    lab_room_free(r, held);
     lab_room_free_bulk(r, got, N);
     while (n)
         lab_room_free(r, mine[--n]);

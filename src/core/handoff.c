@@ -630,12 +630,18 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), i, m;
         /* From what head said last time, down to OUT_SLACK below the keep;
          * when that runs short, a look at head (the freer writes its line
-         * once every 8 frees, so a look is a transfer), and entries only
-         * above the keep.  Taking below it on the old look is what spares
-         * the next looks: what the freer publishes meanwhile is what the
-         * following look finds above the keep. */
+         * once every 8 frees, so a look is a transfer), which gives
+         * entries only when more than the keep is published, and then
+         * down to OUT_SLACK below it.  Taking below the keep on an old look
+         * is what spares the next looks: what the freer publishes
+         * meanwhile is what the following look finds above the keep.
+         * `seen` is trusted only within a lane's length of tail: other
+         * take-backs move tail without it, and after 2^31 entries with
+         * no look from here a stale one would pass for one ahead. */
         int32_t need = n - got < LANE_SLOTS ? (int32_t)(n - got) : LANE_SLOTS;
-        int32_t low = keep > OUT_SLACK ? (int32_t)(keep - OUT_SLACK) : 0, have = (int32_t)(l->seen - lt) - low;
+        int32_t low = keep > OUT_SLACK ? (int32_t)(keep - OUT_SLACK) : 0;
+        uint32_t known = l->seen - lt;
+        int32_t have = known <= LANE_SLOTS ? (int32_t)known - low : -1;
         if (have < need) {
             l->seen = atomic_load_explicit(&l->head, memory_order_acquire);
             int32_t ready = (int32_t)(l->seen - lt);
