@@ -1341,6 +1341,12 @@ static void *line_freer(void *arg)
         lab_free_pages(j->a, j->p[i], j->order[i]);
     return NULL;
 }
+static void *line_freer1(void *arg)   /* the first block only */
+{
+    struct line_job *j = arg;
+    lab_free_pages(j->a, j->p[0], j->order[0]);
+    return NULL;
+}
 
 /* Lane entries that fail the owner's check (blocks freed with the wrong
  * order, both ways) are not handed out by a bulk allocation: it stops at
@@ -1363,7 +1369,7 @@ static void test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check(
     size_t n = 0;
     while (!odd || rd(&r->stk[0].n) > 0) {   /* empty the order-0 stock; keep a page aligned for order 1 */
         REQUIRE(n < 128 && (mine[n] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-        if (!odd && !(((uintptr_t)mine[n] / LAB_PAGE_SIZE) & 1))
+        if (!odd && !((size_t)((char *)mine[n] - (char *)lab_arena_base(a)) / LAB_PAGE_SIZE & 1))
             odd = mine[n];
         else
             n++;
@@ -1400,6 +1406,32 @@ static void test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check(
     CHECK_EQ(atomic_load(&log.total), 2);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A block freed with the wrong order that is still in a lane when its room
+ * is destroyed is reported, not given to the zone with that order (which
+ * would take half of an order-1 block); a free with the right order then
+ * brings it home. */
+static void test_a_destroyed_rooms_lane_entry_with_the_wrong_order_is_refused(void)
+{
+    static struct misuse_log log;
+    memset(&log, 0, sizeof(log));
+    lab_arena *a = arena(4096, 0);
+    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_room *r = room(a, 8, 64, 1, 0);
+    void *b = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
+    REQUIRE(b);
+    struct line_job lj = { a, { b }, { 0 } };   /* one entry: b as order 0, in a line not yet published */
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, line_freer1, &lj) == 0);
+    pthread_join(t, NULL);
+    lab_room_destroy(r);
+    CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(lab_check(a), 0);
+    lab_free_pages(a, b, 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
     end_arena(a);
 }
 
@@ -2066,6 +2098,7 @@ int main(void)
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_bulk_allocation_hands_out_lane_frees_without_the_stock);
     RUN(test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check);
+    RUN(test_a_destroyed_rooms_lane_entry_with_the_wrong_order_is_refused);
     RUN(test_a_bulk_allocation_leaves_no_frees_behind_in_the_ring);
     RUN(test_a_bulk_allocation_leaves_a_lane_its_share);
     RUN(test_a_room_serves_orders_up_to_its_max_order);

@@ -153,9 +153,20 @@ void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frame
          * claim is made here, and a block that is not ALLOCATED any more
          * was freed twice. */
         lab_assert(!strict || pg_state(p) == PG_DEFERRED);
-        if (!strict && !pg_claim(p, PG_ALLOCATED, PG_DEFERRED)) {
-            misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
-            continue;
+        if (!strict) {
+            /* the claim proves the order too: a block freed with another
+             * order than it was handed out with stays the caller's (freed
+             * with the wrong order, the zone would take a part of it) */
+            uint16_t want = (uint16_t)(order << 8 | PG_ALLOCATED);
+            if (!atomic_compare_exchange_strong_explicit(&p->so, &want, (uint16_t)(order << 8 | PG_DEFERRED),
+                                                         memory_order_acq_rel, memory_order_relaxed)) {
+                if ((want & 0xffu) == PG_ALLOCATED)
+                    misuse(a, LAB_EWRONGORDER, addr_of(z, frames[i]), frames[i],
+                           "room block freed with an order other than it was handed out with");
+                else
+                    misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
+                continue;
+            }
         }
         pg_leave_room(z, frames[i]);   /* after the state: lab_check */
         zone_free_block(a, frames[i], order);
