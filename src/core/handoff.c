@@ -505,6 +505,13 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
  * here does not grow with the room's high: a take-back costs a few ns a
  * block, and a room with a high of 512 had bursts of allocations that took
  * back 500 blocks at once (docs/DESIGN.md section 8). */
+/* Whether the ring's slot at position t holds t's entry (*v: the slot). */
+static inline bool ring_ready(struct lab_room *r, uint32_t t, uint64_t *v)
+{
+    *v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
+    return (uint32_t)(*v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
+}
+
 _Static_assert(TAKE_MAX == 128, "labyrinth.h and lab_room_create(3) give the bound as 128");
 static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {
@@ -512,8 +519,8 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)r->stk[0].high, took = 0;
     if (!all && budget > TAKE_MAX)
         budget = TAKE_MAX;
-    uint64_t v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
-    bool ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK), lanes = false;
+    uint64_t v;
+    bool ring = ring_ready(r, t, &v), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(r);
     if (!all)
         r->out_keep = keep;   /* room_take_out's, fresh */
@@ -542,8 +549,7 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         t++;
         took++;
         take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, &tk);
-        v = atomic_load_explicit(&r->ring[t & mask], memory_order_acquire);
-        ring = (uint32_t)(v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
+        ring = ring_ready(r, t, &v);
     }
     tail_set(r, t);
     for (unsigned k = 0; lanes && claimed >> k && took < budget; k++) {
@@ -614,9 +620,8 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
 {
     struct room_lane *lanes = r->lanes;
     uint32_t t = tail_get(r);
-    if (lanes == NULL || rd(&r->nr_reserve) < r->reserve_target ||
-        (uint32_t)(atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire) >> RING_SEQ_SHIFT) ==
-            ((t + 1) & RING_SEQ_MASK))
+    uint64_t v;
+    if (lanes == NULL || rd(&r->nr_reserve) < r->reserve_target || ring_ready(r, t, &v))
         return 0;
     /* A keep that has gone stale only moves where the take-back dips: too
      * high and this takes nothing, and the slow path's take_remote looks
