@@ -126,9 +126,32 @@ static void be_thread_leave(struct be_ctx *c, int role)
     (void)role;
 }
 
+#ifdef LAB_BENCH_STEPS
+/* A tree configured with -DLAB_BENCH_STEPS=ON asks each allocation which
+ * step served it (lab_room_alloc_result), and workload 5 keeps a histogram
+ * per step.  That call takes the walk's entry, a few ns above
+ * lab_room_alloc's inlined step 1, so every Labyrinth figure of such a tree
+ * is for finding where a tail comes from, not for comparing with peers. */
+#define BE_STEPS BENCH_LAB_STEPS   /* a number: workloads.h tests it with #if */
+static const char *const be_step_name[LAB_STEP_COUNT] = BENCH_LAB_STEP_NAMES;
+_Static_assert(LAB_STEP_COUNT == BENCH_LAB_STEPS, "one name per step");
+static _Thread_local int be_step;
+static inline int be_alloc_step(void)
+{
+    return be_step;
+}
+#endif
+
 static inline void *be_page_alloc(struct be_ctx *c)
 {
+#ifdef LAB_BENCH_STEPS
+    lab_result res;
+    lab_room_alloc_result(c->room, LAB_GFP_ATOMIC, &res);
+    be_step = res.step;
+    return res.addr;
+#else
     return lab_room_alloc(c->room, LAB_GFP_ATOMIC);
+#endif
 }
 
 static inline void be_page_free(struct be_ctx *c, void *p)

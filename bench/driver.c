@@ -917,6 +917,44 @@ static void table_pair(const char *title, const char *unit, const struct variant
 }
 
 /* Workload 5 with one consumer style: metrics <w>.p50 ... */
+/* Labyrinth's W5 by the step that served each allocation: only a tree
+ * configured with -DLAB_BENCH_STEPS=ON has them (be_labyrinth.c). */
+static void table_steps(void)
+{
+    static const char *const name[BENCH_LAB_STEPS] = BENCH_LAB_STEP_NAMES;
+    _Static_assert(BENCH_LAB_STEPS == LAB_STEP_COUNT, "one name per step");
+    static const char *const pts[] = { "p50", "p99", "p99.9", "p99.99", "max" };
+    bool any = false;
+    char m[64];
+    for (int b = 0; b < 2; b++) {
+        const char *w = b ? "w5b" : "w5s";
+        for (int k = 0; k < BENCH_LAB_STEPS; k++) {
+            snprintf(m, sizeof(m), "%s.step.%s.n", w, name[k]);
+            double n = med("labyrinth", m);
+            if (isnan(n))
+                continue;
+            if (!any) {
+                out("\nW5 Labyrinth by the step that served each allocation (a -DLAB_BENCH_STEPS=ON tree:\n"
+                    "    lab_room_alloc_result, a few ns above lab_room_alloc in every Labyrinth figure of this run)\n");
+                out("  %-5s %-14s %10s %7s %7s %7s %8s %8s\n", "style", "step", "allocs", "p50", "p99", "p99.9", "p99.99",
+                    "max");
+                any = true;
+            }
+            out("  %-5s %-14s %10.0f", w, name[k], n);
+            for (size_t i = 0; i < sizeof(pts) / sizeof(pts[0]); i++) {
+                snprintf(m, sizeof(m), "%s.step.%s.%s", w, name[k], pts[i]);
+                double v = med("labyrinth", m);
+                char num[16];
+                fmt_num(num, sizeof(num), v);
+                out(" %*s", i < 3 ? 7 : 8, num);
+            }
+            out("\n");
+        }
+    }
+    if (any)
+        out("  (medians of the rounds; a step's p99.99 of a few hundred allocations is its max)\n");
+}
+
 static void table_latency(const char *w, const char *title, bool bulk)
 {
     char m[48];
@@ -1557,6 +1595,7 @@ int main(int argc, char **argv)
             "   seccomp user-notification filter, in a second run of the same loop right after the timed one\n"
             "   (median count, and per allocation); which: totals over all rounds, most frequent first.\n"
             "   Both styles run under the same background job, single first)\n");
+        table_steps();
     }
     if (opt.only & WL_GROWTH)
         table_growth();

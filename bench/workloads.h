@@ -28,6 +28,15 @@
  * ones.  The others have no such call, and a loop of single calls would
  * measure nothing new.
  *
+ * A backend that can tell which step of its allocation path served a page
+ * (BE_STEPS defined to the number of steps: Labyrinth in a tree configured
+ * with -DLAB_BENCH_STEPS=ON) also defines
+ *
+ *   be_alloc_step()                               the step of this thread's last be_page_alloc
+ *   be_step_name[k]                               its name in metrics
+ *
+ * and workload 5 reports its timed allocations by step as well.
+ *
  * The page operations are static inline, so each hot loop here calls the
  * allocator directly, as a user's code would.
  */
@@ -41,6 +50,9 @@
 
 #ifndef BE_BULK
 #define BE_BULK 0
+#endif
+#ifndef BE_STEPS
+#define BE_STEPS 0
 #endif
 
 #define WL_NOINLINE __attribute__((noinline))
@@ -193,6 +205,9 @@ struct wl_ho {
     int alloc_bulk, free_bulk;   /* the styles */
     /* per producer run */
     struct hist *hist;           /* timed allocations (workload 5) */
+#if BE_STEPS
+    struct hist *step_hist;      /* the same, one per step that served them */
+#endif
     struct sc_counter *sc;       /* count this producer's system calls */
     uint64_t fails, allocs;
     long preempted;              /* the producer's involuntary context switches */
@@ -257,6 +272,10 @@ static void *wl_producer(void *arg)
             p = be_page_alloc(c);
             uint64_t t1 = tsc_end();
             hist_add(hist, t1 - t0);
+#if BE_STEPS
+            if (h->step_hist)
+                hist_add(&h->step_hist[be_alloc_step()], t1 - t0);
+#endif
         } else {
             p = be_page_alloc(c);
         }
@@ -471,6 +490,12 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
     /* The timed run. */
     struct hist *hist = calloc(1, sizeof(*hist));
     h.hist = hist;
+#if BE_STEPS
+    struct hist *steps = calloc(BE_STEPS, sizeof(*steps));
+    if (!steps)
+        die("out of memory");
+    h.step_hist = steps;
+#endif
     struct bg_cache *cache = g->cache;
     uint64_t ops0 = atomic_load(&g->ops), pages0 = atomic_load(&g->pages), shr0 = atomic_load(&cache->shrunk_pages);
     uint64_t bgf0 = atomic_load(&g->fails);
@@ -480,6 +505,10 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
     uint64_t bgf1 = atomic_load(&g->fails);
     uint64_t lat_allocs = h.allocs, lat_fails = h.fails;
     long preempted = h.preempted;
+
+#if BE_STEPS
+    h.step_hist = NULL;   /* the timed run's only */
+#endif
 
     /* The counted run: the same loop, its system calls counted. */
     struct hist *scratch = calloc(1, sizeof(*scratch));
@@ -501,6 +530,21 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
         snprintf(m, sizeof(m), "%s.%s", name, lat_name[i]);
         emit(s, m, hist_quantile(hist, lat_q[i]) / bp->tsc_per_ns);
     }
+#if BE_STEPS
+    /* <name>.step.<step>.n and .<percentile>, for the steps that served any */
+    for (int k = 0; k < BE_STEPS; k++) {
+        const struct hist *sh = &steps[k];
+        if (sh->n == 0)
+            continue;
+        snprintf(m, sizeof(m), "%s.step.%s.n", name, be_step_name[k]);
+        emit(s, m, (double)sh->n);
+        for (int i = 0; i < LAT_POINTS; i++) {
+            snprintf(m, sizeof(m), "%s.step.%s.%s", name, be_step_name[k], lat_name[i]);
+            emit(s, m, hist_quantile(sh, lat_q[i]) / bp->tsc_per_ns);
+        }
+    }
+    free(steps);
+#endif
 #define WL_EMIT(suffix, v) (snprintf(m, sizeof(m), "%s." suffix, name), emit(s, m, (double)(v)))
     WL_EMIT("allocs", lat_allocs);
     WL_EMIT("fails", lat_fails);

@@ -4,7 +4,9 @@
 #   build        RelWithDebInfo
 #   build-debug  Debug, LAB_DEBUG=ON: the release fast paths with the debug
 #                checks compiled in around them (tests/README.md)
-#   build-asan   LAB_SANITIZE=address (ASan+UBSan), LAB_DEBUG=ON, clang if present
+#   build-asan   LAB_SANITIZE=address (ASan+UBSan), LAB_DEBUG=ON, clang if present;
+#                its benchmark driver (the only bench program a sanitizer tree
+#                builds) with both diagnostic options on, so that they compile
 #   build-asan-fast  ASan+UBSan on the release fast paths: no LAB_DEBUG, no
 #                page hooks (freed pages not poisoned), so the owner's step 1,
 #                the hand-off and the bulk calls run as users run them
@@ -31,7 +33,8 @@ for tree in $BUILDS; do
     case $tree in
         build)       flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
         build-debug) flags=(-DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON) ;;
-        build-asan)  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_DEBUG=ON -DLAB_SANITIZE=address)
+        build-asan)  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_DEBUG=ON -DLAB_SANITIZE=address
+                            -DLAB_BENCH_STEPS=ON -DLAB_BENCH_TOUCH_SPREAD=ON)
                      cc=(env CC="$SAN_CC") ;;
         build-asan-fast) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLAB_SANITIZE=address -DLAB_ASAN_PAGE_HOOKS=OFF)
                      cc=(env CC="$SAN_CC") ;;
