@@ -127,11 +127,12 @@ static void be_thread_leave(struct be_ctx *c, int role)
 }
 
 #ifdef LAB_BENCH_STEPS
-/* A tree configured with -DLAB_BENCH_STEPS=ON asks each allocation which
- * step served it (lab_room_alloc_result), and workload 5 keeps a histogram
- * per step.  That call takes the walk's entry, a few ns above
- * lab_room_alloc's inlined step 1, so every Labyrinth figure of such a tree
- * is for finding where a tail comes from, not for comparing with peers. */
+/* A tree configured with -DLAB_BENCH_STEPS=ON asks each single-page
+ * allocation which step served it (lab_room_alloc_result), and workload 5
+ * keeps a histogram per step.  That call takes the walk's entry, slower
+ * than lab_room_alloc's inlined step 1, so the single-page Labyrinth
+ * figures of such a tree (W1, W2, W3, W5) are for finding where a tail
+ * comes from, not for comparing with peers. */
 #define BE_STEPS BENCH_LAB_STEPS   /* a number: workloads.h tests it with #if */
 static const char *const be_step_name[LAB_STEP_COUNT] = BENCH_LAB_STEP_NAMES;
 _Static_assert(LAB_STEP_COUNT == BENCH_LAB_STEPS, "one name per step");

@@ -931,11 +931,11 @@ static void table_steps(void)
         for (int k = 0; k < BENCH_LAB_STEPS; k++) {
             snprintf(m, sizeof(m), "%s.step.%s.n", w, name[k]);
             double n = med("labyrinth", m);
-            if (isnan(n))
+            if (isnan(n) || n == 0)
                 continue;
             if (!any) {
                 out("\nW5 Labyrinth by the step that served each allocation (a -DLAB_BENCH_STEPS=ON tree:\n"
-                    "    lab_room_alloc_result, a few ns above lab_room_alloc in every Labyrinth figure of this run)\n");
+                    "    lab_room_alloc_result, slower than lab_room_alloc, in every single-page Labyrinth figure of this run)\n");
                 out("  %-5s %-14s %10s %7s %7s %7s %8s %8s\n", "style", "step", "allocs", "p50", "p99", "p99.9", "p99.99",
                     "max");
                 any = true;
@@ -952,7 +952,8 @@ static void table_steps(void)
         }
     }
     if (any)
-        out("  (medians of the rounds; a step's p99.99 of a few hundred allocations is its max)\n");
+        out("  (allocs: the median over the rounds, 0 included; percentiles: medians over the rounds the step\n"
+            "   served any in; a step's p99.99 of a few hundred allocations is its max)\n");
 }
 
 static void table_latency(const char *w, const char *title, bool bulk)
@@ -1484,6 +1485,9 @@ int main(int argc, char **argv)
     out("Labyrinth revision: %s\n", rev);
 #ifdef LAB_BENCH_TOUCH_SPREAD
     out("touch: the first byte of a line chosen by address bits 12-17 (LAB_BENCH_TOUCH_SPREAD), not the block's first byte\n");
+#endif
+#ifdef LAB_BENCH_STEPS
+    out("Labyrinth's single-page allocations: lab_room_alloc_result (LAB_BENCH_STEPS), slower than lab_room_alloc\n");
 #endif
     out("TSC %.3f GHz (calibrated), timer overhead %.0f ns (included in W5 numbers); CPU A = %d, CPU B = %d\n",
         bp.tsc_per_ns, (double)tmin / bp.tsc_per_ns, bp.cpu_a, bp.cpu_b);

@@ -250,6 +250,9 @@ static void *wl_producer(void *arg)
     struct wl_ho *h = arg;
     struct be_ctx *c = h->c;
     struct hist *hist = h->hist;
+#if BE_STEPS
+    struct hist *step_hist = h->step_hist;   /* each producer run is a thread of its own */
+#endif
     uint64_t fails = 0, allocs = 0, waits = 0;
     unsigned v = 0;
     be_thread_enter(c, ROLE_OWNER);
@@ -273,8 +276,8 @@ static void *wl_producer(void *arg)
             uint64_t t1 = tsc_end();
             hist_add(hist, t1 - t0);
 #if BE_STEPS
-            if (h->step_hist)
-                hist_add(&h->step_hist[be_alloc_step()], t1 - t0);
+            if (step_hist)
+                hist_add(&step_hist[be_alloc_step()], t1 - t0);
 #endif
         } else {
             p = be_page_alloc(c);
@@ -507,7 +510,7 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
     long preempted = h.preempted;
 
 #if BE_STEPS
-    h.step_hist = NULL;   /* the timed run's only */
+    h.step_hist = NULL;   /* the timed run's only: the counted run is a new thread */
 #endif
 
     /* The counted run: the same loop, its system calls counted. */
@@ -531,13 +534,14 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
         emit(s, m, hist_quantile(hist, lat_q[i]) / bp->tsc_per_ns);
     }
 #if BE_STEPS
-    /* <name>.step.<step>.n and .<percentile>, for the steps that served any */
+    /* <name>.step.<step>.n for every step (a median over the rounds counts
+     * the rounds a step served none in), and .<percentile> where it served any */
     for (int k = 0; k < BE_STEPS; k++) {
         const struct hist *sh = &steps[k];
-        if (sh->n == 0)
-            continue;
         snprintf(m, sizeof(m), "%s.step.%s.n", name, be_step_name[k]);
         emit(s, m, (double)sh->n);
+        if (sh->n == 0)
+            continue;
         for (int i = 0; i < LAT_POINTS; i++) {
             snprintf(m, sizeof(m), "%s.step.%s.%s", name, be_step_name[k], lat_name[i]);
             emit(s, m, hist_quantile(sh, lat_q[i]) / bp->tsc_per_ns);

@@ -5,8 +5,8 @@
 #   build-debug  Debug, LAB_DEBUG=ON: the release fast paths with the debug
 #                checks compiled in around them (tests/README.md)
 #   build-asan   LAB_SANITIZE=address (ASan+UBSan), LAB_DEBUG=ON, clang if present;
-#                its benchmark driver (the only bench program a sanitizer tree
-#                builds) with both diagnostic options on, so that they compile
+#                its benchmark programs (a sanitizer tree builds no peer) with
+#                both diagnostic options on, so that they compile
 #   build-asan-fast  ASan+UBSan on the release fast paths: no LAB_DEBUG, no
 #                page hooks (freed pages not poisoned), so the owner's step 1,
 #                the hand-off and the bulk calls run as users run them
