@@ -133,9 +133,12 @@ static void be_thread_leave(struct be_ctx *c, int role)
  * than lab_room_alloc's inlined step 1, so the single-page Labyrinth
  * figures of such a tree (W1, W2, W3, W5) are for finding where a tail
  * comes from, not for comparing with peers. */
-#define BE_STEPS BENCH_LAB_STEPS   /* a number: workloads.h tests it with #if */
-static const char *const be_step_name[LAB_STEP_COUNT] = BENCH_LAB_STEP_NAMES;
-_Static_assert(LAB_STEP_COUNT == BENCH_LAB_STEPS, "one name per step");
+#define BE_STEPS 10   /* a number: workloads.h tests it with #if */
+_Static_assert(BE_STEPS == LAB_STEP_COUNT, "one histogram per step");
+static inline const char *be_step_name(int k)
+{
+    return lab_strstep(k);
+}
 static _Thread_local int be_step;
 static inline int be_alloc_step(void)
 {
@@ -257,11 +260,8 @@ static void be_extra(struct be_ctx *c, int kind, const char *w, struct sink *s)
     /* which steps served the producer: room (stock), room_remote (taken
      * back from the ring), zone (refills); workload 5's background job
      * allocates from the zone too, so only workload 3's are the producer's */
-    static const char *const step[] = { [LAB_STEP_ROOM] = "room", [LAB_STEP_ROOM_REMOTE] = "room_remote",
-                                        [LAB_STEP_ZONE] = "zone", [LAB_STEP_ROOM_RESERVE] = "room_reserve",
-                                        [LAB_STEP_EMERGENCY] = "emergency" };
     for (int i = LAB_STEP_ROOM; i <= LAB_STEP_EMERGENCY && kind == BE_HANDOFF; i++) {
-        snprintf(m, sizeof(m), "%s.lab_step_%s", w, step[i]);
+        snprintf(m, sizeof(m), "%s.lab_step_%s", w, lab_strstep(i));
         emit(s, m, (double)st.alloc_by_step[i]);
     }
     if (kind == BE_PRESSURE) {

@@ -227,13 +227,6 @@ static inline void hist_add(struct hist *h, uint64_t v)
 }
 double hist_quantile(const struct hist *h, double q);   /* in ticks */
 
-/* Labyrinth's steps (enum lab_step), as metric names: a -DLAB_BENCH_STEPS=ON
- * tree reports workload 5 by step (be_labyrinth.c). */
-#define BENCH_LAB_STEP_NAMES                                                                                     \
-    { "failed", "room", "room_remote", "zone", "room_reserve", "emergency", "highatomic", "recommit", "reclaim", \
-      "wait" }
-#define BENCH_LAB_STEPS 10
-
 /* The percentiles workload 5 reports, as metric suffixes. */
 #define LAT_POINTS 7
 extern const double lat_q[LAT_POINTS];          /* 0.5 ... 0.99999, then 1 = max */

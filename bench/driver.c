@@ -921,15 +921,13 @@ static void table_pair(const char *title, const char *unit, const struct variant
  * configured with -DLAB_BENCH_STEPS=ON has them (be_labyrinth.c). */
 static void table_steps(void)
 {
-    static const char *const name[BENCH_LAB_STEPS] = BENCH_LAB_STEP_NAMES;
-    _Static_assert(BENCH_LAB_STEPS == LAB_STEP_COUNT, "one name per step");
     static const char *const pts[] = { "p50", "p99", "p99.9", "p99.99", "max" };
     bool any = false;
     char m[64];
     for (int b = 0; b < 2; b++) {
         const char *w = b ? "w5b" : "w5s";
-        for (int k = 0; k < BENCH_LAB_STEPS; k++) {
-            snprintf(m, sizeof(m), "%s.step.%s.n", w, name[k]);
+        for (int k = 0; k < LAB_STEP_COUNT; k++) {
+            snprintf(m, sizeof(m), "%s.step.%s.n", w, lab_strstep(k));
             double n = med("labyrinth", m);
             if (isnan(n) || n == 0)
                 continue;
@@ -940,9 +938,9 @@ static void table_steps(void)
                     "max");
                 any = true;
             }
-            out("  %-5s %-14s %10.0f", w, name[k], n);
+            out("  %-5s %-14s %10.0f", w, lab_strstep(k), n);
             for (size_t i = 0; i < sizeof(pts) / sizeof(pts[0]); i++) {
-                snprintf(m, sizeof(m), "%s.step.%s.%s", w, name[k], pts[i]);
+                snprintf(m, sizeof(m), "%s.step.%s.%s", w, lab_strstep(k), pts[i]);
                 double v = med("labyrinth", m);
                 char num[16];
                 fmt_num(num, sizeof(num), v);

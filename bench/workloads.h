@@ -33,7 +33,7 @@
  * with -DLAB_BENCH_STEPS=ON) also defines
  *
  *   be_alloc_step()                               the step of this thread's last be_page_alloc
- *   be_step_name[k]                               its name in metrics
+ *   be_step_name(k)                               its name in metrics
  *
  * and workload 5 reports its timed allocations by step as well.
  *
@@ -538,12 +538,12 @@ static void wl_latency_style(const struct bench_params *bp, struct sink *s, stru
      * the rounds a step served none in), and .<percentile> where it served any */
     for (int k = 0; k < BE_STEPS; k++) {
         const struct hist *sh = &steps[k];
-        snprintf(m, sizeof(m), "%s.step.%s.n", name, be_step_name[k]);
+        snprintf(m, sizeof(m), "%s.step.%s.n", name, be_step_name(k));
         emit(s, m, (double)sh->n);
         if (sh->n == 0)
             continue;
         for (int i = 0; i < LAT_POINTS; i++) {
-            snprintf(m, sizeof(m), "%s.step.%s.%s", name, be_step_name[k], lat_name[i]);
+            snprintf(m, sizeof(m), "%s.step.%s.%s", name, be_step_name(k), lat_name[i]);
             emit(s, m, hist_quantile(sh, lat_q[i]) / bp->tsc_per_ns);
         }
     }

@@ -25,7 +25,7 @@
  *                                        with a GFP that lacks DIRECT_RECLAIM
  *   lab_room_free, lab_room_free_pages, lab_room_free_bulk
  *                                        in the context that owns the room
- *   lab_room_stats_get, lab_strerror, lab_strreason, lab_page_size,
+ *   lab_room_stats_get, lab_strerror, lab_strreason, lab_strstep, lab_page_size,
  *   lab_arena_max_order, lab_arena_base, lab_arena_size, lab_fault_injected
  * Every other call may take a blocking lock, allocate with malloc or make
  * system calls, and is not: in particular lab_arena_create and _destroy,
@@ -205,6 +205,10 @@ enum lab_step {
     LAB_STEP_WAIT,          /* 8: after waiting for frees */
     LAB_STEP_COUNT
 };
+/* The name of a step ("room", "room_remote", "zone", ...; "none" for
+ * LAB_STEP_NONE), as lab_stats_print and its JSON use it; never NULL, an
+ * unknown value gets a generic text.  Async-signal-safe. */
+LAB_API const char *lab_strstep(int step);
 
 /* What the result-carrying calls (lab_alloc_pages_result,
  * lab_room_alloc_result) write: the block, or NULL and the reason, so a

@@ -180,6 +180,32 @@ static void test_every_reason_has_a_distinct_name(void)
     }
 }
 
+/* Step names are keys in lab_stats_print's JSON and in the benchmark's
+ * metrics: one word each, and the ones the JSON has always had. */
+static void test_every_step_has_a_distinct_name_of_one_word(void)
+{
+    const char *unknown = lab_strstep(-1);
+    REQUIRE(unknown != NULL);
+    CHECK(lab_strstep(LAB_STEP_COUNT) != NULL);
+    for (int st = 0; st < LAB_STEP_COUNT; st++) {
+        const char *s = lab_strstep(st);
+        REQUIRE(s != NULL);
+        CHECK(s[0] != 0);
+        CHECK(strcmp(s, unknown) != 0);
+        CHECK(strpbrk(s, " \"\\") == NULL);
+        for (int q = 0; q < st; q++)
+            if (strcmp(s, lab_strstep(q)) == 0) {
+                fprintf(stderr, "steps %d and %d share the name \"%s\"\n", q, st, s);
+                CHECK(!"distinct names");
+            }
+    }
+    CHECK(strcmp(lab_strstep(LAB_STEP_NONE), "none") == 0);
+    CHECK(strcmp(lab_strstep(LAB_STEP_ROOM), "room") == 0);
+    CHECK(strcmp(lab_strstep(LAB_STEP_ROOM_REMOTE), "room_remote") == 0);
+    CHECK(strcmp(lab_strstep(LAB_STEP_ZONE), "zone") == 0);
+    CHECK(strcmp(lab_strstep(LAB_STEP_WAIT), "wait") == 0);
+}
+
 /* ---- defaults and derived values ---------------------------------------------- */
 
 static void test_config_init_sets_the_documented_defaults(void)
@@ -469,6 +495,7 @@ int main(void)
     RUN(test_unknown_flag_is_eflags);
     RUN(test_every_error_code_has_a_distinct_name);
     RUN(test_every_reason_has_a_distinct_name);
+    RUN(test_every_step_has_a_distinct_name_of_one_word);
     RUN(test_config_init_sets_the_documented_defaults);
     RUN(test_watermarks_of_a_1gib_arena_are_derived_as_linux_does);
     RUN(test_watermarks_of_other_sizes_follow_the_formula);

@@ -62,10 +62,6 @@ static const char *const phase_names[PH_COUNT] = {
  * library change that adds or removes an injection decision. */
 static const unsigned pinned_points[PH_COUNT] = { 8, 1, 17, 50, 11, 10, 4, 6 };
 
-static const char *const step_names[LAB_STEP_COUNT] = {
-    "none", "room", "room_remote", "zone", "room_reserve", "emergency",
-    "highatomic", "recommit", "reclaim", "wait",
-};
 
 struct blk {
     void *p;
@@ -493,7 +489,7 @@ static void test_workload_reaches_every_path(void)
     CHECK_EQ(r.seen, 0);
     fprintf(stderr, "  served by step:");
     for (int s = 1; s < LAB_STEP_COUNT; s++)
-        fprintf(stderr, " %s %d;", step_names[s], r.steps[s]);
+        fprintf(stderr, " %s %d;", lab_strstep(s), r.steps[s]);
     fprintf(stderr, "\n  failures by reason:");
     for (int i = 1; i < LAB_R_COUNT; i++)
         if (r.fails[i])

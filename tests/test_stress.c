@@ -107,10 +107,6 @@ static const struct { lab_gfp_t gfp; const char *name; } classes[] = {
 };
 #define NCLASSES (sizeof(classes) / sizeof(classes[0]))
 
-static const char *const step_names[LAB_STEP_COUNT] = {
-    "none", "room", "room_remote", "zone", "room_reserve", "emergency",
-    "highatomic", "recommit", "reclaim", "wait",
-};
 
 /* ---- shared state ---------------------------------------------------------------- */
 
@@ -888,7 +884,7 @@ static void test_stress_everything_at_once(void)
     fprintf(stderr, " (faults injected %" PRIu64 ")\n", injected);
     fprintf(stderr, "  served by step:");
     for (int st = 1; st < LAB_STEP_COUNT; st++)
-        fprintf(stderr, " %s %" PRIu64 ";", step_names[st], steps[st]);
+        fprintf(stderr, " %s %" PRIu64 ";", lab_strstep(st), steps[st]);
     fprintf(stderr, "\n  successes by class:");
     for (unsigned c = 0; c < NCLASSES; c++)
         fprintf(stderr, " %s %" PRIu64 ";", classes[c].name, by_class[c]);

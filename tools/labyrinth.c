@@ -633,13 +633,11 @@ static int demo(int argc, char **argv)
                percentile_of(call_hist, 0.9999), (double)hist_max / ticks_per_ns,
                (unsigned long long)hist_total(call_hist));
     }
-    static const char *const step_name[LAB_STEP_COUNT] = { "failed", "room", "room_remote", "zone", "room_reserve",
-                                                           "emergency", "highatomic", "recommit", "reclaim", "wait" };
     printf("  by step (%s, count: p50/p99/p99.9 ns):", opt.alloc_single ? "allocations" : "pages, per page, the call's deepest step");
     for (int st2 = 0; st2 < LAB_STEP_COUNT; st2++) {
         uint64_t n = hist_total(step_hist[st2]);
         if (n)
-            printf(" %s %llu: %.0f/%.0f/%.0f", step_name[st2], (unsigned long long)n, percentile_of(step_hist[st2], 0.5),
+            printf(" %s %llu: %.0f/%.0f/%.0f", st2 == LAB_STEP_NONE ? "failed" : lab_strstep(st2), (unsigned long long)n, percentile_of(step_hist[st2], 0.5),
                    percentile_of(step_hist[st2], 0.99), percentile_of(step_hist[st2], 0.999));
     }
     printf("\n");

@@ -335,3 +335,24 @@ const char *lab_strreason(int reason)
         return "unknown reason";
     return reason_names[reason];
 }
+
+/* One word each, with no space: they are keys in lab_stats_print's JSON. */
+static const char *const step_names[LAB_STEP_COUNT] = {
+    [LAB_STEP_NONE] = "none",
+    [LAB_STEP_ROOM] = "room",
+    [LAB_STEP_ROOM_REMOTE] = "room_remote",
+    [LAB_STEP_ZONE] = "zone",
+    [LAB_STEP_ROOM_RESERVE] = "room_reserve",
+    [LAB_STEP_EMERGENCY] = "emergency",
+    [LAB_STEP_HIGHATOMIC] = "highatomic",
+    [LAB_STEP_RECOMMIT] = "recommit",
+    [LAB_STEP_RECLAIM] = "reclaim",
+    [LAB_STEP_WAIT] = "wait",
+};
+
+const char *lab_strstep(int step)
+{
+    if (step < 0 || step >= LAB_STEP_COUNT || !step_names[step])
+        return "unknown step";
+    return step_names[step];
+}

@@ -7,13 +7,10 @@
 
 #include <stdio.h>
 
-static const char *const step_names[LAB_STEP_COUNT] = {
-    "none", "room", "room_remote", "zone", "room_reserve", "emergency",
-    "highatomic", "recommit", "reclaim", "wait",
-};
 static const char *const huge_names[] = { "none", "explicit", "transparent", "refused" };
 static const char *const trim_off_names[] = { "on", "caller memory (no LAB_ARENA_DECOMMIT_CALLER)", "locked (LAB_ARENA_MLOCK)" };
 static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
+static const char *class_name(int c) { return class_names[c]; }
 
 static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
 {
@@ -33,7 +30,7 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
     fputc('\n', f);
     fprintf(f, "Served by step:");
     for (int i = 1; i < LAB_STEP_COUNT; i++)
-        fprintf(f, " %s=%llu", step_names[i], (unsigned long long)s->alloc_by_step[i]);
+        fprintf(f, " %s=%llu", lab_strstep(i), (unsigned long long)s->alloc_by_step[i]);
     fprintf(f, "\nFailures by reason:");
     for (int i = 1; i < LAB_R_COUNT; i++)
         fprintf(f, " %s=%llu", lab_strreason(i), (unsigned long long)s->fail_by_reason[i]);
@@ -47,11 +44,11 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
     return ferror(f) ? -1 : 0;
 }
 
-static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, const char *const *names)
+static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, const char *(*name)(int))
 {
     fprintf(f, ",\"%s\":{", key);
     for (int i = 0; i < n; i++)
-        fprintf(f, "%s\"%s\":%llu", i ? "," : "", names ? names[i] : lab_strreason(i), (unsigned long long)v[i]);
+        fprintf(f, "%s\"%s\":%llu", i ? "," : "", name(i), (unsigned long long)v[i]);
     fputc('}', f);
 }
 
@@ -69,9 +66,9 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, "%s%zu", o ? "," : "", s->free_blocks[o]);
     fputc(']', f);
-    json_u64_array(f, "alloc_by_step", s->alloc_by_step, LAB_STEP_COUNT, step_names);
-    json_u64_array(f, "fail_by_reason", s->fail_by_reason, LAB_R_COUNT, NULL);
-    json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_names);
+    json_u64_array(f, "alloc_by_step", s->alloc_by_step, LAB_STEP_COUNT, lab_strstep);
+    json_u64_array(f, "fail_by_reason", s->fail_by_reason, LAB_R_COUNT, lab_strreason);
+    json_u64_array(f, "fail_by_class", s->fail_by_class, LAB_CLASS_COUNT, class_name);
     fprintf(f, ",\"frees\":%llu,\"misuse\":%llu,\"shrinker_runs\":%llu,\"shrinker_pages\":%llu,"
                "\"kswapd_wakes\":%llu,\"kswapd_runs\":%llu,\"waits\":%llu,\"trimmed_pages\":%llu,"
                "\"recommitted_pages\":%llu,\"rooms_drained_pages\":%llu,\"trim_off\":\"%s\",\"trim_refused\":%llu}\n",
