@@ -143,62 +143,44 @@ static void test_unknown_flag_is_eflags(void)
 
 /* ---- names ------------------------------------------------------------------- */
 
-static void test_every_error_code_has_a_distinct_name(void)
+/* Every value of an enum below `count` has a name of its own: not NULL, not
+ * empty, not the text an unknown value gets, and no other value's. */
+static void check_distinct_names(const char *(*name)(int), int count, const char *what)
 {
-    const char *unknown = lab_strerror(-1);
+    const char *unknown = name(-1);
     REQUIRE(unknown != NULL);
-    CHECK(lab_strerror(LAB_ERROR_COUNT) != NULL);
-    CHECK(lab_strerror(LAB_ERROR_COUNT + 100) != NULL);
-    for (int e = 0; e < LAB_ERROR_COUNT; e++) {
-        const char *s = lab_strerror(e);
+    CHECK(name(count) != NULL);
+    CHECK(name(count + 100) != NULL);
+    for (int v = 0; v < count; v++) {
+        const char *s = name(v);
         REQUIRE(s != NULL);
         CHECK(s[0] != 0);
-        CHECK(strcmp(s, unknown) != 0);   /* not the fallback for codes it does not know */
-        for (int f = 0; f < e; f++)
-            if (strcmp(s, lab_strerror(f)) == 0) {
-                fprintf(stderr, "codes %d and %d share the name \"%s\"\n", f, e, s);
+        CHECK(strcmp(s, unknown) != 0);   /* not the fallback for values it does not know */
+        for (int u = 0; u < v; u++)
+            if (strcmp(s, name(u)) == 0) {
+                fprintf(stderr, "%s %d and %d share the name \"%s\"\n", what, u, v, s);
                 CHECK(!"distinct names");
             }
     }
 }
 
+static void test_every_error_code_has_a_distinct_name(void)
+{
+    check_distinct_names(lab_strerror, LAB_ERROR_COUNT, "codes");
+}
+
 static void test_every_reason_has_a_distinct_name(void)
 {
-    const char *unknown = lab_strreason(-1);
-    REQUIRE(unknown != NULL);
-    CHECK(lab_strreason(LAB_R_COUNT) != NULL);
-    for (int r = 0; r < LAB_R_COUNT; r++) {
-        const char *s = lab_strreason(r);
-        REQUIRE(s != NULL);
-        CHECK(s[0] != 0);
-        CHECK(strcmp(s, unknown) != 0);
-        for (int q = 0; q < r; q++)
-            if (strcmp(s, lab_strreason(q)) == 0) {
-                fprintf(stderr, "reasons %d and %d share the name \"%s\"\n", q, r, s);
-                CHECK(!"distinct names");
-            }
-    }
+    check_distinct_names(lab_strreason, LAB_R_COUNT, "reasons");
 }
 
 /* Step names are keys in lab_stats_print's JSON and in the benchmark's
  * metrics: one word each, and the ones the JSON has always had. */
 static void test_every_step_has_a_distinct_name_of_one_word(void)
 {
-    const char *unknown = lab_strstep(-1);
-    REQUIRE(unknown != NULL);
-    CHECK(lab_strstep(LAB_STEP_COUNT) != NULL);
-    for (int st = 0; st < LAB_STEP_COUNT; st++) {
-        const char *s = lab_strstep(st);
-        REQUIRE(s != NULL);
-        CHECK(s[0] != 0);
-        CHECK(strcmp(s, unknown) != 0);
-        CHECK(strpbrk(s, " \"\\") == NULL);
-        for (int q = 0; q < st; q++)
-            if (strcmp(s, lab_strstep(q)) == 0) {
-                fprintf(stderr, "steps %d and %d share the name \"%s\"\n", q, st, s);
-                CHECK(!"distinct names");
-            }
-    }
+    check_distinct_names(lab_strstep, LAB_STEP_COUNT, "steps");
+    for (int st = 0; st < LAB_STEP_COUNT; st++)
+        CHECK(strpbrk(lab_strstep(st), " \"\\") == NULL);
     CHECK(strcmp(lab_strstep(LAB_STEP_NONE), "none") == 0);
     CHECK(strcmp(lab_strstep(LAB_STEP_ROOM), "room") == 0);
     CHECK(strcmp(lab_strstep(LAB_STEP_ROOM_REMOTE), "room_remote") == 0);

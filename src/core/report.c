@@ -309,11 +309,15 @@ static const char *const error_names[LAB_ERROR_COUNT] = {
     [LAB_ECHECK_WMARK] = "invariant: watermarks or reserve caps",
 };
 
+/* Entry i of a table of n names, or `unknown` where it has none. */
+static const char *name_in(const char *const *names, int n, int i, const char *unknown)
+{
+    return i < 0 || i >= n || !names[i] ? unknown : names[i];
+}
+
 const char *lab_strerror(int err)
 {
-    if (err < 0 || err >= LAB_ERROR_COUNT || !error_names[err])
-        return "unknown error";
-    return error_names[err];
+    return name_in(error_names, LAB_ERROR_COUNT, err, "unknown error");
 }
 
 static const char *const reason_names[LAB_R_COUNT] = {
@@ -331,9 +335,7 @@ static const char *const reason_names[LAB_R_COUNT] = {
 
 const char *lab_strreason(int reason)
 {
-    if (reason < 0 || reason >= LAB_R_COUNT)
-        return "unknown reason";
-    return reason_names[reason];
+    return name_in(reason_names, LAB_R_COUNT, reason, "unknown reason");
 }
 
 /* One word each, with no space: they are keys in lab_stats_print's JSON. */
@@ -352,7 +354,5 @@ static const char *const step_names[LAB_STEP_COUNT] = {
 
 const char *lab_strstep(int step)
 {
-    if (step < 0 || step >= LAB_STEP_COUNT || !step_names[step])
-        return "unknown step";
-    return step_names[step];
+    return name_in(step_names, LAB_STEP_COUNT, step, "unknown step");
 }
