@@ -44,6 +44,15 @@ static lab_arena *arena(size_t pages, unsigned flags)
     return a;
 }
 
+/* An arena whose misuse reports go to *log (cleared first). */
+static lab_arena *logged_arena(size_t pages, unsigned flags, struct misuse_log *log)
+{
+    memset(log, 0, sizeof(*log));
+    lab_arena *a = arena(pages, flags);
+    lab_set_misuse_handler(a, record_misuse, log);
+    return a;
+}
+
 static lab_room *room(lab_arena *a, size_t batch, size_t high, unsigned max_order, size_t ring)
 {
     lab_room_config rc;
@@ -92,9 +101,7 @@ static int in_stock_times(lab_room *r, void *page, int tries)
 static void test_a_block_freed_twice_through_the_ring_is_found_when_taken_back(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = arena(512, 0);
-    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_arena *a = logged_arena(512, 0, &log);
     lab_room *r = room(a, 8, 32, 0, 0);
     void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
     REQUIRE(p);
@@ -122,9 +129,7 @@ static void test_a_remote_free_with_the_wrong_order_is_reported_as_such(void)
 {
     for (int strict = 0; strict <= 1; strict++) {
         static struct misuse_log log;
-        memset(&log, 0, sizeof(log));
-        lab_arena *a = arena(512, strict ? LAB_ARENA_STRICT_FREE : 0);
-        lab_set_misuse_handler(a, record_misuse, &log);
+        lab_arena *a = logged_arena(512, strict ? LAB_ARENA_STRICT_FREE : 0, &log);
         lab_room *r = room(a, 8, 32, 1, 0);
         void *p = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
         REQUIRE(p);
@@ -175,9 +180,7 @@ static void test_strict_mode_arbitrates_owner_and_remote_free_of_one_block(void)
 {
     for (int remote_first = 0; remote_first < 2; remote_first++) {
         static struct misuse_log log;
-        memset(&log, 0, sizeof(log));
-        lab_arena *a = arena(512, LAB_ARENA_STRICT_FREE);
-        lab_set_misuse_handler(a, record_misuse, &log);
+        lab_arena *a = logged_arena(512, LAB_ARENA_STRICT_FREE, &log);
         lab_room *r = room(a, 8, 32, 0, 0);
         void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
         REQUIRE(p);
@@ -203,9 +206,7 @@ static void test_strict_mode_arbitrates_owner_and_remote_free_of_one_block(void)
 static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = arena(512, LAB_ARENA_STRICT_FREE);
-    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_arena *a = logged_arena(512, LAB_ARENA_STRICT_FREE, &log);
     lab_room *r = room(a, 8, 32, 0, 0);
     void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
     REQUIRE(p);
@@ -1273,9 +1274,7 @@ static void test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs(void)
 static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = arena(4096, 0);
-    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_arena *a = logged_arena(4096, 0, &log);
     lab_room *r = room(a, 8, 64, 0, 0);
     enum { N = 40 };
     void *far[N], *mine[128], *got[N], *held = lab_room_alloc(r, LAB_GFP_NOWAIT);
@@ -1356,9 +1355,7 @@ static void *line_freer1(void *arg)   /* the first block only */
 static void test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = arena(4096, 0);
-    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_arena *a = logged_arena(4096, 0, &log);
     lab_room *r = room(a, 8, 64, 1, 0);
     void *g[6], *h[8], *mine[128], *got[8], *odd = NULL, *b = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
     REQUIRE(b);
@@ -1416,9 +1413,7 @@ static void test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check(
 static void test_a_destroyed_rooms_lane_entry_with_the_wrong_order_is_refused(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = arena(4096, 0);
-    lab_set_misuse_handler(a, record_misuse, &log);
+    lab_arena *a = logged_arena(4096, 0, &log);
     lab_room *r = room(a, 8, 64, 1, 0);
     void *b = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 1);
     REQUIRE(b);
@@ -1764,18 +1759,10 @@ static void test_injection_spares_a_room_whose_frees_wait_in_a_lane(void)
  * serial.  A room that takes a destroyed room's id later is another room:
  * a free of its page goes to its own lane, not to the dead room's one the
  * thread remembers, and comes home. */
-static lab_arena *logged_arena(size_t pages, struct misuse_log *log)
-{
-    memset(log, 0, sizeof(*log));
-    lab_arena *a = arena(pages, 0);
-    lab_set_misuse_handler(a, record_misuse, log);
-    return a;
-}
-
 static void test_a_remembered_lane_is_not_used_for_a_new_room_with_the_same_id(void)
 {
     static struct misuse_log log;
-    lab_arena *a = logged_arena(512, &log);
+    lab_arena *a = logged_arena(512, 0, &log);
     if (!a->lanes_ok)
         fprintf(stderr, "  (no lanes here: nothing is remembered)\n");
     lab_room *first = room(a, 8, 32, 0, 0);
@@ -1814,7 +1801,7 @@ static void test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena(void)
     int same_address = 0;
     for (int round = 0; round < 8; round++) {
         static struct misuse_log log;
-        lab_arena *a = logged_arena(512, &log);
+        lab_arena *a = logged_arena(512, 0, &log);
         same_address += (void *)a == seen;
         seen = a;
         lab_room *r = room(a, 8, 32, 0, 0);
@@ -1894,7 +1881,7 @@ static void pool_drain(struct sig_pool *pool, lab_room *r)
 static void test_handlers_refilling_the_remembered_lane_misroute_nothing(void)
 {
     static struct misuse_log log;
-    lab_arena *a = logged_arena(16384, &log);
+    lab_arena *a = logged_arena(16384, 0, &log);
     if (!a->lanes_ok)
         fprintf(stderr, "  (no lanes here: nothing is remembered)\n");
     lab_room *ra = room(a, 8, 64, 0, 0), *rc = room(a, 8, 64, 0, 0);
