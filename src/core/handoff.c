@@ -153,20 +153,17 @@ void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frame
          * claim is made here, and a block that is not ALLOCATED any more
          * was freed twice. */
         lab_assert(!strict || pg_state(p) == PG_DEFERRED);
-        if (!strict) {
-            /* the claim proves the order too: a block freed with another
-             * order than it was handed out with stays the caller's (freed
-             * with the wrong order, the zone would take a part of it) */
-            uint16_t want = (uint16_t)(order << 8 | PG_ALLOCATED);
-            if (!atomic_compare_exchange_strong_explicit(&p->so, &want, (uint16_t)(order << 8 | PG_DEFERRED),
-                                                         memory_order_acq_rel, memory_order_relaxed)) {
-                if ((want & 0xffu) == PG_ALLOCATED)
-                    misuse(a, LAB_EWRONGORDER, addr_of(z, frames[i]), frames[i],
-                           "room block freed with an order other than it was handed out with");
-                else
-                    misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
-                continue;
-            }
+        /* the claim proves the order too: a block freed with another order
+         * than it was handed out with stays the caller's (freed with the
+         * wrong order, the zone would take a part of it) */
+        unsigned found;
+        if (!strict && !pg_claim_order(p, order, PG_ALLOCATED, PG_DEFERRED, &found)) {
+            if ((found & 0xffu) == PG_ALLOCATED)
+                misuse(a, LAB_EWRONGORDER, addr_of(z, frames[i]), frames[i],
+                       "room block freed with an order other than it was handed out with");
+            else
+                misuse(a, LAB_EDOUBLEFREE, addr_of(z, frames[i]), frames[i], "room block is already free");
+            continue;
         }
         pg_leave_room(z, frames[i]);   /* after the state: lab_check */
         zone_free_block(a, frames[i], order);
@@ -494,6 +491,13 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
     return n;
 }
 
+/* Whether the ring's slot at position t holds t's entry (*v: the slot). */
+static inline bool ring_ready(struct lab_room *r, uint32_t t, uint64_t *v)
+{
+    *v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
+    return (uint32_t)(*v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
+}
+
 /* Step 2.  `all`: every entry of every lane, the line a freer is still
  * filling included (reclaim, and an owner that the zone could not serve).
  * Otherwise, while the zone has plenty, each lane keeps lane_keep()
@@ -505,13 +509,6 @@ static inline uint32_t lane_takable(struct room_lane *l, uint32_t keep, bool all
  * here does not grow with the room's high: a take-back costs a few ns a
  * block, and a room with a high of 512 had bursts of allocations that took
  * back 500 blocks at once (docs/DESIGN.md section 8). */
-/* Whether the ring's slot at position t holds t's entry (*v: the slot). */
-static inline bool ring_ready(struct lab_room *r, uint32_t t, uint64_t *v)
-{
-    *v = atomic_load_explicit(&r->ring[t & r->ring_mask], memory_order_acquire);
-    return (uint32_t)(*v >> RING_SEQ_SHIFT) == ((t + 1) & RING_SEQ_MASK);
-}
-
 _Static_assert(TAKE_MAX == 128, "labyrinth.h and lab_room_create(3) give the bound as 128");
 static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {

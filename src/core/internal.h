@@ -180,6 +180,16 @@ static inline bool pg_claim(struct page *p, unsigned from, unsigned to)
                                                     memory_order_acq_rel, memory_order_relaxed));
     return true;
 }
+/* pg_claim of a block of `order` only: false also when the order differs.
+ * *found: what the descriptor held (pg_so's form), to tell which. */
+static inline bool pg_claim_order(struct page *p, unsigned order, unsigned from, unsigned to, unsigned *found)
+{
+    uint16_t cur = (uint16_t)(order << 8 | from);
+    bool ok = atomic_compare_exchange_strong_explicit(&p->so, &cur, (uint16_t)(order << 8 | to), memory_order_acq_rel,
+                                                      memory_order_relaxed);
+    *found = cur;
+    return ok;
+}
 
 /* Owner-written counters that other threads read: relaxed load + store, which
  * is a plain move (no read-modify-write), yet not a data race. */
