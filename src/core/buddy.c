@@ -70,6 +70,36 @@ static unsigned largest_fitting_order(const struct zone *z, uint32_t frame, uint
     return o;
 }
 
+/* Make the descriptors and room ids of frames [from, to) resident, with a
+ * read-modify-write that adds nothing, one per page of each array.  Both
+ * are mapped lazily, and a block listed here is later split, taken into
+ * rooms and handed out, often by atomic requests: each first write to one
+ * of their pages was then a page fault inside the zone's lock, which the
+ * kernel may take its time over (bench/README.md: under pressure, refills
+ * of a room's stock that took up to a tenth of a millisecond).  Listing
+ * the block pays for all of them at once, usually in the blocking context
+ * that first needs it.  No value changes, so a reader at any moment sees
+ * what it would have seen.  The first bytes of descriptor `from` may lie
+ * on the page of descriptor from - 1's tag, made resident when from - 1
+ * was listed (or `from` is 0, at the start of the mapping). */
+static void meta_commit(struct zone *z, uint32_t from, uint32_t to)
+{
+    uintptr_t last = UINTPTR_MAX;
+    for (uint32_t f = from; f < to; f++) {
+        uintptr_t at = (uintptr_t)&z->pages[f].tag / LAB_PAGE_SIZE;
+        if (at != last)
+            atomic_fetch_or_explicit(&z->pages[f].tag, 0, memory_order_relaxed);
+        last = at;
+    }
+    last = UINTPTR_MAX;
+    for (uint32_t f = from; f < to; f++) {
+        uintptr_t at = (uintptr_t)&z->room_of[f] / LAB_PAGE_SIZE;
+        if (at != last)
+            atomic_fetch_or_explicit(&z->room_of[f], 0, memory_order_relaxed);
+        last = at;
+    }
+}
+
 /* List the next unpopulated max-order block (or the tail pieces of an arena
  * that is not a multiple of the largest block).  False when all is listed. */
 static bool populate_more(struct zone *z)
@@ -79,6 +109,7 @@ static bool populate_more(struct zone *z)
     uint32_t f = z->populated;
     uint32_t end = z->nr_pages;
     uint32_t max_block = 1u << z->max_order;
+    meta_commit(z, f, end - f >= max_block ? f + max_block : end);
     if (end - f >= max_block) {
         free_list_add(z, f, z->max_order);
         z->populated = f + max_block;
