@@ -22,7 +22,7 @@ enum { THREADS = 2, SIGNALS = 2000, SLOTS = 256 };
 static lab_arena *arena;
 static _Thread_local lab_room *irq_room;      /* this thread's handler room */
 static _Atomic(void *) mailbox[SLOTS];
-static atomic_ulong handled, dropped, done;
+static atomic_ulong dropped, done, workers_gone;
 
 static void on_signal(int sig)
 {
@@ -38,10 +38,8 @@ static void on_signal(int sig)
     memset(page, 0xab, 64);     /* "receive a packet" */
     for (unsigned i = 0; i < SLOTS; i++) {
         void *expect = NULL;
-        if (atomic_compare_exchange_strong(&mailbox[i], &expect, page)) {
-            atomic_fetch_add(&handled, 1);
+        if (atomic_compare_exchange_strong(&mailbox[i], &expect, page))
             return;
-        }
     }
     lab_room_free(r, page);     /* no consumer slot free: back to our own room */
     atomic_fetch_add(&dropped, 1);
@@ -68,21 +66,22 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Until the workers are gone, and then once more: a signal still pending
+ * when `done` is set may run a handler on a worker until that worker
+ * blocks it, and only the workers' exit says no handler will run again. */
 static void *consumer(void *arg)
 {
     (void)arg;
-    while (!atomic_load(&done) || atomic_load(&handled) > 0) {
+    for (;;) {
+        int last = atomic_load(&workers_gone) != 0;
         for (unsigned i = 0; i < SLOTS; i++) {
             void *p = atomic_exchange(&mailbox[i], NULL);
-            if (p) {
+            if (p)
                 lab_free_pages(arena, p, 0);
-                atomic_fetch_sub(&handled, 1);
-            }
         }
-        if (atomic_load(&done) && atomic_load(&handled) == 0)
-            break;
+        if (last)
+            return NULL;
     }
-    return NULL;
 }
 
 int main(void)
@@ -120,6 +119,7 @@ int main(void)
     atomic_store(&done, 1);
     for (int i = 0; i < THREADS; i++)
         pthread_join(w[i], NULL);
+    atomic_store(&workers_gone, 1);
     pthread_join(c, NULL);
     for (int i = 0; i < THREADS; i++)
         lab_room_destroy(rooms[i]);
