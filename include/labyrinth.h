@@ -228,10 +228,14 @@ typedef struct lab_result {
 
 /* Arena flags. */
 #define LAB_ARENA_PREFAULT   (1u << 0)  /* commit and touch every page (and all
-                                           metadata) at creation: no page fault later */
+                                           metadata) at creation, and each room's
+                                           arrays (stocks, ring, lanes) at the
+                                           room's: no page fault later */
 #define LAB_ARENA_MLOCK      (1u << 1)  /* lock the arena in memory (implies PREFAULT);
                                            a refusal returns LAB_EMLOCK and says on
-                                           stderr the limit and the size needed */
+                                           stderr the limit and the size needed.
+                                           Rooms' arrays are committed, not locked
+                                           (mlockall locks a process whole) */
 #define LAB_ARENA_HUGEPAGES  (1u << 2)  /* back with explicit huge pages (MAP_HUGETLB),
                                            else transparent ones; lab_stats.huge_mode
                                            says which.  Trim then gives back whole

@@ -48,6 +48,35 @@ static void room_release(struct lab_room *r)
     meta_free(r, room_bytes(r->stk[0].high, r->stk[0].batch));
 }
 
+/* Every page of [p, p + bytes) resident, each read and written back: the
+ * room is not published yet, so no one else reads or writes it. */
+static void commit_array(void *p, size_t bytes)
+{
+    if (p == NULL || bytes == 0)
+        return;
+    volatile char *c = p;
+    for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)
+        c[off] = c[off];
+    c[bytes - 1] = c[bytes - 1];   /* the last page, when p is not at a page's start */
+}
+
+/* A room of an arena made to take no page fault after its creation
+ * (LAB_ARENA_PREFAULT, _MLOCK) makes its own arrays resident too:
+ * otherwise the owner's first refill writes its stock, and each freer's
+ * first lap of its lane writes 16 pages of slots, faulting them in, in
+ * whatever context those run (a signal handler's free included).  They
+ * are not locked: they sit on the heap's pages or mappings of their own,
+ * which a process that must not be paged out locks whole (mlockall). */
+static void room_commit(struct lab_room *r)
+{
+    commit_array(r, room_bytes(r->stk[0].high, r->stk[0].batch));
+    for (unsigned o = 1; o <= r->max_order; o++)
+        commit_array(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
+    commit_array((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+    if (r->lanes)
+        commit_array(r->lanes, ROOM_LANES * sizeof(struct room_lane));
+}
+
 /* An id to use: a fresh one, or that of a destroyed room none of whose
  * blocks is out any more (so no page's room_of still names it).  Zone lock
  * held.  0 when all are taken. */
@@ -151,6 +180,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         room_release(r);
         return LAB_ENOMEM;
     }
+    if (a->cfg.flags & (LAB_ARENA_PREFAULT | LAB_ARENA_MLOCK))
+        room_commit(r);
     /* The reserve comes from above the min watermark: it must not eat the
      * zone's own emergency pool.  The id is taken under the zone lock, after
      * every check, so a refused room uses none up. */
