@@ -263,6 +263,35 @@ static size_t atomic_pages_reachable(unsigned flags)
     return n;
 }
 
+/* LAB_ARENA_PREFAULT over caller memory that is mapped but not yet touched:
+ * every page is made resident at creation, and none changes (a byte of each
+ * read and written back). */
+static void test_prefault_commits_every_page_of_caller_memory_and_changes_none(void)
+{
+    const size_t bytes = (size_t)PAGES * PAGE;
+    unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(mem != MAP_FAILED);
+    for (size_t p = 0; p < PAGES; p += 7)   /* some pages hold data already */
+        memset(mem + p * PAGE, (int)(p & 0xff) | 1, PAGE);
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.memory = mem;
+    cfg.flags = LAB_ARENA_PREFAULT;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.resident_bytes, bytes);
+    size_t changed = 0;
+    for (size_t p = 0; p < PAGES; p++)
+        for (size_t i = 0; i < PAGE; i++)
+            changed += mem[p * PAGE + i] != (p % 7 == 0 ? ((p & 0xff) | 1) : 0);
+    CHECK_EQ(changed, 0);
+    lab_arena_destroy(a);
+    munmap(mem, bytes);
+}
+
 static void test_exact_zero_watermarks_leave_no_emergency_floor(void)
 {
     CHECK_EQ(atomic_pages_reachable(LAB_ARENA_EXACT_WMARKS), PAGES);
@@ -324,6 +353,7 @@ int main(void)
     RUN(test_decommit_caller_flag_lets_trim_decommit);
     RUN(test_trim_of_caller_memory_is_reported);
     RUN(test_trim_of_locked_memory_is_reported);
+    RUN(test_prefault_commits_every_page_of_caller_memory_and_changes_none);
     RUN(test_exact_zero_watermarks_leave_no_emergency_floor);
     RUN(test_exact_watermarks_are_validated);
     RUN(test_page_of_finds_the_page_of_an_interior_address);

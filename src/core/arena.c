@@ -122,8 +122,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         base = os_map(cfg->size, prefault);
         a->own_memory = true;
     } else if (prefault) {
-        for (size_t off = 0; off < cfg->size; off += LAB_PAGE_SIZE)
-            ((volatile char *)base)[off] = ((volatile char *)base)[off];
+        os_touch(base, cfg->size);
     }
     if (!descs || !base) {
         err = LAB_EMAP;

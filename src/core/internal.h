@@ -215,6 +215,7 @@ LAB_HIDDEN void *os_map_huge(size_t bytes, bool prefault, int *mode);
 LAB_HIDDEN int   os_mlock(void *p, size_t bytes, char *why, size_t why_len);
 LAB_HIDDEN bool  os_decommit(void *p, size_t bytes, bool lazy);   /* false: refused */
 LAB_HIDDEN void  os_recommit(void *p, size_t bytes);
+LAB_HIDDEN void  os_touch(void *p, size_t bytes);   /* each page read and written back */
 LAB_HIDDEN bool  os_protect(void *p, size_t bytes, bool accessible);
 LAB_HIDDEN void  os_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
 LAB_HIDDEN void *meta_alloc(size_t bytes);   /* zeroed, cache-line aligned */

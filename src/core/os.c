@@ -43,6 +43,23 @@ void os_recommit(void *p, size_t bytes)
         ((volatile char *)p)[off] = 0;
 }
 
+/* Every page of [p, p + bytes) resident: one byte of each read and
+ * written back unchanged, so only where no one else writes meanwhile
+ * (memory not yet handed to anyone).  The last byte when it lies on a page
+ * the steps from p missed (p not at a page's start). */
+void os_touch(void *p, size_t bytes)
+{
+    volatile char *c = p;
+    if (c == NULL || bytes == 0)
+        return;
+    size_t off = 0;
+    for (; off < bytes; off += LAB_PAGE_SIZE)
+        c[off] = c[off];
+    off -= LAB_PAGE_SIZE;   /* the last byte the loop touched */
+    if (((uintptr_t)c + off) / LAB_PAGE_SIZE != ((uintptr_t)c + bytes - 1) / LAB_PAGE_SIZE)
+        c[bytes - 1] = c[bytes - 1];
+}
+
 bool os_protect(void *p, size_t bytes, bool accessible)
 {
     return !fault_point(FP_MPROTECT) && plat_protect(p, bytes, accessible);

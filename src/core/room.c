@@ -48,18 +48,6 @@ static void room_release(struct lab_room *r)
     meta_free(r, room_bytes(r->stk[0].high, r->stk[0].batch));
 }
 
-/* Every page of [p, p + bytes) resident, each read and written back: the
- * room is not published yet, so no one else reads or writes it. */
-static void commit_array(void *p, size_t bytes)
-{
-    if (p == NULL || bytes == 0)
-        return;
-    volatile char *c = p;
-    for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)
-        c[off] = c[off];
-    c[bytes - 1] = c[bytes - 1];   /* the last page, when p is not at a page's start */
-}
-
 /* A room of an arena made to take no page fault after its creation
  * (LAB_ARENA_PREFAULT, _MLOCK) makes its own arrays resident too:
  * otherwise the owner's first refill writes its stock, and each freer's
@@ -69,12 +57,13 @@ static void commit_array(void *p, size_t bytes)
  * which a process that must not be paged out locks whole (mlockall). */
 static void room_commit(struct lab_room *r)
 {
-    commit_array(r, room_bytes(r->stk[0].high, r->stk[0].batch));
+    /* not published yet: no one else reads or writes it */
+    os_touch(r, room_bytes(r->stk[0].high, r->stk[0].batch));
     for (unsigned o = 1; o <= r->max_order; o++)
-        commit_array(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
-    commit_array((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+        os_touch(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
+    os_touch((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
     if (r->lanes)
-        commit_array(r->lanes, ROOM_LANES * sizeof(struct room_lane));
+        os_touch(r->lanes, ROOM_LANES * sizeof(struct room_lane));
 }
 
 /* An id to use: a fresh one, or that of a destroyed room none of whose
