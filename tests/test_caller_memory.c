@@ -51,12 +51,13 @@ static void twice_unmap(struct twice *t)
     free(t->expect);
 }
 
-static lab_arena *arena_over(struct twice *t, unsigned flags)
+/* An arena over PAGES pages of caller memory at mem. */
+static lab_arena *arena_on(unsigned char *mem, unsigned flags)
 {
     lab_arena_config cfg;
     lab_arena_config_init(&cfg);
     cfg.size = (size_t)PAGES * PAGE;
-    cfg.memory = t->arena_view;
+    cfg.memory = mem;
     cfg.max_order = 6;
     cfg.flags = flags;
     cfg.trim_delay_ms = 1;       /* the idle trimmer, as eager as it gets */
@@ -64,6 +65,11 @@ static lab_arena *arena_over(struct twice *t, unsigned flags)
     lab_arena *a = NULL;
     REQUIRE(lab_arena_create(&cfg, &a) == 0);
     return a;
+}
+
+static lab_arena *arena_over(struct twice *t, unsigned flags)
+{
+    return arena_on(t->arena_view, flags);
 }
 
 /* Pages of the arena's view that are not mapped (/proc/self/pagemap bit 63):
@@ -273,13 +279,7 @@ static void test_prefault_commits_every_page_of_caller_memory_and_changes_none(v
     REQUIRE(mem != MAP_FAILED);
     for (size_t p = 0; p < PAGES; p += 7)   /* some pages hold data already */
         memset(mem + p * PAGE, (int)(p & 0xff) | 1, PAGE);
-    lab_arena_config cfg;
-    lab_arena_config_init(&cfg);
-    cfg.size = bytes;
-    cfg.memory = mem;
-    cfg.flags = LAB_ARENA_PREFAULT;
-    lab_arena *a = NULL;
-    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_arena *a = arena_on(mem, LAB_ARENA_PREFAULT);
     lab_stats s;
     lab_stats_get(a, &s);
     CHECK_EQ(s.resident_bytes, bytes);
