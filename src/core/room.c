@@ -32,18 +32,29 @@ void lab_room_config_init(lab_room_config *cfg)
 
 /* ---- create and destroy ----------------------------------------------------------- */
 
+/* A stock's array: up to high + batch blocks, and one more. */
+static size_t stock_bytes(size_t high, size_t batch)
+{
+    return (high + batch + 1) * sizeof(char *);
+}
+
 /* A room with its order-0 stock's array at its end. */
 static size_t room_bytes(size_t high, size_t batch)
 {
-    return sizeof(struct lab_room) + (high + batch + 1) * sizeof(char *);
+    return sizeof(struct lab_room) + stock_bytes(high, batch);
+}
+
+static size_t ring_bytes(const struct lab_room *r)
+{
+    return ((size_t)r->ring_mask + 1) * sizeof(uint64_t);
 }
 
 /* The room's metadata back to the platform: its stocks, its ring, itself. */
 static void room_release(struct lab_room *r)
 {
     for (unsigned o = 1; o < ROOM_ORDERS; o++)
-        meta_free(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
-    meta_free((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+        meta_free(r->stk[o].addr, stock_bytes(r->stk[o].high, r->stk[o].batch));
+    meta_free((void *)r->ring, ring_bytes(r));
     meta_free(r->lanes, ROOM_LANES * sizeof(struct room_lane));
     meta_free(r, room_bytes(r->stk[0].high, r->stk[0].batch));
 }
@@ -60,8 +71,8 @@ static void room_commit(struct lab_room *r)
     /* not published yet: no one else reads or writes it */
     os_touch(r, room_bytes(r->stk[0].high, r->stk[0].batch));
     for (unsigned o = 1; o <= r->max_order; o++)
-        os_touch(r->stk[o].addr, (r->stk[o].high + r->stk[o].batch + 1) * sizeof(char *));
-    os_touch((void *)r->ring, ((size_t)r->ring_mask + 1) * sizeof(uint64_t));
+        os_touch(r->stk[o].addr, stock_bytes(r->stk[o].high, r->stk[o].batch));
+    os_touch((void *)r->ring, ring_bytes(r));
     if (r->lanes)
         os_touch(r->lanes, ROOM_LANES * sizeof(struct room_lane));
 }
@@ -146,7 +157,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         s->batch = cfg->batch >> o ? cfg->batch >> o : 1;
         s->high = high >> o > s->batch ? high >> o : s->batch;
         s->span = blocks_in(r->nr_pages, o);
-        s->addr = o == 0 ? r->addr0 : meta_alloc((s->high + s->batch + 1) * sizeof(char *));
+        s->addr = o == 0 ? r->addr0 : meta_alloc(stock_bytes(s->high, s->batch));
         ok &= s->addr != NULL;
     }
     uint32_t ring = cfg->ring ? (uint32_t)cfg->ring : RING_DEFAULT;
@@ -156,7 +167,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     if (size > RING_MAX)
         size = RING_MAX;
     r->ring_mask = size - 1;
-    r->ring = meta_alloc((size_t)size * sizeof(uint64_t));
+    r->ring = meta_alloc(ring_bytes(r));
     if (r->ring)
         for (uint32_t i = 0; i < size; i++)
             atomic_init(&r->ring[i], ring_slot(i, 0, 0));
