@@ -24,6 +24,11 @@
  *   remote_abulk  32 pages from one lab_room_alloc_bulk, freed with one
  *           lab_free_pages_bulk: W3a's shape (an empty stock hands remote
  *           frees straight out)
+ *   refill  64 lab_room_alloc, then the 64 freed with lab_room_free, on a
+ *           room with batch 32 and high 32: each round refills the stock
+ *           from the zone once (step 3, a batch of 32 under the zone lock)
+ *           and drains a batch back once; N / 64 rounds (the driver's
+ *           two N leave the same remainder, so it cancels)
  *   zone    lab_alloc_pages(arena, LAB_GFP_NOWAIT, 0) + lab_free_pages: an
  *           order-0 block from the zone (step 3), for reference
  */
@@ -35,7 +40,9 @@
 
 #define BULK 32
 
-enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, REMOTE, REMOTE_BULK, REMOTE_ABULK, ZONE };
+enum mode { ROOM, ROOM_ORDER, BULK_PAIRS, REMOTE, REMOTE_BULK, REMOTE_ABULK, REFILL, ZONE };
+
+#define REFILL_ROUND 64
 
 /* Returns how many allocations failed. */
 static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n)
@@ -61,6 +68,20 @@ static long pairs(enum mode m, lab_arena *a, lab_room *r, unsigned order, long n
             for (int k = 0; k < BULK; k++)
                 *(volatile char *)p[k] = (char)k;
             lab_free_pages_bulk(a, p, BULK, 0);
+        }
+        return fails;
+    }
+    if (m == REFILL) {
+        void *p[REFILL_ROUND];
+        for (long i = 0; i < n / REFILL_ROUND; i++) {
+            for (int k = 0; k < REFILL_ROUND; k++) {
+                p[k] = lab_room_alloc(r, LAB_GFP_ATOMIC);
+                if (!p[k])
+                    return fails + REFILL_ROUND - k;
+                *(volatile char *)p[k] = (char)k;
+            }
+            for (int k = 0; k < REFILL_ROUND; k++)
+                lab_room_free(r, p[k]);
         }
         return fails;
     }
@@ -119,10 +140,12 @@ int main(int argc, char **argv)
         m = REMOTE_BULK;
     else if (!strcmp(what, "remote_abulk"))
         m = REMOTE_ABULK;
+    else if (!strcmp(what, "refill"))
+        m = REFILL;
     else if (!strcmp(what, "zone"))
         m = ZONE;
     else {
-        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|remote|remote_bulk|remote_abulk|zone N\n", argv[0]);
+        fprintf(stderr, "usage: %s room|room1|room2|room3|bulk|remote|remote_bulk|remote_abulk|refill|zone N\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
@@ -140,6 +163,8 @@ int main(int argc, char **argv)
     lab_room_config_init(&rc);
     if (m == ROOM_ORDER)
         rc.max_order = 3;
+    if (m == REFILL)
+        rc.batch = 32, rc.high = 32;
     lab_room *r;
     if (lab_room_create(a, &rc, &r) != 0)
         return 1;

@@ -669,7 +669,7 @@ static double callgrind_hooks(const char *file)
 static char callgrind_note[PATH_MAX + 128];
 
 /* callgrind-room's modes, what each measures, in report order. */
-static const char *const cg_modes[] = { "room", "room1", "room2", "room3", "bulk", "remote", "remote_bulk", "remote_abulk", "zone" };
+static const char *const cg_modes[] = { "room", "room1", "room2", "room3", "bulk", "remote", "remote_bulk", "remote_abulk", "refill", "zone" };
 static const char *const cg_what[] = {
     "order-0 room: lab_room_alloc(ATOMIC) + lab_room_free",
     "order-1 room block: lab_room_alloc_pages + lab_room_free_pages",
@@ -679,6 +679,7 @@ static const char *const cg_what[] = {
     "hand-off path, one thread: lab_room_alloc + lab_free_pages",
     "the same, freed with lab_free_pages_bulk of 32",
     "the same, allocated with lab_room_alloc_bulk of 32",
+    "refill: 64 room pairs with a refill of 32 from the zone and a drain",
     "arena order 0: lab_alloc_pages(NOWAIT) + lab_free_pages",
 };
 #define NR_CG_MODES (sizeof(cg_modes) / sizeof(cg_modes[0]))

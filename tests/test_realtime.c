@@ -248,6 +248,21 @@ static void test_a_listed_blocks_metadata_is_resident_before_it_is_split(void)
     free(p);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
+    /* A first request for a whole largest block splits nothing, so every
+     * page of that block's metadata but the first is made resident by the
+     * commit at listing alone (one touch a page, not one a frame: each must
+     * land). */
+    REQUIRE(create(64 * MiB, 0, 0, &a) == 0);
+    unsigned top = lab_arena_max_order(a);
+    before = stats(a).metadata_resident_bytes;
+    void *whole = lab_alloc_pages(a, LAB_GFP_NOWAIT, top);
+    REQUIRE(whole);
+#ifndef LAB_DEBUG
+    CHECK(stats(a).metadata_resident_bytes - before >= want);
+#endif
+    lab_free_pages(a, whole, top);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
 }
 
 /* ---- MLOCK --------------------------------------------------------------- */

@@ -188,6 +188,118 @@ static void test_refill_moves_one_batch_from_the_zone(void)
     end_arena(a);
 }
 
+/* A refill takes whole runs off the buddy lists (buddy_take_run), where
+ * allocations from the zone take one block at a time: the two must take
+ * the same blocks and leave the same free blocks behind.  Two arenas,
+ * fragmented alike by one seeded sequence of allocations and frees of
+ * mixed orders; then a room's refill of a batch of order-k blocks in one,
+ * as many order-k lab_alloc_pages in the other.  Compared: the blocks each
+ * handed out (as offsets from the base) and the free blocks per order. */
+static uint64_t refill_rng;
+static unsigned refill_rnd(unsigned n)
+{
+    refill_rng = refill_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)(refill_rng >> 33) % n;
+}
+
+static int cmp_size(const void *x, const void *y)
+{
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void fragment(lab_arena *a, uint64_t seed, unsigned max_order)
+{
+    static void *held[4096];
+    static unsigned held_order[4096];
+    size_t n = 0;
+    refill_rng = seed;
+    for (int i = 0; i < 3000; i++) {
+        if (n < 4096 && (n == 0 || refill_rnd(3) != 0)) {
+            unsigned o = refill_rnd(max_order + 1);
+            void *p = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, o);
+            if (p) {
+                held[n] = p;
+                held_order[n++] = o;
+            }
+        } else {
+            size_t k = refill_rnd((unsigned)n);
+            lab_free_pages(a, held[k], held_order[k]);
+            held[k] = held[--n];
+            held_order[k] = held_order[n];
+        }
+    }
+}
+
+static void test_a_refill_takes_the_blocks_single_allocations_would(void)
+{
+    static const struct { size_t pages; unsigned max_order; } shapes[] = { { 4096, 10 }, { 3000, 6 }, { 1000, 1 }, { 777, 3 } };
+    unsigned cases = 0;
+    for (unsigned sh = 0; sh < sizeof(shapes) / sizeof(shapes[0]); sh++)
+        for (uint64_t seed = 1; seed <= 6; seed++)
+            for (unsigned k = 0; k <= 3 && k <= shapes[sh].max_order; k++) {
+                const size_t batch = 32;
+                lab_arena *a = test_arena(shapes[sh].pages, shapes[sh].max_order, 16, 24, 32);
+                lab_arena *b = test_arena(shapes[sh].pages, shapes[sh].max_order, 16, 24, 32);
+                fragment(a, seed, shapes[sh].max_order);
+                fragment(b, seed, shapes[sh].max_order);
+                lab_room_config rc;
+                lab_room_config_init(&rc);
+                rc.batch = batch;
+                rc.max_order = k;
+                lab_room *r = NULL;
+                REQUIRE(lab_room_create(a, &rc, &r) == 0);
+                void *first = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, k);
+                if (!first) {   /* this fragmentation left no block of order k */
+                    lab_room_destroy(r);
+                    lab_arena_destroy(a);
+                    lab_arena_destroy(b);
+                    continue;
+                }
+                lab_room_stats st = room_stats(r);
+                CHECK_EQ(st.refills, 1);
+                size_t n = 1 + (st.stock >> k), got_a = 0, got_b = 0;
+                static size_t offs_a[64], offs_b[64];
+                static void *pa[64], *pb[64];
+                REQUIRE(n <= 64);
+                pa[got_a++] = first;
+                while (got_a < n) {
+                    pa[got_a] = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, k);
+                    REQUIRE(pa[got_a] != NULL);
+                    got_a++;
+                }
+                st = room_stats(r);
+                CHECK_EQ(st.refills, 1);   /* all of them from that one refill */
+                CHECK_EQ(st.stock, 0);
+                while (got_b < n) {
+                    pb[got_b] = lab_alloc_pages(b, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, k);
+                    REQUIRE(pb[got_b] != NULL);
+                    got_b++;
+                }
+                for (size_t i = 0; i < n; i++) {
+                    offs_a[i] = (size_t)((char *)pa[i] - (char *)lab_arena_base(a));
+                    offs_b[i] = (size_t)((char *)pb[i] - (char *)lab_arena_base(b));
+                }
+                qsort(offs_a, n, sizeof(size_t), cmp_size);
+                qsort(offs_b, n, sizeof(size_t), cmp_size);
+                for (size_t i = 0; i < n; i++)
+                    CHECK_EQ(offs_a[i], offs_b[i]);
+                lab_stats sa = arena_stats(a), sb = arena_stats(b);
+                CHECK_EQ(sa.free_pages, sb.free_pages);
+                for (unsigned o = 0; o <= shapes[sh].max_order; o++)
+                    CHECK_EQ(sa.free_blocks[o], sb.free_blocks[o]);
+                CHECK_EQ(lab_check(a), 0);
+                for (size_t i = 0; i < n; i++)
+                    lab_room_free_pages(r, pa[i], k);
+                lab_room_destroy(r);
+                lab_arena_destroy(a);
+                lab_arena_destroy(b);
+                cases++;
+            }
+    printf("  %u refills compared with single allocations\n", cases);
+    CHECK(cases >= 60);
+}
+
 static void test_frees_above_high_drain_to_the_zone(void)
 {
     const size_t batch = 8, high = 16, n = 64;
@@ -974,6 +1086,7 @@ int main(void)
     RUN(test_owner_alloc_free_round_trip);
     RUN(test_zeroed_allocation_from_the_stock_is_zero);
     RUN(test_refill_moves_one_batch_from_the_zone);
+    RUN(test_a_refill_takes_the_blocks_single_allocations_would);
     RUN(test_frees_above_high_drain_to_the_zone);
     RUN(test_remote_frees_come_back_to_the_room);
     RUN(test_remote_frees_race_with_the_owner);

@@ -84,19 +84,19 @@ static unsigned largest_fitting_order(const struct zone *z, uint32_t frame, uint
  * was listed (or `from` is 0, at the start of the mapping). */
 static void meta_commit(struct zone *z, uint32_t from, uint32_t to)
 {
-    uintptr_t last = UINTPTR_MAX;
-    for (uint32_t f = from; f < to; f++) {
-        uintptr_t at = (uintptr_t)&z->pages[f].tag / LAB_PAGE_SIZE;
-        if (at != last)
-            atomic_fetch_or_explicit(&z->pages[f].tag, 0, memory_order_relaxed);
-        last = at;
+    /* From one element to the first whose word lies on the next page: a
+     * step of a page's worth of elements, not a look at every frame (a
+     * loop of 2048 turns inside the zone's lock, once a largest block). */
+    const uintptr_t pg = LAB_PAGE_SIZE;
+    for (uint64_t f = from; f < to;) {
+        uintptr_t at = (uintptr_t)&z->pages[f].tag;
+        atomic_fetch_or_explicit(&z->pages[f].tag, 0, memory_order_relaxed);
+        f += (((at / pg + 1) * pg - at + sizeof(struct page) - 1) / sizeof(struct page));
     }
-    last = UINTPTR_MAX;
-    for (uint32_t f = from; f < to; f++) {
-        uintptr_t at = (uintptr_t)&z->room_of[f] / LAB_PAGE_SIZE;
-        if (at != last)
-            atomic_fetch_or_explicit(&z->room_of[f], 0, memory_order_relaxed);
-        last = at;
+    for (uint64_t f = from; f < to;) {
+        uintptr_t at = (uintptr_t)&z->room_of[f];
+        atomic_fetch_or_explicit(&z->room_of[f], 0, memory_order_relaxed);
+        f += (((at / pg + 1) * pg - at + sizeof(z->room_of[0]) - 1) / sizeof(z->room_of[0]));
     }
 }
 
@@ -145,18 +145,29 @@ void buddy_unpopulated_blocks(const struct zone *z, size_t *blocks)
     }
 }
 
-/* Take a free block of exactly `order`, splitting a larger one if needed.
- * The caller checked the watermark; NIL means no block of the order exists. */
-uint32_t buddy_take(struct zone *z, unsigned order)
+/* The smallest free block of at least `order`, off its list (listing more
+ * when none is); its order in *o.  NIL when none is left. */
+static inline uint32_t take_smallest(struct zone *z, unsigned order, unsigned *o)
 {
     uint32_t mask;
     while ((mask = z->nonempty >> order) == 0)
         if (!populate_more(z))
             return NIL;
-    unsigned o = order + (unsigned)__builtin_ctz(mask);
-    uint32_t frame = z->area[o].head;
-    lab_assert(pg_state(&z->pages[frame]) == PG_FREE && pg_order(&z->pages[frame]) == o);
-    free_list_del(z, frame, o);
+    *o = order + (unsigned)__builtin_ctz(mask);
+    uint32_t frame = z->area[*o].head;
+    lab_assert(pg_state(&z->pages[frame]) == PG_FREE && pg_order(&z->pages[frame]) == *o);
+    free_list_del(z, frame, *o);
+    return frame;
+}
+
+/* Take a free block of exactly `order`, splitting a larger one if needed.
+ * The caller checked the watermark; NIL means no block of the order exists. */
+uint32_t buddy_take(struct zone *z, unsigned order)
+{
+    unsigned o;
+    uint32_t frame = take_smallest(z, order, &o);
+    if (frame == NIL)
+        return NIL;
     while (o > order) {          /* split: the upper half goes back on a list */
         o--;
         free_list_add(z, frame + (1u << o), o);
@@ -165,6 +176,32 @@ uint32_t buddy_take(struct zone *z, unsigned order)
     pg_set_order(p, order);
     pg_set_state(p, PG_ALLOCATED);
     z->free_pages -= (size_t)1 << order;
+    return frame;
+}
+
+/* Up to n blocks of `order` (n >= 1) at once, as one run of consecutive
+ * frames: the smallest free block of at least `order`, split only until
+ * it holds no more than n of them, taken whole.  Returns its first frame
+ * and sets *got, or NIL.  The free lists end as n calls of buddy_take would
+ * leave them (each takes the lowest block of the smallest free block, so
+ * n of them use up the halves of one split before they split another), for
+ * a list operation per split instead of several per block.  Nothing inside
+ * the run is written: the caller gives every block of it its whole
+ * descriptor, links included (a free block's interior holds stale states,
+ * and stale links: a guarded block's old head keeps GUARD_TAG in prev). */
+uint32_t buddy_take_run(struct zone *z, unsigned order, uint32_t n, uint32_t *got)
+{
+    unsigned o;
+    lab_assert(n >= 1);
+    uint32_t frame = take_smallest(z, order, &o);
+    if (frame == NIL)
+        return NIL;
+    while (o > order && (1u << (o - order)) > n) {   /* the upper half back on a list */
+        o--;
+        free_list_add(z, frame + (1u << o), o);
+    }
+    *got = 1u << (o - order);
+    z->free_pages -= (size_t)1 << o;
     return frame;
 }
 

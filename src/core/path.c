@@ -328,13 +328,34 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
     size_t floor = z->wmark[WMARK_MIN], got = 0;
     if (zone_floor(z, floor_of(rt)) > floor)   /* a floor above min */
         floor = zone_floor(z, floor_of(rt));
-    uint32_t f;
-    while (got < want && zone_watermark_ok(z, order, floor) && (got == 0 || !fault_point(FP_REFILL_CUT)) &&
-           (f = buddy_take(z, order)) != NIL) {
-        pg_set_room(z, f, r->id);
-        stock_push(r, order, f);
-        got++;
+    /* as many blocks as the watermark lets this request take, each of
+     * them leaving at least `floor` free (zone_watermark_ok's test) */
+    size_t allowed = z->free_pages > floor ? (z->free_pages - floor) >> order : 0;
+    if (want > allowed)
+        want = allowed;
+    if (want > 1 && fault_point(FP_REFILL_CUT))
+        want = 1;
+    /* Whole runs of blocks off the buddy lists (buddy_take_run), and each
+     * block's descriptor in one store of its tag, not a buddy_take and a
+     * stock_push a block: the lock is held for a fraction of the instructions
+     * (bench/README.md, "Refills in runs"). */
+    const uint32_t tag = page_tag(PG_ROOM, order, r->id);
+    size_t n = rd(&s->n);
+    while (got < want) {
+        uint32_t run, f = buddy_take_run(z, order, (uint32_t)(want - got), &run);
+        if (f == NIL)
+            break;
+        for (uint32_t i = 0; i < run; i++, f += 1u << order) {
+            struct page *p = &z->pages[f];
+            p->next = p->prev = NIL;   /* as buddy_take leaves them: a stale prev may read as a guard tag */
+            atomic_store_explicit(&z->room_of[f], (uint16_t)r->id, memory_order_relaxed);
+            pg_set_tag(p, tag);
+            s->addr[n + got + i] = addr_of(z, f);
+        }
+        got += run;
     }
+    lab_assert(n + got <= s->high + s->batch);
+    stock_n_set(r, order, n + got);
     if (got == 0)
         *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
     *step = LAB_STEP_ZONE;
