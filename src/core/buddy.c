@@ -185,10 +185,11 @@ uint32_t buddy_take(struct zone *z, unsigned order)
  * and sets *got, or NIL.  The free lists end as n calls of buddy_take would
  * leave them (each takes the lowest block of the smallest free block, so
  * n of them use up the halves of one split before they split another), for
- * a list operation per split instead of several per block.  Nothing inside
- * the run is written: the caller gives every block of it its whole
- * descriptor, links included (a free block's interior holds stale states,
- * and stale links: a guarded block's old head keeps GUARD_TAG in prev). */
+ * a list operation per split instead of several per block.  No descriptor
+ * of the blocks in the run is set here (the first's links are cleared by
+ * its unlink): the caller gives each its whole descriptor, links included.
+ * A free block's interior holds stale states and links, the zero links of
+ * a fresh mapping among them, where a block out of buddy_take has NIL. */
 uint32_t buddy_take_run(struct zone *z, unsigned order, uint32_t n, uint32_t *got)
 {
     unsigned o;

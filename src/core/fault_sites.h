@@ -22,7 +22,7 @@ enum fault_site {
     FP_FUTEX_WAIT,   /* os_wait: returns at once, as a spurious wake-up */
     FP_META_ALLOC,   /* meta_alloc: arena, room, stock, ring, lanes or reclaimer metadata: NULL */
     FP_THREAD_START, /* os_worker_start: the background reclaimer does not start */
-    FP_REFILL_CUT,   /* a room refill of more than one page stops after its first (a partial refill) */
+    FP_REFILL_CUT,   /* a room refill of more than one block stops after its first (a partial refill) */
     FP_LOCK_BUSY,    /* zone_lock_atomic finds the lock busy: atomic requests fall
                         through, frees take the deferred list */
     FP_NR_SITES

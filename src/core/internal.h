@@ -163,8 +163,9 @@ static inline bool pg_is(const struct page *p, unsigned state, unsigned order) {
 static inline void pg_set_state(struct page *p, unsigned s) { atomic_store_explicit(&p->so, (uint16_t)((pg_so(p) & 0xff00u) | s), memory_order_release); }
 static inline void pg_set_order(struct page *p, unsigned o) { atomic_store_explicit(&p->so, (uint16_t)(o << 8 | (pg_so(p) & 0xffu)), memory_order_relaxed); }
 static inline void pg_set(struct page *p, unsigned state, unsigned order) { atomic_store_explicit(&p->so, (uint16_t)(order << 8 | state), memory_order_release); }
-/* Both halves in one store: only where the room half already holds what
- * `tag` has (a block in its room's stock). */
+/* Both halves in one store: where the room half already holds what `tag`
+ * has (a block in its room's stock), or under the zone lock with room_of
+ * written first (a refill: room_refill_from_zone). */
 static inline void pg_set_tag(struct page *p, uint32_t tag) { atomic_store_explicit(&p->tag, tag, memory_order_release); }
 /* from -> to with a CAS, whatever the order; false when the state was not
  * `from` (another context claimed it first, or it was never handed out).

@@ -341,20 +341,24 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
      * (bench/README.md, "Refills in runs"). */
     const uint32_t tag = page_tag(PG_ROOM, order, r->id);
     size_t n = rd(&s->n);
+    lab_assert(n + want <= s->high + s->batch);
     while (got < want) {
         uint32_t run, f = buddy_take_run(z, order, (uint32_t)(want - got), &run);
         if (f == NIL)
             break;
         for (uint32_t i = 0; i < run; i++, f += 1u << order) {
             struct page *p = &z->pages[f];
-            p->next = p->prev = NIL;   /* as buddy_take leaves them: a stale prev may read as a guard tag */
+            /* NIL links, as buddy_take leaves a block: a frame that was
+             * never a list head still has the zero links of the fresh
+             * mapping, and a guard arena's free takes a head whose prev
+             * is not NIL for a guarded block's */
+            p->next = p->prev = NIL;
             atomic_store_explicit(&z->room_of[f], (uint16_t)r->id, memory_order_relaxed);
             pg_set_tag(p, tag);
             s->addr[n + got + i] = addr_of(z, f);
         }
         got += run;
     }
-    lab_assert(n + got <= s->high + s->batch);
     stock_n_set(r, order, n + got);
     if (got == 0)
         *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
