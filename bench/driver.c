@@ -679,7 +679,7 @@ static const char *const cg_what[] = {
     "hand-off path, one thread: lab_room_alloc + lab_free_pages",
     "the same, freed with lab_free_pages_bulk of 32",
     "the same, allocated with lab_room_alloc_bulk of 32",
-    "refill: 64 room pairs with a refill of 32 from the zone and a drain",
+    "refill: 64 pairs, one refill of 32 and one drain",
     "arena order 0: lab_alloc_pages(NOWAIT) + lab_free_pages",
 };
 #define NR_CG_MODES (sizeof(cg_modes) / sizeof(cg_modes[0]))
