@@ -269,7 +269,11 @@ typedef struct lab_result {
                                            owner finds a double free when it takes the
                                            block back, except when it had taken back and
                                            handed out the block again in between (see
-                                           lab_room_create).  Always on in debug builds */
+                                           lab_room_create), or when it hands remote
+                                           frees out unread: a bulk allocation with its
+                                           stock empty, and any allocation of a room of
+                                           order 0 whose stock is a run of a lane (see
+                                           lab_room_alloc).  Always on in debug builds */
 #define LAB_ARENA_DECOMMIT_CALLER (1u << 8) /* with cfg.memory: trim and the idle trimmer
                                            may decommit (madvise) the caller's memory.
                                            Without it they never do (see "Caller-provided
@@ -567,7 +571,12 @@ LAB_API void  lab_room_destroy(lab_room *r);
  * a few nanoseconds; when the stock is empty the request walks on: blocks
  * other contexts returned, a batch refill from the zone, the room's reserve
  * and the zone's emergency share (HIGH, MEMALLOC), and, for requests that
- * may block, re-commit, reclaim and waiting.  NULL on failure. */
+ * may block, re-commit, reclaim and waiting.  NULL on failure.  In a room
+ * of order 0 (max_order 0), in a release build without
+ * LAB_ARENA_STRICT_FREE, the pages other contexts returned are handed out
+ * where they lie, unread, a run of up to 128 of one context's at a time:
+ * a page another context freed twice is then handed out twice (see
+ * LAB_ARENA_STRICT_FREE). */
 LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
 /* The same, writing the page, or NULL and the reason (LAB_R_BADARG for a
  * NULL or destroyed room), and the step that served it into *res (not

@@ -212,9 +212,13 @@ int zone_check_locked(struct lab_arena *a, bool report, bool may_map)
         const uint64_t *w = room_seq + RS * id;
         size_t stock = 0, reserve = atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
         bool overfull = false;
+        /* a window's entries are the stock's but still handed out (ALLOCATED):
+         * none of them is counted in PG_ROOM (handoff.c) */
+        bool window = atomic_load_explicit(&r->win, memory_order_relaxed) != NULL;
         for (unsigned o = 0; o <= r->max_order; o++) {
             size_t k = atomic_load_explicit(&r->stk[o].n, memory_order_relaxed);
-            stock += (k - atomic_load_explicit(&r->stk[o].base, memory_order_relaxed)) << o;
+            if (!(o == 0 && window))
+                stock += (k - atomic_load_explicit(&r->stk[o].base, memory_order_relaxed)) << o;
             overfull |= k > r->stk[o].high + r->stk[o].batch;
         }
         if (room_moved(r, w))

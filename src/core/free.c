@@ -408,6 +408,14 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         room_free_remote(r->arena, r, &f, 1, order);
         return;
     }
+    /* the stock takes pushes again; and a window may have held this very
+     * block (another context freed it too): closing marked it ROOM */
+    if (room_window_close(r) && unlikely(pg_state(pg) != PG_ALLOCATED)) {
+        ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
+        room_leave(&r->seq_free);
+        room_free_misuse(r, page, order);
+        return;
+    }
     if (r->strict) {
         /* Arbitrate against a remote free of the same block. */
         if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
@@ -477,7 +485,7 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         if (likely(b < s->span && atomic_load_explicit(&r->pages[f].tag, memory_order_relaxed) == s->tag_out &&
                    n < limit) &&
             (!LAB_DEBUG_ON || room_free_fast_claim(r, &r->pages[f], page, order))) {
-            stock_addr(r, order)[n] = page;
+            stock_push_addr(r, order)[n] = page;
             if (!LAB_DEBUG_ON)
                 pg_set(&r->pages[f], PG_ROOM, order);
             wr(&s->n, n + 1);
@@ -530,6 +538,7 @@ static size_t room_free_run(lab_room *r, void *const *pages, size_t n)
     if (likely(top < limit)) {
         if (n > limit - top)
             n = limit - top;
+        lab_assert(atomic_load_explicit(&r->win, memory_order_relaxed) == NULL);   /* free_limit is 0 then */
         char **dst = r->addr0 + top, *const base = r->base;
         struct page *const desc = r->pages;
         const uintptr_t span = s->span;

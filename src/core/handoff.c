@@ -82,6 +82,7 @@ void room_update_free_limit(struct lab_room *r)
 {
     /* debug builds claim and run the hooks inside the fast path (room_free_fast) */
     bool slow = (!LAB_DEBUG_ON && (r->page_hooks || r->strict)) ||
+                atomic_load_explicit(&r->win, memory_order_relaxed) != NULL ||
                 atomic_load_explicit(&r->dead, memory_order_relaxed) ||
                 atomic_load_explicit(&r->drain_wanted, memory_order_relaxed) ||
                 atomic_load_explicit(&r->steal, memory_order_relaxed) ||
@@ -386,9 +387,9 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
 }
 
 /* take_run0's loop over slots that do not wrap: one compare proves an
- * order-0 entry in the room's range (an order in the high half makes it
- * 2^32 or more). */
-static inline uint32_t take_span0(const _Atomic uint64_t *src, char **dst, uint32_t len, struct page *pg,
+ * order-0 entry in the room's range (an order in the low bits makes the
+ * offset no multiple of a page: rotated, it lands far above the range). */
+static inline uint32_t take_span0(_Atomic(char *) *src, char **dst, uint32_t len, struct page *pg,
                                   char *base, uint32_t nr, uint32_t want)
 {
     uint32_t i;
@@ -397,11 +398,12 @@ static inline uint32_t take_span0(const _Atomic uint64_t *src, char **dst, uint3
      * page). */
 #pragma GCC unroll 4
     for (i = 0; i < len; i++) {
-        uint64_t e = atomic_load_explicit(&src[i], memory_order_relaxed);
-        if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))
+        char *e = atomic_load_explicit(&src[i], memory_order_relaxed);
+        uint64_t off = (uint64_t)((uintptr_t)e - (uintptr_t)base), f = off >> PAGE_SHIFT | off << (64 - PAGE_SHIFT);
+        if (unlikely(f >= nr) || unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
             break;
-        pg_set(&pg[e], PG_ROOM, 0);
-        dst[i] = base + ((size_t)e << PAGE_SHIFT);
+        pg_set(&pg[f], PG_ROOM, 0);
+        dst[i] = e;
     }
     return i;
 }
@@ -549,8 +551,13 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         ring = ring_ready(r, t, &v);
     }
     tail_set(r, t);
+    /* The owner closes its window before it takes back (room_alloc_slow);
+     * reclaim leaves the window's lane alone: its tail is the owner's
+     * until the window closes. */
+    const struct room_lane *win = atomic_load_explicit(&r->win, memory_order_relaxed);
+    lab_assert(to_zone || win == NULL);
     for (unsigned k = 0; lanes && claimed >> k && took < budget; k++) {
-        if (!((claimed >> k) & 1))
+        if (!((claimed >> k) & 1) || &r->lanes[k] == win)
             continue;
         struct room_lane *l = &r->lanes[k];
         uint32_t n = lane_takable(l, keep, all);
@@ -562,8 +569,8 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         if (keep < LANE_KEEP)
             lane_prefetch(l, lt, n);
         while ((lt = take_run0(r, z, l, lt, end, &tk)) != end) {
-            uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
-            take_one(r, z, (uint32_t)e, (unsigned)(e >> 32) & 7, &tk);
+            char *e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
+            take_one(r, z, lane_frame(z->base, e, r->nr_pages), lane_order(e), &tk);
             lt++;
         }
         took += n;
@@ -664,12 +671,14 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
             continue;
         m = (uint32_t)(have < need ? have : need);
         for (i = 0; i < m; i++) {
-            uint64_t e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
-            if (unlikely(e >= nr) || unlikely(atomic_load_explicit(&pg[e].tag, memory_order_relaxed) != want))
+            char *e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
+            uint32_t f = lane_frame(base, e, nr);
+            if (unlikely(f >= nr) || unlikely(lane_order(e) != 0) ||
+                unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
                 break;
             if (want != tag)   /* strict mode: deferred -> allocated */
-                pg_set_tag(&pg[e], tag);
-            out[got + i] = base + ((size_t)e << PAGE_SHIFT);
+                pg_set_tag(&pg[f], tag);
+            out[got + i] = e;
         }
         atomic_store_explicit(&l->tail, lt + i, memory_order_release);   /* the slots are the freer's again */
         got += i;
@@ -687,6 +696,124 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
         ctr_add_owner(&r->st.by_step[LAB_STEP_ROOM_REMOTE], got);
     }
     return got;
+}
+
+/* ---- the window ------------------------------------------------------------
+ * Step 2 without a copy.  A take-back reads each entry's slot and its
+ * block's descriptor and writes both the descriptor and the stock, up to
+ * TAKE_MAX at once, and that one allocation waits for all of their lines
+ * (a lane's slots are the freer's).  In an order-0 room an entry is the
+ * block's address, so the oldest run of a lane, beyond its keep and up to
+ * the end of the slots, can be the order-0 stock where it lies: opening it
+ * reads one lane's head and asks for the run's lines; each pop then reads
+ * its slot, the one read an entry costs, spread over the allocations that
+ * use it.  The lane's tail stays where it was until the stock is empty
+ * again, so no freer writes those slots meanwhile.
+ *
+ * The price: an entry is handed out unread.  A block freed twice by other
+ * contexts is handed out twice, and one freed by another context and then
+ * by its owner is handed out from both (docs/BAD_INPUT.md).  So windows
+ * open only where that is the documented contract: release builds,
+ * neither LAB_ARENA_STRICT_FREE nor page hooks, rooms of order 0 (whose
+ * lanes hold order-0 entries only: lane_append refuses other orders).
+ *
+ * While a window is open, the owner's frees take the slow path (free_limit
+ * is 0), which closes it first, as do the owner's allocation slow path, a
+ * bulk allocation and destroy; reclaim (room_steal) takes the stock's
+ * bottom as always and leaves the window's lane alone; lab_check and the
+ * statistics count the window's entries as the stock's, not the lane's. */
+bool room_window_open(struct lab_room *r)
+{
+    struct room_stock *s = &r->stk[0];
+    uint64_t v;
+    if (!r->window_ok || rd(&s->n) != 0 || rd(&r->nr_reserve) < r->reserve_target ||
+        ring_ready(r, tail_get(r), &v))
+        return false;
+    uint32_t keep = r->take_all ? 0 : lane_keep(r);
+    r->out_keep = keep;
+    uint32_t budget = s->high < TAKE_MAX ? (uint32_t)s->high : TAKE_MAX;
+    uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire) & ~LANES_GONE;
+    for (unsigned k = 0; claimed >> k; k++) {
+        if (!((claimed >> k) & 1))
+            continue;
+        struct room_lane *l = &r->lanes[k];
+        uint32_t n = lane_takable(l, keep, keep == 0);
+        uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed), at = lt % LANE_SLOTS;
+        if (n > LANE_SLOTS - at)
+            n = LANE_SLOTS - at;   /* a run of slots, up to their end */
+        if (n > budget)
+            n = budget;
+        if (n < WINDOW_MIN)
+            continue;
+        lane_prefetch(l, lt, n);
+        atomic_store_explicit(&r->win_at, lt, memory_order_relaxed);
+        atomic_store_explicit(&r->win_len, n, memory_order_relaxed);
+        atomic_store_explicit(&r->win, l, memory_order_release);   /* with win_at, win_len: stats */
+        /* the slots as the stock's array: each holds an order-0 block's
+         * address (an aligned 64-bit word: what a pop reads as a pointer) */
+        s->addr = (char **)&l->slots[at];
+        s->tag_in = s->tag_out;   /* its blocks are still handed out */
+        stock_n_set(r, 0, n);
+        ctr_add_owner(&r->st.frees_remote, n);
+        room_update_free_limit(r);
+        return true;
+    }
+    return false;
+}
+
+/* The owner, before anything but a pop: the stock is the room's own array
+ * again, with what the window still held checked and marked as a
+ * take-back marks it (those are the only entries the window ever reads),
+ * and the slots are the freer's. */
+bool room_window_close(struct lab_room *r)
+{
+    struct room_lane *l = atomic_load_explicit(&r->win, memory_order_relaxed);
+    if (l == NULL)
+        return false;
+    struct room_stock *s = &r->stk[0];
+    struct zone *z = room_zone(r);
+    /* from a steal's bottom (destroy closes without room_compact) */
+    size_t n = rd(&s->n), b = rd(&s->base), kept = 0;
+    char **w = s->addr;
+    const uint32_t want = page_tag(PG_ALLOCATED, 0, r->id);
+    for (size_t i = b; i < n; i++) {
+        uint32_t f = lane_frame(z->base, w[i], r->nr_pages);
+        if (likely(f < r->nr_pages) && likely(atomic_load_explicit(&z->pages[f].tag, memory_order_relaxed) == want)) {
+            pg_set(&z->pages[f], PG_ROOM, 0);
+            r->addr0[kept++] = w[i];
+        } else {
+            take_misuse(r, z, f, 0);
+        }
+    }
+    s->addr = r->addr0;
+    s->tag_in = page_tag(PG_ROOM, 0, r->id);
+    wr(&s->base, 0);
+    stock_n_set(r, 0, kept);
+    if (kept < n - b)
+        ctr_add_owner(&r->st.frees_remote, (uint64_t)kept - (n - b));   /* refused: not taken back */
+    atomic_store_explicit(&r->win, NULL, memory_order_relaxed);
+    atomic_store_explicit(&l->tail, atomic_load_explicit(&r->win_at, memory_order_relaxed) +
+                                        atomic_load_explicit(&r->win_len, memory_order_relaxed),
+                          memory_order_release);   /* the slots are the freer's again */
+    room_update_free_limit(r);
+    return true;
+}
+
+/* The top of a stock is not what a pop may hand out (its descriptor is not
+ * tag_in): a window's entry for a block freed twice, whose first entry came
+ * back before and went on (to the zone, the reserve, another holder).
+ * Reported as a take-back reports it, and dropped. */
+void room_stock_refuse(struct lab_room *r, unsigned order)
+{
+    struct room_stock *s = &r->stk[order];
+    struct zone *z = room_zone(r);
+    size_t n = rd(&s->n);
+    uint32_t f = lane_frame(z->base, s->addr[n - 1], r->nr_pages);
+    stock_n_set(r, order, n - 1);
+    if (atomic_load_explicit(&r->win, memory_order_relaxed) != NULL && order == 0)
+        ctr_add_owner(&r->st.frees_remote, (uint64_t)-1);   /* counted when the window opened */
+    if (f < r->nr_pages)
+        take_misuse(r, z, f, order);
 }
 
 /* ---- lanes -----------------------------------------------------------------
@@ -876,9 +1003,10 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_relaxed);
         uint32_t h = atomic_load_explicit(&l->pen, memory_order_acquire);   /* the unpublished line too */
         for (; lt != h; lt++) {
-            uint64_t e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
-            uint32_t f = (uint32_t)e;
-            room_give_up(a, r, &f, 1, (unsigned)(e >> 32) & 7);
+            char *e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
+            uint32_t f = lane_frame(room_zone(r)->base, e, r->nr_pages);
+            if (f < r->nr_pages)   /* every entry a freer wrote is a page of the arena */
+                room_give_up(a, r, &f, 1, lane_order(e));
         }
         atomic_store_explicit(&l->tail, lt, memory_order_release);
     }
@@ -893,9 +1021,12 @@ size_t room_lane_entries(struct lab_room *r, size_t *pages)
         struct room_lane *l = &r->lanes[k];
         uint32_t lt = atomic_load_explicit(&l->tail, memory_order_acquire);
         uint32_t h = atomic_load_explicit(&l->pen, memory_order_acquire);
+        if (atomic_load_explicit(&r->win, memory_order_acquire) == l)   /* the window is the stock's */
+            lt = atomic_load_explicit(&r->win_at, memory_order_relaxed) +
+                 atomic_load_explicit(&r->win_len, memory_order_relaxed);
         for (; lt != h && h - lt <= LANE_SLOTS; lt++, n++)
             if (pages)
-                *pages += (size_t)1 << ((atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed) >> 32) & 7);
+                *pages += (size_t)1 << lane_order(atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed));
     }
     return n;
 }
@@ -967,10 +1098,14 @@ static size_t room_steal(struct lab_room *r)
             atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
             pages += take_remote(r, true, true);
+            /* an open window's entries are unread (a block freed twice would
+             * go to the zone twice): it stays, and closes in the owner's
+             * hands, checked */
+            bool window = atomic_load_explicit(&r->win, memory_order_relaxed) != NULL;
             for (unsigned o = 0; o <= r->max_order; o++) {
                 struct room_stock *s = &r->stk[o];
                 size_t n = rd(&s->n), b = rd(&s->base);
-                if (n <= b + 1)
+                if (n <= b + 1 || (o == 0 && window))
                     continue;
                 return_to_zone(r, s->addr + b, n - 1 - b, o);
                 pages += (n - 1 - b) << o;

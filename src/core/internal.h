@@ -312,6 +312,10 @@ struct room_stock {
     size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
     uint32_t  tag_out;         /* page_tag of a block of this order the room handed
                                   out: the owner's free compares it */
+    uint32_t  tag_in;          /* page_tag of a block in this stock: ROOM, or
+                                  ALLOCATED while the stock is a window; a pop
+                                  compares it, so a stale or foreign entry is
+                                  refused (room_stock_refuse), never handed out */
     uintptr_t span;            /* the arena's pages in blocks of this order, rounded
                                   up: the owner's free checks bounds and alignment
                                   with one compare (room_free_fast) */
@@ -335,10 +339,27 @@ struct room_stock {
 #define LANE_KEEP  4096   /* at most, entries left in a lane while the zone has plenty */
 #define LANE_TAKE  64     /* the least a take-back from a lane above its keep takes */
 #define TAKE_MAX   128    /* the most an allocation's own take-back (step 2) moves */
+#define WINDOW_MIN 16     /* the fewest entries a window opens on (else a take-back) */
 #define OUT_KEEP_CALLS 64 /* room_take_out calls on one look at the zone's count */
 #define OUT_SLACK  256    /* how far below its keep room_take_out takes a lane, on one look at head */
 #define LANES_GONE (1u << 31)
 _Static_assert(ROOM_LANES < 31, "lanes_claimed's bits");
+/* A lane entry is the block's address with its order in the low bits (a
+ * block is page aligned): an order-0 entry is the address itself, so a run
+ * of them can be an order-0 stock where it lies (the window: handoff.c). */
+static inline char *lane_entry(char *base, uint32_t frame, unsigned order)
+{
+    return base + ((size_t)frame << PAGE_SHIFT) + order;
+}
+static inline unsigned lane_order(const char *e) { return (unsigned)((uintptr_t)e & 7); }
+/* The entry's frame, or one at least nr (refused) when its address is not
+ * a page of the nr from base: a torn or foreign value is never followed. */
+static inline uint32_t lane_frame(const char *base, const char *e, uint32_t nr)
+{
+    uint64_t off = (uint64_t)((uintptr_t)e - (uintptr_t)base);
+    return off >> PAGE_SHIFT < nr ? (uint32_t)(off >> PAGE_SHIFT) : nr;
+}
+
 struct room_lane {
     _Alignas(CACHELINE) _Atomic(const void *) owner;   /* the freer's thread area, or NULL */
     _Atomic uint32_t pen;      /* entries written (release): the freer's own position */
@@ -349,7 +370,10 @@ struct room_lane {
     _Alignas(CACHELINE) _Atomic uint32_t head;   /* entries published, whole lines (release) */
     _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
     uint32_t  seen;            /* the owner's: head at its last look (room_take_out) */
-    _Alignas(CACHELINE) _Atomic uint64_t slots[LANE_SLOTS];   /* relaxed: ordered by pen, head and tail */
+    /* lane_entry()s, relaxed: ordered by pen, head and tail.  Pointers, so
+     * that a window reads them as the stock's char * (the same type but
+     * for the qualifier, as plain loads of aligned words) */
+    _Alignas(CACHELINE) _Atomic(char *) slots[LANE_SLOTS];
 };
 
 /* What the core keeps in the platform's per-thread area: the PF_MEMALLOC
@@ -431,6 +455,13 @@ struct lab_room {
      * (out_calls counts them): the zone's count it reads is on a line
      * every zone allocation writes */
     uint32_t  out_keep, out_calls;
+    /* The window (handoff.c): a lane's run of order-0 entries that is the
+     * order-0 stock where it lies, from win_at for win_len entries; NULL
+     * when the stock is the room's own array.  The owner's; reclaim, stats
+     * and lab_check read them (relaxed) to leave that run alone. */
+    _Atomic(struct room_lane *) win;
+    _Atomic uint32_t win_at, win_len;
+    bool      window_ok;       /* release build, not strict, no page hooks, order 0 only */
     uint32_t  reserve_head;    /* the private reserve (order 0), linked through page.next */
     size_t    quota, reserve_target;
     _Atomic size_t nr_reserve;
@@ -483,16 +514,28 @@ static inline uint32_t tail_get(struct lab_room *r) { return atomic_load_explici
 static inline void tail_set(struct lab_room *r, uint32_t t) { atomic_store_explicit(&r->ring_tail, t, memory_order_relaxed); }
 
 /* A stock's array; `order` a constant, order 0's is at a fixed offset. */
+/* A pop's array: order 0's is addr0 or a lane's window (handoff.c). */
 static inline char **stock_addr(struct lab_room *r, unsigned order)
+{
+    return r->stk[order].addr;
+}
+/* A push's: the window closes before any push (free_limit is 0 while it
+ * is open), so order 0's is always addr0, at a fixed offset from the room:
+ * no pointer to load. */
+static inline char **stock_push_addr(struct lab_room *r, unsigned order)
 {
     return order == 0 ? r->addr0 : r->stk[order].addr;
 }
 
-/* A block's descriptor from its address: a shift, a multiply by 12 (an
- * address computation) and an add; desc_bias folds in pages and base. */
+/* A block's descriptor from its (page-aligned) address: a shift, a
+ * multiply by 3 (an address computation) and an add; desc_bias folds in
+ * pages and base.  Shifting by two bits less than a page keeps the two low
+ * bits of the quotient zero, so the x4 of a 12-byte descriptor is free: the
+ * shift to the frame and the x12 would be two instructions. */
+_Static_assert(sizeof(struct page) == 12, "desc_at multiplies by 12 as 4 x 3");
 static inline struct page *desc_at(uintptr_t desc_bias, const void *addr)
 {
-    return (struct page *)(desc_bias + ((uintptr_t)addr >> PAGE_SHIFT) * sizeof(struct page));
+    return (struct page *)(desc_bias + ((uintptr_t)addr >> (PAGE_SHIFT - 2)) * 3);
 }
 static inline struct page *room_desc(const struct lab_room *r, const void *addr)
 {
@@ -716,6 +759,9 @@ LAB_HIDDEN void   room_free_remote(struct lab_arena *a, struct lab_room *r, cons
                                    unsigned order);
 LAB_HIDDEN size_t room_take_remote(struct lab_room *r, bool all);
 LAB_HIDDEN size_t room_take_out(struct lab_room *r, void **out, size_t n);
+LAB_HIDDEN bool   room_window_open(struct lab_room *r);
+LAB_HIDDEN bool   room_window_close(struct lab_room *r);
+LAB_HIDDEN void   room_stock_refuse(struct lab_room *r, unsigned order);
 LAB_HIDDEN void   room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsigned order);
 LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order);
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);

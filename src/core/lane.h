@@ -39,6 +39,10 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
 {
     if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
         return false;
+    /* an order the room does not serve goes the checked way (the ring):
+     * a window hands lane entries out unread (handoff.c) */
+    if (order != 0 && unlikely(order > r->max_order))
+        return false;
     atomic_store_explicit(&l->pushing, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);   /* the freer's half of destroy's fence */
     bool done = false;
@@ -49,12 +53,12 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
         l->limit = atomic_load_explicit(&l->tail, memory_order_acquire) + LANE_SLOTS;
     if (likely(l->limit - h >= n) && likely(!atomic_load_explicit(&r->dead, memory_order_relaxed))) {
         /* up to the end of the slots, then from their start */
-        const uint64_t o = (uint64_t)order << 32;
+        char *const base = r->base;
         uint32_t at = h % LANE_SLOTS, first = n < LANE_SLOTS - at ? n : LANE_SLOTS - at;
         for (uint32_t i = 0; i < first; i++)
-            atomic_store_explicit(&l->slots[at + i], o | frames[i], memory_order_relaxed);
+            atomic_store_explicit(&l->slots[at + i], lane_entry(base, frames[i], order), memory_order_relaxed);
         for (uint32_t i = first; i < n; i++)
-            atomic_store_explicit(&l->slots[i - first], o | frames[i], memory_order_relaxed);
+            atomic_store_explicit(&l->slots[i - first], lane_entry(base, frames[i], order), memory_order_relaxed);
         atomic_store_explicit(&l->pen, h + n, memory_order_release);
         /* a line filled: publish it (the owner reads only whole lines).
          * The run filled one iff fewer than all its entries sit in the

@@ -413,6 +413,18 @@ static void room_adopt(struct lab_room *r, uint32_t frame)
     pg_set_room(room_zone(r), frame, r->id);
 }
 
+/* The stock's count, once its top is a block the stock may hand out:
+ * what is not is refused and dropped first (room_stock_refuse). */
+static size_t stock_top(struct lab_room *r, unsigned order)
+{
+    struct room_stock *s = &r->stk[order];
+    size_t n;
+    while ((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0 &&
+           unlikely(atomic_load_explicit(&room_desc(r, s->addr[n - 1])->tag, memory_order_relaxed) != s->tag_in))
+        room_stock_refuse(r, order);
+    return n;
+}
+
 /* ---- rooms: the whole walk, from step 1 ------------------------------------
  * The owner's fast path is step 1: pop a block head from the private stock
  * of its order and mark its descriptor ALLOCATED.  No lock, no atomic RMW,
@@ -423,6 +435,11 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
 {
     struct room_stock *s = &r->stk[order];
     uint32_t f;
+    room_window_close(r);
+    if (order == 0 && room_window_open(r) && stock_top(r, 0)) {   /* step 2, where the entries lie */
+        *step = LAB_STEP_ROOM_REMOTE;
+        goto pop;
+    }
     for (;;) {
         if (room_take_remote(r, false) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
             *step = LAB_STEP_ROOM_REMOTE;
@@ -511,7 +528,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
         }
-    } else if (likely((n = atomic_load_explicit(&s->n, memory_order_relaxed)) != 0)) {   /* step 1 */
+    } else if (likely((n = stock_top(r, order)) != 0)) {   /* step 1 */
         f = frame_of(room_zone(r), s->addr[n - 1]);
         stock_n_set(r, order, n - 1);
     } else {
@@ -583,17 +600,21 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
          * to zero its page is the fallback's (the memset is not inlined) */
         if (likely(n > atomic_load_explicit(&r->alloc_floor, memory_order_relaxed)) && likely(!(gfp & LAB_GFP_ZERO))) {
             char *p = stock_addr(r, order)[n - 1];
+            struct page *d = room_desc(r, p);
             lab_assert(pg_room(&r->arena->zone, frame_of(&r->arena->zone, p)) == r->id &&
-                       room_desc(r, p) == &r->pages[frame_of(&r->arena->zone, p)] &&
-                       atomic_load_explicit(&room_desc(r, p)->tag, memory_order_relaxed) ==
-                           page_tag(PG_ROOM, order, r->id));   /* the store below keeps the room half */
-            pg_set_tag(room_desc(r, p), s->tag_out);
-            atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
-            if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
-                atomic_store_explicit(&r->seq, seq, memory_order_release);
-            if (LAB_DEBUG_ON && r->page_hooks)
-                page_hook_alloc(r->arena, p, order);
-            return p;
+                       d == &r->pages[frame_of(&r->arena->zone, p)]);
+            /* a block of this stock (the store keeps the room half); a
+             * window's entry is unread until here: anything else is the
+             * fallback's to refuse */
+            if (likely(atomic_load_explicit(&d->tag, memory_order_relaxed) == s->tag_in)) {
+                pg_set_tag(d, s->tag_out);
+                atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
+                if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
+                    atomic_store_explicit(&r->seq, seq, memory_order_release);
+                if (LAB_DEBUG_ON && r->page_hooks)
+                    page_hook_alloc(r->arena, p, order);
+                return p;
+            }
         }
         if (LAB_DEBUG_ON)
             atomic_store_explicit(&r->seq, seq, memory_order_relaxed);   /* nothing was touched */
@@ -642,7 +663,10 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     while (!stolen && got < n) {
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
-            /* step 2 without the stock, else the whole walk */
+            /* step 2 without the stock, else the whole walk; a window the
+             * walk opened and the loop emptied closes first (room_take_out
+             * reads the lanes from their tails) */
+            room_window_close(r);
             size_t took = room_take_out(r, pages + got, n - got);
             if (took) {
                 got += took;
@@ -662,21 +686,24 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         /* As k fast pops, top first.  In locals: each state store is an
          * atomic store, after which the compiler would read the room's
          * fields again. */
-        char *const *top = r->addr0 + have - 1;
+        char *const *top = stock_addr(r, 0) + have - 1;   /* a window the slow path opened, too */
         void **out = pages + got;
         const uintptr_t bias = r->desc_bias;
-        const uint32_t tag = s->tag_out;
-        for (size_t i = 0; i < k; i++) {
+        const uint32_t tag = s->tag_out, tag_in = s->tag_in;
+        size_t i;
+        for (i = 0; i < k; i++) {
             char *p = top[-(ptrdiff_t)i];
             struct page *d = desc_at(bias, p);
-            lab_assert(atomic_load_explicit(&d->tag, memory_order_relaxed) == page_tag(PG_ROOM, 0, r->id) &&
-                       pg_room(room_zone(r), frame_of(room_zone(r), p)) == r->id);
+            if (unlikely(atomic_load_explicit(&d->tag, memory_order_relaxed) != tag_in))
+                break;   /* refused below (a window's stale entry) */
             pg_set_tag(d, tag);
             out[i] = p;
         }
-        stock_n_set(r, 0, have - k);
-        ctr_add_owner(&r->st.allocs_extra, k);
-        got += k;
+        stock_n_set(r, 0, have - i);
+        ctr_add_owner(&r->st.allocs_extra, i);
+        got += i;
+        if (i < k)
+            room_stock_refuse(r, 0);
     }
     ctr_add_owner(&r->st.allocs_extra, (uint64_t)-1);   /* the call itself counts one (seq) */
     if (got < n)

@@ -175,6 +175,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         r->lanes = meta_alloc(ROOM_LANES * sizeof(struct room_lane));
         ok &= r->lanes != NULL;
     }
+    /* handoff.c, the window: where an entry handed out unread is the contract */
+    r->window_ok = !LAB_DEBUG_ON && !r->strict && !r->page_hooks && r->max_order == 0 && r->lanes != NULL;
     name_copy(r->name, sizeof(r->name), cfg->name ? cfg->name : "room");
     if (!ok || !r->ring) {
         room_release(r);
@@ -200,7 +202,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->id = (uint16_t)id;
     r->serial = room_serial_next();
     for (unsigned o = 0; o <= r->max_order; o++)
-        r->stk[o].tag_out = page_tag(PG_ALLOCATED, o, id);
+        r->stk[o].tag_out = page_tag(PG_ALLOCATED, o, id), r->stk[o].tag_in = page_tag(PG_ROOM, o, id);
     /* Published at once, holding its id: the lock is let go between batches
      * of the reserve, so a large reserve never holds it for long (atomic
      * requests meanwhile wait out at most RESERVE_BATCH pages of one hold).
@@ -272,6 +274,8 @@ void lab_room_destroy(lab_room *r)
             plat_sleep_ms(1);
     }
     zone_lock(z);
+    room_window_close(r);   /* under the lock, as the stocks change here (lab_check);
+                               before the lanes are flushed from their tails */
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];
         for (size_t i = rd(&s->base); i < rd(&s->n); i++)
