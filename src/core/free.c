@@ -482,12 +482,13 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
         size_t limit = atomic_load_explicit(&r->free_limit, memory_order_relaxed);
         if (order)
             limit = limit ? s->high : 0;
-        if (likely(b < s->span && atomic_load_explicit(&r->pages[f].tag, memory_order_relaxed) == s->tag_out &&
+        uint32_t tag;
+        if (likely(b < s->span && (tag = atomic_load_explicit(&r->pages[f].tag, memory_order_relaxed)) == s->tag_out &&
                    n < limit) &&
             (!LAB_DEBUG_ON || room_free_fast_claim(r, &r->pages[f], page, order))) {
             stock_push_addr(r, order)[n] = page;
-            if (!LAB_DEBUG_ON)
-                pg_set(&r->pages[f], PG_ROOM, order);
+            if (!LAB_DEBUG_ON)   /* (debug builds: the claim above) */
+                pg_set_tag(&r->pages[f], tag_allocated_to_room(tag));
             wr(&s->n, n + 1);
             /* even again, and seq_free / 2 grows by the block's pages */
             atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
@@ -542,13 +543,13 @@ static size_t room_free_run(lab_room *r, void *const *pages, size_t n)
         char **dst = r->addr0 + top, *const base = r->base;
         struct page *const desc = r->pages;
         const uintptr_t span = s->span;
-        const uint32_t tag = s->tag_out;
+        const uint32_t tag = s->tag_out, in = tag_allocated_to_room(tag);
         for (; i < n; i++) {
             uintptr_t b = block_index((uintptr_t)pages[i] - (uintptr_t)base, 0);
             if (unlikely(b >= span) || unlikely(atomic_load_explicit(&desc[b].tag, memory_order_relaxed) != tag))
                 break;
             dst[i] = pages[i];
-            pg_set(&desc[b], PG_ROOM, 0);
+            pg_set_tag(&desc[b], in);
         }
         wr(&s->n, top + i);
     }

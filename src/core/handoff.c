@@ -375,7 +375,7 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
         size_t n = rd(&s->n);
         t->pages += (size_t)1 << order;
         if (likely(n < s->high) && likely(!t->to_zone)) {
-            pg_set(&z->pages[f], PG_ROOM, order);
+            pg_set_tag(&z->pages[f], tag_with_state(t->want[order & 7], PG_ROOM));
             s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);   /* n_moved: once, at the end of the take-back */
         } else {
@@ -392,6 +392,7 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
 static inline uint32_t take_span0(_Atomic(char *) *src, char **dst, uint32_t len, struct page *pg,
                                   char *base, uint32_t nr, uint32_t want)
 {
+    const uint32_t in = tag_with_state(want, PG_ROOM);
     uint32_t i;
     /* Unrolled: the loop's own count, compare and pointer steps were 5 of
      * an entry's 17 instructions (callgrind-room remote: 131.6 -> 129.9 a
@@ -402,7 +403,7 @@ static inline uint32_t take_span0(_Atomic(char *) *src, char **dst, uint32_t len
         uint64_t off = (uint64_t)((uintptr_t)e - (uintptr_t)base), f = off >> PAGE_SHIFT | off << (64 - PAGE_SHIFT);
         if (unlikely(f >= nr) || unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
             break;
-        pg_set(&pg[f], PG_ROOM, 0);
+        pg_set_tag(&pg[f], in);
         dst[i] = e;
     }
     return i;
@@ -779,7 +780,7 @@ bool room_window_close(struct lab_room *r)
     for (size_t i = b; i < n; i++) {
         uint32_t f = lane_frame(z->base, w[i], r->nr_pages);
         if (likely(f < r->nr_pages) && likely(atomic_load_explicit(&z->pages[f].tag, memory_order_relaxed) == want)) {
-            pg_set(&z->pages[f], PG_ROOM, 0);
+            pg_set_tag(&z->pages[f], tag_with_state(want, PG_ROOM));
             r->addr0[kept++] = w[i];
         } else {
             take_misuse(r, z, f, 0);
