@@ -145,19 +145,29 @@ void guard_flush(struct lab_arena *a)
     struct zone *z = &a->zone;
     if (atomic_load_explicit(&z->guard_pending, memory_order_relaxed) == NIL)
         return;
-    uint32_t f = atomic_exchange_explicit(&z->guard_pending, NIL, memory_order_acquire);
-    while (f != NIL) {
+    uint32_t first = atomic_exchange_explicit(&z->guard_pending, NIL, memory_order_acquire);
+    /* The guards come off with no lock held (system calls) ... */
+    for (uint32_t f = first; f != NIL; f = z->pages[f].next) {
         struct page *p = &z->pages[f];
-        uint32_t next = p->next;
-        unsigned real = pg_order(p), order = p->prev & 0xffu;
+        unsigned order = p->prev & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
         os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
         os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
         p->prev = NIL;
+    }
+    /* ... and the blocks leave the deferred count for the free lists in one
+     * hold, so that a snapshot taken under the lock (lab_stats_get,
+     * lab_check) finds each in one count or the other, never in neither.
+     * Every caller may block and holds no lock. */
+    zone_lock(z);
+    for (uint32_t f = first; f != NIL;) {
+        uint32_t next = z->pages[f].next;
+        unsigned real = pg_order(&z->pages[f]);
         atomic_fetch_sub_explicit(&z->deferred_pages, (size_t)1 << real, memory_order_relaxed);
-        zone_free_block(a, f, real);
+        buddy_put(z, f, real);
         f = next;
     }
+    zone_unlock(z);
 }
 
 bool frame_is_guarded_head(const struct zone *z, uint32_t frame)

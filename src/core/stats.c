@@ -11,6 +11,11 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
     lab_arena_flush(a);
     struct zone *z = &a->zone;
     zone_lock(z);
+    /* The deferred frees are counted while the lock is held, with the free
+     * lists: a free that finds it held by us goes on the deferred list,
+     * and our unlock puts it back, after which it would be in neither
+     * count. */
+    size_t deferred = atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
     out->total_pages = z->nr_pages;
     out->free_pages = z->free_pages;
     out->max_order = z->max_order;
@@ -48,7 +53,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         out->reserve_pages += atomic_load_explicit(&r->nr_reserve, memory_order_relaxed);
         out->deferred_pages += room_ring_pages(r);
     }
-    out->deferred_pages += atomic_load_explicit(&z->deferred_pages, memory_order_relaxed);
+    out->deferred_pages += deferred;
     size_t held = out->free_pages + out->room_pages + out->reserve_pages + out->deferred_pages + out->void_pages;
     out->allocated_pages = held <= out->total_pages ? out->total_pages - held : 0;
 
