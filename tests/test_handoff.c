@@ -2267,6 +2267,53 @@ static void test_a_window_refuses_an_entry_whose_block_left_the_room(void)
     lab_arena_destroy(a);
 }
 
+/* Reclaim takes an idle owner's window apart: the window's entries below
+ * its top, checked, and what its lane holds after the window.  The owner,
+ * back, pops the top and closes the window past both; every block comes
+ * home once.  A debug build opens no window: its take-back copies the
+ * entries into the stock, whose bottom reclaim takes as always, for the
+ * same count. */
+static void test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it(void)
+{
+    static struct misuse_log log;
+    struct window_case w;
+    window_begin(&w, 0, &log);
+    if (!w.r->lanes) {   /* no membarrier: no lanes, no window, no steal */
+        fprintf(stderr, "  (no lanes here: nothing to take apart)\n");
+        window_end(&w, NULL, 0);
+        return;
+    }
+    void *held[WIN_N + 8];
+    int nh = 0;
+    REQUIRE((held[nh++] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);   /* the window's top */
+#ifndef LAB_DEBUG
+    CHECK_EQ(atomic_load(&w.r->win) != NULL, true);
+#endif
+    /* more of the room's blocks freed into the same lane, after the window */
+    enum { K = 5 };
+    REQUIRE(w.nrest >= K);
+    for (int i = 0; i < K; i++)
+        lab_free_pages(w.a, w.rest[--w.nrest], 0);
+    size_t before = arena_stats(w.a).free_pages;
+    size_t got = rooms_drain_surplus(w.a);
+    CHECK_EQ(got, (WIN_N - 2) + K);   /* all but the top the owner may be popping */
+    CHECK_EQ(arena_stats(w.a).free_pages, before + got);
+    CHECK_EQ(room_stats(w.r).stock, 1);
+    CHECK_EQ(room_stats(w.r).frees_remote, WIN_N + K);
+    CHECK_EQ(lab_check(w.a), 0);
+    /* the owner again: the top, then the zone (nothing is left in the lane) */
+    for (int i = 0; i < 4; i++)
+        REQUIRE((held[nh++] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    CHECK_EQ(lab_check(w.a), 0);
+    qsort(held, (size_t)nh, sizeof(held[0]), cmp_ptr);
+    size_t twice = 0;
+    for (int i = 1; i < nh; i++)
+        twice += held[i] == held[i - 1];
+    CHECK_EQ(twice, 0);
+    window_end(&w, held, nh);
+}
+
 /* A bulk allocation that empties a window the walk opened must close it
  * (the lane's tail moves past it) before it reads the lanes again: the
  * hand-out that reads them from the tail would give the window's blocks a
@@ -2328,6 +2375,7 @@ int main(void)
     RUN(test_a_block_freed_twice_through_the_ring_is_found_when_taken_back);
     RUN(test_a_bulk_allocation_closes_the_window_it_emptied);
     RUN(test_a_window_refuses_an_entry_whose_block_left_the_room);
+    RUN(test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it);
     RUN(test_an_owners_free_of_a_block_a_window_holds_is_a_double_free);
     RUN(test_an_owners_free_closes_the_window_and_keeps_what_it_held);
     RUN(test_a_window_hands_out_a_block_freed_twice_once_for_each_free);

@@ -553,8 +553,8 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     }
     tail_set(r, t);
     /* The owner closes its window before it takes back (room_alloc_slow);
-     * reclaim leaves the window's lane alone: its tail is the owner's
-     * until the window closes. */
+     * reclaim takes the window's lane apart (window_steal): its tail is
+     * the owner's until the window closes. */
     const struct room_lane *win = atomic_load_explicit(&r->win, memory_order_relaxed);
     lab_assert(to_zone || win == NULL);
     for (unsigned k = 0; lanes && claimed >> k && took < budget; k++) {
@@ -721,8 +721,9 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
  * While a window is open, the owner's frees take the slow path (free_limit
  * is 0), which closes it first, as do the owner's allocation slow path, a
  * bulk allocation and destroy; reclaim (room_steal) takes the stock's
- * bottom as always and leaves the window's lane alone; lab_check and the
- * statistics count the window's entries as the stock's, not the lane's. */
+ * bottom as always, checked, and what the lane holds after the window
+ * (window_steal); lab_check and the statistics count the window's entries
+ * as the stock's, not the lane's. */
 bool room_window_open(struct lab_room *r)
 {
     struct room_stock *s = &r->stk[0];
@@ -1047,6 +1048,44 @@ size_t room_ring_pages(struct lab_room *r)
     return pages;
 }
 
+/* Reclaim's share of an open window (room_steal, which holds the owner's
+ * side): the window's entries below its top, each checked as a take-back
+ * checks it, since a window's entries were never read (a block freed twice
+ * goes to the zone once, its other entry is reported), then what the
+ * window's lane holds after the window, the unpublished line too.  The
+ * lane's tail stays where the window put it; the run taken after the
+ * window joins the window's length, so the owner's close moves the tail
+ * past both.  Returns the pages given to the zone. */
+static size_t window_steal(struct lab_room *r, struct room_lane *l)
+{
+    struct zone *z = room_zone(r);
+    struct room_stock *s = &r->stk[0];
+    struct take tk = { .to_zone = true };
+    for (unsigned o = 0; o < 8; o++)   /* windows: order-0 rooms, never strict */
+        tk.want[o] = page_tag(o == 0 ? PG_ALLOCATED : 0xffu, o, r->id);
+    size_t n = rd(&s->n), b = rd(&s->base);
+    if (n > b + 1) {
+        for (size_t i = b; i < n - 1; i++)
+            take_one(r, z, lane_frame(z->base, s->addr[i], r->nr_pages), 0, &tk);
+        /* counted as remote frees when the window opened: less those refused */
+        ctr_add_owner(&r->st.frees_remote, (uint64_t)tk.pages - (n - 1 - b));
+        wr(&s->base, n - 1);
+        atomic_store_explicit(&r->stock_moved, true, memory_order_relaxed);
+    }
+    size_t in_window = tk.pages;
+    uint32_t at = atomic_load_explicit(&r->win_at, memory_order_relaxed);
+    uint32_t lt = at + atomic_load_explicit(&r->win_len, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&l->pen, memory_order_acquire);
+    for (; lt != h && h - lt <= LANE_SLOTS; lt++) {
+        char *e = atomic_load_explicit(&l->slots[lt % LANE_SLOTS], memory_order_relaxed);
+        take_one(r, z, lane_frame(z->base, e, r->nr_pages), lane_order(e), &tk);
+    }
+    atomic_store_explicit(&r->win_len, lt - at, memory_order_relaxed);
+    ctr_add_owner(&r->st.frees_remote, tk.pages - in_window);
+    spill_flush(r, &tk);
+    return tk.pages;
+}
+
 /* ---- reclaim's view ----------------------------------------------------------------
  * Linux's drain_all_pages: when an allocation is about to fail, reclaim
  * takes the stocks and rings of rooms whose owners are not inside a
@@ -1099,14 +1138,13 @@ static size_t room_steal(struct lab_room *r)
             atomic_store_explicit(&r->steal_seq, g + 1, memory_order_relaxed);
             atomic_thread_fence(memory_order_seq_cst);
             pages += take_remote(r, true, true);
-            /* an open window's entries are unread (a block freed twice would
-             * go to the zone twice): it stays, and closes in the owner's
-             * hands, checked */
-            bool window = atomic_load_explicit(&r->win, memory_order_relaxed) != NULL;
+            struct room_lane *win = atomic_load_explicit(&r->win, memory_order_relaxed);
+            if (win)
+                pages += window_steal(r, win);
             for (unsigned o = 0; o <= r->max_order; o++) {
                 struct room_stock *s = &r->stk[o];
                 size_t n = rd(&s->n), b = rd(&s->base);
-                if (n <= b + 1 || (o == 0 && window))
+                if (n <= b + 1 || (o == 0 && win))
                     continue;
                 return_to_zone(r, s->addr + b, n - 1 - b, o);
                 pages += (n - 1 - b) << o;
