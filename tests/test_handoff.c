@@ -2314,6 +2314,42 @@ static void test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_aft
     window_end(&w, held, nh);
 }
 
+/* A bulk allocation with its stock empty takes a lane's entries straight
+ * to the caller (room_take_out), in two runs where they straddle the end
+ * of the lane's slots: 40 at a time, 300 times, through one lane of 8192
+ * slots, every block handed out once a call and every page home at the
+ * end.  Strict arenas too (their blocks come back claimed and are marked
+ * allocated again on the way out). */
+static void test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots(void)
+{
+    for (int strict = 0; strict <= 1; strict++) {
+        lab_arena *a = arena(1024, strict ? LAB_ARENA_STRICT_FREE : 0);
+        lab_room *r = room(a, 32, 32, 0, 0);
+        enum { B = 40, ROUNDS = 300 };
+        void *p[B], *q[B];
+        size_t twice = 0, short_calls = 0;
+        for (int k = 0; k < ROUNDS; k++) {
+            size_t got = lab_room_alloc_bulk(r, LAB_GFP_ATOMIC, p, B);
+            short_calls += got != B;
+            memcpy(q, p, got * sizeof(p[0]));
+            qsort(q, got, sizeof(q[0]), cmp_ptr);
+            for (size_t i = 1; i < got; i++)
+                twice += q[i] == q[i - 1];
+            for (size_t i = 0; i < got; i++)
+                lab_free_pages(a, p[i], 0);
+        }
+        CHECK_EQ(short_calls, 0);
+        CHECK_EQ(twice, 0);
+        lab_room_stats rs = room_stats(r);   /* taken back, or still on their way */
+        CHECK_EQ(rs.frees_remote + rs.in_ring, (uint64_t)B * ROUNDS);
+        CHECK_EQ(lab_check(a), 0);
+        lab_room_destroy(r);
+        CHECK_EQ(lab_check(a), 0);
+        CHECK_EQ(arena_stats(a).free_pages, arena_stats(a).total_pages);
+        lab_arena_destroy(a);
+    }
+}
+
 /* A bulk allocation that empties a window the walk opened must close it
  * (the lane's tail moves past it) before it reads the lanes again: the
  * hand-out that reads them from the tail would give the window's blocks a
@@ -2376,6 +2412,7 @@ int main(void)
     RUN(test_a_bulk_allocation_closes_the_window_it_emptied);
     RUN(test_a_window_refuses_an_entry_whose_block_left_the_room);
     RUN(test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it);
+    RUN(test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots);
     RUN(test_an_owners_free_of_a_block_a_window_holds_is_a_double_free);
     RUN(test_an_owners_free_closes_the_window_and_keeps_what_it_held);
     RUN(test_a_window_hands_out_a_block_freed_twice_once_for_each_free);

@@ -621,6 +621,27 @@ size_t room_take_remote(struct lab_room *r, bool all)
  * lanes had entries), a reserve to top up, a block that is not plainly
  * this room's order-0 block handed out, lines the freer has not
  * published. */
+/* room_take_out's copy of a run of slots that does not wrap: order-0
+ * blocks of this room, handed out (`want`), with one compare for range
+ * and order (block_index: an order in an entry's low bits rotates it far
+ * above the range) and one for the tag; `mark`, a constant where it is
+ * inlined, gives strict mode's blocks their tag back. */
+static ALWAYS_INLINE uint32_t out_span(_Atomic(char *) *src, void **dst, uint32_t len, struct page *pg,
+                                       char *base, uint32_t nr, uint32_t want, uint32_t tag, bool mark)
+{
+    uint32_t i;
+    for (i = 0; i < len; i++) {
+        char *e = atomic_load_explicit(&src[i], memory_order_relaxed);
+        uintptr_t f = block_index((uintptr_t)e - (uintptr_t)base, 0);
+        if (unlikely(f >= nr) || unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
+            break;
+        if (mark)   /* strict mode: deferred -> allocated */
+            pg_set_tag(&pg[f], tag);
+        dst[i] = e;
+    }
+    return i;
+}
+
 size_t room_take_out(struct lab_room *r, void **out, size_t n)
 {
     struct room_lane *lanes = r->lanes;
@@ -671,15 +692,16 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
         if (have <= 0)
             continue;
         m = (uint32_t)(have < need ? have : need);
-        for (i = 0; i < m; i++) {
-            char *e = atomic_load_explicit(&l->slots[(lt + i) % LANE_SLOTS], memory_order_relaxed);
-            uint32_t f = lane_frame(base, e, nr);
-            if (unlikely(f >= nr) || unlikely(lane_order(e) != 0) ||
-                unlikely(atomic_load_explicit(&pg[f].tag, memory_order_relaxed) != want))
+        /* up to the slots' end, then from their start */
+        for (i = 0; i < m;) {
+            uint32_t at = (lt + i) % LANE_SLOTS, len = m - i < LANE_SLOTS - at ? m - i : LANE_SLOTS - at, did;
+            if (want == tag)
+                did = out_span(&l->slots[at], out + got + i, len, pg, base, nr, want, tag, false);
+            else
+                did = out_span(&l->slots[at], out + got + i, len, pg, base, nr, want, tag, true);
+            i += did;
+            if (did < len)
                 break;
-            if (want != tag)   /* strict mode: deferred -> allocated */
-                pg_set_tag(&pg[f], tag);
-            out[got + i] = e;
         }
         atomic_store_explicit(&l->tail, lt + i, memory_order_release);   /* the slots are the freer's again */
         got += i;
