@@ -579,7 +579,9 @@ static inline void stock_push(struct lab_room *r, unsigned order, uint32_t frame
     struct room_stock *s = &r->stk[order];
     size_t n = rd(&s->n);
     lab_assert(n < s->high + s->batch);
-    pg_set_state(&r->pages[frame], PG_ROOM);
+    struct page *p = &r->pages[frame];
+    /* the whole word (struct page): the next pop reads it */
+    pg_set_tag(p, tag_with_state(atomic_load_explicit(&p->tag, memory_order_relaxed), PG_ROOM));
     s->addr[n] = r->base + ((size_t)frame << PAGE_SHIFT);
     stock_n_set(r, order, n + 1);
 }
