@@ -2314,12 +2314,48 @@ static void test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_aft
     window_end(&w, held, nh);
 }
 
+/* A block freed twice by another context, both entries below a window's
+ * top: reclaim gives it to the zone once and reports the other entry.  (A
+ * take-back's blocks bound for the zone wait in runs; each is claimed as
+ * it joins one, or its second entry passed the check too and the block
+ * reached the zone twice.)  A debug build, strict, reports the second
+ * free at once and takes back a copy: the same counts. */
+static void test_reclaim_gives_a_block_freed_twice_to_the_zone_once(void)
+{
+    static struct misuse_log log;
+    struct window_case w;
+    window_begin(&w, 0, &log);
+    if (!w.r->lanes) {
+        fprintf(stderr, "  (no lanes here: nothing to take apart)\n");
+        window_end(&w, NULL, 0);
+        return;
+    }
+    REQUIRE(w.nrest >= 2);
+    /* the lane: p0..p23, p3 again, then two more */
+    lab_free_pages(w.a, w.p[3], 0);
+    void *more[2] = { w.rest[--w.nrest], w.rest[--w.nrest] };
+    lab_free_pages(w.a, more[0], 0);
+    lab_free_pages(w.a, more[1], 0);
+    void *held[8];
+    int nh = 0;
+    REQUIRE((held[nh++] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) == more[1]);   /* the top */
+    size_t before = arena_stats(w.a).free_pages;
+    size_t got = rooms_drain_surplus(w.a);
+    CHECK_EQ(got, WIN_N);   /* p0..p23 once; more[0], the top now, stays */
+    CHECK_EQ(arena_stats(w.a).free_pages, before + got);
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1);
+    CHECK_EQ(lab_check(w.a), 0);
+    REQUIRE((held[nh++] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) == more[0]);
+    window_end(&w, held, nh);
+}
+
 /* A bulk allocation with its stock empty takes a lane's entries straight
  * to the caller (room_take_out), in two runs where they straddle the end
  * of the lane's slots: 40 at a time, 300 times, through one lane of 8192
- * slots, every block handed out once a call and every page home at the
- * end.  Strict arenas too (their blocks come back claimed and are marked
- * allocated again on the way out). */
+ * slots (a bulk free goes to the lane, strict or not), every block handed
+ * out once a call and every page home at the end.  Strict arenas too:
+ * their blocks come back claimed and are marked allocated again on the
+ * way out. */
 static void test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots(void)
 {
     for (int strict = 0; strict <= 1; strict++) {
@@ -2335,8 +2371,7 @@ static void test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_s
             qsort(q, got, sizeof(q[0]), cmp_ptr);
             for (size_t i = 1; i < got; i++)
                 twice += q[i] == q[i - 1];
-            for (size_t i = 0; i < got; i++)
-                lab_free_pages(a, p[i], 0);
+            lab_free_pages_bulk(a, p, got, 0);   /* into this thread's lane, strict too */
         }
         CHECK_EQ(short_calls, 0);
         CHECK_EQ(twice, 0);
@@ -2413,6 +2448,7 @@ int main(void)
     RUN(test_a_window_refuses_an_entry_whose_block_left_the_room);
     RUN(test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it);
     RUN(test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots);
+    RUN(test_reclaim_gives_a_block_freed_twice_to_the_zone_once);
     RUN(test_an_owners_free_of_a_block_a_window_holds_is_a_double_free);
     RUN(test_an_owners_free_closes_the_window_and_keeps_what_it_held);
     RUN(test_a_window_hands_out_a_block_freed_twice_once_for_each_free);

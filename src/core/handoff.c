@@ -379,6 +379,9 @@ static inline void take_one(struct lab_room *r, struct zone *z, uint32_t f, unsi
             s->addr[n] = addr_of(z, f);
             wr(&s->n, n + 1);   /* n_moved: once, at the end of the take-back */
         } else {
+            /* claimed now, not when the run is flushed: a second entry of
+             * the same block (freed twice) must fail the check above */
+            pg_set_tag(&z->pages[f], tag_with_state(t->want[order & 7], PG_DEFERRED));
             spill(r, t, addr_of(z, f), order);
         }
     } else {
