@@ -349,6 +349,21 @@ static NOINLINE void spill(struct lab_room *r, struct take *t, char *block, unsi
     t->spilled_pages += (size_t)1 << order;
 }
 
+/* A take-back's start: nothing taken yet, and the tag a good block of
+ * each order has (handed out; claimed by its freer in strict mode). */
+static void take_begin(const struct lab_room *r, struct take *t, bool to_zone)
+{
+    unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
+    t->pages = 0;
+    t->spilled = 0;
+    t->spilled_pages = 0;
+    t->to_zone = to_zone;
+    /* State 0xff is no state: no descriptor has that tag. */
+    _Static_assert(PG_NR_STATES < 0xff, "0xff is not a page state");
+    for (unsigned o = 0; o < 8; o++)
+        t->want[o] = page_tag(o <= r->max_order ? want_state : 0xffu, o, r->id);
+}
+
 /* Why a block failed take_one's check: reported, and the block dropped. */
 static NOINLINE void take_misuse(struct lab_room *r, struct zone *z, uint32_t f, unsigned order)
 {
@@ -537,16 +552,8 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         lanes = ((claimed >> k) & 1) && lane_takable(&r->lanes[k], keep, all);
     if (!ring && !lanes)
         return 0;
-    unsigned want_state = r->strict ? PG_DEFERRED : PG_ALLOCATED;
     struct take tk;
-    tk.pages = 0;
-    tk.spilled = 0;
-    tk.spilled_pages = 0;
-    tk.to_zone = to_zone;
-    /* State 0xff is no state: no descriptor has that tag. */
-    _Static_assert(PG_NR_STATES < 0xff, "0xff is not a page state");
-    for (unsigned o = 0; o < 8; o++)
-        tk.want[o] = page_tag(o <= r->max_order ? want_state : 0xffu, o, r->id);
+    take_begin(r, &tk, to_zone);
     while (ring && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
@@ -1085,9 +1092,8 @@ static size_t window_steal(struct lab_room *r, struct room_lane *l)
 {
     struct zone *z = room_zone(r);
     struct room_stock *s = &r->stk[0];
-    struct take tk = { .to_zone = true };
-    for (unsigned o = 0; o < 8; o++)   /* windows: order-0 rooms, never strict */
-        tk.want[o] = page_tag(o == 0 ? PG_ALLOCATED : 0xffu, o, r->id);
+    struct take tk;
+    take_begin(r, &tk, true);
     size_t n = rd(&s->n), b = rd(&s->base);
     if (n > b + 1) {
         for (size_t i = b; i < n - 1; i++)
