@@ -467,7 +467,7 @@ static NOINLINE bool room_free_fast_claim(struct lab_room *r, struct page *pg, v
 static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
 {
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL)) {
-        uint64_t seq = atomic_load_explicit(&r->seq_free, memory_order_relaxed);
+        uint64_t seq = LAB_DEBUG_ON ? atomic_load_explicit(&r->seq_free, memory_order_relaxed) : 0;
         if (LAB_DEBUG_ON) {
             atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
             atomic_signal_fence(memory_order_seq_cst);
@@ -490,8 +490,12 @@ static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order
             if (!LAB_DEBUG_ON)   /* (debug builds: the claim above) */
                 pg_set_tag(&r->pages[f], tag_allocated_to_room(tag));
             wr(&s->n, n + 1);
-            /* even again, and seq_free / 2 grows by the block's pages */
-            atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
+            /* even again, and seq_free / 2 grows by the block's pages
+             * (release builds: one add to memory, platform.h) */
+            if (LAB_DEBUG_ON)
+                atomic_store_explicit(&r->seq_free, seq + ((uint64_t)2 << order), memory_order_release);
+            else
+                plat_owner_add(&r->seq_free, (uint64_t)2 << order);
             return;
         }
         if (LAB_DEBUG_ON)

@@ -175,6 +175,40 @@ PLAT_HIDDEN const char *plat_getenv(const char *name);
  * failures).  Any context. */
 PLAT_HIDDEN void plat_abort(void) __attribute__((noreturn));
 
+/* ---- owner_add ----------------------------------------------------------
+ * Add v to a word that one context writes and others only read (a room's
+ * sequence words), as a release store of the old value plus v.  Not an
+ * atomic read-modify-write: the caller must be the word's only writer.
+ * x86-64 does it in one instruction, an add to memory with no lock prefix,
+ * where C11 gets a load, an add and a store (GCC folds neither an atomic
+ * nor a volatile word into the add); every x86 store is a release store,
+ * so the asm needs only its memory clobber, the compiler's barrier.
+ * ThreadSanitizer cannot see inside an asm: it is told of the release
+ * (a reader's acquire load of the word then orders what came before), and
+ * runs the same instruction.  Elsewhere the C11 load and release store.
+ * Any context. */
+#if defined(__SANITIZE_THREAD__)
+#define PLAT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PLAT_TSAN 1
+#endif
+#endif
+#if defined(PLAT_TSAN) && defined(__x86_64__)
+#include <sanitizer/tsan_interface.h>
+#endif
+static inline void plat_owner_add(_Atomic uint64_t *w, uint64_t v)
+{
+#if defined(__x86_64__)
+#if defined(PLAT_TSAN)
+    __tsan_release((void *)w);
+#endif
+    __asm__ __volatile__("addq %1, %0" : "+m"(*(uint64_t *)w) : "er"(v) : "memory");
+#else
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + v, memory_order_release);
+#endif
+}
+
 /* ---- cpu_relax ----------------------------------------------------------
  * The body of a spin-wait loop, per architecture rather than per port: a
  * short delay that leaves the core to its sibling and keeps the loop from
