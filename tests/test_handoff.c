@@ -2267,6 +2267,68 @@ static void test_a_window_refuses_an_entry_whose_block_left_the_room(void)
     lab_arena_destroy(a);
 }
 
+/* A window every entry of which is stale: 16 blocks (the fewest a window
+ * opens on) freed twice by another context, whose first entries came back
+ * and whose blocks then went to the zone.  The window refuses all 16 at
+ * the pop, reporting each, and closes before the walk goes on: the refill
+ * that serves the allocation goes to the room's own array, not to the
+ * lane's slots, where the stock's tag was still the window's (its blocks
+ * were refused in turn, reported as freed twice, and lost) and which are
+ * the freer's to write.  Every build reports the 16 second frees and
+ * nothing else; no block goes out twice; every page comes home. */
+static void test_a_window_whose_every_entry_is_refused_closes_before_the_walk_goes_on(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, 0, &log);
+    lab_room *r = room(a, 16, 16, 0, 0);
+    enum { Q = 32, STALE = 16, MORE = 40 };
+    void *q[Q], *rest[16], *got[MORE];
+    int nrest = 0, ngot = 0;
+    for (int i = 0; i < Q; i++)
+        REQUIRE((q[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    while (room_stats(r).stock)
+        REQUIRE(nrest < 16 && (rest[nrest++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    /* the lane: q0..q15, then q0..q15 again */
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < STALE; i++)
+            lab_free_pages(a, q[i], 0);
+#ifndef LAB_DEBUG
+    CHECK_EQ(atomic_load(&log.total), 0);   /* debug builds, strict, caught the second frees at once */
+#endif
+    /* the first entries come back and go out, home again, then one more:
+     * the stock drains its bottom 16 to the zone, all of q0..q15 */
+    for (int i = 0; i < STALE; i++)
+        REQUIRE((got[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < STALE; i++)
+        lab_room_free(r, got[i]);
+    lab_room_free(r, q[STALE]);
+    CHECK_EQ(room_stats(r).stock, 1);
+    /* q16, then the lane's second entries, all refused, then the zone */
+    while (ngot < MORE)
+        REQUIRE((got[ngot++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK_EQ(atomic_load(&log.total), STALE);
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]) + atomic_load(&log.count[LAB_ENOTROOMPAGE]), STALE);
+    CHECK_EQ(lab_check(a), 0);
+    qsort(got, (size_t)ngot, sizeof(got[0]), cmp_ptr);
+    size_t twice = 0;
+    for (int i = 1; i < ngot; i++)
+        twice += got[i] == got[i - 1];
+    CHECK_EQ(twice, 0);
+    for (int i = 0; i < ngot; i++)
+        lab_room_free(r, got[i]);
+    for (int i = STALE + 1; i < Q; i++)
+        lab_room_free(r, q[i]);
+    for (int i = 0; i < nrest; i++)
+        lab_room_free(r, rest[i]);
+    CHECK_EQ(atomic_load(&log.total), STALE);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    lab_stats as;
+    lab_stats_get(a, &as);
+    CHECK_EQ(as.free_pages, as.total_pages);
+    lab_arena_destroy(a);
+}
+
 /* Reclaim takes an idle owner's window apart: the window's entries below
  * its top, checked, and what its lane holds after the window.  The owner,
  * back, pops the top and closes the window past both; every block comes
@@ -2446,6 +2508,7 @@ int main(void)
     RUN(test_a_block_freed_twice_through_the_ring_is_found_when_taken_back);
     RUN(test_a_bulk_allocation_closes_the_window_it_emptied);
     RUN(test_a_window_refuses_an_entry_whose_block_left_the_room);
+    RUN(test_a_window_whose_every_entry_is_refused_closes_before_the_walk_goes_on);
     RUN(test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it);
     RUN(test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots);
     RUN(test_reclaim_gives_a_block_freed_twice_to_the_zone_once);

@@ -436,9 +436,15 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
     struct room_stock *s = &r->stk[order];
     uint32_t f;
     room_window_close(r);
-    if (order == 0 && room_window_open(r) && stock_top(r, 0)) {   /* step 2, where the entries lie */
-        *step = LAB_STEP_ROOM_REMOTE;
-        goto pop;
+    if (order == 0 && room_window_open(r)) {   /* step 2, where the entries lie */
+        if (stock_top(r, 0)) {
+            *step = LAB_STEP_ROOM_REMOTE;
+            goto pop;
+        }
+        /* Every entry refused (blocks freed twice): the stock is the
+         * room's own array again before the walk writes to it; the
+         * slots are the freer's. */
+        room_window_close(r);
     }
     for (;;) {
         if (room_take_remote(r, false) && atomic_load_explicit(&s->n, memory_order_relaxed)) {   /* step 2 */
