@@ -1063,6 +1063,16 @@ static int cmp_ptr(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* How many of p[0..n) repeat one before them (sorts p). */
+static size_t repeats(void **p, size_t n)
+{
+    qsort(p, n, sizeof(p[0]), cmp_ptr);
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++)
+        k += p[i] == p[i - 1];
+    return k;
+}
+
 #define LANE_FREERS 8
 #define LANE_PAGES 64
 /* Frees pages[0..n) one at a time, with lab_free_pages (through this
@@ -1267,6 +1277,70 @@ static void test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs(void)
     end_arena(a);
 }
 
+/* The owner's last look at a lane's head (what a bulk allocation saw
+ * there) stays at or ahead of the lane's tail while single allocations'
+ * take-backs (or windows) move the tail on: a look left behind would,
+ * 2^32 entries on, pass for one ahead of the tail, and a bulk allocation
+ * would hand out slots of an older lap unpublished in this one. */
+static void test_a_lanes_last_look_at_head_moves_on_with_its_tail(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(4096, 0, &log);
+    lab_room *r = room(a, 8, 64, 0, 0);
+    if (!r->lanes) {   /* no membarrier: no lanes */
+        fprintf(stderr, "  (no lanes here)\n");
+        lab_room_destroy(r);
+        end_arena(a);
+        return;
+    }
+    enum { N = 40, B = 8 };
+    void *p[N], *again[B], *u[N], *mine[128];
+    size_t n = 0;
+    for (int i = 0; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    while (room_stats(r).stock)
+        REQUIRE(n < 128 && (mine[n++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < N; i++)
+        lab_free_pages(a, p[i], 0);   /* this thread's lane */
+    struct room_lane *l = NULL;
+    for (unsigned k = 0; k < ROOM_LANES && !l; k++)
+        if (atomic_load(&r->lanes[k].pen) == N)
+            l = &r->lanes[k];
+    REQUIRE(l);
+    /* a bulk allocation looks at head (40) and takes 8; single ones take
+     * the other 32, and the owner's free ends the window they came from */
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_NOWAIT, p, B), B);
+    CHECK_EQ(atomic_load(&l->seen), N);
+    for (int i = B; i < N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < B; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(atomic_load(&l->tail), N);
+    for (int i = 0; i < B; i++)
+        REQUIRE((again[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK_EQ(room_stats(r).stock, 0);
+    /* 40 more through the lane, taken by single allocations alone */
+    for (int i = B; i < N; i++)
+        lab_free_pages(a, p[i], 0);
+    for (int i = 0; i < B; i++)
+        lab_free_pages(a, again[i], 0);
+    for (int i = 0; i < N; i++)
+        REQUIRE((u[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    lab_room_free(r, u[0]);
+    CHECK_EQ(atomic_load(&l->tail), 2 * N);
+    CHECK((int32_t)(atomic_load(&l->seen) - atomic_load(&l->tail)) >= 0);
+    CHECK(atomic_load(&l->seen) - atomic_load(&l->tail) <= LANE_SLOTS);
+    for (int i = 1; i < N; i++)
+        lab_room_free(r, u[i]);
+    while (n)
+        lab_room_free(r, mine[--n]);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    CHECK_EQ(room_stats(r).out, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A bulk allocation whose stock is empty hands out what another thread
  * freed straight from its lane, oldest first: nothing passes through the
  * stock, every count moves as for a take-back, and the pages are the
@@ -1287,15 +1361,13 @@ static void test_a_bulk_allocation_hands_out_lane_frees_without_the_stock(void)
     free_from_a_thread(a, far, N);   /* five whole lines */
     lab_room_stats st = room_stats(r);
     REQUIRE(st.stock == 0 && st.in_ring == N);
-    /* A remembered head from 2^31 entries ago, and beyond pen a slot that
-     * names a page handed out (as an old lap's would): the bulk call must
-     * look at head, not take the old value for one ahead of tail. */
+    /* Beyond pen a slot that names a page handed out (as an old lap's
+     * would): the bulk call takes what head says, never beyond it. */
     struct room_lane *l = NULL;
     for (unsigned k = 0; k < ROOM_LANES && !l; k++)
         if (atomic_load(&r->lanes[k].pen) == N)
             l = &r->lanes[k];
     REQUIRE(l);
-    l->seen = atomic_load(&l->tail) - 0x80000000u - 512;
     atomic_store(&l->slots[N], (char *)held);   /* an order-0 entry: the block's address */
     uint64_t by_remote = arena_stats(a).alloc_by_step[LAB_STEP_ROOM_REMOTE],
              by_room = arena_stats(a).alloc_by_step[LAB_STEP_ROOM];
@@ -2170,11 +2242,7 @@ static void test_an_owners_free_closes_the_window_and_keeps_what_it_held(void)
     CHECK_EQ(room_stats(w.r).refills, 1);   /* the first batch only: nothing from the zone since */
     void *all[WIN_N];
     memcpy(all, got, sizeof(all));
-    qsort(all, WIN_N, sizeof(all[0]), cmp_ptr);
-    size_t twice = 0;
-    for (int i = 1; i < WIN_N; i++)
-        twice += all[i] == all[i - 1];
-    CHECK_EQ(twice, 0);
+    CHECK_EQ(repeats(all, (size_t)WIN_N), 0);
     CHECK_EQ(atomic_load(&log.total), 0);
     window_end(&w, got, WIN_N);
 }
@@ -2248,11 +2316,7 @@ static void test_a_window_refuses_an_entry_whose_block_left_the_room(void)
         REQUIRE((got[ngot++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
     CHECK_EQ(atomic_load(&log.total), 1);
     CHECK_EQ(lab_check(a), 0);
-    qsort(got, (size_t)ngot, sizeof(got[0]), cmp_ptr);
-    size_t twice = 0;
-    for (int i = 1; i < ngot; i++)
-        twice += got[i] == got[i - 1];
-    CHECK_EQ(twice, 0);
+    CHECK_EQ(repeats(got, (size_t)ngot), 0);
     for (int i = 0; i < ngot; i++)
         lab_room_free(r, got[i]);
     for (int i = 32; i < Q; i++)
@@ -2261,10 +2325,7 @@ static void test_a_window_refuses_an_entry_whose_block_left_the_room(void)
         lab_room_free(r, rest[i]);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
-    lab_stats as;
-    lab_stats_get(a, &as);
-    CHECK_EQ(as.free_pages, as.total_pages);
-    lab_arena_destroy(a);
+    end_arena(a);
 }
 
 /* A window every entry of which is stale: 16 blocks (the fewest a window
@@ -2309,11 +2370,7 @@ static void test_a_window_whose_every_entry_is_refused_closes_before_the_walk_go
     CHECK_EQ(atomic_load(&log.total), STALE);
     CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]) + atomic_load(&log.count[LAB_ENOTROOMPAGE]), STALE);
     CHECK_EQ(lab_check(a), 0);
-    qsort(got, (size_t)ngot, sizeof(got[0]), cmp_ptr);
-    size_t twice = 0;
-    for (int i = 1; i < ngot; i++)
-        twice += got[i] == got[i - 1];
-    CHECK_EQ(twice, 0);
+    CHECK_EQ(repeats(got, (size_t)ngot), 0);
     for (int i = 0; i < ngot; i++)
         lab_room_free(r, got[i]);
     for (int i = STALE + 1; i < Q; i++)
@@ -2323,10 +2380,7 @@ static void test_a_window_whose_every_entry_is_refused_closes_before_the_walk_go
     CHECK_EQ(atomic_load(&log.total), STALE);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
-    lab_stats as;
-    lab_stats_get(a, &as);
-    CHECK_EQ(as.free_pages, as.total_pages);
-    lab_arena_destroy(a);
+    end_arena(a);
 }
 
 /* Reclaim takes an idle owner's window apart: the window's entries below
@@ -2368,11 +2422,7 @@ static void test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_aft
         REQUIRE((held[nh++] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);
     CHECK_EQ(atomic_load(&log.total), 0);
     CHECK_EQ(lab_check(w.a), 0);
-    qsort(held, (size_t)nh, sizeof(held[0]), cmp_ptr);
-    size_t twice = 0;
-    for (int i = 1; i < nh; i++)
-        twice += held[i] == held[i - 1];
-    CHECK_EQ(twice, 0);
+    CHECK_EQ(repeats(held, (size_t)nh), 0);
     window_end(&w, held, nh);
 }
 
@@ -2483,10 +2533,7 @@ static void test_a_bulk_allocation_closes_the_window_it_emptied(void)
     CHECK_EQ(n, 128);
     CHECK_EQ(lab_check(a), 0);
     /* every block handed out once */
-    qsort(got, n, sizeof(got[0]), cmp_ptr);
-    size_t twice = 0;
-    for (size_t i = 1; i < n; i++)
-        twice += got[i] == got[i - 1];
+    size_t twice = repeats(got, n);
     CHECK_EQ(twice, 0);
     /* and the first 32 came from the window: the 64 freed, back at once */
     CHECK_EQ(rs.frees_remote, 64);
@@ -2538,6 +2585,7 @@ int main(void)
     RUN(test_two_producers_and_a_bulk_allocating_owner_lose_and_duplicate_nothing);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_bulk_allocation_hands_out_lane_frees_without_the_stock);
+    RUN(test_a_lanes_last_look_at_head_moves_on_with_its_tail);
     RUN(test_a_bulk_allocation_hands_out_no_lane_entry_that_fails_the_check);
     RUN(test_a_destroyed_rooms_lane_entry_with_the_wrong_order_is_refused);
     RUN(test_a_bulk_allocation_leaves_no_frees_behind_in_the_ring);

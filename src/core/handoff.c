@@ -494,6 +494,18 @@ static inline uint32_t lane_keep(struct lab_room *r)
     return k < LANE_KEEP ? (uint32_t)k : LANE_KEEP;
 }
 
+/* Every move of a lane's tail (the slots up to it are the freer's again).
+ * `seen`, head at the owner's last look, is pulled along where tail
+ * passes it: a look left behind while other take-backs move tail would,
+ * 2^32 entries on, pass for one ahead of it, and room_take_out would
+ * read slots not yet published in this lap. */
+static inline void lane_tail_set(struct room_lane *l, uint32_t t)
+{
+    if ((int32_t)(atomic_load_explicit(&l->seen, memory_order_relaxed) - t) < 0)
+        atomic_store_explicit(&l->seen, t, memory_order_relaxed);
+    atomic_store_explicit(&l->tail, t, memory_order_release);
+}
+
 /* What the owner may take from lane `l` now: the oldest entries, leaving
  * `keep`.  A normal take-back reads the published head; `all` reads the
  * freer's pen, the line it is still filling included (a take-back then
@@ -585,7 +597,7 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
             lt++;
         }
         took += n;
-        atomic_store_explicit(&l->tail, lt, memory_order_release);   /* the slots are the freer's again */
+        lane_tail_set(l, lt);
     }
     spill_flush(r, &tk);
     size_t pages = tk.pages;
@@ -687,16 +699,20 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
          * down to OUT_SLACK below it.  Taking below the keep on an old look
          * is what spares the next looks: what the freer publishes
          * meanwhile is what the following look finds above the keep.
-         * `seen` is trusted only within a lane's length of tail: other
-         * take-backs move tail without it, and after 2^31 entries with
-         * no look from here a stale one would pass for one ahead. */
+         * Every move of tail keeps `seen` at or ahead of it
+         * (lane_tail_set), so `seen` is never more than a lane's length
+         * ahead either. */
         int32_t need = n - got < LANE_SLOTS ? (int32_t)(n - got) : LANE_SLOTS;
         int32_t low = keep > OUT_SLACK ? (int32_t)(keep - OUT_SLACK) : 0;
-        uint32_t known = l->seen - lt;
+        uint32_t seen = atomic_load_explicit(&l->seen, memory_order_relaxed), known = seen - lt;
+        lab_assert(known <= LANE_SLOTS);
         int32_t have = known <= LANE_SLOTS ? (int32_t)known - low : -1;
         if (have < need) {
-            l->seen = atomic_load_explicit(&l->head, memory_order_acquire);
-            int32_t ready = (int32_t)(l->seen - lt);
+            seen = atomic_load_explicit(&l->head, memory_order_acquire);
+            if ((int32_t)(seen - lt) < 0)
+                seen = lt;   /* a take-back of `all` ran ahead of head */
+            atomic_store_explicit(&l->seen, seen, memory_order_relaxed);
+            int32_t ready = (int32_t)(seen - lt);
             have = ready > (int32_t)keep ? ready - low : 0;
         }
         if (have <= 0)
@@ -713,12 +729,12 @@ size_t room_take_out(struct lab_room *r, void **out, size_t n)
             if (did < len)
                 break;
         }
-        atomic_store_explicit(&l->tail, lt + i, memory_order_release);   /* the slots are the freer's again */
+        lane_tail_set(l, lt + i);
         got += i;
         if (i < m)
             break;
         /* as many again, where published: the next call's */
-        int32_t ahead = (int32_t)(l->seen - (lt + i));
+        int32_t ahead = (int32_t)(seen - (lt + i));
         for (uint32_t q = 0; (int32_t)q < ahead && q < m + LANE_LINE; q += LANE_LINE)
             __builtin_prefetch(&l->slots[(lt + i + q) % LANE_SLOTS]);
     }
@@ -826,9 +842,8 @@ bool room_window_close(struct lab_room *r)
     if (kept < n - b)
         ctr_add_owner(&r->st.frees_remote, (uint64_t)kept - (n - b));   /* refused: not taken back */
     atomic_store_explicit(&r->win, NULL, memory_order_relaxed);
-    atomic_store_explicit(&l->tail, atomic_load_explicit(&r->win_at, memory_order_relaxed) +
-                                        atomic_load_explicit(&r->win_len, memory_order_relaxed),
-                          memory_order_release);   /* the slots are the freer's again */
+    lane_tail_set(l, atomic_load_explicit(&r->win_at, memory_order_relaxed) +
+                         atomic_load_explicit(&r->win_len, memory_order_relaxed));
     room_update_free_limit(r);
     return true;
 }
@@ -1042,7 +1057,7 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
             if (f < r->nr_pages)   /* every entry a freer wrote is a page of the arena */
                 room_give_up(a, r, &f, 1, lane_order(e));
         }
-        atomic_store_explicit(&l->tail, lt, memory_order_release);
+        lane_tail_set(l, lt);
     }
 }
 

@@ -382,7 +382,8 @@ struct room_lane {
                                   look at tail (tail + LANE_SLOTS; 0 before the first) */
     _Alignas(CACHELINE) _Atomic uint32_t head;   /* entries published, whole lines (release) */
     _Alignas(CACHELINE) _Atomic uint32_t tail;   /* entries taken back (release) */
-    uint32_t  seen;            /* the owner's: head at its last look (room_take_out) */
+    _Atomic uint32_t seen;     /* head at the owner's last look (room_take_out), never
+                                  behind tail (lane_tail_set); relaxed */
     /* lane_entry()s, relaxed: ordered by pen, head and tail.  Pointers, so
      * that a window reads them as the stock's char * (the same type but
      * for the qualifier, as plain loads of aligned words) */
