@@ -700,6 +700,98 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     reclaim_takes_an_idle_rooms_stock(false);
 }
 
+/* A steal in progress, as room_steal holds one: its flag set and the fast
+ * paths' gates closed (what it would take does not matter here). */
+static void steal_begin(lab_room *r)
+{
+    atomic_store(&r->steal, true);
+    atomic_store(&r->alloc_floor, SIZE_MAX);
+    atomic_store(&r->free_limit, 0);
+}
+
+static void *steal_end_later(void *arg)
+{
+    sleep_ms(20);
+    atomic_store(&((lab_room *)arg)->steal, false);
+    return NULL;
+}
+
+/* While reclaim holds a room's stocks, the owner's atomic request is
+ * served from the room's reserve, which reclaim never takes, once the
+ * zone cannot serve it; and the owner's frees meanwhile refill the
+ * reserve, not the ring (whose blocks the next steal would send to the
+ * zone, the reserve shrinking steal by steal). */
+static void test_a_steal_leaves_the_owner_its_reserve(void)
+{
+    lab_arena *a = NULL;
+    lab_room *r = reclaim_arena(&a, 4);
+    static void *held[512];
+    size_t nheld = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = q;
+    steal_begin(r);
+    void *p[4];
+    for (int i = 0; i < 4; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
+        CHECK(res.addr != NULL);
+        CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
+        p[i] = res.addr;
+    }
+    CHECK_EQ(room_stats(r).reserve, 0);
+    for (int i = 0; i < 4; i++)
+        if (p[i])
+            lab_room_free(r, p[i]);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.reserve, 4);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.out, 0);
+    atomic_store(&r->steal, false);
+    CHECK_EQ(lab_check(a), 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A request that may block waits a steal out, then walks as usual (it
+ * used to try the zone once and fail, a KERNEL|NOFAIL one with NULL):
+ * here the stock holds blocks, the zone none, and the steal ends 20 ms
+ * later, in another thread. */
+static void test_a_blocking_room_request_waits_a_steal_out(void)
+{
+    lab_arena *a = NULL;
+    lab_room *r = reclaim_arena(&a, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
+    REQUIRE(p != NULL);
+    lab_room_free(r, p);
+    CHECK(room_stats(r).stock > 0);
+    static void *held[512];
+    size_t nheld = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = q;
+    steal_begin(r);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, steal_end_later, r) == 0);
+    double t0 = now_ms();
+    lab_result res;
+    lab_room_alloc_result(r, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, &res);
+    double waited = now_ms() - t0;
+    pthread_join(t, NULL);
+    CHECK(res.addr != NULL);
+    CHECK_EQ(res.step, LAB_STEP_ROOM);
+    CHECK(waited >= 10);
+    if (res.addr)
+        lab_room_free(r, res.addr);
+    CHECK_EQ(lab_check(a), 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* The same room destroyed right after the steal, its stock still moved up
  * (no owner call in between): the blocks below base went to the zone
  * already and must not go twice. */
@@ -2597,6 +2689,8 @@ int main(void)
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
     RUN(test_a_room_destroyed_after_a_steal);
+    RUN(test_a_steal_leaves_the_owner_its_reserve);
+    RUN(test_a_blocking_room_request_waits_a_steal_out);
     RUN(test_destroy_waits_out_a_steal_in_flight);
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_steals_against_a_running_owner);

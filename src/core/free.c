@@ -395,8 +395,24 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         return;
     }
     if (unlikely(!room_owner_side_mine(r))) {
-        /* Reclaim holds the stocks: the block goes the way of a remote
+        /* Reclaim holds the stocks, never the reserve: a block the reserve
+         * lacks goes there (else blocks the reserve lent out while a steal
+         * lasted would go on to the zone with the next one, and the reserve
+         * would shrink steal by steal); any other goes the way of a remote
          * free, counted there and not here. */
+        if (order == 0 && rd(&r->nr_reserve) < r->reserve_target) {
+            if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
+                ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
+                room_leave(&r->seq_free);
+                room_free_misuse(r, page, order);
+                return;
+            }
+            if (unlikely(r->page_hooks))
+                page_hook_free(r->arena, page, order);
+            reserve_push(r, f);
+            room_leave(&r->seq_free);
+            return;
+        }
         ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);
         room_leave(&r->seq_free);
         if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)) {

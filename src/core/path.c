@@ -286,6 +286,18 @@ void *lab_alloc_pages(lab_arena *a, lab_gfp_t gfp, unsigned order)
     return res.addr;
 }
 
+/* How many more blocks of `order` the room's quota lets it hold (SIZE_MAX
+ * with no quota): its reserve, what is out and its stocks count. */
+static size_t room_quota_left(struct lab_room *r, unsigned order)
+{
+    if (!r->quota)
+        return SIZE_MAX;
+    size_t held = rd(&r->nr_reserve) + room_out(r);
+    for (unsigned o = 0; o <= r->max_order; o++)
+        held += rd(&r->stk[o].n) << o;
+    return held < r->quota ? (r->quota - held) >> order : 0;
+}
+
 /* ---- rooms, step 3: refill from the zone -----------------------------------------
  * Up to a batch of blocks in one lock hold, within the quota, and never
  * below min: the pages of the emergency reserve are for the request that
@@ -296,21 +308,16 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
     struct lab_arena *a = r->arena;
     struct zone *z = room_zone(r);
     struct room_stock *s = &r->stk[order];
-    size_t want = s->batch, unit = (size_t)1 << order;
+    size_t want = s->batch;
     if (want > s->high + s->batch - rd(&s->n))
         want = s->high + s->batch - rd(&s->n);
-    if (r->quota) {
-        size_t held = rd(&r->nr_reserve) + room_out(r);
-        for (unsigned o = 0; o <= r->max_order; o++)
-            held += rd(&r->stk[o].n) << o;
-        size_t left = held < r->quota ? (r->quota - held) / unit : 0;
-        if (left == 0) {
-            *reason = LAB_R_QUOTA;
-            return 0;
-        }
-        if (want > left)
-            want = left;
+    size_t left = room_quota_left(r, order);
+    if (left == 0) {
+        *reason = LAB_R_QUOTA;
+        return 0;
     }
+    if (want > left)
+        want = left;
     /* A decision point only when none of the room's blocks is on its way
      * back: a request that the lanes could serve is never failed by
      * injection (the refill runs before the lanes' kept entries, step 2
@@ -492,6 +499,47 @@ pop:;
     return frame_of(room_zone(r), s->addr[n - 1]);
 }
 
+/* Reclaim holds the stocks and the ring for a moment (room_steal takes
+ * what they hold; it never waits for the owner).  A request that may
+ * block waits it out: true once the owner's side is back, and the whole
+ * walk follows.  Any other request tries once. */
+static bool room_side_back(struct lab_room *r, struct rights rt)
+{
+    if (room_owner_side_mine(r))
+        return true;
+    if (!may(rt, R_BLOCK))
+        return false;
+    for (unsigned spins = 0; !room_owner_side_mine(r); spins++) {
+        if (spins < 64)
+            plat_cpu_relax();
+        else
+            plat_sleep_ms(1);
+    }
+    return true;
+}
+
+/* A request that may not block, while a steal holds the stocks: the steps
+ * that touch neither the stocks nor the ring.  The zone for this block
+ * alone (within the quota, the request's own floor: a different request,
+ * without direct reclaim), then the room's reserve, which reclaim never
+ * takes. */
+static uint32_t room_alloc_stolen(struct lab_room *r, struct rights rt, unsigned order, int *reason, int *step)
+{
+    uint32_t f = NIL;
+    if (room_quota_left(r, order) == 0) {
+        *reason = LAB_R_QUOTA;
+    } else {
+        *step = LAB_STEP_ZONE;
+        struct rights now = gfp_rights(rt.gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM);
+        f = zone_alloc(r->arena, now, order, reason, step);
+        if (f != NIL)
+            room_adopt(r, f);
+    }
+    if (f == NIL && order == 0 && may(rt, R_ROOM_RESERVE) && (f = room_take_reserve(r)) != NIL)
+        *step = LAB_STEP_ROOM_RESERVE;
+    return f;
+}
+
 /* The owner's side of handing a block out, counted in pages. */
 static inline void *room_hand_out(struct lab_room *r, uint32_t f, unsigned order)
 {
@@ -523,14 +571,9 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     }
     struct room_stock *s = &r->stk[order];
     size_t n;
-    if (unlikely(!room_owner_side_mine(r))) {
-        /* Reclaim holds the stocks for a moment: straight from the zone,
-         * without sleeping there (a different request: its rights anew). */
-        step = LAB_STEP_ZONE;
-        struct rights now = gfp_rights(gfp & ~(lab_gfp_t)LAB_GFP_DIRECT_RECLAIM);
-        f = zone_alloc(r->arena, now, order, &reason, &step);
+    if (unlikely(!room_side_back(r, rt))) {
+        f = room_alloc_stolen(r, rt, order, &reason, &step);
         if (f != NIL) {
-            room_adopt(r, f);
             ctr_inc(&r->st.slow_allocs);
             ctr_inc(&r->st.by_step[step]);
         }
@@ -663,9 +706,17 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     struct room_stock *s = &r->stk[0];
     size_t got = 0;
     int reason = LAB_R_NONE;
-    bool stolen = unlikely(!room_owner_side_mine(r));
-    if (stolen)
-        reason = LAB_R_WOULD_BLOCK;   /* reclaim holds the stock for a moment */
+    bool stolen = unlikely(!room_side_back(r, rt));
+    while (stolen && got < n) {   /* one block at a time, as a single request would */
+        int step = LAB_STEP_ROOM;
+        uint32_t f = room_alloc_stolen(r, rt, 0, &reason, &step);
+        if (f == NIL)
+            break;
+        ctr_inc(&r->st.slow_allocs);
+        ctr_inc(&r->st.by_step[step]);
+        ctr_inc(&r->st.allocs_extra);
+        pages[got++] = room_hand_out(r, f, 0);
+    }
     while (!stolen && got < n) {
         size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
