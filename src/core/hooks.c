@@ -111,6 +111,27 @@ void page_hook_free(struct lab_arena *a, void *addr, unsigned order)
         os_protect(addr, bytes, false);
 }
 
+/* A re-commit of free pages (void_recommit).  A free page is closed to
+ * the memory checkers and, with LAB_ARENA_PROTECT_FREE, to everyone,
+ * and the re-commit's touch fallback writes it: opened for the
+ * re-commit, closed again after, so that no port has to commit memory on
+ * a touch and no checker reports the touch.  And the touch leaves a zero
+ * at the start of a page that MADV_FREE kept poisoned: poisoned whole
+ * again, or the next hand-out would report a use after free. */
+void page_hook_recommit(struct lab_arena *a, void *addr, size_t bytes)
+{
+    if (a->protect_free)
+        os_protect(addr, bytes, true);
+    if (a->checker)
+        plat_mark(addr, bytes, PLAT_MARK_ALLOC);
+    if (!os_recommit(addr, bytes) && a->poison)
+        memset(addr, POISON_FREE, bytes);
+    if (a->checker)
+        plat_mark(addr, bytes, PLAT_MARK_FREE);
+    if (a->protect_free)
+        os_protect(addr, bytes, false);
+}
+
 /* A TAIL frame is inside a handed-out block (an interior pointer) or inside a
  * free block it merged into (a double free): the enclosing head says which. */
 unsigned free_classify_tail(const struct zone *z, uint32_t frame)

@@ -228,7 +228,7 @@ LAB_HIDDEN void *os_map(size_t bytes, bool prefault);
 LAB_HIDDEN void *os_map_huge(size_t bytes, bool prefault, int *mode);
 LAB_HIDDEN int   os_mlock(void *p, size_t bytes, char *why, size_t why_len);
 LAB_HIDDEN bool  os_decommit(void *p, size_t bytes, bool lazy);   /* false: refused */
-LAB_HIDDEN void  os_recommit(void *p, size_t bytes);
+LAB_HIDDEN bool  os_recommit(void *p, size_t bytes);   /* false: touched instead */
 LAB_HIDDEN void  os_touch(void *p, size_t bytes);   /* each page read and written back */
 LAB_HIDDEN bool  os_protect(void *p, size_t bytes, bool accessible);
 LAB_HIDDEN void  os_wait(_Atomic uint32_t *word, uint32_t expected, unsigned timeout_ms);
@@ -846,6 +846,7 @@ LAB_HIDDEN void debug_hooks_init(struct lab_arena *a);
 LAB_HIDDEN void debug_hooks_fini(struct lab_arena *a);
 LAB_HIDDEN void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order);
 LAB_HIDDEN void page_hook_free(struct lab_arena *a, void *addr, unsigned order);
+LAB_HIDDEN void page_hook_recommit(struct lab_arena *a, void *addr, size_t bytes);
 LAB_HIDDEN unsigned free_classify_tail(const struct zone *z, uint32_t frame);
 LAB_HIDDEN void guard_defer(struct lab_arena *a, uint32_t head);   /* any context */
 LAB_HIDDEN void guard_flush(struct lab_arena *a);                  /* may make system calls */

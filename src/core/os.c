@@ -34,13 +34,17 @@ bool os_decommit(void *p, size_t bytes, bool lazy)
 }
 
 /* A port that cannot pre-commit (or an injected refusal) gets its pages
- * touched here, so that no page fault follows the hand-out. */
-void os_recommit(void *p, size_t bytes)
+ * touched here, so that no page fault follows the hand-out: false then.
+ * The touch writes a zero at each page's start, which MADV_FREE memory
+ * the kernel left in place keeps beside its old contents (page_hook_recommit
+ * mends that where it matters). */
+bool os_recommit(void *p, size_t bytes)
 {
     if (!fault_point(FP_RECOMMIT) && plat_recommit(p, bytes))
-        return;
+        return true;
     for (size_t off = 0; off < bytes; off += LAB_PAGE_SIZE)
         ((volatile char *)p)[off] = 0;
+    return false;
 }
 
 /* Every page of [p, p + bytes) resident: one byte of each read and

@@ -154,17 +154,12 @@ size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order)
         zone_unlock(z);
         if (f == NIL)
             break;
-        /* LAB_ARENA_PROTECT_FREE: a freed page is inaccessible, which the
-         * re-commit (and its touch fallback) cannot write: opened for it,
-         * and closed again, so that no port has to commit memory on a
-         * touch (the contract does not ask it to). */
         char *base = addr_of(z, f);
         size_t bytes = (size_t)LAB_PAGE_SIZE << o;
-        if (a->protect_free)
-            os_protect(base, bytes, true);
-        os_recommit(base, bytes);
-        if (a->protect_free)
-            os_protect(base, bytes, false);
+        if (a->page_hooks)
+            page_hook_recommit(a, base, bytes);   /* the free pages' marks around it */
+        else
+            os_recommit(base, bytes);
         zone_lock(z);
         z->void_inflight -= (size_t)1 << o;
         buddy_put(z, f, o);
