@@ -783,6 +783,7 @@ LAB_HIDDEN bool   room_lane_push_n(struct lab_room *r, const uint32_t *frames, u
 LAB_HIDDEN void   lanes_flush_dead(struct lab_arena *a, struct lab_room *r);
 LAB_HIDDEN void   lanes_close(struct lab_room *r);
 LAB_HIDDEN size_t room_lane_entries(struct lab_room *r, size_t *pages);
+LAB_HIDDEN void   room_stats_retire(struct lab_arena *a, struct lab_room *r);
 LAB_HIDDEN size_t room_ring_pages(struct lab_room *r);
 LAB_HIDDEN void   room_drain(struct lab_room *r, unsigned order, size_t n);
 LAB_HIDDEN void   room_free_slow(struct lab_room *r, void *page, unsigned order);

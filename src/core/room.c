@@ -88,11 +88,8 @@ static uint32_t room_id_take(struct lab_arena *a)
     for (uint32_t id = 1; id <= made; id++) {
         struct lab_room *old = atomic_load(&a->rooms[id]);
         if (old && atomic_load(&old->dead) && room_out(old) == 0 &&
-            atomic_load(&old->ring_head) == tail_get(old) && room_lane_entries(old, NULL) == 0) {
-            old->graveyard = a->graveyard;   /* late handles still find it dead */
-            a->graveyard = old;
-            return id;
-        }
+            atomic_load(&old->ring_head) == tail_get(old) && room_lane_entries(old, NULL) == 0)
+            return id;   /* the caller retires it, once the id is surely taken */
     }
     return 0;
 }
@@ -196,6 +193,15 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         zone_unlock(z);
         room_release(r);
         return err;
+    }
+    struct lab_room *old = atomic_load(&a->rooms[id]);
+    if (old) {
+        /* A destroyed room whose id this takes: its counts go on in the
+         * arena's, and it to the graveyard (late handles still find it
+         * dead), freed with the arena. */
+        room_stats_retire(a, old);
+        old->graveyard = a->graveyard;
+        a->graveyard = old;
     }
     if (id > atomic_load(&a->nr_rooms_made))
         atomic_store(&a->nr_rooms_made, id);

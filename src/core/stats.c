@@ -3,6 +3,27 @@
  */
 #include "internal.h"
 
+/* What a room adds to the arena's allocations by step and frees. */
+static void room_totals(struct lab_room *r, uint64_t by_step[LAB_STEP_COUNT], uint64_t *frees)
+{
+    /* step 1 is counted by the owner alone, off the shared counters */
+    by_step[LAB_STEP_ROOM] += room_allocs(r) - ctr_get(&r->st.slow_allocs);
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        by_step[i] += ctr_get(&r->st.by_step[i]);
+    *frees += room_frees_owner(r) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
+}
+
+/* A destroyed room leaves the rooms' table (its id taken again): what it
+ * counted stays in the arena's totals.  Zone lock held. */
+void room_stats_retire(struct lab_arena *a, struct lab_room *r)
+{
+    uint64_t by_step[LAB_STEP_COUNT] = { 0 }, frees = 0;
+    room_totals(r, by_step, &frees);
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        ctr_add_shared(&a->st.alloc_by_step[i], by_step[i]);
+    ctr_add_shared(&a->st.frees, frees);
+}
+
 void lab_stats_get(lab_arena *a, lab_stats *out)
 {
     memset(out, 0, sizeof(*out));
@@ -40,11 +61,7 @@ void lab_stats_get(lab_arena *a, lab_stats *out)
         struct lab_room *r = atomic_load(&a->rooms[id]);
         if (!r)
             continue;
-        /* step 1 is counted by the owner alone, off the shared counters */
-        out->alloc_by_step[LAB_STEP_ROOM] += room_allocs(r) - ctr_get(&r->st.slow_allocs);
-        for (int i = 0; i < LAB_STEP_COUNT; i++)
-            out->alloc_by_step[i] += ctr_get(&r->st.by_step[i]);
-        out->frees += room_frees_owner(r) + ctr_get(&r->st.frees_remote) + ctr_get(&r->gone);
+        room_totals(r, out->alloc_by_step, &out->frees);
         if (atomic_load(&r->dead))
             continue;
         out->nr_rooms++;
