@@ -1060,6 +1060,85 @@ static void test_debug_room_used_by_a_non_owner_is_reported(void)
     lab_room_destroy(r);
     end_arena(a);
 }
+
+/* Debug builds: a signal handler that uses the room its thread owns, while
+ * the owner allocates and frees there, is refused whenever the owner is
+ * inside a call, and costs the room's counts nothing either way: the
+ * owner's mark of a call is one read-modify-write, so a handler that lands
+ * between the owner's check and its mark runs its whole call first.  (A
+ * mark made of a load and a store wrote back the word from before the
+ * handler's call, and `allocs` fell behind `frees_owner`: a race, which
+ * this test caught in two of three runs.) */
+static lab_room *reenter_room;
+static lab_arena *reenter_arena;
+static struct misuse_log reenter_log;
+static _Atomic int reenter_stop;
+
+static void reenter_handler(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    void *p = lab_room_alloc(reenter_room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN);
+    if (p) {
+        unsigned before = atomic_load(&reenter_log.total);
+        lab_room_free(reenter_room, p);
+        if (atomic_load(&reenter_log.total) != before)
+            lab_free_pages(reenter_arena, p, 0);   /* refused: back another way */
+    }
+    errno = saved;
+}
+
+static void *reenter_kicker(void *arg)
+{
+    pthread_t owner = *(pthread_t *)arg;
+    while (!atomic_load(&reenter_stop)) {
+        pthread_kill(owner, SIGUSR1);
+        struct timespec ts = { 0, 20000 };
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void test_debug_a_handler_re_entering_its_room_costs_no_count(void)
+{
+    memset(&reenter_log, 0, sizeof(reenter_log));
+    reenter_arena = test_arena(4096, 10, 16, 24, 32);
+    lab_set_misuse_handler(reenter_arena, record_misuse, &reenter_log);
+    reenter_room = make_room(reenter_arena, 0, 4, 8, 0);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = reenter_handler;
+    sa.sa_flags = SA_RESTART;
+    REQUIRE(sigaction(SIGUSR1, &sa, &old) == 0);
+    atomic_store(&reenter_stop, 0);
+    pthread_t me = pthread_self(), k;
+    REQUIRE(pthread_create(&k, NULL, reenter_kicker, &me) == 0);
+    void *held[64];
+    int n = 0;
+    unsigned seed = 3;
+    for (double end = now_ms() + 2000; now_ms() < end;) {
+        if (n < 64 && (n == 0 || rand_r(&seed) % 2)) {
+            void *p = lab_room_alloc(reenter_room, LAB_GFP_NOWAIT | LAB_GFP_NOWARN);
+            if (p)
+                held[n++] = p;
+        } else {
+            lab_room_free(reenter_room, held[--n]);
+        }
+    }
+    atomic_store(&reenter_stop, 1);
+    pthread_join(k, NULL);
+    REQUIRE(sigaction(SIGUSR1, &old, NULL) == 0);
+    while (n)
+        lab_room_free(reenter_room, held[--n]);
+    CHECK(atomic_load(&reenter_log.count[LAB_ENOTOWNER]) > 0);   /* it did land inside calls */
+    CHECK_EQ(atomic_load(&reenter_log.total), atomic_load(&reenter_log.count[LAB_ENOTOWNER]));
+    lab_room_stats st = room_stats(reenter_room);
+    CHECK_EQ(st.out, 0);
+    CHECK_EQ(st.allocs, st.frees_owner + st.frees_remote);
+    CHECK_EQ(lab_check(reenter_arena), 0);
+    lab_room_destroy(reenter_room);
+    end_arena(reenter_arena);
+}
 #endif
 
 
@@ -1111,6 +1190,7 @@ int main(void)
     RUN(test_bulk_remote_free_never_overfills_the_stock);
 #ifdef LAB_DEBUG
     RUN(test_debug_room_used_by_a_non_owner_is_reported);
+    RUN(test_debug_a_handler_re_entering_its_room_costs_no_count);
 #endif
     return test_finish();
 }

@@ -483,11 +483,10 @@ static NOINLINE bool room_free_fast_claim(struct lab_room *r, struct page *pg, v
 static ALWAYS_INLINE void room_free_fast(lab_room *r, void *page, unsigned order)
 {
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL)) {
-        uint64_t seq = LAB_DEBUG_ON ? atomic_load_explicit(&r->seq_free, memory_order_relaxed) : 0;
-        if (LAB_DEBUG_ON) {
-            atomic_store_explicit(&r->seq_free, seq + 1, memory_order_relaxed);
+        /* debug builds: the mark in one instruction (owner.h) */
+        uint64_t seq = LAB_DEBUG_ON ? atomic_fetch_add_explicit(&r->seq_free, 1, memory_order_relaxed) : 0;
+        if (LAB_DEBUG_ON)
             atomic_signal_fence(memory_order_seq_cst);
-        }
         /* in the arena and aligned to its order: below span (block_index) */
         uintptr_t b = block_index((uintptr_t)page - (uintptr_t)r->base, order), f = b << order;
         struct room_stock *s = &r->stk[order];

@@ -49,7 +49,6 @@
  * stores on the owner's side. */
 bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *op)
 {
-    uint64_t s = atomic_load_explicit(word, memory_order_relaxed);
     if (unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed))) {
         misuse(r->arena, LAB_EROOMDEAD, r, NIL, op);
         return false;
@@ -59,7 +58,11 @@ bool room_enter_checked(struct lab_room *r, _Atomic uint64_t *word, const char *
         misuse(r->arena, LAB_ENOTOWNER, r, NIL, why);
         return false;
     }
-    atomic_store_explicit(word, s + 1, memory_order_relaxed);
+    /* The mark in one instruction: a handler that interrupted the owner
+     * after the check above ran its whole call before this, and as a
+     * load and a store the mark would write back a word from before the
+     * handler's call, its count lost (owner.h). */
+    atomic_fetch_add_explicit(word, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
     return true;
 }

@@ -11,7 +11,11 @@
 
 /* The owner's bracket around a call (handoff.c explains the sequence words):
  * `word` is &r->seq for allocations, &r->seq_free for frees.  Release
- * builds: one load of `dead`, two plain stores.
+ * builds: one load of `dead`, two plain stores.  Debug builds check the
+ * caller first (room_owner_fault: the owner, and no call of its in
+ * progress) and mark with one read-modify-write: a handler that lands
+ * between the check and the mark runs its whole call there, and a mark
+ * made of a load before it and a store after it would undo its count.
  *
  * lab_check reads the words as seqlocks (check.c), and under C11 that needs
  * the writer to order its odd store before the data it changes.  A release

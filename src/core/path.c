@@ -639,11 +639,10 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
      * fallback), and the page hooks after the pop. */
     if (likely(r != NULL) && (!LAB_DEBUG_ON || room_owner_fault(r) == NULL) && likely(order <= r->max_order)) {
         struct room_stock *s = &r->stk[order];
-        uint64_t seq = LAB_DEBUG_ON ? atomic_load_explicit(&r->seq, memory_order_relaxed) : 0;
-        if (LAB_DEBUG_ON) {
-            atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
+        /* debug builds: the mark in one instruction (owner.h) */
+        uint64_t seq = LAB_DEBUG_ON ? atomic_fetch_add_explicit(&r->seq, 1, memory_order_relaxed) : 0;
+        if (LAB_DEBUG_ON)
             atomic_signal_fence(memory_order_seq_cst);
-        }
         size_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
         /* an empty stock and a closed gate fail the same compare; a request
          * to zero its page is the fallback's (the memset is not inlined) */
