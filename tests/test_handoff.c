@@ -755,6 +755,27 @@ static void *steal_end_later(void *arg)
     return NULL;
 }
 
+/* Every page the zone gives a request of `gfp`, into held[]; how many. */
+static size_t take_the_zone(lab_arena *a, lab_gfp_t gfp, void **held)
+{
+    size_t n = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, gfp | LAB_GFP_NOWARN, 0)) != NULL)
+        held[n++] = q;
+    return n;
+}
+
+/* The room's last checks, the zone's pages back, the room and the arena
+ * gone. */
+static void steal_case_end(lab_arena *a, lab_room *r, void **held, size_t nheld)
+{
+    CHECK_EQ(lab_check(a), 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* While reclaim holds a room's stocks, the owner's atomic request is
  * served from the room's reserve, which reclaim never takes, once the
  * zone cannot serve it; and the owner's frees meanwhile refill the
@@ -765,10 +786,7 @@ static void test_a_steal_leaves_the_owner_its_reserve(void)
     lab_arena *a = NULL;
     lab_room *r = reclaim_arena(&a, 4);
     static void *held[512];
-    size_t nheld = 0;
-    void *q;
-    while ((q = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
-        held[nheld++] = q;
+    size_t nheld = take_the_zone(a, LAB_GFP_ATOMIC, held);
     steal_begin(r);
     void *p[4];
     for (int i = 0; i < 4; i++) {
@@ -786,12 +804,16 @@ static void test_a_steal_leaves_the_owner_its_reserve(void)
     CHECK_EQ(st.reserve, 4);
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.out, 0);
+    /* the same by the bulk calls */
+    CHECK_EQ(lab_room_alloc_bulk(r, LAB_GFP_ATOMIC, p, 4), 4);
+    CHECK_EQ(room_stats(r).reserve, 0);
+    lab_room_free_bulk(r, p, 4);
+    st = room_stats(r);
+    CHECK_EQ(st.reserve, 4);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.out, 0);
     atomic_store(&r->steal, false);
-    CHECK_EQ(lab_check(a), 0);
-    while (nheld)
-        lab_free_pages(a, held[--nheld], 0);
-    lab_room_destroy(r);
-    end_arena(a);
+    steal_case_end(a, r, held, nheld);
 }
 
 /* A request that may block waits a steal out, then walks as usual (it
@@ -807,10 +829,7 @@ static void test_a_blocking_room_request_waits_a_steal_out(void)
     lab_room_free(r, p);
     CHECK(room_stats(r).stock > 0);
     static void *held[512];
-    size_t nheld = 0;
-    void *q;
-    while ((q = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
-        held[nheld++] = q;
+    size_t nheld = take_the_zone(a, LAB_GFP_ATOMIC, held);
     steal_begin(r);
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, steal_end_later, r) == 0);
@@ -824,11 +843,7 @@ static void test_a_blocking_room_request_waits_a_steal_out(void)
     CHECK(waited >= 10);
     if (res.addr)
         lab_room_free(r, res.addr);
-    CHECK_EQ(lab_check(a), 0);
-    while (nheld)
-        lab_free_pages(a, held[--nheld], 0);
-    lab_room_destroy(r);
-    end_arena(a);
+    steal_case_end(a, r, held, nheld);
 }
 
 /* The same room destroyed right after the steal, its stock still moved up

@@ -394,25 +394,13 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         }
         return;
     }
-    if (unlikely(!room_owner_side_mine(r))) {
-        /* Reclaim holds the stocks, never the reserve: a block the reserve
-         * lacks goes there (else blocks the reserve lent out while a steal
-         * lasted would go on to the zone with the next one, and the reserve
-         * would shrink steal by steal); any other goes the way of a remote
-         * free, counted there and not here. */
-        if (order == 0 && rd(&r->nr_reserve) < r->reserve_target) {
-            if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
-                ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
-                room_leave(&r->seq_free);
-                room_free_misuse(r, page, order);
-                return;
-            }
-            if (unlikely(r->page_hooks))
-                page_hook_free(r->arena, page, order);
-            reserve_push(r, f);
-            room_leave(&r->seq_free);
-            return;
-        }
+    /* Reclaim may hold the stocks (a steal), never the reserve: a block
+     * the reserve lacks goes there all the same (else blocks the reserve
+     * lent out while a steal lasted would go on to the zone with the next
+     * one, and the reserve would shrink steal by steal); any other goes
+     * the way of a remote free, counted there and not here. */
+    bool mine = room_owner_side_mine(r), to_reserve = order == 0 && rd(&r->nr_reserve) < r->reserve_target;
+    if (unlikely(!mine) && !to_reserve) {
         ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);
         room_leave(&r->seq_free);
         if (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)) {
@@ -424,31 +412,28 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         room_free_remote(r->arena, r, &f, 1, order);
         return;
     }
-    /* the stock takes pushes again; and a window may have held this very
-     * block (another context freed it too): closing marked it ROOM */
-    if (room_window_close(r) && unlikely(pg_state(pg) != PG_ALLOCATED)) {
+    /* The stock takes pushes again; and a window may have held this very
+     * block (another context freed it too): closing marked it ROOM.
+     * Strict mode arbitrates against a remote free of the same block. */
+    if ((mine && room_window_close(r) && unlikely(pg_state(pg) != PG_ALLOCATED)) ||
+        (r->strict && !pg_claim(pg, PG_ALLOCATED, PG_ROOM))) {
         ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
         room_leave(&r->seq_free);
         room_free_misuse(r, page, order);
         return;
     }
-    if (r->strict) {
-        /* Arbitrate against a remote free of the same block. */
-        if (!pg_claim(pg, PG_ALLOCATED, PG_ROOM)) {
-            ctr_add_owner(&r->st.frees_extra, (uint64_t)-1);   /* a call that took nothing back */
-            room_leave(&r->seq_free);
-            room_free_misuse(r, page, order);
-            return;
-        }
-    }
     if (unlikely(r->page_hooks))
         page_hook_free(r->arena, page, order);
     struct room_stock *s = &r->stk[order];
-    if (order == 0 && unlikely(rd(&r->nr_reserve) < r->reserve_target))
+    if (unlikely(to_reserve))
         reserve_push(r, f);
     else
         stock_push(r, order, f);
     ctr_add_owner(&r->st.frees_extra, ((uint64_t)1 << order) - 1);
+    if (!mine) {
+        room_leave(&r->seq_free);   /* the stocks are reclaim's: no drain */
+        return;
+    }
     if (unlikely(atomic_load_explicit(&r->drain_wanted, memory_order_relaxed))) {
         atomic_store_explicit(&r->drain_wanted, false, memory_order_relaxed);
         for (unsigned o = 0; o <= r->max_order; o++)

@@ -706,30 +706,24 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     size_t got = 0;
     int reason = LAB_R_NONE;
     bool stolen = unlikely(!room_side_back(r, rt));
-    while (stolen && got < n) {   /* one block at a time, as a single request would */
-        int step = LAB_STEP_ROOM;
-        uint32_t f = room_alloc_stolen(r, rt, 0, &reason, &step);
-        if (f == NIL)
-            break;
-        ctr_inc(&r->st.slow_allocs);
-        ctr_inc(&r->st.by_step[step]);
-        ctr_inc(&r->st.allocs_extra);
-        pages[got++] = room_hand_out(r, f, 0);
-    }
-    while (!stolen && got < n) {
-        size_t have = atomic_load_explicit(&s->n, memory_order_relaxed);
+    while (got < n) {
+        size_t have = stolen ? 0 : atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
             /* step 2 without the stock, else the whole walk; a window the
              * walk opened and the loop emptied closes first (room_take_out
-             * reads the lanes from their tails) */
-            room_window_close(r);
-            size_t took = room_take_out(r, pages + got, n - got);
-            if (took) {
-                got += took;
-                continue;
+             * reads the lanes from their tails).  While a steal holds the
+             * stocks, one block at a time by the steps that do not touch
+             * them, as a single request would. */
+            if (!stolen) {
+                room_window_close(r);
+                size_t took = room_take_out(r, pages + got, n - got);
+                if (took) {
+                    got += took;
+                    continue;
+                }
             }
             int step = LAB_STEP_ROOM;
-            uint32_t f = room_alloc_slow(r, rt, 0, &reason, &step);
+            uint32_t f = stolen ? room_alloc_stolen(r, rt, 0, &reason, &step) : room_alloc_slow(r, rt, 0, &reason, &step);
             if (f == NIL)
                 break;
             ctr_inc(&r->st.slow_allocs);
