@@ -739,6 +739,45 @@ static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
     reclaim_takes_an_idle_rooms_stock(false);
 }
 
+/* With page hooks (here poisoning), a free of a room block with the wrong
+ * order, as another context frees (lab_free_pages), is reported at once
+ * and writes nothing: the hooks fill the whole block the caller names,
+ * and a larger order reached the next page, still out (filled with 0x6b,
+ * and reported only when the owner took the entry back). */
+static void test_a_wrong_order_free_of_a_room_block_with_hooks_writes_no_page(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, LAB_ARENA_POISON, &log);
+    lab_room *r = room(a, 8, 64, 0, 0);
+    enum { N = 16 };
+    char *p[N];
+    for (int i = 0; i < N; i++) {
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        memset(p[i], 0x11, LAB_PAGE_SIZE);
+    }
+    /* a page at an order-1 boundary whose next page is held too */
+    char *base = lab_arena_base(a), *head = NULL;
+    for (int i = 0; i < N && !head; i++)
+        for (int k = 0; k < N && !head; k++)
+            if ((size_t)(p[i] - base) % (2 * LAB_PAGE_SIZE) == 0 && p[k] == p[i] + LAB_PAGE_SIZE)
+                head = p[i];
+    REQUIRE(head != NULL);
+    lab_free_pages(a, head, 1);
+    CHECK_EQ(atomic_load(&log.count[LAB_EWRONGORDER]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    size_t changed = 0;
+    for (int i = 0; i < N; i++)
+        for (size_t b = 0; b < LAB_PAGE_SIZE; b++)
+            changed += p[i][b] != 0x11;
+    CHECK_EQ(changed, 0);
+    for (int i = 0; i < N; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A steal in progress, as room_steal holds one: its flag set and the fast
  * paths' gates closed (what it would take does not matter here). */
 static void steal_begin(lab_room *r)
@@ -2744,6 +2783,7 @@ int main(void)
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
     RUN(test_a_room_destroyed_after_a_steal);
+    RUN(test_a_wrong_order_free_of_a_room_block_with_hooks_writes_no_page);
     RUN(test_a_steal_leaves_the_owner_its_reserve);
     RUN(test_a_blocking_room_request_waits_a_steal_out);
     RUN(test_destroy_waits_out_a_steal_in_flight);

@@ -313,6 +313,76 @@ static void test_threads_alloc_and_free_concurrently_without_loss(void)
     pthread_barrier_destroy(&start_line);
 }
 
+/* Two threads free the same zone block at once, round after round: one
+ * free wins the compare-and-swap of the block's state, the other is
+ * reported as a double free, and the block reaches the free lists once. */
+struct racer {
+    lab_arena *a;
+    void *_Atomic block;
+    unsigned order;
+    pthread_barrier_t *go;
+};
+static _Atomic unsigned race_reports[LAB_ERROR_COUNT];
+static void race_misuse(void *ctx, int err, const void *addr, const char *msg)
+{
+    (void)ctx;
+    (void)addr;
+    (void)msg;
+    if (err >= 0 && err < LAB_ERROR_COUNT)
+        atomic_fetch_add(&race_reports[err], 1);
+}
+static void *racer_main(void *arg)
+{
+    struct racer *x = arg;
+    for (;;) {
+        pthread_barrier_wait(x->go);
+        void *b = atomic_load(&x->block);
+        if (!b)
+            return NULL;
+        lab_free_pages(x->a, b, x->order);
+        pthread_barrier_wait(x->go);
+    }
+}
+static void test_two_threads_freeing_one_block_at_once_free_it_once(void)
+{
+    enum { ROUNDS = 2000 };
+    lab_arena *a = test_arena(256, 4, 8, 12, 16);
+    lab_set_misuse_handler(a, race_misuse, NULL);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 3);
+    struct racer x = { .a = a, .block = NULL, .order = 0, .go = &go };
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        REQUIRE(pthread_create(&t[i], NULL, racer_main, &x) == 0);
+    for (unsigned order = 0; order <= 2; order += 2) {
+        memset(race_reports, 0, sizeof(race_reports));
+        x.order = order;
+        for (int k = 0; k < ROUNDS; k++) {
+            void *b = lab_alloc_pages(a, LAB_GFP_KERNEL, order);
+            REQUIRE(b != NULL);
+            atomic_store(&x.block, b);
+            pthread_barrier_wait(&go);   /* both free it */
+            pthread_barrier_wait(&go);   /* both done */
+        }
+        CHECK_EQ(atomic_load(&race_reports[LAB_EDOUBLEFREE]), ROUNDS);
+        unsigned total = 0;
+        for (int e = 0; e < LAB_ERROR_COUNT; e++)
+            total += atomic_load(&race_reports[e]);
+        CHECK_EQ(total, ROUNDS);
+        lab_arena_flush(a);
+        lab_stats s;
+        lab_stats_get(a, &s);
+        CHECK_EQ(s.free_pages, s.total_pages);
+        CHECK_EQ(lab_check(a), 0);
+    }
+    atomic_store(&x.block, NULL);
+    pthread_barrier_wait(&go);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(120);
@@ -322,5 +392,6 @@ int main(void)
     ops_per_worker = SLOW_BUILD ? 300000 : 2000000;
 #endif
     RUN(test_threads_alloc_and_free_concurrently_without_loss);
+    RUN(test_two_threads_freeing_one_block_at_once_free_it_once);
     return test_finish();
 }

@@ -129,8 +129,16 @@ static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned
     unsigned id = pg_room(z, frame);
     if (id == 0 || (frame & ((1u << order) - 1)))
         return 0;
-    if (unlikely(a->page_hooks))
+    if (unlikely(a->page_hooks)) {
+        /* The hooks write or close the whole block: a block that is not
+         * out with this order goes to free_claim, which reports it, or
+         * they would reach pages still the caller's (the take-back
+         * checks the rest). */
+        const struct page *p = &z->pages[frame];
+        if (pg_state(p) != PG_ALLOCATED || pg_order(p) != order)
+            return 0;
         page_hook_free(a, addr, order);
+    }
     *framep = frame;
     return id;
 }
