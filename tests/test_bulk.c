@@ -33,6 +33,16 @@ static lab_room *make_room(lab_arena *a, size_t batch)
     return r;
 }
 
+/* The 256-page arenas below: every page home, then gone. */
+static void end_256(lab_arena *a)
+{
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.free_pages, 256);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static void test_bulk_free_of_room_pages_returns_them_to_their_rooms(void)
 {
     lab_arena *a = test_arena(1024, 10, 0, 0, 0);
@@ -93,11 +103,44 @@ static void test_bulk_free_reports_misuse_and_frees_the_rest(void)
     lab_free_pages_bulk(a, batch, 6, 1);
     CHECK_EQ(misuse_calls, 1);
     CHECK_EQ(misuse_code, LAB_EDOUBLEFREE);
-    lab_stats s;
-    lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 256);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    end_256(a);
+}
+
+/* A room page freed by another context with an order above the arena's
+ * max_order, yet below 4 (the orders rooms serve), is LAB_EBADORDER at
+ * once, as a zone page's is, not LAB_EWRONGORDER when its room takes the
+ * entry back; and a bulk free of room pages with no array does nothing, as
+ * lab_free_pages_bulk does (it read the NULL array). */
+static void test_bad_room_frees_are_refused_at_once(void)
+{
+    lab_arena *a = test_arena(256, 1, 0, 0, 0);
+    lab_set_misuse_handler(a, on_misuse, NULL);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    /* a page aligned as an order-2 block would be: the order alone is wrong */
+    void *held[8], *p = NULL;
+    for (int i = 0; i < 8; i++) {
+        REQUIRE((held[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        if (!p && ((char *)held[i] - (char *)lab_arena_base(a)) % (4 * LAB_PAGE_SIZE) == 0)
+            p = held[i];
+    }
+    REQUIRE(p);
+    misuse_calls = 0;
+    lab_free_pages(a, p, 2);
+    CHECK_EQ(misuse_calls, 1);
+    CHECK_EQ(misuse_code, LAB_EBADORDER);
+    void *one[1] = { p };
+    lab_free_pages_bulk(a, one, 1, 2);
+    CHECK_EQ(misuse_calls, 2);
+    CHECK_EQ(misuse_code, LAB_EBADORDER);
+    lab_room_free_bulk(r, NULL, 4);
+    lab_room_free_bulk(NULL, NULL, 4);
+    lab_room_free_bulk(r, held, 8);
+    CHECK_EQ(misuse_calls, 2);
+    lab_room_destroy(r);
+    end_256(a);
 }
 
 static void test_bulk_free_to_a_destroyed_room_goes_to_the_zone(void)
@@ -134,11 +177,7 @@ static void test_bulk_free_reads_no_entry_past_the_array(void)
         free(pages);
     }
     lab_room_destroy(r);
-    lab_stats s;
-    lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 256);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    end_256(a);
 }
 
 /* A POISON arena checks each page a bulk room allocation hands out, and
@@ -190,6 +229,7 @@ int main(void)
     test_watchdog(60);
     RUN(test_bulk_free_of_room_pages_returns_them_to_their_rooms);
     RUN(test_bulk_free_reports_misuse_and_frees_the_rest);
+    RUN(test_bad_room_frees_are_refused_at_once);
     RUN(test_bulk_free_to_a_destroyed_room_goes_to_the_zone);
     RUN(test_bulk_free_reads_no_entry_past_the_array);
     RUN(test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only);

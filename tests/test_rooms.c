@@ -634,10 +634,10 @@ static void test_a_bulk_allocation_tops_up_the_reserve_from_remote_frees(void)
 }
 
 /* The owner's frees refill the reserve first (its free is off the
- * allocation's way); remote frees fill the stock first, so a room running
- * near empty is served at step 2, never walks on to the reserve while pages
- * come back, and the reserve is topped up from the stock once it holds more
- * than a batch. */
+ * allocation's way); remote frees come back through the stock, so a room
+ * running near empty is served at step 2, never walks on to the reserve
+ * while pages come back, and the take-back tops the reserve up from the
+ * stock with all but the block the allocation takes. */
 static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
 {
     /* the quota makes refills fail, so ATOMIC requests reach the reserve */
@@ -675,8 +675,7 @@ static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
     CHECK_EQ(st.reserve, 1);
     CHECK_EQ(st.stock, 0);
 
-    /* more than a batch back at once: the surplus over a batch tops the
-     * reserve up, the rest stays in stock */
+    /* four back at once: two top the reserve up, one goes out, one stays */
     for (int k = 0; k < 4; k++)
         lab_free_pages(a, p[--n], 0);
     lab_room_alloc_result(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, &res);
@@ -694,6 +693,60 @@ static void test_owner_frees_refill_the_reserve_and_remote_frees_the_stock(void)
     CHECK_EQ(st.reserve, R);
     CHECK_EQ(st.out, 0);
     CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* Frees that other contexts make refill a room's reserve first, as the
+ * owner's own frees do: with the zone empty, atomic requests use the
+ * reserve up, another thread gives the pages back, and a NOWAIT request
+ * (which may not use the reserve) gets only the one block the take-back
+ * leaves it; the reserve serves atomic requests again.  (It was topped up
+ * only from a stock above its batch: NOWAIT took all 16 and the reserve
+ * stayed empty.) */
+struct bulk_freer { lab_arena *a; void **p; size_t n; };
+static void *bulk_free_thread(void *arg)
+{
+    struct bulk_freer *x = arg;
+    lab_free_pages_bulk(x->a, x->p, x->n, 0);
+    return NULL;
+}
+
+static void test_remote_frees_refill_the_reserve_first(void)
+{
+    enum { RESERVE = 16 };
+    lab_arena *a = test_arena(1024, 10, 64, 96, 128);
+    lab_room *r = make_room(a, RESERVE, 8, 32, 0);
+    static void *held[1024];
+    size_t nheld = 0;
+    void *q;
+    while ((q = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        held[nheld++] = q;
+    void *p[RESERVE], *more[RESERVE];
+    for (int i = 0; i < RESERVE; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN)) != NULL);
+    CHECK_EQ(room_stats(r).reserve, 0);
+    struct bulk_freer x = { a, p, RESERVE };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, bulk_free_thread, &x) == 0);
+    pthread_join(t, NULL);
+    size_t nowait = 0;
+    while (nowait < RESERVE && (more[nowait] = lab_room_alloc(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN)) != NULL)
+        nowait++;
+    CHECK_EQ(nowait, 1);
+    CHECK_EQ(room_stats(r).reserve, RESERVE - 1);
+    for (size_t i = 0; i < nowait; i++)
+        lab_room_free(r, more[i]);   /* the owner's free: the reserve first */
+    CHECK_EQ(room_stats(r).reserve, RESERVE);
+    size_t atomic = 0;
+    while (atomic < RESERVE && (p[atomic] = lab_room_alloc(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN)) != NULL)
+        atomic++;
+    CHECK_EQ(atomic, RESERVE);
+    for (size_t i = 0; i < atomic; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(lab_check(a), 0);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
     lab_room_destroy(r);
     end_arena(a);
 }
@@ -1181,6 +1234,7 @@ int main(void)
     RUN(test_owner_frees_refill_the_reserve_and_remote_frees_the_stock);
     RUN(test_a_bulk_allocation_tops_up_the_reserve_from_remote_frees);
     RUN(test_reserve_larger_than_the_free_pages_is_refused);
+    RUN(test_remote_frees_refill_the_reserve_first);
     RUN(test_quota_caps_held_plus_handed_out);
     RUN(test_destroy_returns_everything_the_room_holds);
     RUN(test_destroyed_room_reports_room_dead);

@@ -163,6 +163,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     /* Rooms' lanes need destroy's asymmetric fence (handoff.c). */
     a->lanes_ok = plat_membarrier();
     a->room_free_fast = LAB_DEBUG_ON || (!a->strict_free && !a->page_hooks);
+    a->room_orders = a->zone.max_order < ROOM_ORDERS ? a->zone.max_order + 1 : ROOM_ORDERS;
     /* Caller memory may be seen by others (a registered UMEM, a shared
      * mapping): decommitting it would part our pages from theirs. */
     if (!a->own_memory && !(cfg->flags & LAB_ARENA_DECOMMIT_CALLER))

@@ -123,7 +123,7 @@ static inline unsigned free_room_block(struct lab_arena *a, void *addr, unsigned
     struct zone *z = &a->zone;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
     if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) ||
-                 order >= ROOM_ORDERS || a->strict_free))
+                 order >= a->room_orders || a->strict_free))
         return 0;
     uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
     unsigned id = pg_room(z, frame);
@@ -170,7 +170,7 @@ static NOINLINE void free_pages(lab_arena *a, void *addr, unsigned order)
     struct zone *z = &a->zone;
     uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base, f = off >> PAGE_SHIFT;
     unsigned id;
-    if (likely(off < z->bytes && order < ROOM_ORDERS && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
+    if (likely(off < z->bytes && order < a->room_orders && !(off & (((uintptr_t)LAB_PAGE_SIZE << order) - 1)) &&
                a->room_free_fast && (id = pg_room(z, (uint32_t)f)) != 0)) {
         uint32_t frame = (uint32_t)f;
         if (LAB_DEBUG_ON && free_claim(a, addr, order, &frame) < 0)
@@ -302,7 +302,7 @@ void lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned or
     run.room = 0;
     run.order = order;
     size_t i = 0;
-    if (!LAB_DEBUG_ON && likely(a->room_free_fast && order < ROOM_ORDERS))
+    if (!LAB_DEBUG_ON && likely(a->room_free_fast && order < a->room_orders))
         i = free_bulk_rooms(a, pages, n, &run);
     for (; i < n; i++) {
         uint32_t frame;
@@ -573,7 +573,9 @@ static size_t room_free_run(lab_room *r, void *const *pages, size_t n)
 void lab_room_free_bulk(lab_room *r, void *const *pages, size_t n)
 {
     size_t i = 0;
-    if (!LAB_DEBUG_ON && likely(r != NULL) && likely(pages != NULL))
+    if (unlikely(pages == NULL))
+        return;   /* as lab_free_pages_bulk */
+    if (!LAB_DEBUG_ON && likely(r != NULL))
         i = room_free_run(r, pages, n);
     for (; i < n; i++)
         if (pages[i])

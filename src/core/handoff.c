@@ -608,16 +608,22 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
      * once a block in its loops */
     ctr_add_owner(&r->st.n_moved, pages - tk.spilled_pages);
     ctr_add_owner(&r->st.frees_remote, pages);
-    /* The reserve is topped up from the stock, not before it: an allocation
-     * near empty is served at step 1 or 2, never walks on to the reserve
-     * while pages come back. */
+    /* Frees refill the reserve first, those taken back too: from the
+     * bottom of the stock (its coldest blocks), leaving the top block for
+     * the allocation that asked, which is then served at step 2 and never
+     * walks on to the reserve while pages come back.  (Topped up only
+     * from a stock above its batch, a reserve that atomic requests had
+     * used stayed short while NOWAIT requests took the blocks back.) */
     struct room_stock *s0 = &r->stk[0];
-    while (!to_zone && rd(&r->nr_reserve) < r->reserve_target && rd(&s0->n) > s0->batch) {
-        size_t n = rd(&s0->n);
-        uint32_t f = frame_of(z, s0->addr[0]);
-        memmove(s0->addr, s0->addr + 1, (n - 1) * sizeof(char *));
-        stock_n_set(r, 0, n - 1);
-        reserve_push(r, f);
+    size_t n0 = rd(&s0->n), k = 0;
+    if (!to_zone && n0 > 1 && rd(&r->nr_reserve) < r->reserve_target) {
+        k = r->reserve_target - rd(&r->nr_reserve);
+        if (k > n0 - 1)
+            k = n0 - 1;
+        for (size_t i = 0; i < k; i++)
+            reserve_push(r, frame_of(z, s0->addr[i]));
+        memmove(s0->addr, s0->addr + k, (n0 - k) * sizeof(char *));
+        stock_n_set(r, 0, n0 - k);
     }
     return pages;
 }

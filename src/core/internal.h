@@ -665,6 +665,9 @@ struct lab_arena {
                                          build (it claims and runs the hooks first):
                                          lab_free_pages hands room blocks to their ring
                                          at once */
+    uint8_t   room_orders;            /* the orders a room block can have: 0..3, and
+                                         none above the zone's max_order (a free of a
+                                         greater order is EBADORDER, at once) */
     /* reclaim (reclaim.c) */
     void     *reclaim;                  /* struct reclaim_state, opaque here */
     struct fault_attr fault;
