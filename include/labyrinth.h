@@ -91,7 +91,8 @@ typedef unsigned int lab_gfp_t;
 /* With DIRECT_RECLAIM: several reclaim passes and a bounded wait, then fail. */
 #define LAB_GFP_RETRY_MAYFAIL   (1u << 6)
 /* With DIRECT_RECLAIM: never return NULL; wait as long as it takes.  May use
- * the HIGH share of the emergency reserve, as Linux grants __GFP_NOFAIL. */
+ * the HIGH share of the emergency reserve, as Linux grants __GFP_NOFAIL.
+ * NORETRY overrides it (one pass, then NULL): Linux calls the pair a bug. */
 #define LAB_GFP_NOFAIL          (1u << 7)
 /* May take every free page, ignoring watermarks (for the code that frees
  * memory, as PF_MEMALLOC in Linux). */
@@ -124,7 +125,7 @@ enum lab_error {
     LAB_EORDER,          /* max_order out of range (above LAB_MAX_ORDER_LIMIT) */
     LAB_EMEMALIGN,       /* cfg.memory is not page aligned */
     LAB_EWMARK,          /* watermarks out of order: need min <= low <= high < pages */
-    LAB_EFLAGS,          /* unknown arena flag */
+    LAB_EFLAGS,          /* unknown arena or room flag */
     LAB_EMAP,            /* the OS refused to map the arena or its metadata */
     LAB_EMLOCK,          /* the OS refused to lock the arena (memlock limit) */
     LAB_ENOMEM,          /* no memory for the allocator's own bookkeeping */
@@ -132,7 +133,7 @@ enum lab_error {
     LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages) */
     LAB_EQUOTA,          /* room quota smaller than its reserve */
     LAB_EBUSY,           /* a table is full (rooms, shrinkers) */
-    LAB_ENOTFOUND,       /* no such shrinker */
+    LAB_ENOTFOUND,       /* not returned by this version (the codes keep their values) */
     /* misuse: reported through the misuse handler */
     LAB_EDOUBLEFREE,     /* the block is already free */
     LAB_EWRONGORDER,     /* freed with an order other than the one allocated */
@@ -444,7 +445,8 @@ LAB_API void lab_set_misuse_handler(lab_arena *a, lab_misuse_fn fn, void *ctx);
  * hook runs in the failing request's context, a signal handler included.
  * The default (NULL restores it) writes to stderr with write(2): at once for
  * a request that may block, and for one that may not (ATOMIC, NOWAIT) it
- * keeps the report (up to 8, then counts the rest) for a context that may
+ * keeps the report (up to 6, then counts the rest: 2 of the 8 slots are
+ * kept for misuse reports) for a context that may
  * make system calls, see lab_arena_flush, so an atomic request never makes
  * one.  Safe to call while other threads use the arena. */
 typedef void (*lab_log_fn)(void *ctx, const char *msg, size_t len);
@@ -516,7 +518,8 @@ typedef struct lab_room_config {
                            has nothing left for them.  0 = none */
     size_t batch;       /* order-0 pages moved per refill or drain; default 32 (an
                            order-k stock moves batch >> k blocks, at least 1).  0 is
-                           refused (LAB_EBATCH) */
+                           refused (LAB_EBATCH); so are batch, high and ring above
+                           2^24 (LAB_ENOMEM: the arrays' sizes would overflow) */
     size_t high;        /* a stock above this many pages is drained by a batch;
                            0 = 4 * batch; at least batch */
     size_t quota;       /* most pages the room may hold plus hand out; 0 = no limit */

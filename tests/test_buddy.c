@@ -199,6 +199,13 @@ static void test_order_above_max_fails_with_reason(void)
 static void test_stats_print_text_and_json(void)
 {
     lab_arena *a = test_arena(256, 5, 0, 0, 0);
+    /* a write error is -1, buffered or not */
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        CHECK_EQ(lab_stats_print(a, full, LAB_STATS_TEXT), -1);
+        CHECK_EQ(lab_stats_print(a, full, LAB_STATS_JSON), -1);
+        fclose(full);
+    }
     void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);
     char *buf = NULL;
     size_t len = 0;

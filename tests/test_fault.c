@@ -154,6 +154,13 @@ static void test_fault_set_null_turns_injection_off(void)
     fc.probability = 101;
     CHECK(lab_fault_set(a, &fc) != 0);
     CHECK_EQ(try_alloc(a, LAB_GFP_NOWAIT, 0), LAB_R_NONE);   /* a refused config injects nothing */
+    /* and a refused config leaves the injection on as it was */
+    fc = fault(100, 1, -1);
+    REQUIRE(lab_fault_set(a, &fc) == 0);
+    fc.times = -2;
+    CHECK_EQ(lab_fault_set(a, &fc), LAB_EINVAL);
+    CHECK_EQ(try_alloc(a, LAB_GFP_NOWAIT, 0), LAB_R_INJECTED);
+    CHECK_EQ(lab_fault_set(a, NULL), 0);
     lab_arena_destroy(a);
 }
 

@@ -18,12 +18,12 @@ int lab_fault_set(lab_arena *a, const lab_fault_config *fc)
 {
     if (!a)
         return LAB_EINVAL;
+    if (fc && (fc->probability > 100 || fc->times < -1))
+        return LAB_EINVAL;   /* refused: the injection stays as it was */
     struct fault_attr *f = &a->fault;
     atomic_store(&f->enabled, false);
     if (!fc)
         return 0;
-    if (fc->probability > 100 || fc->times < -1)
-        return LAB_EINVAL;
     atomic_store(&f->probability, fc->probability);
     atomic_store(&f->interval, fc->interval ? fc->interval : 1);
     atomic_store(&f->min_order, fc->min_order);

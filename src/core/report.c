@@ -283,7 +283,7 @@ static const char *const error_names[LAB_ERROR_COUNT] = {
     [LAB_EORDER] = "max_order out of range",
     [LAB_EMEMALIGN] = "supplied memory is not page aligned",
     [LAB_EWMARK] = "watermarks out of order (need min <= low <= high < pages)",
-    [LAB_EFLAGS] = "unknown arena flag",
+    [LAB_EFLAGS] = "unknown flag (arena or room)",
     [LAB_EMAP] = "the OS refused to map memory",
     [LAB_EMLOCK] = "the OS refused to lock memory (memlock limit)",
     [LAB_ENOMEM] = "out of memory for bookkeeping",

@@ -41,7 +41,7 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
             (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
             (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
             (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits);
-    return ferror(f) ? -1 : 0;
+    return fflush(f) != 0 || ferror(f) ? -1 : 0;   /* a buffered write fails at the flush */
 }
 
 static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, const char *(*name)(int))
@@ -78,7 +78,7 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
             (unsigned long long)s->trimmed_pages, (unsigned long long)s->recommitted_pages,
             (unsigned long long)s->rooms_drained_pages, trim_off_names[s->trim_off],
             (unsigned long long)s->trim_refused);
-    return ferror(f) ? -1 : 0;
+    return fflush(f) != 0 || ferror(f) ? -1 : 0;   /* a buffered write fails at the flush */
 }
 
 int lab_stats_print(lab_arena *a, FILE *f, int format)
