@@ -385,6 +385,32 @@ static void test_nofail_waits_until_another_thread_frees(void)
     lab_arena_destroy(a);
 }
 
+/* With the zone at min and nothing to reclaim, a NOFAIL request takes the
+ * HIGH share of the emergency reserve at once, not after a wait for frees
+ * (it raised its floor and then slept before it looked again). */
+static void test_nofail_takes_the_high_share_without_waiting(void)
+{
+    lab_arena *a = arena_with_timeout(50);
+    static struct held h;
+    hold_until_fail(a, &h, LAB_GFP_NOWAIT);   /* down to min */
+    REQUIRE(free_pages(a) > 0);
+    lab_stats s0;
+    lab_stats_get(a, &s0);
+    lab_result r;
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, 0, &r);
+    CHECK(r.addr != NULL);
+    CHECK_EQ(r.step, LAB_STEP_EMERGENCY);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.waits, s0.waits);
+    if (r.addr)
+        lab_free_pages(a, r.addr, 0);
+    release(a, &h);
+    CHECK_EQ(free_pages(a), PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static void test_noretry_fails_at_once_without_waiting(void)
 {
     lab_arena *a = arena_with_timeout(2000);
@@ -619,6 +645,7 @@ int main(void)
     RUN(test_background_reclaimer_sleeps_when_nothing_can_be_reclaimed);
     RUN(test_kernel_request_without_shrinker_times_out);
     RUN(test_nofail_waits_until_another_thread_frees);
+    RUN(test_nofail_takes_the_high_share_without_waiting);
     RUN(test_noretry_fails_at_once_without_waiting);
     RUN(test_retry_mayfail_fails_eventually);
     RUN(test_unregistered_shrinker_is_never_called_again);

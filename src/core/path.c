@@ -188,9 +188,12 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
         }
         if (may(rt, R_NORETRY))
             return NIL;
-        if (may(rt, R_NOFAIL) && may(rt, R_MAY_RESERVE) && floor_of(rt) == FLOOR_MIN)
+        if (may(rt, R_NOFAIL) && may(rt, R_MAY_RESERVE) && floor_of(rt) == FLOOR_MIN) {
+            /* the HIGH share now, not after a wait for frees */
             rt.r |= FLOOR_HIGH << R_FLOOR_SHIFT;
-        else if (!may(rt, R_NOFAIL) && may(rt, R_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
+            if ((frame = zone_alloc(a, rt, order, reason, step)) != NIL)
+                return frame;
+        } else if (!may(rt, R_NOFAIL) && may(rt, R_RETRY_MAYFAIL) && pass >= RETRY_MAYFAIL_PASSES)
             return NIL;
         if (!may(rt, R_NOFAIL) && plat_now_ns() >= deadline) {
             *reason = LAB_R_TIMEOUT;
