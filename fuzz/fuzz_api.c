@@ -1752,8 +1752,7 @@ static void op_fault(void)
             err, want);
     if (err == 0)
         fault_model_set(fc.probability, fc.interval, fc.times, fc.min_order, fc.ignore_blocking);
-    else
-        M.f_on = false;   /* a refused configuration turns injection off */
+    /* a refused configuration leaves the injection as it was */
 }
 
 /* ---- shrinkers ----------------------------------------------------------------------

@@ -855,6 +855,52 @@ static void test_a_steal_leaves_the_owner_its_reserve(void)
     steal_case_end(a, r, held, nheld);
 }
 
+/* Steal after steal on a room whose owner makes blocking requests: a
+ * steal leaves a room whose owner is inside a call at once, so the owner,
+ * waiting a steal out inside its call, is not kept waiting by the next
+ * one (each set `steal` again before it looked, and the owner's waits ran
+ * to seconds).  Bounded loosely: a request here takes microseconds. */
+static _Atomic int stealing;
+static void *steal_loop(void *arg)
+{
+    while (atomic_load(&stealing))
+        rooms_drain_surplus((lab_arena *)arg);
+    return NULL;
+}
+
+static void test_a_blocking_owner_is_not_kept_waiting_by_steal_after_steal(void)
+{
+    lab_arena *a = arena(4096, 0);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    lab_room *r = NULL;
+    REQUIRE(lab_room_create(a, &rc, &r) == 0);
+    atomic_store(&stealing, 1);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, steal_loop, a) == 0);
+    double worst = 0, end = now_ms() + 2000;
+    void *h[64];
+    while (now_ms() < end) {
+        for (int i = 0; i < 64; i++) {
+            double t0 = now_ms();
+            h[i] = lab_room_alloc(r, LAB_GFP_KERNEL);
+            double took = now_ms() - t0;
+            worst = took > worst ? took : worst;
+            REQUIRE(h[i] != NULL);
+        }
+        for (int i = 0; i < 64; i++)
+            lab_room_free(r, h[i]);
+    }
+    atomic_store(&stealing, 0);
+    pthread_join(t, NULL);
+    CHECK(worst < 200);
+    if (worst >= 200)
+        fprintf(stderr, "  worst blocking room allocation %.1f ms\n", worst);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A request that may block waits a steal out, then walks as usual (it
  * used to try the zone once and fail, a KERNEL|NOFAIL one with NULL):
  * here the stock holds blocks, the zone none, and the steal ends 20 ms
@@ -2786,6 +2832,7 @@ int main(void)
     RUN(test_a_wrong_order_free_of_a_room_block_with_hooks_writes_no_page);
     RUN(test_a_steal_leaves_the_owner_its_reserve);
     RUN(test_a_blocking_room_request_waits_a_steal_out);
+    RUN(test_a_blocking_owner_is_not_kept_waiting_by_steal_after_steal);
     RUN(test_destroy_waits_out_a_steal_in_flight);
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_steals_against_a_running_owner);

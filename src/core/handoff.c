@@ -1177,6 +1177,13 @@ static size_t room_steal(struct lab_room *r)
         lanes = lane_takable(&r->lanes[k], 0, true) != 0;
     if (before == 0 && !lanes && atomic_load_explicit(&r->ring_head, memory_order_relaxed) == tail_get(r))
         return 0;
+    /* An owner inside a call makes the steal give up after its barrier:
+     * leave the room at once.  Only an early exit (the check after the
+     * barrier decides), but without it steal after steal kept `steal` set
+     * while a blocking owner inside a call waited for it to clear. */
+    if ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
+         atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1)
+        return 0;
     if (atomic_exchange(&r->steal, true))
         return 0;
     atomic_store(&r->alloc_floor, SIZE_MAX);
