@@ -33,6 +33,10 @@
  * lab_arena_trim, lab_arena_flush, the shrinker and fault-injection set-up,
  * and allocations that may block (LAB_GFP_KERNEL).  All calls are
  * thread-safe unless their comment says otherwise (a room has one owner).
+ * A handler that interrupted an allocator call must return to it: leaving
+ * the handler with siglongjmp (or a C++ exception) abandons the call halfway
+ * (a remote free's slot claimed but never published, a room marked busy, a
+ * lock held) and is not supported; later calls may then wait for ever.
  */
 #ifndef LABYRINTH_H
 #define LABYRINTH_H
