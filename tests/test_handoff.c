@@ -1472,6 +1472,166 @@ static void hand_off(lab_arena *a, lab_room *r, void **p, size_t n)
     CHECK_EQ(room_stats(r).in_ring, before + n);
 }
 
+/* Reclaim's steal, parked between its read of the ring's tail and its
+ * take (the pause point stands for a preemption there), while destroy
+ * waits for it and a late freer, finding the room dead, flushes the ring
+ * (ring_flush_dead): the two must not both consume the ring.  With both
+ * consuming, the steal's tail went back behind the slots the flush had
+ * freed, and destroy waited for ever for them to be published.  The late
+ * freer's tombstone, which the steal may find, is skipped, not reported. */
+static _Thread_local bool steal_parker;
+static _Atomic int steal_parked, steal_go;
+static void park_the_steal(enum pause_site site)
+{
+    if (site != PP_STEAL_RING || !steal_parker)
+        return;
+    atomic_store(&steal_parked, 1);
+    for (int i = 0; i < 10000 && !atomic_load(&steal_go); i++)
+        usleep(1000);
+}
+static void *steal_thread(void *arg)
+{
+    steal_parker = true;
+    rooms_drain_surplus(arg);
+    return NULL;
+}
+static void *hold_a_lane(void *arg)   /* claims a lane with one free, keeps it while alive */
+{
+    struct lane_job *j = arg;
+    lab_free_pages(j->a, j->pages[0], 0);
+    while (!atomic_load(j->go))
+        usleep(1000);
+    return NULL;
+}
+static bool wait_until(_Atomic int *flag, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(flag); i++)
+        usleep(1000);
+    return atomic_load(flag);
+}
+
+/* A room whose every lane a live thread holds, with three blocks of other
+ * threads in its ring, and one more block out; reclaim's steal of it
+ * started on its own thread and parked at its pause point. */
+struct parked_steal {
+    lab_arena *a;
+    lab_room *r;
+    void *p[ROOM_LANES + 4];
+    pthread_t holder[ROOM_LANES], stealer;
+    struct lane_job hj[ROOM_LANES];
+    atomic_int holders_go;
+    int nh;
+};
+
+static bool parked_steal_begin(struct parked_steal *ps, struct misuse_log *log, bool flush_under_way)
+{
+    ps->a = logged_arena(512, 0, log);
+    ps->r = room(ps->a, 32, 128, 0, 0);
+    for (int i = 0; i < ROOM_LANES + 4; i++)
+        REQUIRE((ps->p[i] = lab_room_alloc(ps->r, LAB_GFP_NOWAIT)) != NULL);
+    atomic_store(&ps->holders_go, 0);
+    ps->nh = ps->r->lanes ? ROOM_LANES : 0;
+    for (int k = 0; k < ps->nh; k++) {
+        ps->hj[k] = (struct lane_job){ ps->a, &ps->p[k], 1, &ps->holders_go };
+        REQUIRE(pthread_create(&ps->holder[k], NULL, hold_a_lane, &ps->hj[k]) == 0);
+    }
+    for (int k = 0; k < ps->nh; k++)
+        while (room_stats(ps->r).in_ring < (size_t)k + 1)
+            usleep(1000);
+    uint32_t head = atomic_load(&ps->r->ring_head);
+    free_from_a_thread(ps->a, &ps->p[ROOM_LANES], 3);
+    REQUIRE(atomic_load(&ps->r->ring_head) == head + 3);
+    if (flush_under_way)
+        atomic_store(&ps->r->flush_busy, 1);
+    atomic_store(&steal_parked, 0);
+    atomic_store(&steal_go, 0);
+    atomic_store(&pause_hook, park_the_steal);
+    REQUIRE(pthread_create(&ps->stealer, NULL, steal_thread, ps->a) == 0);
+    if (wait_until(&steal_parked, 3000))
+        return true;
+    /* no steal here (no membarrier): nothing to race */
+    atomic_store(&pause_hook, NULL);
+    pthread_join(ps->stealer, NULL);
+    atomic_store(&ps->r->flush_busy, 0);
+    atomic_store(&ps->holders_go, 1);
+    for (int k = 0; k < ps->nh; k++)
+        pthread_join(ps->holder[k], NULL);
+    free_from_a_thread(ps->a, &ps->p[ROOM_LANES + 3], 1);
+    lab_room_destroy(ps->r);
+    lab_arena_destroy(ps->a);
+    return false;
+}
+
+static void parked_steal_go(struct parked_steal *ps)
+{
+    atomic_store(&steal_go, 1);
+    pthread_join(ps->stealer, NULL);
+    atomic_store(&pause_hook, NULL);
+}
+
+static void parked_steal_end(struct parked_steal *ps)
+{
+    atomic_store(&ps->holders_go, 1);
+    for (int k = 0; k < ps->nh; k++)
+        pthread_join(ps->holder[k], NULL);
+    end_arena(ps->a);
+}
+
+static void test_a_steal_and_a_late_freers_flush_never_both_take_the_ring(void)
+{
+    static struct misuse_log log;
+    static struct parked_steal ps;
+    if (!parked_steal_begin(&ps, &log, false))
+        SKIP("reclaim cannot steal here (no membarrier)");
+    lab_room *r = ps.r;
+    struct destroyer d = { .r = r };
+    pthread_t dt;
+    REQUIRE(pthread_create(&dt, NULL, destroy_thread, &d) == 0);
+    for (int i = 0; i < 3000 && !atomic_load(&r->dead); i++)
+        usleep(1000);
+    REQUIRE(atomic_load(&r->dead));
+    free_from_a_thread(ps.a, &ps.p[ROOM_LANES + 3], 1);   /* finds the room dead */
+    parked_steal_go(&ps);
+    for (int i = 0; i < 5000 && !atomic_load(&d.done); i++)
+        usleep(1000);
+    if (!atomic_load(&d.done)) {
+        fprintf(stderr, "%s:%d: lab_room_destroy still waits 5 s on (ring tail %u, head %u)\n", __FILE__, __LINE__,
+                atomic_load(&r->ring_tail), atomic_load(&r->ring_head));
+        _exit(1);
+    }
+    pthread_join(dt, NULL);
+    CHECK_EQ(atomic_load(&r->ring_tail), atomic_load(&r->ring_head));
+    CHECK_EQ(atomic_load(&log.total), 0);
+    parked_steal_end(&ps);
+}
+
+/* The other order: a flush holds the ring when the steal begins.  The
+ * steal leaves the ring to it, its tail included: a tail written back
+ * after the flush moved it would leave the ring's consumer behind slots
+ * already freed. */
+static void test_a_steal_leaves_the_ring_to_a_flush_under_way(void)
+{
+    static struct misuse_log log;
+    static struct parked_steal ps;
+    if (!parked_steal_begin(&ps, &log, true))
+        SKIP("reclaim cannot steal here (no membarrier)");
+    lab_room *r = ps.r;
+    atomic_store(&r->flush_busy, 0);
+    ring_flush_dead(ps.a, r, false);   /* the flush the flag stood for */
+    CHECK_EQ(atomic_load(&r->ring_tail), atomic_load(&r->ring_head));
+    parked_steal_go(&ps);
+    uint32_t tail = atomic_load(&r->ring_tail), head = atomic_load(&r->ring_head);
+    CHECK_EQ(tail, head);
+    if (tail != head) {
+        fprintf(stderr, "%s:%d: the ring's tail went back: destroy would wait for ever\n", __FILE__, __LINE__);
+        _exit(1);
+    }
+    free_from_a_thread(ps.a, &ps.p[ROOM_LANES + 3], 1);
+    lab_room_destroy(r);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    parked_steal_end(&ps);
+}
+
 /* Blocks taken back while their stock is full go on to the zone, in runs
  * of up to 32 blocks (one zone lock each), and every page stays counted.
  * An order-1 request finds its own stock empty and takes back the order-0
@@ -2834,6 +2994,8 @@ int main(void)
     RUN(test_a_blocking_room_request_waits_a_steal_out);
     RUN(test_a_blocking_owner_is_not_kept_waiting_by_steal_after_steal);
     RUN(test_destroy_waits_out_a_steal_in_flight);
+    RUN(test_a_steal_and_a_late_freers_flush_never_both_take_the_ring);
+    RUN(test_a_steal_leaves_the_ring_to_a_flush_under_way);
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_steals_against_a_running_owner);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);

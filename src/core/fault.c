@@ -157,6 +157,8 @@ void fault_points_disarm(void)
     atomic_store(&fault_points_armed, false);
 }
 
+_Atomic pause_fn pause_hook;
+
 uint64_t fault_points_calls(enum fault_site site) { return atomic_load(&fp_calls[site]); }
 uint64_t fault_points_injected(void) { return atomic_load(&fp_injected); }
 const char *fault_site_name(enum fault_site site) { return site < FP_NR_SITES ? fp_names[site] : "?"; }

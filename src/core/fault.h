@@ -15,6 +15,13 @@ static inline bool fault_point(enum fault_site site)
     return fault_point_slow(site);
 }
 
+static inline void pause_point(enum pause_site site)
+{
+    pause_fn fn = atomic_load_explicit(&pause_hook, memory_order_relaxed);
+    if (unlikely(fn != NULL))
+        fn(site);
+}
+
 static inline bool fault_enabled(const struct lab_arena *a)
 {
     return atomic_load_explicit(&((struct lab_arena *)a)->fault.enabled, memory_order_relaxed);

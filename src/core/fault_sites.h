@@ -37,6 +37,17 @@ LAB_HIDDEN uint64_t fault_points_calls(enum fault_site site);
 LAB_HIDDEN uint64_t fault_points_injected(void);
 LAB_HIDDEN const char *fault_site_name(enum fault_site site);
 
+/* Pause points: places inside a cross-thread protocol where a test parks
+ * a thread, to reach an interleaving the scheduler produces once in a
+ * blue moon (a preemption at one instruction).  Off unless a test sets the
+ * hook; then one relaxed load, on slow paths only.  Sites: */
+enum pause_site {
+    PP_STEAL_RING,   /* reclaim's steal, between its read of a room's ring tail and its take */
+    PP_NR_SITES
+};
+typedef void (*pause_fn)(enum pause_site site);
+LAB_HIDDEN extern _Atomic pause_fn pause_hook;
+
 LAB_HIDDEN void fault_init(struct lab_arena *a);
 LAB_HIDDEN bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order);
 

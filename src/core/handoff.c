@@ -37,6 +37,7 @@
  * while the owner is inside an operation) and report LAB_ENOTOWNER.
  *
  */
+#include "fault.h"
 #include "lane.h"
 
 /* ---- owner bracket -------------------------------------------------------
@@ -179,7 +180,8 @@ void room_give_up(struct lab_arena *a, struct lab_room *r, const uint32_t *frame
 
 /* A dead room's ring is emptied by whoever finds it so (destroy, or a late
  * producer): entries go to the zone, tombstones are skipped.  One at a time
- * (flush_busy); the holder looks again after letting go, so an entry
+ * (flush_busy, which a steal under way holds too: destroy flushes after
+ * it); the holder looks again after letting go, so an entry
  * published meanwhile by a producer that found the flag taken is not left
  * behind.  Waits for reserved positions to be published only in destroy
  * (`wait`), a blocking context. */
@@ -549,11 +551,20 @@ _Static_assert(TAKE_MAX == 128, "labyrinth.h and lab_room_create(3) give the bou
 static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
 {
     struct zone *z = room_zone(r);
+    /* Reclaim is the ring's consumer only while no late freer of a room
+     * being destroyed flushes it (ring_flush_dead): two consumers would
+     * both send a slot's block to the zone, and the later tail_set would
+     * move the tail back behind slots already freed, where destroy's flush
+     * then waits for ever.  A flush under way leaves the ring to destroy. */
+    uint32_t idle = 0;
+    bool ring_held = to_zone && atomic_compare_exchange_strong(&r->flush_busy, &idle, 1);
     uint32_t t = tail_get(r), mask = r->ring_mask, budget = (uint32_t)r->stk[0].high, took = 0;
     if (!all && budget > TAKE_MAX)
         budget = TAKE_MAX;
-    uint64_t v;
-    bool ring = ring_ready(r, t, &v), lanes = false;
+    uint64_t v = 0;
+    if (to_zone)
+        pause_point(PP_STEAL_RING);
+    bool ring = (ring_held || !to_zone) && ring_ready(r, t, &v), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(r);
     if (!all)
         r->out_keep = keep;   /* room_take_out's, fresh */
@@ -565,18 +576,28 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
     uint32_t claimed = atomic_load_explicit(&r->lanes_claimed, memory_order_acquire) & ~LANES_GONE;
     for (unsigned k = 0; claimed >> k && !lanes; k++)
         lanes = ((claimed >> k) & 1) && lane_takable(&r->lanes[k], keep, all);
-    if (!ring && !lanes)
+    if (!ring && !lanes) {
+        if (ring_held)
+            atomic_store(&r->flush_busy, 0);
         return 0;
+    }
     struct take tk;
     take_begin(r, &tk, to_zone);
     while (ring && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
         took++;
-        take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, &tk);
+        /* a tombstone: a late freer of a room that died during this steal */
+        if (likely((uint32_t)v != RING_TOMBSTONE))
+            take_one(r, z, (uint32_t)v, (unsigned)(v >> 32) & 7, &tk);
         ring = ring_ready(r, t, &v);
     }
-    tail_set(r, t);
+    if (ring_held) {
+        tail_set(r, t);
+        atomic_store(&r->flush_busy, 0);
+    } else if (!to_zone) {
+        tail_set(r, t);
+    }
     /* The owner closes its window before it takes back (room_alloc_slow);
      * reclaim takes the window's lane apart (window_steal): its tail is
      * the owner's until the window closes. */
@@ -850,7 +871,9 @@ bool room_window_close(struct lab_room *r)
     stock_n_set(r, 0, kept);
     if (kept < n - b)
         ctr_add_owner(&r->st.frees_remote, (uint64_t)kept - (n - b));   /* refused: not taken back */
-    atomic_store_explicit(&r->win, NULL, memory_order_relaxed);
+    /* release, as every store lab_check compares (owner.h): a checker that
+     * sees the window closed sees the stock it became */
+    atomic_store_explicit(&r->win, NULL, memory_order_release);
     lane_tail_set(l, atomic_load_explicit(&r->win_at, memory_order_relaxed) +
                          atomic_load_explicit(&r->win_len, memory_order_relaxed));
     room_update_free_limit(r);
@@ -1053,7 +1076,13 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
     if (!r->lanes)
         return;
     lanes_close(r);
-    plat_membarrier();
+    /* Lanes exist only where the barrier worked at the arena's creation;
+     * the kernel may still refuse one for a while (no memory for its CPU
+     * mask), and without it a freer that marked its lane `pushing` (a
+     * plain store) and then read `dead` as false could go unseen: its
+     * entries, appended after this flush, would be lost. */
+    while (!plat_membarrier())
+        plat_sleep_ms(1);
     for (unsigned k = 0; k < ROOM_LANES; k++) {
         struct room_lane *l = &r->lanes[k];
         while (atomic_load_explicit(&l->pushing, memory_order_acquire))

@@ -513,7 +513,7 @@ struct lab_room {
     _Alignas(CACHELINE) _Atomic uint32_t ring_head;   /* positions reserved by producers */
     _Atomic uint64_t gone;     /* pages of the room freed to the zone (ring full, room
                                   dead, destroy) */
-    _Atomic uint32_t flush_busy;  /* a dead room's ring is being emptied */
+    _Atomic uint32_t flush_busy;  /* a dead room's ring is being emptied, or reclaim's steal takes it */
     struct lab_room *graveyard;   /* destroyed rooms whose id was reused (room.c frees them) */
     /* The order-0 stock's array (stk[0].addr), the owner's again: at a
      * fixed offset, the fast paths reach it without loading a pointer. */
