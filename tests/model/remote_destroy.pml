@@ -11,8 +11,16 @@
  * reserved before its look at ring_head.  One flusher at a time
  * (flush_busy); a flusher looks at the ring again after letting go.
  *
+ * Reclaim may be stealing the idle room meanwhile (handoff.c: room_steal,
+ * take_remote with to_zone): it sets `steal`, looks at `dead` and, alive,
+ * sends the ring's published blocks to the zone; destroy waits for `steal`
+ * to clear before it flushes.  A late freer may flush while the steal is
+ * at work (it saw `dead` after the steal's look), so the steal takes the
+ * ring only if it gets flush_busy, and skips tombstones.
+ *
  * Checked: once every context is done, every frame is in the zone exactly
- * once and no frame is left in the dead room's ring; no context is stuck.
+ * once and no frame is left in the dead room's ring; no context is stuck;
+ * no tombstone is reported as a bad free.
  *
  * Mutants that must fail (tests/model/run.sh):
  *   -DNO_DEAD_CHECK     the freer publishes without looking at `dead`
@@ -21,6 +29,10 @@
  *                       visible (what weaker orders than seq_cst allow)
  *   -DDESTROY_GIVES_UP  destroy returns when another context holds
  *                       flush_busy (it waits for it)
+ *   -DSTEAL_NO_FLAG     the steal consumes the ring without flush_busy
+ *   -DSTEAL_NO_SKIP     the steal takes a tombstone for a block (a report)
+ *   -DSTEAL_TAIL_UNHELD the steal writes the tail it read back even when a
+ *                       flush holds the ring
  */
 #define NIL 255
 #define TOMB 254
@@ -36,6 +48,9 @@ byte head = 0;               /* ring_head */
 byte tail = 0;               /* ring_tail: the owner's, then the flusher's */
 bit  dead = 0;
 bit  busy = 0;               /* flush_busy */
+bit  steal = 0;
+bit  idle = 0;               /* the owner has left its last call: reclaim may steal */
+bit  reported = 0;           /* a misuse report */
 bit  zone[NFRAMES];
 byte done = 0;
 
@@ -129,6 +144,54 @@ proctype freer(byte f)
     atomic { done++ }
 }
 
+/* Reclaim's steal of the idle room: the ring's part of it. */
+proctype stealer()
+{
+    byte t, f;
+    bit held;
+    idle == 1;
+    steal = 1;
+    if
+    :: dead -> skip
+    :: else ->
+#ifdef STEAL_NO_FLAG
+       held = 1;
+#else
+       atomic { if :: busy == 0 -> busy = 1; held = 1 :: else -> held = 0 fi };
+#endif
+       t = tail;
+       if
+       :: held ->
+          do
+          :: seq[t & MASK] == t + 1 ->
+             f = frm[t & MASK];
+             seq[t & MASK] = t + SIZE;
+             t++;
+             if
+             :: f != TOMB -> to_zone(f)
+#ifdef STEAL_NO_SKIP
+             :: else -> reported = 1
+#else
+             :: else -> skip
+#endif
+             fi
+          :: else -> break
+          od;
+          tail = t;
+#ifndef STEAL_NO_FLAG
+          busy = 0
+#endif
+#ifdef STEAL_TAIL_UNHELD
+       :: else -> tail = t
+#else
+       :: else -> skip
+#endif
+       fi
+    fi;
+    steal = 0;
+    atomic { done++ }
+}
+
 /* The owner: takes back what is published now and then, then destroys. */
 proctype owner()
 {
@@ -142,6 +205,7 @@ proctype owner()
        tail++
     :: break
     od;
+    idle = 1;
 #ifdef REORDER
     h = head;                /* destroy's look at ring_head, hoisted */
     dead = 1;
@@ -149,6 +213,7 @@ proctype owner()
     dead = 1;
 #endif
     for (i : 0 .. NFRAMES - 1) { if :: mine[i] -> to_zone(i) :: else -> skip fi };
+    steal == 0;              /* a steal that looked at `dead` before it was set */
 #ifdef REORDER
     /* flush with the early look at ring_head */
     got = 0;
@@ -176,9 +241,11 @@ init
         /* the owner's frame went out and came back through the ring earlier */
         seq[0] = 1; frm[0] = NFREE; head = 1;
         run owner();
+        run stealer();
         for (i : 0 .. NFREE - 1) { run freer(i) }
     };
-    done == NFREE + 1;
+    done == NFREE + 2;
+    assert(!reported);
     for (i : 0 .. NFRAMES - 1) { assert(zone[i]) };
     /* no frame left in the ring */
     for (i : 0 .. SIZE - 1) { assert(seq[i] != tail + 1 || frm[i] == TOMB || zone[frm[i]]) }

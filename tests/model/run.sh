@@ -61,6 +61,9 @@ verify remote_destroy.pml pass
 verify remote_destroy.pml fail -DNO_DEAD_CHECK
 verify remote_destroy.pml fail -DREORDER
 verify remote_destroy.pml fail -DDESTROY_GIVES_UP
+verify remote_destroy.pml fail -DSTEAL_NO_FLAG
+verify remote_destroy.pml fail -DSTEAL_NO_SKIP
+verify remote_destroy.pml fail -DSTEAL_TAIL_UNHELD
 
 verify lane_destroy.pml pass
 verify lane_destroy.pml fail -DNO_WAIT
