@@ -315,7 +315,7 @@ static void print_arena_stats(void)
     lab_stats_get(arena, &s);
     kprintf("arena: %zu pages, %zu free, %zu allocated, watermarks min %zu low %zu high %zu\n",
             s.total_pages, s.free_pages, s.allocated_pages, s.wmark_min, s.wmark_low, s.wmark_high);
-    kprintf("  served by step:");
+    kprintf("  pages by step:");
     for (int i = 1; i < LAB_STEP_COUNT; i++)
         kprintf(" %s %lu%s", step_names[i], s.alloc_by_step[i], i + 1 < LAB_STEP_COUNT ? "," : "\n");
     kprintf("  failed:");

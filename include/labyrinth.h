@@ -196,7 +196,7 @@ enum lab_reason {
 LAB_API const char *lab_strreason(int reason);
 
 /* The step of the allocation path that served a request (docs/DESIGN.md
- * section 3); counted in the stats. */
+ * section 3); the stats count the pages each step handed out. */
 enum lab_step {
     LAB_STEP_NONE = 0,
     LAB_STEP_ROOM,          /* 1: the room's local stock */
@@ -690,10 +690,12 @@ typedef struct lab_stats {
     size_t metadata_resident_bytes;
     int    huge_mode;         /* enum lab_huge_mode */
     size_t nr_rooms;
-    uint64_t alloc_by_step[LAB_STEP_COUNT];
-    uint64_t fail_by_reason[LAB_R_COUNT];
-    uint64_t fail_by_class[LAB_CLASS_COUNT];
-    uint64_t frees, misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
+    uint64_t alloc_by_step[LAB_STEP_COUNT];   /* pages handed out, by the step that
+                                                 served them (as Linux's pgalloc counts) */
+    uint64_t fail_by_reason[LAB_R_COUNT];     /* failed requests, by reason */
+    uint64_t fail_by_class[LAB_CLASS_COUNT];  /* failed requests, by GFP class */
+    uint64_t frees;           /* pages freed, to the zone and to rooms */
+    uint64_t misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
     uint64_t trimmed_pages, recommitted_pages;
     uint64_t rooms_drained_pages;   /* taken by direct reclaim from the stocks and rings
                                        of rooms not inside a call (idle ones too), as

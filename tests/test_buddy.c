@@ -214,7 +214,7 @@ static void test_stats_print_text_and_json(void)
     CHECK_EQ(lab_stats_print(a, f, LAB_STATS_JSON), 0);
     fclose(f);
     CHECK(strstr(buf, "Node 0, zone") != NULL);
-    CHECK(strstr(buf, "Served by step: room=0 room_remote=0 zone=1 ") != NULL);
+    CHECK(strstr(buf, "Pages served by step: room=0 room_remote=0 zone=2 ") != NULL);   /* pages: an order-1 block */
     CHECK(strstr(buf, "\"free_pages\":254") != NULL);
     CHECK(strstr(buf, "\"free_blocks\":[0,1,1,1,1,7]") != NULL);
     free(buf);

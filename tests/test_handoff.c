@@ -44,6 +44,27 @@ static lab_arena *arena(size_t pages, unsigned flags)
     return a;
 }
 
+struct lane_job { lab_arena *a; void **pages; size_t n; atomic_int *go; };
+static void *lane_freer(void *arg)
+{
+    struct lane_job *j = arg;
+    while (!atomic_load(j->go))
+        ;
+    for (size_t i = 0; i < j->n; i++)
+        lab_free_pages(j->a, j->pages[i], 0);
+    return NULL;
+}
+
+/* Free pages[0..n) one at a time from a thread of their own (its lane). */
+static void free_from_a_thread(lab_arena *a, void **pages, size_t n)
+{
+    pthread_t t;
+    atomic_int go = 1;
+    struct lane_job j = { a, pages, n, &go };
+    REQUIRE(pthread_create(&t, NULL, lane_freer, &j) == 0);
+    pthread_join(t, NULL);
+}
+
 /* An arena whose misuse reports go to *log (cleared first). */
 static lab_arena *logged_arena(size_t pages, unsigned flags, struct misuse_log *log)
 {
@@ -570,6 +591,75 @@ static void test_room_ids_are_reused_once_no_block_is_out(void)
     end_arena(a);
 }
 
+/* A destroyed room's handle, once a later room has taken its id: a block
+ * of the later room freed through it is a page of another room (it went
+ * to the zone as the dead room's, while the later room counted it out). */
+static void test_a_dead_rooms_handle_refuses_a_block_of_the_room_that_took_its_id(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, 0, &log);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.batch = 1;
+    static lab_room *gone[MAX_ROOMS];
+    for (unsigned i = 0; i < MAX_ROOMS; i++) {
+        REQUIRE(lab_room_create(a, &rc, &gone[i]) == 0);
+        lab_room_destroy(gone[i]);
+    }
+    lab_room *cur = NULL;
+    REQUIRE(lab_room_create(a, &rc, &cur) == 0);
+    lab_room *old = NULL;
+    for (unsigned i = 0; i < MAX_ROOMS && !old; i++)
+        if (gone[i]->id == cur->id)
+            old = gone[i];
+    REQUIRE(old != NULL);
+    void *p = lab_room_alloc(cur, LAB_GFP_NOWAIT);
+    REQUIRE(p);
+    lab_room_free(old, p);
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTROOMPAGE]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(room_stats(cur).out, 1);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_free(cur, p);   /* still the later room's */
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(room_stats(cur).out, 0);
+    lab_room_destroy(cur);
+    lab_room *again = NULL;
+    CHECK_EQ(lab_room_create(a, &rc, &again), 0);   /* the id is free again */
+    if (again)
+        lab_room_destroy(again);
+    end_arena(a);
+}
+
+/* The arena's stats count pages, as Linux's pgalloc and pgfree do: a
+ * block of order 3 is 8 whichever step served it, the zone's or a room's
+ * (its stock, or a refill), and 8 when it is freed.  (Requests from the
+ * zone counted 1, and a room's request served by a refill 1 for the zone
+ * and 7 for the room.) */
+static void test_the_stats_count_pages_by_step_and_freed(void)
+{
+    lab_arena *a = arena(1024, 0);
+    lab_room *r = room(a, 32, 64, 3, 0);   /* a refill of order 3 brings several blocks */
+    lab_stats s0 = arena_stats(a);
+    void *p = lab_alloc_pages(a, LAB_GFP_NOWAIT, 3);
+    void *q1 = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 3);   /* a refill */
+    void *q2 = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 3);   /* from the stock it filled */
+    REQUIRE(p && q1 && q2);
+    lab_stats s1 = arena_stats(a);
+    uint64_t all = 0;
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        all += s1.alloc_by_step[i] - s0.alloc_by_step[i];
+    CHECK_EQ(all, 24);
+    CHECK_EQ(s1.alloc_by_step[LAB_STEP_ZONE] - s0.alloc_by_step[LAB_STEP_ZONE], 16);
+    CHECK_EQ(s1.alloc_by_step[LAB_STEP_ROOM] - s0.alloc_by_step[LAB_STEP_ROOM], 8);
+    lab_free_pages(a, p, 3);
+    lab_room_free_pages(r, q1, 3);
+    lab_room_free_pages(r, q2, 3);
+    CHECK_EQ(arena_stats(a).frees - s1.frees, 24);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 /* A room refused under the zone lock (its reserve above what the zone has
  * left) once ids are being taken again takes none: the destroyed room
  * whose id it would have taken stays where it is, and goes to the
@@ -815,6 +905,20 @@ static void steal_case_end(lab_arena *a, lab_room *r, void **held, size_t nheld)
     end_arena(a);
 }
 
+/* n atomic allocations, each served by the room's reserve of n, the zone
+ * and the stock having nothing for them. */
+static void alloc_the_reserve(lab_room *r, void **p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        lab_result res;
+        lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
+        REQUIRE(res.addr != NULL);
+        CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
+        p[i] = res.addr;
+    }
+    CHECK_EQ(room_stats(r).reserve, 0);
+}
+
 /* While reclaim holds a room's stocks, the owner's atomic request is
  * served from the room's reserve, which reclaim never takes, once the
  * zone cannot serve it; and the owner's frees meanwhile refill the
@@ -828,17 +932,9 @@ static void test_a_steal_leaves_the_owner_its_reserve(void)
     size_t nheld = take_the_zone(a, LAB_GFP_ATOMIC, held);
     steal_begin(r);
     void *p[4];
-    for (int i = 0; i < 4; i++) {
-        lab_result res;
-        lab_room_alloc_result(r, LAB_GFP_ATOMIC, &res);
-        CHECK(res.addr != NULL);
-        CHECK_EQ(res.step, LAB_STEP_ROOM_RESERVE);
-        p[i] = res.addr;
-    }
-    CHECK_EQ(room_stats(r).reserve, 0);
+    alloc_the_reserve(r, p, 4);
     for (int i = 0; i < 4; i++)
-        if (p[i])
-            lab_room_free(r, p[i]);
+        lab_room_free(r, p[i]);
     lab_room_stats st = room_stats(r);
     CHECK_EQ(st.reserve, 4);
     CHECK_EQ(st.in_ring, 0);
@@ -852,6 +948,74 @@ static void test_a_steal_leaves_the_owner_its_reserve(void)
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.out, 0);
     atomic_store(&r->steal, false);
+    steal_case_end(a, r, held, nheld);
+}
+
+/* A reserve that lent its blocks out is refilled by the frees that follow,
+ * remote ones too: the owner's take-back takes every entry of a lane (a
+ * lane keeps its recent entries while the zone has plenty: the reserve
+ * stayed short, and the owner refilled its stock from the zone). */
+/* A room whose reserve of 16 lent every block out, to p[0..16), while
+ * the zone was taken; the zone has plenty again. */
+static lab_room *reserve_lent(lab_arena **a, void **p)
+{
+    lab_room *r = reclaim_arena(a, 16);
+    static void *held[512];
+    size_t nheld = take_the_zone(*a, LAB_GFP_ATOMIC, held);
+    alloc_the_reserve(r, p, 16);
+    while (nheld)
+        lab_free_pages(*a, held[--nheld], 0);
+    return r;
+}
+
+static void test_remote_frees_refill_a_reserve_before_a_lane_keeps_them(void)
+{
+    lab_arena *a = NULL;
+    void *p[16];
+    lab_room *r = reserve_lent(&a, p);
+    free_from_a_thread(a, p, 16);
+    CHECK_EQ(room_stats(r).in_ring, 16);
+    void *q = lab_room_alloc(r, LAB_GFP_ATOMIC);
+    CHECK(q != NULL);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.reserve, 15);   /* all but the block the allocation took */
+    CHECK_EQ(st.in_ring, 0);
+    if (q)
+        lab_room_free(r, q);
+    CHECK_EQ(room_stats(r).reserve, 16);
+    steal_case_end(a, r, NULL, 0);
+}
+
+/* Reclaim cannot take a reserve, nor the remote frees that would refill
+ * one: a steal leaves the room as many entries as its reserve lacks, and
+ * once another tenant has taken every page of the zone the room still
+ * serves its reserve's worth of atomic allocations. */
+static void test_a_steal_leaves_the_frees_a_short_reserve_waits_for(void)
+{
+    lab_arena *a = NULL;
+    static void *held[512];
+    void *p[20];
+    lab_room *r = reserve_lent(&a, p);
+    for (int i = 16; i < 20; i++)   /* four more, beyond what the reserve lacks */
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    free_from_a_thread(a, p, 20);
+    CHECK_EQ(room_stats(r).in_ring, 20);
+    size_t nheld = take_the_zone(a, LAB_GFP_ATOMIC, held);
+    size_t got = rooms_drain_surplus(a);
+    if (r->lanes || got) {   /* a steal ran (membarrier) */
+        lab_room_stats st = room_stats(r);
+        CHECK_EQ(st.in_ring, 16);
+        CHECK_EQ(st.reserve, 0);
+    }
+    nheld += take_the_zone(a, LAB_GFP_ATOMIC, held + nheld);   /* what the steal gave the zone */
+    int served = 0;
+    void *q[16];
+    for (; served < 16 && (q[served] = lab_room_alloc(r, LAB_GFP_ATOMIC | LAB_GFP_NOWARN)) != NULL; served++)
+        ;
+    CHECK_EQ(served, 16);
+    for (int i = 0; i < served; i++)
+        lab_room_free(r, q[i]);
+    CHECK_EQ(room_stats(r).reserve, 16);
     steal_case_end(a, r, held, nheld);
 }
 
@@ -1308,17 +1472,6 @@ static size_t repeats(void **p, size_t n)
 #define LANE_PAGES 64
 /* Frees pages[0..n) one at a time, with lab_free_pages (through this
  * thread's lane), once *go is set. */
-struct lane_job { lab_arena *a; void **pages; size_t n; atomic_int *go; };
-static void *lane_freer(void *arg)
-{
-    struct lane_job *j = arg;
-    while (!atomic_load(j->go))
-        ;
-    for (size_t i = 0; i < j->n; i++)
-        lab_free_pages(j->a, j->pages[i], 0);
-    return NULL;
-}
-
 static void test_more_freers_than_lanes_all_come_home(void)
 {
     lab_arena *a = arena(4096, 0);
@@ -1451,15 +1604,6 @@ static void test_bulk_frees_straddle_the_end_of_a_lane(void)
 
 /* ---- lanes keep their freer's recent frees (the default) -------------- */
 
-/* Free pages[0..n) one at a time from a thread of their own (its lane). */
-static void free_from_a_thread(lab_arena *a, void **pages, size_t n)
-{
-    pthread_t t;
-    atomic_int go = 1;
-    struct lane_job j = { a, pages, n, &go };
-    REQUIRE(pthread_create(&t, NULL, lane_freer, &j) == 0);
-    pthread_join(t, NULL);
-}
 
 /* n pages of room r handed to another thread, which frees them: they wait
  * in its lane. */
@@ -2984,6 +3128,8 @@ int main(void)
     RUN(test_a_room_serves_orders_up_to_its_max_order);
     RUN(test_room_orders_above_the_limit_are_refused);
     RUN(test_room_ids_are_reused_once_no_block_is_out);
+    RUN(test_a_dead_rooms_handle_refuses_a_block_of_the_room_that_took_its_id);
+    RUN(test_the_stats_count_pages_by_step_and_freed);
     RUN(test_a_refused_room_retires_no_room);
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
@@ -2991,6 +3137,8 @@ int main(void)
     RUN(test_a_room_destroyed_after_a_steal);
     RUN(test_a_wrong_order_free_of_a_room_block_with_hooks_writes_no_page);
     RUN(test_a_steal_leaves_the_owner_its_reserve);
+    RUN(test_remote_frees_refill_a_reserve_before_a_lane_keeps_them);
+    RUN(test_a_steal_leaves_the_frees_a_short_reserve_waits_for);
     RUN(test_a_blocking_room_request_waits_a_steal_out);
     RUN(test_a_blocking_owner_is_not_kept_waiting_by_steal_after_steal);
     RUN(test_destroy_waits_out_a_steal_in_flight);

@@ -254,12 +254,12 @@ static size_t cache_scan(void *ctx, size_t nr)
 
 /* ---- the handler ------------------------------------------------------------------ */
 
-static void handler_count(struct worker *w, const lab_result *r)
+static void handler_count(struct worker *w, const lab_result *r, unsigned order)
 {
     if (!result_ok(r))
         cnt(&w->h_bad_result);
-    else if (r->addr)
-        cnt(&w->h_ok_by_step[r->step]);
+    else if (r->addr)   /* the stats count pages by step */
+        atomic_fetch_add_explicit(&w->h_ok_by_step[r->step], (uint64_t)1 << order, memory_order_relaxed);
     else
         cnt(&w->h_fail_by_reason[r->reason]);
 }
@@ -272,7 +272,7 @@ static void handler_room_work(struct worker *w, uint64_t n)
     lab_gfp_t gfp = LAB_GFP_ATOMIC | LAB_GFP_NOWARN | ((n % 16) == 5 ? LAB_GFP_ZERO : 0);
     lab_result r;
     lab_room_alloc_result(w->irq_room, gfp, &r);
-    handler_count(w, &r);
+    handler_count(w, &r, 0);
     if (r.addr) {
         cnt(&w->h_room_allocs);
         if (r.step == LAB_STEP_ROOM_RESERVE)
@@ -307,7 +307,7 @@ static void handler_arena_work(struct worker *w, uint64_t n)
     lab_gfp_t gfp = ((n % 7) == 3 ? LAB_GFP_NOWAIT : LAB_GFP_ATOMIC) | LAB_GFP_NOWARN;
     lab_result r;
     lab_alloc_pages_result(g_arena, gfp, order, &r);
-    handler_count(w, &r);
+    handler_count(w, &r, order);
     if (!r.addr)
         return;
     cnt(&w->h_arena_allocs);
@@ -424,7 +424,7 @@ static void worker_count(struct worker *w, const lab_result *r, lab_gfp_t gfp, b
             w->first_bad_room = room;
         }
     } else if (r->addr) {
-        w->ok_by_step[r->step]++;
+        w->ok_by_step[r->step] += (uint64_t)1 << order;   /* the stats count pages */
         w->ok_by_class[cls]++;
         if (order <= MAX_ORDER)
             w->ok_by_order[order]++;

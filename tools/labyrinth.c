@@ -656,7 +656,7 @@ static int demo(int argc, char **argv)
     printf("reclaim               shrinker runs %llu (%llu pages)  kswapd wakes %llu runs %llu  waits %llu\n",
            (unsigned long long)st.shrinker_runs, (unsigned long long)st.shrinker_pages,
            (unsigned long long)st.kswapd_wakes, (unsigned long long)st.kswapd_runs, (unsigned long long)st.waits);
-    printf("served by step        room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu  highatomic %llu  reclaim %llu  wait %llu\n",
+    printf("pages by step         room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu  highatomic %llu  reclaim %llu  wait %llu\n",
            (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM], (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_REMOTE],
            (unsigned long long)st.alloc_by_step[LAB_STEP_ZONE], (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_RESERVE],
            (unsigned long long)st.alloc_by_step[LAB_STEP_EMERGENCY], (unsigned long long)st.alloc_by_step[LAB_STEP_HIGHATOMIC],

@@ -381,7 +381,7 @@ int xdp_main(int argc, char **argv)
             if (rs.fail_by_reason[r])
                 printf(" %s %llu", lab_strreason(r), (unsigned long long)rs.fail_by_reason[r]);
         printf("\n");
-        printf("served by step        room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu\n",
+        printf("pages by step         room %llu  room_remote %llu  zone %llu  room_reserve %llu  emergency %llu\n",
                (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM],
                (unsigned long long)st.alloc_by_step[LAB_STEP_ROOM_REMOTE],
                (unsigned long long)st.alloc_by_step[LAB_STEP_ZONE],

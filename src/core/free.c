@@ -107,7 +107,7 @@ static void free_claimed(struct lab_arena *a, uint32_t frame, unsigned order)
     if (id != 0) {
         room_free_remote(a, room_by_id(a, id), &frame, 1, order);
     } else {
-        ctr_add_shared(&a->st.frees, 1);
+        ctr_add_shared(&a->st.frees, (uint64_t)1 << order);   /* pages */
         zone_free_block(a, frame, order);
     }
 }
@@ -350,7 +350,7 @@ static NOINLINE void room_free_misuse(struct lab_room *r, void *page, unsigned o
         misuse(r->arena, LAB_EBADORDER, page, f, "order above the orders this room serves");
     else if (st == PG_ALLOCATED && r->arena->guard && (p->prev & ~0xffu) == GUARD_TAG)
         misuse(r->arena, LAB_EINTERIOR, page, f, "pointer inside a guarded block, not at its first page");
-    else if (st == PG_ALLOCATED && pg_room(z, f) != r->id)
+    else if (st == PG_ALLOCATED && (pg_room(z, f) != r->id || room_by_id(r->arena, r->id) != r))
         misuse(r->arena, LAB_ENOTROOMPAGE, page, f, "page was not handed out by this room (use lab_free_pages)");
     else if (st == PG_ALLOCATED)
         misuse(r->arena, LAB_EWRONGORDER, page, f, "room block freed with an order other than allocated");
@@ -379,7 +379,10 @@ void room_free_slow(lab_room *r, void *page, unsigned order)
         return;
     }
     struct page *pg = &r->pages[f];
-    if (unlikely(pg_state(pg) != PG_ALLOCATED || pg_room(z, f) != r->id || pg_order(pg) != order)) {
+    /* A destroyed room's id may be a later room's by now: a block with
+     * that id is then the later room's, not this one's. */
+    if (unlikely(pg_state(pg) != PG_ALLOCATED || pg_room(z, f) != r->id || pg_order(pg) != order) ||
+        unlikely(atomic_load_explicit(&r->dead, memory_order_relaxed) && room_by_id(r->arena, r->id) != r)) {
         room_free_misuse(r, page, order);
         return;
     }

@@ -566,6 +566,18 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
         pause_point(PP_STEAL_RING);
     bool ring = (ring_held || !to_zone) && ring_ready(r, t, &v), lanes = false;
     uint32_t keep = all || r->take_all ? 0 : lane_keep(r);
+    /* A reserve that lent blocks out is refilled by frees first, remote
+     * ones included (below): its owner then takes every entry back, and
+     * reclaim leaves it as many as the reserve lacks, the newest (reclaim
+     * cannot touch the reserve itself: the owner may be refilling it). */
+    uint32_t leave = 0;
+    size_t lacks = r->reserve_target - rd(&r->nr_reserve);
+    if (unlikely(rd(&r->nr_reserve) < r->reserve_target)) {
+        if (to_zone)
+            leave = lacks < UINT32_MAX ? (uint32_t)lacks : UINT32_MAX;
+        else
+            keep = 0;
+    }
     if (!all)
         r->out_keep = keep;   /* room_take_out's, fresh */
     /* Keeping nothing (the zone is short, or the room asked): every entry,
@@ -581,9 +593,16 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
             atomic_store(&r->flush_busy, 0);
         return 0;
     }
+    uint32_t ring_cap = budget;
+    if (unlikely(leave) && ring) {
+        uint32_t queued = atomic_load_explicit(&r->ring_head, memory_order_relaxed) - t;
+        uint32_t left = queued < leave ? queued : leave;
+        ring_cap = queued - left;
+        leave -= left;
+    }
     struct take tk;
     take_begin(r, &tk, to_zone);
-    while (ring && took < budget) {
+    while (ring && took < ring_cap && took < budget) {
         atomic_store_explicit(&r->ring[t & mask], ring_slot(t + mask + 1, 0, 0), memory_order_release);
         t++;
         took++;
@@ -608,6 +627,11 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
             continue;
         struct room_lane *l = &r->lanes[k];
         uint32_t n = lane_takable(l, keep, all);
+        if (unlikely(leave)) {
+            uint32_t left = n < leave ? n : leave;
+            n -= left;
+            leave -= left;
+        }
         if (n == 0)
             continue;
         if (n > budget - took)

@@ -271,7 +271,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         alloc_failed(a, gfp, order, reason);
         return;
     }
-    ctr_add_shared(&a->st.alloc_by_step[step], 1);
+    ctr_add_shared(&a->st.alloc_by_step[step], (uint64_t)1 << order);   /* pages, as Linux's pgalloc */
     res->addr = addr_of(z, frame);
     res->reason = LAB_R_NONE;
     res->step = step;
@@ -577,17 +577,17 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     if (unlikely(!room_side_back(r, rt))) {
         f = room_alloc_stolen(r, rt, order, &reason, &step);
         if (f != NIL) {
-            ctr_inc(&r->st.slow_allocs);
-            ctr_inc(&r->st.by_step[step]);
+            ctr_add_owner(&r->st.slow_allocs, (uint64_t)1 << order);
+            ctr_add_owner(&r->st.by_step[step], (uint64_t)1 << order);
         }
     } else if (likely((n = stock_top(r, order)) != 0)) {   /* step 1 */
         f = frame_of(room_zone(r), s->addr[n - 1]);
         stock_n_set(r, order, n - 1);
     } else {
         f = room_alloc_slow(r, rt, order, &reason, &step);
-        if (f != NIL) {   /* owner counters: no shared line on the atomic path */
-            ctr_inc(&r->st.slow_allocs);
-            ctr_inc(&r->st.by_step[step]);
+        if (f != NIL) {   /* owner counters: no shared line on the atomic path; pages */
+            ctr_add_owner(&r->st.slow_allocs, (uint64_t)1 << order);
+            ctr_add_owner(&r->st.by_step[step], (uint64_t)1 << order);
         }
     }
     if (likely(f != NIL)) {

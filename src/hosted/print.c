@@ -28,7 +28,7 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, " %6zu", s->free_blocks[o]);
     fputc('\n', f);
-    fprintf(f, "Served by step:");
+    fprintf(f, "Pages served by step:");
     for (int i = 1; i < LAB_STEP_COUNT; i++)
         fprintf(f, " %s=%llu", lab_strstep(i), (unsigned long long)s->alloc_by_step[i]);
     fprintf(f, "\nFailures by reason:");
@@ -37,7 +37,7 @@ static int print_text(lab_arena *a, const lab_stats *s, FILE *f)
     fprintf(f, "\nFailures by class:");
     for (int i = 0; i < LAB_CLASS_COUNT; i++)
         fprintf(f, " %s=%llu", class_names[i], (unsigned long long)s->fail_by_class[i]);
-    fprintf(f, "\nFrees %llu  misuse %llu  shrinker runs %llu (%llu pages)  kswapd wakes %llu runs %llu  waits %llu\n",
+    fprintf(f, "\nPages freed %llu  misuse %llu  shrinker runs %llu (%llu pages)  kswapd wakes %llu runs %llu  waits %llu\n",
             (unsigned long long)s->frees, (unsigned long long)s->misuse, (unsigned long long)s->shrinker_runs,
             (unsigned long long)s->shrinker_pages, (unsigned long long)s->kswapd_wakes,
             (unsigned long long)s->kswapd_runs, (unsigned long long)s->waits);
