@@ -263,7 +263,12 @@ typedef struct lab_result {
                                            ATOMIC and NOWAIT requests get unguarded
                                            blocks, and a freed guarded block rejoins
                                            the free lists at lab_arena_flush;
-                                           debugging only */
+                                           debugging only.  With either flag, if
+                                           the OS refuses to open protected pages
+                                           (a process at vm.max_map_count: each
+                                           protected run is a mapping), the whole
+                                           arena is opened, nothing is protected
+                                           from then on, and the log says so once */
 #define LAB_ARENA_STRICT_FREE (1u << 7) /* every free of a room block claims it with a
                                            compare-and-swap on its descriptor, as zone
                                            blocks always are, so every double free and
@@ -292,8 +297,11 @@ typedef struct lab_result {
 enum lab_trim_off {
     LAB_TRIM_ON = 0,            /* trim and the idle trimmer may decommit */
     LAB_TRIM_CALLER_MEMORY,     /* cfg.memory without LAB_ARENA_DECOMMIT_CALLER */
-    LAB_TRIM_MLOCKED            /* LAB_ARENA_MLOCK: locked on purpose, and the OS
+    LAB_TRIM_MLOCKED,           /* LAB_ARENA_MLOCK: locked on purpose, and the OS
                                    refuses to decommit locked memory anyway */
+    LAB_TRIM_HUGE_UNALIGNED     /* huge pages over caller memory whose start is not
+                                   2 MiB aligned: each 2 MiB block straddles two
+                                   huge pages, which a trim would split */
 };
 
 /* What backs an arena with LAB_ARENA_HUGEPAGES (lab_stats.huge_mode). */
@@ -388,8 +396,10 @@ LAB_API size_t lab_arena_size(const lab_arena *a);
  * (atomic requests that meet it busy fail with LAB_R_WOULD_BLOCK rather
  * than wait), and makes its system calls without it.  It does nothing,
  * returns 0, counts lab_stats.trim_refused and says why in
- * lab_stats.trim_off on a LAB_ARENA_MLOCK arena and over caller memory
- * without LAB_ARENA_DECOMMIT_CALLER. */
+ * lab_stats.trim_off on a LAB_ARENA_MLOCK arena, over caller memory
+ * without LAB_ARENA_DECOMMIT_CALLER, and over caller memory in huge pages
+ * whose start is not 2 MiB aligned; it returns 0 too when the background
+ * reclaimer cannot be started (the system refused the thread). */
 LAB_API size_t lab_arena_trim(lab_arena *a);
 
 /* ------------------------------------------------------------------------
@@ -559,9 +569,11 @@ typedef struct lab_room_config {
 /* Fill *cfg with the defaults (no reserve, batch 32, high 128, no quota,
  * order 0). */
 LAB_API void  lab_room_config_init(lab_room_config *cfg);
-/* Create a room: takes its reserve from the zone (above the min watermark).
+/* Create a room: takes its reserve from the zone (above the min watermark),
+ * re-committing from the void (lab_arena_trim) what the free pages lack.
  * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
- * reserve), LAB_ERESERVE (not that many free pages above min), LAB_EORDER
+ * reserve), LAB_ERESERVE (not that many free pages above min, the void's
+ * included), LAB_EORDER
  * (max_order too large), LAB_EFLAGS (an unknown LAB_ROOM_* flag), LAB_EBUSY (4095 rooms alive, or destroyed with
  * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */
 LAB_API int   lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out);
@@ -626,7 +638,8 @@ typedef struct lab_shrinker {
 } lab_shrinker;
 /* Register a shrinker (the struct is copied; unregister with the same
  * pointer or an equal struct).  0, LAB_EINVAL (NULL or no callbacks) or
- * LAB_EBUSY (32 registered).  Shrinkers run in blocking requests' direct
+ * LAB_EBUSY (32 registered, or called from a shrinker's scan() or count(),
+ * where it would wait for the pass it is in).  Shrinkers run in blocking requests' direct
  * reclaim and in the background reclaimer's thread, with no allocator lock
  * held: scan() may free with lab_free_pages, and an allocation it makes
  * may take every page (as MEMALLOC) but never reclaims or waits.  Not

@@ -225,6 +225,52 @@ static void test_trim_of_caller_memory_is_reported(void)
     twice_unmap(&t);
 }
 
+/* Caller memory in huge pages, given to be decommitted: a start on a 2 MiB
+ * boundary trims whole huge pages; any other start would have each 2 MiB
+ * block straddle two huge pages and split both, so trim gives nothing
+ * back and the stats say why. */
+static void test_huge_caller_memory_off_a_2mib_boundary_is_not_trimmed(void)
+{
+    const size_t huge = (size_t)2 << 20, size = 4 * huge;
+    unsigned char *map = mmap(NULL, size + 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(map != MAP_FAILED);
+    unsigned char *aligned = (unsigned char *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
+    for (int off = 0; off < 2; off++) {
+        lab_arena_config cfg;
+        lab_arena_config_init(&cfg);
+        cfg.size = size;
+        cfg.memory = aligned + (size_t)off * PAGE;
+        cfg.max_order = 9;   /* four blocks of 2 MiB: trim keeps one for min */
+        cfg.flags = LAB_ARENA_HUGEPAGES | LAB_ARENA_DECOMMIT_CALLER;
+        lab_arena *a = NULL;
+        REQUIRE(lab_arena_create(&cfg, &a) == 0);
+        lab_stats st;
+        lab_stats_get(a, &st);
+        if (st.huge_mode != LAB_HUGE_EXPLICIT && st.huge_mode != LAB_HUGE_TRANSPARENT) {
+            lab_arena_destroy(a);
+            munmap(map, size + 2 * huge);
+            SKIP("no huge pages for caller memory here (huge_mode %d)", st.huge_mode);
+        }
+        void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 9);   /* commit it, then free it */
+        REQUIRE(p);
+        memset(p, 1, (size_t)PAGE << 9);
+        lab_free_pages(a, p, 9);
+        size_t got = lab_arena_trim(a);
+        lab_stats_get(a, &st);
+        if (off) {
+            CHECK_EQ(st.trim_off, LAB_TRIM_HUGE_UNALIGNED);
+            CHECK_EQ(got, 0);
+            CHECK_EQ(st.trimmed_pages, 0);
+        } else {
+            CHECK_EQ(st.trim_off, LAB_TRIM_ON);
+            CHECK(got > 0);
+            CHECK_EQ(got % huge, 0);
+        }
+        lab_arena_destroy(a);
+    }
+    munmap(map, size + 2 * huge);
+}
+
 /* Locked memory is not decommitted either, and the stats say so. */
 static void test_trim_of_locked_memory_is_reported(void)
 {
@@ -353,6 +399,7 @@ int main(void)
     RUN(test_decommit_caller_flag_lets_trim_decommit);
     RUN(test_trim_of_caller_memory_is_reported);
     RUN(test_trim_of_locked_memory_is_reported);
+    RUN(test_huge_caller_memory_off_a_2mib_boundary_is_not_trimmed);
     RUN(test_prefault_commits_every_page_of_caller_memory_and_changes_none);
     RUN(test_exact_zero_watermarks_leave_no_emergency_floor);
     RUN(test_exact_watermarks_are_validated);

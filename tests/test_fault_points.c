@@ -177,13 +177,18 @@ static void setup_trim(struct ctx *c)
     fill_touch_and_free(c);
 }
 /* A block the OS refused to decommit is still committed: it goes back to
- * the free lists, so the void holds exactly what trim says it gave back. */
+ * the free lists, so the void holds exactly what trim says it gave back.
+ * Without the reclaimer (its thread refused), trim gives nothing back:
+ * nothing else would re-commit for non-blocking requests. */
+#define TRIM_NOTHING 1
 static void run_trim(struct ctx *c)
 {
     size_t got = lab_arena_trim(c->a);
     lab_stats st;
     lab_stats_get(c->a, &st);
-    c->outcome = got > 0 && st.void_pages * LAB_PAGE_SIZE == got ? 0 : -1;   /* trim counts bytes */
+    c->outcome = got > 0 && st.void_pages * LAB_PAGE_SIZE == got ? 0   /* trim counts bytes */
+                 : got == 0 && st.void_pages == 0                 ? TRIM_NOTHING
+                                                                  : -1;
 }
 
 /* Re-commit: min = low = high = 1, so a trimmed arena's blocking request
@@ -233,7 +238,22 @@ static void run_recommit_poisoned(struct ctx *c)
 /* GUARD: an order-1 block between two PROT_NONE pages: two mprotect calls
  * to hand it out, two to lift the guards when a context that may make
  * system calls flushes the freed block (the free itself may be atomic). */
-static void setup_guard(struct ctx *c) { c->a = make_arena(LAB_ARENA_GUARD, PAGES, 16, 24, 32); }
+static void setup_guard(struct ctx *c)
+{
+    c->a = make_arena(LAB_ARENA_GUARD, PAGES, 16, 24, 32);
+    lab_set_log_hook(c->a, quiet_log, NULL);
+}
+/* Every page of the arena handed out (unguarded: MEMALLOC may not make
+ * system calls) and written: a guard the OS refused to lift must not stay
+ * on a page handed out (the arena is opened instead, hooks.c). */
+static void write_every_page(struct ctx *c)
+{
+    void *q;
+    while ((q = lab_alloc_pages(c->a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 3)) != NULL) {
+        memset(q, 9, (size_t)LAB_PAGE_SIZE << 3);
+        hold(c, q, 3);
+    }
+}
 static void run_guard(struct ctx *c)
 {
     void *p = lab_alloc_pages(c->a, LAB_GFP_KERNEL, 1);
@@ -243,6 +263,47 @@ static void run_guard(struct ctx *c)
         lab_free_pages(c->a, p, 1);
         lab_arena_flush(c->a);
     }
+    write_every_page(c);
+}
+
+/* PROTECT_FREE: a freed page is PROT_NONE until it is handed out again,
+ * opened by one mprotect.  Refused, the whole arena is opened (hooks.c):
+ * the page handed out is written here either way. */
+static void setup_protected(struct ctx *c)
+{
+    c->a = make_arena(LAB_ARENA_PROTECT_FREE, PAGES, 16, 24, 32);
+    lab_set_log_hook(c->a, quiet_log, NULL);
+    void *p = lab_alloc_pages(c->a, LAB_GFP_ATOMIC, 0);
+    REQUIRE(p);
+    lab_free_pages(c->a, p, 0);   /* protected */
+}
+static void run_protected(struct ctx *c)
+{
+    lab_result res;
+    lab_alloc_pages_result(c->a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0, &res);   /* the same page */
+    void *p = res.addr;
+    c->outcome = p ? 0 : res.reason;
+    if (p) {
+        memset(p, 7, LAB_PAGE_SIZE);
+        hold(c, p, 0);
+    }
+}
+
+/* Re-commit of protected free pages: each block is opened for the
+ * re-commit (which may touch it), closed, and opened again when handed
+ * out; every one written. */
+static void setup_recommit_protected(struct ctx *c)
+{
+    c->a = make_arena(LAB_ARENA_PROTECT_FREE, 128, 1, 1, 1);
+    lab_set_log_hook(c->a, quiet_log, NULL);
+    fill_touch_and_free(c);
+    REQUIRE(lab_arena_trim(c->a) > 0);
+}
+static void run_recommit_protected(struct ctx *c)
+{
+    run_recommit(c);
+    for (size_t i = 0; i < c->nheld; i++)
+        memset(c->held[i], 3, (size_t)LAB_PAGE_SIZE << c->held_order[i]);
 }
 
 /* Step 8: every page handed out, a blocking request sleeps (futex wait)
@@ -287,7 +348,10 @@ static const struct phase phases[] = {
     { "re-commit", setup_recommit, run_recommit, 0, false, P(0, 0, 0, 3, 0, NOT_PINNED, 0, 0, 0, 0) },
     { "re-commit of poisoned MADV_FREE pages", setup_recommit_poisoned, run_recommit_poisoned, 0, false,
       P(0, 0, 0, 3, 0, NOT_PINNED, 0, 0, 0, 0) },
-    { "guard pages", setup_guard, run_guard, 0, false, P(0, 0, 0, 0, 4, 0, 0, 0, 0, 0) },
+    { "guard pages", setup_guard, run_guard, 0, false, P(0, 0, 0, 0, 4, 0, 0, 0, 0, 65) },   /* 64 blocks written */
+    { "protected free page", setup_protected, run_protected, 0, false, P(0, 0, 0, 0, 1, 0, 0, 0, 0, 1) },
+    { "re-commit of protected pages", setup_recommit_protected, run_recommit_protected, 0, false,
+      P(0, 0, 0, 3, 9, NOT_PINNED, 0, 0, 0, 0) },
     { "wait for frees", setup_full, run_wait, LAB_R_TIMEOUT, false, P(0, 0, 0, 0, 0, NOT_PINNED, 0, 1, 0, 0) },
 };
 #define NPHASES (sizeof(phases) / sizeof(phases[0]))
@@ -295,6 +359,8 @@ static const struct phase phases[] = {
 /* What a phase may answer when the k-th call of `site` failed. */
 static bool outcome_allowed(const struct phase *ph, enum fault_site site, int outcome)
 {
+    if (ph->run == run_trim && site == FP_THREAD_START)
+        return outcome == TRIM_NOTHING;
     if (outcome == ph->outcome_ok)
         return true;     /* absorbed: a re-commit by touch, an unprotected guard, ... */
     switch (site) {

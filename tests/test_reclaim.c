@@ -51,6 +51,8 @@ struct cache {
     atomic_int unregistered;
     atomic_uint scans_test, scans_other, calls_after_unregister, in_scan, max_depth;
     atomic_uint nested_ok, nested_fail;
+    int register_in_scan;       /* scan registers another shrinker: the result */
+    atomic_int registered_in_scan;
 };
 static __thread unsigned scan_depth;
 
@@ -79,6 +81,10 @@ static size_t cache_scan(void *ctx, size_t nr)
     size_t freed = 0;
     if (!c->owner_only || mine) {
         void *extra = NULL;
+        if (c->register_in_scan) {
+            lab_shrinker other = { cache_count, cache_scan, NULL };
+            atomic_store(&c->registered_in_scan, lab_shrinker_register(c->a, &other));
+        }
         if (c->alloc_in_scan) {
             extra = c->scan_room ? lab_room_alloc(c->scan_room, LAB_GFP_KERNEL | LAB_GFP_NOWARN)
                                  : lab_alloc_pages(c->a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 0);
@@ -541,6 +547,27 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     lab_arena_destroy(a);
 }
 
+/* A shrinker's scan() that registers another shrinker is refused with
+ * LAB_EBUSY: the table's write lock would wait for the pass the scan is
+ * in, for ever. */
+static void test_a_shrinker_registered_from_scan_is_refused_not_waited_for(void)
+{
+    lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+    static struct cache c;
+    cache_init(&c, a, 1);
+    c.register_in_scan = 1;
+    atomic_store(&c.registered_in_scan, -1);
+    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
+    cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    CHECK(p != NULL);
+    CHECK_EQ(atomic_load(&c.registered_in_scan), LAB_EBUSY);
+    lab_free_pages(a, p, 0);
+    lab_shrinker_unregister(a, &c.sh);
+    cache_destroy(&c);
+    CHECK_EQ(free_pages(a), PAGES);
+    lab_arena_destroy(a);
+}
 
 /* The PF_MEMALLOC rule holds for room requests too: a KERNEL room
  * allocation inside scan() is served at once from the zone's last pages,
@@ -650,6 +677,7 @@ int main(void)
     RUN(test_retry_mayfail_fails_eventually);
     RUN(test_unregistered_shrinker_is_never_called_again);
     RUN(test_shrinker_that_allocates_does_not_deadlock_or_recurse);
+    RUN(test_a_shrinker_registered_from_scan_is_refused_not_waited_for);
     RUN(test_room_allocation_in_a_shrinker_follows_the_memalloc_rule);
     RUN(test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone);
     return test_finish();

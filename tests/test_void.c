@@ -260,6 +260,102 @@ static void test_trim_keeps_the_min_watermark_committed(void)
     lab_arena_destroy(a);
 }
 
+/* A room's reserve counts the void: lab_room_create re-commits what the
+ * free pages lack (it was refused with LAB_ERESERVE after a trim, with
+ * most of the arena decommitted). */
+static void test_a_rooms_reserve_is_recommitted_from_the_void(void)
+{
+    lab_arena *a = arena_with(16 * MiB, 0, 0, 0, 0);
+    commit_everything(a);
+    REQUIRE(lab_arena_trim(a) > 0);
+    lab_stats s = stats(a);
+    size_t reserve = s.free_pages;   /* above min: more than the committed pages hold */
+    REQUIRE(s.void_pages > reserve);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = reserve;
+    lab_room *r = NULL;
+    CHECK_EQ(lab_room_create(a, &rc, &r), 0);
+    lab_stats t = stats(a);
+    CHECK(t.void_pages < s.void_pages);
+    CHECK(t.free_pages >= t.wmark_min);
+    if (r) {
+        lab_room_stats rs;
+        lab_room_stats_get(r, &rs);
+        CHECK_EQ(rs.reserve, reserve);
+        lab_room_destroy(r);
+    }
+    /* more than the arena: refused */
+    rc.reserve = s.total_pages;
+    CHECK_EQ(lab_room_create(a, &rc, &r), LAB_ERESERVE);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* Trim gives the largest blocks back first and leaves fragments: free
+ * pages may then stand at high (the idle trim's mark), all of order 0,
+ * with the void holding whole blocks.  An atomic request of order 2 fails (fragmented) and asks
+ * the reclaimer for a block of its order, which it re-commits though the
+ * free count needs nothing (it woke only below low, and balanced to high:
+ * such requests failed for ever). */
+static void test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 32 * MiB;
+    cfg.trim_delay_ms = 20;   /* the idle trim: down to high */
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    /* blocking, so that what the idle trim may take meanwhile comes back */
+    const lab_gfp_t all = LAB_GFP_KERNEL | LAB_GFP_MEMALLOC | LAB_GFP_NORETRY | LAB_GFP_NOWARN;
+    enum { BIG = 4, ORDER = 10 };
+    void *big[BIG];
+    for (int i = 0; i < BIG; i++) {
+        REQUIRE((big[i] = lab_alloc_pages(a, all, ORDER)) != NULL);
+        memset(big[i], 1, (size_t)LAB_PAGE_SIZE << ORDER);
+    }
+    static void *small[8192];
+    size_t n = 0;
+    while (n < 8192 && (small[n] = lab_alloc_pages(a, all, 0)) != NULL)
+        memset(small[n++], 1, LAB_PAGE_SIZE);
+    for (size_t i = 0; i < n; i += 2)   /* every other page: no two merge */
+        lab_free_pages(a, small[i], 0);
+    for (int i = 0; i < BIG; i++)
+        lab_free_pages(a, big[i], ORDER);
+    /* the idle trim, in batches, until it leaves the void alone */
+    size_t last = 0;
+    for (int i = 0, still = 0; i < 400 && still < 5; i++) {
+        usleep(20000);
+        size_t v = stats(a).void_pages;
+        still = v == last && v > 0 ? still + 1 : 0;
+        last = v;
+    }
+    lab_stats s = stats(a);
+    fprintf(stderr, "  free %zu (high %zu), void %zu, free blocks of order 2 and up:", s.free_pages, s.wmark_high,
+            s.void_pages);
+    size_t big_free = 0;
+    for (unsigned o = 2; o <= s.max_order; o++)
+        big_free += s.free_blocks[o];
+    fprintf(stderr, " %zu\n", big_free);
+    REQUIRE(big_free == 0 && s.void_pages > 0 && s.free_pages >= s.wmark_low);
+    void *p = NULL;
+    int tries = 0;
+    for (; tries < 2000 && !p; tries++) {
+        p = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 2);
+        if (!p)
+            usleep(1000);
+    }
+    fprintf(stderr, "  served after %d tries\n", tries);
+    CHECK(p != NULL);
+    CHECK(stats(a).void_pages < s.void_pages);
+    if (p)
+        lab_free_pages(a, p, 2);
+    for (size_t i = 1; i < n; i += 2)
+        lab_free_pages(a, small[i], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* min = low = high: after the trim, free pages sit just above min and the
  * reclaimer has no reason to re-commit anything. */
 static void test_nowait_requests_fail_at_min_instead_of_touching_the_void(void)
@@ -635,6 +731,8 @@ int main(void)
     RUN(test_64gib_lazy_arena_is_created_fast_and_costs_little);
     RUN(test_trim_gives_memory_back_and_it_comes_back_usable);
     RUN(test_trim_keeps_the_min_watermark_committed);
+    RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
+    RUN(test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);
     RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
     RUN(test_reclaimer_recommits_the_smallest_void_blocks_first);

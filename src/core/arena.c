@@ -168,6 +168,11 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
      * mapping): decommitting it would part our pages from theirs. */
     if (!a->own_memory && !(cfg->flags & LAB_ARENA_DECOMMIT_CALLER))
         a->trim_off = LAB_TRIM_CALLER_MEMORY;
+    /* Blocks are aligned to their size relative to the start: caller
+     * memory need only be page aligned, and then every 2 MiB block
+     * straddles two huge pages, which a trim would split. */
+    else if (a->zone.trim_min_order == 9 && (uintptr_t)base % ((uintptr_t)LAB_PAGE_SIZE << 9))
+        a->trim_off = LAB_TRIM_HUGE_UNALIGNED;
     /* Locked memory is locked on purpose (no page fault on the atomic
      * path), and the OS refuses to decommit it anyway (EINVAL). */
     if (cfg->flags & LAB_ARENA_MLOCK)

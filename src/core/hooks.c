@@ -85,11 +85,44 @@ static void poison_check(struct lab_arena *a, void *addr, unsigned order)
     }
 }
 
+/* The OS refused an mprotect that opens memory: most likely the process is
+ * at vm.max_map_count, each protected run of free pages (and each guard)
+ * being a mapping of its own, and opening a page inside a run splitting
+ * it.  What the arena hands out must be accessible: the whole arena is
+ * opened in one call, which joins the runs into one mapping and so needs
+ * none, and nothing is protected from then on; said once.  If even that
+ * is refused, no page can be handed out safely. */
+static void protect_give_up(struct lab_arena *a)
+{
+    struct zone *z = &a->zone;
+    if (!atomic_exchange(&a->protect_off, true))
+        report_protect_off(a);
+    if (!os_protect(z->base, (size_t)z->nr_pages << PAGE_SHIFT, true)) {
+        static const char msg[] = "labyrinth: the OS refused to open the arena's protected pages\n";
+        plat_log(msg, sizeof(msg) - 1);
+        plat_abort();
+    }
+}
+
+/* Whether freed pages and guards are still protected. */
+static bool protecting(struct lab_arena *a)
+{
+    return !atomic_load_explicit(&a->protect_off, memory_order_relaxed);
+}
+
+/* Open pages that may be protected: always tried, a page protected by a
+ * free that raced protect_give_up included. */
+static void hooks_open(struct lab_arena *a, void *addr, size_t bytes)
+{
+    if (!os_protect(addr, bytes, true))
+        protect_give_up(a);
+}
+
 void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order)
 {
     size_t bytes = (size_t)LAB_PAGE_SIZE << order;
     if (a->protect_free)
-        os_protect(addr, bytes, true);
+        hooks_open(a, addr, bytes);
     if (a->checker && !a->valgrind)
         plat_mark(addr, bytes, PLAT_MARK_ALLOC);   /* ASan: before the check reads it */
     if (a->poison)
@@ -107,8 +140,8 @@ void page_hook_free(struct lab_arena *a, void *addr, unsigned order)
         memset(addr, POISON_FREE, bytes);
     if (a->checker && !a->valgrind)
         plat_mark(addr, bytes, PLAT_MARK_FREE);
-    if (a->protect_free)
-        os_protect(addr, bytes, false);
+    if (a->protect_free && protecting(a))
+        os_protect(addr, bytes, false);   /* refused: the page stays open, unwatched */
 }
 
 /* A re-commit of free pages (void_recommit).  A free page is closed to
@@ -121,14 +154,14 @@ void page_hook_free(struct lab_arena *a, void *addr, unsigned order)
 void page_hook_recommit(struct lab_arena *a, void *addr, size_t bytes)
 {
     if (a->protect_free)
-        os_protect(addr, bytes, true);
+        hooks_open(a, addr, bytes);   /* the re-commit may touch it */
     if (a->checker)
         plat_mark(addr, bytes, PLAT_MARK_ALLOC);
     if (!os_recommit(addr, bytes) && a->poison)
         memset(addr, POISON_FREE, bytes);
     if (a->checker)
         plat_mark(addr, bytes, PLAT_MARK_FREE);
-    if (a->protect_free)
+    if (a->protect_free && protecting(a))
         os_protect(addr, bytes, false);
 }
 
@@ -172,8 +205,8 @@ void guard_flush(struct lab_arena *a)
         struct page *p = &z->pages[f];
         unsigned order = p->prev & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
-        os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, true);
-        os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, true);
+        hooks_open(a, user - LAB_PAGE_SIZE, LAB_PAGE_SIZE);
+        hooks_open(a, user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE);
         p->prev = NIL;
     }
     /* ... and the blocks leave the deferred count for the free lists in one

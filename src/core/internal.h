@@ -636,6 +636,8 @@ struct lab_arena {
     bool      page_hooks;         /* any debug page hook is on (poison, protect, guard,
                                      ASan, valgrind): one predictable branch when off */
     bool      poison, protect_free, guard, valgrind;
+    _Atomic bool protect_off;     /* an mprotect that opens memory was refused: the
+                                     arena is open and protects nothing more (hooks.c) */
     bool      checker;            /* a memory checker watches (plat_checker) */
     size_t    desc_bytes;
     char      name[32];
@@ -810,6 +812,7 @@ LAB_HIDDEN int    reclaim_init(struct lab_arena *a);
 LAB_HIDDEN void   reclaim_fini(struct lab_arena *a);
 LAB_HIDDEN size_t reclaim_direct(struct lab_arena *a, size_t want, size_t min_scan);
 LAB_HIDDEN void   reclaim_wake(struct lab_arena *a, bool may_syscall);
+LAB_HIDDEN void   reclaim_wake_order(struct lab_arena *a, unsigned order, bool may_syscall);
 LAB_HIDDEN void   kswapd_start(struct lab_arena *a);
 LAB_HIDDEN bool   reclaim_wait_for_frees(struct lab_arena *a, uint64_t deadline_ns, uint32_t seen);
 LAB_HIDDEN void   zone_note_free_locked(struct zone *z);
@@ -826,6 +829,7 @@ LAB_HIDDEN int  zone_check_locked(struct lab_arena *a, bool report, bool may_map
 LAB_HIDDEN void debug_check_every_op(struct lab_arena *a, bool may_block);
 LAB_HIDDEN void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason);
 LAB_HIDDEN void log_flush(struct lab_arena *a);     /* may write: blocking contexts only */
+LAB_HIDDEN void report_protect_off(struct lab_arena *a);
 static inline bool log_flush_wanted(struct lab_arena *a)
 {
     return atomic_load_explicit(&a->log_pending, memory_order_relaxed) != 0;

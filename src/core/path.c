@@ -134,11 +134,14 @@ static uint32_t zone_alloc(struct lab_arena *a, struct rights rt, unsigned order
     }
     uint32_t frame = zone_alloc_locked(a, rt, order, reason, step);
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
+    bool in_void = frame == NIL && *reason == LAB_R_FRAGMENTED && z->void_pages;
     if (may(rt, R_BLOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
-    if (below_low && may(rt, R_WAKE))
+    if (in_void && may(rt, R_WAKE))
+        reclaim_wake_order(a, order, may(rt, R_BLOCK));                /* step 5 */
+    else if (below_low && may(rt, R_WAKE))
         reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
     return frame;
 }
@@ -261,8 +264,10 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
         if (frame != NIL && real != order) {
             z->pages[frame].prev = GUARD_TAG | order;
             char *user = (char *)addr_of(z, frame) + ((size_t)LAB_PAGE_SIZE << order);
-            os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
-            os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+            if (!atomic_load_explicit(&a->protect_off, memory_order_relaxed)) {   /* hooks.c */
+                os_protect(user - LAB_PAGE_SIZE, LAB_PAGE_SIZE, false);
+                os_protect(user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE, false);
+            }
             frame += 1u << order;
         }
     }
@@ -374,13 +379,16 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
         *reason = zone_watermark_ok(z, order, floor) ? LAB_R_FRAGMENTED : LAB_R_WATERMARK;
     *step = LAB_STEP_ZONE;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
+    bool in_void = got == 0 && *reason == LAB_R_FRAGMENTED && z->void_pages;
     if (may(rt, R_BLOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
     if (got)
         ctr_inc(&r->st.refills);
-    if (below_low && may(rt, R_WAKE))
+    if (in_void && may(rt, R_WAKE))
+        reclaim_wake_order(a, order, may(rt, R_BLOCK));                /* step 5 */
+    else if (below_low && may(rt, R_WAKE))
         reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
     return got;
 }

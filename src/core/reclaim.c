@@ -104,7 +104,20 @@ struct reclaim_state {
     _Atomic bool     stop;
     _Atomic bool     wake_pending;
     _Atomic uint32_t wake_word;
+    _Atomic uint32_t want_order;          /* 1 + the largest order a non-blocking request
+                                             found only in the void; 0: none */
 };
+
+/* Whether the free lists hold a block of order k or more. */
+static bool zone_has_order(struct zone *z, unsigned k)
+{
+    bool has = false;
+    zone_lock(z);
+    for (unsigned o = k; o <= z->max_order && !has; o++)
+        has = z->area[o].nr_free != 0;
+    zone_unlock(z);
+    return has;
+}
 
 static void in_reclaim_set(bool on) { *plat_thread_self() = on; }
 
@@ -247,6 +260,12 @@ static void kswapd(void *arg)
                     break;
                 }
             }
+            /* Balanced at high, but with only small blocks free: trim
+             * gives the largest back first and leaves the fragments, and
+             * an atomic request of a higher order asked for one. */
+            uint32_t wo = atomic_exchange(&s->want_order, 0);
+            if (wo && !atomic_load(&s->stop) && !zone_has_order(z, wo - 1))
+                void_recommit(a, (size_t)1 << (wo - 1), wo - 1);
             /* Nothing to reclaim: sleep a poll interval before trying again,
              * instead of spinning while free pages stay below low. */
             if (!stuck)
@@ -297,7 +316,25 @@ size_t lab_arena_trim(lab_arena *a)
     /* Non-blocking requests cannot re-commit; the background reclaimer does
      * it for them when they find free pages below low. */
     kswapd_start(a);
+    /* Without it (the thread did not start), what went to the void would
+     * stay there for every non-blocking request: nothing given back. */
+    if (!atomic_load_explicit(&rs(a)->started, memory_order_acquire))
+        return 0;
     return trim_above(a, a->zone.wmark[WMARK_MIN]);
+}
+
+/* Step 5 for a request of order k that found the free blocks too small
+ * while the void held larger ones: the reclaimer re-commits one of at
+ * least k, whatever the free count.  Lock-free (async-signal-safe). */
+void reclaim_wake_order(struct lab_arena *a, unsigned order, bool may_syscall)
+{
+    struct reclaim_state *s = rs(a);
+    uint32_t w = atomic_load_explicit(&s->want_order, memory_order_relaxed);
+    while (w < order + 1 &&
+           !atomic_compare_exchange_weak_explicit(&s->want_order, &w, order + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    reclaim_wake(a, may_syscall);
 }
 
 /* Step 5.  From a non-blocking request: a flag, no system call. */
@@ -359,6 +396,10 @@ int lab_shrinker_register(lab_arena *a, const lab_shrinker *sh)
 {
     if (!a || !sh || !sh->count || !sh->scan)
         return LAB_EINVAL;
+    /* From a shrinker's callback: the table's write lock would wait for
+     * the pass this thread is in (the read side), for ever. */
+    if (in_reclaim())
+        return LAB_EBUSY;
     struct reclaim_state *s = rs(a);
     int err = LAB_EBUSY;
     rw_write_lock(&s->table_lock);

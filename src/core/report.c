@@ -273,6 +273,21 @@ void report_alloc_failure(struct lab_arena *a, lab_gfp_t gfp, unsigned order, in
 }
 
 
+/* Once per arena (hooks.c, protect_give_up): any context, deferred to one
+ * that may write unless a log hook takes it. */
+void report_protect_off(struct lab_arena *a)
+{
+    struct fmtbuf b = { .len = 0 };
+    fmt_arena(&b, a);
+    fmt_str(&b, "the OS refused to open protected pages (mprotect; vm.max_map_count?): "
+                "the arena is open, LAB_ARENA_PROTECT_FREE and LAB_ARENA_GUARD protect nothing more\n");
+    struct hook_pair h;
+    if (hook_get(a->log_hooks, &a->log_hook, &h))
+        ((lab_log_fn)h.fn)(h.ctx, b.buf, b.len);
+    else
+        log_default(a, b.buf, b.len, false);
+}
+
 /* ---- names ----------------------------------------------------------------- */
 
 static const char *const error_names[LAB_ERROR_COUNT] = {

@@ -185,6 +185,12 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
      * zone's own emergency pool.  The id is taken under the zone lock, after
      * every check, so a refused room uses none up. */
     struct zone *z = &a->zone;
+    /* Pages a trim put in the void count for a reserve: this call may
+     * block, so it re-commits what the free pages lack first. */
+    size_t need = z->wmark[WMARK_MIN] + cfg->reserve,
+           have = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
+    if (cfg->reserve && have < need)
+        void_recommit(a, need - have, 0);
     zone_lock(z);
     size_t floor = z->wmark[WMARK_MIN];
     uint32_t id = room_id_take(a);

@@ -8,7 +8,8 @@
 #include <stdio.h>
 
 static const char *const huge_names[] = { "none", "explicit", "transparent", "refused" };
-static const char *const trim_off_names[] = { "on", "caller memory (no LAB_ARENA_DECOMMIT_CALLER)", "locked (LAB_ARENA_MLOCK)" };
+static const char *const trim_off_names[] = { "on", "caller memory (no LAB_ARENA_DECOMMIT_CALLER)", "locked (LAB_ARENA_MLOCK)",
+                                              "huge pages over caller memory not 2 MiB aligned" };
 static const char *const class_names[LAB_CLASS_COUNT] = { "atomic", "nowait", "kernel", "other" };
 static const char *class_name(int c) { return class_names[c]; }
 
