@@ -96,7 +96,10 @@ typedef unsigned int lab_gfp_t;
 #define LAB_GFP_RETRY_MAYFAIL   (1u << 6)
 /* With DIRECT_RECLAIM: never return NULL; wait as long as it takes.  May use
  * the HIGH share of the emergency reserve, as Linux grants __GFP_NOFAIL.
- * NORETRY overrides it (one pass, then NULL): Linux calls the pair a bug. */
+ * NORETRY overrides it (one pass, then NULL): Linux calls the pair a bug.
+ * An order above the arena's max_order can never be served: with NOFAIL it
+ * is misuse (LAB_EBADORDER to the misuse handler; debug builds abort), and
+ * the call returns NULL with LAB_R_ORDER. */
 #define LAB_GFP_NOFAIL          (1u << 7)
 /* May take every free page, ignoring watermarks (for the code that frees
  * memory, as PF_MEMALLOC in Linux). */
@@ -656,7 +659,9 @@ LAB_API void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *s);
  * Off by default and then free: one predictable branch per request.  Also
  * set, for every arena a program creates, by the environment variable
  *   LAB_FAIL_PAGE_ALLOC="probability=10,interval=1,times=-1,min_order=0,ignore_blocking=0"
- * so any program's failure paths can be exercised without recompiling.
+ * so any program's failure paths can be exercised without recompiling (keys
+ * left out default to probability 100, interval 1, times -1; a malformed
+ * value turns nothing on and is reported on stderr).
  * Injected failures have reason LAB_R_INJECTED.  Room fast paths (stock and
  * remote frees) are not decision points; their refills are, while none of
  * the room's blocks is on its way back to it.

@@ -271,6 +271,36 @@ static void test_huge_caller_memory_off_a_2mib_boundary_is_not_trimmed(void)
     munmap(map, size + 2 * huge);
 }
 
+/* Caller memory comes back accessible from lab_arena_destroy: the freed
+ * pages PROTECT_FREE closed and the guards GUARD put up are lifted (they
+ * stayed PROT_NONE, and the caller's next touch faulted). */
+static void test_destroy_leaves_caller_memory_accessible(void)
+{
+    const unsigned flags[] = { LAB_ARENA_PROTECT_FREE, LAB_ARENA_GUARD };
+    for (size_t k = 0; k < 2; k++) {
+        unsigned char *mem = mmap(NULL, (size_t)PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        REQUIRE(mem != MAP_FAILED);
+        lab_arena_config cfg;
+        lab_arena_config_init(&cfg);
+        cfg.size = (size_t)PAGES * PAGE;
+        cfg.memory = mem;
+        cfg.max_order = 6;
+        cfg.flags = flags[k];
+        lab_arena *a = NULL;
+        REQUIRE(lab_arena_create(&cfg, &a) == 0);
+        void *p[8];
+        for (int i = 0; i < 8; i++)
+            REQUIRE((p[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 1)) != NULL);   /* guarded with GUARD */
+        for (int i = 0; i < 8; i += 2)
+            lab_free_pages(a, p[i], 1);   /* protected with PROTECT_FREE */
+        lab_arena_destroy(a);             /* with blocks still out: the caller's memory all the same */
+        for (size_t i = 0; i < (size_t)PAGES * PAGE; i += PAGE)
+            mem[i] = 1;                   /* faults if any page stayed protected */
+        CHECK(mem[0] == 1);
+        munmap(mem, (size_t)PAGES * PAGE);
+    }
+}
+
 /* Locked memory is not decommitted either, and the stats say so. */
 static void test_trim_of_locked_memory_is_reported(void)
 {
@@ -400,6 +430,7 @@ int main(void)
     RUN(test_trim_of_caller_memory_is_reported);
     RUN(test_trim_of_locked_memory_is_reported);
     RUN(test_huge_caller_memory_off_a_2mib_boundary_is_not_trimmed);
+    RUN(test_destroy_leaves_caller_memory_accessible);
     RUN(test_prefault_commits_every_page_of_caller_memory_and_changes_none);
     RUN(test_exact_zero_watermarks_leave_no_emergency_floor);
     RUN(test_exact_watermarks_are_validated);

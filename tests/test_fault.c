@@ -186,6 +186,34 @@ static void test_environment_variable_configures_injection(void)
     lab_arena_destroy(b);
 }
 
+/* A variable that is not a list of the five keys with numbers turns
+ * nothing on (it failed every request: the defaults, with the garbage
+ * skipped); keys left out keep their defaults. */
+static void test_a_malformed_environment_variable_injects_nothing(void)
+{
+    static const char *const bad[] = { "garbage", "probability", "probability=", "probability=ten",
+                                       "probabilty=10", "probability=10,times", "probability=10x",
+                                       "probability=101", "times=-2", "interval=-1", "=5" };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        REQUIRE(setenv("LAB_FAIL_PAGE_ALLOC", bad[k], 1) == 0);
+        lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+        REQUIRE(unsetenv("LAB_FAIL_PAGE_ALLOC") == 0);
+        int injected = 0;
+        for (int i = 0; i < 10; i++)
+            injected += try_alloc(a, LAB_GFP_NOWAIT, 0) == LAB_R_INJECTED;
+        if (injected)
+            fprintf(stderr, "  LAB_FAIL_PAGE_ALLOC=%s injected %d of 10\n", bad[k], injected);
+        CHECK_EQ(injected, 0);
+        lab_arena_destroy(a);
+    }
+    REQUIRE(setenv("LAB_FAIL_PAGE_ALLOC", "times=3,", 1) == 0);   /* probability 100, interval 1 */
+    lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+    REQUIRE(unsetenv("LAB_FAIL_PAGE_ALLOC") == 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(try_alloc(a, LAB_GFP_NOWAIT, 0), i < 3 ? LAB_R_INJECTED : LAB_R_NONE);
+    lab_arena_destroy(a);
+}
+
 /* NOFAIL promises never to return NULL: injection must not break that (Linux
  * exempts __GFP_NOFAIL in should_fail_alloc_page). */
 static void test_nofail_requests_are_never_injected(void)
@@ -424,6 +452,7 @@ int main(void)
     RUN(test_probability_fifty_fails_about_half);
     RUN(test_fault_set_null_turns_injection_off);
     RUN(test_environment_variable_configures_injection);
+    RUN(test_a_malformed_environment_variable_injects_nothing);
     RUN(test_nofail_requests_are_never_injected);
     RUN(test_room_refills_are_decision_points_but_the_stock_is_not);
     RUN(test_every_failure_reason_is_produced);

@@ -5,7 +5,9 @@
 #define _GNU_SOURCE   /* pthread_timedjoin_np */
 #include "check.h"
 
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sched.h>
@@ -547,6 +549,60 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     lab_arena_destroy(a);
 }
 
+/* The library's reclaimer thread (named lab-reclaim) blocks every signal:
+ * a signal sent to the process is for the program's threads, whose
+ * handlers may use their own rooms; it inherited its creator's mask, and
+ * process-directed signals ran handlers on it. */
+static void test_the_reclaimer_thread_blocks_every_signal(void)
+{
+    lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);   /* a blocking request starts it */
+    REQUIRE(p);
+    static struct cache c;
+    cache_init(&c, a, 1);
+    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);   /* so does a shrinker */
+    int found = 0;
+    for (int tries = 0; tries < 100 && !found; tries++) {
+        DIR *d = opendir("/proc/self/task");
+        REQUIRE(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[320], comm[32] = "", line[256];
+            snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+            if (strncmp(comm, "lab-reclaim", 11) != 0)
+                continue;
+            snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+            f = fopen(path, "r");
+            REQUIRE(f);
+            unsigned long long blocked = 0;
+            while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "SigBlk: %llx", &blocked) == 1)
+                    break;
+            fclose(f);
+            found++;
+            const int sigs[] = { SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGRTMIN + 1 };
+            for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+                CHECK((blocked >> (sigs[i] - 1)) & 1);
+        }
+        closedir(d);
+        if (!found)
+            usleep(10000);
+    }
+    CHECK_EQ(found, 1);
+    lab_shrinker_unregister(a, &c.sh);
+    cache_destroy(&c);
+    lab_free_pages(a, p, 0);
+    lab_arena_destroy(a);
+}
+
 /* A shrinker's scan() that registers another shrinker is refused with
  * LAB_EBUSY: the table's write lock would wait for the pass the scan is
  * in, for ever. */
@@ -678,6 +734,7 @@ int main(void)
     RUN(test_unregistered_shrinker_is_never_called_again);
     RUN(test_shrinker_that_allocates_does_not_deadlock_or_recurse);
     RUN(test_a_shrinker_registered_from_scan_is_refused_not_waited_for);
+    RUN(test_the_reclaimer_thread_blocks_every_signal);
     RUN(test_room_allocation_in_a_shrinker_follows_the_memalloc_rule);
     RUN(test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone);
     return test_finish();

@@ -65,15 +65,22 @@ bool fault_should_fail_slow(struct lab_arena *a, lab_gfp_t gfp, unsigned order)
     return true;
 }
 
-/* A decimal number at s (a leading '-' allowed), as strtol would read it;
- * the core has no libc. */
-static long parse_long(const char *s)
+/* A decimal number at *s (a leading '-' allowed), at least one digit, up to
+ * a ',' or the end; *s moves past it.  False for anything else (the core
+ * has no libc). */
+static bool parse_long(const char **s, long *out)
 {
-    bool neg = *s == '-';
+    const char *p = *s;
+    bool neg = *p == '-';
     long v = 0;
-    for (s += neg; *s >= '0' && *s <= '9'; s++)
-        v = v * 10 + (*s - '0');
-    return neg ? -v : v;
+    const char *digits = p += neg;
+    for (; *p >= '0' && *p <= '9' && v < 1000000000L; p++)
+        v = v * 10 + (*p - '0');
+    if (p == digits || (*p && *p != ','))
+        return false;
+    *s = p;
+    *out = neg ? -v : v;
+    return true;
 }
 
 static bool key_is(const char *s, size_t len, const char *key)
@@ -84,7 +91,11 @@ static bool key_is(const char *s, size_t len, const char *key)
     return i == len && key[i] == 0;
 }
 
-/* LAB_FAIL_PAGE_ALLOC="probability=P,interval=I,times=T,min_order=O,ignore_blocking=B" */
+/* LAB_FAIL_PAGE_ALLOC="probability=P,interval=I,times=T,min_order=O,ignore_blocking=B":
+ * keys left out keep the defaults below (every eligible request fails).
+ * Anything else -- an unknown key, a key with no number, a value out of
+ * range -- turns nothing on, and says so: a typo must not pass for a
+ * setting, nor fail every request. */
 void fault_init(struct lab_arena *a)
 {
     atomic_store(&a->fault.rng, (uint64_t)(uintptr_t)a);
@@ -93,27 +104,30 @@ void fault_init(struct lab_arena *a)
         return;
     lab_fault_config fc = { .probability = 100, .interval = 1, .times = -1 };
     const char *s = env;
-    while (*s) {
+    bool ok = true;
+    while (ok && *s) {
         const char *eq = s;
-        while (*eq && *eq != '=')
+        while (*eq && *eq != '=' && *eq != ',')
             eq++;
-        if (!*eq)
-            break;
-        long v = parse_long(eq + 1);
         size_t klen = (size_t)(eq - s);
-        if (key_is(s, klen, "probability")) fc.probability = (unsigned)v;
-        else if (key_is(s, klen, "interval")) fc.interval = (unsigned)v;
-        else if (key_is(s, klen, "times")) fc.times = v;
-        else if (key_is(s, klen, "min_order")) fc.min_order = (unsigned)v;
-        else if (key_is(s, klen, "ignore_blocking")) fc.ignore_blocking = (int)v;
-        const char *comma = eq;
-        while (*comma && *comma != ',')
-            comma++;
-        if (!*comma)
+        const char *val = eq + 1;
+        long v = 0;
+        ok = *eq == '=' && parse_long(&val, &v) && v >= -1;
+        if (!ok)
             break;
-        s = comma + 1;
+        if (key_is(s, klen, "probability")) fc.probability = (unsigned)v;
+        else if (key_is(s, klen, "interval") && v >= 0) fc.interval = (unsigned)v;
+        else if (key_is(s, klen, "times")) fc.times = v;
+        else if (key_is(s, klen, "min_order") && v >= 0) fc.min_order = (unsigned)v;
+        else if (key_is(s, klen, "ignore_blocking") && v >= 0) fc.ignore_blocking = (int)v;
+        else ok = false;
+        s = *val == ',' ? val + 1 : val;
     }
-    lab_fault_set(a, &fc);
+    if (ok && lab_fault_set(a, &fc) == 0)
+        return;
+    static const char msg[] = "labyrinth: LAB_FAIL_PAGE_ALLOC ignored: expected "
+                              "probability=P,interval=I,times=T,min_order=O,ignore_blocking=B (any of them)\n";
+    plat_log(msg, sizeof(msg) - 1);
 }
 
 /* ---- fault points (internal.h) ----------------------------------------------

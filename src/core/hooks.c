@@ -39,6 +39,10 @@ void debug_hooks_fini(struct lab_arena *a)
     struct zone *z = &a->zone;
     if (a->checker)
         plat_mark(z->base, (size_t)z->populated << PAGE_SHIFT, PLAT_MARK_RELEASE);
+    /* Caller memory goes back to the caller as it came: accessible, the
+     * freed pages' protection and the guards lifted. */
+    if (!a->own_memory && (a->protect_free || a->guard))
+        os_protect(z->base, (size_t)z->nr_pages << PAGE_SHIFT, true);
 }
 
 static NOINLINE void poison_report(struct lab_arena *a, void *addr, size_t off, unsigned char got,

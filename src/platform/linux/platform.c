@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,7 @@ struct plat_worker {
 static void *worker_main(void *w)
 {
     struct plat_worker *pw = w;
+    pthread_setname_np(pthread_self(), "lab-reclaim");
     pw->fn(pw->arg);
     return NULL;
 }
@@ -277,7 +279,16 @@ struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
         return NULL;
     w->fn = fn;
     w->arg = arg;
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    /* Born with every signal blocked: a signal sent to the process is the
+     * program's, for its own threads (whose handlers may use their rooms),
+     * never the library's thread.  The creator's mask is its own again at
+     * once. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0) {
         free(w);
         return NULL;
     }
