@@ -370,6 +370,12 @@ static void test_guarded_block_is_usable_and_freed_with_its_order(void)
     lab_stats_get(a, &s);
     CHECK_EQ(s.free_pages, 256);
     CHECK_EQ(s.misuse, 0);
+    /* counted as the caller's four pages, out and back */
+    uint64_t served = 0;
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        served += s.alloc_by_step[i];
+    CHECK_EQ(served, 4);
+    CHECK_EQ(s.frees, 4);
     CHECK_EQ(lab_check(a), 0);
     /* the guard page is accessible again once the block is back */
     char *all = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 7);

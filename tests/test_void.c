@@ -285,9 +285,12 @@ static void test_a_rooms_reserve_is_recommitted_from_the_void(void)
         CHECK_EQ(rs.reserve, reserve);
         lab_room_destroy(r);
     }
-    /* more than the arena: refused */
+    /* more than the arena: refused, and nothing re-committed for it */
+    size_t in_void = stats(a).void_pages;
+    CHECK(in_void > 0);
     rc.reserve = s.total_pages;
     CHECK_EQ(lab_room_create(a, &rc, &r), LAB_ERESERVE);
+    CHECK_EQ(stats(a).void_pages, in_void);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
 }

@@ -89,7 +89,9 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
         page_hook_free(a, addr, order);
         if (real != order) {
             /* Lifting the guards takes system calls, which this context may
-             * not make: the block waits for one that may (guard_flush). */
+             * not make: the block waits for one that may (guard_flush).
+             * Freed now, for the stats: the pages it handed out. */
+            ctr_add_shared(&a->st.frees, (uint64_t)1 << order);
             guard_defer(a, frame);
             return -1;
         }

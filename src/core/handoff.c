@@ -1104,8 +1104,11 @@ void lanes_flush_dead(struct lab_arena *a, struct lab_room *r)
      * the kernel may still refuse one for a while (no memory for its CPU
      * mask), and without it a freer that marked its lane `pushing` (a
      * plain store) and then read `dead` as false could go unseen: its
-     * entries, appended after this flush, would be lost. */
-    while (!plat_membarrier())
+     * entries, appended after this flush, would be lost.  Refused for good
+     * (a seccomp filter installed since), the sleeps stand in for it: a
+     * store waits in a running CPU's buffer for nanoseconds, not a tenth
+     * of a second, and a switch away drains it. */
+    for (int i = 0; i < 100 && !plat_membarrier(); i++)
         plat_sleep_ms(1);
     for (unsigned k = 0; k < ROOM_LANES; k++) {
         struct room_lane *l = &r->lanes[k];

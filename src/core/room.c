@@ -187,9 +187,15 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     struct zone *z = &a->zone;
     /* Pages a trim put in the void count for a reserve: this call may
      * block, so it re-commits what the free pages lack first. */
-    size_t need = z->wmark[WMARK_MIN] + cfg->reserve,
-           have = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
-    if (cfg->reserve && have < need)
+    size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = 0, in_void = 0;
+    if (cfg->reserve) {
+        zone_lock(z);
+        have = z->free_pages;
+        in_void = z->void_pages;
+        zone_unlock(z);
+    }
+    /* only if it can be enough: a refused room re-commits nothing */
+    if (have < need && have + in_void >= need)
         void_recommit(a, need - have, 0);
     zone_lock(z);
     size_t floor = z->wmark[WMARK_MIN];

@@ -279,12 +279,18 @@ struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
         return NULL;
     w->fn = fn;
     w->arg = arg;
-    /* Born with every signal blocked: a signal sent to the process is the
-     * program's, for its own threads (whose handlers may use their rooms),
-     * never the library's thread.  The creator's mask is its own again at
-     * once. */
+    /* Born with every signal blocked but the faults: a signal sent to the
+     * process is the program's, for its own threads (whose handlers may use
+     * their rooms), never the library's thread.  The creator's mask is its
+     * own again at once. */
     sigset_t all, old;
     sigfillset(&all);
+    /* Not the faults: the thread runs the program's code too (shrinkers,
+     * log hooks), whose SIGSEGV handler (a lazily mapped cache, a
+     * sanitizer) must run there; blocked, the kernel kills the process. */
+    static const int faults[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
+    for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+        sigdelset(&all, faults[i]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = pthread_create(&w->thread, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
