@@ -199,9 +199,10 @@ void lab_set_log_hook(lab_arena *a, lab_log_fn fn, void *ctx)
     hook_set(a->log_hooks, &a->log_hook, (void (*)(void))fn, ctx);
 }
 
+/* Any context, an atomic request's failure included: the coarse clock. */
 static bool report_allowed(struct lab_arena *a)
 {
-    uint64_t now = plat_now_ns();
+    uint64_t now = plat_now_coarse_ns();
     uint64_t start = atomic_load_explicit(&a->log_window_start, memory_order_relaxed);
     if (now - start > REPORT_WINDOW_NS &&
         atomic_compare_exchange_strong(&a->log_window_start, &start, now))

@@ -158,8 +158,12 @@ PLAT_HIDDEN struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
 PLAT_HIDDEN void plat_worker_join(struct plat_worker *w);
 
 /* ---- time ------------------------------------------------------------------
- * Monotonic nanoseconds since an arbitrary origin.  Any context. */
+ * Monotonic nanoseconds since an arbitrary origin.  Any context, but it may
+ * be a system call (Linux: a clock source the vDSO cannot read), so the
+ * atomic paths use the coarse one: a few milliseconds' resolution, read
+ * without one wherever the vDSO exists. */
 PLAT_HIDDEN uint64_t plat_now_ns(void);
+PLAT_HIDDEN uint64_t plat_now_coarse_ns(void);
 
 /* ---- optional services ---------------------------------------------------
  * The log sink writes a whole message, or drops it; never partially blocks

@@ -219,6 +219,7 @@ void plat_worker_join(struct plat_worker *w) { (void)w; }
 /* ---- time, log, environment, abort ---------------------------------------------- */
 
 uint64_t plat_now_ns(void) { return clock_ns(); }
+uint64_t plat_now_coarse_ns(void) { return clock_ns(); }
 
 void plat_log(const char *s, size_t n) { serial_write(s, n); }
 
