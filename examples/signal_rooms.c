@@ -8,7 +8,10 @@
  * thread-local pointer; leave SA_NODEFER off, so a handler never nests on
  * its own thread.  Pages the handler takes are handed to a consumer thread,
  * which gives them back with lab_free_pages (async-signal-safe, any thread).
+ * (The library's own thread, lab-reclaim, blocks these signals: they land
+ * on the program's threads.)
  */
+#define _DEFAULT_SOURCE   /* usleep, with -std=c11 */
 #include <labyrinth.h>
 #include <pthread.h>
 #include <signal.h>

@@ -5,7 +5,8 @@
  * zone of page frames managed by a buddy allocator), with the Linux mm
  * vocabulary: orders, min/low/high watermarks, GFP flags that say what a
  * request may do to get its pages (dip into reserves, wake or run reclaim,
- * sleep), shrinkers, and per-context "rooms" that serve order-0 pages with
+ * sleep), shrinkers, and per-context "rooms" that serve blocks of orders 0
+ * to 3 with
  * no lock and no atomic read-modify-write.
  *
  * This header is the contract: every call is documented where it is
@@ -137,9 +138,9 @@ enum lab_error {
     LAB_EMLOCK,          /* the OS refused to lock the arena (memlock limit) */
     LAB_ENOMEM,          /* no memory for the allocator's own bookkeeping */
     LAB_EBATCH,          /* room batch is 0 */
-    LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages) */
+    LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages, the void's included) */
     LAB_EQUOTA,          /* room quota smaller than its reserve */
-    LAB_EBUSY,           /* a table is full (rooms, shrinkers) */
+    LAB_EBUSY,           /* a table is full (rooms, shrinkers), or a shrinker registered from a shrinker */
     LAB_ENOTFOUND,       /* not returned by this version (the codes keep their values) */
     /* misuse: reported through the misuse handler */
     LAB_EDOUBLEFREE,     /* the block is already free */
@@ -522,8 +523,8 @@ LAB_API int  lab_check(lab_arena *a);
  *
  * Async-signal-safe: lab_room_alloc, lab_room_alloc_result,
  * lab_room_alloc_pages and lab_room_alloc_bulk with a non-blocking gfp, lab_room_free,
- * lab_room_free_pages, lab_room_free_bulk, lab_room_stats_get (in the
- * owning context).  Not async-signal-safe: lab_room_create,
+ * lab_room_free_pages, lab_room_free_bulk, lab_room_stats_get (from any
+ * context).  Not async-signal-safe: lab_room_create,
  * lab_room_destroy.
  * ---------------------------------------------------------------------- */
 typedef struct lab_room lab_room;
@@ -640,10 +641,12 @@ typedef struct lab_shrinker {
     void *ctx;
 } lab_shrinker;
 /* Register a shrinker (the struct is copied; unregister with the same
- * pointer or an equal struct).  0, LAB_EINVAL (NULL or no callbacks) or
+ * pointer or an equal struct).  0, LAB_EINVAL (NULL, or either callback NULL) or
  * LAB_EBUSY (32 registered, or called from a shrinker's scan() or count(),
  * where it would wait for the pass it is in).  Shrinkers run in blocking requests' direct
- * reclaim and in the background reclaimer's thread, with no allocator lock
+ * reclaim and in the background reclaimer's thread (the library's one
+ * thread, named lab-reclaim, which blocks every signal but the synchronous
+ * faults: SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), with no allocator lock
  * held: scan() may free with lab_free_pages, and an allocation it makes
  * may take every page (as MEMALLOC) but never reclaims or waits.  Not
  * async-signal-safe. */
@@ -712,7 +715,9 @@ typedef struct lab_stats {
                                                  served them (as Linux's pgalloc counts) */
     uint64_t fail_by_reason[LAB_R_COUNT];     /* failed requests, by reason */
     uint64_t fail_by_class[LAB_CLASS_COUNT];  /* failed requests, by GFP class */
-    uint64_t frees;           /* pages freed, to the zone and to rooms */
+    uint64_t frees;           /* pages freed, to the zone and to rooms (a room's
+                                 page freed by another context once the room
+                                 takes it back, as lab_room_stats.frees_remote) */
     uint64_t misuse, shrinker_runs, shrinker_pages, kswapd_wakes, kswapd_runs, waits;
     uint64_t trimmed_pages, recommitted_pages;
     uint64_t rooms_drained_pages;   /* taken by direct reclaim from the stocks and rings

@@ -82,7 +82,10 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     return fflush(f) != 0 || ferror(f) ? -1 : 0;   /* a buffered write fails at the flush */
 }
 
-int lab_stats_print(lab_arena *a, FILE *f, int format)
+/* LAB_API here, not only at the declaration: internal.h makes this file
+ * freestanding, so the header's stdio part (the declaration) is not seen,
+ * and the library hides every symbol not marked. */
+LAB_API int lab_stats_print(lab_arena *a, FILE *f, int format)
 {
     if (!a || !f)
         return -1;

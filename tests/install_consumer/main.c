@@ -35,6 +35,8 @@ int main(void)
     err = lab_check(a);
     if (err != 0)
         FAIL("lab_check: %s", lab_strerror(err));
+    if (lab_stats_print(a, stdout, LAB_STATS_TEXT) != 0)
+        FAIL("lab_stats_print failed");
 
     lab_arena_destroy(a);
     printf("consumer ok\n");
