@@ -3,13 +3,8 @@
 # a page's .Nm line, every name a page gives must be declared, and every
 # cross reference to a lab_ call (.Xr lab_name 3) must reach a page.
 cmake_minimum_required(VERSION 3.25)
-file(READ "${HEADER}" header)
-string(REGEX MATCHALL "LAB_API[^;(]*[ *](lab_[a-z0-9_]+)\\(" decls "${header}")
-set(declared "")
-foreach(d IN LISTS decls)
-    string(REGEX REPLACE ".*[ *](lab_[a-z0-9_]+)\\($" "\\1" name "${d}")
-    list(APPEND declared ${name})
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/../cmake/LabHeaderCalls.cmake)
+lab_header_calls("${HEADER}" declared)
 set(named "")
 set(referenced "")
 foreach(page IN LISTS PAGES)
