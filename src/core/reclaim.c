@@ -316,9 +316,11 @@ size_t lab_arena_trim(lab_arena *a)
     /* Non-blocking requests cannot re-commit; the background reclaimer does
      * it for them when they find free pages below low. */
     kswapd_start(a);
-    /* Without it (the thread did not start), what went to the void would
-     * stay there for every non-blocking request: nothing given back. */
-    if (!atomic_load_explicit(&rs(a)->started, memory_order_acquire))
+    /* Refused the thread (a port that has threads), what went to the void
+     * would stay there for every non-blocking request: nothing given
+     * back.  A port without workers trims all the same: its blocking
+     * requests re-commit, by design. */
+    if (plat_workers() && !atomic_load_explicit(&rs(a)->started, memory_order_acquire))
         return 0;
     return trim_above(a, a->zone.wmark[WMARK_MIN]);
 }

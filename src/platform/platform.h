@@ -156,6 +156,9 @@ extern _Thread_local unsigned char plat_thread_area[PLAT_THREAD_AREA] PLAT_HIDDE
 struct plat_worker;
 PLAT_HIDDEN struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg);
 PLAT_HIDDEN void plat_worker_join(struct plat_worker *w);
+/* Whether the port has workers at all (a NULL from plat_worker_start is
+ * then a refusal, not the port's design).  Any context. */
+PLAT_HIDDEN bool plat_workers(void);
 
 /* ---- time ------------------------------------------------------------------
  * Monotonic nanoseconds since an arbitrary origin.  Any context, but it may

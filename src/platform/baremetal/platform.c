@@ -215,6 +215,7 @@ struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
 }
 
 void plat_worker_join(struct plat_worker *w) { (void)w; }
+bool plat_workers(void) { return false; }   /* background work runs in requesters */
 
 /* ---- time, log, environment, abort ---------------------------------------------- */
 

@@ -311,6 +311,8 @@ struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
     return w;
 }
 
+bool plat_workers(void) { return true; }
+
 void plat_worker_join(struct plat_worker *w)
 {
     pthread_join(w->thread, NULL);
