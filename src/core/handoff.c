@@ -571,8 +571,9 @@ static size_t take_remote(struct lab_room *r, bool all, bool to_zone)
      * reclaim leaves it as many as the reserve lacks, the newest (reclaim
      * cannot touch the reserve itself: the owner may be refilling it). */
     uint32_t leave = 0;
-    size_t lacks = r->reserve_target - rd(&r->nr_reserve);
-    if (unlikely(rd(&r->nr_reserve) < r->reserve_target)) {
+    size_t in_reserve = rd(&r->nr_reserve);   /* one look: a steal's owner may move it */
+    if (unlikely(in_reserve < r->reserve_target)) {
+        size_t lacks = r->reserve_target - in_reserve;
         if (to_zone)
             leave = lacks < UINT32_MAX ? (uint32_t)lacks : UINT32_MAX;
         else
