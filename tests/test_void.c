@@ -300,8 +300,9 @@ static void test_a_rooms_reserve_is_recommitted_from_the_void(void)
  * with the void holding whole blocks.  An atomic request of order 2 fails (fragmented) and asks
  * the reclaimer for a block of its order, which it re-commits though the
  * free count needs nothing (it woke only below low, and balanced to high:
- * such requests failed for ever). */
-static void test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted(void)
+ * such requests failed for ever).  A room's refill from the zone (step 3)
+ * fails the same way and must ask the same. */
+static void atomic_request_for_a_block_the_void_holds(int via_room)
 {
     lab_arena_config cfg;
     lab_arena_config_init(&cfg);
@@ -341,22 +342,45 @@ static void test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitt
         big_free += s.free_blocks[o];
     fprintf(stderr, " %zu\n", big_free);
     REQUIRE(big_free == 0 && s.void_pages > 0 && s.free_pages >= s.wmark_low);
+    /* a room's refill from the zone fails the same way and must ask too */
+    lab_room *room = NULL;
+    if (via_room) {
+        lab_room_config rc;
+        lab_room_config_init(&rc);
+        rc.max_order = 2;
+        REQUIRE(lab_room_create(a, &rc, &room) == 0);
+    }
     void *p = NULL;
     int tries = 0;
     for (; tries < 2000 && !p; tries++) {
-        p = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 2);
+        p = via_room ? lab_room_alloc_pages(room, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 2)
+                     : lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 2);
         if (!p)
             usleep(1000);
     }
     fprintf(stderr, "  served after %d tries\n", tries);
     CHECK(p != NULL);
     CHECK(stats(a).void_pages < s.void_pages);
-    if (p)
+    if (p && via_room)
+        lab_room_free_pages(room, p, 2);
+    else if (p)
         lab_free_pages(a, p, 2);
+    if (room)
+        lab_room_destroy(room);
     for (size_t i = 1; i < n; i += 2)
         lab_free_pages(a, small[i], 0);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
+}
+
+static void test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted(void)
+{
+    atomic_request_for_a_block_the_void_holds(0);
+}
+
+static void test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted(void)
+{
+    atomic_request_for_a_block_the_void_holds(1);
 }
 
 /* min = low = high: after the trim, free pages sit just above min and the
@@ -736,6 +760,7 @@ int main(void)
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
     RUN(test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted);
+    RUN(test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);
     RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
     RUN(test_reclaimer_recommits_the_smallest_void_blocks_first);
