@@ -240,6 +240,25 @@ static void test_stats_print_text_and_json(void)
     lab_arena_destroy(a);
 }
 
+/* The name is the program's and goes into a JSON string: escaped. */
+static void test_stats_json_escapes_the_arena_name(void)
+{
+    lab_arena_config cfg;
+    test_arena_config(&cfg, 64, 3, 0, 0, 0);
+    cfg.name = "a \"fast\" one\\\n\t";
+    lab_arena *a = test_arena_create(&cfg);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_EQ(lab_stats_print(a, f, LAB_STATS_JSON), 0);
+    fclose(f);
+    if (!strstr(buf, "{\"arena\":\"a \\\"fast\\\" one\\\\\\u000a\\u0009\",\"total_pages\":64,"))
+        fprintf(stderr, "  %s", buf);
+    CHECK(strstr(buf, "{\"arena\":\"a \\\"fast\\\" one\\\\\\u000a\\u0009\",\"total_pages\":64,") != NULL);
+    free(buf);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(120);
@@ -253,5 +272,6 @@ int main(void)
     RUN(test_caller_supplied_memory);
     RUN(test_order_above_max_fails_with_reason);
     RUN(test_stats_print_text_and_json);
+    RUN(test_stats_json_escapes_the_arena_name);
     return test_finish();
 }

@@ -53,14 +53,33 @@ static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, c
     fputc('}', f);
 }
 
+/* The arena's name is the program's: a quote, a backslash or a control
+ * character in it would end the string or break the object. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
 static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
 {
-    fprintf(f, "{\"arena\":\"%s\",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
+    fputs("{\"arena\":", f);
+    json_string(f, a->name);
+    fprintf(f, ",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
                "\"room_pages\":%zu,\"reserve_pages\":%zu,\"highatomic_pages\":%zu,\"deferred_pages\":%zu,"
                "\"void_pages\":%zu,\"committed_bytes\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,\"huge_pages\":\"%s\","
                "\"rooms\":%zu,\"max_order\":%u,"
                "\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"free_blocks\":[",
-            a->name, s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
+            s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
             s->highatomic_pages, s->deferred_pages, s->void_pages, s->committed_bytes, s->resident_bytes, s->metadata_bytes,
             huge_names[s->huge_mode], s->nr_rooms, s->max_order,
             s->wmark_min, s->wmark_low, s->wmark_high);
