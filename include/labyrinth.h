@@ -98,9 +98,13 @@ typedef unsigned int lab_gfp_t;
 /* With DIRECT_RECLAIM: never return NULL; wait as long as it takes.  May use
  * the HIGH share of the emergency reserve, as Linux grants __GFP_NOFAIL.
  * NORETRY overrides it (one pass, then NULL): Linux calls the pair a bug.
- * An order above the arena's max_order can never be served: with NOFAIL it
- * is misuse (LAB_EBADORDER to the misuse handler; debug builds abort), and
- * the call returns NULL with LAB_R_ORDER. */
+ * An order above the arena's (or, from a room, the room's) max_order can
+ * never be served, nor can a block larger than the arena's pages above the
+ * lowest watermark the request may reach (at max_order in a small arena):
+ * with NOFAIL either is misuse (LAB_EBADORDER to the misuse handler; debug
+ * builds abort), and the call returns NULL with LAB_R_ORDER.  A blocking
+ * request without NOFAIL fails at once with LAB_R_ORDER too, rather than
+ * waiting for a block that cannot come. */
 #define LAB_GFP_NOFAIL          (1u << 7)
 /* May take every free page, ignoring watermarks (for the code that frees
  * memory, as PF_MEMALLOC in Linux). */
@@ -139,7 +143,7 @@ enum lab_error {
     LAB_ENOMEM,          /* no memory for the allocator's own bookkeeping */
     LAB_EBATCH,          /* room batch is 0 */
     LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages, the void's included) */
-    LAB_EQUOTA,          /* room quota smaller than its reserve */
+    LAB_EQUOTA,          /* room quota smaller than its reserve, or than a block of its max_order */
     LAB_EBUSY,           /* a table is full (rooms, shrinkers), or a shrinker registered from a shrinker */
     LAB_ENOTFOUND,       /* not returned by this version (the codes keep their values) */
     /* misuse: reported through the misuse handler */
@@ -188,7 +192,8 @@ enum lab_reason {
     LAB_R_FRAGMENTED,      /* enough free pages, but no free block of the order */
     LAB_R_RESERVE_EMPTY,   /* allowed into the reserves, and they are empty too */
     LAB_R_WOULD_BLOCK,     /* the zone lock was busy and the request may not wait */
-    LAB_R_ORDER,           /* order above the arena's max_order */
+    LAB_R_ORDER,           /* order above the arena's or room's max_order, or a block that
+                              can never fit above the request's watermark */
     LAB_R_QUOTA,           /* the room's quota is reached */
     LAB_R_INJECTED,        /* fault injection */
     LAB_R_TIMEOUT,         /* a blocking request waited wait_timeout_ms for frees */
@@ -576,7 +581,7 @@ LAB_API void  lab_room_config_init(lab_room_config *cfg);
 /* Create a room: takes its reserve from the zone (above the min watermark),
  * re-committing from the void (lab_arena_trim) what the free pages lack.
  * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
- * reserve), LAB_ERESERVE (not that many free pages above min, the void's
+ * reserve, or below 2^max_order pages), LAB_ERESERVE (not that many free pages above min, the void's
  * included), LAB_EORDER
  * (max_order too large), LAB_EFLAGS (an unknown LAB_ROOM_* flag), LAB_EBUSY (4095 rooms alive, or destroyed with
  * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */
@@ -606,7 +611,8 @@ LAB_API void *lab_room_alloc(lab_room *r, lab_gfp_t gfp);
  * NULL). */
 LAB_API void  lab_room_alloc_result(lab_room *r, lab_gfp_t gfp, lab_result *res);
 /* Allocate a block of 2^order pages, order <= the room's max_order (above
- * it: NULL, reason LAB_R_ORDER), owner only. */
+ * it: NULL, reason LAB_R_ORDER; with LAB_GFP_NOFAIL also misuse,
+ * LAB_EBADORDER), owner only. */
 LAB_API void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order);
 /* Place up to n order-0 pages in pages[] and return how many, owner only:
  * whole runs off the stock, the rest of the walk only when it runs dry.

@@ -433,6 +433,13 @@ static void test_room_config_errors(void)
     lab_room_config_init(&rc);
     rc.reserve = 10; rc.quota = 9;
     CHECK_EQ(room_err(a, &rc), LAB_EQUOTA);
+    /* a quota below one block of max_order: every request of that order
+     * would fail, a NOFAIL one would wait for ever */
+    lab_room_config_init(&rc);
+    rc.max_order = 3; rc.quota = 7;
+    CHECK_EQ(room_err(a, &rc), LAB_EQUOTA);
+    rc.quota = 8;
+    CHECK_EQ(room_err(a, &rc), LAB_OK);
 
     lab_room_config_init(&rc);
     rc.reserve = 257;                                    /* more than the arena */

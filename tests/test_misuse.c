@@ -275,6 +275,50 @@ static void test_nofail_with_an_order_above_max_order_is_reported(void)
     teardown(&fx);
 }
 
+/* A block larger than the pages above the request's floor can never be
+ * served either, even at max_order: a 64-page arena with min 16 (NOFAIL may
+ * go down to half of it) has no order-6 block for anyone but MEMALLOC.
+ * The request used to wait for ever; without NOFAIL it waited its timeout. */
+static void test_nofail_with_a_block_larger_than_the_pages_above_the_floor_is_reported(void)
+{
+    lab_arena *a = test_arena(PAGES, 6, 16, 16, 16);
+    struct record rec = { 0 };
+    lab_set_misuse_handler(a, record_misuse, &rec);
+    REQUIRE(lab_arena_max_order(a) == 6);
+    CHECK(lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, 6) == NULL);
+    CHECK_EQ(rec.calls, 1);
+    CHECK_EQ(rec.err, LAB_EBADORDER);
+    lab_result r;
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 6, &r);
+    CHECK(r.addr == NULL);
+    CHECK_EQ(r.reason, LAB_R_ORDER);
+    CHECK_EQ(rec.calls, 1);
+    /* half of min is NOFAIL's: 56 pages may be taken, 32 may */
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, 5);
+    CHECK(p != NULL);
+    CHECK_EQ(rec.calls, 1);
+    if (p)
+        lab_free_pages(a, p, 5);
+    /* MEMALLOC may take every page */
+    CHECK((p = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC, 6)) != NULL);
+    if (p)
+        lab_free_pages(a, p, 6);
+    /* a room's NOFAIL request above the orders it serves, the same */
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.max_order = 1;
+    lab_room *room = NULL;
+    REQUIRE(lab_room_create(a, &rc, &room) == 0);
+    CHECK(lab_room_alloc_pages(room, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, 2) == NULL);
+    CHECK_EQ(rec.calls, 2);
+    CHECK_EQ(rec.err, LAB_EBADORDER);
+    CHECK(lab_room_alloc_pages(room, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 2) == NULL);
+    CHECK_EQ(rec.calls, 2);
+    lab_room_destroy(room);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static void test_free_of_null_is_a_no_op(void)
 {
     struct fixture fx;
@@ -403,6 +447,7 @@ int main(void)
     RUN(test_free_of_a_foreign_pointer_is_reported);
     RUN(test_free_with_an_order_above_max_order_is_reported);
     RUN(test_nofail_with_an_order_above_max_order_is_reported);
+    RUN(test_nofail_with_a_block_larger_than_the_pages_above_the_floor_is_reported);
     RUN(test_free_of_null_is_a_no_op);
 #ifndef LAB_DEBUG
     RUN(test_default_handler_reports_on_stderr_and_continues_in_release);

@@ -2,6 +2,7 @@
  * to the OS and step 6 (or the background reclaimer) brings it back; idle
  * memory falls into the void by itself; non-blocking requests never touch it. */
 #include "check.h"
+#include "internal.h"   /* pause_hook */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -291,6 +292,51 @@ static void test_a_rooms_reserve_is_recommitted_from_the_void(void)
     rc.reserve = s.total_pages;
     CHECK_EQ(lab_room_create(a, &rc, &r), LAB_ERESERVE);
     CHECK_EQ(stats(a).void_pages, in_void);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* A trim that runs while lab_room_create re-commits the reserve's pages
+ * (the zone lock let go for the system calls) leaves them: it used to put
+ * them straight back in the void, and the room was refused with
+ * LAB_ERESERVE, again and again under a program that trims in a loop. */
+static lab_arena *trimmed_arena;
+static int trims_meanwhile;
+static void trim_meanwhile(enum pause_site site)
+{
+    if (site != PP_RESERVE_RECOMMIT)
+        return;
+    trims_meanwhile++;
+    lab_arena_trim(trimmed_arena);
+}
+
+static void test_a_trim_during_a_reserves_recommit_leaves_its_pages(void)
+{
+    lab_arena *a = trimmed_arena = arena_with(16 * MiB, 0, 0, 0, 0);
+    commit_everything(a);
+    REQUIRE(lab_arena_trim(a) > 0);
+    lab_stats s = stats(a);
+    size_t reserve = s.free_pages;
+    REQUIRE(s.void_pages > reserve);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = reserve;
+    lab_room *r = NULL;
+    atomic_store(&pause_hook, trim_meanwhile);
+    int err = lab_room_create(a, &rc, &r);
+    atomic_store(&pause_hook, NULL);
+    fprintf(stderr, "  %d trims while re-committing: %s\n", trims_meanwhile, lab_strerror(err));
+    CHECK(trims_meanwhile > 0);
+    CHECK_EQ(err, 0);
+    if (r) {
+        lab_room_stats rs;
+        lab_room_stats_get(r, &rs);
+        CHECK_EQ(rs.reserve, reserve);
+        lab_room_destroy(r);
+    }
+    /* and once it is taken, trims go down to min again */
+    lab_arena_trim(a);
+    CHECK(stats(a).free_pages < s.free_pages + s.wmark_min);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
 }
@@ -759,6 +805,7 @@ int main(void)
     RUN(test_trim_gives_memory_back_and_it_comes_back_usable);
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
+    RUN(test_a_trim_during_a_reserves_recommit_leaves_its_pages);
     RUN(test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);

@@ -1,8 +1,9 @@
 /* The zone lock: a high-priority SCHED_FIFO waiter that shares one CPU with
  * a lower-priority holder gets the lock (it sleeps, so the holder runs and
  * hands over), whether the holder took the lock from a context that may
- * block or from an atomic one; and an atomic holder's unlock puts back a
- * bounded number of deferred frees, leaving the rest to the next holder.
+ * block or from an atomic one; an atomic holder's unlock puts back a
+ * bounded number of deferred frees, leaving the rest to the next holder;
+ * and a large room reserve is taken without holding the lock throughout.
  *
  * The real-time tests need SCHED_FIFO: where the OS refuses it (no
  * CAP_SYS_NICE, RLIMIT_RTPRIO 0) they exit with 77, which CTest reports as
@@ -187,6 +188,122 @@ static void test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees(vo
     end_all_home(a, 4096);
 }
 
+/* A large reserve is taken in batches, the lock let go between them, so
+ * that an atomic request (which never waits for the lock) meanwhile waits
+ * out at most one batch: at each pause between batches, an atomic request
+ * of the creating thread itself gets a page, which it could not with the
+ * lock held. */
+static lab_arena *batch_arena;
+static _Atomic int batch_pauses, batch_served;
+static void between_batches(enum pause_site site)
+{
+    if (site != PP_RESERVE_BATCH)
+        return;
+    atomic_fetch_add(&batch_pauses, 1);
+    void *p = lab_alloc_pages(batch_arena, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0);
+    if (p) {
+        atomic_fetch_add(&batch_served, 1);
+        lab_free_pages(batch_arena, p, 0);
+    }
+}
+
+static void test_a_large_reserve_lets_the_lock_go_between_batches(void)
+{
+    lab_arena *a = batch_arena = test_arena(4096, 10, 0, 0, 0);
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    cfg.reserve = 3 * RESERVE_BATCH + 10;
+    lab_room *r = NULL;
+    atomic_store(&pause_hook, between_batches);
+    int err = lab_room_create(a, &cfg, &r);
+    atomic_store(&pause_hook, NULL);
+    REQUIRE(err == 0);
+    fprintf(stderr, "  %d pauses, an atomic page served in %d\n", atomic_load(&batch_pauses),
+            atomic_load(&batch_served));
+    CHECK_EQ(atomic_load(&batch_pauses), 3);
+    CHECK_EQ(atomic_load(&batch_served), 3);
+    lab_room_destroy(r);
+    end_all_home(a, 4096);
+}
+
+/* A snapshot whose rooms' counts were read before a new room took a
+ * destroyed room's id, and the arena's after: the old room's counts moved
+ * to the arena's in between, and were counted twice (the next snapshot's
+ * frees and allocations then went down).  The new room is created at the
+ * snapshot's pause point, from the snapshot's own thread. */
+static lab_arena *reuse_arena;
+static lab_room *reuse_room[64];
+static int reused, pauses;
+static bool reuse_every_time;
+static void reuse_an_id(enum pause_site site)
+{
+    if (site != PP_STATS_ROOMS)
+        return;
+    pauses++;
+    if (reused == (reuse_every_time ? 64 : 1))
+        return;
+    /* the snapshot's last try holds the zone lock: creating a room then
+     * would wait for ever */
+    if (!zone_trylock(&reuse_arena->zone))
+        return;
+    zone_unlock(&reuse_arena->zone);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    REQUIRE(lab_room_create(reuse_arena, &rc, &reuse_room[reused++]) == 0);
+}
+
+static uint64_t pages_by_step(const lab_stats *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < LAB_STEP_COUNT; i++)
+        n += s->alloc_by_step[i];
+    return n;
+}
+
+static void snapshot_while_ids_are_taken(bool every_time)
+{
+    lab_arena *a = reuse_arena = test_arena(4096, 10, 0, 0, 0);
+    reuse_every_time = every_time;
+    reused = pauses = 0;
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    for (unsigned i = 1; i < MAX_ROOMS; i++) {   /* every id made: the next room takes a dead one's */
+        lab_room *r = NULL;
+        REQUIRE(lab_room_create(a, &rc, &r) == 0);
+        void *p = lab_room_alloc(r, LAB_GFP_ATOMIC);
+        REQUIRE(p != NULL);
+        lab_room_free(r, p);
+        lab_room_destroy(r);
+    }
+    lab_stats before, during;
+    lab_stats_get(a, &before);
+    CHECK_EQ(before.frees, MAX_ROOMS - 1);
+    atomic_store(&pause_hook, reuse_an_id);
+    lab_stats_get(a, &during);
+    atomic_store(&pause_hook, NULL);
+    fprintf(stderr, "  %d tries, %d rooms made meanwhile\n", pauses, reused);
+    REQUIRE(reused >= 1);
+    CHECK_EQ(during.frees, before.frees);
+    CHECK_EQ(pages_by_step(&during), pages_by_step(&before));
+    CHECK_EQ(during.nr_rooms, (size_t)reused);
+    if (every_time)   /* the last try, under the lock, made none */
+        CHECK_EQ(pauses, reused + 1);
+    while (reused)
+        lab_room_destroy(reuse_room[--reused]);
+    end_all_home(a, 4096);
+}
+
+static void test_a_snapshot_counts_a_room_whose_id_is_taken_meanwhile_once(void)
+{
+    snapshot_while_ids_are_taken(false);
+}
+
+/* And one that meets a new one at every try ends, under the lock. */
+static void test_a_snapshot_that_keeps_meeting_reused_ids_ends_exact(void)
+{
+    snapshot_while_ids_are_taken(true);
+}
+
 /* A snapshot finds every page in one count while other threads free.
  * Guarded blocks (LAB_ARENA_GUARD) wait for a context that may make system
  * calls to lift their guards, counted as deferred; one thread frees them
@@ -323,6 +440,9 @@ int main(void)
     RUN(test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees);
     RUN(test_a_dead_rooms_block_freed_by_its_owner_is_claimed_before_it_is_deferred);
     RUN(test_a_snapshot_counts_the_blocks_freed_while_it_is_taken);
+    RUN(test_a_large_reserve_lets_the_lock_go_between_batches);
+    RUN(test_a_snapshot_counts_a_room_whose_id_is_taken_meanwhile_once);
+    RUN(test_a_snapshot_that_keeps_meeting_reused_ids_ends_exact);
     if (!enter_fifo_on_one_cpu())
         return check_failures ? 1 : SKIP_CODE;
     RUN(test_fifo_waiter_gets_the_lock_from_a_blocking_holder_on_its_cpu);

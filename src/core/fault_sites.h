@@ -43,6 +43,9 @@ LAB_HIDDEN const char *fault_site_name(enum fault_site site);
  * hook; then one relaxed load, on slow paths only.  Sites: */
 enum pause_site {
     PP_STEAL_RING,   /* reclaim's steal, between its read of a room's ring tail and its take */
+    PP_RESERVE_BATCH, /* lab_room_create, between two batches of a reserve, the zone lock let go */
+    PP_STATS_ROOMS,  /* lab_stats_get, between the rooms' counts and the arena's */
+    PP_RESERVE_RECOMMIT, /* lab_room_create, its reserve re-committed, the zone lock not yet taken again */
     PP_NR_SITES
 };
 typedef void (*pause_fn)(enum pause_site site);

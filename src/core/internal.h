@@ -244,6 +244,7 @@ LAB_HIDDEN struct plat_worker *os_worker_start(void (*fn)(void *), void *arg);
 enum { ZLOCK_FREE, ZLOCK_HELD, ZLOCK_SLEEPERS };
 typedef struct { _Atomic uint32_t locked; } zlock;
 #define ZONE_DRAIN_BUDGET 64u   /* deferred blocks an atomic holder puts back per hold */
+#define RESERVE_BATCH 256u      /* a room's reserve pages taken per hold, at its creation */
 #define ZLOCK_SLEEP_MS 1u       /* a sleeper's slice: its wait past an atomic release */
 
 /* ---- the zone --------------------------------------------------------- */
@@ -300,6 +301,8 @@ struct zone {
     struct free_area void_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    void_pages;
     size_t    void_inflight;   /* ISOLATED pages: being trimmed or re-committed */
+    size_t    trim_hold;       /* free pages a trim leaves above its mark: room reserves
+                                  being taken (lab_room_create re-commits them) */
     /* the high-order atomic reserve (reserve.c) */
     struct free_area ha_area[LAB_MAX_ORDER_LIMIT + 1];
     size_t    ha_pages;
@@ -658,6 +661,7 @@ struct lab_arena {
     /* rooms (room.c, handoff.c) */
     struct lab_room *_Atomic rooms[MAX_ROOMS];
     _Atomic uint32_t nr_rooms_made;   /* the highest id ever used */
+    _Atomic uint32_t rooms_gen;       /* odd while a reused id's old counts move to the arena's (stats.c) */
     _Atomic uint32_t lanes_claimed;   /* lanes with a freer, in rooms not destroyed: they
                                          share what the zone lets lanes keep (lane_keep) */
     struct lab_room *graveyard;       /* destroyed rooms whose id was taken again */

@@ -158,9 +158,27 @@ static uint32_t zone_alloc(struct lab_arena *a, struct rights rt, unsigned order
 #define RETRY_MAYFAIL_PASSES 4
 #define FRAGMENTED_PASSES 4     /* reclaim passes in a row before a fragmented request waits */
 
+/* A block larger than the arena's pages above the lowest floor this
+ * request may reach (NOFAIL's HIGH share included) can never be served:
+ * a wait for it would last for ever, a NOFAIL one literally. */
+static bool order_never_fits(const struct zone *z, struct rights rt, unsigned order)
+{
+    unsigned kind = floor_of(rt);
+    if (may(rt, R_NOFAIL) && may(rt, R_MAY_RESERVE) && kind == FLOOR_MIN)
+        kind = FLOOR_HIGH;
+    size_t floor = zone_floor(z, kind);
+    return z->nr_pages < floor || ((size_t)1 << order) > z->nr_pages - floor;
+}
+
 static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned order, int *reason, int *step)
 {
     struct zone *z = &a->zone;
+    if (unlikely(order_never_fits(z, rt, order))) {
+        *reason = LAB_R_ORDER;
+        if (may(rt, R_NOFAIL))
+            misuse(a, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with a block larger than the arena's pages above its watermark");
+        return NIL;
+    }
     uint64_t deadline = plat_now_ns() + (uint64_t)a->cfg.wait_timeout_ms * 1000000ull;
     uint32_t frame;
     bool released_highatomic = false;
@@ -572,6 +590,8 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         return;
     }
     if (unlikely(order > r->max_order)) {
+        if (may(rt, R_NOFAIL))   /* as the arena's order check */
+            misuse(r->arena, LAB_EBADORDER, NULL, NIL, "LAB_GFP_NOFAIL with an order above the room's max_order");
         ctr_inc(&r->st.fail_by_reason[LAB_R_ORDER]);
         ctr_add_owner(&r->st.allocs_extra, (uint64_t)-1);   /* a call that handed out nothing */
         room_leave(&r->seq);

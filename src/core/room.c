@@ -18,7 +18,7 @@
  * come back fill the stock first, and the reserve is topped up from the
  * stock when the stock has more than a batch, off the allocation's way.
  */
-#include "internal.h"
+#include "fault.h"
 
 
 void lab_room_config_init(lab_room_config *cfg)
@@ -104,7 +104,7 @@ static uint64_t room_serial_next(void)
 }
 
 #define RING_DEFAULT 1024u
-#define RESERVE_BATCH 256u   /* reserve pages taken per zone lock hold */
+#define RESERVE_RECOMMIT_TRIES 8u   /* re-commits for a reserve a concurrent trim keeps undoing */
 
 int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
 {
@@ -115,7 +115,10 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EINVAL;
     if (cfg->batch == 0)
         return LAB_EBATCH;
-    if (cfg->quota && cfg->quota < cfg->reserve)
+    /* a quota that a block of max_order exceeds would fail every request
+     * of that order, and a NOFAIL one would wait for ever */
+    if (cfg->quota && (cfg->quota < cfg->reserve ||
+                       (cfg->max_order < ROOM_ORDERS && cfg->quota < (size_t)1 << cfg->max_order)))
         return LAB_EQUOTA;
     if (cfg->reserve > a->zone.nr_pages)
         return LAB_ERESERVE;
@@ -186,22 +189,27 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
      * every check, so a refused room uses none up. */
     struct zone *z = &a->zone;
     /* Pages a trim put in the void count for a reserve: this call may
-     * block, so it re-commits what the free pages lack first. */
-    size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = 0, in_void = 0;
-    if (cfg->reserve) {
-        zone_lock(z);
-        have = z->free_pages;
-        in_void = z->void_pages;
-        zone_unlock(z);
-    }
-    /* only if it can be enough: a refused room re-commits nothing */
-    if (have < need && have + in_void >= need)
-        void_recommit(a, need - have, 0);
+     * block, so it re-commits what the free pages lack first, with the lock
+     * let go (a system call each).  Trims leave the reserve's pages alone
+     * until it is taken (trim_hold); other requests may take them, so a
+     * few times. */
     zone_lock(z);
+    z->trim_hold += cfg->reserve;
+    for (unsigned tries = 0; cfg->reserve && tries < RESERVE_RECOMMIT_TRIES; tries++) {
+        size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = z->free_pages;
+        /* only if it can be enough: a refused room re-commits nothing */
+        if (have >= need || have + z->void_pages < need)
+            break;
+        zone_unlock(z);
+        void_recommit(a, need - have, 0);
+        pause_point(PP_RESERVE_RECOMMIT);
+        zone_lock(z);
+    }
     size_t floor = z->wmark[WMARK_MIN];
     uint32_t id = room_id_take(a);
     int err = id == 0 ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
     if (err) {
+        z->trim_hold -= cfg->reserve;
         zone_unlock(z);
         room_release(r);
         return err;
@@ -211,7 +219,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         /* A destroyed room whose id this takes: its counts go on in the
          * arena's, and it to the graveyard (late handles still find it
          * dead), freed with the arena. */
-        room_stats_retire(a, old);
+        room_stats_retire(a, old);   /* rooms_gen odd until the new room is in */
         old->graveyard = a->graveyard;
         a->graveyard = old;
     }
@@ -229,6 +237,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
      * meanwhile, so each batch checks again and stops at min. */
     room_update_free_limit(r);
     atomic_store_explicit(&a->rooms[id], r, memory_order_release);
+    if (old)
+        atomic_store_explicit(&a->rooms_gen, atomic_load_explicit(&a->rooms_gen, memory_order_relaxed) + 1,
+                              memory_order_release);
     size_t taken = 0;
     while (taken < cfg->reserve) {
         size_t k = 0;
@@ -243,6 +254,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         if (taken == cfg->reserve || k < RESERVE_BATCH)
             break;
         zone_unlock(z);
+        pause_point(PP_RESERVE_BATCH);
         zone_lock(z);
     }
     if (taken < cfg->reserve) {
@@ -255,12 +267,14 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         }
         wr(&r->nr_reserve, 0);
         atomic_store(&r->dead, true);
+        z->trim_hold -= cfg->reserve;
         zone_unlock(z);
         if (r->lanes)
             lanes_close(r);   /* a misused free may have claimed one meanwhile */
         return LAB_ERESERVE;
     }
     room_update_free_limit(r);
+    z->trim_hold -= cfg->reserve;
     zone_unlock(z);
     *out = r;
     return 0;

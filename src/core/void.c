@@ -75,7 +75,7 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
     for (int o = (int)z->max_order; o >= (int)z->trim_min_order && n_iso < TRIM_BATCH; o--) {
         uint32_t f;
         while (n_iso < TRIM_BATCH && (f = z->area[o].head) != NIL &&
-               z->free_pages >= keep_pages + ((size_t)1 << o) && ((size_t)1 << o) <= budget) {
+               z->free_pages >= keep_pages + z->trim_hold + ((size_t)1 << o) && ((size_t)1 << o) <= budget) {
             budget -= (size_t)1 << o;
             buddy_remove_free(z, f, (unsigned)o);
             pg_set_state(&z->pages[f], PG_ISOLATED);
