@@ -508,7 +508,8 @@ LAB_API int  lab_check(lab_arena *a);
  * shows the pattern.  The owning context may change only with the
  * program's own synchronisation in between (the old owner is done, and the
  * new one has seen that, as when a structure passes between threads
- * through a lock).
+ * through a lock), and the new owner then says so with lab_room_set_owner:
+ * debug builds check every owner-only call against the owner.
  *
  * A room's reserve is taken from the zone at creation and held apart: no
  * other room, GFP flag or reclaim can reach it, so a room with reserve R
@@ -595,6 +596,17 @@ LAB_API int   lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room
  * LAB_EROOMDEAD.  The id is reused once no block of the room is out.  NULL
  * and a second destroy are ignored.  Not async-signal-safe. */
 LAB_API void  lab_room_destroy(lab_room *r);
+/* Make the calling thread the room's owner, for a room handed over from
+ * another thread (a worker taking a queue over): call it from the new
+ * owner, after the program's own synchronisation with the old owner's
+ * last room call.  A room's first user becomes its owner without it.
+ * Debug builds check each owner-only call against the owner (LAB_ENOTOWNER
+ * otherwise, an abort by default); release builds record the owner and
+ * check nothing.  0, or LAB_EINVAL (NULL), LAB_EROOMDEAD (destroyed),
+ * LAB_EBUSY (debug builds: a room call is in progress, so the old owner
+ * is not done).  Not for a signal handler: a handler's room is the
+ * handler's from the start. */
+LAB_API int   lab_room_set_owner(lab_room *r);
 /* Allocate one order-0 page, owner only.  Step 1 (a pop off the stock) costs
  * a few nanoseconds; when the stock is empty the request walks on: blocks
  * other contexts returned, a batch refill from the zone, the room's reserve

@@ -65,6 +65,19 @@ static void record_misuse(void *ctx, int err, const void *addr, const char *msg)
     atomic_store(&log->last_addr, addr);
 }
 
+/* An arena whose misuse goes to `log`, and a room of it that this thread
+ * owns, with one page out (*p). */
+static lab_room *owned_room_logged(struct misuse_log *log, lab_arena **a, void **p)
+{
+    memset(log, 0, sizeof(*log));
+    *a = test_arena(1024, 10, 16, 24, 32);
+    lab_set_misuse_handler(*a, record_misuse, log);
+    lab_room *r = make_room(*a, 0, 8, 32, 0);
+    *p = lab_room_alloc(r, LAB_GFP_KERNEL);   /* this thread owns it now */
+    REQUIRE(*p);
+    return r;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -1067,6 +1080,72 @@ static void test_room_pages_merged_back_leave_no_owner_behind(void)
     }
 }
 
+/* A room handed over to another thread (the program's own
+ * synchronisation in between: here a join) is the new owner's once it says
+ * so; in debug builds the old owner is then the one refused. */
+struct taker {
+    lab_room *r;
+    void *page;
+    int set;
+    void *got;
+};
+
+static void *take_over(void *arg)
+{
+    struct taker *t = arg;
+    t->set = lab_room_set_owner(t->r);
+    lab_room_free(t->r, t->page);
+    t->got = lab_room_alloc(t->r, LAB_GFP_KERNEL);
+    return NULL;
+}
+
+#ifdef LAB_DEBUG
+/* a misuse handler runs inside the room call that reported it (a NOFAIL
+ * request above the room's orders) */
+static lab_room *busy_room;
+static _Atomic int set_owner_inside;
+static void set_owner_from_the_report(void *ctx, int err, const void *addr, const char *msg)
+{
+    record_misuse(ctx, err, addr, msg);
+    atomic_store(&set_owner_inside, lab_room_set_owner(busy_room));
+}
+#endif
+
+static void test_a_room_handed_over_is_the_new_owners(void)
+{
+    static struct misuse_log log;
+    lab_arena *a;
+    void *p;
+    lab_room *r = owned_room_logged(&log, &a, &p);
+    struct taker tk = { r, p, -1, NULL };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, take_over, &tk) == 0);
+    pthread_join(t, NULL);
+    CHECK_EQ(tk.set, 0);
+    CHECK(tk.got != NULL);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    CHECK_EQ(room_stats(r).out, 1);
+#ifdef LAB_DEBUG
+    /* the old owner is not the owner any more */
+    CHECK(lab_room_alloc(r, LAB_GFP_KERNEL) == NULL);
+    CHECK_EQ(atomic_load(&log.count[LAB_ENOTOWNER]), 1);
+    /* debug builds mark each call: a hand-over inside one is refused */
+    busy_room = r;
+    lab_set_misuse_handler(a, set_owner_from_the_report, &log);
+    CHECK_EQ(lab_room_set_owner(r), 0);
+    CHECK(lab_room_alloc_pages(r, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, 1) == NULL);
+    CHECK_EQ(atomic_load(&set_owner_inside), LAB_EBUSY);
+    lab_set_misuse_handler(a, record_misuse, &log);
+#endif
+    CHECK_EQ(lab_room_set_owner(r), 0);
+    lab_room_free(r, tk.got);
+    CHECK_EQ(room_stats(r).out, 0);
+    CHECK_EQ(lab_room_set_owner(NULL), LAB_EINVAL);
+    lab_room_destroy(r);
+    CHECK_EQ(lab_room_set_owner(r), LAB_EROOMDEAD);
+    end_arena(a);
+}
+
 #ifdef LAB_DEBUG
 /* Debug builds: a room used by a thread that does not own it is reported. */
 struct intruder {
@@ -1086,12 +1165,9 @@ static void *intrude(void *arg)
 static void test_debug_room_used_by_a_non_owner_is_reported(void)
 {
     static struct misuse_log log;
-    memset(&log, 0, sizeof(log));
-    lab_arena *a = test_arena(1024, 10, 16, 24, 32);
-    lab_set_misuse_handler(a, record_misuse, &log);
-    lab_room *r = make_room(a, 0, 8, 32, 0);
-    void *p = lab_room_alloc(r, LAB_GFP_KERNEL);   /* this thread owns it now */
-    REQUIRE(p);
+    lab_arena *a;
+    void *p;
+    lab_room *r = owned_room_logged(&log, &a, &p);
     lab_room_stats before = room_stats(r);
     struct intruder in = { r, p, (void *)1 };
     pthread_t t;
@@ -1242,6 +1318,7 @@ int main(void)
     RUN(test_room_double_free_is_reported);
     RUN(test_room_pages_merged_back_leave_no_owner_behind);
     RUN(test_bulk_remote_free_never_overfills_the_stock);
+    RUN(test_a_room_handed_over_is_the_new_owners);
 #ifdef LAB_DEBUG
     RUN(test_debug_room_used_by_a_non_owner_is_reported);
     RUN(test_debug_a_handler_re_entering_its_room_costs_no_count);

@@ -82,6 +82,20 @@ const char *room_owner_fault(struct lab_room *r)
     return NULL;
 }
 
+int lab_room_set_owner(lab_room *r)
+{
+    if (!r)
+        return LAB_EINVAL;
+    if (atomic_load_explicit(&r->dead, memory_order_relaxed))
+        return LAB_EROOMDEAD;
+    /* a debug build marks every call: an odd word is a call in progress */
+    if (LAB_DEBUG_ON && ((atomic_load_explicit(&r->seq, memory_order_relaxed) |
+                          atomic_load_explicit(&r->seq_free, memory_order_relaxed)) & 1))
+        return LAB_EBUSY;
+    atomic_store_explicit(&r->owner, (const void *)plat_thread_self(), memory_order_relaxed);
+    return 0;
+}
+
 void room_update_free_limit(struct lab_room *r)
 {
     /* debug builds claim and run the hooks inside the fast path (room_free_fast) */
