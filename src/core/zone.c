@@ -87,8 +87,11 @@ bool zone_lock_atomic(struct zone *z)
         if (zone_trylock(z))
             return true;
         /* The holder is the context we interrupted: it cannot run until we
-         * return, so waiting is pointless. */
-        if (zone_lock_held_here(z))
+         * return, so waiting is pointless.  The lock's owner token says so
+         * when we share its area (a signal handler on the holder's thread);
+         * the port says so when we have an area of our own (an interrupt
+         * handler on a bare processor). */
+        if (zone_lock_held_here(z) || plat_spin_futile())
             return false;
         plat_cpu_relax();
     }

@@ -148,6 +148,20 @@ extern _Thread_local unsigned char plat_thread_area[PLAT_THREAD_AREA] PLAT_HIDDE
 #define plat_thread_self() ((unsigned char *)plat_thread_area)
 #endif
 
+/* Whether spinning for a lock that another context holds is futile here:
+ * true where no other context can run before the caller returns.  On bare
+ * metal that is an interrupt handler (one processor, interrupts off): the
+ * holder is the code it interrupted.  On Linux never: the holder is another
+ * thread, which runs on another processor or when the spinner is
+ * preempted, or the thread a signal handler interrupted, which the core
+ * recognises by its area (plat_thread_self).  Any context. */
+PLAT_HIDDEN bool plat_spin_futile(void);
+/* The Linux port's own objects (built with PLAT_LINUX) see its answer as a
+ * constant, so that the spin loops that ask compile as if they did not. */
+#ifdef PLAT_LINUX
+#define plat_spin_futile() false
+#endif
+
 /* Background worker: run fn(arg) on a context of its own that may block.
  * Returns a handle, or NULL when the port has no such context or could not
  * start one (the core then does its background work in requesters).

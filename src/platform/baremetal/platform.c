@@ -21,6 +21,8 @@
  *               main context and one for interrupt handlers: as Linux
  *               ignores PF_MEMALLOC in interrupt context, a timer interrupt
  *               that lands inside a shrinker does not inherit its rights.
+ *               A handler that finds a lock taken gives up at once
+ *               (plat_spin_futile): the holder is the code it interrupted.
  *   time        the TSC, calibrated at boot.
  *   the rest    the log is the serial console, there is no environment,
  *               and abort leaves qemu with the failure status.
@@ -207,6 +209,22 @@ unsigned char *plat_thread_self(void)
     static unsigned char interrupt_context[PLAT_THREAD_AREA] __attribute__((aligned(64)));
     return irq_depth ? interrupt_context : main_context;
 }
+
+/* An interrupt handler runs with interrupts off on the only processor:
+ * whoever holds a lock it finds taken is the code it interrupted, which
+ * cannot run until the handler returns.  Counted, so that a program can
+ * tell how often its handler met a lock held and gave up at once. */
+static uint64_t futile_spins;
+
+bool plat_spin_futile(void)
+{
+    if (!irq_depth)
+        return false;
+    futile_spins++;
+    return true;
+}
+
+uint64_t spins_refused_in_interrupt(void) { return futile_spins; }
 
 struct plat_worker *plat_worker_start(void (*fn)(void *), void *arg)
 {

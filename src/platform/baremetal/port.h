@@ -152,4 +152,10 @@ const char *boot_cmdline(void);
 void phys_init(uint32_t info);
 void idt_init(void);
 
+/* ---- counted by the contract's primitives (platform.c) -------------------- */
+/* Times plat_spin_futile told an interrupt handler that the lock it found
+ * taken was held by the code it interrupted: the core gave up at once
+ * rather than spin. */
+uint64_t spins_refused_in_interrupt(void);
+
 #endif

@@ -268,6 +268,14 @@ unsigned char *(plat_thread_self)(void)
     return plat_thread_area;
 }
 
+/* Threads run on other processors, and are preempted: a holder always
+ * gets to run (a signal handler's interrupted holder the core recognises
+ * by its thread's area). */
+bool (plat_spin_futile)(void)
+{
+    return false;
+}
+
 struct plat_worker {
     pthread_t thread;
     void (*fn)(void *);
