@@ -9,12 +9,15 @@
  * all come from the same RAM and all go back to it: at the end the bytes
  * outstanding must be zero again.
  *
- * One processor: the table is changed with interrupts off, so a handler
- * never finds it half-changed, and the zeroing is done after, with them
- * back on.  The contract asks this only of blocking contexts, but the
- * core's debug checker maps scratch memory in whatever context it runs,
- * an interrupt handler included; those calls are counted
- * (phys_calls_in_interrupt) so that a program can say so.
+ * The contract calls these from blocking contexts only, and the core keeps
+ * to it: the periodic check of its debug builds maps scratch memory only
+ * when it runs inside a blocking request, and leaves out the sums that
+ * need it anywhere else (a free, an atomic request).  So no handler calls
+ * in here today.  The table is still changed with interrupts off (one
+ * processor), and the zeroing done after, with them back on: a handler
+ * that did call in would find the table whole rather than corrupt it, and
+ * such calls are counted (phys_calls_in_interrupt) so that a program can
+ * catch the breach of the contract.
  */
 #include "port.h"
 
