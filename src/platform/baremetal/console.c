@@ -14,6 +14,7 @@
 #define COM1 0x3f8
 
 volatile unsigned irq_depth;
+volatile unsigned cpu_halted;
 
 void serial_init(void)
 {

@@ -51,12 +51,18 @@ static inline void irq_restore(uint64_t flags)
     if (flags & 0x200)   /* IF */
         irq_enable();
 }
+/* Nonzero while the processor halts in irq_enable_and_halt: a handler
+ * tells an interrupt that woke an idle processor from one that stopped
+ * running code. */
+extern volatile unsigned cpu_halted;
 /* Enable interrupts and halt as one step: `sti` takes effect after the next
  * instruction, so an interrupt that became pending before it wakes the
  * `hlt` instead of being taken in between and leaving us asleep. */
 static inline void irq_enable_and_halt(void)
 {
+    cpu_halted = 1;
     __asm__ __volatile__("sti; hlt" ::: "memory");
+    cpu_halted = 0;
 }
 
 /* ---- console (COM1) ------------------------------------------------------ */
