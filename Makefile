@@ -4,7 +4,9 @@
 # checks for the tools it needs (scripts/need.sh) and installs what is missing
 # with scripts/deps.sh when it can, so a fresh Debian machine needs only make.
 #   make test LAB_TEST_BUILDS="build"        # only some trees
-#   make install PREFIX=/opt/labyrinth
+#   make install                             # into the prefix build/ was configured
+#                                            # with (CMAKE_INSTALL_PREFIX, /usr/local)
+#   make install PREFIX=/opt/labyrinth       # into another prefix
 #   make test JOBS=2                         # parallel jobs; default: nproc
 # `make test-aarch64` cross-builds for aarch64 and runs the release tests
 # under qemu-user (scripts/test-aarch64.sh says what it leaves out).
@@ -12,7 +14,6 @@
 SHELL := /bin/bash
 
 JOBS            ?= $(shell nproc 2>/dev/null || echo 2)
-PREFIX          ?= /usr/local
 LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -61,8 +62,11 @@ bench: all
 	scripts/xdp_scenario.sh bench build/tools/labyrinth $(XDP_ROUNDS) || \
 	    echo "make bench: the XDP scenario did not run (status $$?; 77 = skipped, reason above)"
 
+# --prefix only for a PREFIX given on the command line: a plain `make install`
+# keeps the prefix build/ was configured with, and a PREFIX that happens to be
+# in the environment (other build systems export one) does not move it.
 install: all
-	cmake --install build --prefix $(PREFIX)
+	cmake --install build $(if $(filter command line,$(origin PREFIX)),--prefix $(PREFIX))
 
 clean:
 	rm -rf build build-*

@@ -9,7 +9,11 @@
 #       (plus labyrinth::static);
 #   (c) (a) and (b) again after `cmake --install --prefix` into a second
 #       prefix chosen at install time (the first prefix is deleted first, so
-#       nothing may still point into it).
+#       nothing may still point into it);
+#   (d) the tree configured for /usr, as a distribution does: (a) and (b)
+#       after `cmake --install --prefix` into a third prefix, and a
+#       pkg-config consumer of a DESTDIR staging of /usr (with
+#       PKG_CONFIG_SYSROOT_DIR, as a cross build would consume it).
 # Each consumer must print "consumer ok".  Exits non-zero on any failure.
 set -euo pipefail
 
@@ -120,5 +124,26 @@ if grep -rl "$TMP/prefix1" "$TMP/prefix2"; then
 fi
 
 check_prefix "$TMP/prefix2" prefix2
+
+step "configure the same tree for /usr"
+run "$CMAKE" -S "$SRC" -B "$TMP/build" -DCMAKE_INSTALL_PREFIX=/usr >"$TMP/configure-usr.log" \
+    || { cat "$TMP/configure-usr.log"; fail "configure for /usr"; }
+run "$CMAKE" --build "$TMP/build" -j"$JOBS"
+step "install it with --prefix chosen at install time ($TMP/prefix3)"
+run "$CMAKE" --install "$TMP/build" --prefix "$TMP/prefix3"
+check_prefix "$TMP/prefix3" prefix3
+
+step "install it into a staging directory (DESTDIR=$TMP/stage)"
+DESTDIR=$TMP/stage run "$CMAKE" --install "$TMP/build"
+[[ -d $TMP/stage/usr ]] || fail "nothing was staged under $TMP/stage/usr"
+pc=$(find "$TMP/stage" -name labyrinth.pc -print -quit)
+grep -qx 'prefix=/usr' "$pc" || fail "the staged labyrinth.pc does not name /usr: $(grep ^prefix= "$pc")"
+export PKG_CONFIG_SYSROOT_DIR=$TMP/stage PKG_CONFIG_LIBDIR=${pc%/*}
+libdir=$(pkg-config --variable=libdir labyrinth)
+# shellcheck disable=SC2046
+run "$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/staged" "$SRC/tests/install_consumer/main.c" \
+    $(pkg-config --cflags --libs labyrinth)
+unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR
+expect_ok staged env LD_LIBRARY_PATH="$libdir" "$TMP/staged"
 
 printf '\ninstall_test: all consumers ok\n'
