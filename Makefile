@@ -7,6 +7,7 @@
 #   make install                             # into the prefix build/ was configured
 #                                            # with (CMAKE_INSTALL_PREFIX, /usr/local)
 #   make install PREFIX=/opt/labyrinth       # into another prefix
+#   (as root without DESTDIR, make install then runs ldconfig)
 #   make test JOBS=2                         # parallel jobs; default: nproc
 # `make test-aarch64` cross-builds for aarch64 and runs the release tests
 # under qemu-user (scripts/test-aarch64.sh says what it leaves out).
@@ -65,8 +66,13 @@ bench: all
 # --prefix only for a PREFIX given on the command line: a plain `make install`
 # keeps the prefix build/ was configured with, and a PREFIX that happens to be
 # in the environment (other build systems export one) does not move it.
+# As root into the real tree (not a DESTDIR staging), ldconfig: without it
+# the dynamic loader's cache does not know the new library, and programs
+# linked to it do not start until something runs ldconfig.
+LDCONFIG = $(if $(DESTDIR),,$(if $(filter 0,$(shell id -u)),ldconfig))
 install: all
 	cmake --install build $(if $(filter command line,$(origin PREFIX)),--prefix $(PREFIX))
+	$(LDCONFIG)
 
 clean:
 	rm -rf build build-*

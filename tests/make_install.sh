@@ -3,19 +3,21 @@
 #
 # What the top-level Makefile's install target would run (make -n: nothing
 # is built or installed): cmake --install with the prefix build/ was
-# configured with, unless PREFIX is given on make's command line.  Exits
-# non-zero on any failure.
+# configured with, unless PREFIX is given on make's command line; then, as
+# root and without DESTDIR, ldconfig.  Exits non-zero on any failure.
 set -euo pipefail
 
 SRC=${1:?usage: make_install.sh SRC_DIR}
 fail() { printf 'make_install: FAIL: %s\n' "$*" >&2; exit 1; }
 
 # install_commands ENV... -- MAKE-ARGS...: the recipe lines of `make install`
+# that install, on one line
 install_commands() {
     local envs=()
     while [[ $1 != -- ]]; do envs+=("$1"); shift; done
     shift
-    env -u PREFIX -u DESTDIR "${envs[@]}" make -s -n -C "$SRC" install "$@" | grep -E '^cmake --install ' | sed 's/ *$//'
+    env -u PREFIX -u DESTDIR "${envs[@]}" make -s -n -C "$SRC" install "$@" |
+        grep -E '^(cmake --install |ldconfig)' | sed 's/ *$//' | paste -sd';'
 }
 
 expect() {  # expect LABEL WANT ENV... -- MAKE-ARGS...
@@ -26,7 +28,11 @@ expect() {  # expect LABEL WANT ENV... -- MAKE-ARGS...
     [[ $got == "$want" ]] || fail "$label: expected '$want'"
 }
 
-expect "plain make install" "cmake --install build" --
-expect "PREFIX on the command line" "cmake --install build --prefix /opt/labyrinth" -- PREFIX=/opt/labyrinth
-expect "PREFIX in the environment" "cmake --install build" PREFIX=/opt/elsewhere --
+ldconfig=""
+[[ $(id -u) == 0 ]] && ldconfig=";ldconfig"
+expect "plain make install" "cmake --install build$ldconfig" --
+expect "PREFIX on the command line" "cmake --install build --prefix /opt/labyrinth$ldconfig" -- PREFIX=/opt/labyrinth
+expect "PREFIX in the environment" "cmake --install build$ldconfig" PREFIX=/opt/elsewhere --
+expect "DESTDIR on the command line" "cmake --install build" -- DESTDIR=/staging
+expect "DESTDIR in the environment" "cmake --install build --prefix /usr" DESTDIR=/staging -- PREFIX=/usr
 printf 'make_install: ok\n'
