@@ -6,7 +6,8 @@
 #   (a) with pkg-config: shared (`pkg-config --cflags --libs`) and static
 #       (`pkg-config --static`, liblabyrinth.a linked in);
 #   (b) with CMake: find_package(labyrinth) and labyrinth::labyrinth
-#       (plus labyrinth::static);
+#       (plus labyrinth::static); an older version than the installed one
+#       is refused (before 1.0, an older minor);
 #   (c) (a) and (b) again after `cmake --install --prefix` into a second
 #       prefix chosen at install time (the first prefix is deleted first, so
 #       nothing may still point into it);
@@ -39,8 +40,31 @@ expect_ok() {  # expect_ok LABEL CMD...: run a consumer, require "consumer ok"
     [[ $out == *"consumer ok"* ]] || fail "$label did not print 'consumer ok'"
 }
 
+# soname_of VERSION: before 1.0 a minor version may change the API, so the
+# soname carries major.minor; from 1.0 on, the major only.
+soname_of() {
+    local major=${1%%.*} rest=${1#*.}
+    if [[ $major == 0 ]]; then
+        printf 'liblabyrinth.so.0.%s\n' "${rest%%.*}"
+    else
+        printf 'liblabyrinth.so.%s\n' "$major"
+    fi
+}
+
+# older_than VERSION: a version find_package must refuse for VERSION (an older
+# minor before 1.0, an older major after); nothing for 0.0.
+older_than() {
+    local major=${1%%.*} rest=${1#*.} minor
+    minor=${rest%%.*}
+    if [[ $major != 0 ]]; then
+        printf '%s.0\n' "$((major - 1))"
+    elif [[ $minor != 0 ]]; then
+        printf '0.%s\n' "$((minor - 1))"
+    fi
+}
+
 check_prefix() {  # check_prefix PREFIX TAG
-    local prefix=$1 tag=$2 pcdir libdir incdir work
+    local prefix=$1 tag=$2 pcdir libdir incdir work version soname
     work=$TMP/consumer-$tag
     mkdir -p "$work"
 
@@ -53,6 +77,8 @@ check_prefix() {  # check_prefix PREFIX TAG
     printf 'cflags: %s\nlibs:   %s\nstatic: %s\n' \
         "$(pkg-config --cflags labyrinth)" "$(pkg-config --libs labyrinth)" \
         "$(pkg-config --static --libs labyrinth)"
+    version=$(pkg-config --modversion labyrinth)
+    soname=$(soname_of "$version")
     libdir=$(realpath "$(pkg-config --variable=libdir labyrinth)")
     incdir=$(realpath "$(pkg-config --variable=includedir labyrinth)")
     [[ $libdir == "$(realpath "$prefix")"/* ]] || fail "libdir $libdir is not inside $prefix"
@@ -73,8 +99,8 @@ check_prefix() {  # check_prefix PREFIX TAG
     # ldd's output is captured first: `ldd | grep -q` fails at random under
     # pipefail when grep exits early and ldd dies of SIGPIPE.
     deps=$(LD_LIBRARY_PATH=$libdir ldd "$work/pc_shared")
-    grep -qF "liblabyrinth.so.0 => $libdir/" <<<"$deps" \
-        || fail "pc_shared does not use $libdir/liblabyrinth.so.0"
+    grep -qF "$soname => $libdir/" <<<"$deps" \
+        || fail "pc_shared does not use $libdir/$soname: $deps"
     expect_ok pc_shared env LD_LIBRARY_PATH="$libdir" "$work/pc_shared"
 
     step "[$tag] pkg-config consumer (static, pkg-config --static)"
@@ -91,7 +117,8 @@ check_prefix() {  # check_prefix PREFIX TAG
 
     step "[$tag] CMake consumer: find_package(labyrinth), CMAKE_PREFIX_PATH=$prefix"
     run "$CMAKE" -S "$SRC/tests/install_consumer" -B "$work/cmake" \
-        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$work/cmake.log" \
+        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DLAB_WANT_VERSION="${version%.*}" >"$work/cmake.log" \
         || { cat "$work/cmake.log"; fail "consumer configure"; }
     grep -q "^labyrinth_DIR:PATH=$(realpath "$prefix")/" "$work/cmake/CMakeCache.txt" \
         || grep -q "^labyrinth_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt" \
@@ -115,6 +142,19 @@ run "$CMAKE" --install "$TMP/build"
 (cd "$TMP/prefix1" && find . -type f -o -type l | sort)
 
 check_prefix "$TMP/prefix1" prefix1
+
+version=$(PKG_CONFIG_PATH=$(dirname "$(find "$TMP/prefix1" -name labyrinth.pc -print -quit)") \
+    pkg-config --modversion labyrinth)
+older=$(older_than "$version")
+if [[ -n $older ]]; then
+    step "find_package(labyrinth $older) must refuse version $version"
+    if "$CMAKE" -S "$SRC/tests/install_consumer" -B "$TMP/consumer-older" \
+        -DCMAKE_PREFIX_PATH="$TMP/prefix1" -DLAB_WANT_VERSION="$older" >"$TMP/older.log" 2>&1; then
+        cat "$TMP/older.log"
+        fail "find_package(labyrinth $older) accepted version $version"
+    fi
+    grep -A3 "not compatible\|no suitable\|considered but not accepted" "$TMP/older.log" || cat "$TMP/older.log"
+fi
 
 step "install again with --prefix chosen at install time ($TMP/prefix2)"
 run "$CMAKE" --install "$TMP/build" --prefix "$TMP/prefix2"
