@@ -1,6 +1,9 @@
 # cmake -DNM=nm -DLIB=liblabyrinth.so -DHEADER=labyrinth.h -P exports.cmake
+# cmake -DNM=nm -DLIB=liblabyrinth.a -DHEADER=labyrinth.h -DARCHIVE=ON -P exports.cmake
 # Every function the header declares with LAB_API is exported by the shared
-# library, and the library exports nothing else but those.
+# library, and the library exports nothing else but those.  With ARCHIVE,
+# the same of the global symbols a static library defines: any other would
+# collide with a name of the program it is linked into.
 cmake_minimum_required(VERSION 3.25)
 include(${CMAKE_CURRENT_LIST_DIR}/../cmake/LabHeaderCalls.cmake)
 lab_header_calls("${HEADER}" want)
@@ -8,7 +11,12 @@ list(LENGTH want nwant)
 if(nwant LESS 20)
     message(FATAL_ERROR "found only ${nwant} LAB_API functions in ${HEADER}: the pattern is wrong")
 endif()
-execute_process(COMMAND ${NM} -D --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(ARCHIVE)
+    set(table -g)
+else()
+    set(table -D)
+endif()
+execute_process(COMMAND ${NM} ${table} --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${NM} failed on ${LIB}")
 endif()
@@ -16,7 +24,7 @@ string(REPLACE "\n" ";" lines "${out}")
 set(have "")
 set(stray "")
 foreach(l IN LISTS lines)
-    if(l MATCHES "^[0-9a-f]+ [TWDBRV] ([^@]+)")
+    if(l MATCHES "^[0-9a-f]+ [A-Za-z] ([^@]+)")
         set(sym ${CMAKE_MATCH_1})
         if(sym MATCHES "^lab_")
             list(APPEND have ${sym})

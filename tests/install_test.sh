@@ -4,7 +4,8 @@
 # Builds Labyrinth from SRC_DIR in a temporary directory, installs it, and
 # builds small consumers against the installed copy:
 #   (a) with pkg-config: shared (`pkg-config --cflags --libs`) and static
-#       (`pkg-config --static`, liblabyrinth.a linked in);
+#       (`pkg-config --static`, liblabyrinth.a linked in, also into a
+#       program that has names of its own the library uses inside);
 #   (b) with CMake: find_package(labyrinth) and labyrinth::labyrinth
 #       (plus labyrinth::static); an older version than the installed one
 #       is refused (before 1.0, an older minor);
@@ -113,6 +114,12 @@ check_prefix() {  # check_prefix PREFIX TAG
         fail "pc_static links liblabyrinth dynamically"
     fi
     expect_ok pc_static "$work/pc_static"
+    # the installed archive keeps its internal names to itself
+    # shellcheck disable=SC2046
+    run "$CC" -std=c11 -Wall -Wextra -Werror -o "$work/pc_static_names" \
+        "$SRC/tests/progs/defines_internal_names.c" $(pkg-config --cflags labyrinth) \
+        -Wl,-Bstatic $(pkg-config --static --libs labyrinth) -Wl,-Bdynamic
+    expect_ok pc_static_names "$work/pc_static_names"
     unset PKG_CONFIG_PATH
 
     step "[$tag] CMake consumer: find_package(labyrinth), CMAKE_PREFIX_PATH=$prefix"
