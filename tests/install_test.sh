@@ -8,7 +8,10 @@
 #       program that has names of its own the library uses inside);
 #   (b) with CMake: find_package(labyrinth) and labyrinth::labyrinth
 #       (plus labyrinth::static); an older version than the installed one
-#       is refused (before 1.0, an older minor);
+#       is refused (before 1.0, an older minor); a copy of the install
+#       without liblabyrinth.a still serves labyrinth::labyrinth, and trees
+#       built with LAB_BUILD_SHARED=OFF or LAB_BUILD_STATIC=OFF install and
+#       serve the one library they build;
 #   (c) (a) and (b) again after `cmake --install --prefix` into a second
 #       prefix chosen at install time (the first prefix is deleted first, so
 #       nothing may still point into it);
@@ -122,25 +125,43 @@ check_prefix() {  # check_prefix PREFIX TAG
     expect_ok pc_static_names "$work/pc_static_names"
     unset PKG_CONFIG_PATH
 
-    step "[$tag] CMake consumer: find_package(labyrinth), CMAKE_PREFIX_PATH=$prefix"
-    run "$CMAKE" -S "$SRC/tests/install_consumer" -B "$work/cmake" \
-        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DLAB_WANT_VERSION="${version%.*}" >"$work/cmake.log" \
-        || { cat "$work/cmake.log"; fail "consumer configure"; }
-    grep -q "^labyrinth_DIR:PATH=$(realpath "$prefix")/" "$work/cmake/CMakeCache.txt" \
-        || grep -q "^labyrinth_DIR:PATH=$prefix/" "$work/cmake/CMakeCache.txt" \
-        || fail "find_package found labyrinth outside $prefix: $(grep ^labyrinth_DIR "$work/cmake/CMakeCache.txt")"
-    run "$CMAKE" --build "$work/cmake" -j"$JOBS"
-    expect_ok consumer env LD_LIBRARY_PATH="$libdir" "$work/cmake/consumer"
-    expect_ok consumer_static "$work/cmake/consumer_static"
+    cmake_consumer "$prefix" "$work/cmake" ON ON
 }
 
+installed_version() {  # installed_version PREFIX: the version labyrinth.pc gives
+    PKG_CONFIG_PATH=$(dirname "$(find "$1" -name labyrinth.pc -print -quit)") pkg-config --modversion labyrinth
+}
+
+# cmake_consumer PREFIX DIR SHARED STATIC: tests/install_consumer configured
+# in DIR against PREFIX, asking find_package for the installed major.minor
+# and for the components given ON (shared, static); builds and runs them.
+cmake_consumer() {
+    local prefix=$1 dir=$2 shared=$3 static=$4 version
+    version=$(installed_version "$prefix")
+    step "CMake consumer: find_package(labyrinth ${version%.*}), shared $shared, static $static, CMAKE_PREFIX_PATH=$prefix"
+    run "$CMAKE" -S "$SRC/tests/install_consumer" -B "$dir" \
+        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DLAB_WANT_VERSION="${version%.*}" -DLAB_WANT_SHARED="$shared" -DLAB_WANT_STATIC="$static" \
+        >"$dir.log" || { cat "$dir.log"; fail "consumer configure"; }
+    grep -q "^labyrinth_DIR:PATH=$(realpath "$prefix")/" "$dir/CMakeCache.txt" \
+        || grep -q "^labyrinth_DIR:PATH=$prefix/" "$dir/CMakeCache.txt" \
+        || fail "find_package found labyrinth outside $prefix: $(grep ^labyrinth_DIR "$dir/CMakeCache.txt")"
+    run "$CMAKE" --build "$dir" -j"$JOBS"
+    if [[ $shared == ON ]]; then
+        expect_ok consumer "$dir/consumer"
+    fi
+    if [[ $static == ON ]]; then
+        expect_ok consumer_static "$dir/consumer_static"
+    fi
+}
+
+LIBRARY_ONLY=(-DCMAKE_BUILD_TYPE=RelWithDebInfo
+    -DLAB_BUILD_TESTS=OFF -DLAB_BUILD_TOOLS=OFF -DLAB_BUILD_BENCH=OFF -DLAB_BUILD_EXAMPLES=OFF
+    -DLAB_DEBUG=OFF -DLAB_SANITIZE=)
+
 step "configure $SRC -> $TMP/build (prefix $TMP/prefix1)"
-run "$CMAKE" -S "$SRC" -B "$TMP/build" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_INSTALL_PREFIX="$TMP/prefix1" \
-    -DLAB_BUILD_TESTS=OFF -DLAB_BUILD_TOOLS=OFF -DLAB_BUILD_BENCH=OFF -DLAB_BUILD_EXAMPLES=OFF \
-    -DLAB_DEBUG=OFF -DLAB_SANITIZE= >"$TMP/configure.log" \
+run "$CMAKE" -S "$SRC" -B "$TMP/build" "${LIBRARY_ONLY[@]}" \
+    -DCMAKE_INSTALL_PREFIX="$TMP/prefix1" >"$TMP/configure.log" \
     || { cat "$TMP/configure.log"; fail "configure"; }
 step "build"
 run "$CMAKE" --build "$TMP/build" -j"$JOBS"
@@ -150,8 +171,7 @@ run "$CMAKE" --install "$TMP/build"
 
 check_prefix "$TMP/prefix1" prefix1
 
-version=$(PKG_CONFIG_PATH=$(dirname "$(find "$TMP/prefix1" -name labyrinth.pc -print -quit)") \
-    pkg-config --modversion labyrinth)
+version=$(installed_version "$TMP/prefix1")
 older=$(older_than "$version")
 if [[ -n $older ]]; then
     step "find_package(labyrinth $older) must refuse version $version"
@@ -171,6 +191,36 @@ if grep -rl "$TMP/prefix1" "$TMP/prefix2"; then
 fi
 
 check_prefix "$TMP/prefix2" prefix2
+
+step "a copy of $TMP/prefix2 without liblabyrinth.a (a distribution's shared library package)"
+cp -a "$TMP/prefix2" "$TMP/no-archive"
+[[ -n $(find "$TMP/no-archive" -name liblabyrinth.a -print -delete) ]] || fail "no liblabyrinth.a to delete"
+cmake_consumer "$TMP/no-archive" "$TMP/consumer-no-archive" ON OFF
+step "find_package(labyrinth COMPONENTS static) must fail there"
+if "$CMAKE" -S "$SRC/tests/install_consumer" -B "$TMP/consumer-no-archive-static" \
+    -DCMAKE_PREFIX_PATH="$TMP/no-archive" -DLAB_WANT_SHARED=OFF -DLAB_WANT_STATIC=ON \
+    >"$TMP/no-archive-static.log" 2>&1; then
+    cat "$TMP/no-archive-static.log"
+    fail "find_package(labyrinth COMPONENTS static) found a static library that is not installed"
+fi
+
+step "a tree that builds the static library only (LAB_BUILD_SHARED=OFF)"
+run "$CMAKE" -S "$SRC" -B "$TMP/build-one" "${LIBRARY_ONLY[@]}" -DLAB_BUILD_SHARED=OFF \
+    -DCMAKE_INSTALL_PREFIX="$TMP/static-only" >"$TMP/configure-one.log" \
+    || { cat "$TMP/configure-one.log"; fail "configure with LAB_BUILD_SHARED=OFF"; }
+run "$CMAKE" --build "$TMP/build-one" -j"$JOBS"
+run "$CMAKE" --install "$TMP/build-one"
+[[ -z $(find "$TMP/static-only" -name 'liblabyrinth.so*') ]] || fail "LAB_BUILD_SHARED=OFF installed a shared library"
+cmake_consumer "$TMP/static-only" "$TMP/consumer-static-only" OFF ON
+
+step "the same tree, the shared library only (LAB_BUILD_STATIC=OFF)"
+run "$CMAKE" -S "$SRC" -B "$TMP/build-one" -DLAB_BUILD_SHARED=ON -DLAB_BUILD_STATIC=OFF \
+    -DCMAKE_INSTALL_PREFIX="$TMP/shared-only" >"$TMP/configure-one.log" \
+    || { cat "$TMP/configure-one.log"; fail "configure with LAB_BUILD_STATIC=OFF"; }
+run "$CMAKE" --build "$TMP/build-one" -j"$JOBS"
+run "$CMAKE" --install "$TMP/build-one"
+[[ -z $(find "$TMP/shared-only" -name liblabyrinth.a) ]] || fail "LAB_BUILD_STATIC=OFF installed liblabyrinth.a"
+cmake_consumer "$TMP/shared-only" "$TMP/consumer-shared-only" ON OFF
 
 step "configure the same tree for /usr"
 run "$CMAKE" -S "$SRC" -B "$TMP/build" -DCMAKE_INSTALL_PREFIX=/usr >"$TMP/configure-usr.log" \
