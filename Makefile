@@ -8,6 +8,8 @@
 #                                            # with (CMAKE_INSTALL_PREFIX, /usr/local)
 #   make install PREFIX=/opt/labyrinth       # into another prefix
 #   (as root without DESTDIR, make install then runs ldconfig)
+#   make uninstall                           # removes what the last make install
+#                                            # wrote (build/install_manifest.txt)
 #   make test JOBS=2                         # parallel jobs; default: nproc
 # `make test-aarch64` cross-builds for aarch64 and runs the release tests
 # under qemu-user (scripts/test-aarch64.sh says what it leaves out).
@@ -20,7 +22,7 @@ LAB_TEST_BUILDS ?= build build-debug build-asan build-asan-fast build-tsan
 CMAKE_FLAGS_build       := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CMAKE_FLAGS_build-debug := -DCMAKE_BUILD_TYPE=Debug -DLAB_DEBUG=ON
 
-.PHONY: all debug test test-aarch64 demo demo-xdp demo-baremetal bench install clean coverage mutate mutate-quick
+.PHONY: all debug test test-aarch64 demo demo-xdp demo-baremetal bench install uninstall clean coverage mutate mutate-quick
 
 all:
 	@scripts/need.sh build
@@ -72,6 +74,11 @@ bench: all
 LDCONFIG = $(if $(DESTDIR),,$(if $(filter 0,$(shell id -u)),ldconfig))
 install: all
 	cmake --install build $(if $(filter command line,$(origin PREFIX)),--prefix $(PREFIX))
+	$(LDCONFIG)
+
+# Removes the files the last install from build/ listed (with its DESTDIR).
+uninstall:
+	scripts/uninstall.sh build/install_manifest.txt
 	$(LDCONFIG)
 
 clean:

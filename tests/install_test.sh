@@ -18,7 +18,10 @@
 #   (d) the tree configured for /usr, as a distribution does: (a) and (b)
 #       after `cmake --install --prefix` into a third prefix, and a
 #       pkg-config consumer of a DESTDIR staging of /usr (with
-#       PKG_CONFIG_SYSROOT_DIR, as a cross build would consume it).
+#       PKG_CONFIG_SYSROOT_DIR, as a cross build would consume it);
+#   (e) every prefix holds the docs the header names (docs/*.md) and
+#       CHANGELOG.md, and man page links are symbolic links; after
+#       scripts/uninstall.sh (make uninstall) the third prefix is empty.
 # Each consumer must print "consumer ok".  Exits non-zero on any failure.
 set -euo pipefail
 
@@ -68,7 +71,7 @@ older_than() {
 }
 
 check_prefix() {  # check_prefix PREFIX TAG
-    local prefix=$1 tag=$2 pcdir libdir incdir work version soname
+    local prefix=$1 tag=$2 pcdir libdir incdir work version soname docdir
     work=$TMP/consumer-$tag
     mkdir -p "$work"
 
@@ -95,6 +98,12 @@ check_prefix() {  # check_prefix PREFIX TAG
         || fail "LICENSE is not installed under share/doc/labyrinth"
     for page in man3/lab_alloc_pages.3 man3/lab_free_pages.3 man3/lab_room_create.3 man7/labyrinth.7; do
         [[ -f $prefix/share/man/$page ]] || fail "man page $page is not installed under $prefix/share/man"
+    done
+    [[ -L $prefix/share/man/man3/lab_free_pages.3 && $(readlink "$prefix/share/man/man3/lab_free_pages.3") == lab_alloc_pages.3 ]] \
+        || fail "man3/lab_free_pages.3 is not a symbolic link to lab_alloc_pages.3"
+    docdir=$(dirname "$(find "$prefix" -path '*/doc/labyrinth/LICENSE' -print -quit)")
+    for doc in README.md CHANGELOG.md docs/DESIGN.md docs/BAD_INPUT.md; do
+        cmp -s "$SRC/$doc" "$docdir/$doc" || fail "$doc is not installed as $docdir/$doc"
     done
 
     # shellcheck disable=SC2046
@@ -229,6 +238,13 @@ run "$CMAKE" --build "$TMP/build" -j"$JOBS"
 step "install it with --prefix chosen at install time ($TMP/prefix3)"
 run "$CMAKE" --install "$TMP/build" --prefix "$TMP/prefix3"
 check_prefix "$TMP/prefix3" prefix3
+
+step "uninstall what the last install wrote (scripts/uninstall.sh, as make uninstall)"
+run "$SRC/scripts/uninstall.sh" "$TMP/build/install_manifest.txt"
+left=$(cd "$TMP/prefix3" && find . ! -type d)
+[[ -z $left ]] || fail "uninstall left files in $TMP/prefix3: $left"
+left=$(find "$TMP/prefix3" -type d -name labyrinth)
+[[ -z $left ]] || fail "uninstall left directories of its own: $left"
 
 step "install it into a staging directory (DESTDIR=$TMP/stage)"
 DESTDIR=$TMP/stage run "$CMAKE" --install "$TMP/build"

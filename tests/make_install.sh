@@ -4,7 +4,8 @@
 # What the top-level Makefile's install target would run (make -n: nothing
 # is built or installed): cmake --install with the prefix build/ was
 # configured with, unless PREFIX is given on make's command line; then, as
-# root and without DESTDIR, ldconfig.  Exits non-zero on any failure.
+# root and without DESTDIR, ldconfig; and what make uninstall would run.
+# Exits non-zero on any failure.
 set -euo pipefail
 
 SRC=${1:?usage: make_install.sh SRC_DIR}
@@ -35,4 +36,9 @@ expect "PREFIX on the command line" "cmake --install build --prefix /opt/labyrin
 expect "PREFIX in the environment" "cmake --install build$ldconfig" PREFIX=/opt/elsewhere --
 expect "DESTDIR on the command line" "cmake --install build" -- DESTDIR=/staging
 expect "DESTDIR in the environment" "cmake --install build --prefix /usr" DESTDIR=/staging -- PREFIX=/usr
+
+uninstall=$(env -u DESTDIR make -s -n -C "$SRC" uninstall | grep -E '^(scripts/uninstall|ldconfig)' | paste -sd';')
+printf 'make uninstall: %s\n' "$uninstall"
+[[ $uninstall == "scripts/uninstall.sh build/install_manifest.txt$ldconfig" ]] \
+    || fail "make uninstall: expected 'scripts/uninstall.sh build/install_manifest.txt$ldconfig'"
 printf 'make_install: ok\n'
