@@ -143,7 +143,9 @@ enum lab_error {
     LAB_ENOMEM,          /* no memory for the allocator's own bookkeeping */
     LAB_EBATCH,          /* room batch is 0 */
     LAB_ERESERVE,        /* room reserve cannot be taken (larger than the free pages, the void's included) */
-    LAB_EQUOTA,          /* room quota smaller than its reserve, or than a block of its max_order */
+    LAB_EQUOTA,          /* room quota smaller than its reserve, or (max_order >= 1) than the
+                            reserve and a block of max_order; a NOFAIL request the quota
+                            can never serve */
     LAB_EBUSY,           /* a table is full (rooms, shrinkers), or a shrinker registered from a shrinker */
     LAB_ENOTFOUND,       /* not returned by this version (the codes keep their values) */
     /* misuse: reported through the misuse handler */
@@ -152,7 +154,7 @@ enum lab_error {
     LAB_EINTERIOR,       /* the pointer is inside a block, not at its head */
     LAB_EUNALIGNED,      /* the pointer is not page aligned */
     LAB_EFOREIGN,        /* the pointer is not in this arena */
-    LAB_EBADORDER,       /* order above the arena's max_order */
+    LAB_EBADORDER,       /* order above max_order, or a block that can never be served */
     LAB_EROOMDEAD,       /* the room was destroyed */
     LAB_ENOTOWNER,       /* room used by a context that does not own it (debug builds) */
     LAB_ENOTROOMPAGE,    /* lab_room_free of a page that this room did not hand out */
@@ -546,7 +548,11 @@ typedef struct lab_room_config {
                            2^24 (LAB_ENOMEM: the arrays' sizes would overflow) */
     size_t high;        /* a stock above this many pages is drained by a batch;
                            0 = 4 * batch; at least batch */
-    size_t quota;       /* most pages the room may hold plus hand out; 0 = no limit */
+    size_t quota;       /* most pages the room may hold plus hand out, the reserve
+                           included; 0 = no limit.  With max_order >= 1 at least the
+                           reserve plus 2^max_order (the reserve serves order 0 only);
+                           a quota equal to the reserve serves only requests that may
+                           take the reserve (HIGH) */
     unsigned max_order; /* the room serves orders 0..max_order (at most
                            LAB_ROOM_MAX_ORDER, and the arena's); default 0 */
     size_t ring;        /* return ring slots (rounded up to a power of two, at least
@@ -582,7 +588,7 @@ LAB_API void  lab_room_config_init(lab_room_config *cfg);
 /* Create a room: takes its reserve from the zone (above the min watermark),
  * re-committing from the void (lab_arena_trim) what the free pages lack.
  * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
- * reserve, or below 2^max_order pages), LAB_ERESERVE (not that many free pages above min, the void's
+ * reserve, or below reserve + 2^max_order pages), LAB_ERESERVE (not that many free pages above min, the void's
  * included), LAB_EORDER
  * (max_order too large), LAB_EFLAGS (an unknown LAB_ROOM_* flag), LAB_EBUSY (4095 rooms alive, or destroyed with
  * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */

@@ -440,6 +440,10 @@ static void test_room_config_errors(void)
     CHECK_EQ(room_err(a, &rc), LAB_EQUOTA);
     rc.quota = 8;
     CHECK_EQ(room_err(a, &rc), LAB_OK);
+    rc.reserve = 4;                                      /* the reserve serves order 0 only */
+    CHECK_EQ(room_err(a, &rc), LAB_EQUOTA);
+    rc.quota = 12;
+    CHECK_EQ(room_err(a, &rc), LAB_OK);
 
     lab_room_config_init(&rc);
     rc.reserve = 257;                                    /* more than the arena */

@@ -319,6 +319,59 @@ static void test_nofail_with_a_block_larger_than_the_pages_above_the_floor_is_re
     lab_arena_destroy(a);
 }
 
+/* A guard arena's blocking request takes a block four times its size and
+ * keeps the middle: where that larger block can never fit above the
+ * floor, the request gets an unguarded block (as a non-blocking one does),
+ * not a misuse report for a block that does fit. */
+static void test_a_guard_too_large_to_fit_is_left_out_not_reported(void)
+{
+    lab_arena_config cfg;
+    test_arena_config(&cfg, 256, 8, 32, 32, 32);
+    cfg.flags |= LAB_ARENA_GUARD;
+    lab_arena *a = test_arena_create(&cfg);
+    struct record rec = { 0 };
+    lab_set_misuse_handler(a, record_misuse, &rec);
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN, 6);
+    CHECK(p != NULL);
+    CHECK_EQ(rec.calls, 0);
+    if (p)
+        lab_free_pages(a, p, 6);
+    lab_result r;
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NOWARN, 6, &r);
+    CHECK(r.addr != NULL);
+    if (r.addr)
+        lab_free_pages(a, r.addr, 6);
+    CHECK_EQ(rec.calls, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* A room whose quota is its reserve serves only requests that may take
+ * the reserve (HIGH): a NOFAIL request that may not would wait for ever
+ * for a page no free can make room for. */
+static void test_nofail_that_a_rooms_quota_can_never_serve_is_reported(void)
+{
+    lab_arena *a = test_arena(PAGES, MAX_ORDER, 0, 0, 0);
+    struct record rec = { 0 };
+    lab_set_misuse_handler(a, record_misuse, &rec);
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = rc.quota = 4;
+    lab_room *room = NULL;
+    REQUIRE(lab_room_create(a, &rc, &room) == 0);
+    CHECK(lab_room_alloc(room, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN) == NULL);
+    CHECK_EQ(rec.calls, 1);
+    CHECK_EQ(rec.err, LAB_EQUOTA);
+    void *p = lab_room_alloc(room, LAB_GFP_ATOMIC);   /* the reserve's */
+    CHECK(p != NULL);
+    CHECK_EQ(rec.calls, 1);
+    if (p)
+        lab_room_free(room, p);
+    lab_room_destroy(room);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 static void test_free_of_null_is_a_no_op(void)
 {
     struct fixture fx;
@@ -448,6 +501,8 @@ int main(void)
     RUN(test_free_with_an_order_above_max_order_is_reported);
     RUN(test_nofail_with_an_order_above_max_order_is_reported);
     RUN(test_nofail_with_a_block_larger_than_the_pages_above_the_floor_is_reported);
+    RUN(test_a_guard_too_large_to_fit_is_left_out_not_reported);
+    RUN(test_nofail_that_a_rooms_quota_can_never_serve_is_reported);
     RUN(test_free_of_null_is_a_no_op);
 #ifndef LAB_DEBUG
     RUN(test_default_handler_reports_on_stderr_and_continues_in_release);

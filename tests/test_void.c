@@ -341,6 +341,65 @@ static void test_a_trim_during_a_reserves_recommit_leaves_its_pages(void)
     lab_arena_destroy(a);
 }
 
+/* A trim that started before lab_room_create may hold the pages the
+ * reserve needs in flight to the void (isolated, not yet decommitted):
+ * they count, as the void's do, and the call waits for them rather than
+ * refusing the room. */
+static _Atomic int trim_parked, trim_go, trim_waited;
+static _Thread_local bool trim_parker;
+static void park_the_trim(enum pause_site site)
+{
+    if (site == PP_TRIM_DECOMMIT && trim_parker) {
+        atomic_store(&trim_parked, 1);
+        for (int i = 0; i < 5000 && !atomic_load(&trim_go); i++)
+            usleep(1000);
+    } else if (site == PP_RESERVE_TRIM_WAIT) {
+        atomic_store(&trim_waited, 1);
+        atomic_store(&trim_go, 1);
+    }
+}
+
+static void *trim_on_a_thread(void *arg)
+{
+    trim_parker = true;
+    lab_arena_trim(arg);
+    return NULL;
+}
+
+static void test_a_reserve_waits_for_a_trim_in_flight(void)
+{
+    lab_arena *a = arena_with(16 * MiB, 0, 0, 0, 0);
+    commit_everything(a);
+    lab_stats s = stats(a);
+    atomic_store(&pause_hook, park_the_trim);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, trim_on_a_thread, a) == 0);
+    for (int i = 0; i < 5000 && !atomic_load(&trim_parked); i++)
+        usleep(1000);
+    REQUIRE(atomic_load(&trim_parked));
+    /* every free page above min is in flight: the reserve needs them */
+    lab_room_config rc;
+    lab_room_config_init(&rc);
+    rc.reserve = s.free_pages - s.wmark_min;
+    lab_room *r = NULL;
+    int err = lab_room_create(a, &rc, &r);
+    atomic_store(&trim_go, 1);
+    pthread_join(t, NULL);
+    atomic_store(&pause_hook, NULL);
+    fprintf(stderr, "  reserve %zu: %s (waited for the trim: %s)\n", rc.reserve, lab_strerror(err),
+            atomic_load(&trim_waited) ? "yes" : "no");
+    CHECK_EQ(err, 0);
+    CHECK(atomic_load(&trim_waited));
+    if (r) {
+        lab_room_stats rs;
+        lab_room_stats_get(r, &rs);
+        CHECK_EQ(rs.reserve, rc.reserve);
+        lab_room_destroy(r);
+    }
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* Trim gives the largest blocks back first and leaves fragments: free
  * pages may then stand at high (the idle trim's mark), all of order 0,
  * with the void holding whole blocks.  An atomic request of order 2 fails (fragmented) and asks
@@ -806,6 +865,7 @@ int main(void)
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
     RUN(test_a_trim_during_a_reserves_recommit_leaves_its_pages);
+    RUN(test_a_reserve_waits_for_a_trim_in_flight);
     RUN(test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);

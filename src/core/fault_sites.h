@@ -46,6 +46,8 @@ enum pause_site {
     PP_RESERVE_BATCH, /* lab_room_create, between two batches of a reserve, the zone lock let go */
     PP_STATS_ROOMS,  /* lab_stats_get, between the rooms' counts and the arena's */
     PP_RESERVE_RECOMMIT, /* lab_room_create, its reserve re-committed, the zone lock not yet taken again */
+    PP_RESERVE_TRIM_WAIT, /* lab_room_create, about to wait for a trim in flight */
+    PP_TRIM_DECOMMIT, /* a trim, its blocks isolated (void_inflight), before it decommits them */
     PP_NR_SITES
 };
 typedef void (*pause_fn)(enum pause_site site);

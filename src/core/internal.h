@@ -215,9 +215,17 @@ static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store
 
 /* A name into a fixed buffer, cut to fit and always terminated (the
  * buffer starts zeroed). */
+/* A name too long is cut at the start of a character, not inside one: a
+ * name in UTF-8 stays UTF-8 (lab_stats_print's JSON must be). */
 static inline void name_copy(char *dst, size_t size, const char *src)
 {
-    for (size_t i = 0; i + 1 < size && src[i]; i++)
+    size_t n = 0;
+    while (n + 1 < size && src[n])
+        n++;
+    if (src[n])
+        while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+            n--;
+    for (size_t i = 0; i < n; i++)
         dst[i] = src[i];
 }
 

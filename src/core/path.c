@@ -272,7 +272,8 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
          * the first quarter, the first of the third). */
         /* Guarding takes two mprotect calls: requests that may not make a
          * system call get an unguarded block (their frees need none). */
-        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && may(rt, R_BLOCK)
+        unsigned real = unlikely(a->guard) && order >= 1 && order + 2 <= z->max_order && may(rt, R_BLOCK) &&
+                                !order_never_fits(z, rt, order + 2)
                             ? order + 2 : order;
         if (may(rt, R_BLOCK) && unlikely(arena_flush_wanted(a)))
             lab_arena_flush(a);    /* work deferred by atomic contexts */
@@ -515,6 +516,14 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
         }
         if (!may(rt, R_NOFAIL))
             return NIL;
+        /* A quota that holds no such block beside the reserve, for a
+         * request that may not take the reserve: nothing coming back can
+         * ever make room for it (a room of reserve R and quota R serves
+         * only HIGH requests). */
+        if (r->quota && r->quota < r->reserve_target + ((size_t)1 << order) && (order || !may(rt, R_ROOM_RESERVE))) {
+            misuse(r->arena, LAB_EQUOTA, NULL, NIL, "LAB_GFP_NOFAIL request that the room's quota can never serve");
+            return NIL;
+        }
         /* Step 8 for a room at its quota: only its own pages coming back
          * can satisfy it, through its remote frees, or, when direct reclaim
          * moved those to the zone, through the quota they free up.  So every

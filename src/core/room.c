@@ -104,7 +104,8 @@ static uint64_t room_serial_next(void)
 }
 
 #define RING_DEFAULT 1024u
-#define RESERVE_RECOMMIT_TRIES 8u   /* re-commits for a reserve a concurrent trim keeps undoing */
+#define RESERVE_RECOMMIT_TRIES 8u   /* re-commits for a reserve that other requests keep taking */
+#define RESERVE_TRIM_WAITS 1000u     /* 1 ms each, for trims in flight to reach the void */
 
 int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
 {
@@ -115,10 +116,12 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EINVAL;
     if (cfg->batch == 0)
         return LAB_EBATCH;
-    /* a quota that a block of max_order exceeds would fail every request
-     * of that order, and a NOFAIL one would wait for ever */
+    /* The reserve serves order 0 only: a quota without room for a block of
+     * max_order beside it would fail every request of that order, and a
+     * NOFAIL one would wait for ever */
     if (cfg->quota && (cfg->quota < cfg->reserve ||
-                       (cfg->max_order < ROOM_ORDERS && cfg->quota < (size_t)1 << cfg->max_order)))
+                       (cfg->max_order > 0 && cfg->max_order < ROOM_ORDERS &&
+                        cfg->quota - cfg->reserve < (size_t)1 << cfg->max_order)))
         return LAB_EQUOTA;
     if (cfg->reserve > a->zone.nr_pages)
         return LAB_ERESERVE;
@@ -191,18 +194,29 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     /* Pages a trim put in the void count for a reserve: this call may
      * block, so it re-commits what the free pages lack first, with the lock
      * let go (a system call each).  Trims leave the reserve's pages alone
-     * until it is taken (trim_hold); other requests may take them, so a
-     * few times. */
+     * until it is taken (trim_hold); a trim that started earlier may hold
+     * some in flight, on their way to the void (void_inflight), and other
+     * requests may take them: so a few times, and a trim in flight is
+     * waited out. */
     zone_lock(z);
     z->trim_hold += cfg->reserve;
-    for (unsigned tries = 0; cfg->reserve && tries < RESERVE_RECOMMIT_TRIES; tries++) {
-        size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = z->free_pages;
+    for (unsigned tries = 0, waits = 0; cfg->reserve && tries < RESERVE_RECOMMIT_TRIES;) {
+        size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = z->free_pages, in_void = z->void_pages;
         /* only if it can be enough: a refused room re-commits nothing */
-        if (have >= need || have + z->void_pages < need)
+        if (have >= need || have + in_void + z->void_inflight < need)
             break;
         zone_unlock(z);
-        void_recommit(a, need - have, 0);
-        pause_point(PP_RESERVE_RECOMMIT);
+        if (in_void) {
+            void_recommit(a, need - have, 0);
+            tries++;
+            pause_point(PP_RESERVE_RECOMMIT);
+        } else if (waits++ < RESERVE_TRIM_WAITS) {
+            pause_point(PP_RESERVE_TRIM_WAIT);
+            plat_sleep_ms(1);
+        } else {
+            zone_lock(z);
+            break;
+        }
         zone_lock(z);
     }
     size_t floor = z->wmark[WMARK_MIN];

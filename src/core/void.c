@@ -3,7 +3,7 @@
  * of its own, and re-committed on demand (step 6) or by the background
  * reclaimer.  Trim puts blocks there; nothing else does.
  */
-#include "internal.h"
+#include "fault.h"
 
 /* ---- the void ---------------------------------------------------------------
  * Decommitted free blocks live on their own lists in state VOID, merged with
@@ -86,6 +86,7 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
         }
     }
     zone_unlock(z);
+    pause_point(PP_TRIM_DECOMMIT);
     /* A block the OS refused to decommit is still backed: it goes back to
      * the free lists, not to the void, and is not counted as trimmed.
      * VOID_REFUSED in page.prev marks the refused ones until the lock is

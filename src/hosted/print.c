@@ -53,19 +53,38 @@ static void json_u64_array(FILE *f, const char *key, const uint64_t *v, int n, c
     fputc('}', f);
 }
 
-/* The arena's name is the program's: a quote, a backslash or a control
- * character in it would end the string or break the object. */
-static void json_string(FILE *f, const char *s)
+/* The length of the UTF-8 character at s (RFC 3629: no overlong form, no
+ * surrogate, nothing above U+10FFFF), or 0 if s does not start one. */
+static size_t utf8_char(const unsigned char *s)
 {
+    unsigned char c = s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++, lo = 0x80, hi = 0xbf)
+        if (s[i] < lo || s[i] > hi)
+            return 0;
+    return n;
+}
+
+/* The arena's name is the program's: a quote, a backslash or a control
+ * character in it would end the string or break the object, and JSON is
+ * UTF-8 (a byte that starts no character becomes U+FFFD). */
+static void json_string(FILE *f, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
+    while (*s) {
+        size_t n = utf8_char(s);
+        if (n == 0)
+            fputs("\\ufffd", f), n = 1;
+        else if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if (*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
         else
-            fputc(c, f);
+            fwrite(s, 1, n, f);
+        s += n;
     }
     fputc('"', f);
 }
