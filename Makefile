@@ -73,12 +73,13 @@ bench: all
 # linked to it do not start until something runs ldconfig.
 LDCONFIG = $(if $(DESTDIR),,$(if $(filter 0,$(shell id -u)),ldconfig))
 install: all
-	cmake --install build $(if $(filter command line,$(origin PREFIX)),--prefix $(PREFIX))
+	cmake --install build $(if $(filter command line,$(origin PREFIX)),--prefix "$(PREFIX)")
 	$(LDCONFIG)
 
-# Removes the files the last install from build/ listed (with its DESTDIR).
+# Removes the files the last install from build/ listed, under DESTDIR when
+# one is given (as it must be to undo a staged install).
 uninstall:
-	scripts/uninstall.sh build/install_manifest.txt
+	DESTDIR="$(DESTDIR)" scripts/uninstall.sh build/install_manifest.txt
 	$(LDCONFIG)
 
 clean:

@@ -11,7 +11,9 @@
 #       is refused (before 1.0, an older minor); a copy of the install
 #       without liblabyrinth.a still serves labyrinth::labyrinth, and trees
 #       built with LAB_BUILD_SHARED=OFF or LAB_BUILD_STATIC=OFF install and
-#       serve the one library they build;
+#       serve the one library they build (labyrinth::labyrinth is the
+#       static one where it is the only one); a tree built with -flto
+#       installs an archive that links, without the internal names;
 #   (c) (a) and (b) again after `cmake --install --prefix` into a second
 #       prefix chosen at install time (the first prefix is deleted first, so
 #       nothing may still point into it);
@@ -21,7 +23,10 @@
 #       PKG_CONFIG_SYSROOT_DIR, as a cross build would consume it);
 #   (e) every prefix holds the docs the header names (docs/*.md) and
 #       CHANGELOG.md, and man page links are symbolic links; after
-#       scripts/uninstall.sh (make uninstall) the third prefix is empty.
+#       scripts/uninstall.sh (make uninstall) the third prefix is empty, a
+#       second uninstall succeeds, and an uninstall with DESTDIR empties
+#       the staging and leaves the live prefix; an install writes nothing
+#       into the build tree.
 # Each consumer must print "consumer ok".  Exits non-zero on any failure.
 set -euo pipefail
 
@@ -144,13 +149,14 @@ installed_version() {  # installed_version PREFIX: the version labyrinth.pc give
 # cmake_consumer PREFIX DIR SHARED STATIC: tests/install_consumer configured
 # in DIR against PREFIX, asking find_package for the installed major.minor
 # and for the components given ON (shared, static); builds and runs them.
-cmake_consumer() {
-    local prefix=$1 dir=$2 shared=$3 static=$4 version
+cmake_consumer() {  # PREFIX DIR SHARED STATIC [DEFAULT: link labyrinth::labyrinth too]
+    local prefix=$1 dir=$2 shared=$3 static=$4 default=${5:-OFF} version
     version=$(installed_version "$prefix")
     step "CMake consumer: find_package(labyrinth ${version%.*}), shared $shared, static $static, CMAKE_PREFIX_PATH=$prefix"
     run "$CMAKE" -S "$SRC/tests/install_consumer" -B "$dir" \
         -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DLAB_WANT_VERSION="${version%.*}" -DLAB_WANT_SHARED="$shared" -DLAB_WANT_STATIC="$static" \
+        -DLAB_WANT_DEFAULT="$default" \
         >"$dir.log" || { cat "$dir.log"; fail "consumer configure"; }
     grep -q "^labyrinth_DIR:PATH=$(realpath "$prefix")/" "$dir/CMakeCache.txt" \
         || grep -q "^labyrinth_DIR:PATH=$prefix/" "$dir/CMakeCache.txt" \
@@ -161,6 +167,9 @@ cmake_consumer() {
     fi
     if [[ $static == ON ]]; then
         expect_ok consumer_static "$dir/consumer_static"
+    fi
+    if [[ $default == ON ]]; then
+        expect_ok consumer_default "$dir/consumer_default"
     fi
 }
 
@@ -220,7 +229,20 @@ run "$CMAKE" -S "$SRC" -B "$TMP/build-one" "${LIBRARY_ONLY[@]}" -DLAB_BUILD_SHAR
 run "$CMAKE" --build "$TMP/build-one" -j"$JOBS"
 run "$CMAKE" --install "$TMP/build-one"
 [[ -z $(find "$TMP/static-only" -name 'liblabyrinth.so*') ]] || fail "LAB_BUILD_SHARED=OFF installed a shared library"
-cmake_consumer "$TMP/static-only" "$TMP/consumer-static-only" OFF ON
+cmake_consumer "$TMP/static-only" "$TMP/consumer-static-only" OFF ON ON
+
+step "a tree built with LTO, as distributions build: the installed archive is machine code"
+run "$CMAKE" -S "$SRC" -B "$TMP/build-lto" "${LIBRARY_ONLY[@]}" -DLAB_BUILD_SHARED=OFF \
+    -DCMAKE_C_FLAGS="-flto=auto" -DCMAKE_INSTALL_PREFIX="$TMP/lto" >"$TMP/configure-lto.log" \
+    || { cat "$TMP/configure-lto.log"; fail "configure with -flto"; }
+run "$CMAKE" --build "$TMP/build-lto" -j"$JOBS"
+run "$CMAKE" --install "$TMP/build-lto"
+for prog in install_consumer/main.c progs/defines_internal_names.c; do
+    run "$CC" -std=c11 -g -Wall -Wextra -Werror -o "$TMP/lto-consumer" "$SRC/tests/$prog" \
+        -I"$TMP/lto/include" "$(find "$TMP/lto" -name liblabyrinth.a)" -lpthread \
+        || fail "$prog does not link to an LTO tree's liblabyrinth.a"
+    expect_ok "lto ${prog##*/}" "$TMP/lto-consumer"
+done
 
 step "the same tree, the shared library only (LAB_BUILD_STATIC=OFF)"
 run "$CMAKE" -S "$SRC" -B "$TMP/build-one" -DLAB_BUILD_SHARED=ON -DLAB_BUILD_STATIC=OFF \
@@ -246,7 +268,12 @@ left=$(cd "$TMP/prefix3" && find . ! -type d)
 left=$(find "$TMP/prefix3" -type d -name labyrinth)
 [[ -z $left ]] || fail "uninstall left directories of its own: $left"
 
+step "uninstall it again: nothing left to remove is no failure"
+run "$SRC/scripts/uninstall.sh" "$TMP/build/install_manifest.txt"
+
 step "install it into a staging directory (DESTDIR=$TMP/stage)"
+run "$CMAKE" --install "$TMP/build" --prefix "$TMP/prefix3"   # the live copy: a staged uninstall must leave it
+touch "$TMP/before-stage"
 DESTDIR=$TMP/stage run "$CMAKE" --install "$TMP/build"
 [[ -d $TMP/stage/usr ]] || fail "nothing was staged under $TMP/stage/usr"
 pc=$(find "$TMP/stage" -name labyrinth.pc -print -quit)
@@ -258,5 +285,13 @@ run "$CC" -std=c11 -Wall -Wextra -Werror -o "$TMP/staged" "$SRC/tests/install_co
     $(pkg-config --cflags --libs labyrinth)
 unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR
 expect_ok staged env LD_LIBRARY_PATH="$libdir" "$TMP/staged"
+written=$(find "$TMP/build" -newer "$TMP/before-stage" ! -type d ! -name install_manifest.txt)
+[[ -z $written ]] || fail "the install wrote into the build tree: $written"
+
+step "uninstall the staging (DESTDIR=$TMP/stage scripts/uninstall.sh)"
+DESTDIR=$TMP/stage run "$SRC/scripts/uninstall.sh" "$TMP/build/install_manifest.txt"
+left=$(cd "$TMP/stage" && find . ! -type d)
+[[ -z $left ]] || fail "a staged uninstall left files in $TMP/stage: $left"
+[[ -f $TMP/prefix3/include/labyrinth.h ]] || fail "a staged uninstall removed the live install"
 
 printf '\ninstall_test: all consumers ok\n'

@@ -32,13 +32,21 @@ expect() {  # expect LABEL WANT ENV... -- MAKE-ARGS...
 ldconfig=""
 [[ $(id -u) == 0 ]] && ldconfig=";ldconfig"
 expect "plain make install" "cmake --install build$ldconfig" --
-expect "PREFIX on the command line" "cmake --install build --prefix /opt/labyrinth$ldconfig" -- PREFIX=/opt/labyrinth
+expect "PREFIX on the command line" "cmake --install build --prefix \"/opt/labyrinth\"$ldconfig" -- PREFIX=/opt/labyrinth
+expect "a PREFIX with a space" "cmake --install build --prefix \"/opt/my apps\"$ldconfig" -- "PREFIX=/opt/my apps"
 expect "PREFIX in the environment" "cmake --install build$ldconfig" PREFIX=/opt/elsewhere --
 expect "DESTDIR on the command line" "cmake --install build" -- DESTDIR=/staging
-expect "DESTDIR in the environment" "cmake --install build --prefix /usr" DESTDIR=/staging -- PREFIX=/usr
+expect "DESTDIR in the environment" "cmake --install build --prefix \"/usr\"" DESTDIR=/staging -- PREFIX=/usr
 
-uninstall=$(env -u DESTDIR make -s -n -C "$SRC" uninstall | grep -E '^(scripts/uninstall|ldconfig)' | paste -sd';')
+uninstall_commands() {  # uninstall_commands MAKE-ARGS...
+    env -u DESTDIR make -s -n -C "$SRC" uninstall "$@" | grep -E '^(DESTDIR=|scripts/uninstall|ldconfig)' | paste -sd';'
+}
+uninstall=$(uninstall_commands)
 printf 'make uninstall: %s\n' "$uninstall"
-[[ $uninstall == "scripts/uninstall.sh build/install_manifest.txt$ldconfig" ]] \
-    || fail "make uninstall: expected 'scripts/uninstall.sh build/install_manifest.txt$ldconfig'"
+[[ $uninstall == "DESTDIR=\"\" scripts/uninstall.sh build/install_manifest.txt$ldconfig" ]] \
+    || fail "make uninstall: expected the manifest's files, then ldconfig as root"
+uninstall=$(uninstall_commands DESTDIR=/staging)
+printf 'make uninstall DESTDIR=/staging: %s\n' "$uninstall"
+[[ $uninstall == 'DESTDIR="/staging" scripts/uninstall.sh build/install_manifest.txt' ]] \
+    || fail "make uninstall DESTDIR=/staging: expected the staged files, and no ldconfig"
 printf 'make_install: ok\n'
