@@ -550,9 +550,10 @@ typedef struct lab_room_config {
                            0 = 4 * batch; at least batch */
     size_t quota;       /* most pages the room may hold plus hand out, the reserve
                            included; 0 = no limit.  With max_order >= 1 at least the
-                           reserve plus 2^max_order (the reserve serves order 0 only);
-                           a quota equal to the reserve serves only requests that may
-                           take the reserve (HIGH) */
+                           reserve plus 2^max_order (the reserve serves order 0 only).
+                           A quota equal to the reserve serves other requests only
+                           with pages lent from the reserve: while it is full, a
+                           NOFAIL request without the right to it is misuse */
     unsigned max_order; /* the room serves orders 0..max_order (at most
                            LAB_ROOM_MAX_ORDER, and the arena's); default 0 */
     size_t ring;        /* return ring slots (rounded up to a power of two, at least
@@ -588,7 +589,7 @@ LAB_API void  lab_room_config_init(lab_room_config *cfg);
 /* Create a room: takes its reserve from the zone (above the min watermark),
  * re-committing from the void (lab_arena_trim) what the free pages lack.
  * 0, or LAB_EINVAL (NULL argument), LAB_EBATCH, LAB_EQUOTA (quota below
- * reserve, or below reserve + 2^max_order pages), LAB_ERESERVE (not that many free pages above min, the void's
+ * reserve, or, max_order 1 or more, below reserve + 2^max_order pages), LAB_ERESERVE (not that many free pages above min, the void's
  * included), LAB_EORDER
  * (max_order too large), LAB_EFLAGS (an unknown LAB_ROOM_* flag), LAB_EBUSY (4095 rooms alive, or destroyed with
  * blocks still out), LAB_ENOMEM.  Any thread; not async-signal-safe. */

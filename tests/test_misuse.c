@@ -10,6 +10,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -346,9 +347,21 @@ static void test_a_guard_too_large_to_fit_is_left_out_not_reported(void)
     lab_arena_destroy(a);
 }
 
-/* A room whose quota is its reserve serves only requests that may take
- * the reserve (HIGH): a NOFAIL request that may not would wait for ever
- * for a page no free can make room for. */
+/* A room whose quota is its reserve serves other requests only with pages
+ * lent from the reserve: with the reserve full, a NOFAIL request that may
+ * not take it would wait for ever for a page no free can make room for.
+ * With pages lent out, it waits for them (they come back through the
+ * stock), and is served. */
+struct late_free { lab_arena *a; void **p; int n; };
+static void *free_late(void *arg)
+{
+    struct late_free *lf = arg;
+    usleep(100000);
+    for (int i = 0; i < lf->n; i++)
+        lab_free_pages(lf->a, lf->p[i], 0);
+    return NULL;
+}
+
 static void test_nofail_that_a_rooms_quota_can_never_serve_is_reported(void)
 {
     lab_arena *a = test_arena(PAGES, MAX_ORDER, 0, 0, 0);
@@ -362,7 +375,15 @@ static void test_nofail_that_a_rooms_quota_can_never_serve_is_reported(void)
     CHECK(lab_room_alloc(room, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN) == NULL);
     CHECK_EQ(rec.calls, 1);
     CHECK_EQ(rec.err, LAB_EQUOTA);
-    void *p = lab_room_alloc(room, LAB_GFP_ATOMIC);   /* the reserve's */
+    /* the reserve lent out, its pages freed by another thread later */
+    void *lent[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE((lent[i] = lab_room_alloc(room, LAB_GFP_ATOMIC)) != NULL);
+    struct late_free lf = { a, lent, 4 };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_late, &lf) == 0);
+    void *p = lab_room_alloc(room, LAB_GFP_KERNEL | LAB_GFP_NOFAIL | LAB_GFP_NOWARN);
+    pthread_join(t, NULL);
     CHECK(p != NULL);
     CHECK_EQ(rec.calls, 1);
     if (p)

@@ -516,11 +516,12 @@ static NOINLINE uint32_t room_alloc_slow(struct lab_room *r, struct rights rt, u
         }
         if (!may(rt, R_NOFAIL))
             return NIL;
-        /* A quota that holds no such block beside the reserve, for a
+        /* A quota that holds no such block beside a full reserve, for a
          * request that may not take the reserve: nothing coming back can
-         * ever make room for it (a room of reserve R and quota R serves
-         * only HIGH requests). */
-        if (r->quota && r->quota < r->reserve_target + ((size_t)1 << order) && (order || !may(rt, R_ROOM_RESERVE))) {
+         * ever make room for it.  (Pages lent from the reserve may come
+         * back through the stock and serve it: then it waits.) */
+        if (r->quota && r->quota < r->reserve_target + ((size_t)1 << order) &&
+            rd(&r->nr_reserve) >= r->reserve_target && (order || !may(rt, R_ROOM_RESERVE))) {
             misuse(r->arena, LAB_EQUOTA, NULL, NIL, "LAB_GFP_NOFAIL request that the room's quota can never serve");
             return NIL;
         }
