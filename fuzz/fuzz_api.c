@@ -487,12 +487,27 @@ static size_t doc_floor(unsigned gfp)
     return m;
 }
 
+/* The lowest floor a blocking request may ever reach: NOFAIL (not undone by
+ * NORETRY, not NOMEMALLOC) may go down to the HIGH share. */
+static size_t lowest_floor(unsigned gfp)
+{
+    size_t f = doc_floor(gfp);
+    bool nofail = (gfp & (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM | LAB_GFP_NORETRY)) ==
+                  (LAB_GFP_NOFAIL | LAB_GFP_DIRECT_RECLAIM);
+    if (nofail && !(gfp & LAB_GFP_NOMEMALLOC) && f == M.wmin)
+        f = M.wmin - M.wmin / 2;
+    return f;
+}
+
 /* GUARD arenas guard blocks of order >= 1 for requests that may block only:
- * the guard pages take system calls (mprotect), which the others may not make. */
+ * the guard pages take system calls (mprotect), which the others may not
+ * make; and only where the guarded block, four times the size, can ever
+ * fit above that floor (elsewhere the block comes unguarded). */
 static unsigned real_order(unsigned order, unsigned gfp)
 {
-    return M.guard && order >= 1 && order + 2 <= M.max_order && (gfp & LAB_GFP_DIRECT_RECLAIM) ? order + 2
-                                                                                                : order;
+    bool guard = M.guard && order >= 1 && order + 2 <= M.max_order && (gfp & LAB_GFP_DIRECT_RECLAIM);
+    size_t floor = lowest_floor(gfp);
+    return guard && floor <= M.npages && ((size_t)1 << (order + 2)) <= M.npages - floor ? order + 2 : order;
 }
 
 static size_t ha_pages(void);
