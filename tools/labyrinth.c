@@ -44,7 +44,7 @@ static struct {
     unsigned workers;
     size_t arena_mib;
     unsigned reserve;      /* RX room reserve, pages */
-    unsigned irq_gap_ns;   /* pause between interrupts; 0 = as fast as possible */
+    uint64_t irq_gap_ns;   /* pause between interrupts; 0 = as fast as possible */
     unsigned bg_max_order;
     bool alloc_single;     /* RX: one lab_room_alloc_result per page instead of a bulk call */
     bool free_bulk;        /* workers: lab_free_pages_bulk, 32 at a time */
@@ -319,7 +319,7 @@ static void *irq_generator(void *arg)
     while (!atomic_load(&stop_irq)) {
         pthread_kill(rx_thread, SIGUSR1);
         if (opt.irq_gap_ns) {
-            struct timespec ts = { 0, (long)opt.irq_gap_ns };
+            struct timespec ts = { (time_t)(opt.irq_gap_ns / 1000000000u), (long)(opt.irq_gap_ns % 1000000000u) };
             nanosleep(&ts, NULL);
         } else {
             sched_yield();
@@ -371,10 +371,13 @@ static void *worker_main(void *arg)
 
 /* ---- the background job and its shrinker-backed cache ------------------------------ */
 struct cache_entry { void *p; unsigned order; };
+/* A FIFO of the blocks the job holds, oldest at `head`: the shrinker gives
+ * the oldest back, one at a time, so a ring (a shift of the array per
+ * block made emptying a large cache quadratic). */
 static struct {
     pthread_mutex_t lock;
     struct cache_entry *e;
-    size_t n, cap, pages;
+    size_t head, n, cap, pages;
 } cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
 static _Atomic uint64_t bg_ok, bg_fail, shrunk;
 
@@ -387,20 +390,28 @@ static size_t cache_count(void *ctx)
     return n;
 }
 
-static size_t cache_scan(void *ctx, size_t nr)
+/* Frees the oldest blocks, at least nr pages' worth or all. */
+static size_t cache_free_oldest(size_t nr)
 {
-    (void)ctx;
     size_t freed = 0;
     pthread_mutex_lock(&cache.lock);
-    while (freed < nr && cache.n) {   /* oldest first */
-        struct cache_entry e = cache.e[0];
-        memmove(cache.e, cache.e + 1, (cache.n - 1) * sizeof(*cache.e));
+    while (freed < nr && cache.n) {
+        struct cache_entry e = cache.e[cache.head];
+        cache.head = (cache.head + 1) % cache.cap;
         cache.n--;
         cache.pages -= (size_t)1 << e.order;
         lab_free_pages(arena, e.p, e.order);
         freed += (size_t)1 << e.order;
     }
     pthread_mutex_unlock(&cache.lock);
+    return freed;
+}
+
+/* The shrinker's scan: what reclaim took back ("shrunk" in the report). */
+static size_t cache_scan(void *ctx, size_t nr)
+{
+    (void)ctx;
+    size_t freed = cache_free_oldest(nr);
     atomic_fetch_add(&shrunk, freed);
     return freed;
 }
@@ -425,7 +436,7 @@ static void *background_main(void *arg)
             lab_free_pages(arena, p, order);
             continue;
         }
-        cache.e[cache.n++] = (struct cache_entry){ p, order };
+        cache.e[(cache.head + cache.n++) % cache.cap] = (struct cache_entry){ p, order };
         cache.pages += (size_t)1 << order;
         pthread_mutex_unlock(&cache.lock);
         /* some churn: a transient block, freed at once */
@@ -447,26 +458,52 @@ static void demo_usage(FILE *f)
             "The packet-path scenario: signal-driven RX allocations from a room, workers\n"
             "that free them (remote frees), a blocking background job under memory pressure.\n"
             "\n"
-            "  --seconds S        how long to run (default 10)\n"
-            "  --burst N          pages the RX handler allocates per interrupt (default 16)\n"
-            "  --workers N        threads that free the pages (default 1)\n"
+            "  --seconds S        how long to run (default 10; fractions allowed)\n"
+            "  --burst N          pages the RX handler allocates per interrupt, 1 to 256\n"
+            "                     (default 16)\n"
+            "  --workers N        threads that free the pages, 1 to 64 (default 1)\n"
             "  --arena-mib M      arena size in MiB (default 64)\n"
             "  --reserve PAGES    the RX room's private reserve (default 1024)\n"
-            "  --irq-gap-ns NS    pause between interrupts; 0 = as fast as possible (default 0)\n"
-            "  --bg-max-order K   largest block the background job asks for (default 6)\n"
+            "  --irq-gap-ns NS    pause between interrupts, up to 10 s; 0 = as fast as possible\n"
+            "                     (default 0)\n"
+            "  --bg-max-order K   largest block the background job asks for, at most the\n"
+            "                     arena's max order (default 6)\n"
             "  --alloc bulk       the RX burst takes its pages with one lab_room_alloc_bulk call\n"
             "                     (the default); single: one lab_room_alloc_result per page\n"
             "  --free single      workers give each page back with lab_free_pages (the default);\n"
             "                     bulk: lab_free_pages_bulk, 32 at a time\n"
             "  --quiet            no progress line\n"
             "\n"
-            "Exits 1 if a page was lost or corrupted or lab_check failed.\n");
+            "Exits 1 if a page was lost or corrupted or lab_check failed, 2 on a bad option.\n");
 }
 
 static void usage(void)
 {
     demo_usage(stderr);
     exit(2);
+}
+
+/* A bad option is named, with what it takes, before the usage. */
+static void bad_option(const char *name, const char *value, const char *want)
+{
+    fprintf(stderr, "labyrinth demo: %s%s%s%s: %s\n\n", name, value ? " '" : "", value ? value : "", value ? "'" : "",
+            want);
+    usage();
+}
+
+/* The whole of `v` a decimal number within [lo, hi], or the usage. */
+static uint64_t whole_number(const char *name, const char *v, uint64_t lo, uint64_t hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*v == '-' || *v == '\0' || *end != '\0' || errno || n < lo || n > hi) {
+        char want[96];
+        snprintf(want, sizeof(want), "a whole number from %llu to %llu", (unsigned long long)lo,
+                 (unsigned long long)hi);
+        bad_option(name, v, want);
+    }
+    return n;
 }
 
 static void calibrate_ticks(void)
@@ -488,23 +525,32 @@ static int demo(int argc, char **argv)
             return 0;
         }
         if (!strcmp(a, "--quiet")) { opt.quiet = true; continue; }
-        if (!v) usage();
-        if (!strcmp(a, "--seconds")) opt.seconds = atof(v);
-        else if (!strcmp(a, "--burst")) opt.burst = (unsigned)atoi(v);
-        else if (!strcmp(a, "--workers")) opt.workers = (unsigned)atoi(v);
-        else if (!strcmp(a, "--arena-mib")) opt.arena_mib = (size_t)atol(v);
-        else if (!strcmp(a, "--reserve")) opt.reserve = (unsigned)atoi(v);
-        else if (!strcmp(a, "--irq-gap-ns")) opt.irq_gap_ns = (unsigned)atoi(v);
-        else if (!strcmp(a, "--bg-max-order")) opt.bg_max_order = (unsigned)atoi(v);
+        static const char *const takes_value[] = { "--seconds", "--burst", "--workers", "--arena-mib", "--reserve",
+                                                   "--irq-gap-ns", "--bg-max-order", "--alloc", "--free" };
+        bool known = false;
+        for (size_t k = 0; k < sizeof(takes_value) / sizeof(*takes_value); k++)
+            known |= !strcmp(a, takes_value[k]);
+        if (!known)
+            bad_option(a, NULL, a[0] == '-' ? "no such option" : "not an option");
+        if (!v)
+            bad_option(a, NULL, "needs a value");
+        if (!strcmp(a, "--seconds")) {
+            char *end;
+            opt.seconds = strtod(v, &end);
+            if (*v == '\0' || *end != '\0' || !(opt.seconds > 0) || opt.seconds > 1e6)
+                bad_option(a, v, "a number of seconds above 0 and at most 1000000");
+        }
+        else if (!strcmp(a, "--burst")) opt.burst = (unsigned)whole_number(a, v, 1, 256);
+        else if (!strcmp(a, "--workers")) opt.workers = (unsigned)whole_number(a, v, 1, 64);
+        else if (!strcmp(a, "--arena-mib")) opt.arena_mib = (size_t)whole_number(a, v, 1, SIZE_MAX >> 20);
+        else if (!strcmp(a, "--reserve")) opt.reserve = (unsigned)whole_number(a, v, 0, UINT32_MAX);
+        else if (!strcmp(a, "--irq-gap-ns")) opt.irq_gap_ns = whole_number(a, v, 0, 10000000000ull);
+        else if (!strcmp(a, "--bg-max-order")) opt.bg_max_order = (unsigned)whole_number(a, v, 0, LAB_MAX_ORDER_LIMIT);
         else if (!strcmp(a, "--alloc") && (!strcmp(v, "bulk") || !strcmp(v, "single"))) opt.alloc_single = !strcmp(v, "single");
         else if (!strcmp(a, "--free") && (!strcmp(v, "bulk") || !strcmp(v, "single"))) opt.free_bulk = !strcmp(v, "bulk");
-        else usage();
+        else bad_option(a, v, "bulk or single");
         i++;
     }
-    if (opt.workers == 0 || opt.burst == 0 || opt.burst > 256 || opt.arena_mib == 0)
-        usage();
-    if (opt.workers > 64)
-        opt.workers = 64;
     calibrate_ticks();
 
     lab_arena_config cfg;
@@ -515,6 +561,12 @@ static int demo(int argc, char **argv)
     if (err) {
         fprintf(stderr, "labyrinth demo: lab_arena_create: %s\n", lab_strerror(err));
         return 1;
+    }
+    if (opt.bg_max_order > lab_arena_max_order(arena)) {
+        fprintf(stderr, "labyrinth demo: --bg-max-order %u: above the arena's max order, %u\n", opt.bg_max_order,
+                lab_arena_max_order(arena));
+        lab_arena_destroy(arena);
+        return 2;
     }
     lab_room_config rc;
     lab_room_config_init(&rc);
@@ -537,7 +589,7 @@ static int demo(int argc, char **argv)
     memset(rings, 0, sizeof(struct ring) * opt.workers);
 
     printf("labyrinth demo: arena %zu MiB (%zu pages, min/low/high %zu/%zu/%zu), RX room reserve %u, "
-           "burst %u, %u worker(s), %.0f s\n",
+           "burst %u, %u worker(s), %g s\n",
            opt.arena_mib, st.total_pages, st.wmark_min, st.wmark_low, st.wmark_high, opt.reserve,
            opt.burst, opt.workers, opt.seconds);
     printf("RX burst: %s; workers free: %s\n",
@@ -568,8 +620,11 @@ static int demo(int argc, char **argv)
     pthread_create(&gen, NULL, irq_generator, NULL);
 
     uint64_t start = now_ns(), last = start, last_pages = 0;
-    while ((double)(now_ns() - start) < opt.seconds * 1e9) {
-        struct timespec ts = { 0, 250 * 1000 * 1000 };
+    for (double left; (left = opt.seconds * 1e9 - (double)(now_ns() - start)) > 0;) {
+        /* a quarter of a second at a time for the progress line, the
+         * last stretch exactly */
+        long ns = left < 250e6 ? (long)left : 250 * 1000 * 1000;
+        struct timespec ts = { 0, ns };
         nanosleep(&ts, NULL);
         uint64_t t = now_ns();
         if (!opt.quiet && t - last >= 1000000000ull) {
@@ -610,7 +665,7 @@ static int demo(int argc, char **argv)
     lab_room_stats rs;
     lab_room_stats_get(rx_room, &rs);
     lab_shrinker_unregister(arena, &sh);
-    cache_scan(NULL, SIZE_MAX);
+    cache_free_oldest(SIZE_MAX);   /* the end of the run, not reclaim: not "shrunk" */
     lab_stats_get(arena, &st);
 
     uint64_t pages = atomic_load(&rx_pages);
