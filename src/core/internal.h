@@ -214,9 +214,9 @@ static inline uint64_t ctr_get(const _Atomic uint64_t *c) { return atomic_load_e
 static inline void ctr_add_owner(_Atomic uint64_t *c, uint64_t n) { atomic_store_explicit(c, ctr_get(c) + n, memory_order_relaxed); }
 
 /* A name into a fixed buffer, cut to fit and always terminated (the
- * buffer starts zeroed). */
-/* A name too long is cut at the start of a character, not inside one: a
- * name in UTF-8 stays UTF-8 (lab_stats_print's JSON must be). */
+ * buffer starts zeroed).  A name too long is cut at the start of a
+ * character, not inside one: a name in UTF-8 stays UTF-8 (lab_stats_print's
+ * JSON must be). */
 static inline void name_copy(char *dst, size_t size, const char *src)
 {
     size_t n = 0;
