@@ -203,19 +203,18 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     for (unsigned tries = 0, waits = 0; cfg->reserve && tries < RESERVE_RECOMMIT_TRIES;) {
         size_t need = z->wmark[WMARK_MIN] + cfg->reserve, have = z->free_pages, in_void = z->void_pages;
         /* only if it can be enough: a refused room re-commits nothing */
-        if (have >= need || have + in_void + z->void_inflight < need)
+        if (have >= need || have + in_void + z->void_inflight < need ||
+            (!in_void && waits == RESERVE_TRIM_WAITS))
             break;
         zone_unlock(z);
         if (in_void) {
             void_recommit(a, need - have, 0);
             tries++;
             pause_point(PP_RESERVE_RECOMMIT);
-        } else if (waits++ < RESERVE_TRIM_WAITS) {
+        } else {
+            waits++;
             pause_point(PP_RESERVE_TRIM_WAIT);
             plat_sleep_ms(1);
-        } else {
-            zone_lock(z);
-            break;
         }
         zone_lock(z);
     }
