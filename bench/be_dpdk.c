@@ -14,6 +14,16 @@
  * Objects of a mempool are 64-byte aligned, not page aligned: DPDK has no
  * page-aligned object layout for a plain mempool.  Blocks from rte_malloc
  * are aligned to their size like everyone else's.
+ *
+ * By default the pool pads each object to 4160 bytes (65 lines, so that
+ * successive objects start on different memory channels), which also
+ * spreads their first lines over every cache set; a page-aligned page's
+ * first line always falls in the same few.  A tree configured with
+ * -DLAB_BENCH_DPDK_PAGE_STRIDE=ON gives the pool 4032-byte objects without
+ * the padding (RTE_MEMPOOL_F_NO_SPREAD): header and object make 4096
+ * bytes, so every object's first line sits at the same offset of a page,
+ * aliased as Labyrinth's and the floor's are.  A diagnostic, never the
+ * published figures.
  */
 #include "bench.h"
 
@@ -33,6 +43,13 @@
 
 #define DPDK_POOL_OBJS  8191      /* 2^n - 1: the ring under the pool is 2^n */
 #define DPDK_POOL_CACHE 512
+#ifdef LAB_BENCH_DPDK_PAGE_STRIDE
+#define DPDK_OBJ_SIZE   (BENCH_PAGE - RTE_CACHE_LINE_SIZE)
+#define DPDK_POOL_FLAGS RTE_MEMPOOL_F_NO_SPREAD
+#else
+#define DPDK_OBJ_SIZE   BENCH_PAGE
+#define DPDK_POOL_FLAGS 0
+#endif
 
 struct be_ctx {
     int kind;
@@ -79,13 +96,22 @@ static struct be_ctx *be_open(int kind, const struct bench_params *bp)
     if (kind != BE_MIX) {
         char name[32];
         snprintf(name, sizeof(name), "bench%u", seq++);
-        c->mp = rte_mempool_create(name, DPDK_POOL_OBJS, BENCH_PAGE, DPDK_POOL_CACHE, 0, NULL, NULL, NULL, NULL,
-                                   SOCKET_ID_ANY, 0);
+        c->mp = rte_mempool_create(name, DPDK_POOL_OBJS, DPDK_OBJ_SIZE, DPDK_POOL_CACHE, 0, NULL, NULL, NULL, NULL,
+                                   SOCKET_ID_ANY, DPDK_POOL_FLAGS);
         if (!c->mp) {
             fprintf(stderr, "dpdk: rte_mempool_create: %s\n", rte_strerror(rte_errno));
             free(c);
             return NULL;
         }
+#ifdef LAB_BENCH_DPDK_PAGE_STRIDE
+        size_t stride = (size_t)c->mp->header_size + c->mp->elt_size + c->mp->trailer_size;
+        if (stride != BENCH_PAGE) {
+            fprintf(stderr, "dpdk: objects %zu bytes apart, not %u\n", stride, BENCH_PAGE);
+            rte_mempool_free(c->mp);
+            free(c);
+            return NULL;
+        }
+#endif
     }
     return c;
 }

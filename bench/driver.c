@@ -1492,6 +1492,9 @@ int main(int argc, char **argv)
 #ifdef LAB_BENCH_TOUCH_SPREAD
     out("touch: the first byte of a line chosen by address bits 12-17 (LAB_BENCH_TOUCH_SPREAD), not the block's first byte\n");
 #endif
+#ifdef LAB_BENCH_DPDK_PAGE_STRIDE
+    out("DPDK: 4032-byte objects 4096 bytes apart (LAB_BENCH_DPDK_PAGE_STRIDE), first lines aliased as pages' are\n");
+#endif
 #ifdef LAB_BENCH_STEPS
     out("Labyrinth's single-page allocations: lab_room_alloc_result (LAB_BENCH_STEPS), slower than lab_room_alloc\n");
 #endif
