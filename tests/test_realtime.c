@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -404,6 +405,84 @@ static void test_mlock_refusal_names_rlimit_memlock_and_the_size(void)
     }
 }
 
+#ifndef T_SANITIZER
+/* In a child: caller memory, and a memlock limit (no CAP_IPC_LOCK) that
+ * holds the region but not its descriptors besides.  Exit status 0 when
+ * creation said LAB_EMLOCK and left the caller's region as it was, not
+ * locked (VmLck back at 0); 3 when the refused call left it locked. */
+static void child_with_a_limit_that_holds_the_region_only(void)
+{
+    const size_t bytes = 1 * MiB;
+    struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
+    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        child_exit(10);
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        child_exit(11);
+    data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        child_exit(12);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED || vm_locked_kib() != 0)
+        child_exit(13);
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.memory = mem;
+    cfg.flags = LAB_ARENA_MLOCK;
+    lab_arena *a = NULL;
+    int err = lab_arena_create(&cfg, &a);
+    if (err == 0) {
+        lab_arena_destroy(a);
+        child_exit(1);
+    }
+    if (err != LAB_EMLOCK || a != NULL)
+        child_exit(2);
+    size_t locked = vm_locked_kib();
+    fprintf(stderr, "VmLck after the refusal: %zu KiB\n", locked);
+    child_exit(locked == 0 ? 0 : 3);
+}
+#endif
+
+static void test_a_refused_mlock_leaves_caller_memory_unlocked(void)
+{
+#ifdef T_SANITIZER
+    SKIP("a sanitizer runtime makes mlock() a no-op that cannot fail");
+#else
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        close(fds[1]);
+        alarm(60);
+        child_with_a_limit_that_holds_the_region_only();
+    }
+    close(fds[1]);
+    char msg[8192];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(msg) - 1 && (n = read(fds[0], msg + len, sizeof(msg) - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    msg[len] = 0;
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    fprintf(stderr, "  child (memlock 1 MiB, a 1 MiB region): exit %d, stderr: %s",
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1, len ? msg : "(empty)\n");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+}
+
 /* ---- HUGEPAGES --------------------------------------------------------- */
 
 static const char *huge_name(int mode)
@@ -556,6 +635,7 @@ int main(void)
     RUN(test_a_listed_blocks_metadata_is_resident_before_it_is_split);
     RUN(test_mlock_arena_is_locked_or_refused_with_the_limit_and_size);
     RUN_ALONE(test_mlock_refusal_names_rlimit_memlock_and_the_size);
+    RUN_ALONE(test_a_refused_mlock_leaves_caller_memory_unlocked);
     RUN_ALONE(test_trim_of_a_locked_arena_gives_back_nothing);
     RUN(test_hugepage_arena_reports_its_backing);
     RUN(test_supplied_memory_uses_huge_pages_only_when_asked);

@@ -132,9 +132,15 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         a->huge_mode = plat_advise_huge(base, cfg->size);
     if (cfg->flags & LAB_ARENA_MLOCK) {
         char why[160];
-        int e = os_mlock(base, cfg->size, why, sizeof(why));
+        /* The descriptors first: a refusal of the frames' lock then
+         * leaves nothing locked that the failure path does not unmap.
+         * The other way round, a refusal of the descriptors left caller
+         * memory locked (counted against the memlock limit) by a call
+         * that failed, and it cannot be unlocked here: locks do not nest,
+         * and the caller may have locked it itself. */
+        int e = os_mlock(descs, a->desc_bytes, why, sizeof(why));
         if (e == 0)
-            e = os_mlock(descs, a->desc_bytes, why, sizeof(why));
+            e = os_mlock(base, cfg->size, why, sizeof(why));
         if (e) {
             report_mlock_refusal(cfg->size + a->desc_bytes, e, why);
             err = LAB_EMLOCK;
