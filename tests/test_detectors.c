@@ -386,6 +386,68 @@ static void test_guarded_block_is_usable_and_freed_with_its_order(void)
     lab_arena_destroy(a);
 }
 
+/* LAB_ARENA_PROTECT_FREE with LAB_ARENA_GUARD: once a guarded block is
+ * back (lab_arena_flush), its guards are free pages like the rest of it,
+ * closed: a touch one byte past or before the freed block faults. */
+static void child_touches_past_a_freed_guarded_block(void)
+{
+    default_fatal_signals();
+    lab_arena *a = arena(256, LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD);
+    char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);
+    if (!b)
+        child_exit(3);
+    memset(b, 1, 2 * LAB_PAGE_SIZE);
+    lab_free_pages(a, b, 1);
+    lab_arena_flush(a);
+    raw_write(b + 2 * LAB_PAGE_SIZE, 2);     /* the bug: past the freed block */
+    child_exit(4);
+}
+
+static void child_touches_before_a_freed_guarded_block(void)
+{
+    default_fatal_signals();
+    lab_arena *a = arena(256, LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD);
+    char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);
+    if (!b)
+        child_exit(3);
+    lab_free_pages(a, b, 1);
+    lab_arena_flush(a);
+    raw_write(b - 1, 2);                     /* the bug: before the freed block */
+    child_exit(4);
+}
+
+/* ... and handed out again, whole, they are open. */
+static void child_uses_a_guarded_blocks_pages_again(void)
+{
+    default_fatal_signals();
+    lab_arena *a = arena(256, LAB_ARENA_PROTECT_FREE | LAB_ARENA_GUARD);
+    char *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);
+    if (!b)
+        child_exit(3);
+    lab_free_pages(a, b, 1);
+    lab_arena_flush(a);
+    char *all = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 7);
+    if (!all)
+        child_exit(3);
+    memset(all, 3, 128 * LAB_PAGE_SIZE);
+    lab_free_pages(a, all, 7);
+    child_exit(lab_check(a) == 0 ? 0 : 6);
+}
+
+static void test_a_freed_guarded_blocks_guards_stay_closed_with_protect_free(void)
+{
+    static struct child c;
+    run_child(child_touches_past_a_freed_guarded_block, &c);
+    describe("one byte past a freed guarded block", &c);
+    CHECK(died_of(&c, SIGSEGV));
+    run_child(child_touches_before_a_freed_guarded_block, &c);
+    describe("one byte before a freed guarded block", &c);
+    CHECK(died_of(&c, SIGSEGV));
+    run_child(child_uses_a_guarded_blocks_pages_again, &c);
+    describe("its pages handed out again", &c);
+    CHECK(exited_ok(&c));
+}
+
 /* ---- (d) ASan ---------------------------------------------------------------- */
 
 #ifdef T_ASAN
@@ -450,6 +512,7 @@ int main(void)
     RUN(test_protect_free_is_silent_on_correct_use);
     RUN(test_guard_page_faults_one_byte_past_a_block);
     RUN(test_guarded_block_is_usable_and_freed_with_its_order);
+    RUN(test_a_freed_guarded_blocks_guards_stay_closed_with_protect_free);
     RUN_ALONE(test_asan_reports_use_after_free_of_a_page);
     return test_finish();
 }

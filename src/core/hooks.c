@@ -204,13 +204,19 @@ void guard_flush(struct lab_arena *a)
     if (atomic_load_explicit(&z->guard_pending, memory_order_relaxed) == NIL)
         return;
     uint32_t first = atomic_exchange_explicit(&z->guard_pending, NIL, memory_order_acquire);
-    /* The guards come off with no lock held (system calls) ... */
+    /* The guards come off with no lock held (system calls) ... unless
+     * freed pages are kept closed (LAB_ARENA_PROTECT_FREE): the guards are
+     * free pages from now on, and closed they stay, or a touch just past
+     * the freed block would find an open free page. */
+    bool keep_closed = a->protect_free && protecting(a);
     for (uint32_t f = first; f != NIL; f = z->pages[f].next) {
         struct page *p = &z->pages[f];
         unsigned order = p->prev & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
-        hooks_open(a, user - LAB_PAGE_SIZE, LAB_PAGE_SIZE);
-        hooks_open(a, user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE);
+        if (!keep_closed) {
+            hooks_open(a, user - LAB_PAGE_SIZE, LAB_PAGE_SIZE);
+            hooks_open(a, user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE);
+        }
         p->prev = NIL;
     }
     /* ... and the blocks leave the deferred count for the free lists in one
