@@ -7,6 +7,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/wait.h>
 
 #ifdef LAB_TEST_ASAN
@@ -448,6 +449,45 @@ static void test_a_freed_guarded_blocks_guards_stay_closed_with_protect_free(voi
     CHECK(exited_ok(&c));
 }
 
+/* A flush that finds another thread's flush lifting guards waits for it:
+ * when lab_arena_flush returns, every guarded block freed before the call
+ * is back on the free lists, whoever lifted its guards. */
+static void *flush_on_a_thread(void *arg)
+{
+    lab_arena_flush(arg);
+    return NULL;
+}
+
+static void test_a_flush_waits_for_the_guards_another_flush_is_lifting(void)
+{
+    lab_arena *a = arena(8192, LAB_ARENA_GUARD);
+    enum { N = 400 };
+    static void *b[N];
+    int late = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < N; i++) {
+            b[i] = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);   /* guarded: an order-3 block */
+            REQUIRE(b[i]);
+        }
+        for (int i = 0; i < N; i++)
+            lab_free_pages(a, b[i], 1);   /* the guards wait for a flush */
+        pthread_t t;
+        REQUIRE(pthread_create(&t, NULL, flush_on_a_thread, a) == 0);
+        struct timespec gap = { 0, 200000 };   /* its 800 mprotect calls under way */
+        nanosleep(&gap, NULL);
+        lab_arena_flush(a);
+        lab_stats s;
+        lab_stats_get(a, &s);
+        late += s.deferred_pages != 0;
+        CHECK_EQ(s.free_pages, 8192);
+        REQUIRE(pthread_join(t, NULL) == 0);
+    }
+    fprintf(stderr, "  %d of 5 flushes returned with blocks still in another's flush\n", late);
+    CHECK_EQ(late, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* ---- (d) ASan ---------------------------------------------------------------- */
 
 #ifdef T_ASAN
@@ -513,6 +553,7 @@ int main(void)
     RUN(test_guard_page_faults_one_byte_past_a_block);
     RUN(test_guarded_block_is_usable_and_freed_with_its_order);
     RUN(test_a_freed_guarded_blocks_guards_stay_closed_with_protect_free);
+    RUN(test_a_flush_waits_for_the_guards_another_flush_is_lifting);
     RUN_ALONE(test_asan_reports_use_after_free_of_a_page);
     return test_finish();
 }

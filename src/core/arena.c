@@ -80,6 +80,7 @@ static void zone_init(struct zone *z, char *base, struct page *pages, uint32_t n
     z->ha_cap = nr_pages / 100;
     atomic_store(&z->deferred, NIL);
     atomic_store(&z->guard_pending, NIL);
+    atomic_store(&z->guard_flusher, NULL);
     z->deferred_taken = NIL;
 }
 

@@ -201,8 +201,24 @@ void guard_defer(struct lab_arena *a, uint32_t head)
 void guard_flush(struct lab_arena *a)
 {
     struct zone *z = &a->zone;
-    if (atomic_load_explicit(&z->guard_pending, memory_order_relaxed) == NIL)
+    if (atomic_load_explicit(&z->guard_pending, memory_order_relaxed) == NIL &&
+        atomic_load_explicit(&z->guard_flusher, memory_order_acquire) == NULL)
         return;
+    /* One flush at a time.  A flush that found the list taken by another
+     * (the background reclaimer's, say), still lifting guards, would
+     * otherwise return before those blocks are back: lab_arena_flush
+     * promises that every guarded block freed before the call has
+     * rejoined the free lists when it returns.  Every caller may block;
+     * a flush called from inside this thread's own (a log hook told that
+     * protection is off calling lab_stats_get) does not wait for itself. */
+    const void *self = plat_thread_self(), *none = NULL;
+    if (atomic_load_explicit(&z->guard_flusher, memory_order_relaxed) == self)
+        return;
+    while (!atomic_compare_exchange_weak_explicit(&z->guard_flusher, &none, self, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        none = NULL;
+        plat_sleep_ms(1);
+    }
     uint32_t first = atomic_exchange_explicit(&z->guard_pending, NIL, memory_order_acquire);
     /* The guards come off with no lock held (system calls) ... unless
      * freed pages are kept closed (LAB_ARENA_PROTECT_FREE): the guards are
@@ -232,6 +248,7 @@ void guard_flush(struct lab_arena *a)
         f = next;
     }
     zone_unlock(z);
+    atomic_store_explicit(&z->guard_flusher, NULL, memory_order_release);
 }
 
 bool frame_is_guarded_head(const struct zone *z, uint32_t frame)

@@ -292,6 +292,8 @@ struct zone {
     _Atomic size_t   deferred_pages;
     _Atomic uint32_t guard_pending; /* freed guarded blocks whose guards a context
                                        that may make system calls must lift */
+    _Atomic(const void *) guard_flusher; /* the thread whose guard_flush is between its
+                                            take of the list and its blocks' return */
     _Atomic bool lock_wake_owed; /* an atomic holder let go with sleepers it could not wake */
     /* protected by the lock */
     bool      held_may_block;  /* the holder took the lock with zone_lock: it may make
