@@ -1104,6 +1104,10 @@ static bool do_alloc(unsigned gfp, unsigned order, unsigned ctl)
      * busy); NORETRY does not change the prediction */
     struct expect e = predict_arena(gfp, order, real, &st, false);
     gfp = tame_blocking(gfp, (ctl & 0x0e) == 0x0e, e.outcome == P_SUCCEED && !e.busy_ok && !e.inject_ok);
+    /* a NOFAIL tamed with NORETRY loses its HIGH share, and with it, in a
+     * GUARD arena, perhaps the room for a guarded block */
+    if (order <= M.max_order)
+        real = real_order(order, gfp);
     e = predict_arena(gfp, order, real, &st, true);
     count_prediction(false, e.outcome);
     bool blocking = gfp & LAB_GFP_DIRECT_RECLAIM, waited = blocking && !(gfp & LAB_GFP_NORETRY);
