@@ -782,6 +782,38 @@ static void test_reserve_larger_than_the_free_pages_is_refused(void)
     end_arena(a);
 }
 
+/* A reserve of 0 takes no page: a zone below its min watermark (atomic
+ * requests took it there) still gives a room without one, and refuses one
+ * that would take a page. */
+static void test_a_room_without_a_reserve_is_made_below_min(void)
+{
+    lab_arena *a = test_arena(256, 8, 16, 24, 32);
+    void *held[256];
+    size_t nheld = 0;
+    while (nheld < 256 && (held[nheld] = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 0)) != NULL)
+        nheld++;
+    lab_stats st;
+    lab_stats_get(a, &st);
+    REQUIRE(st.free_pages < 16);
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    lab_room *r = NULL;
+    CHECK_EQ(lab_room_create(a, &cfg, &r), 0);
+    REQUIRE(r != NULL);
+    lab_room *r1 = (lab_room *)1;
+    cfg.reserve = 1;
+    CHECK_EQ(lab_room_create(a, &cfg, &r1), LAB_ERESERVE);
+    CHECK(r1 == NULL);
+    while (nheld)
+        lab_free_pages(a, held[--nheld], 0);
+    void *p = lab_room_alloc(r, LAB_GFP_ATOMIC);
+    CHECK(p != NULL);
+    lab_room_free(r, p);
+    lab_room_destroy(r);
+    CHECK_EQ(lab_check(a), 0);
+    end_arena(a);
+}
+
 /* ---- quota ---------------------------------------------------------------------- */
 
 static void test_quota_caps_held_plus_handed_out(void)
@@ -1310,6 +1342,7 @@ int main(void)
     RUN(test_owner_frees_refill_the_reserve_and_remote_frees_the_stock);
     RUN(test_a_bulk_allocation_tops_up_the_reserve_from_remote_frees);
     RUN(test_reserve_larger_than_the_free_pages_is_refused);
+    RUN(test_a_room_without_a_reserve_is_made_below_min);
     RUN(test_remote_frees_refill_the_reserve_first);
     RUN(test_quota_caps_held_plus_handed_out);
     RUN(test_destroy_returns_everything_the_room_holds);

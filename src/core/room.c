@@ -220,7 +220,9 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     }
     size_t floor = z->wmark[WMARK_MIN];
     uint32_t id = room_id_take(a);
-    int err = id == 0 ? LAB_EBUSY : z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
+    /* a reserve of 0 takes nothing: a zone below min (under pressure, after
+     * atomic requests) refuses only rooms that would take pages */
+    int err = id == 0 ? LAB_EBUSY : cfg->reserve && z->free_pages < floor + cfg->reserve ? LAB_ERESERVE : 0;
     if (err) {
         z->trim_hold -= cfg->reserve;
         zone_unlock(z);
