@@ -253,10 +253,33 @@ static void test_trim_keeps_the_min_watermark_committed(void)
     CHECK(got > 0);
     CHECK(kept >= s.wmark_min);
     CHECK(s.free_pages >= s.wmark_min);
-    CHECK(kept < s.wmark_min + ((size_t)1 << s.max_order));   /* and not much more */
+    CHECK_EQ(kept, s.wmark_min);   /* and no more: the block the floor falls in is split */
     CHECK(s.resident_bytes >= s.wmark_min * LAB_PAGE_SIZE);   /* the kept pages are still there */
     /* trimming again finds nothing more to give */
     CHECK_EQ(lab_arena_trim(a), 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+/* An arena that is one max-order block (4 MiB with the default max_order
+ * 10) gives back all but min: the block the floor falls in is split (it
+ * gave back nothing), and what comes back merges into one block again. */
+static void test_trim_splits_the_block_its_floor_falls_in(void)
+{
+    lab_arena *a = arena_with(1024 * LAB_PAGE_SIZE, 0, 64, 80, 96);
+    REQUIRE(lab_arena_max_order(a) == 10);
+    commit_everything(a);
+    CHECK_EQ(lab_arena_trim(a), (size_t)(1024 - 64) * LAB_PAGE_SIZE);
+    lab_stats s = stats(a);
+    CHECK_EQ(s.free_pages, 64);
+    CHECK_EQ(s.void_pages, 1024 - 64);
+    CHECK(s.committed_bytes <= 64 * LAB_PAGE_SIZE);
+    CHECK_EQ(lab_check(a), 0);
+    /* a blocking request for the whole arena re-commits it all */
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC, 10);
+    CHECK(p != NULL);
+    if (p)
+        lab_free_pages(a, p, 10);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
 }
@@ -542,9 +565,17 @@ static void test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_
 {
     lab_arena *a = arena_with(4096 * LAB_PAGE_SIZE, 0, 512, 1000, 1500);
     commit_everything(a);
+    /* trim keeps min (512): pages held across it come back above low */
+    enum { HELD = 600 };
+    void *held[HELD];
+    for (size_t i = 0; i < HELD; i++)
+        REQUIRE((held[i] = lab_alloc_pages(a, LAB_GFP_NOWAIT, 0)) != NULL);
     CHECK(lab_arena_trim(a) > 0);            /* also starts the reclaimer */
+    CHECK_EQ(stats(a).free_pages, 512);
+    for (size_t i = 0; i < HELD; i++)
+        lab_free_pages(a, held[i], 0);
     lab_stats s = stats(a);
-    CHECK(s.free_pages >= s.wmark_low);      /* 1024: one max-order block kept */
+    CHECK(s.free_pages >= s.wmark_low);
     sleep_ms(50);
     s = stats(a);
     CHECK_EQ(s.recommitted_pages, 0);        /* nothing asked for it yet */
@@ -863,6 +894,7 @@ int main(void)
     RUN(test_64gib_lazy_arena_is_created_fast_and_costs_little);
     RUN(test_trim_gives_memory_back_and_it_comes_back_usable);
     RUN(test_trim_keeps_the_min_watermark_committed);
+    RUN(test_trim_splits_the_block_its_floor_falls_in);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
     RUN(test_a_trim_during_a_reserves_recommit_leaves_its_pages);
     RUN(test_a_reserve_waits_for_a_trim_in_flight);

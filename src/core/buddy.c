@@ -213,6 +213,17 @@ void buddy_remove_free(struct zone *z, uint32_t frame, unsigned order)
     z->free_pages -= (size_t)1 << order;
 }
 
+/* Split a free block of `order` (>= 1) in two free halves, free pages
+ * unchanged: trim's, to give back what lies above its floor inside a block
+ * too large to give back whole. */
+void buddy_split_free(struct zone *z, uint32_t frame, unsigned order)
+{
+    lab_assert(order >= 1 && pg_state(&z->pages[frame]) == PG_FREE && pg_order(&z->pages[frame]) == order);
+    free_list_del(z, frame, order);
+    free_list_add(z, frame + (1u << (order - 1)), order - 1);
+    free_list_add(z, frame, order - 1);
+}
+
 /* Give a block back, merging with its buddy for as long as it is free. */
 void buddy_put(struct zone *z, uint32_t frame, unsigned order)
 {

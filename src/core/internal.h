@@ -771,6 +771,7 @@ LAB_HIDDEN uint32_t buddy_take(struct zone *z, unsigned order);
 LAB_HIDDEN uint32_t buddy_take_run(struct zone *z, unsigned order, uint32_t n, uint32_t *got);
 LAB_HIDDEN void     buddy_put(struct zone *z, uint32_t frame, unsigned order);
 LAB_HIDDEN void     buddy_remove_free(struct zone *z, uint32_t frame, unsigned order);
+LAB_HIDDEN void     buddy_split_free(struct zone *z, uint32_t frame, unsigned order);
 LAB_HIDDEN void     buddy_unpopulated_blocks(const struct zone *z, size_t *blocks);
 LAB_HIDDEN void     buddy_populate_all(struct zone *z);
 LAB_HIDDEN void     void_put(struct zone *z, uint32_t frame, unsigned order);

@@ -84,6 +84,16 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
             isolated = f;
             n_iso++;
         }
+        /* The floor falls inside the next block of this order: split it,
+         * and the orders below give back what lies above the floor, down to
+         * the smallest block trim gives back (else an arena of one
+         * max-order block could give back nothing, and any arena kept up
+         * to a max-order block more than it was asked to). */
+        size_t floor = keep_pages + z->trim_hold;
+        if (n_iso < TRIM_BATCH && o > (int)z->trim_min_order && (f = z->area[o].head) != NIL &&
+            z->free_pages < floor + ((size_t)1 << o) && z->free_pages >= floor + ((size_t)1 << z->trim_min_order) &&
+            ((size_t)1 << z->trim_min_order) <= budget)
+            buddy_split_free(z, f, (unsigned)o);
     }
     zone_unlock(z);
     pause_point(PP_TRIM_DECOMMIT);
