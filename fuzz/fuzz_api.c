@@ -1679,8 +1679,8 @@ static void op_room_create(void)
         want = LAB_EQUOTA;
     else if (rc.reserve > M.npages)
         want = LAB_ERESERVE;
-    else if (!huge && !M.async_trim && st.free_pages >= M.wmin + rc.reserve)
-        want = 0;
+    else if (!huge && (rc.reserve == 0 || (!M.async_trim && st.free_pages >= M.wmin + rc.reserve)))
+        want = 0;   /* a reserve of 0 takes no page, whatever the zone holds */
     else if (!huge && st.free_pages + st.deferred_pages + st.void_pages < M.wmin + rc.reserve)
         want = LAB_ERESERVE;
 

@@ -550,7 +550,7 @@ typedef struct lab_room_config {
                            refused (LAB_EBATCH); so are batch, high and ring above
                            2^24 (LAB_ENOMEM: the arrays' sizes would overflow) */
     size_t high;        /* a stock above this many pages is drained by a batch;
-                           0 = 4 * batch; at least batch */
+                           0 = 4 * batch; a value below batch is raised to batch */
     size_t quota;       /* most pages the room may hold plus hand out, the reserve
                            included; 0 = no limit.  With max_order >= 1 at least the
                            reserve plus 2^max_order (the reserve serves order 0 only).
@@ -692,7 +692,8 @@ LAB_API void lab_shrinker_unregister(lab_arena *a, const lab_shrinker *s);
  *   LAB_FAIL_PAGE_ALLOC="probability=10,interval=1,times=-1,min_order=0,ignore_blocking=0"
  * so any program's failure paths can be exercised without recompiling (keys
  * left out default to probability 100, interval 1, times -1; a malformed
- * value turns nothing on and is reported on stderr).
+ * value turns nothing on and is reported on stderr; an empty or unset
+ * variable turns nothing on).
  * Injected failures have reason LAB_R_INJECTED.  Room fast paths (stock and
  * remote frees) are not decision points; their refills are, while none of
  * the room's blocks is on its way back to it.
@@ -718,6 +719,9 @@ LAB_API uint64_t lab_fault_injected(const lab_arena *a);
 #define LAB_STATS_JSON 1
 
 /* GFP classes the stats count failures by. */
+/* A request's class in the statistics, by its first flag in this order:
+ * DIRECT_RECLAIM is KERNEL, then HIGH is ATOMIC, then WAKE_RECLAIM is
+ * NOWAIT; a request with none of the three is OTHER. */
 enum lab_gfp_class { LAB_CLASS_ATOMIC, LAB_CLASS_NOWAIT, LAB_CLASS_KERNEL, LAB_CLASS_OTHER, LAB_CLASS_COUNT };
 
 typedef struct lab_stats {
@@ -758,7 +762,8 @@ typedef struct lab_stats {
 /* Fill *out with a snapshot of the arena's stats, the rooms' counters summed
  * in.  The zone's figures are read under the zone lock and agree with each
  * other; the counters are relaxed, exact when the arena is quiet.  Measures
- * residency with mincore(2): O(pages / 4096).  Not async-signal-safe. */
+ * residency with mincore(2): O(pages / 4096).  A NULL out is ignored; a
+ * NULL arena gives zeros.  Not async-signal-safe. */
 LAB_API void lab_stats_get(lab_arena *a, lab_stats *out);
 /* Write the stats to f: LAB_STATS_TEXT is buddyinfo-like, LAB_STATS_JSON one
  * object (any other value gives the text).  Returns 0, or -1 on a write

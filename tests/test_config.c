@@ -8,6 +8,7 @@
 #include "check.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define SENTINEL ((lab_arena *)(uintptr_t)0x1000)
 
@@ -46,6 +47,27 @@ static void test_null_config_or_out_is_einval(void)
     CHECK(a == NULL);
     lab_arena_config cfg = good_config(64);
     CHECK_EQ(lab_arena_create(&cfg, NULL), LAB_EINVAL);
+}
+
+/* The statistics calls' documented NULL cases. */
+static void test_stats_calls_take_null_as_documented(void)
+{
+    lab_arena_config cfg = good_config(64);
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    lab_stats_get(a, NULL);   /* ignored */
+    lab_stats s;
+    memset(&s, 0xff, sizeof(s));
+    lab_stats_get(NULL, &s);
+    CHECK_EQ(s.total_pages, 0);
+    CHECK_EQ(s.free_pages, 0);
+    lab_room_stats rs;
+    memset(&rs, 0xff, sizeof(rs));
+    lab_room_stats_get(NULL, &rs);
+    CHECK_EQ(rs.allocs, 0);
+    CHECK_EQ(lab_stats_print(a, NULL, LAB_STATS_TEXT), -1);
+    CHECK_EQ(lab_stats_print(NULL, stdout, LAB_STATS_TEXT), -1);
+    lab_arena_destroy(a);
 }
 
 static void test_size_zero_is_esize(void)
@@ -479,6 +501,7 @@ int main(void)
     test_watchdog(240);
     RUN(test_good_config_is_accepted);
     RUN(test_null_config_or_out_is_einval);
+    RUN(test_stats_calls_take_null_as_documented);
     RUN(test_size_zero_is_esize);
     RUN(test_size_above_the_frame_limit_is_esize);
     RUN(test_size_not_a_multiple_of_the_page_size_is_esizealign);

@@ -78,6 +78,8 @@ static void rooms_and_totals(struct lab_arena *a, lab_stats *out)
 
 void lab_stats_get(lab_arena *a, lab_stats *out)
 {
+    if (!out)
+        return;
     memset(out, 0, sizeof(*out));
     if (!a)
         return;
