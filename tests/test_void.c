@@ -284,6 +284,26 @@ static void test_trim_splits_the_block_its_floor_falls_in(void)
     lab_arena_destroy(a);
 }
 
+/* A blocking request that finds the free pages at the floor after a trim
+ * re-commits what they lack, the void's smallest block: it brought back
+ * the floor's worth more (513 pages wanted: 512 + 1024 re-committed). */
+static void test_a_blocking_request_recommits_only_what_the_free_pages_lack(void)
+{
+    lab_arena *a = arena_with(4096 * LAB_PAGE_SIZE, 0, 512, 512, 512);
+    commit_everything(a);
+    CHECK_EQ(lab_arena_trim(a), (size_t)(4096 - 512) * LAB_PAGE_SIZE);
+    lab_result r;
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL, 0, &r);
+    REQUIRE(r.addr != NULL);
+    CHECK_EQ(r.step, LAB_STEP_RECOMMIT);
+    lab_stats s = stats(a);
+    CHECK_EQ(s.recommitted_pages, 512);   /* the void: 1024, 1024, 1024 and 512 */
+    CHECK_EQ(s.free_pages, 512 + 512 - 1);
+    lab_free_pages(a, r.addr, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* A room's reserve counts the void: lab_room_create re-commits what the
  * free pages lack (it was refused with LAB_ERESERVE after a trim, with
  * most of the arena decommitted). */
@@ -895,6 +915,7 @@ int main(void)
     RUN(test_trim_gives_memory_back_and_it_comes_back_usable);
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_trim_splits_the_block_its_floor_falls_in);
+    RUN(test_a_blocking_request_recommits_only_what_the_free_pages_lack);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
     RUN(test_a_trim_during_a_reserves_recommit_leaves_its_pages);
     RUN(test_a_reserve_waits_for_a_trim_in_flight);

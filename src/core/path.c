@@ -185,7 +185,14 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
 
     for (unsigned pass = 1;; pass++) {
         size_t want = ((size_t)1 << order) + zone_floor(z, floor_of(rt));
-        if (void_recommit(a, want, order) &&                     /* step 6 */
+        /* What the free pages lack, or, where they lack nothing but a block
+         * of the order (fragmented), one block: re-committing `want` whole
+         * brought back a floor's worth more after every trim. */
+        size_t free_now = atomic_load_explicit(&z->free_pages_pub, memory_order_relaxed);
+        size_t lack = want > free_now ? want - free_now : 0;
+        if (lack < (size_t)1 << order)
+            lack = (size_t)1 << order;
+        if (void_recommit(a, lack, order) &&                     /* step 6 */
             (frame = zone_alloc(a, rt, order, reason, step)) != NIL) {
             *step = LAB_STEP_RECOMMIT;
             return frame;
