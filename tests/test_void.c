@@ -300,6 +300,53 @@ static void test_a_blocking_request_recommits_only_what_the_free_pages_lack(void
     CHECK_EQ(s.recommitted_pages, 512);   /* the void: 1024, 1024, 1024 and 512 */
     CHECK_EQ(s.free_pages, 512 + 512 - 1);
     lab_free_pages(a, r.addr, 0);
+/* A trim's budget (one pass over the arena) may run out between the split
+ * of the block its floor falls in and the take of one of its halves: the
+ * halves were left on the free lists as two free buddies that never merge
+ * (lab_check: LAB_ECHECK_BUDDY), and the whole block could not be handed
+ * out.  Frees and a blocking request's re-commit between the batches
+ * (the idle trimmer's trim under a busy program) run the budget down. */
+static lab_arena *budget_arena;
+static void *budget_held[3];
+static int budget_batches;
+static void run_the_budget_down(enum pause_site site)
+{
+    if (site != PP_TRIM_DECOMMIT)
+        return;
+    lab_arena *a = budget_arena;
+    switch (++budget_batches) {
+    case 1:   /* the whole block comes back: the next batch trims it */
+        lab_free_pages(a, budget_held[0], 10);
+        break;
+    case 2:   /* and this one */
+        lab_free_pages(a, budget_held[1], 9);
+        break;
+    case 3:   /* 64 pages of budget left; a block of order 9 and one page less than the floor besides */
+        budget_held[0] = lab_alloc_pages(a, LAB_GFP_DIRECT_RECLAIM | LAB_GFP_MEMALLOC, 9);
+        budget_held[1] = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 0);
+        break;
+    }
+}
+
+static void test_a_trim_out_of_budget_leaves_no_split_block_behind(void)
+{
+    lab_arena *a = budget_arena = arena_with(2048 * LAB_PAGE_SIZE, 0, 64, 80, 96);
+    REQUIRE(lab_arena_max_order(a) == 10);
+    commit_everything(a);
+    /* an order-10 block and half of the other held: 512 pages free */
+    REQUIRE((budget_held[0] = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 10)) != NULL);
+    REQUIRE((budget_held[1] = lab_alloc_pages(a, LAB_GFP_MEMALLOC, 9)) != NULL);
+    budget_batches = 0;
+    atomic_store(&pause_hook, run_the_budget_down);
+    lab_arena_trim(a);
+    atomic_store(&pause_hook, NULL);
+    REQUIRE(budget_held[0] && budget_held[1]);
+    lab_stats s = stats(a);
+    fprintf(stderr, "  %d batches; free %zu, void %zu, free blocks of order 8: %zu, of order 9: %zu; lab_check %d\n",
+            budget_batches, s.free_pages, s.void_pages, s.free_blocks[8], s.free_blocks[9], lab_check(a));
+    CHECK_EQ(lab_check(a), 0);
+    lab_free_pages(a, budget_held[1], 0);
+    lab_free_pages(a, budget_held[0], 9);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
 }
@@ -916,6 +963,7 @@ int main(void)
     RUN(test_trim_keeps_the_min_watermark_committed);
     RUN(test_trim_splits_the_block_its_floor_falls_in);
     RUN(test_a_blocking_request_recommits_only_what_the_free_pages_lack);
+    RUN(test_a_trim_out_of_budget_leaves_no_split_block_behind);
     RUN(test_a_rooms_reserve_is_recommitted_from_the_void);
     RUN(test_a_trim_during_a_reserves_recommit_leaves_its_pages);
     RUN(test_a_reserve_waits_for_a_trim_in_flight);

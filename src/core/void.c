@@ -88,11 +88,16 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
          * and the orders below give back what lies above the floor, down to
          * the smallest block trim gives back (else an arena of one
          * max-order block could give back nothing, and any arena kept up
-         * to a max-order block more than it was asked to). */
+         * to a max-order block more than it was asked to).  Only with the
+         * budget for a half: the next order then takes the lower half (the
+         * head of its list) or splits it in turn, so one half of every
+         * split leaves for the void.  A split whose halves both stayed
+         * would leave two free buddies that never merge again, and the
+         * block could not be handed out whole. */
         size_t floor = keep_pages + z->trim_hold;
         if (n_iso < TRIM_BATCH && o > (int)z->trim_min_order && (f = z->area[o].head) != NIL &&
             z->free_pages < floor + ((size_t)1 << o) && z->free_pages >= floor + ((size_t)1 << z->trim_min_order) &&
-            ((size_t)1 << z->trim_min_order) <= budget)
+            ((size_t)1 << (o - 1)) <= budget)
             buddy_split_free(z, f, (unsigned)o);
     }
     zone_unlock(z);
