@@ -5,9 +5,11 @@
  * Crashes are provoked in forked children; the parent reads their fate and
  * their stderr. */
 #include "check.h"
+#include "internal.h"   /* fault_points_arm */
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #ifdef LAB_TEST_ASAN
@@ -488,6 +490,82 @@ static void test_a_flush_waits_for_the_guards_another_flush_is_lifting(void)
     lab_arena_destroy(a);
 }
 
+/* The report that the OS refused to lift a guard goes to the log hook
+ * after the flush, not during it: a hook that takes the program's log
+ * lock, while another thread holding that lock calls lab_stats_get (whose
+ * flush waits for this one), waited for that thread for ever, and it for
+ * the flush. */
+static pthread_mutex_t guard_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int guard_log_in_hook, guard_log_flushed, guard_log_stats;
+static lab_arena *guard_log_arena;
+
+static void log_under_a_lock(void *ctx, const char *msg, size_t len)
+{
+    (void)ctx;
+    atomic_store(&guard_log_in_hook, 1);
+    pthread_mutex_lock(&guard_log_lock);
+    fwrite(msg, 1, len, stderr);
+    pthread_mutex_unlock(&guard_log_lock);
+}
+
+static void *flush_with_a_refused_lift(void *arg)
+{
+    (void)arg;
+    lab_arena_flush(guard_log_arena);
+    atomic_store(&guard_log_flushed, 1);
+    return NULL;
+}
+
+static void *stats_under_the_log_lock(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&guard_log_lock);
+    for (int i = 0; i < 5000 && !atomic_load(&guard_log_in_hook); i++)
+        usleep(1000);
+    lab_stats s;
+    lab_stats_get(guard_log_arena, &s);
+    pthread_mutex_unlock(&guard_log_lock);
+    atomic_store(&guard_log_stats, 1);
+    return NULL;
+}
+
+static void child_flushes_while_its_log_hook_waits(void)
+{
+    lab_arena *a = guard_log_arena = arena(256, LAB_ARENA_GUARD);
+    lab_set_log_hook(a, log_under_a_lock, NULL);
+    void *b = lab_alloc_pages(a, LAB_GFP_KERNEL, 1);
+    if (!b)
+        child_exit(3);
+    lab_free_pages(a, b, 1);   /* its guards wait for a flush */
+    pthread_t ts, tf;
+    if (pthread_create(&ts, NULL, stats_under_the_log_lock, NULL) != 0)
+        child_exit(3);
+    usleep(50000);   /* the log lock taken */
+    fault_points_arm(FP_MPROTECT, 1);   /* the first lift refused: protection off, reported */
+    if (pthread_create(&tf, NULL, flush_with_a_refused_lift, NULL) != 0)
+        child_exit(3);
+    for (int i = 0; i < 5000 && !(atomic_load(&guard_log_flushed) && atomic_load(&guard_log_stats)); i++)
+        usleep(1000);
+    fault_points_disarm();
+    bool done = atomic_load(&guard_log_flushed) && atomic_load(&guard_log_stats);
+    fprintf(stderr, "flush %s, lab_stats_get under the log lock %s\n",
+            atomic_load(&guard_log_flushed) ? "returned" : "stuck", atomic_load(&guard_log_stats) ? "returned" : "stuck");
+    if (!done)
+        child_exit(5);
+    pthread_join(tf, NULL);
+    pthread_join(ts, NULL);
+    child_exit(lab_check(a) == 0 ? 0 : 6);
+}
+
+static void test_a_log_hook_told_protection_is_off_runs_after_the_flush(void)
+{
+    static struct child c;
+    run_child(child_flushes_while_its_log_hook_waits, &c);
+    describe("a flush whose log hook waits for a thread in lab_stats_get", &c);
+    fprintf(stderr, "  %s", c.err);
+    CHECK(exited_ok(&c));
+}
+
 /* ---- (d) ASan ---------------------------------------------------------------- */
 
 #ifdef T_ASAN
@@ -554,6 +632,7 @@ int main(void)
     RUN(test_guarded_block_is_usable_and_freed_with_its_order);
     RUN(test_a_freed_guarded_blocks_guards_stay_closed_with_protect_free);
     RUN(test_a_flush_waits_for_the_guards_another_flush_is_lifting);
+    RUN(test_a_log_hook_told_protection_is_off_runs_after_the_flush);
     RUN_ALONE(test_asan_reports_use_after_free_of_a_page);
     return test_finish();
 }

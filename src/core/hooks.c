@@ -96,16 +96,22 @@ static void poison_check(struct lab_arena *a, void *addr, unsigned order)
  * opened in one call, which joins the runs into one mapping and so needs
  * none, and nothing is protected from then on; said once.  If even that
  * is refused, no page can be handed out safely. */
-static void protect_give_up(struct lab_arena *a)
+static bool protect_give_up_unreported(struct lab_arena *a)
 {
     struct zone *z = &a->zone;
-    if (!atomic_exchange(&a->protect_off, true))
-        report_protect_off(a);
+    bool first = !atomic_exchange(&a->protect_off, true);
     if (!os_protect(z->base, (size_t)z->nr_pages << PAGE_SHIFT, true)) {
         static const char msg[] = "labyrinth: the OS refused to open the arena's protected pages\n";
         plat_log(msg, sizeof(msg) - 1);
         plat_abort();
     }
+    return first;   /* the report is this caller's to make */
+}
+
+static void protect_give_up(struct lab_arena *a)
+{
+    if (protect_give_up_unreported(a))
+        report_protect_off(a);
 }
 
 /* Whether freed pages and guards are still protected. */
@@ -120,6 +126,13 @@ static void hooks_open(struct lab_arena *a, void *addr, size_t bytes)
 {
     if (!os_protect(addr, bytes, true))
         protect_give_up(a);
+}
+
+/* The same, for guard_flush: true when the report that protection is off
+ * is owed, to be made once its flush is over (see there). */
+static bool hooks_open_unreported(struct lab_arena *a, void *addr, size_t bytes)
+{
+    return !os_protect(addr, bytes, true) && protect_give_up_unreported(a);
 }
 
 void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order)
@@ -208,9 +221,13 @@ void guard_flush(struct lab_arena *a)
      * (the background reclaimer's, say), still lifting guards, would
      * otherwise return before those blocks are back: lab_arena_flush
      * promises that every guarded block freed before the call has
-     * rejoined the free lists when it returns.  Every caller may block;
-     * a flush called from inside this thread's own (a log hook told that
-     * protection is off calling lab_stats_get) does not wait for itself. */
+     * rejoined the free lists when it returns.  Every caller may block.
+     * No code of the program runs while a flush is under way: the report
+     * that the OS refused to lift a guard (which goes to the log hook) is
+     * made after it, for a hook that takes a lock of the program's, held
+     * by a thread that waits here meanwhile (lab_stats_get under a log
+     * lock), would wait for that thread for ever.  A flush called from
+     * inside this thread's own does not wait for itself all the same. */
     const void *self = plat_thread_self(), *none = NULL;
     if (atomic_load_explicit(&z->guard_flusher, memory_order_relaxed) == self)
         return;
@@ -224,14 +241,14 @@ void guard_flush(struct lab_arena *a)
      * freed pages are kept closed (LAB_ARENA_PROTECT_FREE): the guards are
      * free pages from now on, and closed they stay, or a touch just past
      * the freed block would find an open free page. */
-    bool keep_closed = a->protect_free && protecting(a);
+    bool keep_closed = a->protect_free && protecting(a), owe_report = false;
     for (uint32_t f = first; f != NIL; f = z->pages[f].next) {
         struct page *p = &z->pages[f];
         unsigned order = p->prev & 0xffu;
         char *user = (char *)addr_of(z, f) + ((size_t)LAB_PAGE_SIZE << order);
         if (!keep_closed) {
-            hooks_open(a, user - LAB_PAGE_SIZE, LAB_PAGE_SIZE);
-            hooks_open(a, user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE);
+            owe_report |= hooks_open_unreported(a, user - LAB_PAGE_SIZE, LAB_PAGE_SIZE);
+            owe_report |= hooks_open_unreported(a, user + ((size_t)LAB_PAGE_SIZE << order), LAB_PAGE_SIZE);
         }
         p->prev = NIL;
     }
@@ -249,6 +266,8 @@ void guard_flush(struct lab_arena *a)
     }
     zone_unlock(z);
     atomic_store_explicit(&z->guard_flusher, NULL, memory_order_release);
+    if (owe_report)
+        report_protect_off(a);
 }
 
 bool frame_is_guarded_head(const struct zone *z, uint32_t frame)
