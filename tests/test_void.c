@@ -578,6 +578,68 @@ static void test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted(v
     atomic_request_for_a_block_the_void_holds(1);
 }
 
+/* The idle trim gives back whole blocks only.  Free pages a little below
+ * high, and a non-blocking request of order 4 every millisecond, freed at
+ * once: the reclaimer re-commits a block for the first (free pages then a
+ * little above high), and the others are served from it.  The idle trim
+ * split that block down to high after every trim_delay_ms, and about half
+ * of the requests failed, the reclaimer re-committing it again each time. */
+static void test_the_idle_trim_leaves_the_block_recommitted_for_an_atomic_request(void)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = 1024 * LAB_PAGE_SIZE;
+    cfg.wmark_min = 8;
+    cfg.wmark_low = 80;
+    cfg.wmark_high = 96;
+    cfg.trim_delay_ms = 10;
+    cfg.kswapd_poll_ms = 1;
+    lab_arena *a = NULL;
+    REQUIRE(lab_arena_create(&cfg, &a) == 0);
+    /* every page out, one by one (blocking: what the idle trim takes
+     * meanwhile comes back); out[i] for the page at frame i */
+    static bool out[1024];
+    char *base = lab_arena_base(a);
+    for (int i = 0; i < 1024; i++) {
+        char *p = lab_alloc_pages(a, LAB_GFP_KERNEL | LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0);
+        REQUIRE(p != NULL);
+        memset(p, 1, LAB_PAGE_SIZE);
+        out[(p - base) / LAB_PAGE_SIZE] = true;
+    }
+    /* an aligned block of 64 pages and 8 single pages back: the trim (to
+     * min) sends the block to the void */
+    for (int i = 512; i < 576; i++)
+        lab_free_pages(a, base + (size_t)i * LAB_PAGE_SIZE, 0), out[i] = false;
+    for (int i = 0; i < 16; i += 2)
+        lab_free_pages(a, base + (size_t)i * LAB_PAGE_SIZE, 0), out[i] = false;
+    REQUIRE(lab_arena_trim(a) == 64 * LAB_PAGE_SIZE);
+    /* 78 more single pages, none next to a free one: 86 free, below high */
+    for (int i = 16; i < 16 + 2 * 78; i += 2)
+        lab_free_pages(a, base + (size_t)i * LAB_PAGE_SIZE, 0), out[i] = false;
+    lab_stats s = stats(a);
+    REQUIRE(s.free_pages == 86 && s.void_pages == 64);
+    enum { N = 300 };
+    int fails = 0;
+    for (int i = 0; i < N; i++) {
+        void *p = lab_alloc_pages(a, LAB_GFP_ATOMIC | LAB_GFP_NOWARN, 4);
+        if (p)
+            lab_free_pages(a, p, 4);
+        else
+            fails++;
+        usleep(1000);
+    }
+    lab_stats e = stats(a);
+    fprintf(stderr, "  %d of %d order-4 requests failed; %llu pages trimmed, %llu re-committed meanwhile\n", fails, N,
+            (unsigned long long)(e.trimmed_pages - s.trimmed_pages),
+            (unsigned long long)(e.recommitted_pages - s.recommitted_pages));
+    CHECK(fails <= N / 10);   /* the first, and a few while the reclaimer is late */
+    for (int i = 0; i < 1024; i++)
+        if (out[i])
+            lab_free_pages(a, base + (size_t)i * LAB_PAGE_SIZE, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* min = low = high: after the trim, free pages sit just above min and the
  * reclaimer has no reason to re-commit anything. */
 static void test_nowait_requests_fail_at_min_instead_of_touching_the_void(void)
@@ -969,6 +1031,7 @@ int main(void)
     RUN(test_a_reserve_waits_for_a_trim_in_flight);
     RUN(test_an_atomic_request_for_a_block_the_void_holds_gets_one_recommitted);
     RUN(test_a_room_refill_for_a_block_the_void_holds_gets_one_recommitted);
+    RUN(test_the_idle_trim_leaves_the_block_recommitted_for_an_atomic_request);
     RUN(test_nowait_requests_fail_at_min_instead_of_touching_the_void);
     RUN(test_reclaimer_recommits_to_high_after_a_nowait_request_drops_below_low);
     RUN(test_reclaimer_recommits_the_smallest_void_blocks_first);

@@ -781,7 +781,7 @@ LAB_HIDDEN void     list_unlink(struct zone *z, struct free_area *fa, uint32_t f
 
 /* void.c */
 LAB_HIDDEN size_t void_recommit(struct lab_arena *a, size_t want_pages, unsigned min_order);
-LAB_HIDDEN size_t trim_above(struct lab_arena *a, size_t keep_pages);
+LAB_HIDDEN size_t trim_above(struct lab_arena *a, size_t keep_pages, bool split);
 
 /* reserve.c (zone lock held) */
 LAB_HIDDEN uint32_t highatomic_take(struct zone *z, unsigned order);

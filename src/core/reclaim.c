@@ -276,7 +276,7 @@ static void kswapd(void *arg)
             if (!idle_since) {
                 idle_since = now;
             } else if (now - idle_since >= (uint64_t)a->cfg.trim_delay_ms * 1000000ull) {
-                trim_above(a, z->wmark[WMARK_HIGH]);
+                trim_above(a, z->wmark[WMARK_HIGH], false);   /* whole blocks: see trim_above */
                 idle_since = 0;
             }
         } else {
@@ -322,7 +322,7 @@ size_t lab_arena_trim(lab_arena *a)
      * requests re-commit, by design. */
     if (plat_workers() && !atomic_load_explicit(&rs(a)->started, memory_order_acquire))
         return 0;
-    return trim_above(a, a->zone.wmark[WMARK_MIN]);
+    return trim_above(a, a->zone.wmark[WMARK_MIN], true);
 }
 
 /* Step 5 for a request of order k that found the free blocks too small

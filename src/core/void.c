@@ -66,7 +66,7 @@ uint32_t void_take(struct zone *z, unsigned min_order, unsigned *order)
  * decommitted; *refused says the OS refused some. */
 #define TRIM_BATCH 64u
 
-static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, bool *refused)
+static size_t trim_batch(struct lab_arena *a, size_t keep_pages, bool split, size_t budget, bool *refused)
 {
     struct zone *z = &a->zone;
     uint32_t isolated = NIL;
@@ -93,9 +93,10 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
          * head of its list) or splits it in turn, so one half of every
          * split leaves for the void.  A split whose halves both stayed
          * would leave two free buddies that never merge again, and the
-         * block could not be handed out whole. */
+         * block could not be handed out whole.  Not for the idle trimmer
+         * (see trim_above). */
         size_t floor = keep_pages + z->trim_hold;
-        if (n_iso < TRIM_BATCH && o > (int)z->trim_min_order && (f = z->area[o].head) != NIL &&
+        if (split && n_iso < TRIM_BATCH && o > (int)z->trim_min_order && (f = z->area[o].head) != NIL &&
             z->free_pages < floor + ((size_t)1 << o) && z->free_pages >= floor + ((size_t)1 << z->trim_min_order) &&
             ((size_t)1 << (o - 1)) <= budget)
             buddy_split_free(z, f, (unsigned)o);
@@ -133,7 +134,14 @@ static size_t trim_batch(struct lab_arena *a, size_t keep_pages, size_t budget, 
     return n_iso ? pages : (size_t)-1;
 }
 
-size_t trim_above(struct lab_arena *a, size_t keep_pages)
+/* `split`: also the block the floor falls in (lab_arena_trim, whose floor
+ * is what the reserves need).  The idle trimmer (floor high) gives back
+ * whole blocks only: the background reclaimer re-commits a block of the
+ * order a non-blocking request found missing (reclaim_wake_order), which
+ * takes free pages a little above high; split down to high, that block
+ * went back to the void after every trim_delay_ms, the requests of its
+ * order failed again, and the reclaimer re-committed it again. */
+size_t trim_above(struct lab_arena *a, size_t keep_pages, bool split)
 {
     if (a->trim_off) {   /* caller memory or locked memory: see lab_arena_create */
         ctr_add_shared(&a->st.trim_refused, 1);
@@ -144,7 +152,7 @@ size_t trim_above(struct lab_arena *a, size_t keep_pages)
      * by the same call, and the call never reports more than the arena. */
     size_t pages = 0, got, budget = a->zone.nr_pages;
     bool refused = false;
-    while (!refused && budget && (got = trim_batch(a, keep_pages, budget, &refused)) != (size_t)-1) {
+    while (!refused && budget && (got = trim_batch(a, keep_pages, split, budget, &refused)) != (size_t)-1) {
         pages += got;
         budget = got < budget ? budget - got : 0;
     }
