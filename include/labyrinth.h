@@ -376,8 +376,8 @@ typedef struct lab_arena_config {
  *   other      the region is never unmapped; LAB_ARENA_HUGEPAGES madvises it
  *              MADV_HUGEPAGE, LAB_ARENA_MLOCK locks it (and leaves it locked
  *              at lab_arena_destroy, since locks do not nest and the caller
- *              may have locked it too; a create refused for the memlock
- *              limit leaves it unlocked), LAB_ARENA_PROTECT_FREE and
+ *              may have locked it too; a refused create leaves it as
+ *              it was), LAB_ARENA_PROTECT_FREE and
  *              LAB_ARENA_GUARD change its protection (debugging only).
  * An arena whose every page is meant for one purpose (a UMEM's frames) also
  * wants LAB_ARENA_EXACT_WMARKS with all watermarks 0, so atomic requests can

@@ -3,6 +3,7 @@
  * gives back whole huge pages only). */
 #define _GNU_SOURCE   /* RUSAGE_THREAD */
 #include "check.h"
+#include "internal.h"   /* fault_points_arm */
 
 #include <errno.h>
 #include <linux/capability.h>
@@ -483,6 +484,42 @@ static void test_a_refused_mlock_leaves_caller_memory_unlocked(void)
 #endif
 }
 
+/* A create refused after the locks (its bookkeeping memory) left caller
+ * memory locked, as a refused lock of the descriptors did: what can fail
+ * is done before the locks. */
+static void test_a_create_refused_for_bookkeeping_leaves_caller_memory_unlocked(void)
+{
+#ifdef T_SANITIZER
+    SKIP("a sanitizer runtime makes mlock() a no-op");
+#else
+    const size_t bytes = 1 * MiB;
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(mem != MAP_FAILED);
+    size_t before = vm_locked_kib();
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.memory = mem;
+    cfg.flags = LAB_ARENA_MLOCK;
+    lab_arena *a = NULL;
+    fault_points_arm(FP_META_ALLOC, 2);   /* the arena's struct, then the reclaimer's state */
+    int err = lab_arena_create(&cfg, &a);
+    fault_points_disarm();
+    size_t after = vm_locked_kib();
+    fprintf(stderr, "  create: %s; VmLck %zu -> %zu KiB\n", lab_strerror(err), before, after);
+    if (err == LAB_EMLOCK) {
+        munmap(mem, bytes);
+        SKIP("the memlock limit refuses 1 MiB");
+    }
+    CHECK_EQ(err, LAB_ENOMEM);
+    CHECK(a == NULL);
+    CHECK_EQ(after, before);
+    if (a)
+        lab_arena_destroy(a);
+    munmap(mem, bytes);
+#endif
+}
+
 /* ---- HUGEPAGES --------------------------------------------------------- */
 
 static const char *huge_name(int mode)
@@ -636,6 +673,7 @@ int main(void)
     RUN(test_mlock_arena_is_locked_or_refused_with_the_limit_and_size);
     RUN_ALONE(test_mlock_refusal_names_rlimit_memlock_and_the_size);
     RUN_ALONE(test_a_refused_mlock_leaves_caller_memory_unlocked);
+    RUN(test_a_create_refused_for_bookkeeping_leaves_caller_memory_unlocked);
     RUN_ALONE(test_trim_of_a_locked_arena_gives_back_nothing);
     RUN(test_hugepage_arena_reports_its_backing);
     RUN(test_supplied_memory_uses_huge_pages_only_when_asked);

@@ -131,6 +131,10 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     }
     if ((cfg->flags & LAB_ARENA_HUGEPAGES) && cfg->memory)
         a->huge_mode = plat_advise_huge(base, cfg->size);
+    /* Everything that can still fail before the locks: caller memory
+     * locked by a call that then failed stays locked (see below). */
+    if ((err = reclaim_init(a)))
+        goto fail;
     if (cfg->flags & LAB_ARENA_MLOCK) {
         char why[160];
         /* The descriptors first: a refusal of the frames' lock then
@@ -163,8 +167,6 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
         buddy_populate_all(&a->zone);
         zone_unlock(&a->zone);
     }
-    if ((err = reclaim_init(a)))
-        goto fail;
     fault_init(a);
     debug_hooks_init(a);
     /* Rooms' lanes need destroy's asymmetric fence (handoff.c). */
@@ -189,6 +191,7 @@ int lab_arena_create(const lab_arena_config *cfg, lab_arena **out)
     *out = a;
     return 0;
 fail:
+    reclaim_fini(a);
     plat_unmap(descs, a->desc_bytes);
     if (a->own_memory && base)
         plat_unmap(base, cfg->size);
