@@ -337,8 +337,9 @@ struct phase {
 #define P(mmap, mlock, decommit, recommit, mprotect, futex, meta, thread, cut, busy) \
     { mmap, mlock, decommit, recommit, mprotect, futex, meta, thread, cut, busy }
 /* (Trim splits the block its floor falls in, and gives back its halves
- * above the floor: one more block to decommit, and to re-commit, than
- * whole blocks.) */
+ * above the floor: one more block to decommit than whole blocks.  A
+ * blocking request re-commits one block of its order where the free pages
+ * lack only that.) */
 static const struct phase phases[] = {
     { "arena create", NULL, run_create, 0, true, P(2, 0, 0, 0, 0, 0, 2, 0, 0, 0) },
     { "arena create MLOCK", NULL, run_create_mlock, 0, true, P(2, 2, 0, 0, 0, 0, 2, 0, 0, 0) },
@@ -348,13 +349,13 @@ static const struct phase phases[] = {
     { "room drain", setup_room_full, run_room_drain, 0, false, P(0, 0, 0, 0, 0, 0, 0, 0, 0, 1) },
     { "lab_check with a room", setup_room, run_check, 0, false, P(1, 0, 0, 0, 0, 0, 0, 0, 0, 0) },
     { "trim", setup_trim, run_trim, 0, false, P(0, 0, 4, 0, 0, NOT_PINNED, 0, 1, 0, 0) },
-    { "re-commit", setup_recommit, run_recommit, 0, false, P(0, 0, 0, 4, 0, NOT_PINNED, 0, 0, 0, 0) },
+    { "re-commit", setup_recommit, run_recommit, 0, false, P(0, 0, 0, 3, 0, NOT_PINNED, 0, 0, 0, 0) },
     { "re-commit of poisoned MADV_FREE pages", setup_recommit_poisoned, run_recommit_poisoned, 0, false,
-      P(0, 0, 0, 4, 0, NOT_PINNED, 0, 0, 0, 0) },
+      P(0, 0, 0, 3, 0, NOT_PINNED, 0, 0, 0, 0) },
     { "guard pages", setup_guard, run_guard, 0, false, P(0, 0, 0, 0, 4, 0, 0, 0, 0, 65) },   /* 64 blocks written */
     { "protected free page", setup_protected, run_protected, 0, false, P(0, 0, 0, 0, 1, 0, 0, 0, 0, 1) },
     { "re-commit of protected pages", setup_recommit_protected, run_recommit_protected, 0, false,
-      P(0, 0, 0, 4, 11, NOT_PINNED, 0, 0, 0, 0) },
+      P(0, 0, 0, 3, 9, NOT_PINNED, 0, 0, 0, 0) },
     { "wait for frees", setup_full, run_wait, LAB_R_TIMEOUT, false, P(0, 0, 0, 0, 0, NOT_PINNED, 0, 1, 0, 0) },
 };
 #define NPHASES (sizeof(phases) / sizeof(phases[0]))

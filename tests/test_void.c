@@ -300,6 +300,10 @@ static void test_a_blocking_request_recommits_only_what_the_free_pages_lack(void
     CHECK_EQ(s.recommitted_pages, 512);   /* the void: 1024, 1024, 1024 and 512 */
     CHECK_EQ(s.free_pages, 512 + 512 - 1);
     lab_free_pages(a, r.addr, 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* A trim's budget (one pass over the arena) may run out between the split
  * of the block its floor falls in and the take of one of its halves: the
  * halves were left on the free lists as two free buddies that never merge
