@@ -333,11 +333,11 @@ static void test_mlock_arena_is_locked_or_refused_with_the_limit_and_size(void)
     }
 }
 
-/* In a child: a 64 KiB memlock limit and no CAP_IPC_LOCK in the effective
- * set, so mlock must fail; exit status 0 when creation said LAB_EMLOCK. */
-static void child_without_memlock(void)
+/* In a child: a memlock limit of `bytes` and no CAP_IPC_LOCK in the
+ * effective set, so mlock of more than that fails. */
+static void child_limit_memlock(size_t bytes)
 {
-    struct rlimit rl = { .rlim_cur = 64 * 1024, .rlim_max = 64 * 1024 };
+    struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
     if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
         child_exit(10);
     struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
@@ -349,6 +349,47 @@ static void child_without_memlock(void)
         child_exit(12);
     if (syscall(SYS_capget, &hdr, data) != 0 || (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)))
         child_exit(13);
+}
+
+/* Runs child() in a forked child with its stderr captured into msg (cap
+ * bytes, NUL-terminated); returns its wait status. */
+static int run_child_capturing_stderr(void (*child)(void), char *msg, size_t cap)
+{
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        close(fds[1]);
+        alarm(60);
+        child();
+        child_exit(99);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap - 1 && (n = read(fds[0], msg + len, cap - 1 - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    msg[len] = 0;
+    close(fds[0]);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    return status;
+}
+
+/* In a child: a 64 KiB memlock limit and no CAP_IPC_LOCK in the effective
+ * set, so mlock must fail; exit status 0 when creation said LAB_EMLOCK. */
+static void child_without_memlock(void)
+{
+    child_limit_memlock(64 * 1024);
     lab_arena *a = NULL;
     int err = create(64 * MiB, LAB_ARENA_MLOCK, 0, &a);
     if (err == 0) {
@@ -365,35 +406,10 @@ static void test_mlock_refusal_names_rlimit_memlock_and_the_size(void)
      * limit can make it fail. */
     SKIP("a sanitizer runtime makes mlock() a no-op that cannot fail");
 #endif
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        close(fds[1]);
-        alarm(60);
-        child_without_memlock();
-    }
-    close(fds[1]);
     char msg[8192];
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof(msg) - 1 && (n = read(fds[0], msg + len, sizeof(msg) - 1 - len)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            break;
-        len += (size_t)n;
-    }
-    msg[len] = 0;
-    close(fds[0]);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
+    int status = run_child_capturing_stderr(child_without_memlock, msg, sizeof(msg));
     fprintf(stderr, "  child (memlock 64 KiB, no CAP_IPC_LOCK): exit %d, stderr: %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-            len ? msg : "(empty)\n");
+            *msg ? msg : "(empty)\n");
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);   /* LAB_EMLOCK */
     CHECK(strstr(msg, "RLIMIT_MEMLOCK") != NULL);
     CHECK(strstr(msg, "65536") != NULL);                   /* the limit */
@@ -414,16 +430,7 @@ static void test_mlock_refusal_names_rlimit_memlock_and_the_size(void)
 static void child_with_a_limit_that_holds_the_region_only(void)
 {
     const size_t bytes = 1 * MiB;
-    struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
-    if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
-        child_exit(10);
-    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
-    if (syscall(SYS_capget, &hdr, data) != 0)
-        child_exit(11);
-    data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-    if (syscall(SYS_capset, &hdr, data) != 0)
-        child_exit(12);
+    child_limit_memlock(bytes);
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED || vm_locked_kib() != 0)
         child_exit(13);
@@ -451,35 +458,10 @@ static void test_a_refused_mlock_leaves_caller_memory_unlocked(void)
 #ifdef T_SANITIZER
     SKIP("a sanitizer runtime makes mlock() a no-op that cannot fail");
 #else
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], 2);
-        close(fds[1]);
-        alarm(60);
-        child_with_a_limit_that_holds_the_region_only();
-    }
-    close(fds[1]);
     char msg[8192];
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof(msg) - 1 && (n = read(fds[0], msg + len, sizeof(msg) - 1 - len)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            break;
-        len += (size_t)n;
-    }
-    msg[len] = 0;
-    close(fds[0]);
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
+    int status = run_child_capturing_stderr(child_with_a_limit_that_holds_the_region_only, msg, sizeof(msg));
     fprintf(stderr, "  child (memlock 1 MiB, a 1 MiB region): exit %d, stderr: %s",
-            WIFEXITED(status) ? WEXITSTATUS(status) : -1, len ? msg : "(empty)\n");
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1, *msg ? msg : "(empty)\n");
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 #endif
 }
