@@ -29,6 +29,19 @@
 #endif
 #endif
 
+/* LAB_TEST_TSAN: 1 when ThreadSanitizer is on (gcc and clang say so
+ * differently; its runtime has threads of its own), else 0. */
+#if defined(__SANITIZE_THREAD__)
+#define LAB_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LAB_TEST_TSAN 1
+#endif
+#endif
+#ifndef LAB_TEST_TSAN
+#define LAB_TEST_TSAN 0
+#endif
+
 /* LAB_TEST_ASAN: AddressSanitizer is on (it owns freed pages' contents). */
 #if defined(__SANITIZE_ADDRESS__)
 #define LAB_TEST_ASAN 1

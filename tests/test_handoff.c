@@ -2500,17 +2500,6 @@ static void pool_free_one(struct sig_pool *pool)
     lab_free_pages(g_sig_arena, pool->pages[n - 1], 0);
     atomic_fetch_add_explicit(&pool->frees, 1, memory_order_relaxed);
 }
-/* TSan (gcc names it one way, clang the other) */
-#if defined(__SANITIZE_THREAD__)
-#define LAB_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LAB_TEST_TSAN 1
-#endif
-#endif
-#ifndef LAB_TEST_TSAN
-#define LAB_TEST_TSAN 0
-#endif
 static void free_in_alrm(int sig) { (void)sig; pool_free_one(&g_pool_alrm); }
 static void free_in_prof(int sig) { (void)sig; pool_free_one(&g_pool_prof); }
 

@@ -443,6 +443,13 @@ int main(void)
     RUN(test_a_large_reserve_lets_the_lock_go_between_batches);
     RUN(test_a_snapshot_counts_a_room_whose_id_is_taken_meanwhile_once);
     RUN(test_a_snapshot_that_keeps_meeting_reused_ids_ends_exact);
+#if LAB_TEST_TSAN
+    /* TSan's own threads are not real-time: a SCHED_FIFO thread spinning
+     * on the one CPU can starve one that holds a lock of the runtime, and
+     * every intercepted call then waits (about 1 run in 12 hung here). */
+    fprintf(stderr, "SKIP: the real-time tests: ThreadSanitizer's runtime threads are not SCHED_FIFO\n");
+    return test_finish();
+#endif
     if (!enter_fifo_on_one_cpu())
         return check_failures ? 1 : SKIP_CODE;
     RUN(test_fifo_waiter_gets_the_lock_from_a_blocking_holder_on_its_cpu);
