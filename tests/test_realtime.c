@@ -423,6 +423,17 @@ static void test_mlock_refusal_names_rlimit_memlock_and_the_size(void)
 }
 
 #ifndef T_SANITIZER
+/* An arena over caller memory with LAB_ARENA_MLOCK. */
+static int create_mlocked_over(void *mem, size_t bytes, lab_arena **a)
+{
+    lab_arena_config cfg;
+    lab_arena_config_init(&cfg);
+    cfg.size = bytes;
+    cfg.memory = mem;
+    cfg.flags = LAB_ARENA_MLOCK;
+    return lab_arena_create(&cfg, a);
+}
+
 /* In a child: caller memory, and a memlock limit (no CAP_IPC_LOCK) that
  * holds the region but not its descriptors besides.  Exit status 0 when
  * creation said LAB_EMLOCK and left the caller's region as it was, not
@@ -434,13 +445,8 @@ static void child_with_a_limit_that_holds_the_region_only(void)
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED || vm_locked_kib() != 0)
         child_exit(13);
-    lab_arena_config cfg;
-    lab_arena_config_init(&cfg);
-    cfg.size = bytes;
-    cfg.memory = mem;
-    cfg.flags = LAB_ARENA_MLOCK;
     lab_arena *a = NULL;
-    int err = lab_arena_create(&cfg, &a);
+    int err = create_mlocked_over(mem, bytes, &a);
     if (err == 0) {
         lab_arena_destroy(a);
         child_exit(1);
@@ -478,14 +484,9 @@ static void test_a_create_refused_for_bookkeeping_leaves_caller_memory_unlocked(
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     REQUIRE(mem != MAP_FAILED);
     size_t before = vm_locked_kib();
-    lab_arena_config cfg;
-    lab_arena_config_init(&cfg);
-    cfg.size = bytes;
-    cfg.memory = mem;
-    cfg.flags = LAB_ARENA_MLOCK;
     lab_arena *a = NULL;
     fault_points_arm(FP_META_ALLOC, 2);   /* the arena's struct, then the reclaimer's state */
-    int err = lab_arena_create(&cfg, &a);
+    int err = create_mlocked_over(mem, bytes, &a);
     fault_points_disarm();
     size_t after = vm_locked_kib();
     fprintf(stderr, "  create: %s; VmLck %zu -> %zu KiB\n", lab_strerror(err), before, after);
