@@ -96,7 +96,7 @@ static void poison_check(struct lab_arena *a, void *addr, unsigned order)
  * opened in one call, which joins the runs into one mapping and so needs
  * none, and nothing is protected from then on; said once.  If even that
  * is refused, no page can be handed out safely. */
-static bool protect_give_up_unreported(struct lab_arena *a)
+static bool protect_give_up(struct lab_arena *a)
 {
     struct zone *z = &a->zone;
     bool first = !atomic_exchange(&a->protect_off, true);
@@ -108,12 +108,6 @@ static bool protect_give_up_unreported(struct lab_arena *a)
     return first;   /* the report is this caller's to make */
 }
 
-static void protect_give_up(struct lab_arena *a)
-{
-    if (protect_give_up_unreported(a))
-        report_protect_off(a);
-}
-
 /* Whether freed pages and guards are still protected. */
 static bool protecting(struct lab_arena *a)
 {
@@ -121,18 +115,18 @@ static bool protecting(struct lab_arena *a)
 }
 
 /* Open pages that may be protected: always tried, a page protected by a
- * free that raced protect_give_up included. */
-static void hooks_open(struct lab_arena *a, void *addr, size_t bytes)
-{
-    if (!os_protect(addr, bytes, true))
-        protect_give_up(a);
-}
-
-/* The same, for guard_flush: true when the report that protection is off
- * is owed, to be made once its flush is over (see there). */
+ * free that raced protect_give_up included.  True when the report that
+ * protection is off is owed: guard_flush makes it once its flush is over
+ * (see there); every other caller at once, through hooks_open. */
 static bool hooks_open_unreported(struct lab_arena *a, void *addr, size_t bytes)
 {
-    return !os_protect(addr, bytes, true) && protect_give_up_unreported(a);
+    return !os_protect(addr, bytes, true) && protect_give_up(a);
+}
+
+static void hooks_open(struct lab_arena *a, void *addr, size_t bytes)
+{
+    if (hooks_open_unreported(a, addr, bytes))
+        report_protect_off(a);
 }
 
 void page_hook_alloc(struct lab_arena *a, void *addr, unsigned order)
