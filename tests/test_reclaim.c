@@ -549,6 +549,41 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     lab_arena_destroy(a);
 }
 
+/* A blocking request made inside a shrinker's scan runs as MEMALLOC and
+ * never reclaims, but it is still the caller's LAB_GFP_KERNEL request:
+ * when it fails, the stats count it in the KERNEL class (the class is the
+ * request's first flag, DIRECT_RECLAIM), not in the class of the flags it
+ * ran with (it was counted as NOWAIT). */
+static void test_a_kernel_request_failing_inside_a_shrinker_counts_as_kernel(void)
+{
+    lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+    static struct cache c;
+    cache_init(&c, a, 1);
+    c.alloc_in_scan = 1;
+    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
+    cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
+    cache_fill(&c, LAB_GFP_NOWAIT | LAB_GFP_MEMALLOC, PAGES);
+    CHECK_EQ(free_pages(a), 0);   /* the request inside scan finds nothing, MEMALLOC or not */
+    lab_stats s0, s;
+    lab_stats_get(a, &s0);
+    lab_result r;
+    lab_alloc_pages_result(a, LAB_GFP_KERNEL | LAB_GFP_NORETRY | LAB_GFP_NOWARN, 0, &r);
+    CHECK(atomic_load(&c.scans_test) >= 1);
+    CHECK(atomic_load(&c.nested_fail) >= 1);
+    lab_stats_get(a, &s);
+    uint64_t failed = atomic_load(&c.nested_fail) + (r.addr == NULL);
+    CHECK_EQ(s.fail_by_class[LAB_CLASS_KERNEL] - s0.fail_by_class[LAB_CLASS_KERNEL], failed);
+    CHECK_EQ(s.fail_by_class[LAB_CLASS_NOWAIT] - s0.fail_by_class[LAB_CLASS_NOWAIT], 0);
+    CHECK_EQ(s.fail_by_class[LAB_CLASS_ATOMIC] - s0.fail_by_class[LAB_CLASS_ATOMIC], 0);
+    CHECK_EQ(s.fail_by_class[LAB_CLASS_OTHER] - s0.fail_by_class[LAB_CLASS_OTHER], 0);
+    lab_free_pages(a, r.addr, 0);
+    lab_shrinker_unregister(a, &c.sh);
+    cache_destroy(&c);
+    CHECK_EQ(free_pages(a), PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 /* The library's reclaimer thread (named lab-reclaim) blocks every signal:
  * a signal sent to the process is for the program's threads, whose
  * handlers may use their own rooms; it inherited its creator's mask, and
@@ -742,6 +777,7 @@ int main(void)
     RUN(test_unregistered_shrinker_is_never_called_again);
     RUN(test_shrinker_that_allocates_does_not_deadlock_or_recurse);
     RUN(test_a_shrinker_registered_from_scan_is_refused_not_waited_for);
+    RUN(test_a_kernel_request_failing_inside_a_shrinker_counts_as_kernel);
     RUN(test_the_reclaimer_thread_blocks_every_signal);
     RUN(test_room_allocation_in_a_shrinker_follows_the_memalloc_rule);
     RUN(test_nofail_room_at_quota_wakes_when_reclaim_moves_its_page_to_the_zone);

@@ -242,11 +242,14 @@ static uint32_t alloc_slowpath(struct lab_arena *a, struct rights rt, unsigned o
     }
 }
 
-/* ---- step 9: fail with a reason ----------------------------------------- */
-static NOINLINE void alloc_failed(struct lab_arena *a, lab_gfp_t gfp, unsigned order, int reason)
+/* ---- step 9: fail with a reason -----------------------------------------
+ * The class is the caller's request's (`asked`): inside reclaim a blocking
+ * request runs without DIRECT_RECLAIM (gfp_rights), and is still the
+ * KERNEL request the caller made. */
+static NOINLINE void alloc_failed(struct lab_arena *a, lab_gfp_t gfp, lab_gfp_t asked, unsigned order, int reason)
 {
     ctr_add_shared(&a->st.fail_by_reason[reason], 1);
-    ctr_add_shared(&a->st.fail_by_class[gfp_class(gfp)], 1);
+    ctr_add_shared(&a->st.fail_by_class[gfp_class(asked)], 1);
     if (!(gfp & LAB_GFP_NOWARN))
         report_alloc_failure(a, gfp, order, reason);
 }
@@ -262,6 +265,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
     }
     struct zone *z = &a->zone;
     uint32_t frame = NIL;
+    const lab_gfp_t asked = gfp;   /* the stats' class (alloc_failed) */
     struct rights rt = gfp_rights(gfp);
     gfp = rt.gfp;
     if (unlikely(order > z->max_order)) {
@@ -299,7 +303,7 @@ void lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order, lab_res
     }
     if (frame == NIL) {
         res->reason = reason;
-        alloc_failed(a, gfp, order, reason);
+        alloc_failed(a, gfp, asked, order, reason);
         return;
     }
     ctr_add_shared(&a->st.alloc_by_step[step], (uint64_t)1 << order);   /* pages, as Linux's pgalloc */
@@ -599,6 +603,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     int reason = LAB_R_NONE, step = LAB_STEP_ROOM;
     uint32_t f;
     res->addr = NULL;
+    const lab_gfp_t asked = gfp;   /* the stats' class (alloc_failed) */
     struct rights rt = gfp_rights(gfp);
     gfp = rt.gfp;
     if (unlikely(r == NULL || !room_enter(r, &r->seq, "lab_room_alloc on a destroyed room"))) {
@@ -614,7 +619,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
         room_leave(&r->seq);
         res->reason = LAB_R_ORDER;
         res->step = LAB_STEP_NONE;
-        alloc_failed(r->arena, gfp | r->gfp_or, order, LAB_R_ORDER);
+        alloc_failed(r->arena, gfp | r->gfp_or, asked, order, LAB_R_ORDER);
         return;
     }
     struct room_stock *s = &r->stk[order];
@@ -648,7 +653,7 @@ static void room_alloc(lab_room *r, lab_gfp_t gfp, unsigned order, lab_result *r
     res->reason = f == NIL ? reason : LAB_R_NONE;
     if (unlikely(f == NIL)) {
         res->step = LAB_STEP_NONE;
-        alloc_failed(r->arena, gfp | r->gfp_or, order, reason);
+        alloc_failed(r->arena, gfp | r->gfp_or, asked, order, reason);
         return;
     }
     res->step = step;
@@ -746,6 +751,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
 {
     if (unlikely(r == NULL || pages == NULL || n == 0))
         return 0;
+    const lab_gfp_t asked = gfp;   /* the stats' class (alloc_failed) */
     struct rights rt = gfp_rights(gfp);
     gfp = rt.gfp;
     if (unlikely(!room_enter(r, &r->seq, "lab_room_alloc_bulk on a destroyed room")))
@@ -808,7 +814,7 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
         ctr_inc(&r->st.fail_by_reason[reason]);
     room_leave(&r->seq);
     if (got == 0)
-        alloc_failed(r->arena, gfp | r->gfp_or, 0, reason);
+        alloc_failed(r->arena, gfp | r->gfp_or, asked, 0, reason);
     if (unlikely(r->page_hooks) || may(rt, R_ZERO))
         for (size_t i = 0; i < got; i++) {
             if (r->page_hooks)
