@@ -240,6 +240,35 @@ static void test_stats_print_text_and_json(void)
     lab_arena_destroy(a);
 }
 
+/* "The same" as lab_stats_get in JSON: every field of lab_stats is a key
+ * (metadata_resident_bytes was in the text only). */
+static void test_stats_json_has_every_field(void)
+{
+    lab_arena *a = test_arena(256, 5, 0, 0, 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_EQ(lab_stats_print(a, f, LAB_STATS_JSON), 0);
+    fclose(f);
+    static const char *const keys[] = {
+        "total_pages", "free_pages", "free_blocks", "max_order", "min", "low", "high", "allocated_pages",
+        "room_pages", "reserve_pages", "highatomic_pages", "deferred_pages", "void_pages", "committed_bytes",
+        "resident_bytes", "metadata_bytes", "metadata_resident_bytes", "huge_pages", "rooms", "alloc_by_step",
+        "fail_by_reason", "fail_by_class", "frees", "misuse", "shrinker_runs", "shrinker_pages", "kswapd_wakes",
+        "kswapd_runs", "waits", "trimmed_pages", "recommitted_pages", "rooms_drained_pages", "trim_off",
+        "trim_refused",
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "\"%s\":", keys[i]);
+        if (!strstr(buf, key))
+            fprintf(stderr, "  no key %s\n", key);
+        CHECK(strstr(buf, key) != NULL);
+    }
+    free(buf);
+    lab_arena_destroy(a);
+}
+
 /* The name is the program's and goes into a JSON string: escaped, and
  * UTF-8 (RFC 8259) even when the name is not or was cut to fit. */
 static void expect_json_name(const char *name, const char *json)
@@ -285,6 +314,7 @@ int main(void)
     RUN(test_caller_supplied_memory);
     RUN(test_order_above_max_fails_with_reason);
     RUN(test_stats_print_text_and_json);
+    RUN(test_stats_json_has_every_field);
     RUN(test_stats_json_escapes_the_arena_name);
     return test_finish();
 }

@@ -95,12 +95,13 @@ static int print_json(lab_arena *a, const lab_stats *s, FILE *f)
     json_string(f, a->name);
     fprintf(f, ",\"total_pages\":%zu,\"free_pages\":%zu,\"allocated_pages\":%zu,"
                "\"room_pages\":%zu,\"reserve_pages\":%zu,\"highatomic_pages\":%zu,\"deferred_pages\":%zu,"
-               "\"void_pages\":%zu,\"committed_bytes\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,\"huge_pages\":\"%s\","
+               "\"void_pages\":%zu,\"committed_bytes\":%zu,\"resident_bytes\":%zu,\"metadata_bytes\":%zu,"
+               "\"metadata_resident_bytes\":%zu,\"huge_pages\":\"%s\","
                "\"rooms\":%zu,\"max_order\":%u,"
                "\"watermarks\":{\"min\":%zu,\"low\":%zu,\"high\":%zu},\"free_blocks\":[",
             s->total_pages, s->free_pages, s->allocated_pages, s->room_pages, s->reserve_pages,
             s->highatomic_pages, s->deferred_pages, s->void_pages, s->committed_bytes, s->resident_bytes, s->metadata_bytes,
-            huge_names[s->huge_mode], s->nr_rooms, s->max_order,
+            s->metadata_resident_bytes, huge_names[s->huge_mode], s->nr_rooms, s->max_order,
             s->wmark_min, s->wmark_low, s->wmark_high);
     for (unsigned o = 0; o <= s->max_order; o++)
         fprintf(f, "%s%zu", o ? "," : "", s->free_blocks[o]);
