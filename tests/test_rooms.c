@@ -959,6 +959,9 @@ static void test_destroyed_room_reports_room_dead(void)
     CHECK(res.addr == NULL);
     CHECK_EQ(res.reason, LAB_R_BADARG);
     CHECK_EQ(atomic_load(&log.count[LAB_EROOMDEAD]), 2);
+    /* counted as misuse, not as failed requests (labyrinth.h, LAB_R_BADARG) */
+    CHECK_EQ(arena_stats(a).misuse, 2);
+    CHECK_EQ(arena_stats(a).fail_by_reason[LAB_R_BADARG], 0);
 
     /* Reported, and the page is not lost: it goes to the zone, as a late
      * lab_free_pages of it would; freeing it again is a double free. */
