@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/wait.h>
 
 static int misuse_calls, misuse_code;
 static void on_misuse(void *ctx, int err, const void *addr, const char *msg)
@@ -224,6 +225,46 @@ static void test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only(vo
     lab_arena_destroy(a);
 }
 
+/* A NOFAIL bulk allocation that asks for more pages than the room's quota
+ * holds returns the pages the quota lets it place, NOFAIL holding for the
+ * first page only (as Linux's alloc_pages_bulk): the pages it placed count
+ * against the quota and only its caller can give them back, so a walk that
+ * waited for the next one would wait for ever.  In a child, so that a hang
+ * fails this behaviour and not the whole test. */
+static void test_a_nofail_bulk_allocation_beyond_its_quota_returns_what_it_placed(void)
+{
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        lab_arena *a = test_arena(1024, 10, 0, 0, 0);
+        lab_set_misuse_handler(a, on_misuse, NULL);
+        lab_room_config rc;
+        lab_room_config_init(&rc);
+        rc.quota = 48;
+        lab_room *r = NULL;
+        if (lab_room_create(a, &rc, &r) != 0)
+            child_exit(2);
+        void *pages[64];
+        misuse_calls = 0;
+        size_t got = lab_room_alloc_bulk(r, LAB_GFP_KERNEL | LAB_GFP_NOFAIL, pages, 64);
+        lab_room_stats st;
+        lab_room_stats_get(r, &st);
+        int ok = got == 48 && misuse_calls == 0 && st.fail_by_reason[LAB_R_QUOTA] == 1 && st.out == 48;
+        lab_room_free_bulk(r, pages, got);
+        lab_room_destroy(r);
+        lab_stats s;
+        lab_stats_get(a, &s);
+        ok = ok && s.free_pages == 1024 && lab_check(a) == 0;
+        lab_arena_destroy(a);
+        child_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));   /* not killed by its alarm: the call returned */
+    CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+}
+
 int main(void)
 {
     test_watchdog(60);
@@ -233,5 +274,6 @@ int main(void)
     RUN(test_bulk_free_to_a_destroyed_room_goes_to_the_zone);
     RUN(test_bulk_free_reads_no_entry_past_the_array);
     RUN(test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only);
+    RUN(test_a_nofail_bulk_allocation_beyond_its_quota_returns_what_it_placed);
     return test_finish();
 }

@@ -746,7 +746,11 @@ void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
  * remote frees straight from the lanes (room_take_out), and the slow path
  * only when they have none to give (which refills the stock by a batch).
  * Stops at the first failure and returns how many it placed, as Linux's
- * alloc_pages_bulk. */
+ * alloc_pages_bulk.  NOFAIL holds for the first page only, as there: the
+ * pages the call has placed count against the room's quota and the zone's
+ * free pages, and only its caller can give them back, so a walk that waited
+ * for ever for the next one (n above the quota, or above what the arena can
+ * hold) would never return. */
 size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
 {
     if (unlikely(r == NULL || pages == NULL || n == 0))
@@ -760,6 +764,8 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     size_t got = 0;
     int reason = LAB_R_NONE;
     bool stolen = unlikely(!room_side_back(r, rt));
+    /* the walks after the first page placed: the same request without NOFAIL */
+    const struct rights rest = may(rt, R_NOFAIL) ? gfp_rights(gfp & ~(lab_gfp_t)LAB_GFP_NOFAIL) : rt;
     while (got < n) {
         size_t have = stolen ? 0 : atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
@@ -777,7 +783,9 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
                 }
             }
             int step = LAB_STEP_ROOM;
-            uint32_t f = stolen ? room_alloc_stolen(r, rt, 0, &reason, &step) : room_alloc_slow(r, rt, 0, &reason, &step);
+            const struct rights walk = got ? rest : rt;
+            uint32_t f = stolen ? room_alloc_stolen(r, walk, 0, &reason, &step)
+                                : room_alloc_slow(r, walk, 0, &reason, &step);
             if (f == NIL)
                 break;
             ctr_inc(&r->st.slow_allocs);
