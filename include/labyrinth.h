@@ -443,10 +443,11 @@ LAB_API void  lab_alloc_pages_result(lab_arena *a, lab_gfp_t gfp, unsigned order
 LAB_API void  lab_free_pages(lab_arena *a, void *addr, unsigned order);
 
 /* Free n blocks of one order, as n calls of lab_free_pages would, from any
- * context.  Consecutive pages of one room go back to it as one chain with a
- * single atomic exchange instead of one per page: a consumer that frees
- * another thread's packets in batches (say 32) makes the hand-off several
- * times cheaper.  Async-signal-safe. */
+ * context.  Consecutive pages of one room go back to it as one run (up to
+ * 64 pages): appended to this thread's lane of the room with one
+ * publication, or to the room's return ring with one reservation, instead
+ * of one per page: a consumer that frees another thread's packets in
+ * batches (say 32) makes the hand-off cheaper.  Async-signal-safe. */
 LAB_API void  lab_free_pages_bulk(lab_arena *a, void *const *pages, size_t n, unsigned order);
 
 /* The first byte of the page that contains addr, or NULL when addr is not
