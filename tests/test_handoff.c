@@ -1628,19 +1628,21 @@ static void hand_off(lab_arena *a, lab_room *r, void **p, size_t n)
  * consuming, the steal's tail went back behind the slots the flush had
  * freed, and destroy waited for ever for them to be published.  The late
  * freer's tombstone, which the steal may find, is skipped, not reported. */
-static _Thread_local bool steal_parker;
-static _Atomic int steal_parked, steal_go;
-static void park_the_steal(enum pause_site site)
+/* The pause hook of these tests: a thread parks at the site it names in
+ * park_site (none by default) until park_go, having said so in parked. */
+static _Thread_local int park_site = -1;
+static _Atomic int parked, park_go;
+static void park_here(enum pause_site site)
 {
-    if (site != PP_STEAL_RING || !steal_parker)
+    if ((int)site != park_site)
         return;
-    atomic_store(&steal_parked, 1);
-    for (int i = 0; i < 10000 && !atomic_load(&steal_go); i++)
+    atomic_store(&parked, 1);
+    for (int i = 0; i < 10000 && !atomic_load(&park_go); i++)
         usleep(1000);
 }
 static void *steal_thread(void *arg)
 {
-    steal_parker = true;
+    park_site = PP_STEAL_RING;
     rooms_drain_surplus(arg);
     return NULL;
 }
@@ -1657,6 +1659,69 @@ static bool wait_until(_Atomic int *flag, int ms)
     for (int i = 0; i < ms && !atomic_load(flag); i++)
         usleep(1000);
     return atomic_load(flag);
+}
+
+/* A block freed twice by another context, in a poisoned arena (so that
+ * its free looks at the block's state before it sends it home), parked at
+ * PP_FREE_CLAIM after that look found the block in its room's stock, while
+ * the owner hands it out again: the late free is reported and leaves the
+ * block to its new holder, whose free then takes it home.  Claimed there,
+ * the block went home in a state the take-back refuses (a free of a room
+ * block claims nothing unless the arena is strict): refused and dropped,
+ * the holder's free reported as a double free, and the page lost.  In a
+ * strict arena (debug builds) the claim is the arbiter: the late free
+ * wins it, the holder's free is reported, and no page is lost either. */
+struct late_free { lab_arena *a; void *p; };
+static void *late_freer(void *arg)
+{
+    struct late_free *lf = arg;
+    park_site = PP_FREE_CLAIM;
+    lab_free_pages(lf->a, lf->p, 0);
+    return NULL;
+}
+
+static void test_a_late_double_free_racing_a_new_hand_out_loses_no_page(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, LAB_ARENA_POISON, &log);
+    lab_room *r = room(a, 8, 32, 0, 0);
+    void *p = lab_room_alloc(r, LAB_GFP_NOWAIT);
+    REQUIRE(p);
+    lab_room_free(r, p);                      /* in the stock, on top */
+    atomic_store(&parked, 0);
+    atomic_store(&park_go, 0);
+    atomic_store(&pause_hook, park_here);
+    static struct late_free lf;
+    lf = (struct late_free){ a, p };
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, late_freer, &lf) == 0);
+    CHECK(wait_until(&parked, 3000));
+    void *q = lab_room_alloc(r, LAB_GFP_NOWAIT);   /* out again */
+    CHECK(q == p);
+    atomic_store(&park_go, 1);
+    pthread_join(t, NULL);
+    atomic_store(&pause_hook, NULL);
+#ifdef LAB_DEBUG
+    /* strict (debug builds): the late free's claim wins, and the holder's
+     * free is the one reported */
+    CHECK_EQ(atomic_load(&log.total), 0);
+    lab_room_free(r, q);
+#else
+    CHECK_EQ(atomic_load(&log.total), 1);
+    lab_room_free(r, q);                      /* the holder's free: not misuse */
+#endif
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    /* everything the room holds, its ring taken back on the way */
+    static void *held[512];
+    size_t n = 0;
+    while (n < 512 && (held[n] = lab_room_alloc(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        lab_room_free(r, held[i]);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    lab_room_destroy(r);
+    end_arena(a);
 }
 
 /* A room whose every lane a live thread holds, with three blocks of other
@@ -1692,11 +1757,11 @@ static bool parked_steal_begin(struct parked_steal *ps, struct misuse_log *log, 
     REQUIRE(atomic_load(&ps->r->ring_head) == head + 3);
     if (flush_under_way)
         atomic_store(&ps->r->flush_busy, 1);
-    atomic_store(&steal_parked, 0);
-    atomic_store(&steal_go, 0);
-    atomic_store(&pause_hook, park_the_steal);
+    atomic_store(&parked, 0);
+    atomic_store(&park_go, 0);
+    atomic_store(&pause_hook, park_here);
     REQUIRE(pthread_create(&ps->stealer, NULL, steal_thread, ps->a) == 0);
-    if (wait_until(&steal_parked, 3000))
+    if (wait_until(&parked, 3000))
         return true;
     /* no steal here (no membarrier): nothing to race */
     atomic_store(&pause_hook, NULL);
@@ -1713,7 +1778,7 @@ static bool parked_steal_begin(struct parked_steal *ps, struct misuse_log *log, 
 
 static void parked_steal_go(struct parked_steal *ps)
 {
-    atomic_store(&steal_go, 1);
+    atomic_store(&park_go, 1);
     pthread_join(ps->stealer, NULL);
     atomic_store(&pause_hook, NULL);
 }
@@ -3194,5 +3259,6 @@ int main(void)
     RUN(test_a_remembered_lane_is_not_used_for_a_room_of_a_later_arena);
     RUN(test_handlers_refilling_the_remembered_lane_misroute_nothing);
     RUN(test_a_lane_publishes_whole_lines_and_takes_frees_again_once_taken_back);
+    RUN(test_a_late_double_free_racing_a_new_hand_out_loses_no_page);
     return test_finish();
 }

@@ -48,6 +48,7 @@ enum pause_site {
     PP_RESERVE_RECOMMIT, /* lab_room_create, its reserve re-committed, the zone lock not yet taken again */
     PP_RESERVE_TRIM_WAIT, /* lab_room_create, about to wait for a trim in flight */
     PP_TRIM_DECOMMIT, /* a trim, its blocks isolated (void_inflight), before it decommits them */
+    PP_FREE_CLAIM,   /* free_claim (a free's slow path), before it looks at the block's descriptor */
     PP_NR_SITES
 };
 typedef void (*pause_fn)(enum pause_site site);

@@ -36,6 +36,11 @@ static NOINLINE void free_misuse(struct lab_arena *a, void *addr, unsigned order
         misuse(a, LAB_EINTERIOR, addr, frame, "pointer inside a guarded block, not at the caller's first page");
         return;
     }
+    if (st == PG_ALLOCATED && pg_order(pg) == order) {
+        /* free_claim's look found the block not out, and it is out again */
+        misuse(a, LAB_EDOUBLEFREE, addr, frame, "block freed twice (and handed out again since)");
+        return;
+    }
     if (st == PG_ALLOCATED) {
         misuse(a, LAB_EWRONGORDER, addr, frame, pg_order(pg) > order ? "freed with a smaller order than allocated"
                                                                      : "freed with a larger order than allocated");
@@ -64,6 +69,7 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     uintptr_t off = (uintptr_t)addr - (uintptr_t)z->base;
     if (unlikely(off >= ((uintptr_t)z->nr_pages << PAGE_SHIFT) || (off & (LAB_PAGE_SIZE - 1)) || order > z->max_order))
         goto bad;
+    pause_point(PP_FREE_CLAIM);
     uint32_t frame = (uint32_t)(off >> PAGE_SHIFT);
     struct page *pg = &z->pages[frame];
     unsigned real = order;
@@ -83,6 +89,14 @@ static inline int free_claim(struct lab_arena *a, void *addr, unsigned order, ui
     } else if (unlikely(pg_order(pg) != order || (a->guard && pg->prev != NIL))) {
         goto bad;
     }
+    /* A room block, in an arena whose frees do not claim room blocks, comes
+     * here only when free_room_block found it not out (or not of this
+     * order): misuse.  It is not claimed: the claim could win against its
+     * owner handing it out again since that look, and the take-back refuses
+     * a claimed block (not what a free leaves in this arena), so the block
+     * would be lost to its new holder and to the room. */
+    if (unlikely(!a->strict_free) && pg_room(z, frame) != 0)
+        goto bad;
     if (unlikely(!pg_claim(pg, PG_ALLOCATED, PG_DEFERRED)))
         goto bad;
     if (unlikely(a->page_hooks)) {
