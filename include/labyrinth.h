@@ -199,9 +199,10 @@ enum lab_reason {
     LAB_R_QUOTA,           /* the room's quota is reached */
     LAB_R_INJECTED,        /* fault injection */
     LAB_R_TIMEOUT,         /* a blocking request waited wait_timeout_ms for frees */
-    LAB_R_BADARG,          /* NULL arena or room, or a destroyed room: not counted in
-                              fail_by_reason (a destroyed room's request counts as
-                              misuse, LAB_EROOMDEAD; a NULL one nowhere) */
+    LAB_R_BADARG,          /* NULL arena or room, a destroyed room, or (debug builds) a
+                              room used by a context not its owner: not counted in
+                              fail_by_reason (counted as misuse, LAB_EROOMDEAD or
+                              LAB_ENOTOWNER; a NULL one nowhere) */
     LAB_R_COUNT
 };
 /* The name of a reason ("below watermark", ...); never NULL.
