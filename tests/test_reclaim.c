@@ -524,13 +524,31 @@ static void test_unregistered_shrinker_is_never_called_again(void)
     lab_arena_destroy(a);
 }
 
-static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
+/* An arena with one shrinker registered whose scan allocates (a blocking
+ * request, as a cache refilling itself would), and its end: every page
+ * back and the invariants holding. */
+static lab_arena *allocating_shrinker(struct cache *c)
 {
     lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
+    cache_init(c, a, 1);
+    c->alloc_in_scan = 1;
+    REQUIRE(lab_shrinker_register(a, &c->sh) == 0);
+    return a;
+}
+
+static void allocating_shrinker_end(lab_arena *a, struct cache *c)
+{
+    lab_shrinker_unregister(a, &c->sh);
+    cache_destroy(c);
+    CHECK_EQ(free_pages(a), PAGES);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
+static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
+{
     static struct cache c;
-    cache_init(&c, a, 1);
-    c.alloc_in_scan = 1;
-    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
+    lab_arena *a = allocating_shrinker(&c);
     cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
     CHECK_EQ(free_pages(a), MIN);   /* a KERNEL request inside scan would find no room */
     lab_result r;
@@ -542,11 +560,7 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
     CHECK_EQ(atomic_load(&c.nested_fail), 0);
     CHECK_EQ(atomic_load(&c.max_depth), 1);     /* never re-entered */
     lab_free_pages(a, r.addr, 0);
-    lab_shrinker_unregister(a, &c.sh);
-    cache_destroy(&c);
-    CHECK_EQ(free_pages(a), PAGES);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    allocating_shrinker_end(a, &c);
 }
 
 /* A blocking request made inside a shrinker's scan runs as MEMALLOC and
@@ -556,11 +570,8 @@ static void test_shrinker_that_allocates_does_not_deadlock_or_recurse(void)
  * ran with (it was counted as NOWAIT). */
 static void test_a_kernel_request_failing_inside_a_shrinker_counts_as_kernel(void)
 {
-    lab_arena *a = test_arena(PAGES, 10, MIN, LOW, HIGH);
     static struct cache c;
-    cache_init(&c, a, 1);
-    c.alloc_in_scan = 1;
-    REQUIRE(lab_shrinker_register(a, &c.sh) == 0);
+    lab_arena *a = allocating_shrinker(&c);
     cache_fill(&c, LAB_GFP_NOWAIT, PAGES);
     cache_fill(&c, LAB_GFP_NOWAIT | LAB_GFP_MEMALLOC, PAGES);
     CHECK_EQ(free_pages(a), 0);   /* the request inside scan finds nothing, MEMALLOC or not */
@@ -577,11 +588,7 @@ static void test_a_kernel_request_failing_inside_a_shrinker_counts_as_kernel(voi
     CHECK_EQ(s.fail_by_class[LAB_CLASS_ATOMIC] - s0.fail_by_class[LAB_CLASS_ATOMIC], 0);
     CHECK_EQ(s.fail_by_class[LAB_CLASS_OTHER] - s0.fail_by_class[LAB_CLASS_OTHER], 0);
     lab_free_pages(a, r.addr, 0);
-    lab_shrinker_unregister(a, &c.sh);
-    cache_destroy(&c);
-    CHECK_EQ(free_pages(a), PAGES);
-    CHECK_EQ(lab_check(a), 0);
-    lab_arena_destroy(a);
+    allocating_shrinker_end(a, &c);
 }
 
 /* The library's reclaimer thread (named lab-reclaim) blocks every signal:
