@@ -11,7 +11,14 @@
  *   pressure   LAB_GFP_KERNEL blocks, and a shrinker over the background
  *              cache so that reclaim runs
  *
- * Arenas are lazy (the default: MAP_NORESERVE, committed on first touch).
+ * The hand-off's and the pressure workload's arenas are created with
+ * LAB_ARENA_PREFAULT: DPDK's EAL and the floor commit their memory before
+ * the run, and a lazy arena (the default: MAP_NORESERVE, committed on first
+ * touch) takes a page fault on the first touch of each page the room draws
+ * from the zone, some of them inside the measured window (bench/README.md,
+ * "Page faults in the measured window").  LAB_BENCH_LAZY_ARENA=1 keeps them
+ * lazy.  The other workloads' arenas stay lazy: the growth table makes them
+ * up to 64 GiB.
  */
 #include "bench.h"
 #include "labyrinth.h"
@@ -73,6 +80,9 @@ static struct be_ctx *be_open(int kind, const struct bench_params *bp)
         break;
     }
     cfg.name = "bench";
+    const char *lazy = getenv("LAB_BENCH_LAZY_ARENA");
+    if ((kind == BE_HANDOFF || kind == BE_PRESSURE) && !(lazy && *lazy == '1'))
+        cfg.flags |= LAB_ARENA_PREFAULT;
     if (lab_arena_create(&cfg, &c->arena) != 0) {
         free(c);
         return NULL;

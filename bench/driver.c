@@ -898,6 +898,16 @@ static void table_pair(const char *title, const char *unit, const struct variant
                 snprintf(notes + l, sizeof(notes) - l, "%s%s: a take-back per %.0f pages", l ? "; " : "",
                          k ? "right" : "left", (st + re + (zo > 0 ? zo : 0)) / re);
             }
+            /* W3: page faults in the measured window (first touches of
+             * memory committed lazily) */
+            char fm[64];
+            snprintf(fm, sizeof(fm), "%.*s.faults", wl_len, v->metric);
+            double nflt = med(p->name, fm);
+            if (nflt > 0) {
+                size_t l = strlen(notes);
+                snprintf(notes + l, sizeof(notes) - l, "%s%s: %.0f page faults in the window", l ? "; " : "",
+                         k ? "right" : "left", nflt);
+            }
             /* W3: which side waited on the ring (the slower side waits less) */
             char wf[64], we[64];
             snprintf(wf, sizeof(wf), "%.*s.waits_full", wl_len, v->metric);
