@@ -648,10 +648,14 @@ LAB_API void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order);
  * debug builds, which are strict), and is otherwise handed out twice.  It
  * stops at the first step that fails and returns what it placed (0 when
  * none, with the reason counted in lab_room_stats), as Linux's
- * alloc_pages_bulk.  As there, LAB_GFP_NOFAIL holds for the first page
- * only: the pages after it are asked for without it (those the call
- * placed count against the room's quota and the arena's pages, and only
- * its caller can give them back). */
+ * alloc_pages_bulk.  As there, only the first page may block on memory:
+ * LAB_GFP_NOFAIL, re-commit, direct reclaim and waiting for frees apply to
+ * it alone, and the pages after it are taken from what the room, its
+ * lanes, the zone (above the request's watermark; its lock may be waited
+ * for) and the reserves the flags allow hold now.  Those the call placed
+ * count against the room's quota and the arena's pages, and only its
+ * caller can give them back: a call that runs the arena short returns at
+ * once with what it placed, and the caller calls again for more. */
 LAB_API size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n);
 /* Give an order-0 page back to the room, owner only.  The page must come
  * from this room (else LAB_ENOTROOMPAGE: other pages go back with

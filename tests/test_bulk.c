@@ -1,6 +1,7 @@
 /* lab_free_pages_bulk: n frees as n lab_free_pages calls, with one chain per
  * run of pages of one room. */
 #include "check.h"
+#include "internal.h"   /* fault points */
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -14,10 +15,12 @@ static void on_misuse(void *ctx, int err, const void *addr, const char *msg)
     misuse_code = err;
 }
 
-struct job { lab_arena *a; void **pages; size_t n; };
+struct job { lab_arena *a; void **pages; size_t n; unsigned delay_ms; };
 static void *bulk_free_thread(void *arg)
 {
     struct job *j = arg;
+    if (j->delay_ms)
+        sleep_ms(j->delay_ms);
     lab_free_pages_bulk(j->a, j->pages, j->n, 0);
     return NULL;
 }
@@ -34,14 +37,19 @@ static lab_room *make_room(lab_arena *a, size_t batch)
     return r;
 }
 
-/* The 256-page arenas below: every page home, then gone. */
-static void end_256(lab_arena *a)
+/* An arena of `pages` pages: every page home, then gone. */
+static void end_all(lab_arena *a, size_t pages)
 {
     lab_stats s;
     lab_stats_get(a, &s);
-    CHECK_EQ(s.free_pages, 256);
+    CHECK_EQ(s.free_pages, pages);
     CHECK_EQ(lab_check(a), 0);
     lab_arena_destroy(a);
+}
+
+static void end_256(lab_arena *a)
+{
+    end_all(a, 256);
 }
 
 static void test_bulk_free_of_room_pages_returns_them_to_their_rooms(void)
@@ -57,7 +65,7 @@ static void test_bulk_free_of_room_pages_returns_them_to_their_rooms(void)
             pages[i] = lab_room_alloc((i / 6) % 2 ? r2 : r1, LAB_GFP_KERNEL);
         REQUIRE(pages[i]);
     }
-    struct job j = { a, pages, 48 };
+    struct job j = { a, pages, 48, 0 };
     pthread_t t;
     REQUIRE(pthread_create(&t, NULL, bulk_free_thread, &j) == 0);
     pthread_join(t, NULL);
@@ -265,6 +273,93 @@ static void test_a_nofail_bulk_allocation_beyond_its_quota_returns_what_it_place
     CHECK_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
 }
 
+/* An arena whose blocking requests wait up to 3 s for pages: far longer
+ * than the tests below allow a call that must not wait. */
+static lab_arena *patient_arena(size_t pages, unsigned max_order)
+{
+    lab_arena_config cfg;
+    test_arena_config(&cfg, pages, max_order, 0, 0, 0);
+    cfg.wait_timeout_ms = 3000;
+    return test_arena_create(&cfg);
+}
+
+/* A blocking bulk allocation asking for more than the arena holds: the
+ * pages after the first take no step that waits (as Linux's
+ * alloc_pages_bulk), so the call returns what the zone had above its
+ * watermark at once, not after wait_timeout_ms of waiting for pages only
+ * its caller can give back. */
+static void test_a_blocking_bulk_allocation_that_runs_the_arena_short_returns_at_once(void)
+{
+    lab_arena *a = patient_arena(1024, 10);
+    lab_room *r = make_room(a, 32);
+    static void *pages[2048];
+    double t0 = now_ms();
+    size_t got = lab_room_alloc_bulk(r, LAB_GFP_KERNEL | LAB_GFP_NOWARN, pages, 2048);
+    double ms = now_ms() - t0;
+    CHECK(ms < 1000.0);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK(got > 0 && got < 2048);
+    CHECK_EQ(got + s.free_pages, 1024);
+    CHECK(s.free_pages <= s.wmark_min);   /* it took everything above min */
+    lab_room_stats rs;
+    lab_room_stats_get(r, &rs);
+    CHECK_EQ(rs.fail_by_reason[LAB_R_WATERMARK], 1);
+    lab_room_free_bulk(r, pages, got);
+    lab_room_destroy(r);
+    end_all(a, 1024);
+}
+
+/* ... while its first page still waits, as a single request's would: with
+ * the arena at its watermark, the call sleeps until another thread frees
+ * pages, then takes those above the watermark without waiting again. */
+static void test_a_blocking_bulk_allocation_waits_for_its_first_page_only(void)
+{
+    lab_arena *a = patient_arena(256, 8);
+    lab_room *r = make_room(a, 8);
+    static void *held[256];
+    size_t nheld = 0;
+    while (nheld < 256 && (held[nheld] = lab_alloc_pages(a, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+        nheld++;
+    REQUIRE(nheld >= 16);
+    pthread_t t;
+    struct job j = { a, held, 16, 100 };
+    void *pages[64];
+    /* before the thread: its 100 ms sleep then bounds ms from below, however
+     * late this thread runs again */
+    double t0 = now_ms();
+    REQUIRE(pthread_create(&t, NULL, bulk_free_thread, &j) == 0);
+    size_t got = lab_room_alloc_bulk(r, LAB_GFP_KERNEL | LAB_GFP_NOWARN, pages, 64);
+    double ms = now_ms() - t0;
+    REQUIRE(pthread_join(t, NULL) == 0);
+    CHECK(got >= 1 && got <= 16);
+    CHECK(ms >= 50.0 && ms < 2500.0);   /* it waited for the free, not for the timeout */
+    lab_room_free_bulk(r, pages, got);
+    lab_room_destroy(r);
+    lab_free_pages_bulk(a, held + 16, nheld - 16, 0);
+    end_all(a, 256);
+}
+
+/* ... and waits for the zone's lock for each of its refills, as a single
+ * blocking request does: only steps 6-8 are the first page's alone.  A
+ * zone lock found busy (the fault point) would otherwise cut the call
+ * short after its first refill. */
+static void test_a_blocking_bulk_allocation_waits_for_the_zone_lock_for_every_refill(void)
+{
+    lab_arena *a = test_arena(1024, 10, 0, 0, 0);
+    lab_room *r = make_room(a, 32);
+    static void *pages[256];
+    fault_points_arm(FP_LOCK_BUSY, 1);
+    size_t got = lab_room_alloc_bulk(r, LAB_GFP_KERNEL, pages, 256);
+    uint64_t tries = fault_points_calls(FP_LOCK_BUSY);
+    fault_points_disarm();
+    CHECK_EQ(got, 256);
+    CHECK_EQ(tries, 0);   /* never an atomic request's try of the lock */
+    lab_room_free_bulk(r, pages, got);
+    lab_room_destroy(r);
+    end_all(a, 1024);
+}
+
 int main(void)
 {
     test_watchdog(60);
@@ -275,5 +370,8 @@ int main(void)
     RUN(test_bulk_free_reads_no_entry_past_the_array);
     RUN(test_bulk_room_allocation_checks_the_poison_of_its_own_pages_only);
     RUN(test_a_nofail_bulk_allocation_beyond_its_quota_returns_what_it_placed);
+    RUN(test_a_blocking_bulk_allocation_that_runs_the_arena_short_returns_at_once);
+    RUN(test_a_blocking_bulk_allocation_waits_for_its_first_page_only);
+    RUN(test_a_blocking_bulk_allocation_waits_for_the_zone_lock_for_every_refill);
     return test_finish();
 }

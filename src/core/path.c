@@ -34,7 +34,7 @@
  * failure report, which describe the request as the caller wrote it. */
 enum {
     /* copies of the mask's own bits, at the same places */
-    R_BLOCK         = LAB_GFP_DIRECT_RECLAIM,  /* may sleep: zone lock, steps 6-8; system calls */
+    R_BLOCK         = LAB_GFP_DIRECT_RECLAIM,  /* may sleep: steps 6-8 (and has R_LOCK) */
     R_WAKE          = LAB_GFP_WAKE_RECLAIM,    /* step 5: wake the background reclaimer */
     R_ZERO          = LAB_GFP_ZERO,
     R_NORETRY       = LAB_GFP_NORETRY,
@@ -46,8 +46,14 @@ enum {
     R_HIGHATOMIC    = 1u << 18,   /* step 4: the high-order atomic reserve (order > 0) */
     R_MAY_RESERVE   = 1u << 19,   /* not NOMEMALLOC: NOFAIL may raise the floor to HIGH's share */
     R_NOFAIL        = 1u << 20,   /* blocking, NOFAIL, not NORETRY */
+    R_LOCK          = 1u << 21,   /* may wait for the zone lock and make system calls: every
+                                     blocking request, and a blocking bulk call's pages after
+                                     its first, which may not take steps 6-8 (R_BLOCK) */
     R_FLOOR_SHIFT   = 24,         /* enum zone_floor_kind: how far below min */
 };
+_Static_assert(((R_EMERGENCY | R_ROOM_RESERVE | R_HIGHATOMIC | R_MAY_RESERVE | R_NOFAIL | R_LOCK) &
+                (R_COPIED | ~((1u << R_FLOOR_SHIFT) - 1))) == 0,
+               "the derived rights are bits of their own, clear of the mask's copies and of the floor");
 /* Eight bytes, passed in one register. */
 struct rights {
     lab_gfp_t gfp;        /* as the caller wrote it, after the PF_MEMALLOC rule */
@@ -61,6 +67,7 @@ static inline unsigned floor_of(struct rights rt) { return rt.r >> R_FLOOR_SHIFT
  * mask costs a few instructions and no branch. */
 #define RIGHTS_OF(high, block, memalloc, nomem)                                                        \
     ((!(nomem) && ((high) || (memalloc)) ? R_EMERGENCY : 0u) | (!(nomem) && (high) ? R_ROOM_RESERVE : 0u) | \
+     ((block) ? R_LOCK : 0u) |                                                                          \
      (!(nomem) && (high) && !(block) ? R_HIGHATOMIC : 0u) | (!(nomem) ? R_MAY_RESERVE : 0u) |              \
      (uint32_t)((nomem) ? FLOOR_MIN : (memalloc) ? FLOOR_ALL : (high) ? ((block) ? FLOOR_HIGH : FLOOR_ATOMIC) \
                                                                       : FLOOR_MIN) << R_FLOOR_SHIFT)
@@ -126,7 +133,7 @@ static uint32_t zone_alloc_locked(struct lab_arena *a, struct rights rt, unsigne
 static uint32_t zone_alloc(struct lab_arena *a, struct rights rt, unsigned order, int *reason, int *step)
 {
     struct zone *z = &a->zone;
-    if (may(rt, R_BLOCK)) {
+    if (may(rt, R_LOCK)) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
@@ -135,14 +142,14 @@ static uint32_t zone_alloc(struct lab_arena *a, struct rights rt, unsigned order
     uint32_t frame = zone_alloc_locked(a, rt, order, reason, step);
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
     bool in_void = frame == NIL && *reason == LAB_R_FRAGMENTED && z->void_pages;
-    if (may(rt, R_BLOCK))
+    if (may(rt, R_LOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
     if (in_void && may(rt, R_WAKE))
-        reclaim_wake_order(a, order, may(rt, R_BLOCK));                /* step 5 */
+        reclaim_wake_order(a, order, may(rt, R_LOCK));                /* step 5 */
     else if (below_low && may(rt, R_WAKE))
-        reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
+        reclaim_wake(a, may(rt, R_LOCK));                             /* step 5 */
     return frame;
 }
 
@@ -364,7 +371,7 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
         *reason = LAB_R_INJECTED;
         return 0;
     }
-    if (may(rt, R_BLOCK)) {
+    if (may(rt, R_LOCK)) {
         zone_lock(z);
     } else if (!zone_lock_atomic(z)) {
         *reason = LAB_R_WOULD_BLOCK;
@@ -410,16 +417,16 @@ static size_t room_refill_from_zone(struct lab_room *r, struct rights rt, unsign
     *step = LAB_STEP_ZONE;
     bool below_low = z->free_pages < z->wmark[WMARK_LOW];
     bool in_void = got == 0 && *reason == LAB_R_FRAGMENTED && z->void_pages;
-    if (may(rt, R_BLOCK))
+    if (may(rt, R_LOCK))
         zone_unlock(z);
     else
         zone_unlock_nowake(z);
     if (got)
         ctr_inc(&r->st.refills);
     if (in_void && may(rt, R_WAKE))
-        reclaim_wake_order(a, order, may(rt, R_BLOCK));                /* step 5 */
+        reclaim_wake_order(a, order, may(rt, R_LOCK));                /* step 5 */
     else if (below_low && may(rt, R_WAKE))
-        reclaim_wake(a, may(rt, R_BLOCK));                             /* step 5 */
+        reclaim_wake(a, may(rt, R_LOCK));                             /* step 5 */
     return got;
 }
 
@@ -746,11 +753,13 @@ void *lab_room_alloc_pages(lab_room *r, lab_gfp_t gfp, unsigned order)
  * remote frees straight from the lanes (room_take_out), and the slow path
  * only when they have none to give (which refills the stock by a batch).
  * Stops at the first failure and returns how many it placed, as Linux's
- * alloc_pages_bulk.  NOFAIL holds for the first page only, as there: the
- * pages the call has placed count against the room's quota and the zone's
- * free pages, and only its caller can give them back, so a walk that waited
- * for ever for the next one (n above the quota, or above what the arena can
- * hold) would never return. */
+ * alloc_pages_bulk.  Only the first page may take steps 6-8 (re-commit,
+ * reclaim, waiting) and NOFAIL, as there: the pages the call has placed
+ * count against the room's quota and the zone's free pages, and only its
+ * caller can give them back, so a walk that waited for the next one (n
+ * above the quota, or above what the arena can hold) waited for its own
+ * pages: for wait_timeout_ms, or for ever with NOFAIL.  The caller has a
+ * page to work with and calls again for more. */
 size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
 {
     if (unlikely(r == NULL || pages == NULL || n == 0))
@@ -764,8 +773,11 @@ size_t lab_room_alloc_bulk(lab_room *r, lab_gfp_t gfp, void **pages, size_t n)
     size_t got = 0;
     int reason = LAB_R_NONE;
     bool stolen = unlikely(!room_side_back(r, rt));
-    /* the walks after the first page placed: the same request without NOFAIL */
-    const struct rights rest = may(rt, R_NOFAIL) ? gfp_rights(gfp & ~(lab_gfp_t)LAB_GFP_NOFAIL) : rt;
+    /* The walks after the first page placed: the same request, but neither
+     * NOFAIL nor steps 6-8 (it may still wait for the zone's lock). */
+    struct rights rest = rt;
+    rest.gfp &= ~(lab_gfp_t)LAB_GFP_NOFAIL;
+    rest.r &= ~(uint32_t)(R_BLOCK | R_NOFAIL);
     while (got < n) {
         size_t have = stolen ? 0 : atomic_load_explicit(&s->n, memory_order_relaxed);
         if (have == 0) {
