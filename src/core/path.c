@@ -715,7 +715,11 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
              * window's entry is unread until here: anything else is the
              * fallback's to refuse */
             if (likely(atomic_load_explicit(&d->tag, memory_order_relaxed) == s->tag_in)) {
-                pg_set_tag(d, s->tag_out);
+                /* a window's block is handed out already (tag_in is
+                 * tag_out): a store of the same tag would only hold back
+                 * the caller's stores behind it (docs/DESIGN.md, section 8) */
+                if (likely(s->tag_in != s->tag_out))
+                    pg_set_tag(d, s->tag_out);
                 atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
                 if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
                     atomic_store_explicit(&r->seq, seq, memory_order_release);
