@@ -872,6 +872,9 @@ bool room_window_open(struct lab_room *r)
          * address (an aligned 64-bit word: what a pop reads as a pointer) */
         s->addr = (char **)&l->slots[at];
         s->tag_in = s->tag_out;   /* its blocks are still handed out */
+        /* and a pop leaves them so (no ROOM block of order 0 exists while
+         * a window is open: the pop would refuse one) */
+        s->tag_pop = TAG_NONE;
         stock_n_set(r, 0, n);
         ctr_add_owner(&r->st.frees_remote, n);
         room_update_free_limit(r);
@@ -905,7 +908,7 @@ bool room_window_close(struct lab_room *r)
         }
     }
     s->addr = r->addr0;
-    s->tag_in = page_tag(PG_ROOM, 0, r->id);
+    s->tag_in = s->tag_pop = page_tag(PG_ROOM, 0, r->id);
     wr(&s->base, 0);
     stock_n_set(r, 0, kept);
     if (kept < n - b)

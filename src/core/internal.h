@@ -152,6 +152,9 @@ static inline uint32_t page_tag(unsigned state, unsigned order, unsigned id)
     return t.word;
 }
 
+/* A tag no descriptor holds (no such state): a window's tag_pop. */
+#define TAG_NONE page_tag(PG_NR_STATES, 0, 0)
+
 /* `tag` with another state, its order and room kept: what a whole-word
  * store writes (see struct page). */
 static inline uint32_t tag_with_state(uint32_t tag, unsigned state)
@@ -342,6 +345,11 @@ struct room_stock {
                                   ALLOCATED while the stock is a window; a pop
                                   compares it, so a stale or foreign entry is
                                   refused (room_stock_refuse), never handed out */
+    uint32_t  tag_pop;         /* what a pop turns into tag_out with a store:
+                                  tag_in for the room's own array, TAG_NONE for
+                                  a window, whose blocks are handed out already
+                                  (the pop's first compare fails and its second,
+                                  with tag_in, takes the block as it is) */
     uintptr_t span;            /* the arena's pages in blocks of this order, rounded
                                   up: the owner's free checks bounds and alignment
                                   with one compare (room_free_fast) */

@@ -711,15 +711,18 @@ static ALWAYS_INLINE void *room_alloc_fast(lab_room *r, lab_gfp_t gfp, unsigned 
             struct page *d = room_desc(r, p);
             lab_assert(pg_room(&r->arena->zone, frame_of(&r->arena->zone, p)) == r->id &&
                        d == &r->pages[frame_of(&r->arena->zone, p)]);
-            /* a block of this stock (the store keeps the room half); a
-             * window's entry is unread until here: anything else is the
-             * fallback's to refuse */
-            if (likely(atomic_load_explicit(&d->tag, memory_order_relaxed) == s->tag_in)) {
-                /* a window's block is handed out already (tag_in is
-                 * tag_out): a store of the same tag would only hold back
-                 * the caller's stores behind it (docs/DESIGN.md, section 8) */
-                if (likely(s->tag_in != s->tag_out))
-                    pg_set_tag(d, s->tag_out);
+            /* A block of the room's own array is marked handed out (the
+             * store keeps the room half).  A window's block is handed out
+             * already: its tag_pop is no tag, and it goes as it is, since
+             * a store of the same tag would only hold back the caller's
+             * stores behind it (docs/DESIGN.md, section 8).  A window's
+             * entry is unread until here: anything that is neither is the
+             * fallback's to refuse. */
+            uint32_t t = atomic_load_explicit(&d->tag, memory_order_relaxed);
+            bool own = t == s->tag_pop;
+            if (likely(own))
+                pg_set_tag(d, s->tag_out);
+            if (likely(own || t == s->tag_in)) {
                 atomic_store_explicit(&s->n, n - 1, memory_order_release);   /* seqlock data */
                 if (LAB_DEBUG_ON)   /* even again, the word it was: room_allocs counts the pop */
                     atomic_store_explicit(&r->seq, seq, memory_order_release);

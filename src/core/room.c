@@ -243,7 +243,8 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
     r->id = (uint16_t)id;
     r->serial = room_serial_next();
     for (unsigned o = 0; o <= r->max_order; o++)
-        r->stk[o].tag_out = page_tag(PG_ALLOCATED, o, id), r->stk[o].tag_in = page_tag(PG_ROOM, o, id);
+        r->stk[o].tag_out = page_tag(PG_ALLOCATED, o, id),
+        r->stk[o].tag_in = r->stk[o].tag_pop = page_tag(PG_ROOM, o, id);
     /* Published at once, holding its id: the lock is let go between batches
      * of the reserve, so a large reserve never holds it for long (atomic
      * requests meanwhile wait out at most RESERVE_BATCH pages of one hold).
