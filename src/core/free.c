@@ -221,7 +221,8 @@ void lab_free_pages(lab_arena *a, void *addr, unsigned order)
         if (likely(f < z->nr_pages) && likely((id = atomic_load_explicit(&z->room_of[f], memory_order_relaxed)) != 0) &&
             lane_hit(r = room_by_id(a, id), (struct thread_area *)plat_thread_self(), &l)) {
             const uint32_t frame = (uint32_t)f;
-            if (likely(lane_append(r, l, &frame, 1, 0)))
+            char *const page = addr;
+            if (likely(lane_append(r, l, &frame, 1, 0, &page)))
                 return;
         }
     }

@@ -1042,7 +1042,7 @@ static inline struct room_lane *lane_find(struct lab_room *r, struct thread_area
 static inline bool lane_push(struct lab_room *r, const uint32_t *frames, uint32_t n, unsigned order)
 {
     struct room_lane *l = lane_find(r, (struct thread_area *)plat_thread_self());
-    return l != NULL && lane_append(r, l, frames, n, order);
+    return l != NULL && lane_append(r, l, frames, n, order, NULL);
 }
 
 /* Remember lane l of room r for this thread's next single free.  The
@@ -1073,7 +1073,7 @@ static NOINLINE void hand_off_slow(struct lab_arena *a, struct lab_room *r, uint
         return;
     }
     lane_hit_fill(r, ta, l);
-    if (!lane_append(r, l, &frame, 1, order))
+    if (!lane_append(r, l, &frame, 1, order, NULL))
         room_free_one(a, r, frame, order);
 }
 
@@ -1089,7 +1089,7 @@ void room_hand_off(struct lab_arena *a, struct lab_room *r, uint32_t frame, unsi
         hand_off_slow(a, r, frame, order);
         return;
     }
-    if (likely(lane_append(r, l, &frame, 1, order)))
+    if (likely(lane_append(r, l, &frame, 1, order, NULL)))
         return;
     room_free_one(a, r, frame, order);
 }

@@ -26,7 +26,9 @@ static ALWAYS_INLINE bool lane_hit(const struct lab_room *r, struct thread_area 
     return likely(s == r->serial) && likely(atomic_load_explicit(&ta->hit.serial, memory_order_relaxed) == s);
 }
 
-/* Frees appended to lane l of the room, all of them or none: false when
+/* Frees appended to lane l of the room, all of them or none (addrs: the
+ * order-0 blocks' addresses, where the caller has them checked, stored as
+ * they are in place of entries rebuilt from frames): false when
  * the lane has no room for them or the room is dead (the caller uses the
  * ring).  No locked instruction once the lane is claimed, and one
  * publication for the whole run.  The lane's own
@@ -35,7 +37,7 @@ static ALWAYS_INLINE bool lane_hit(const struct lab_room *r, struct thread_area 
  * that runs between our look at the flag and our store of it completes its
  * push before we read head, so we append after it. */
 static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, const uint32_t *frames, uint32_t n,
-                                      unsigned order)
+                                      unsigned order, char *const *addrs)
 {
     if (unlikely(atomic_load_explicit(&l->pushing, memory_order_relaxed)))
         return false;
@@ -56,9 +58,11 @@ static ALWAYS_INLINE bool lane_append(struct lab_room *r, struct room_lane *l, c
         char *const base = r->base;
         uint32_t at = h % LANE_SLOTS, first = n < LANE_SLOTS - at ? n : LANE_SLOTS - at;
         for (uint32_t i = 0; i < first; i++)
-            atomic_store_explicit(&l->slots[at + i], lane_entry(base, frames[i], order), memory_order_relaxed);
+            atomic_store_explicit(&l->slots[at + i], addrs != NULL ? addrs[i] : lane_entry(base, frames[i], order),
+                                  memory_order_relaxed);
         for (uint32_t i = first; i < n; i++)
-            atomic_store_explicit(&l->slots[i - first], lane_entry(base, frames[i], order), memory_order_relaxed);
+            atomic_store_explicit(&l->slots[i - first], addrs != NULL ? addrs[i] : lane_entry(base, frames[i], order),
+                                  memory_order_relaxed);
         atomic_store_explicit(&l->pen, h + n, memory_order_release);
         /* a line filled: publish it (the owner reads only whole lines).
          * The run filled one iff fewer than all its entries sit in the
