@@ -338,7 +338,10 @@ struct room_stock {
     _Atomic size_t base;       /* the stock is [base, n): reclaim takes from the
                                   bottom by moving base (room_steal), the owner
                                   puts it back to 0 (room_compact) */
-    size_t    high, batch;     /* drain `batch` above `high`; refill `batch` */
+    uint32_t  high, batch;     /* drain `batch` above `high`; refill `batch`
+                                  (each at most RING_MAX; 32 bits keep the
+                                  stock at 56 bytes with its three tags, and
+                                  the room's layout as measured: DESIGN.md) */
     uint32_t  tag_out;         /* page_tag of a block of this order the room handed
                                   out: the owner's free compares it */
     uint32_t  tag_in;          /* page_tag of a block in this stock: ROOM, or
