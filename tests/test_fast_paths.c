@@ -174,6 +174,49 @@ static void test_owner_pairs_of_every_order_take_the_fast_paths(void)
     end(a, r);
 }
 
+/* Where windows open (release builds with lanes, room.c's window_ok), a
+ * window's blocks go out on the fast path as the room's own array's do:
+ * the pop tells the two apart by the descriptor's tag.  Release builds
+ * mark only the walk's calls in r->seq, so a pop left to the walk would
+ * hand the block out all the same but move seq.  Elsewhere the remote
+ * frees come back by a take-back, and the test checks that every block
+ * comes back once either way. */
+static void test_a_windows_pops_take_the_fast_path(void)
+{
+    enum { N = 24 };
+    _Static_assert(N >= WINDOW_MIN && N <= 32, "a window on them, within the room's high");
+    lab_arena *a = arena(0);
+    lab_room *r = room(a, 0);
+    char *p[N], *rest[40], *q[N];
+    int nrest = 0;
+    take_pages(r, (void **)p, N);
+    while (room_stats(r).stock)
+        take_pages(r, (void **)&rest[nrest++], 1);
+    for (int i = 0; i < N; i++)
+        lab_free_pages(a, p[i], 0);
+    take_pages(r, (void **)q, 1);   /* the walk: opens a window on the lane, or takes back */
+    bool window = atomic_load_explicit(&r->win, memory_order_relaxed) != NULL;
+    CHECK_EQ(window, r->window_ok);
+    uint64_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed);
+    take_pages(r, (void **)q + 1, N - 1);
+    if (window) {
+        CHECK_EQ(atomic_load_explicit(&r->seq, memory_order_relaxed), seq);
+        CHECK(atomic_load_explicit(&r->win, memory_order_relaxed) != NULL);   /* no pop closed it */
+    }
+    /* every block back, once */
+    for (int i = 0; i < N; i++) {
+        int k = 0;
+        for (int j = 0; j < N; j++)
+            k += q[j] == p[i];
+        CHECK_EQ(k, 1);
+    }
+    for (int i = 0; i < N; i++)
+        lab_room_free(r, q[i]);
+    for (int i = 0; i < nrest; i++)
+        lab_room_free(r, rest[i]);
+    end(a, r);
+}
+
 /* lab_free_pages of a room block pushes it into the room's ring (this
  * thread's lane of it, or the shared ring): one call of room_hand_off a
  * block, or, in a release build where rooms have lanes, one for the first
@@ -418,6 +461,7 @@ int main(void)
     test_watchdog(60);
     RUN(test_owner_pairs_of_every_order_take_the_fast_paths);
     RUN(test_a_remote_free_is_one_ring_push);
+    RUN(test_a_windows_pops_take_the_fast_path);
     RUN(test_a_bulk_remote_free_is_one_run_push);
     RUN(test_an_owner_bulk_free_is_n_frees);
     RUN(test_an_owner_double_free_after_a_fast_free_is_reported);
