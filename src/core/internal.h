@@ -339,9 +339,10 @@ struct room_stock {
                                   bottom by moving base (room_steal), the owner
                                   puts it back to 0 (room_compact) */
     uint32_t  high, batch;     /* drain `batch` above `high`; refill `batch`
-                                  (each at most RING_MAX; 32 bits keep the
-                                  stock at 56 bytes with its three tags, and
-                                  the room's layout as measured: DESIGN.md) */
+                                  (batch at most RING_MAX and high 4x that:
+                                  lab_room_create).  In 32 bits the stock
+                                  stays 56 bytes with its three tags, the
+                                  room's layout as measured (DESIGN.md) */
     uint32_t  tag_out;         /* page_tag of a block of this order the room handed
                                   out: the owner's free compares it */
     uint32_t  tag_in;          /* page_tag of a block in this stock: ROOM, or

@@ -129,7 +129,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
         return LAB_EORDER;
     if (cfg->flags & ~(LAB_ROOM_NOWARN | LAB_ROOM_TAKE_ALL))
         return LAB_EFLAGS;
-    _Static_assert(RING_MAX <= UINT32_MAX / 4, "a stock's high and batch, and twice their sum, fit 32 bits");
+    _Static_assert(RING_MAX <= UINT32_MAX / 16, "a stock's high (up to 4 x RING_MAX) and batch, and twice their sum, fit 32 bits");
     if (cfg->ring > RING_MAX || cfg->batch > RING_MAX || cfg->high > RING_MAX)
         return LAB_ENOMEM;   /* an absurd size would overflow the arrays' sizes */
     size_t high = cfg->high ? cfg->high : 4 * cfg->batch;
@@ -158,7 +158,7 @@ int lab_room_create(lab_arena *a, const lab_room_config *cfg, lab_room **out)
      * pcp batch by order. */
     for (unsigned o = 0; o <= r->max_order; o++) {
         struct room_stock *s = &r->stk[o];
-        s->batch = cfg->batch >> o ? (uint32_t)(cfg->batch >> o) : 1;   /* at most RING_MAX (checked above) */
+        s->batch = cfg->batch >> o ? (uint32_t)(cfg->batch >> o) : 1;   /* 32 bits: checked above */
         s->high = high >> o > s->batch ? (uint32_t)(high >> o) : s->batch;
         s->span = blocks_in(r->nr_pages, o);
         s->addr = o == 0 ? r->addr0 : meta_alloc(stock_bytes(s->high, s->batch));
