@@ -375,17 +375,75 @@ static void *storm_freer(void *arg)
     return NULL;
 }
 
+/* Moves a new room's lanes and return ring to position `at`, as if that
+ * many entries had passed through each: every position is a 32-bit count
+ * that wraps (the ring's lap sequences are its low bits), and only
+ * modular comparisons of them hold across the wrap.  Before any free. */
+static void room_positions_at(lab_room *r, uint32_t at)
+{
+    for (unsigned k = 0; r->lanes && k < ROOM_LANES; k++) {
+        struct room_lane *l = &r->lanes[k];
+        REQUIRE(atomic_load(&l->owner) == NULL && atomic_load(&l->pen) == 0);
+        atomic_store(&l->pen, at);
+        atomic_store(&l->head, at);
+        atomic_store(&l->tail, at);
+        atomic_store(&l->seen, at);
+        l->limit = at + LANE_SLOTS;
+    }
+    REQUIRE(atomic_load(&r->ring_head) == 0 && atomic_load(&r->ring_tail) == 0);
+    for (uint32_t i = 0; i <= r->ring_mask; i++)
+        atomic_store(&r->ring[(at + i) & r->ring_mask], ring_slot(at + i, 0, 0));
+    atomic_store(&r->ring_head, at);
+    atomic_store(&r->ring_tail, at);
+}
+
+/* Whether the room's lanes or ring went past 2^32 since room_positions_at(at). */
+static bool room_positions_wrapped(lab_room *r, uint32_t at)
+{
+    bool wrapped = atomic_load(&r->ring_tail) < at;
+    for (unsigned k = 0; r->lanes && k < ROOM_LANES; k++)
+        wrapped |= atomic_load(&r->lanes[k].tail) < at;
+    return wrapped;
+}
+
 /* The owner hands pages to two freeing threads, which free them one at a
  * time and in runs; the owner allocates one page a call or `bulk` a call
  * (the bulk calls take what the freers' lanes publish straight out), from
- * a room whose lanes keep nothing or, `keeping`, their share. */
+ * a room whose lanes keep nothing or, `keeping`, their share.  `start`:
+ * where the room's lanes and ring begin (0, or a position short of the
+ * 32-bit wrap, which the run then crosses).  `ring`: other threads hold
+ * every lane, so the two free through the shared ring (and, when it is
+ * full, to the zone). */
+struct lane_holder { lab_arena *a; void *page; _Atomic bool freed, leave; };
+static void *lane_holder(void *arg)
+{
+    struct lane_holder *h = arg;
+    lab_free_pages(h->a, h->page, 0);   /* claims a lane, if one is left */
+    atomic_store(&h->freed, true);
+    while (!atomic_load(&h->leave))
+        sched_yield();
+    return NULL;
+}
+
 static lab_room *default_room(lab_arena *a);
-static void two_producers_and_the_owner(unsigned bulk, bool keeping)
+static void two_producers_and_the_owner(unsigned bulk, bool keeping, uint32_t start, bool ring)
 {
     static struct storm s;
     memset(&s, 0, sizeof(s));
     s.a = arena(2048, 0);
     lab_room *r = keeping ? default_room(s.a) : room(s.a, 8, 32, 0, 128);
+    if (start)
+        room_positions_at(r, start);
+    /* (alive till the end: a later thread may get a gone one's area) */
+    static struct lane_holder held[ROOM_LANES];
+    pthread_t th[ROOM_LANES];
+    for (unsigned k = 0; ring && k < ROOM_LANES; k++) {
+        held[k] = (struct lane_holder){ .a = s.a, .page = lab_room_alloc(r, LAB_GFP_NOWAIT) };
+        REQUIRE(held[k].page != NULL);
+        REQUIRE(pthread_create(&th[k], NULL, lane_holder, &held[k]) == 0);
+        while (!atomic_load(&held[k].freed))
+            sched_yield();
+    }
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         REQUIRE(pthread_create(&t[i], NULL, storm_freer, &s) == 0);
@@ -395,6 +453,8 @@ static void two_producers_and_the_owner(unsigned bulk, bool keeping)
 #else
     unsigned rounds = 500000;
 #endif
+    if (start)
+        rounds /= 5;   /* the wrap is a few thousand entries a lane away */
     void *p[16];
     REQUIRE(bulk >= 1 && bulk <= 16);
     for (unsigned i = 0; i < rounds; i += bulk) {
@@ -439,19 +499,41 @@ static void two_producers_and_the_owner(unsigned bulk, bool keeping)
     lab_room_stats st = room_stats(r);
     CHECK_EQ(st.out, st.in_ring);
     CHECK_EQ(lab_check(s.a), 0);
+    if (start)
+        CHECK(room_positions_wrapped(r, start));
+    if (ring && start)   /* the ring itself (a full one sends frees to the zone) */
+        CHECK(atomic_load(&r->ring_tail) < start);
+    for (unsigned k = 0; ring && k < ROOM_LANES; k++) {
+        atomic_store(&held[k].leave, true);
+        pthread_join(th[k], NULL);
+    }
     lab_room_destroy(r);
     end_arena(s.a);
 }
 
 static void test_two_producers_and_the_owner_lose_and_duplicate_nothing(void)
 {
-    two_producers_and_the_owner(1, false);
+    two_producers_and_the_owner(1, false, 0, false);
 }
 
 static void test_two_producers_and_a_bulk_allocating_owner_lose_and_duplicate_nothing(void)
 {
-    two_producers_and_the_owner(16, false);
-    two_producers_and_the_owner(16, true);
+    two_producers_and_the_owner(16, false, 0, false);
+    two_producers_and_the_owner(16, true, 0, false);
+}
+
+/* The same across the 32-bit wrap of the lanes' and the ring's positions:
+ * windows, take-backs and bulk hand-outs that straddle it. */
+static void test_the_hand_off_crosses_the_wrap_of_its_positions(void)
+{
+    const uint32_t start = 0u - 3000;
+    two_producers_and_the_owner(1, false, start, false);
+    two_producers_and_the_owner(1, true, start, false);
+    two_producers_and_the_owner(16, true, start, false);
+    /* the ring's own, nearer: a full ring sends frees to the zone, more
+     * of them on a loaded machine */
+    two_producers_and_the_owner(1, false, 0u - 300, true);
+    two_producers_and_the_owner(16, true, 0u - 300, true);
 }
 
 /* ---- bulk calls ---------------------------------------------------------------- */
@@ -3226,6 +3308,7 @@ int main(void)
     RUN(test_a_room_at_its_quota_takes_back_what_its_lane_keeps);
     RUN(test_two_producers_and_the_owner_lose_and_duplicate_nothing);
     RUN(test_two_producers_and_a_bulk_allocating_owner_lose_and_duplicate_nothing);
+    RUN(test_the_hand_off_crosses_the_wrap_of_its_positions);
     RUN(test_alloc_bulk_places_what_it_can_and_says_how_many);
     RUN(test_a_bulk_allocation_hands_out_lane_frees_without_the_stock);
     RUN(test_a_lanes_last_look_at_head_moves_on_with_its_tail);
