@@ -625,6 +625,35 @@ static void test_a_room_serves_orders_up_to_its_max_order(void)
     end_arena(a);
 }
 
+/* A batch of fewer pages than an order's block still moves one block of
+ * that order per refill (the header: batch >> k blocks, at least 1). */
+static void test_an_orders_refill_moves_at_least_one_block(void)
+{
+    lab_arena *a = arena(1024, 0);
+    lab_room *r = room(a, 2, 8, 3, 0);   /* order 3: 2 >> 3 = 0 blocks */
+    void *b[3];
+    for (int i = 0; i < 3; i++) {
+        uint64_t refills = room_stats(r).refills;
+        REQUIRE((b[i] = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 3)) != NULL);
+        CHECK_EQ(room_stats(r).refills, refills + 1);   /* one block each time */
+        CHECK_EQ(room_stats(r).stock, 0);
+    }
+    /* one block back stays in stock (high 8 >> 3 = 1), the next goes home */
+    lab_room_free_pages(r, b[0], 3);
+    CHECK_EQ(room_stats(r).stock, 8);
+    lab_room_free_pages(r, b[1], 3);
+    CHECK_EQ(room_stats(r).stock, 8);
+    uint64_t refills = room_stats(r).refills;
+    void *again = lab_room_alloc_pages(r, LAB_GFP_NOWAIT, 3);
+    CHECK(again == b[0] || again == b[1]);
+    CHECK_EQ(room_stats(r).refills, refills);   /* from the stock */
+    lab_room_free_pages(r, again, 3);
+    lab_room_free_pages(r, b[2], 3);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
 static void test_room_orders_above_the_limit_are_refused(void)
 {
     lab_arena *a = arena(512, 0);
@@ -3318,6 +3347,7 @@ int main(void)
     RUN(test_a_bulk_allocation_leaves_a_lane_its_share);
     RUN(test_a_room_serves_orders_up_to_its_max_order);
     RUN(test_room_orders_above_the_limit_are_refused);
+    RUN(test_an_orders_refill_moves_at_least_one_block);
     RUN(test_room_ids_are_reused_once_no_block_is_out);
     RUN(test_a_dead_rooms_handle_refuses_a_block_of_the_room_that_took_its_id);
     RUN(test_the_stats_count_pages_by_step_and_freed);
