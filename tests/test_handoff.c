@@ -406,14 +406,8 @@ static bool room_positions_wrapped(lab_room *r, uint32_t at)
     return wrapped;
 }
 
-/* The owner hands pages to two freeing threads, which free them one at a
- * time and in runs; the owner allocates one page a call or `bulk` a call
- * (the bulk calls take what the freers' lanes publish straight out), from
- * a room whose lanes keep nothing or, `keeping`, their share.  `start`:
- * where the room's lanes and ring begin (0, or a position short of the
- * 32-bit wrap, which the run then crosses).  `ring`: other threads hold
- * every lane, so the two free through the shared ring (and, when it is
- * full, to the zone). */
+/* A thread that frees one page of a room, which claims it a lane while
+ * one is left, and stays until told to leave. */
 struct lane_holder { lab_arena *a; void *page; _Atomic bool freed, leave; };
 static void *lane_holder(void *arg)
 {
@@ -425,6 +419,14 @@ static void *lane_holder(void *arg)
     return NULL;
 }
 
+/* The owner hands pages to two freeing threads, which free them one at a
+ * time and in runs; the owner allocates one page a call or `bulk` a call
+ * (the bulk calls take what the freers' lanes publish straight out), from
+ * a room whose lanes keep nothing or, `keeping`, their share.  `start`:
+ * where the room's lanes and ring begin (0, or a position short of the
+ * 32-bit wrap, which the run then crosses).  `ring`: other threads hold
+ * every lane, so the two free through the shared ring (and, when it is
+ * full, to the zone). */
 static lab_room *default_room(lab_arena *a);
 static void two_producers_and_the_owner(unsigned bulk, bool keeping, uint32_t start, bool ring)
 {
