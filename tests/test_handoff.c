@@ -407,15 +407,15 @@ static bool room_positions_wrapped(lab_room *r, uint32_t at)
 }
 
 /* A thread that frees one page of a room, which claims it a lane while
- * one is left, and stays until told to leave. */
-struct lane_holder { lab_arena *a; void *page; _Atomic bool freed, leave; };
+ * one is left, and stays (blocked, not spinning: the freers need the CPUs)
+ * until the second wait on the barrier. */
+struct lane_holder { lab_arena *a; void *page; pthread_barrier_t *bar; };
 static void *lane_holder(void *arg)
 {
     struct lane_holder *h = arg;
     lab_free_pages(h->a, h->page, 0);   /* claims a lane, if one is left */
-    atomic_store(&h->freed, true);
-    while (!atomic_load(&h->leave))
-        sched_yield();
+    pthread_barrier_wait(h->bar);       /* freed */
+    pthread_barrier_wait(h->bar);       /* leave */
     return NULL;
 }
 
@@ -438,13 +438,16 @@ static void two_producers_and_the_owner(unsigned bulk, bool keeping, uint32_t st
         room_positions_at(r, start);
     /* (alive till the end: a later thread may get a gone one's area) */
     static struct lane_holder held[ROOM_LANES];
+    static pthread_barrier_t bar;
     pthread_t th[ROOM_LANES];
-    for (unsigned k = 0; ring && k < ROOM_LANES; k++) {
-        held[k] = (struct lane_holder){ .a = s.a, .page = lab_room_alloc(r, LAB_GFP_NOWAIT) };
-        REQUIRE(held[k].page != NULL);
-        REQUIRE(pthread_create(&th[k], NULL, lane_holder, &held[k]) == 0);
-        while (!atomic_load(&held[k].freed))
-            sched_yield();
+    if (ring) {
+        REQUIRE(pthread_barrier_init(&bar, NULL, ROOM_LANES + 1) == 0);
+        for (unsigned k = 0; k < ROOM_LANES; k++) {
+            held[k] = (struct lane_holder){ .a = s.a, .page = lab_room_alloc(r, LAB_GFP_NOWAIT), .bar = &bar };
+            REQUIRE(held[k].page != NULL);
+            REQUIRE(pthread_create(&th[k], NULL, lane_holder, &held[k]) == 0);
+        }
+        pthread_barrier_wait(&bar);   /* every holder has freed its page */
     }
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
@@ -501,13 +504,14 @@ static void two_producers_and_the_owner(unsigned bulk, bool keeping, uint32_t st
     lab_room_stats st = room_stats(r);
     CHECK_EQ(st.out, st.in_ring);
     CHECK_EQ(lab_check(s.a), 0);
+    /* with the lanes held, the ring itself (a full one sends frees to the zone) */
     if (start)
-        CHECK(room_positions_wrapped(r, start));
-    if (ring && start)   /* the ring itself (a full one sends frees to the zone) */
-        CHECK(atomic_load(&r->ring_tail) < start);
-    for (unsigned k = 0; ring && k < ROOM_LANES; k++) {
-        atomic_store(&held[k].leave, true);
-        pthread_join(th[k], NULL);
+        CHECK(ring ? atomic_load(&r->ring_tail) < start : room_positions_wrapped(r, start));
+    if (ring) {
+        pthread_barrier_wait(&bar);   /* leave */
+        for (unsigned k = 0; k < ROOM_LANES; k++)
+            pthread_join(th[k], NULL);
+        pthread_barrier_destroy(&bar);
     }
     lab_room_destroy(r);
     end_arena(s.a);
