@@ -1117,6 +1117,22 @@ static const char *settled(const char *a, const char *ma, double scale, const ch
     return buf;
 }
 
+/* "; the floor fails it too (...)" when the floor, a bare array with no
+ * allocator at all, misses the same bound as Labyrinth in this run: such a
+ * target weighs the peer's layout (objects not page aligned) against pages,
+ * whose first lines all share one set of each private cache, more than it
+ * weighs the allocators.  "" otherwise.  below: the bound is met by being
+ * below it; the floor's figure is printed times scale, then unit. */
+static const char *floor_too(const char *metric, bool below, double bound, double scale, const char *unit)
+{
+    static char buf[64];
+    double f = med("floor", metric);
+    if (isnan(f) || isnan(bound) || (below ? f < bound : f >= bound))
+        return "";
+    snprintf(buf, sizeof(buf), "; the floor fails it too (%.2f%s)", f * scale, unit);
+    return buf;
+}
+
 static void print_targets(void)
 {
     out("\nTargets (from the project's issues), judged on the medians above.  'not settled': the\n"
@@ -1125,21 +1141,22 @@ static void print_targets(void)
     out(" The hand-off, both consumer styles:\n");
     const char *who;
     double l1 = med("labyrinth", "w1.ns"), b1 = best_peer("w1.ns", true, &who);
-    target(!isnan(l1) && !isnan(b1), l1 < b1, "W1: below every peer", "%.2f ns vs best peer %s %.2f ns%s", l1, who,
-           b1, settled("labyrinth", "w1.ns", 1, who, "w1.ns"));
+    target(!isnan(l1) && !isnan(b1), l1 < b1, "W1: below every peer", "%.2f ns vs best peer %s %.2f ns%s%s", l1, who,
+           b1, settled("labyrinth", "w1.ns", 1, who, "w1.ns"), floor_too("w1.ns", true, b1, 1, " ns"));
     double l2 = med("labyrinth", "w2.ns"), b2 = best_peer("w2.ns", true, &who);
-    target(!isnan(l2) && !isnan(b2), l2 < b2, "W2 single: below every peer", "%.2f ns vs best peer %s %.2f ns%s", l2,
-           who, b2, settled("labyrinth", "w2.ns", 1, who, "w2.ns"));
+    target(!isnan(l2) && !isnan(b2), l2 < b2, "W2 single: below every peer", "%.2f ns vs best peer %s %.2f ns%s%s", l2,
+           who, b2, settled("labyrinth", "w2.ns", 1, who, "w2.ns"), floor_too("w2.ns", true, b2, 1, " ns"));
     double l2b = med("labyrinth", "w2b.ns"), b2b = best_peer("w2b.ns", true, &who);
     target(!isnan(l2b) && !isnan(b2b), l2b < b2b, "W2 bulk: below every peer with bulk calls",
-           "%.2f ns vs best peer %s %.2f ns%s", l2b, who, b2b, settled("labyrinth", "w2b.ns", 1, who, "w2b.ns"));
+           "%.2f ns vs best peer %s %.2f ns%s%s", l2b, who, b2b, settled("labyrinth", "w2b.ns", 1, who, "w2b.ns"),
+           floor_too("w2b.ns", true, b2b, 1, " ns"));
     for (int b = 0; b < 2; b++) {
         const char *m = b ? "w3b.pps" : "w3s.pps", *style = b ? "bulk" : "single";
         double l = med("labyrinth", m), d = med("dpdk", m), f = med("floor", m);
         char what[64];
         snprintf(what, sizeof(what), "W3 %s: pages/s >= DPDK's", style);
-        target(!isnan(l) && !isnan(d), l >= d, what, "%.2f M/s vs DPDK %.2f M/s = %.2fx%s", l / 1e6, d / 1e6, l / d,
-               settled("labyrinth", m, 1, "dpdk", m));
+        target(!isnan(l) && !isnan(d), l >= d, what, "%.2f M/s vs DPDK %.2f M/s = %.2fx%s%s", l / 1e6, d / 1e6, l / d,
+               settled("labyrinth", m, 1, "dpdk", m), floor_too(m, false, d, 1e-6, " M/s"));
         snprintf(what, sizeof(what), "W3 %s: pages/s >= 0.9x the floor's", style);
         target(!isnan(l) && !isnan(f), l >= 0.9 * f, what, "%.2f M/s vs floor %.2f M/s = %.2fx%s", l / 1e6, f / 1e6,
                l / f, settled("labyrinth", m, 1, "floor", m));
