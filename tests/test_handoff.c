@@ -255,6 +255,20 @@ static void test_strict_mode_reports_a_double_free_at_the_second_free(void)
     end_arena(a);
 }
 
+/* The owner allocates and frees 8 blocks at a time, so its stock runs
+ * dry and it takes back, until nothing waits in its ring or lanes (at
+ * most `rounds` times). */
+static void take_all_back(lab_room *r, size_t rounds)
+{
+    void *more[8];
+    for (size_t round = 0; round < rounds && room_stats(r).in_ring; round++) {
+        for (int i = 0; i < 8; i++)
+            REQUIRE((more[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+        for (int i = 0; i < 8; i++)
+            lab_room_free(r, more[i]);
+    }
+}
+
 /* A ring holds what it holds; the frees beyond it go to the zone, and every
  * page is still accounted for.  Freed in runs of one with
  * lab_free_pages_bulk: they fill this thread's lane first (8192 slots, where
@@ -284,17 +298,42 @@ static void test_frees_beyond_a_full_ring_go_to_the_zone(void)
     CHECK_EQ(st.out, held - 4 + 1);    /* 4 back to the stock, 1 of them handed out */
     CHECK_EQ(st.stock, 3);
     lab_room_free(r, q);
-    void *more[8];
-    for (size_t round = 0; round < N && room_stats(r).in_ring; round++) {
-        for (int i = 0; i < 8; i++)   /* the stock runs dry: the next take-back */
-            REQUIRE((more[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
-        for (int i = 0; i < 8; i++)
-            lab_room_free(r, more[i]);
-    }
+    take_all_back(r, N);
     st = room_stats(r);
     CHECK_EQ(st.in_ring, 0);
     CHECK_EQ(st.out, 0);
     CHECK(st.stock <= 4 + 4);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
+}
+
+/* A bulk free of exactly as many blocks as the ring has slots, which the
+ * freer's lane cannot take (full): one reservation takes the whole ring,
+ * and every block waits there for the owner, none goes to the zone. */
+static void test_a_bulk_free_of_the_rings_size_fills_the_ring(void)
+{
+    lab_arena *a = arena(16384, 0);
+    lab_room *r = room(a, 4, 4, 0, 16);     /* ring of 16 slots */
+    enum { RING = 16, LANE = 8192 };
+    const size_t lane = r->lanes ? LANE : 0;   /* no membarrier: no lanes */
+    static void *p[LANE + RING];
+    const size_t n = lane + RING;
+    for (size_t i = 0; i < n; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (size_t i = 0; i < lane; i++)
+        lab_free_pages(a, p[i], 0);         /* this thread's lane, full */
+    REQUIRE(room_stats(r).in_ring == lane);
+    size_t free_before = arena_stats(a).free_pages;
+    lab_free_pages_bulk(a, &p[lane], RING, 0);
+    lab_room_stats st = room_stats(r);
+    CHECK_EQ(st.in_ring, lane + RING);
+    CHECK_EQ(arena_stats(a).free_pages, free_before);
+    CHECK_EQ(lab_check(a), 0);
+    take_all_back(r, n);   /* a stock's high at a time */
+    st = room_stats(r);
+    CHECK_EQ(st.in_ring, 0);
+    CHECK_EQ(st.out, 0);
     CHECK_EQ(lab_check(a), 0);
     lab_room_destroy(r);
     end_arena(a);
@@ -949,6 +988,44 @@ static void reclaim_takes_an_idle_rooms_stock(bool destroy_at_once)
 static void test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve(void)
 {
     reclaim_takes_an_idle_rooms_stock(false);
+}
+
+/* Reclaim of an idle room takes every block of its stock but the top,
+ * however few: with two in stock, one goes to the zone.  With nothing
+ * below the top and nothing in the lanes or the ring, it takes nothing,
+ * and says so: what it reports is what the zone gained. */
+static void test_reclaim_takes_even_one_block_below_the_top_and_reports_none_taken_as_none(void)
+{
+    lab_arena *a = arena(512, 0);
+    lab_room *r = room(a, 4, 4, 0, 0);
+    if (!r->lanes) {   /* no membarrier: no steal */
+        fprintf(stderr, "  (no membarrier here: reclaim asks the owner instead)\n");
+        lab_room_destroy(r);
+        end_arena(a);
+        return;
+    }
+    void *p[2];
+    for (int i = 0; i < 2; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    REQUIRE(room_stats(r).stock == 2);   /* a batch of 4, two handed out */
+    lab_stats before = arena_stats(a);
+    CHECK_EQ(rooms_drain_surplus(a), 1);
+    lab_stats after = arena_stats(a);
+    CHECK_EQ(after.free_pages, before.free_pages + 1);
+    CHECK_EQ(after.rooms_drained_pages, before.rooms_drained_pages + 1);
+    CHECK_EQ(room_stats(r).stock, 1);
+    CHECK_EQ(rooms_drain_surplus(a), 0);   /* only the top is left */
+    before = after;
+    after = arena_stats(a);
+    CHECK_EQ(after.free_pages, before.free_pages);
+    CHECK_EQ(after.rooms_drained_pages, before.rooms_drained_pages);
+    CHECK_EQ(room_stats(r).stock, 1);
+    CHECK_EQ(lab_check(a), 0);
+    for (int i = 0; i < 2; i++)
+        lab_room_free(r, p[i]);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    end_arena(a);
 }
 
 /* With page hooks (here poisoning), a free of a room block with the wrong
@@ -3033,6 +3110,57 @@ static void test_an_owners_free_of_a_block_a_window_holds_is_a_double_free(void)
     window_end(&w, got, WIN_N);
 }
 
+/* A block freed twice by another context, between other frees in the
+ * lane: the window opens on both entries, and the owner's free closes it.
+ * The close keeps the first entry and refuses the second (release builds;
+ * a debug build's take-back refuses it, and strict mode the second free
+ * itself), so the stock the window becomes holds each block once and its
+ * count says so: a count left at the window's would hand out a slot of
+ * the room's own array that holds no block of the stock. */
+static void test_a_window_that_refuses_an_entry_at_its_close_leaves_the_stock_its_count(void)
+{
+    static struct misuse_log log;
+    lab_arena *a = logged_arena(512, 0, &log);
+    lab_room *r = room(a, 32, 32, 0, 0);
+    void *p[WIN_N], *rest[32];
+    int nrest = 0;
+    for (int i = 0; i < WIN_N; i++)
+        REQUIRE((p[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    while (room_stats(r).stock)
+        REQUIRE(nrest < 32 && (rest[nrest++] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    for (int i = 0; i < WIN_N; i++) {
+        lab_free_pages(a, p[i], 0);
+        if (i == WIN_N / 2)
+            lab_free_pages(a, p[3], 0);   /* again, in the middle of the run */
+    }
+    void *got[WIN_N + 1];
+    REQUIRE((got[0] = lab_room_alloc(r, LAB_GFP_NOWAIT)) == p[WIN_N - 1]);   /* the top */
+    lab_room_free(r, got[0]);   /* closes the window */
+    CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(room_stats(r).stock, WIN_N);
+    CHECK_EQ(lab_check(a), 0);
+    /* the stock hands out the 24 blocks, each once, then goes to the zone */
+    for (int i = 0; i < WIN_N; i++)
+        REQUIRE((got[i] = lab_room_alloc(r, LAB_GFP_NOWAIT)) != NULL);
+    CHECK_EQ(room_stats(r).stock, 0);
+    void *sorted_got[WIN_N], *sorted_p[WIN_N];
+    memcpy(sorted_got, got, sizeof(sorted_got));
+    memcpy(sorted_p, p, sizeof(sorted_p));
+    qsort(sorted_got, WIN_N, sizeof(void *), cmp_ptr);
+    qsort(sorted_p, WIN_N, sizeof(void *), cmp_ptr);
+    CHECK_EQ(memcmp(sorted_got, sorted_p, sizeof(sorted_p)), 0);
+    for (int i = 0; i < WIN_N; i++)
+        lab_room_free(r, got[i]);
+    for (int i = 0; i < nrest; i++)
+        lab_room_free(r, rest[i]);
+    CHECK_EQ(atomic_load(&log.total), 1);
+    CHECK_EQ(lab_check(a), 0);
+    lab_room_destroy(r);
+    CHECK_EQ(arena_stats(a).free_pages, arena_stats(a).total_pages);
+    lab_arena_destroy(a);
+}
+
 /* A second free of a block by another context, whose first came back and
  * whose block then went to the zone (a drain): a window that meets the
  * second entry refuses it at the pop, reports it and drops it; it never
@@ -3314,6 +3442,7 @@ int main(void)
     RUN(test_a_block_freed_twice_through_the_ring_is_found_when_taken_back);
     RUN(test_a_bulk_allocation_closes_the_window_it_emptied);
     RUN(test_a_window_refuses_an_entry_whose_block_left_the_room);
+    RUN(test_a_window_that_refuses_an_entry_at_its_close_leaves_the_stock_its_count);
     RUN(test_a_window_whose_every_entry_is_refused_closes_before_the_walk_goes_on);
     RUN(test_reclaim_takes_an_idle_owners_window_and_what_its_lane_holds_after_it);
     RUN(test_a_bulk_allocation_takes_a_lanes_entries_across_the_end_of_its_slots);
@@ -3325,6 +3454,7 @@ int main(void)
     RUN(test_strict_mode_arbitrates_owner_and_remote_free_of_one_block);
     RUN(test_strict_mode_reports_a_double_free_at_the_second_free);
     RUN(test_frees_beyond_a_full_ring_go_to_the_zone);
+    RUN(test_a_bulk_free_of_the_rings_size_fills_the_ring);
     RUN(test_a_take_back_into_a_full_stock_goes_to_the_zone_in_runs);
     RUN(test_destroy_empties_the_ring_and_later_frees_reach_the_zone);
     RUN(test_a_destroy_racing_remote_frees_leaves_nothing_in_the_ring);
@@ -3361,6 +3491,7 @@ int main(void)
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);
+    RUN(test_reclaim_takes_even_one_block_below_the_top_and_reports_none_taken_as_none);
     RUN(test_a_room_destroyed_after_a_steal);
     RUN(test_a_wrong_order_free_of_a_room_block_with_hooks_writes_no_page);
     RUN(test_a_steal_leaves_the_owner_its_reserve);
