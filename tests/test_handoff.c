@@ -2040,6 +2040,31 @@ static void test_a_steal_leaves_the_ring_to_a_flush_under_way(void)
     parked_steal_end(&ps);
 }
 
+/* Reclaim meets a room that another reclaim is stealing from (parked
+ * inside its take): it leaves the room alone and reports nothing taken,
+ * the pages the other steal takes being that steal's to report. */
+static void test_a_steal_leaves_a_room_another_steal_holds_and_reports_nothing(void)
+{
+    static struct misuse_log log;
+    static struct parked_steal ps;
+    if (!parked_steal_begin(&ps, &log, false))
+        SKIP("reclaim cannot steal here (no membarrier)");
+    lab_room *r = ps.r;
+    REQUIRE(atomic_load(&r->steal));
+    lab_stats before = arena_stats(ps.a);
+    CHECK_EQ(rooms_drain_surplus(ps.a), 0);
+    lab_stats after = arena_stats(ps.a);
+    CHECK_EQ(after.rooms_drained_pages, before.rooms_drained_pages);
+    CHECK_EQ(after.free_pages, before.free_pages);
+    parked_steal_go(&ps);
+    CHECK(arena_stats(ps.a).rooms_drained_pages > before.rooms_drained_pages);   /* the parked one's */
+    CHECK_EQ(lab_check(ps.a), 0);
+    free_from_a_thread(ps.a, &ps.p[ROOM_LANES + 3], 1);
+    lab_room_destroy(r);
+    CHECK_EQ(atomic_load(&log.total), 0);
+    parked_steal_end(&ps);
+}
+
 /* A room destroyed by a thread the kernel refuses membarrier to (a seccomp
  * filter installed after set-up, a sandbox): destroy waited for ever for
  * the barrier; it now gives up after a while, the lanes' entries all
@@ -3502,6 +3527,7 @@ int main(void)
     RUN(test_destroy_waits_out_a_steal_in_flight);
     RUN(test_a_steal_and_a_late_freers_flush_never_both_take_the_ring);
     RUN(test_a_steal_leaves_the_ring_to_a_flush_under_way);
+    RUN(test_a_steal_leaves_a_room_another_steal_holds_and_reports_nothing);
     RUN(test_reclaim_takes_an_idle_rooms_lanes);
     RUN(test_steals_against_a_running_owner);
     RUN(test_a_hooked_room_serves_even_a_flagless_request_through_its_hooks);
