@@ -841,6 +841,8 @@ static void test_a_refused_room_retires_no_room(void)
     big.reserve = 500;   /* no more than the arena, more than it has above min */
     lab_room *r = NULL;
     CHECK_EQ(lab_room_create(a, &big, &r), LAB_ERESERVE);
+    CHECK_EQ(arena_stats(a).reserve_pages, 0);   /* what it took went back */
+    CHECK_EQ(lab_check(a), 0);                   /* and the dead room counts none */
     CHECK_EQ(lab_room_create(a, &rc, &r), 0);
     lab_room_destroy(r);
     /* each retired room on the graveyard once, none of them in the table */
@@ -850,6 +852,47 @@ static void test_a_refused_room_retires_no_room(void)
             CHECK(atomic_load(&a->rooms[id]) != g);
     CHECK(n <= 6);
     end_arena(a);
+}
+
+/* A room's quota counts what it holds in its stocks as well as what it has
+ * handed out: allocating until it refuses, the two together never pass the
+ * quota, for a room of order 0 as for one of orders 0..2, whose order-2
+ * stock holds three blocks while order 0 refills. */
+static void test_a_rooms_quota_counts_its_stocks(void)
+{
+    for (unsigned max_order = 0; max_order <= 2; max_order += 2) {
+        lab_arena *a = arena(1024, 0);
+        lab_room_config rc;
+        lab_room_config_init(&rc);
+        rc.batch = 16;
+        rc.high = 32;
+        rc.quota = 40;
+        rc.max_order = max_order;
+        lab_room *r = NULL;
+        REQUIRE(lab_room_create(a, &rc, &r) == 0);
+        static void *p[64];
+        unsigned order[64];
+        size_t n = 0, pages = 0;
+        for (int i = 0; i < 64 && n < 64; i++) {
+            unsigned o = max_order && i == 0 ? max_order : 0;   /* one top-order block first */
+            void *q = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, o);
+            lab_room_stats st = room_stats(r);   /* pages, every order's */
+            CHECK(st.stock + st.out + st.reserve <= 40);
+            if (q) {
+                p[n] = q;
+                order[n++] = o;
+                pages += (size_t)1 << o;
+            }
+        }
+        CHECK(pages > 0 && pages <= 40);
+        while (n) {
+            n--;
+            lab_room_free_pages(r, p[n], order[n]);
+        }
+        CHECK_EQ(lab_check(a), 0);
+        lab_room_destroy(r);
+        end_arena(a);
+    }
 }
 
 /* A refill never stocks pages from below min: an ATOMIC request gets one
@@ -3121,8 +3164,10 @@ static void test_an_owners_free_of_a_block_a_window_holds_is_a_double_free(void)
     void *got[WIN_N];
     REQUIRE((got[0] = lab_room_alloc(w.r, LAB_GFP_NOWAIT)) != NULL);   /* the newest entry */
     REQUIRE(got[0] != w.p[0]);
+    uint64_t frees_owner = room_stats(w.r).frees_owner;
     lab_room_free(w.r, w.p[0]);   /* its entry is still the room's: a double free */
     CHECK_EQ(atomic_load(&log.count[LAB_EDOUBLEFREE]), 1);
+    CHECK_EQ(room_stats(w.r).frees_owner, frees_owner);   /* a refused free frees nothing */
     CHECK_EQ(atomic_load(&log.total), 1);
     CHECK_EQ(room_stats(w.r).stock, WIN_N - 1);
     CHECK_EQ(lab_check(w.a), 0);
@@ -3513,6 +3558,7 @@ int main(void)
     RUN(test_a_dead_rooms_handle_refuses_a_block_of_the_room_that_took_its_id);
     RUN(test_the_stats_count_pages_by_step_and_freed);
     RUN(test_a_refused_room_retires_no_room);
+    RUN(test_a_rooms_quota_counts_its_stocks);
     RUN(test_atomic_refill_below_min_stocks_nothing_for_nowait);
     RUN(test_a_nowarn_room_counts_its_failures_without_reporting_them);
     RUN(test_reclaim_takes_an_idle_rooms_stock_but_not_its_reserve);

@@ -71,9 +71,39 @@ static void test_deferred_failure_reports_are_written_once_with_the_dropped_coun
     lab_arena_destroy(a);
 }
 
+/* No lab_arena_flush: the next request that may block writes what the
+ * atomic contexts left behind, before it serves itself. */
+static void fail_nonblocking_then_allocate_blocking(lab_arena *a)
+{
+    CHECK(lab_alloc_pages(a, LAB_GFP_NOWAIT, 4) == NULL);   /* would leave 4 pages, min is 16 */
+    void *p = lab_alloc_pages(a, LAB_GFP_KERNEL, 0);
+    CHECK(p != NULL);
+    if (p)
+        lab_free_pages(a, p, 0);
+}
+
+static void test_a_blocking_request_writes_the_deferred_reports(void)
+{
+    lab_arena *a = test_arena(PAGES, 4, 16, 20, 24);
+    void *held[PAGES];
+    size_t n = 0;
+    /* 20 pages free: an order-0 page for KERNEL, no order-4 block for NOWAIT */
+    while (n < PAGES - 20 && (held[n] = lab_alloc_pages(a, LAB_GFP_MEMALLOC | LAB_GFP_NOWARN, 0)) != NULL)
+        n++;
+    CHECK_EQ(n, PAGES - 20);
+    const char *text = capture_stderr(fail_nonblocking_then_allocate_blocking, a);
+    CHECK_EQ(count_of(text, "page allocation failure: order:4, mode:0x"), 1);
+    CHECK_EQ(count_of(text, "page allocation failure"), 1);
+    while (n)
+        lab_free_pages(a, held[--n], 0);
+    CHECK_EQ(lab_check(a), 0);
+    lab_arena_destroy(a);
+}
+
 int main(void)
 {
     test_watchdog(60);
     RUN(test_deferred_failure_reports_are_written_once_with_the_dropped_count);
+    RUN(test_a_blocking_request_writes_the_deferred_reports);
     return test_finish();
 }

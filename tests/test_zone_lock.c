@@ -16,7 +16,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SKIP_CODE 77
 
@@ -188,6 +190,41 @@ static void test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees(vo
     end_all_home(a, 4096);
 }
 
+/* A request without DIRECT_RECLAIM never waits for the zone lock, whatever
+ * HIGH, MEMALLOC and NOMEMALLOC say (the rights table has a row for each
+ * combination): with the lock held by this very thread, as an interrupted
+ * atomic holder would hold it, each of the eight returns, served or not,
+ * where one that waited would wait for ever (the watchdog ends it). */
+static void lock_wait_watchdog(int sig)
+{
+    (void)sig;
+    static const char msg[] = "a request without DIRECT_RECLAIM waited for the zone lock\n";
+    if (write(2, msg, sizeof(msg) - 1) < 0) { /* nothing more to do */ }
+    _exit(1);
+}
+
+static void test_no_request_without_direct_reclaim_waits_for_the_zone_lock(void)
+{
+    lab_arena *a = test_arena(1024, 10, 0, 0, 0);
+    struct zone *z = &a->zone;
+    void (*old)(int) = signal(SIGALRM, lock_wait_watchdog);
+    void *got[8];
+    REQUIRE(zone_trylock(z));
+    alarm(20);
+    for (unsigned i = 0; i < 8; i++) {
+        lab_gfp_t gfp = LAB_GFP_NOWARN | (i & 1 ? LAB_GFP_HIGH : 0) | (i & 2 ? LAB_GFP_MEMALLOC : 0) |
+                        (i & 4 ? LAB_GFP_NOMEMALLOC : 0);
+        got[i] = lab_alloc_pages(a, gfp, 0);
+    }
+    alarm(0);
+    zone_unlock_nowake(z);
+    signal(SIGALRM, old);
+    for (unsigned i = 0; i < 8; i++)
+        if (got[i])
+            lab_free_pages(a, got[i], 0);
+    end_all_home(a, 1024);
+}
+
 /* A large reserve is taken in batches, the lock let go between them, so
  * that an atomic request (which never waits for the lock) meanwhile waits
  * out at most one batch: at each pause between batches, an atomic request
@@ -207,22 +244,63 @@ static void between_batches(enum pause_site site)
     }
 }
 
+/* A room with `reserve` pages of reserve, created with `hook` called at
+ * the pause points (between the reserve's batches). */
+static int create_with_pauses(lab_arena *a, size_t reserve, void (*hook)(enum pause_site), lab_room **r)
+{
+    lab_room_config cfg;
+    lab_room_config_init(&cfg);
+    cfg.reserve = reserve;
+    atomic_store(&pause_hook, hook);
+    int err = lab_room_create(a, &cfg, r);
+    atomic_store(&pause_hook, NULL);
+    return err;
+}
+
 static void test_a_large_reserve_lets_the_lock_go_between_batches(void)
 {
     lab_arena *a = batch_arena = test_arena(4096, 10, 0, 0, 0);
-    lab_room_config cfg;
-    lab_room_config_init(&cfg);
-    cfg.reserve = 3 * RESERVE_BATCH + 10;
     lab_room *r = NULL;
-    atomic_store(&pause_hook, between_batches);
-    int err = lab_room_create(a, &cfg, &r);
-    atomic_store(&pause_hook, NULL);
+    int err = create_with_pauses(a, 3 * RESERVE_BATCH + 10, between_batches, &r);
     REQUIRE(err == 0);
     fprintf(stderr, "  %d pauses, an atomic page served in %d\n", atomic_load(&batch_pauses),
             atomic_load(&batch_served));
     CHECK_EQ(atomic_load(&batch_pauses), 3);
     CHECK_EQ(atomic_load(&batch_served), 3);
     lab_room_destroy(r);
+    end_all_home(a, 4096);
+}
+
+/* The same batches, but others take the pages between them: the reserve
+ * no longer fits, and the room is refused.  What it took goes back, and
+ * the dead room counts no reserve (lab_check compares the count with the
+ * pages marked as its reserve: none). */
+static void *taken_meanwhile[4096];
+static size_t n_taken_meanwhile;
+static void take_everything_between_batches(enum pause_site site)
+{
+    if (site != PP_RESERVE_BATCH || n_taken_meanwhile)
+        return;
+    void *p;
+    while (n_taken_meanwhile < 4096 &&
+           (p = lab_alloc_pages(batch_arena, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, 0)) != NULL)
+        taken_meanwhile[n_taken_meanwhile++] = p;
+}
+
+static void test_a_reserve_that_others_took_meanwhile_refuses_the_room_and_counts_nothing(void)
+{
+    lab_arena *a = batch_arena = test_arena(4096, 10, 0, 0, 0);
+    lab_room *r = NULL;
+    n_taken_meanwhile = 0;
+    int err = create_with_pauses(a, 2 * RESERVE_BATCH + 10, take_everything_between_batches, &r);
+    CHECK(n_taken_meanwhile > 0);
+    CHECK_EQ(err, LAB_ERESERVE);
+    lab_stats s;
+    lab_stats_get(a, &s);
+    CHECK_EQ(s.reserve_pages, 0);
+    CHECK_EQ(lab_check(a), 0);
+    while (n_taken_meanwhile)
+        lab_free_pages(a, taken_meanwhile[--n_taken_meanwhile], 0);
     end_all_home(a, 4096);
 }
 
@@ -438,9 +516,11 @@ int main(void)
 {
     test_watchdog(60);
     RUN(test_atomic_unlock_puts_back_at_most_the_budget_of_deferred_frees);
+    RUN(test_no_request_without_direct_reclaim_waits_for_the_zone_lock);
     RUN(test_a_dead_rooms_block_freed_by_its_owner_is_claimed_before_it_is_deferred);
     RUN(test_a_snapshot_counts_the_blocks_freed_while_it_is_taken);
     RUN(test_a_large_reserve_lets_the_lock_go_between_batches);
+    RUN(test_a_reserve_that_others_took_meanwhile_refuses_the_room_and_counts_nothing);
     RUN(test_a_snapshot_counts_a_room_whose_id_is_taken_meanwhile_once);
     RUN(test_a_snapshot_that_keeps_meeting_reused_ids_ends_exact);
 #if LAB_TEST_TSAN
