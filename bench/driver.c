@@ -1118,7 +1118,7 @@ static const char *settled(const char *a, const char *ma, double scale, const ch
 }
 
 /* "; the floor fails it too (...)" when the floor, a bare array with no
- * allocator at all, misses the same bound as Labyrinth in this run: such a
+ * allocator at all, misses the bound Labyrinth is held to in this run: such a
  * target weighs the peer's layout (objects not page aligned) against pages,
  * whose first lines all share one set of each private cache, more than it
  * weighs the allocators.  "" otherwise.  below: the bound is met by being

@@ -873,7 +873,7 @@ static void test_a_rooms_quota_counts_its_stocks(void)
         static void *p[64];
         unsigned order[64];
         size_t n = 0, pages = 0;
-        for (int i = 0; i < 64 && n < 64; i++) {
+        for (int i = 0; i < 64; i++) {   /* n <= i: p[] never overflows */
             unsigned o = max_order && i == 0 ? max_order : 0;   /* one top-order block first */
             void *q = lab_room_alloc_pages(r, LAB_GFP_NOWAIT | LAB_GFP_NOWARN, o);
             lab_room_stats st = room_stats(r);   /* pages, every order's */
